@@ -1,0 +1,1 @@
+"""HTTP blueprints: ``peer`` (node to node, PROTOCOL §7), ``agency``, ``health``."""

@@ -1,0 +1,123 @@
+"""The agency API (``/api/v1``): submit messages, follow their delivery, read the inbox.
+
+Every call needs a per-agency token (``Authorization: Bearer …``). An agency
+sees only the outbound messages it submitted.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, g, jsonify, request
+
+from gateway import inbox, outbox, tokens
+from gateway.app import current_node
+from gateway.errors import ApiError
+
+agency = Blueprint("agency", __name__, url_prefix="/api/v1")
+
+
+@agency.before_request
+def _authenticate() -> None:
+    node = current_node()
+    with node.sessions() as session:
+        token = tokens.authenticate(session, request.headers.get("Authorization"))
+        session.commit()
+        g.agency = token.agency
+
+
+def _json_object() -> dict:
+    payload = request.get_json(silent=True)
+    if not isinstance(payload, dict):
+        raise ApiError(
+            "bad-json",
+            "the request body must be a JSON object with Content-Type: application/json",
+            status=400,
+        )
+    return payload
+
+
+def _int_arg(name: str, default: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError as e:
+        raise ApiError(
+            "bad-parameter", f"query parameter {name} must be an integer", status=422
+        ) from e
+
+
+@agency.post("/messages")
+def submit_message():  # type: ignore[no-untyped-def]
+    payload = _json_object()
+    unknown = set(payload) - {"typ", "body", "to"}
+    if unknown:
+        raise ApiError(
+            "bad-field", f"unknown fields {sorted(unknown)}; expected typ, body, to", status=422
+        )
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not 1 <= len(key) <= 100:
+        raise ApiError(
+            "bad-idempotency-key", "Idempotency-Key must be 1 to 100 characters", status=422
+        )
+    node = current_node()
+    with node.sessions() as session:
+        submission = outbox.submit(
+            session,
+            node,
+            agency=g.agency,
+            typ=payload.get("typ"),
+            body=payload.get("body"),
+            to=payload.get("to"),
+            idempotency_key=key,
+        )
+        session.commit()
+        message = outbox.get_message(session, submission.message.id)
+        view = outbox.message_view(message)
+    return jsonify(view), 202 if submission.created else 200
+
+
+@agency.get("/messages")
+def list_messages():  # type: ignore[no-untyped-def]
+    node = current_node()
+    limit = _int_arg("limit", 100)
+    if not 1 <= limit <= 1000:
+        raise ApiError("bad-limit", "limit must be between 1 and 1000", status=422)
+    with node.sessions() as session:
+        messages = outbox.list_messages(
+            session, agency=g.agency, state=request.args.get("state"), limit=limit
+        )
+        return jsonify({"messages": [outbox.message_view(m, with_events=False) for m in messages]})
+
+
+@agency.get("/messages/<message_id>")
+def get_message(message_id: str):  # type: ignore[no-untyped-def]
+    node = current_node()
+    with node.sessions() as session:
+        return jsonify(outbox.message_view(outbox.get_message(session, message_id, g.agency)))
+
+
+@agency.post("/deliveries/<int:delivery_id>/retry")
+def retry_delivery(delivery_id: int):  # type: ignore[no-untyped-def]
+    node = current_node()
+    with node.sessions() as session:
+        delivery = outbox.retry(session, delivery_id, agency=g.agency, who=f"agency {g.agency}")
+        session.commit()
+        return jsonify(outbox.delivery_view(delivery))
+
+
+@agency.get("/inbox")
+def list_inbox():  # type: ignore[no-untyped-def]
+    node = current_node()
+    with node.sessions() as session:
+        messages = inbox.list_inbox(
+            session, after=_int_arg("after", 0), limit=_int_arg("limit", 100)
+        )
+        return jsonify({"messages": [inbox.inbox_view(m) for m in messages]})
+
+
+@agency.get("/inbox/<int:inbound_id>")
+def get_inbound(inbound_id: int):  # type: ignore[no-untyped-def]
+    node = current_node()
+    with node.sessions() as session:
+        return jsonify(inbox.inbox_view(inbox.get_inbound(session, inbound_id)))

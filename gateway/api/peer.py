@@ -1,0 +1,47 @@
+"""The peer API of PROTOCOL §7. Views are thin: the inbox service does the work."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from flask import Blueprint, Response, request
+
+from gateway.app import current_node
+from gateway.envelope import Rejected
+from gateway.inbox import STATUS, receive, record_rejection
+
+peer = Blueprint("peer", __name__, url_prefix="/xb1")
+
+MEDIA_TYPE = "application/xb1+json"
+
+
+@peer.post("/envelopes")
+def post_envelope() -> Response:
+    node = current_node()
+    length = request.content_length
+    if length is not None and length > node.limits.max_bytes:
+        error = Rejected(
+            "too-large", f"envelope is {length} bytes; the limit is {node.limits.max_bytes}"
+        )
+        with node.sessions() as session:
+            record_rejection(session, node, b"", error, None, _now(), size=length)
+            session.commit()
+        return Response(_error_json(error), status=STATUS["too-large"], mimetype="application/json")
+    raw = request.get_data(cache=False)
+    answer = receive(node, raw)
+    mimetype = MEDIA_TYPE if answer.body.startswith(b'{"protected"') else "application/json"
+    return Response(answer.body, status=answer.status, mimetype=mimetype)
+
+
+@peer.get("/trust-list")
+def get_trust_list() -> Response:
+    return Response(current_node().trust().to_wire(), mimetype="application/json")
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+def _error_json(error: Rejected) -> bytes:
+    return json.dumps({"error": error.code, "message": error.message}).encode()

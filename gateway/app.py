@@ -1,0 +1,89 @@
+"""The node's Flask application factory.
+
+``create_app`` builds one node's app from its instance folder (or a ready
+:class:`~gateway.node.Node` in tests) and registers one blueprint per area:
+the peer API of PROTOCOL §7 under ``/xb1``, the agency API under ``/api/v1``
+and health checks. One error handler turns every refusal into one JSON shape,
+``{"error": CODE, "message": TEXT}``; unexpected exceptions become a logged
+``internal-error`` 500 without internals in the answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from gateway.config import load_settings
+from gateway.errors import GatewayError
+from gateway.node import Node
+
+log = logging.getLogger(__name__)
+
+HTTP_CODES = {
+    400: "bad-request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not-found",
+    405: "method-not-allowed",
+    413: "too-large",
+    415: "unsupported-media-type",
+}
+
+
+def create_app(
+    instance: str | os.PathLike[str] | None = None, *, node: Node | None = None, **overrides: Any
+) -> Flask:
+    if node is None:
+        folder = instance or os.environ.get("GATEWAY_INSTANCE") or "instance"
+        node = Node(load_settings(folder, **overrides))
+    app = Flask(__name__, instance_path=node.settings.instance)
+    app.config["MAX_CONTENT_LENGTH"] = node.settings.max_envelope_bytes + 4096
+    app.extensions["gateway"] = node
+
+    from gateway.api.agency import agency
+    from gateway.api.health import health
+    from gateway.api.peer import peer
+
+    app.register_blueprint(peer)
+    app.register_blueprint(agency)
+    app.register_blueprint(health)
+
+    @app.errorhandler(GatewayError)
+    def _gateway_error(error: GatewayError):  # type: ignore[no-untyped-def]
+        return jsonify(error.to_json()), error.status
+
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException):  # type: ignore[no-untyped-def]
+        status = error.code or 500
+        code = HTTP_CODES.get(status, "http-error")
+        return jsonify({"error": code, "message": error.description}), status
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception):  # type: ignore[no-untyped-def]
+        log.exception("unexpected error")
+        return jsonify(
+            {
+                "error": "internal-error",
+                "message": "the node hit an internal error; the operator's log has the details",
+            }
+        ), 500
+
+    @app.after_request
+    def _security_headers(response):  # type: ignore[no-untyped-def]
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Cache-Control", "no-store")
+        response.headers.setdefault("Content-Security-Policy", "default-src 'none'")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        return response
+
+    return app
+
+
+def current_node() -> Node:
+    from flask import current_app
+
+    return current_app.extensions["gateway"]  # type: ignore[no-any-return]

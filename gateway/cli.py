@@ -1,0 +1,428 @@
+"""The ``gateway`` command: everything an operator does with a node.
+
+Commands are thin: they parse options, call a service, and print. Every
+command works on one node's instance folder (``--instance`` or
+``GATEWAY_INSTANCE``, default ``./instance``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gateway.config import load_settings, write_instance_file
+from gateway.errors import GatewayError
+from keys.fingerprint import fingerprint
+from keys.nodekeys import NodeKeys, passphrase_from_env
+from keys.sealed import KeyFileError
+from keys.trustlist import TrustError, key_entry
+
+
+class Context:
+    def __init__(self, instance: str) -> None:
+        self.instance = Path(instance)
+        self._node: Any = None
+
+    def node(self) -> Any:
+        """Open the node (keys, database, trust list) once per command."""
+        if self._node is None:
+            from gateway.node import Node
+
+            settings = load_settings(self.instance)
+            passphrase = settings.key_passphrase
+            try:
+                keys = NodeKeys.load(settings.key_file, passphrase)
+            except KeyFileError as e:
+                if (
+                    e.code != "key-file-passphrase"
+                    or passphrase is not None
+                    or not sys.stdin.isatty()
+                ):
+                    raise
+                passphrase = click.prompt("Key passphrase", hide_input=True)
+                keys = NodeKeys.load(settings.key_file, passphrase)
+            self._node = Node(settings, keys=keys)
+        return self._node
+
+
+def _fail(code: str, message: str) -> None:
+    click.echo(f"error [{code}]: {message}", err=True)
+    sys.exit(2)
+
+
+class GatewayGroup(click.Group):
+    """Turns every project error into one line: ``error [code]: sentence``."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (GatewayError, TrustError, KeyFileError) as e:
+            _fail(getattr(e, "code", "error"), getattr(e, "message", None) or str(e))
+        except FileNotFoundError as e:
+            _fail("file-not-found", f"{e.filename}: no such file; did you run 'gateway init'?")
+
+
+@click.group(cls=GatewayGroup)
+@click.option(
+    "--instance",
+    envvar="GATEWAY_INSTANCE",
+    default="instance",
+    show_default=True,
+    help="The node's instance folder (configuration, keys, SQLite database).",
+)
+@click.pass_context
+def main(ctx: click.Context, instance: str) -> None:
+    """Operate one node of the xb1 secure cross-border exchange gateway."""
+    ctx.obj = Context(instance)
+
+
+def _out(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+# ---------------------------------------------------------------------------- init / keys
+
+
+@main.command()
+@click.option("--node", "node_id", required=True, help="Node id, e.g. KZ or KZ-MVD.")
+@click.option("--database-url", default="", help="SQLAlchemy URL; default SQLite in the folder.")
+@click.option("--trust-anchor", default="", help="SHA-256 (hex) of trust list version 1.")
+@click.option(
+    "--unsealed",
+    is_flag=True,
+    help="UNSAFE: store private keys unencrypted (demos and tests only).",
+)
+@click.pass_obj
+def init(obj: Context, node_id: str, database_url: str, trust_anchor: str, unsealed: bool) -> None:
+    """Create a node: instance folder, configuration, sealed node keys, database."""
+    folder = obj.instance
+    folder.mkdir(parents=True, exist_ok=True)
+    key_file = folder / "node-keys.json"
+    if key_file.exists():
+        _fail("already-initialised", f"{key_file} exists; this folder already holds a node")
+    settings: dict[str, Any] = {"node": node_id}
+    if database_url:
+        settings["database_url"] = database_url
+    if trust_anchor:
+        settings["trust_anchor"] = trust_anchor
+    write_instance_file(folder, settings)
+    load_settings(folder)  # validates node id and anchor before keys are made
+    keys = NodeKeys.generate(node_id)
+    if unsealed:
+        click.echo(
+            "WARNING: private keys are stored UNSEALED; anyone who reads "
+            f"{key_file} can sign and decrypt as {node_id}.",
+            err=True,
+        )
+        keys.save(key_file, None, unsafe_unsealed=True)
+    else:
+        passphrase = passphrase_from_env() or click.prompt(
+            "Passphrase to seal the node keys", hide_input=True, confirmation_prompt=True
+        )
+        keys.save(key_file, passphrase)
+    obj.node()
+    click.echo(f"Node {node_id} created in {folder}")
+    _print_keys(keys)
+
+
+def _print_keys(keys: NodeKeys) -> None:
+    for label, ring in (("sig", keys.signing), ("enc", keys.encryption)):
+        for entry in ring:
+            click.echo(f"  {label} {entry.kid} [{entry.status}]")
+            click.echo(f"      fingerprint {fingerprint(entry.pair.public)}")
+
+
+@main.group()
+def keys() -> None:
+    """Show the node's keys and the entry administrators put in the trust list."""
+
+
+@keys.command("show")
+@click.pass_obj
+def keys_show(obj: Context) -> None:
+    """Key ids and fingerprints (compare them with the trust list by phone)."""
+    node = obj.node()
+    click.echo(f"Node {node.id}")
+    _print_keys(node.keys)
+
+
+@keys.command("entry")
+@click.option("--name", required=True, help="Human name of the node, e.g. 'Kazakhstan MVD'.")
+@click.option("--endpoint", required=True, help="Base URL peers use, e.g. https://xb.kz.example")
+@click.option("--not-after", type=int, default=None, help="Key expiry (Unix seconds).")
+@click.pass_obj
+def keys_entry(obj: Context, name: str, endpoint: str, not_after: int | None) -> None:
+    """Print this node's trust-list entry (public keys only) as JSON."""
+    node = obj.node()
+    now = int(time.time())
+    horizon = not_after or now + 2 * 365 * 24 * 3600
+    _out(
+        {
+            "node": node.id,
+            "name": name,
+            "endpoint": endpoint,
+            "keys": [
+                key_entry(
+                    node.keys.current_signing.public, "sig", not_before=now, not_after=horizon
+                ),
+                key_entry(
+                    node.keys.current_encryption.public, "enc", not_before=now, not_after=horizon
+                ),
+            ],
+        }
+    )
+
+
+# ---------------------------------------------------------------------------- trust list
+
+
+@main.group()
+def trust() -> None:
+    """Install and inspect the federation trust list."""
+
+
+@trust.command("install")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--anchor", default=None, help="SHA-256 (hex) pinning version 1, if not configured.")
+@click.pass_obj
+def trust_install(obj: Context, path: str, anchor: str | None) -> None:
+    """Verify a trust list version and make it current."""
+    trust_list = obj.node().install_trust_list(Path(path).read_bytes(), anchor=anchor)
+    click.echo(
+        f"Installed trust list {trust_list.federation} version {trust_list.version} "
+        f"({len(trust_list.node_ids)} nodes, threshold {trust_list.threshold})."
+    )
+
+
+@trust.command("show")
+@click.pass_obj
+def trust_show(obj: Context) -> None:
+    """The current trust list: version, expiry, nodes, endpoints and key fingerprints."""
+    trust_list = obj.node().trust()
+    click.echo(
+        f"{trust_list.federation} version {trust_list.version}, expires "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(trust_list.expires))}"
+        f"{' (EXPIRED: sending frozen)' if trust_list.is_expired(int(time.time())) else ''}"
+    )
+    for node_id in trust_list.node_ids:
+        entry = trust_list.node(node_id)
+        click.echo(f"  {node_id} {entry.name} {entry.endpoint}")
+        for key in entry.keys:
+            click.echo(f"      {key.use} {key.kid} {key.status} {fingerprint(key.pub)}")
+
+
+# ---------------------------------------------------------------------------- tokens
+
+
+@main.group()
+def token() -> None:
+    """Issue, list and revoke per-agency API tokens."""
+
+
+@token.command("issue")
+@click.argument("agency")
+@click.option("--label", default="", help="Who or what uses the token.")
+@click.pass_obj
+def token_issue(obj: Context, agency: str, label: str) -> None:
+    """Issue a token for AGENCY (e.g. kz-police). It is shown once; only a hash is kept."""
+    from gateway import tokens
+
+    node = obj.node()
+    with node.sessions() as session:
+        issued = tokens.issue(session, agency, label)
+        session.commit()
+    click.echo(f"Token {issued.id} for {issued.agency} (shown once, store it safely):")
+    click.echo(issued.secret)
+
+
+@token.command("list")
+@click.pass_obj
+def token_list(obj: Context) -> None:
+    """List tokens (never their secrets)."""
+    from gateway import tokens
+
+    with obj.node().sessions() as session:
+        for row in tokens.listing(session):
+            state = "revoked" if row.revoked_at else "active"
+            click.echo(f"{row.id:>4} {row.agency:<20} {row.prefix}… {state} {row.label}")
+
+
+@token.command("revoke")
+@click.argument("token_id", type=int)
+@click.pass_obj
+def token_revoke(obj: Context, token_id: int) -> None:
+    """Revoke a token at once."""
+    from gateway import tokens
+
+    with obj.node().sessions() as session:
+        row = tokens.revoke(session, token_id)
+        session.commit()
+        click.echo(f"Token {row.id} for {row.agency} revoked.")
+
+
+# ---------------------------------------------------------------------------- running
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.pass_obj
+def db_upgrade(obj: Context) -> None:
+    """Apply pending migrations (also done whenever the node starts)."""
+    from gateway import db as database
+
+    settings = load_settings(obj.instance)
+    database.upgrade(database.make_engine(settings.database_url))
+    click.echo("Database is at the current schema.")
+
+
+@main.command()
+@click.option("--bind", default="127.0.0.1:8080", show_default=True)
+@click.option("--workers", type=int, default=None, help="gunicorn workers (default 2 per core).")
+@click.pass_obj
+def serve(obj: Context, bind: str, workers: int | None) -> None:
+    """Serve the peer and agency APIs under gunicorn."""
+    obj.node()  # fail here, with a clear error, rather than in every worker
+    config = Path(__file__).resolve().parent.parent / "deploy" / "gunicorn.conf.py"
+    argv = [sys.executable, "-m", "gunicorn", "--bind", bind]
+    if config.exists():
+        argv += ["--config", str(config)]
+    if workers:
+        argv += ["--workers", str(workers)]
+    argv.append("gateway.wsgi:app")
+    os.environ["GATEWAY_INSTANCE"] = str(obj.instance.resolve())
+    os.execv(sys.executable, argv)
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Send what is due now, then exit.")
+@click.option("--until-idle", is_flag=True, help="Loop until nothing is due, then exit.")
+@click.pass_obj
+def dispatch(obj: Context, once: bool, until_idle: bool) -> None:
+    """Run the dispatcher: send queued envelopes, record receipts, retry with backoff."""
+    from gateway.dispatcher import Dispatcher
+
+    dispatcher = Dispatcher(obj.node())
+    if once:
+        outcomes = dispatcher.run_once()
+        click.echo(
+            f"{len(outcomes)} deliveries attempted: "
+            + ", ".join(f"{o.state}{'/' + o.code if o.code else ''}" for o in outcomes)
+        )
+        return
+    dispatcher.run(until_idle=until_idle)
+
+
+# ---------------------------------------------------------------------------- outbox / inbox
+
+
+@main.group()
+def outbox() -> None:
+    """Follow outbound messages and their deliveries."""
+
+
+@outbox.command("list")
+@click.option("--state", default=None, help="Only messages with a delivery in this state.")
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.pass_obj
+def outbox_list(obj: Context, state: str | None, limit: int) -> None:
+    """Outbound messages, newest first, with each recipient's delivery state."""
+    from gateway import outbox as service
+
+    with obj.node().sessions() as session:
+        for message in service.list_messages(session, state=state, limit=limit):
+            states = " ".join(
+                f"{d.recipient}:{d.state}" + (f"({d.last_code})" if d.last_code else "")
+                for d in message.deliveries
+            )
+            click.echo(f"{message.id} {message.typ:<10} {message.agency:<16} {states}")
+
+
+@outbox.command("show")
+@click.argument("message_id")
+@click.pass_obj
+def outbox_show(obj: Context, message_id: str) -> None:
+    """One message with every delivery, its history and receipt."""
+    from gateway import outbox as service
+
+    with obj.node().sessions() as session:
+        _out(service.message_view(service.get_message(session, message_id)))
+
+
+@outbox.command("retry")
+@click.argument("delivery_id", type=int)
+@click.pass_obj
+def outbox_retry(obj: Context, delivery_id: int) -> None:
+    """Queue a rejected or retrying delivery again (the same envelope is resent)."""
+    from gateway import outbox as service
+
+    with obj.node().sessions() as session:
+        delivery = service.retry(session, delivery_id, who="operator (cli)")
+        session.commit()
+        click.echo(f"Delivery {delivery.id} to {delivery.recipient} queued again.")
+
+
+@main.group()
+def inbox() -> None:
+    """Read received messages and refused envelopes."""
+
+
+@inbox.command("list")
+@click.option("--after", type=int, default=0)
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.pass_obj
+def inbox_list(obj: Context, after: int, limit: int) -> None:
+    """Accepted inbound messages (metadata only)."""
+    from gateway import inbox as service
+
+    with obj.node().sessions() as session:
+        for message in service.list_inbox(session, after=after, limit=limit):
+            click.echo(
+                f"{message.id:>6} {message.envelope_id} from {message.sender:<8} {message.typ}"
+            )
+
+
+@inbox.command("rejected")
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.pass_obj
+def inbox_rejected(obj: Context, limit: int) -> None:
+    """Refused envelopes with their rejection code, newest first."""
+    from gateway import inbox as service
+
+    with obj.node().sessions() as session:
+        for row in service.list_rejections(session, limit=limit):
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(row.received_at))
+            click.echo(
+                f"{row.id:>6} {when} {row.code:<24} from {row.sender or '?':<8} "
+                f"{row.envelope_id or '-'} {row.detail}"
+            )
+
+
+# ---------------------------------------------------------------------------- demo
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON summary object.")
+@click.option(
+    "--keep",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Keep the nodes' folders here instead of a temporary folder.",
+)
+def demo(as_json: bool, keep: str | None) -> None:
+    """Run a three-node federation (KZ, KG, UZ) on 127.0.0.1 exchanging real messages."""
+    from gateway.demo import run_demo
+
+    summary = run_demo(as_json=as_json, keep=keep)
+    if as_json:
+        click.echo(json.dumps(summary, ensure_ascii=False))
+    sys.exit(0 if summary["lost"] == 0 and summary["delivered"] == summary["sent"] else 1)

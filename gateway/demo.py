@@ -1,0 +1,331 @@
+"""``gateway demo``: a three-node federation (KZ, KG, UZ) on this machine.
+
+Each node gets fresh sealed keys, its own SQLite database and its own gunicorn
+server on 127.0.0.1. Three administrators (one per state) sign trust list
+version 1 with threshold 2; every node pins it by hash. Agencies submit alerts
+through the real agency API; each node's dispatcher seals and posts them over
+HTTP; the receivers verify, decrypt, store and answer with signed receipts,
+which the senders verify. At the end the demo checks every inbox: each
+envelope sent must be there exactly once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from gateway.config import load_settings, write_instance_file
+from gateway.dispatcher import Dispatcher
+from gateway.envelope import ReceiptInvalid, step1_parse_outer, step2_parse_header, verify_receipt
+from gateway.models import Delivery, InboundMessage
+from gateway.node import Node
+from gateway.tokens import issue
+from keys.fingerprint import fingerprint
+from keys.keypair import SigningKeyPair
+from keys.nodekeys import NodeKeys
+from keys.sealed import MEMLIMIT_INTERACTIVE, OPSLIMIT_INTERACTIVE
+from keys.trustlist import admin_entry, assemble, build_list, node_entry, sign_list
+from schemas.examples import example_alert, example_alert_tajik_cyrillic, example_alert_uzbek_latin
+
+NODES = {"KZ": "Kazakhstan", "KG": "Kyrgyzstan", "UZ": "Uzbekistan"}
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class _Say:
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+
+    def __call__(self, text: str = "") -> None:
+        if not self.quiet:
+            print(text, flush=True)
+
+
+def _start_server(instance: Path, port: int, passphrase: str) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, GATEWAY_INSTANCE=str(instance), GATEWAY_KEY_PASSPHRASE=passphrase)
+    log = (instance / "server.log").open("wb")
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "1",
+            "--threads",
+            "4",
+            "--worker-class",
+            "gthread",
+            "--log-level",
+            "warning",
+            "gateway.wsgi:app",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def _wait_ready(url: str, process: subprocess.Popen[bytes], deadline: float) -> None:
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"node server at {url} exited with code {process.returncode}")
+        try:
+            if requests.get(url + "/readyz", timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"node server at {url} did not become ready in time")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def run_demo(*, as_json: bool = False, keep: str | None = None) -> dict[str, Any]:
+    say = _Say(as_json)
+    started = time.monotonic()
+    with ExitStack() as stack:
+        if keep:
+            root = Path(keep)
+            root.mkdir(parents=True, exist_ok=True)
+        else:
+            root = Path(tempfile.mkdtemp(prefix="xb1-demo-"))
+            stack.callback(shutil.rmtree, root, ignore_errors=True)
+        now = int(time.time())
+
+        say("xb1 gateway demo: three national nodes on this machine, real HTTP on 127.0.0.1")
+        say(f"Working folder: {root}")
+        say()
+        say(
+            "1. Each state creates its node keys "
+            "(sealed at rest with argon2id + XChaCha20-Poly1305)"
+        )
+        passphrases = {n: secrets.token_urlsafe(16) for n in NODES}
+        ports = {n: _free_port() for n in NODES}
+        ring = {}
+        for node_id in NODES:
+            instance = root / node_id
+            instance.mkdir()
+            keys = NodeKeys.generate(node_id, now=now)
+            keys.save(
+                instance / "node-keys.json",
+                passphrases[node_id],
+                opslimit=OPSLIMIT_INTERACTIVE,
+                memlimit=MEMLIMIT_INTERACTIVE,
+            )
+            ring[node_id] = keys
+            say(f"   {node_id}: signing key {keys.current_signing.kid}")
+            say(f"       fingerprint {fingerprint(keys.current_signing.public)}")
+
+        say()
+        say("2. Three administrators (one per state) sign trust list version 1, threshold 2 of 3")
+        admins = {n: SigningKeyPair.generate() for n in NODES}
+        raw = build_list(
+            federation="central-asia-demo",
+            version=1,
+            issued_at=now,
+            expires=now + 30 * 86400,
+            prev=None,
+            threshold=2,
+            admins=[admin_entry(admins[n], f"{NODES[n]} national administrator") for n in NODES],
+            nodes=[
+                node_entry(
+                    n,
+                    NODES[n],
+                    f"http://127.0.0.1:{ports[n]}",
+                    ring[n].current_signing,
+                    ring[n].current_encryption,
+                    not_before=now - 60,
+                    not_after=now + 365 * 86400,
+                )
+                for n in NODES
+            ],
+        )
+        wire = assemble(raw, [sign_list(raw, admins[n]) for n in NODES])
+        anchor = hashlib.sha256(raw).hexdigest()
+        say(f"   anchor (SHA-256 of version 1, compared out of band): {anchor}")
+
+        nodes: dict[str, Node] = {}
+        for node_id in NODES:
+            instance = root / node_id
+            write_instance_file(
+                instance,
+                {
+                    "node": node_id,
+                    "trust_anchor": anchor,
+                    "backoff_base": 0.5,
+                    "backoff_cap": 2.0,
+                    "peer_timeout": 5.0,
+                    "dispatch_interval": 0.2,
+                },
+            )
+            node = Node(load_settings(instance), keys=ring[node_id])
+            stack.callback(node.engine.dispose)
+            node.install_trust_list(wire)
+            nodes[node_id] = node
+
+        say()
+        say("3. Each node starts its gunicorn server")
+        servers = {}
+        for node_id in NODES:
+            servers[node_id] = _start_server(root / node_id, ports[node_id], passphrases[node_id])
+            stack.callback(_stop, servers[node_id])
+        deadline = time.monotonic() + 30
+        for node_id in NODES:
+            _wait_ready(f"http://127.0.0.1:{ports[node_id]}", servers[node_id], deadline)
+            say(f"   {node_id} listening on http://127.0.0.1:{ports[node_id]}")
+
+        tokens = {}
+        agencies = {"KZ": "kz-police", "KG": "kg-mvd", "UZ": "uz-labour-inspectorate"}
+        for node_id, node in nodes.items():
+            with node.sessions() as session:
+                tokens[node_id] = issue(session, agencies[node_id], "demo").secret
+                session.commit()
+
+        def submit(sender: str, to: list[str], body: dict[str, Any], title: str) -> str:
+            answer = requests.post(
+                f"http://127.0.0.1:{ports[sender]}/api/v1/messages",
+                json={"typ": "alert/1", "body": body, "to": to},
+                headers={"Authorization": f"Bearer {tokens[sender]}"},
+                timeout=10,
+            )
+            if answer.status_code != 202:
+                raise RuntimeError(f"{sender} refused the submission: {answer.text}")
+            message_id = answer.json()["id"]
+            say(f"   {agencies[sender]} ({sender}) → {', '.join(to)}: {title}")
+            say(f"       message {message_id} stored and queued")
+            return str(message_id)
+
+        say()
+        say("4. Agencies submit alerts through their node's agency API")
+        exchanges = [
+            ("KZ", ["KG", "UZ"], example_alert(), "trafficked person, recruited via Telegram"),
+            ("KG", ["KZ"], example_alert_tajik_cyrillic(), "alert in Tajik Cyrillic"),
+            ("UZ", ["KZ", "KG"], example_alert_uzbek_latin(), "alert in Uzbek Latin"),
+        ]
+        sent_ids = [
+            (sender, to, submit(sender, to, body, title)) for sender, to, body, title in exchanges
+        ]
+
+        say()
+        say("5. Dispatchers seal and post the envelopes; receivers answer with signed receipts")
+        for node_id, node in nodes.items():
+            Dispatcher(node, worker=f"demo-{node_id}").run(until_idle=True, stop_after=20)
+
+        summary_messages = []
+        delivered = receipts_verified = sent = lost = duplicates = 0
+        for sender, _to, message_id in sent_ids:
+            node = nodes[sender]
+            trust_list = node.trust()
+            with node.sessions() as session:
+                deliveries = session.query(Delivery).filter_by(message_id=message_id).all()
+                for delivery in deliveries:
+                    sent += 1
+                    envelope = step2_parse_header(
+                        *step1_parse_outer(delivery.envelope.wire, node.limits)
+                    )
+                    verified = False
+                    if delivery.receipt:
+                        try:
+                            receipt = verify_receipt(
+                                delivery.receipt,
+                                trust=trust_list.keys,
+                                now=int(time.time()),
+                                envelope=envelope,
+                            )
+                            verified = receipt.accepted
+                        except ReceiptInvalid:
+                            verified = False
+                    delivered += delivery.state == "delivered"
+                    receipts_verified += verified
+                    with nodes[delivery.recipient].sessions() as peer_session:
+                        copies = (
+                            peer_session.query(InboundMessage)
+                            .filter_by(sender=sender, envelope_id=delivery.envelope_id)
+                            .count()
+                        )
+                    lost += copies == 0
+                    duplicates += max(0, copies - 1)
+                    summary_messages.append(
+                        {
+                            "id": message_id,
+                            "from": sender,
+                            "to": delivery.recipient,
+                            "state": delivery.state,
+                            "attempts": delivery.attempts,
+                            "receipt_verified": verified,
+                            "copies_in_inbox": copies,
+                        }
+                    )
+                    say(
+                        f"   {sender} → {delivery.recipient}: {delivery.state} after "
+                        f"{delivery.attempts} attempt(s); receipt "
+                        + (
+                            f"signed by {delivery.recipient} and verified"
+                            if verified
+                            else "MISSING"
+                        )
+                        + f"; in {delivery.recipient}'s inbox {copies} time(s)"
+                    )
+
+        say()
+        say("6. Receivers read their inbox through the agency API")
+        for node_id in NODES:
+            answer = requests.get(
+                f"http://127.0.0.1:{ports[node_id]}/api/v1/inbox",
+                headers={"Authorization": f"Bearer {tokens[node_id]}"},
+                timeout=10,
+            )
+            for entry in answer.json()["messages"]:
+                subject = entry["body"]["subjects"][0]["names"][0]
+                say(
+                    f"   {node_id} inbox: {entry['typ']} from {entry['sender']}, "
+                    f"{entry['body']['kind']}, subject {subject['original']} "
+                    f"({subject['latin']})"
+                )
+
+        elapsed = round(time.monotonic() - started, 2)
+        say()
+        say(
+            f"Summary: {sent} deliveries, {delivered} delivered, {receipts_verified} receipts "
+            f"verified, {lost} lost, {duplicates} duplicated, in {elapsed}s"
+        )
+        say("Stopping the three servers." + ("" if keep else " Removing the working folder."))
+        return {
+            "nodes": [{"node": n, "endpoint": f"http://127.0.0.1:{ports[n]}"} for n in NODES],
+            "trust_anchor": anchor,
+            "sent": sent,
+            "delivered": delivered,
+            "receipts_verified": receipts_verified,
+            "lost": lost,
+            "duplicates": duplicates,
+            "messages": summary_messages,
+            "seconds": elapsed,
+        }

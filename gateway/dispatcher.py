@@ -1,0 +1,299 @@
+"""The dispatcher: takes due deliveries from the outbox and sends their envelopes.
+
+Several dispatchers may run at once (processes, or hosts on one PostgreSQL).
+A delivery is claimed with a compare-and-set ``UPDATE`` that only succeeds on
+a row that is due (queued or retrying, ``next_attempt_at`` passed) or whose
+previous claim's lease has run out (a dispatcher that died mid-send). Only the
+claim holder records the outcome. The lease is longer than twice the HTTP
+timeout (checked in config), so no message is being sent by two dispatchers at
+once; a send interrupted by a crash is repeated with the byte-identical
+envelope, which the receiver answers as a retry — never a second inbox entry.
+
+Outcomes: an accepted receipt that verifies → ``delivered``; a signed rejected
+receipt → ``rejected`` (or ``retrying`` for codes a trust-list or clock update
+can cure); network errors, 5xx, unauthenticated refusals and receipts that do
+not verify → ``retrying`` with exponential backoff and full jitter; past the
+envelope's ``exp`` → ``expired``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import socket
+import time
+from dataclasses import dataclass
+
+import requests
+from sqlalchemy import and_, or_, select, update
+
+from gateway.envelope import ReceiptInvalid, step1_parse_outer, step2_parse_header, verify_receipt
+from gateway.errors import NodeStateError
+from gateway.models import Delivery, DeliveryState, SealedEnvelope
+from gateway.node import Node
+from gateway.outbox import record_event
+from keys.trustlist import TrustList
+
+log = logging.getLogger(__name__)
+
+# Rejections that a later attempt may cure (peer's trust list or clock lagging).
+TRANSIENT_REJECTIONS = frozenset({"unknown-sender", "key-not-valid", "not-yet-valid"})
+
+
+@dataclass(frozen=True)
+class Outcome:
+    state: str
+    code: str | None = None
+    detail: str | None = None
+    receipt: bytes | None = None
+    verified: bool = False
+
+
+def backoff_delay(attempts: int, base: float, cap: float, rng: random.Random) -> float:
+    """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**attempts)]
+    but at least ``base``/2 so a dead peer is not hammered."""
+    ceiling = min(cap, base * (2 ** min(attempts, 32)))
+    return max(base / 2, rng.uniform(0, ceiling))
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        node: Node,
+        *,
+        worker: str | None = None,
+        http: requests.Session | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.node = node
+        self.worker = worker or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.http = http or requests.Session()
+        self.rng = rng or random.Random()
+
+    # ------------------------------------------------------------------ claiming
+
+    def _claimable(self, now: int):  # type: ignore[no-untyped-def]
+        return or_(
+            and_(
+                Delivery.state.in_((DeliveryState.QUEUED, DeliveryState.RETRYING)),
+                Delivery.next_attempt_at <= now,
+            ),
+            and_(Delivery.state == DeliveryState.SENDING, Delivery.lease_until < now),
+        )
+
+    def claim(self, now: int) -> list[int]:
+        """Claim up to ``dispatch_batch`` due deliveries; returns their ids."""
+        settings = self.node.settings
+        claimed = []
+        with self.node.sessions() as session:
+            candidates = session.scalars(
+                select(Delivery.id)
+                .where(self._claimable(now))
+                .order_by(Delivery.next_attempt_at, Delivery.id)
+                .limit(settings.dispatch_batch)
+            ).all()
+            for delivery_id in candidates:
+                result = session.execute(
+                    update(Delivery)
+                    .where(Delivery.id == delivery_id, self._claimable(now))
+                    .values(
+                        state=DeliveryState.SENDING,
+                        lease_owner=self.worker,
+                        lease_until=now + settings.dispatch_lease,
+                        updated_at=now,
+                        attempts=Delivery.attempts + 1,
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+                session.commit()
+                if result.rowcount == 1:  # type: ignore[attr-defined]
+                    claimed.append(delivery_id)
+        return claimed
+
+    # ------------------------------------------------------------------ sending
+
+    def _send(
+        self, trust_list: TrustList, delivery: Delivery, envelope: SealedEnvelope, now: int
+    ) -> Outcome:
+        if now > envelope.exp:
+            return Outcome(
+                DeliveryState.EXPIRED,
+                "expired",
+                f"envelope expired at {envelope.exp} before {delivery.recipient} accepted it",
+            )
+        peer = trust_list.node(delivery.recipient)
+        if peer is None:
+            return Outcome(
+                DeliveryState.RETRYING,
+                "unknown-recipient",
+                f"{delivery.recipient} is not in trust list version {trust_list.version}",
+            )
+        url = peer.endpoint.rstrip("/") + "/xb1/envelopes"
+        try:
+            answer = self.http.post(
+                url,
+                data=envelope.wire,
+                timeout=self.node.settings.peer_timeout,
+                headers={"Content-Type": "application/xb1+json"},
+                allow_redirects=False,
+            )
+        except requests.RequestException as e:
+            return Outcome(
+                DeliveryState.RETRYING, "peer-unreachable", f"{url}: {type(e).__name__}: {e}"[:500]
+            )
+        if answer.status_code >= 500 or answer.status_code < 200:
+            return Outcome(
+                DeliveryState.RETRYING, "peer-error", f"{url} answered HTTP {answer.status_code}"
+            )
+        return self._judge_answer(trust_list, delivery, envelope, answer, now)
+
+    def _judge_answer(
+        self,
+        trust_list: TrustList,
+        delivery: Delivery,
+        envelope: SealedEnvelope,
+        answer: requests.Response,
+        now: int,
+    ) -> Outcome:
+        sealed = step2_parse_header(*step1_parse_outer(envelope.wire, self.node.limits))
+        body = answer.content
+        try:
+            receipt = verify_receipt(body, trust=trust_list.keys, now=now, envelope=sealed)
+        except ReceiptInvalid as e:
+            code = _error_code(body)
+            if answer.status_code == 200:
+                return Outcome(DeliveryState.RETRYING, "receipt-invalid", str(e))
+            return Outcome(
+                DeliveryState.RETRYING,
+                code or "peer-refused",
+                f"HTTP {answer.status_code} without a signed receipt: "
+                f"{body[:300].decode('utf-8', 'replace')}",
+            )
+        if receipt.signer.node != delivery.recipient:
+            return Outcome(
+                DeliveryState.RETRYING,
+                "receipt-invalid",
+                f"receipt signed by {receipt.signer.node}, not {delivery.recipient}",
+            )
+        if receipt.accepted:
+            return Outcome(
+                DeliveryState.DELIVERED,
+                None,
+                "accepted; receipt verified",
+                receipt=body,
+                verified=True,
+            )
+        if receipt.reason in TRANSIENT_REJECTIONS:
+            return Outcome(
+                DeliveryState.RETRYING,
+                receipt.reason,
+                f"{delivery.recipient} refused it as {receipt.reason}; will retry",
+                receipt=body,
+                verified=True,
+            )
+        return Outcome(
+            DeliveryState.REJECTED,
+            receipt.reason,
+            f"{delivery.recipient} refused it with a signed receipt: {receipt.reason}",
+            receipt=body,
+            verified=True,
+        )
+
+    def _record(self, delivery_id: int, outcome: Outcome, now: int) -> bool:
+        settings = self.node.settings
+        with self.node.sessions() as session:
+            delivery = session.get(Delivery, delivery_id)
+            if (
+                delivery is None
+                or delivery.lease_owner != self.worker
+                or delivery.state != DeliveryState.SENDING
+            ):
+                log.warning(
+                    "lost the lease on delivery %s; outcome %s not recorded",
+                    delivery_id,
+                    outcome.state,
+                )
+                return False
+            values: dict[str, object] = {
+                "state": outcome.state,
+                "last_code": outcome.code,
+                "last_detail": outcome.detail,
+                "lease_owner": None,
+                "lease_until": None,
+                "updated_at": now,
+            }
+            if outcome.receipt is not None:
+                values["receipt"] = outcome.receipt
+                values["receipt_verified"] = outcome.verified
+            if outcome.state == DeliveryState.DELIVERED:
+                values["delivered_at"] = now
+            if outcome.state == DeliveryState.RETRYING:
+                delay = backoff_delay(
+                    delivery.attempts, settings.backoff_base, settings.backoff_cap, self.rng
+                )
+                values["next_attempt_at"] = now + max(1, int(delay))
+            result = session.execute(
+                update(Delivery)
+                .where(
+                    Delivery.id == delivery_id,
+                    Delivery.lease_owner == self.worker,
+                    Delivery.state == DeliveryState.SENDING,
+                )
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                session.rollback()
+                return False
+            record_event(
+                session,
+                delivery,
+                outcome.state,
+                code=outcome.code,
+                detail=outcome.detail,
+                worker=self.worker,
+                at=now,
+            )
+            session.commit()
+        return True
+
+    def deliver(self, delivery_id: int, now: int | None = None) -> Outcome:
+        at = int(time.time()) if now is None else now
+        with self.node.sessions() as session:
+            delivery = session.get(Delivery, delivery_id)
+            assert delivery is not None
+            envelope = delivery.envelope
+            session.expunge_all()
+        try:
+            trust_list = self.node.trust()
+            outcome = self._send(trust_list, delivery, envelope, at)
+        except NodeStateError as e:
+            outcome = Outcome(DeliveryState.RETRYING, e.code, e.message)
+        self._record(delivery_id, outcome, int(time.time()) if now is None else now)
+        return outcome
+
+    def run_once(self, now: int | None = None) -> list[Outcome]:
+        """Claim what is due and send it; returns the outcomes."""
+        at = int(time.time()) if now is None else now
+        return [self.deliver(delivery_id, now) for delivery_id in self.claim(at)]
+
+    def run(self, *, stop_after: float | None = None, until_idle: bool = False) -> None:
+        """Loop until stopped (or until nothing is due, with ``until_idle``)."""
+        started = time.monotonic()
+        while stop_after is None or time.monotonic() - started < stop_after:
+            outcomes = self.run_once()
+            if not outcomes:
+                if until_idle:
+                    return
+                time.sleep(self.node.settings.dispatch_interval)
+
+
+def _error_code(body: bytes) -> str | None:
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return None
+    code = parsed.get("error") if isinstance(parsed, dict) else None
+    return code if isinstance(code, str) and len(code) < 40 else None

@@ -1,0 +1,52 @@
+"""The node's exception tree: one base per trust boundary, each with a stable code.
+
+* :class:`ApiError` — a request from a local agency or operator that we refuse.
+* :class:`PeerError` — a peer (or the network to it) misbehaved while we delivered.
+* :class:`NodeStateError` — our own state forbids the action (no keys, frozen trust list).
+* :class:`ConfigError` — the configuration is inconsistent; the node does not start.
+
+Envelope rejections have their own type, :class:`gateway.envelope.Rejected`,
+whose codes are the protocol's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class GatewayError(Exception):
+    code = "gateway-error"
+    status = 500
+
+    def __init__(
+        self, code: str, message: str, *, status: int | None = None, details: Any = None
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        if status is not None:
+            self.status = status
+        self.details = details
+
+    def to_json(self) -> dict[str, Any]:
+        payload: dict[str, Any] = {"error": self.code, "message": self.message}
+        if self.details is not None:
+            payload["details"] = self.details
+        return payload
+
+
+class ApiError(GatewayError):
+    status = 400
+
+
+class PeerError(GatewayError):
+    status = 502
+
+
+class NodeStateError(GatewayError):
+    status = 503
+
+
+class ConfigError(GatewayError):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(code, message, status=500)

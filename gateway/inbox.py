@@ -1,0 +1,203 @@
+"""Receiving envelopes from peers (PROTOCOL §3 steps 6 and 9, §4, §7) and reading the inbox.
+
+``receive`` runs the opening pipeline, answers a retry of an accepted envelope
+with the stored receipt, and stores the message, its receipt and (later) the
+audit entry in one transaction. Every refusal is recorded in
+``inbound_rejections`` so an operator can see what was refused and why.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from gateway.envelope import Envelope, Rejected, make_receipt, open_envelope
+from gateway.errors import ApiError
+from gateway.models import InboundMessage, InboundRejection
+from gateway.node import Node
+from schemas import xb1json
+
+# HTTP status for each rejection code (PROTOCOL §7 only requires "4xx").
+STATUS = {
+    "too-large": 413,
+    "unknown-sender": 401,
+    "key-not-valid": 401,
+    "bad-signature": 401,
+    "replay": 409,
+    "policy-denied": 403,
+    "schema-invalid": 422,
+    "unsupported-type": 422,
+}
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: bytes
+
+
+class _Retry(Exception):
+    def __init__(self, stored: InboundMessage) -> None:
+        self.stored = stored
+
+
+def _replay_check(session: Session):  # type: ignore[no-untyped-def]
+    def check(envelope: Envelope) -> None:
+        """§3 step 6: same (from.node, id): same hashes is a retry, else a replay."""
+        stored = session.scalars(
+            select(InboundMessage).where(
+                InboundMessage.sender == envelope.header.sender.node,
+                InboundMessage.envelope_id == envelope.header.id,
+            )
+        ).first()
+        if stored is None:
+            return
+        if stored.ph == envelope.ph and stored.ch == envelope.ch:
+            raise _Retry(stored)
+        raise Rejected(
+            "replay",
+            f"envelope id {envelope.header.id} from "
+            f"{envelope.header.sender.node} was already received with other content",
+            envelope=envelope,
+            authenticated=True,
+        )
+
+    return check
+
+
+def record_rejection(
+    session: Session,
+    node: Node,
+    raw: bytes,
+    error: Rejected,
+    receipt: bytes | None,
+    now: int,
+    *,
+    size: int | None = None,
+) -> None:
+    """Keep a refused envelope (its bytes when small enough) with its code."""
+    envelope = error.envelope
+    keep = raw if len(raw) <= node.settings.max_rejection_bytes else None
+    session.add(
+        InboundRejection(
+            received_at=now,
+            code=error.code,
+            detail=error.message[:2000],
+            sender=envelope.header.sender.node if envelope else None,
+            envelope_id=envelope.header.id if envelope else None,
+            authenticated=error.authenticated,
+            size=len(raw) if size is None else size,
+            wire=keep,
+            receipt=receipt,
+        )
+    )
+
+
+def receive(node: Node, raw: bytes, *, now: int | None = None) -> Answer:
+    """Handle one ``POST /xb1/envelopes`` body and return the HTTP answer."""
+    at = int(time.time()) if now is None else now
+    signing_key = node.keys.current_signing
+    with node.sessions() as session:
+        try:
+            trust_list = node.trust()
+            opened = open_envelope(
+                raw,
+                node=node.id,
+                trust=trust_list.keys,
+                enc_keys=node.keys.encryption_keys,
+                now=at,
+                limits=node.limits,
+                replay_check=_replay_check(session),
+            )
+        except _Retry as retry:
+            return Answer(200, retry.stored.receipt)
+        except Rejected as error:
+            session.rollback()
+            receipt = None
+            if error.authenticated and error.envelope is not None:
+                receipt = make_receipt(
+                    error.envelope,
+                    receiver=node.id,
+                    signing_key=signing_key,
+                    reason=error.code,
+                    at=at,
+                )
+            record_rejection(session, node, raw, error, receipt, at)
+            session.commit()
+            status = STATUS.get(error.code, 400)
+            if receipt is not None:
+                return Answer(status, receipt)
+            return Answer(
+                status, json.dumps({"error": error.code, "message": error.message}).encode()
+            )
+        envelope = opened.envelope
+        receipt = make_receipt(envelope, receiver=node.id, signing_key=signing_key, at=at)
+        header = envelope.header
+        session.add(
+            InboundMessage(
+                sender=header.sender.node,
+                envelope_id=header.id,
+                typ=header.typ,
+                ph=envelope.ph,
+                ch=envelope.ch,
+                iat=header.iat,
+                exp=header.exp,
+                wire=bytes(raw),
+                body_json=xb1json.dumps(opened.body).decode("utf-8"),
+                receipt=receipt,
+                received_at=at,
+            )
+        )
+        try:
+            session.commit()
+        except IntegrityError:
+            # The same envelope arrived twice at once; the other request stored it.
+            session.rollback()
+            return receive(node, raw, now=at)
+        return Answer(200, receipt)
+
+
+def inbox_view(message: InboundMessage, *, with_body: bool = True) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "id": message.id,
+        "envelope_id": message.envelope_id,
+        "sender": message.sender,
+        "typ": message.typ,
+        "iat": message.iat,
+        "received_at": message.received_at,
+    }
+    if with_body:
+        view["body"] = json.loads(message.body_json) if message.body_json else None
+    return view
+
+
+def list_inbox(session: Session, *, after: int = 0, limit: int = 100) -> list[InboundMessage]:
+    if limit < 1 or limit > 1000:
+        raise ApiError("bad-limit", "limit must be between 1 and 1000", status=422)
+    return list(
+        session.scalars(
+            select(InboundMessage)
+            .where(InboundMessage.id > after)
+            .order_by(InboundMessage.id)
+            .limit(limit)
+        )
+    )
+
+
+def get_inbound(session: Session, inbound_id: int) -> InboundMessage:
+    message = session.get(InboundMessage, inbound_id)
+    if message is None:
+        raise ApiError("not-found", f"no inbound message {inbound_id}", status=404)
+    return message
+
+
+def list_rejections(session: Session, *, limit: int = 100) -> list[InboundRejection]:
+    return list(
+        session.scalars(select(InboundRejection).order_by(InboundRejection.id.desc()).limit(limit))
+    )

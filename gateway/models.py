@@ -1,0 +1,187 @@
+"""Storage model of one node (SQLAlchemy 2, SQLite or PostgreSQL).
+
+Outbound: an ``OutboundMessage`` is what an agency submitted; it is sealed into
+one ``SealedEnvelope`` addressed to every recipient, and each recipient gets a
+``Delivery`` row (the transactional outbox) whose history is kept in
+``DeliveryEvent``. Inbound: ``InboundMessage`` holds every envelope this node
+accepted (the replay table of PROTOCOL §3 step 6); ``InboundRejection`` keeps
+every refused envelope with its code so nothing a peer sent is silently lost.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class DeliveryState:
+    QUEUED = "queued"
+    SENDING = "sending"
+    DELIVERED = "delivered"
+    RETRYING = "retrying"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+
+    ALL = (QUEUED, SENDING, DELIVERED, RETRYING, REJECTED, EXPIRED)
+    FINAL = (DELIVERED, REJECTED, EXPIRED)
+
+
+class ApiToken(Base):
+    """A per-agency API token. Only the SHA-256 of the secret is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    agency: Mapped[str] = mapped_column(String(64), index=True)
+    label: Mapped[str] = mapped_column(String(200), default="")
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    revoked_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    last_used_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class OutboundMessage(Base):
+    __tablename__ = "outbound_messages"
+    __table_args__ = (
+        UniqueConstraint("agency", "idempotency_key", name="uq_outbound_idempotency"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    typ: Mapped[str] = mapped_column(String(40))
+    agency: Mapped[str] = mapped_column(String(64), index=True)
+    body_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+    envelopes: Mapped[list[SealedEnvelope]] = relationship(back_populates="message")
+    deliveries: Mapped[list[Delivery]] = relationship(
+        back_populates="message", order_by="Delivery.recipient"
+    )
+
+
+class SealedEnvelope(Base):
+    """The exact bytes sent. A retry resends these bytes unchanged."""
+
+    __tablename__ = "envelopes"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    message_id: Mapped[str] = mapped_column(ForeignKey("outbound_messages.id"), index=True)
+    wire: Mapped[bytes] = mapped_column(LargeBinary)
+    ph: Mapped[bytes] = mapped_column(LargeBinary(32))
+    ch: Mapped[bytes] = mapped_column(LargeBinary(32))
+    iat: Mapped[int] = mapped_column(BigInteger)
+    exp: Mapped[int] = mapped_column(BigInteger)
+    tl: Mapped[int] = mapped_column(Integer)
+
+    message: Mapped[OutboundMessage] = relationship(back_populates="envelopes")
+
+
+class Delivery(Base):
+    """One recipient of one outbound message: the outbox row the dispatcher works on."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("message_id", "recipient", name="uq_delivery_recipient"),
+        Index("ix_deliveries_due", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[str] = mapped_column(ForeignKey("outbound_messages.id"))
+    envelope_id: Mapped[str] = mapped_column(ForeignKey("envelopes.id"))
+    recipient: Mapped[str] = mapped_column(String(20))
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[int] = mapped_column(BigInteger)
+    lease_owner: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    lease_until: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    last_code: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    last_detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+    receipt: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    receipt_verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+    delivered_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+    message: Mapped[OutboundMessage] = relationship(back_populates="deliveries")
+    envelope: Mapped[SealedEnvelope] = relationship()
+    events: Mapped[list[DeliveryEvent]] = relationship(
+        back_populates="delivery", order_by="DeliveryEvent.id"
+    )
+
+
+class DeliveryEvent(Base):
+    """Every state change of a delivery, with its reason: the visible history."""
+
+    __tablename__ = "delivery_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id"), index=True)
+    at: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(16))
+    code: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+    worker: Mapped[str | None] = mapped_column(String(80), nullable=True)
+
+    delivery: Mapped[Delivery] = relationship(back_populates="events")
+
+
+class InboundMessage(Base):
+    """An accepted envelope. (sender, envelope_id) is unique: the replay table."""
+
+    __tablename__ = "inbound_messages"
+    __table_args__ = (UniqueConstraint("sender", "envelope_id", name="uq_inbound_sender_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sender: Mapped[str] = mapped_column(String(20))
+    envelope_id: Mapped[str] = mapped_column(String(36))
+    typ: Mapped[str] = mapped_column(String(40))
+    ph: Mapped[bytes] = mapped_column(LargeBinary(32))
+    ch: Mapped[bytes] = mapped_column(LargeBinary(32))
+    iat: Mapped[int] = mapped_column(BigInteger)
+    exp: Mapped[int] = mapped_column(BigInteger)
+    wire: Mapped[bytes] = mapped_column(LargeBinary)
+    body_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    receipt: Mapped[bytes] = mapped_column(LargeBinary)
+    received_at: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
+class InboundRejection(Base):
+    """A refused envelope, kept with its code (the sender fields are as claimed)."""
+
+    __tablename__ = "inbound_rejections"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    received_at: Mapped[int] = mapped_column(BigInteger, index=True)
+    code: Mapped[str] = mapped_column(String(40))
+    detail: Mapped[str] = mapped_column(Text)
+    sender: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    envelope_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    authenticated: Mapped[bool] = mapped_column(Boolean, default=False)
+    size: Mapped[int] = mapped_column(Integer)
+    wire: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    receipt: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+
+
+class TrustListVersion(Base):
+    """Every trust list version this node verified and installed (PROTOCOL §5)."""
+
+    __tablename__ = "trust_lists"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    wire: Mapped[bytes] = mapped_column(LargeBinary)
+    sha256: Mapped[bytes] = mapped_column(LargeBinary(32))
+    installed_at: Mapped[int] = mapped_column(BigInteger)

@@ -1,0 +1,140 @@
+"""One running node: its settings, keys, database and current trust list.
+
+A :class:`Node` is what the Flask app, the dispatcher and the CLI share. It
+loads the node's private keys once, opens the database, and keeps the verified
+trust list cached, re-reading the newest installed version at most every
+``trust_refresh`` seconds so several worker processes converge quickly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway import db
+from gateway.config import Settings
+from gateway.envelope import Limits
+from gateway.errors import NodeStateError
+from gateway.models import TrustListVersion
+from keys.nodekeys import NodeKeys
+from keys.trustlist import TrustError, TrustList
+
+
+class Node:
+    def __init__(
+        self, settings: Settings, *, keys: NodeKeys | None = None, migrate: bool = True
+    ) -> None:
+        self.settings = settings
+        self.id = settings.node
+        self.engine = db.make_engine(settings.database_url)
+        if migrate:
+            db.upgrade(self.engine)
+        self.sessions: sessionmaker[Session] = db.session_factory(self.engine)
+        self.keys = (
+            keys if keys is not None else NodeKeys.load(settings.key_file, settings.key_passphrase)
+        )
+        if self.keys.node != self.id:
+            raise NodeStateError(
+                "keys-wrong-node",
+                f"key file {settings.key_file} belongs to {self.keys.node}, not to {self.id}",
+            )
+        self.limits = Limits(
+            max_bytes=settings.max_envelope_bytes,
+            skew=settings.clock_skew,
+            max_ttl=settings.max_ttl,
+        )
+        self._lock = threading.Lock()
+        self._trust: TrustList | None = None
+        self._trust_checked_at = 0.0
+
+    # ------------------------------------------------------------------ trust list
+
+    def trust(self) -> TrustList:
+        """The newest verified trust list; raises NodeStateError if none is installed."""
+        now = time.monotonic()
+        with self._lock:
+            if self._trust is None or now - self._trust_checked_at >= self.settings.trust_refresh:
+                self._trust = self._load_trust()
+                self._trust_checked_at = now
+            if self._trust is None:
+                raise NodeStateError(
+                    "no-trust-list", "no trust list installed: run 'gateway trust install FILE'"
+                )
+            return self._trust
+
+    def _load_trust(self) -> TrustList | None:
+        with self.sessions() as session:
+            newest = session.scalars(
+                select(TrustListVersion.version).order_by(TrustListVersion.version.desc()).limit(1)
+            ).first()
+            if newest is None:
+                return None
+            if self._trust is not None and self._trust.version == newest:
+                return self._trust
+            rows = session.scalars(
+                select(TrustListVersion).order_by(TrustListVersion.version)
+            ).all()
+        # Stored lists were verified when installed; re-verify the chain from the pinned
+        # first version anyway so a row edited in the database is not trusted.
+        current = TrustList.from_pinned(rows[0].wire, rows[0].sha256)
+        if self.settings.trust_anchor and rows[0].sha256.hex() != self.settings.trust_anchor:
+            raise NodeStateError(
+                "trust-anchor-mismatch",
+                "installed trust list version 1 does not match the configured trust_anchor",
+            )
+        for row in rows[1:]:
+            current = current._successor(row.wire, int(time.time()), check_expiry=False)
+        return current
+
+    def install_trust_list(
+        self, wire: bytes, *, anchor: str | None = None, now: int | None = None
+    ) -> TrustList:
+        """Verify ``wire`` and install it: version 1 against the pinned anchor, later
+        versions as successors of the current one (PROTOCOL §5)."""
+        at = int(time.time()) if now is None else now
+        with self.sessions() as session, session.begin():
+            newest = session.scalars(
+                select(TrustListVersion).order_by(TrustListVersion.version.desc()).limit(1)
+            ).first()
+            if newest is None:
+                pinned = anchor or self.settings.trust_anchor
+                if not pinned:
+                    raise NodeStateError(
+                        "no-trust-anchor",
+                        "the first trust list needs its SHA-256 anchor: pass "
+                        "--anchor or set trust_anchor in gateway.toml",
+                    )
+                trust_list = TrustList.from_anchor(wire, bytes.fromhex(pinned), at)
+            else:
+                current = self.trust()
+                trust_list = current.verify_successor(wire, at)
+            session.add(
+                TrustListVersion(
+                    version=trust_list.version,
+                    wire=trust_list.to_wire(),
+                    sha256=hashlib.sha256(trust_list.raw).digest(),
+                    installed_at=at,
+                )
+            )
+        with self._lock:
+            self._trust = trust_list
+            self._trust_checked_at = time.monotonic()
+        return trust_list
+
+    def require_sending_allowed(self, now: int) -> TrustList:
+        """An expired trust list freezes sending (PROTOCOL §5) with a clear alarm."""
+        trust_list = self.trust()
+        if trust_list.is_expired(now):
+            raise NodeStateError(
+                "trust-list-expired",
+                f"trust list version {trust_list.version} expired at "
+                f"{trust_list.expires}; sending is frozen until a newer version is installed",
+            )
+        return trust_list
+
+
+__all__ = ["Node", "TrustError"]

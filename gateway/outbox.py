@@ -1,0 +1,286 @@
+"""The transactional outbox: an agency's message, its sealed envelope and one
+delivery row per recipient are written in one transaction, before the agency
+gets an answer. The dispatcher does the sending; nothing here talks to peers.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
+
+from gateway.envelope import Recipient, seal
+from gateway.errors import ApiError
+from gateway.models import Delivery, DeliveryEvent, DeliveryState, OutboundMessage, SealedEnvelope
+from gateway.node import Node
+from keys.trustlist import TrustError
+from schemas import xb1json
+from schemas.errors import WireFormatError
+from schemas.registry import validate_body
+
+
+@dataclass(frozen=True)
+class Submission:
+    message: OutboundMessage
+    created: bool
+
+
+def record_event(
+    session: Session,
+    delivery: Delivery,
+    state: str,
+    *,
+    code: str | None = None,
+    detail: str | None = None,
+    worker: str | None = None,
+    at: int | None = None,
+) -> None:
+    session.add(
+        DeliveryEvent(
+            delivery_id=delivery.id,
+            at=int(time.time()) if at is None else at,
+            state=state,
+            code=code,
+            detail=detail,
+            worker=worker,
+        )
+    )
+
+
+def _string_keys(errors: Any) -> Any:
+    """Field errors with list positions as strings ("subjects.0.names"-style JSON)."""
+    if isinstance(errors, dict):
+        return {str(key): _string_keys(value) for key, value in errors.items()}
+    if isinstance(errors, list):
+        return [_string_keys(value) for value in errors]
+    return errors
+
+
+def _recipients(node: Node, to: object, now: int) -> list[Recipient]:
+    if not isinstance(to, list) or not to or not all(isinstance(n, str) for n in to):
+        raise ApiError(
+            "bad-recipients",
+            '\'to\' must be a non-empty list of node ids, e.g. ["KG", "UZ"]',
+            status=422,
+        )
+    if len(set(to)) != len(to):
+        raise ApiError("bad-recipients", "'to' names a node twice", status=422)
+    if node.id in to:
+        raise ApiError("bad-recipients", f"a node does not send to itself ({node.id})", status=422)
+    trust_list = node.require_sending_allowed(now)
+    recipients = []
+    for peer in to:
+        if trust_list.node(peer) is None:
+            raise ApiError(
+                "unknown-recipient",
+                f"{peer} is not a member of the federation's trust "
+                f"list (version {trust_list.version})",
+                status=422,
+            )
+        try:
+            key = trust_list.keys.encryption_key(peer, now)
+        except TrustError as e:
+            raise ApiError(e.code, str(e), status=422) from e
+        recipients.append(Recipient(peer, key.kid, key.pub))
+    return recipients
+
+
+def submit(
+    session: Session,
+    node: Node,
+    *,
+    agency: str,
+    typ: object,
+    body: object,
+    to: object,
+    idempotency_key: str | None = None,
+    now: int | None = None,
+) -> Submission:
+    """Validate, seal and queue a message. The caller commits the session."""
+    at = int(time.time()) if now is None else now
+    if idempotency_key is not None:
+        existing = session.scalars(
+            select(OutboundMessage).where(
+                OutboundMessage.agency == agency, OutboundMessage.idempotency_key == idempotency_key
+            )
+        ).first()
+        if existing is not None:
+            return Submission(existing, created=False)
+    if not isinstance(typ, str):
+        raise ApiError("bad-type", "'typ' must be a message type such as \"alert/1\"", status=422)
+    try:
+        loaded = validate_body(typ, body)
+    except WireFormatError as e:
+        raise ApiError(
+            e.code, str(e), status=422, details=_string_keys(getattr(e, "errors", None))
+        ) from e
+    recipients = _recipients(node, to, at)
+    trust_list = node.trust()
+    envelope = seal(
+        typ=typ,
+        body=loaded,
+        sender=node.id,
+        signing_key=node.keys.current_signing,
+        recipients=recipients,
+        tl=trust_list.version,
+        iat=at,
+        ttl=node.settings.message_ttl,
+    )
+    header = envelope.header
+    message = OutboundMessage(
+        id=header.id,
+        typ=typ,
+        agency=agency,
+        created_at=at,
+        body_json=xb1json.dumps(loaded).decode("utf-8"),
+        idempotency_key=idempotency_key,
+    )
+    session.add(message)
+    session.add(
+        SealedEnvelope(
+            id=header.id,
+            message_id=header.id,
+            wire=envelope.to_wire(),
+            ph=envelope.ph,
+            ch=envelope.ch,
+            iat=header.iat,
+            exp=header.exp,
+            tl=header.tl,
+        )
+    )
+    try:
+        session.flush()
+    except IntegrityError as e:
+        raise ApiError(
+            "duplicate-submission",
+            "this Idempotency-Key was used concurrently; "
+            "retry the request to read the stored message",
+            status=409,
+        ) from e
+    for recipient in recipients:
+        delivery = Delivery(
+            message_id=header.id,
+            envelope_id=header.id,
+            recipient=recipient.node,
+            state=DeliveryState.QUEUED,
+            attempts=0,
+            next_attempt_at=at,
+            updated_at=at,
+        )
+        session.add(delivery)
+        session.flush()
+        record_event(session, delivery, DeliveryState.QUEUED, detail="stored and sealed", at=at)
+    return Submission(message, created=True)
+
+
+def get_message(session: Session, message_id: str, agency: str | None = None) -> OutboundMessage:
+    query = (
+        select(OutboundMessage)
+        .where(OutboundMessage.id == message_id)
+        .options(selectinload(OutboundMessage.deliveries).selectinload(Delivery.events))
+    )
+    message = session.scalars(query).first()
+    if message is None or (agency is not None and message.agency != agency):
+        raise ApiError("not-found", f"no outbound message {message_id} for this agency", status=404)
+    return message
+
+
+def list_messages(
+    session: Session, *, agency: str | None = None, state: str | None = None, limit: int = 100
+) -> list[OutboundMessage]:
+    query = select(OutboundMessage).options(selectinload(OutboundMessage.deliveries))
+    if agency is not None:
+        query = query.where(OutboundMessage.agency == agency)
+    if state is not None:
+        if state not in DeliveryState.ALL:
+            raise ApiError(
+                "bad-state", f"state must be one of {', '.join(DeliveryState.ALL)}", status=422
+            )
+        query = query.where(OutboundMessage.deliveries.any(Delivery.state == state))
+    return list(
+        session.scalars(
+            query.order_by(OutboundMessage.created_at.desc(), OutboundMessage.id.desc()).limit(
+                limit
+            )
+        )
+    )
+
+
+def retry(
+    session: Session,
+    delivery_id: int,
+    *,
+    agency: str | None = None,
+    who: str = "operator",
+    now: int | None = None,
+) -> Delivery:
+    """Put a rejected or retrying delivery back in the queue, due now. The same
+    envelope bytes are sent again."""
+    at = int(time.time()) if now is None else now
+    delivery = session.get(Delivery, delivery_id)
+    if delivery is None or (agency is not None and delivery.message.agency != agency):
+        raise ApiError("not-found", f"no delivery {delivery_id} for this agency", status=404)
+    if delivery.state not in (DeliveryState.REJECTED, DeliveryState.RETRYING):
+        raise ApiError(
+            "not-retryable",
+            f"delivery {delivery_id} is {delivery.state}; only "
+            "rejected or retrying deliveries can be retried",
+            status=409,
+        )
+    if delivery.envelope.exp < at:
+        raise ApiError(
+            "envelope-expired",
+            f"the envelope of delivery {delivery_id} expired at "
+            f"{delivery.envelope.exp}; submit the message again",
+            status=409,
+        )
+    delivery.state = DeliveryState.QUEUED
+    delivery.next_attempt_at = at
+    delivery.updated_at = at
+    record_event(
+        session,
+        delivery,
+        DeliveryState.QUEUED,
+        code="manual-retry",
+        detail=f"retry requested by {who}",
+        at=at,
+    )
+    return delivery
+
+
+def delivery_view(delivery: Delivery, *, with_events: bool = True) -> dict[str, Any]:
+    from schemas.b64 import b64e
+
+    view: dict[str, Any] = {
+        "id": delivery.id,
+        "recipient": delivery.recipient,
+        "envelope_id": delivery.envelope_id,
+        "state": delivery.state,
+        "attempts": delivery.attempts,
+        "next_attempt_at": delivery.next_attempt_at,
+        "last_code": delivery.last_code,
+        "last_detail": delivery.last_detail,
+        "delivered_at": delivery.delivered_at,
+        "receipt_verified": delivery.receipt_verified,
+        "receipt": b64e(delivery.receipt) if delivery.receipt else None,
+    }
+    if with_events:
+        view["events"] = [
+            {"at": e.at, "state": e.state, "code": e.code, "detail": e.detail}
+            for e in delivery.events
+        ]
+    return view
+
+
+def message_view(message: OutboundMessage, *, with_events: bool = True) -> dict[str, Any]:
+    return {
+        "id": message.id,
+        "typ": message.typ,
+        "agency": message.agency,
+        "created_at": message.created_at,
+        "deliveries": [delivery_view(d, with_events=with_events) for d in message.deliveries],
+    }

@@ -1,0 +1,87 @@
+"""Per-agency API tokens. The secret is shown once at issue; only its SHA-256 is stored.
+
+Tokens are 32 random bytes, so a plain SHA-256 (not a slow password hash) is
+enough: there is nothing to guess offline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from gateway.errors import ApiError
+from gateway.models import ApiToken
+
+TOKEN_PREFIX = "gwt_"  # noqa: S105 (a prefix, not a secret)
+AGENCY_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,63}\Z")
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    id: int
+    agency: str
+    secret: str
+
+
+def _hash(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode("utf-8")).digest()
+
+
+def issue(session: Session, agency: str, label: str = "") -> IssuedToken:
+    if not AGENCY_RE.match(agency):
+        raise ApiError(
+            "bad-agency", "agency names are lowercase letters, digits and dashes, e.g. kz-police"
+        )
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    row = ApiToken(
+        agency=agency,
+        label=label,
+        token_hash=_hash(secret),
+        prefix=secret[:10],
+        created_at=int(time.time()),
+    )
+    session.add(row)
+    session.flush()
+    return IssuedToken(row.id, agency, secret)
+
+
+def authenticate(session: Session, header: str | None) -> ApiToken:
+    """Resolve an ``Authorization: Bearer`` header to a live token, or refuse."""
+    if not header or not header.startswith("Bearer "):
+        raise ApiError(
+            "unauthenticated",
+            "send an agency API token as 'Authorization: Bearer "
+            "<token>'; an operator issues one with 'gateway token issue'",
+            status=401,
+        )
+    secret = header.removeprefix("Bearer ").strip()
+    row = session.scalars(select(ApiToken).where(ApiToken.token_hash == _hash(secret))).first()
+    if row is None or row.revoked_at is not None:
+        raise ApiError(
+            "bad-token",
+            "this API token is unknown or revoked; ask the node operator for a new one",
+            status=401,
+        )
+    now = int(time.time())
+    if row.last_used_at is None or now - row.last_used_at >= 60:
+        session.execute(update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=now))
+    return row
+
+
+def revoke(session: Session, token_id: int) -> ApiToken:
+    row = session.get(ApiToken, token_id)
+    if row is None:
+        raise ApiError("no-such-token", f"there is no token with id {token_id}", status=404)
+    if row.revoked_at is None:
+        row.revoked_at = int(time.time())
+    return row
+
+
+def listing(session: Session) -> list[ApiToken]:
+    return list(session.scalars(select(ApiToken).order_by(ApiToken.id)))

@@ -1,0 +1,100 @@
+"""Node key pairs: Ed25519 for signing, X25519 for receiving content keys.
+
+Signing and encryption keys are separate pairs (PROTOCOL §1): an Ed25519 key is
+never converted to X25519. Constructors check exact lengths so a truncated or
+padded key cannot exist as an object.
+"""
+
+import hashlib
+from dataclasses import dataclass
+
+import nacl.bindings
+import nacl.exceptions
+import nacl.public
+import nacl.signing
+
+KEY_BYTES = 32
+SIGNATURE_BYTES = 64
+
+
+def key_id(public_key: bytes) -> str:
+    """PROTOCOL §1: lowercase hex of the first 16 bytes of SHA-256(raw public key)."""
+    if len(public_key) != KEY_BYTES:
+        raise ValueError(f"public key must be {KEY_BYTES} bytes, got {len(public_key)}")
+    return hashlib.sha256(public_key).digest()[:16].hex()
+
+
+@dataclass(frozen=True)
+class SigningKeyPair:
+    """An Ed25519 key pair (``use: sig``). ``seed`` is the 32-byte private seed."""
+
+    seed: bytes
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.seed, bytes) or len(self.seed) != KEY_BYTES:
+            raise ValueError(f"Ed25519 seed must be {KEY_BYTES} bytes")
+        object.__setattr__(self, "_key", nacl.signing.SigningKey(self.seed))
+
+    @classmethod
+    def generate(cls) -> "SigningKeyPair":
+        return cls(bytes(nacl.signing.SigningKey.generate()))
+
+    @property
+    def public(self) -> bytes:
+        return bytes(self._key.verify_key)  # type: ignore[attr-defined]
+
+    @property
+    def kid(self) -> str:
+        return key_id(self.public)
+
+    def sign(self, message: bytes) -> bytes:
+        """Detached Ed25519 signature (64 bytes)."""
+        return self._key.sign(message).signature  # type: ignore[attr-defined,no-any-return]
+
+    def __repr__(self) -> str:  # never print private material
+        return f"SigningKeyPair(kid={self.kid})"
+
+
+@dataclass(frozen=True)
+class EncryptionKeyPair:
+    """An X25519 key pair (``use: enc``) that opens sealed-box key wraps."""
+
+    secret: bytes
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.secret, bytes) or len(self.secret) != KEY_BYTES:
+            raise ValueError(f"X25519 private key must be {KEY_BYTES} bytes")
+        object.__setattr__(self, "_key", nacl.public.PrivateKey(self.secret))
+
+    @classmethod
+    def generate(cls) -> "EncryptionKeyPair":
+        return cls(bytes(nacl.public.PrivateKey.generate()))
+
+    @property
+    def public(self) -> bytes:
+        return bytes(self._key.public_key)  # type: ignore[attr-defined]
+
+    @property
+    def kid(self) -> str:
+        return key_id(self.public)
+
+    def unseal(self, wrapped: bytes) -> bytes:
+        """Open a ``crypto_box_seal`` wrap; raises ``ValueError`` if it does not open."""
+        try:
+            return nacl.public.SealedBox(self._key).decrypt(wrapped)  # type: ignore[attr-defined,no-any-return]
+        except nacl.exceptions.CryptoError as e:
+            raise ValueError("sealed box did not open") from e
+
+    def __repr__(self) -> str:
+        return f"EncryptionKeyPair(kid={self.kid})"
+
+
+def verify_signature(public_key: bytes, message: bytes, signature: bytes) -> bool:
+    """Ed25519 verification of a detached signature; False on any failure."""
+    if len(public_key) != KEY_BYTES or len(signature) != SIGNATURE_BYTES:
+        return False
+    try:
+        nacl.signing.VerifyKey(public_key).verify(message, signature)
+    except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, ValueError):
+        return False
+    return True

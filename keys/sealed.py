@@ -1,0 +1,244 @@
+"""Private keys sealed at rest (THREATS: thief of a disk or backup).
+
+A key file is a JSON object. Sealed (the normal case)::
+
+    {"format": "xb1-keyfile/1", "sealed": true,
+     "kdf": {"alg": "argon2id", "opslimit": N, "memlimit": N, "salt": B64},
+     "nonce": B64, "ciphertext": B64}
+
+* argon2id(passphrase, 16-byte random salt, opslimit, memlimit) derives a 32-byte key;
+  the passphrase is NFC-normalised first so the same words typed on another system work.
+* XChaCha20-Poly1305-IETF (PROTOCOL §1) with a random 24-byte nonce encrypts the xb1-json
+  of the secret key object. The associated data is the xb1-json of the header
+  ``{"format", "kdf", "sealed"}``, so editing the format, the KDF parameters or the salt
+  makes opening fail like a wrong passphrase: the two cannot be told apart.
+* Unsealed (``"sealed": false, "keys": {...}``) exists for demos only: it is written only
+  with ``unsafe_unsealed=True`` and loading it warns with ``UnsealedKeyWarning``.
+
+Files are written with mode 0600, atomically (temporary file in the same directory,
+fsync, ``os.replace``, fsync of the directory). KDF limits read from a file are bounded
+so a crafted file cannot make loading allocate without limit. Hazard: Python cannot wipe
+the passphrase or the opened keys from memory (THREATS: compromised OS is out of scope).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import tempfile
+import unicodedata
+import warnings
+from typing import Any
+
+import nacl.bindings
+import nacl.exceptions
+import nacl.pwhash.argon2id as argon2id
+
+from schemas import xb1json
+from schemas.b64 import b64d, b64e
+from schemas.errors import WireFormatError
+
+FORMAT = "xb1-keyfile/1"
+KDF_ALG = "argon2id"
+SALT_BYTES = argon2id.SALTBYTES  # 16
+NONCE_BYTES = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_NPUBBYTES  # 24
+KEY_BYTES = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_KEYBYTES  # 32
+MAX_FILE_BYTES = 1024 * 1024
+
+OPSLIMIT_MODERATE = argon2id.OPSLIMIT_MODERATE
+MEMLIMIT_MODERATE = argon2id.MEMLIMIT_MODERATE
+OPSLIMIT_INTERACTIVE = argon2id.OPSLIMIT_INTERACTIVE
+MEMLIMIT_INTERACTIVE = argon2id.MEMLIMIT_INTERACTIVE
+OPSLIMIT_MIN = argon2id.OPSLIMIT_MIN  # tests only
+MEMLIMIT_MIN = argon2id.MEMLIMIT_MIN  # tests only
+OPSLIMIT_BOUND = 16
+MEMLIMIT_BOUND = argon2id.MEMLIMIT_SENSITIVE  # 1 GiB
+
+
+class KeyFileError(Exception):
+    """A key file could not be opened. ``code`` is ``key-file-passphrase`` (wrong or
+    missing passphrase, or an edited header/ciphertext) or ``key-file-malformed``."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class UnsealedKeyWarning(UserWarning):
+    """A private key file was stored without a passphrase (demo mode)."""
+
+
+def _malformed(message: str) -> KeyFileError:
+    return KeyFileError("key-file-malformed", message)
+
+
+def _check_limits(opslimit: object, memlimit: object) -> tuple[int, int]:
+    for name, value, low, high in (
+        ("opslimit", opslimit, OPSLIMIT_MIN, OPSLIMIT_BOUND),
+        ("memlimit", memlimit, MEMLIMIT_MIN, MEMLIMIT_BOUND),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise _malformed(f"kdf {name} must be an integer in [{low}, {high}]")
+    return opslimit, memlimit  # type: ignore[return-value]
+
+
+def _derive(passphrase: str, salt: bytes, opslimit: int, memlimit: int) -> bytes:
+    if not isinstance(passphrase, str) or not passphrase:
+        raise KeyFileError("key-file-passphrase", "a non-empty passphrase is needed")
+    secret = unicodedata.normalize("NFC", passphrase).encode("utf-8")
+    return argon2id.kdf(KEY_BYTES, secret, salt, opslimit=opslimit, memlimit=memlimit)
+
+
+def _header(kdf: dict[str, Any]) -> bytes:
+    """The associated data: canonical header, so any edit of it fails to open."""
+    return xb1json.dumps({"format": FORMAT, "sealed": True, "kdf": kdf})
+
+
+def seal_keys(
+    keys: dict[str, Any],
+    passphrase: str,
+    *,
+    opslimit: int = OPSLIMIT_MODERATE,
+    memlimit: int = MEMLIMIT_MODERATE,
+) -> bytes:
+    """Return the bytes of a sealed key file holding the JSON object ``keys``."""
+    if not isinstance(passphrase, str) or not passphrase:
+        raise ValueError("sealing needs a non-empty passphrase")
+    opslimit, memlimit = _check_limits(opslimit, memlimit)
+    salt = secrets.token_bytes(SALT_BYTES)
+    nonce = secrets.token_bytes(NONCE_BYTES)
+    kdf = {"alg": KDF_ALG, "opslimit": opslimit, "memlimit": memlimit, "salt": b64e(salt)}
+    key = _derive(passphrase, salt, opslimit, memlimit)
+    ciphertext = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(
+        xb1json.dumps(keys), _header(kdf), nonce, key
+    )
+    document = {
+        "format": FORMAT,
+        "sealed": True,
+        "kdf": kdf,
+        "nonce": b64e(nonce),
+        "ciphertext": b64e(ciphertext),
+    }
+    return xb1json.dumps(document) + b"\n"
+
+
+def unsealed_keys(keys: dict[str, Any]) -> bytes:
+    """Return the bytes of an UNSEALED key file (demos only; see ``write_key_file``)."""
+    return xb1json.dumps({"format": FORMAT, "sealed": False, "keys": keys}) + b"\n"
+
+
+def _members(value: object, expected: set[str], what: str) -> dict[str, Any]:
+    if not isinstance(value, dict) or set(value) != expected:
+        raise _malformed(f"{what} must be an object with exactly {sorted(expected)}")
+    return value
+
+
+def open_keys(data: bytes, passphrase: str | None) -> dict[str, Any]:
+    """Open key file bytes and return the secret key object.
+
+    Raises ``KeyFileError``; an unsealed file opens with an ``UnsealedKeyWarning``."""
+    if len(data) > MAX_FILE_BYTES:
+        raise _malformed(f"key file is larger than {MAX_FILE_BYTES} bytes")
+    try:
+        document = xb1json.loads(data)
+    except WireFormatError as e:
+        raise _malformed(f"key file is not valid JSON: {e}") from e
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise _malformed(f"not an {FORMAT} key file")
+    if document.get("sealed") is False:
+        document = _members(document, {"format", "sealed", "keys"}, "unsealed key file")
+        if not isinstance(document["keys"], dict):
+            raise _malformed("keys must be an object")
+        warnings.warn(
+            "private keys are stored UNSEALED (no passphrase); use a sealed key file outside demos",
+            UnsealedKeyWarning,
+            stacklevel=2,
+        )
+        return document["keys"]
+    document = _members(
+        document, {"format", "sealed", "kdf", "nonce", "ciphertext"}, "sealed key file"
+    )
+    if document["sealed"] is not True:
+        raise _malformed("sealed must be true or false")
+    kdf = _members(document["kdf"], {"alg", "opslimit", "memlimit", "salt"}, "kdf")
+    if kdf["alg"] != KDF_ALG:
+        raise _malformed(f"kdf alg must be {KDF_ALG!r}")
+    opslimit, memlimit = _check_limits(kdf["opslimit"], kdf["memlimit"])
+    try:
+        salt = b64d(kdf["salt"], length=SALT_BYTES, what="salt")
+        nonce = b64d(document["nonce"], length=NONCE_BYTES, what="nonce")
+        ciphertext = b64d(document["ciphertext"], what="ciphertext")
+    except WireFormatError as e:
+        raise _malformed(str(e)) from e
+    if passphrase is None:
+        raise KeyFileError("key-file-passphrase", "the key file is sealed; a passphrase is needed")
+    key = _derive(passphrase, salt, opslimit, memlimit)
+    try:
+        plaintext = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
+            ciphertext, _header(kdf), nonce, key
+        )
+    except nacl.exceptions.CryptoError as e:
+        raise KeyFileError(
+            "key-file-passphrase", "wrong passphrase, or the key file was modified"
+        ) from e
+    try:
+        keys = xb1json.loads(plaintext)
+    except WireFormatError as e:
+        raise _malformed(f"sealed content is not valid JSON: {e}") from e
+    if not isinstance(keys, dict):
+        raise _malformed("sealed content must be a JSON object")
+    return keys
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int = 0o600) -> None:
+    """Write ``data`` to ``path`` atomically with ``mode``: temp file in the same directory,
+    fsync, ``os.replace``, then fsync the directory so the rename survives a crash."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), mode)
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    if hasattr(os, "O_DIRECTORY"):
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def write_key_file(
+    path: str | os.PathLike[str],
+    keys: dict[str, Any],
+    passphrase: str | None,
+    *,
+    unsafe_unsealed: bool = False,
+    opslimit: int = OPSLIMIT_MODERATE,
+    memlimit: int = MEMLIMIT_MODERATE,
+) -> None:
+    """Seal ``keys`` under ``passphrase`` and write them (mode 0600, atomic). Without a
+    passphrase the file is written unsealed only if ``unsafe_unsealed`` is True."""
+    if passphrase is not None:
+        data = seal_keys(keys, passphrase, opslimit=opslimit, memlimit=memlimit)
+    elif unsafe_unsealed:
+        data = unsealed_keys(keys)
+    else:
+        raise ValueError("no passphrase given; pass unsafe_unsealed=True only for demos")
+    atomic_write(path, data)
+
+
+def read_key_file(path: str | os.PathLike[str], passphrase: str | None) -> dict[str, Any]:
+    """Read and open a key file (see ``open_keys``)."""
+    with open(path, "rb") as f:
+        data = f.read(MAX_FILE_BYTES + 1)
+    return open_keys(data, passphrase)

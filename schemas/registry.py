@@ -1,0 +1,51 @@
+"""Which message types exist, and validating a message body against its type
+(PROTOCOL §3, opening step 8: "validate M against the schema of ``typ``").
+"""
+
+from collections.abc import Mapping
+from functools import cache
+from types import MappingProxyType
+from typing import Any
+
+from marshmallow import Schema, ValidationError
+
+from . import xb1json
+from .alert import AlertSchema
+from .errors import SchemaInvalid, UnsupportedType, WireFormatError
+
+#: Message type and major version (the envelope's ``typ``) → body schema.
+MESSAGE_TYPES: Mapping[str, type[Schema]] = MappingProxyType({"alert/1": AlertSchema})
+
+
+@cache
+def _schema_for(schema_class: type[Schema]) -> Schema:
+    # Schemas hold no per-call state in marshmallow 4, so one instance per type
+    # is shared; building one per message would cost more than validating.
+    return schema_class()
+
+
+def validate_body(typ: str, body: object) -> dict[str, Any]:
+    """Validate a parsed message body against the schema of ``typ``.
+
+    Returns the loaded body: a plain JSON-compatible dict of the same shape
+    (nothing is converted or defaulted). Raises ``UnsupportedType`` for a
+    ``typ`` this standard does not define and ``SchemaInvalid`` (whose
+    ``errors`` names the offending fields) for a body that does not conform.
+    """
+    schema_class = MESSAGE_TYPES.get(typ) if isinstance(typ, str) else None
+    if schema_class is None:
+        raise UnsupportedType(f"unsupported message type {typ!r}")
+    try:
+        loaded = _schema_for(schema_class).load(body)  # type: ignore[arg-type]
+    except ValidationError as e:
+        messages = e.messages if isinstance(e.messages, dict) else {"_schema": e.messages}
+        raise SchemaInvalid(f"{typ} body does not conform to its schema", messages) from e
+    # Every field type is xb1-json representable; this guards against a future
+    # field that is not (a float, a datetime) rather than against peer input.
+    try:
+        xb1json.dumps(loaded)
+    except WireFormatError as e:
+        raise SchemaInvalid(
+            f"{typ} body is not representable as xb1-json", {"_schema": [str(e)]}
+        ) from e
+    return dict(loaded)

@@ -1,0 +1,138 @@
+"""A node's key ring: generation, deterministic fixtures, rotation, sealed storage."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from keys.keypair import EncryptionKeyPair, SigningKeyPair
+from keys.nodekeys import NodeKeys, RingKey, passphrase_from_env
+from keys.sealed import MEMLIMIT_MIN, OPSLIMIT_MIN, KeyFileError, UnsealedKeyWarning
+from schemas.b64 import b64e
+
+FAST: dict[str, Any] = {"opslimit": OPSLIMIT_MIN, "memlimit": MEMLIMIT_MIN}
+DE = NodeKeys.deterministic("DE", b"fixture seed", created=1_700_000_000)
+
+
+def test_generate_has_one_sig_and_one_enc_key() -> None:
+    ring = NodeKeys.generate("FR-BKA", now=123)
+    assert ring.node == "FR-BKA"
+    assert len(ring.signing) == 1 and len(ring.encryption) == 1
+    assert ring.signing[0].created == 123 and ring.signing[0].status == "active"
+    assert ring.current_signing.kid == ring.signing[0].kid
+    enc = ring.encryption_keys[0]
+    assert ring.encryption_key(enc.kid) is enc and ring.current_encryption is enc
+    assert ring.encryption_key(ring.current_signing.kid) is None
+    assert ring.signing_key(ring.current_signing.kid) is ring.current_signing
+    assert NodeKeys.generate("FR-BKA").current_signing.kid != ring.current_signing.kid
+
+
+def test_deterministic_keys_are_reproducible_and_domain_separated() -> None:
+    again = NodeKeys.deterministic("DE", b"fixture seed", created=1_700_000_000)
+    assert again == DE and again.to_secret_json() == DE.to_secret_json()
+    other_node = NodeKeys.deterministic("FR", b"fixture seed")
+    other_seed = NodeKeys.deterministic("DE", b"fixture seed!")
+    kids = {r.current_signing.kid for r in (DE, other_node, other_seed)}
+    assert len(kids) == 3
+    assert DE.current_signing.public != DE.current_encryption.public
+
+
+def test_deterministic_known_answer() -> None:
+    # Regression vector: changing the derivation breaks every published fixture.
+    ring = NodeKeys.deterministic("DE", b"x")
+    assert ring.current_signing.kid == "76137949a1f1076a41ea9b39e844941e"
+    assert ring.current_encryption.kid == "2b6b4a97b978749abeec1f0585ec5014"
+
+
+def test_secret_json_round_trip() -> None:
+    obj = DE.to_secret_json()
+    assert set(obj) == {"node", "sig", "enc"}
+    assert NodeKeys.from_secret_json(json.loads(json.dumps(obj))) == DE
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        pytest.param(lambda o: o["sig"][0].update(kid="0" * 32), id="kid-mismatch"),
+        pytest.param(lambda o: o["enc"][0].update(secret=b64e(bytes(31))), id="short-secret"),
+        pytest.param(lambda o: o["sig"][0].update(status="revoked"), id="bad-status"),
+        pytest.param(lambda o: o["sig"][0].update(created="now"), id="bad-created"),
+        pytest.param(lambda o: o.update(node="germany"), id="bad-node"),
+        pytest.param(lambda o: o.update(extra=1), id="extra-member"),
+        pytest.param(lambda o: o.update(sig=[]), id="no-signing-key"),
+        pytest.param(lambda o: o["enc"][0].update(status="retired"), id="no-active-enc"),
+        pytest.param(lambda o: o.update(enc=o["enc"] * 2), id="duplicate-key"),
+        pytest.param(lambda o: o["enc"][0].pop("kid"), id="missing-kid"),
+    ],
+)
+def test_from_secret_json_refuses_bad_rings(edit: Any) -> None:
+    obj = DE.to_secret_json()
+    edit(obj)
+    with pytest.raises(KeyFileError) as e:
+        NodeKeys.from_secret_json(obj)
+    assert e.value.code == "key-file-malformed"
+
+
+def test_invariants() -> None:
+    sig = RingKey(SigningKeyPair.generate(), 0)
+    enc = RingKey(EncryptionKeyPair.generate(), 0)
+    with pytest.raises(ValueError):
+        NodeKeys("DE", (sig, RingKey(SigningKeyPair.generate(), 0)), (enc,))  # two active
+    with pytest.raises(ValueError):
+        NodeKeys("DE", (), (enc,))
+    with pytest.raises(TypeError):
+        NodeKeys("DE", (enc,), (enc,))  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        RingKey(sig.pair, 0, "revoked")  # type: ignore[arg-type]
+
+
+def test_rotation_keeps_old_encryption_keys_for_overlap() -> None:
+    old_enc, old_sig = DE.current_encryption, DE.current_signing
+    rotated = DE.rotate_encryption(now=10).rotate_signing(now=11)
+    assert rotated.current_encryption.kid != old_enc.kid
+    assert rotated.current_signing.kid != old_sig.kid
+    assert rotated.encryption_key(old_enc.kid) is old_enc  # still opens old messages
+    assert rotated.signing_key(old_sig.kid) is old_sig
+    assert [k.status for k in rotated.encryption] == ["retired", "active"]
+    assert [k.status for k in rotated.signing] == ["retired", "active"]
+    assert len(rotated.encryption_keys) == 2
+    assert DE.current_encryption is old_enc  # the original ring is unchanged
+
+
+def test_save_load_sealed(tmp_path: Path) -> None:
+    path = tmp_path / "DE.key"
+    ring = DE.rotate_encryption(now=5)
+    ring.save(path, "pass phrase", **FAST)
+    assert NodeKeys.load(path, "pass phrase") == ring
+    with pytest.raises(KeyFileError) as e:
+        NodeKeys.load(path, "wrong")
+    assert e.value.code == "key-file-passphrase"
+    assert ring.current_signing.seed.hex() not in path.read_text()
+
+
+def test_save_unsealed_needs_flag_and_warns_on_load(tmp_path: Path) -> None:
+    path = tmp_path / "demo.key"
+    with pytest.raises(ValueError):
+        DE.save(path, None)
+    DE.save(path, None, unsafe_unsealed=True)
+    with pytest.warns(UnsealedKeyWarning):
+        assert NodeKeys.load(path, None) == DE
+
+
+def test_repr_does_not_leak_secrets() -> None:
+    text = repr(DE)
+    obj = DE.to_secret_json()
+    assert obj["sig"][0]["seed"] not in text and obj["enc"][0]["secret"] not in text
+    assert DE.current_signing.kid in text
+
+
+def test_passphrase_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GATEWAY_KEY_PASSPHRASE", raising=False)
+    assert passphrase_from_env() is None
+    monkeypatch.setenv("GATEWAY_KEY_PASSPHRASE", "")
+    assert passphrase_from_env() is None
+    monkeypatch.setenv("GATEWAY_KEY_PASSPHRASE", "s3cret words")
+    assert passphrase_from_env() == "s3cret words"
+    monkeypatch.setenv("OTHER_VAR", "x")
+    assert passphrase_from_env("OTHER_VAR") == "x"

@@ -1,0 +1,212 @@
+"""Private keys sealed at rest: argon2id + XChaCha20-Poly1305, header as associated data."""
+
+import json
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from keys.sealed import (
+    FORMAT,
+    MEMLIMIT_INTERACTIVE,
+    MEMLIMIT_MIN,
+    OPSLIMIT_INTERACTIVE,
+    OPSLIMIT_MIN,
+    KeyFileError,
+    UnsealedKeyWarning,
+    open_keys,
+    read_key_file,
+    seal_keys,
+    write_key_file,
+)
+from schemas.b64 import b64d, b64e
+
+FAST: dict[str, Any] = {"opslimit": OPSLIMIT_MIN, "memlimit": MEMLIMIT_MIN}
+SECRET = {"node": "DE", "sig": [{"seed": b64e(bytes(range(32)))}], "note": "ünïcode"}
+PASS = "correct horse battery staple"  # noqa: S105 - test passphrase
+
+
+def sealed_doc(**kdf: Any) -> dict[str, Any]:
+    return json.loads(seal_keys(SECRET, PASS, **(FAST | kdf)))
+
+
+def reopen(doc: dict[str, Any], passphrase: str | None = PASS) -> dict[str, Any]:
+    return open_keys(json.dumps(doc).encode(), passphrase)
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "node.key"
+    write_key_file(path, SECRET, PASS, **FAST)
+    assert read_key_file(path, PASS) == SECRET
+    doc = json.loads(path.read_bytes())
+    assert doc["format"] == FORMAT and doc["sealed"] is True
+    assert doc["kdf"]["alg"] == "argon2id" and doc["kdf"]["opslimit"] == OPSLIMIT_MIN
+    assert len(b64d(doc["kdf"]["salt"])) == 16 and len(b64d(doc["nonce"])) == 24
+    assert b"seed" not in path.read_bytes()  # the secret is not in clear
+
+
+def test_round_trip_interactive_limits(tmp_path: Path) -> None:
+    path = tmp_path / "node.key"
+    write_key_file(path, SECRET, PASS, opslimit=OPSLIMIT_INTERACTIVE, memlimit=MEMLIMIT_INTERACTIVE)
+    assert read_key_file(path, PASS) == SECRET
+
+
+def test_fresh_salt_and_nonce_each_time() -> None:
+    a, b = sealed_doc(), sealed_doc()
+    assert a["kdf"]["salt"] != b["kdf"]["salt"] and a["nonce"] != b["nonce"]
+
+
+def test_passphrase_is_nfc_normalised() -> None:
+    data = seal_keys(SECRET, "caf\u00e9", **FAST)
+    assert open_keys(data, "cafe\u0301") == SECRET
+
+
+@pytest.mark.parametrize("passphrase", ["wrong", PASS + " ", PASS.upper()])
+def test_wrong_passphrase(passphrase: str) -> None:
+    with pytest.raises(KeyFileError) as e:
+        reopen(sealed_doc(), passphrase)
+    assert e.value.code == "key-file-passphrase"
+
+
+def test_missing_passphrase_for_sealed_file() -> None:
+    for passphrase in (None, ""):
+        with pytest.raises(KeyFileError) as e:
+            reopen(sealed_doc(), passphrase)
+        assert e.value.code == "key-file-passphrase"
+
+
+def test_sealing_needs_a_passphrase() -> None:
+    with pytest.raises(ValueError):
+        seal_keys(SECRET, "", **FAST)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        pytest.param(lambda d: d["kdf"].update(salt=b64e(bytes(16))), id="salt"),
+        pytest.param(lambda d: d["kdf"].update(opslimit=OPSLIMIT_MIN + 1), id="opslimit"),
+        pytest.param(lambda d: d["kdf"].update(memlimit=MEMLIMIT_MIN * 2), id="memlimit"),
+        pytest.param(lambda d: d.update(nonce=b64e(bytes(24))), id="nonce"),
+    ],
+)
+def test_header_tampering_fails(edit: Any) -> None:
+    doc = sealed_doc()
+    edit(doc)
+    with pytest.raises(KeyFileError) as e:
+        reopen(doc)
+    assert e.value.code == "key-file-passphrase"
+
+
+def test_associated_data_is_checked_by_the_aead() -> None:
+    """Decrypting with the right key but another header must fail (header is the AAD)."""
+    import nacl.bindings
+    import nacl.exceptions
+    import nacl.pwhash.argon2id as argon2id
+
+    doc = sealed_doc()
+    key = argon2id.kdf(32, PASS.encode(), b64d(doc["kdf"]["salt"]), **FAST)
+    header = {"format": FORMAT, "sealed": True, "kdf": doc["kdf"]}
+    aad = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    args = (b64d(doc["ciphertext"]), aad, b64d(doc["nonce"]), key)
+    assert json.loads(nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(*args)) == SECRET
+    with pytest.raises(nacl.exceptions.CryptoError):
+        nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
+            args[0], aad.replace(b"xb1-keyfile/1", b"xb1-keyfile/2"), *args[2:]
+        )
+
+
+def test_ciphertext_tampering_fails() -> None:
+    doc = sealed_doc()
+    ct = bytearray(b64d(doc["ciphertext"]))
+    for index in (0, len(ct) // 2, len(ct) - 1):
+        tampered = bytearray(ct)
+        tampered[index] ^= 1
+        with pytest.raises(KeyFileError) as e:
+            reopen(doc | {"ciphertext": b64e(bytes(tampered))})
+        assert e.value.code == "key-file-passphrase"
+    with pytest.raises(KeyFileError):
+        reopen(doc | {"ciphertext": b64e(bytes(ct[:-1]))})
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"not json",
+        b"[]",
+        json.dumps({"format": "other", "sealed": True}).encode(),
+        json.dumps({"format": FORMAT}).encode(),
+        json.dumps({"format": FORMAT, "sealed": "yes"}).encode(),
+        json.dumps({"format": FORMAT, "sealed": False, "keys": []}).encode(),
+        json.dumps({"format": FORMAT, "sealed": False, "keys": {}, "extra": 1}).encode(),
+    ],
+)
+def test_corrupt_file_is_malformed(data: bytes) -> None:
+    with pytest.raises(KeyFileError) as e:
+        open_keys(data, PASS)
+    assert e.value.code == "key-file-malformed"
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        pytest.param(lambda d: d["kdf"].update(alg="scrypt"), id="alg"),
+        pytest.param(lambda d: d["kdf"].update(memlimit=2**40), id="huge-memlimit"),
+        pytest.param(lambda d: d["kdf"].update(opslimit=0), id="zero-opslimit"),
+        pytest.param(lambda d: d["kdf"].update(opslimit=True), id="bool-opslimit"),
+        pytest.param(lambda d: d["kdf"].update(salt=b64e(bytes(15))), id="short-salt"),
+        pytest.param(lambda d: d.update(nonce=d["nonce"] + "="), id="padded-nonce"),
+        pytest.param(lambda d: d.pop("ciphertext"), id="no-ciphertext"),
+        pytest.param(lambda d: d.update(keys={}), id="extra-member"),
+    ],
+)
+def test_bad_header_is_malformed(edit: Any) -> None:
+    doc = sealed_doc()
+    edit(doc)
+    with pytest.raises(KeyFileError) as e:
+        reopen(doc)
+    assert e.value.code == "key-file-malformed"
+
+
+def test_unsealed_needs_explicit_flag_and_warns(tmp_path: Path) -> None:
+    path = tmp_path / "demo.key"
+    with pytest.raises(ValueError):
+        write_key_file(path, SECRET, None)
+    assert not path.exists()
+    write_key_file(path, SECRET, None, unsafe_unsealed=True)
+    doc = json.loads(path.read_bytes())
+    assert doc == {"format": FORMAT, "sealed": False, "keys": SECRET}
+    with pytest.warns(UnsealedKeyWarning):
+        assert read_key_file(path, None) == SECRET
+    with pytest.warns(UnsealedKeyWarning):
+        assert read_key_file(path, PASS) == SECRET
+
+
+def test_passphrase_wins_over_unsafe_flag(tmp_path: Path) -> None:
+    path = tmp_path / "node.key"
+    write_key_file(path, SECRET, PASS, unsafe_unsealed=True, **FAST)
+    assert json.loads(path.read_bytes())["sealed"] is True
+
+
+def test_file_mode_0600_atomic_replace(tmp_path: Path) -> None:
+    path = tmp_path / "node.key"
+    path.write_bytes(b"old")
+    os.chmod(path, 0o644)
+    write_key_file(path, SECRET, PASS, **FAST)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert read_key_file(path, PASS) == SECRET
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["node.key"]  # no temp files left
+    write_key_file(tmp_path / "demo.key", SECRET, None, unsafe_unsealed=True)
+    assert stat.S_IMODE((tmp_path / "demo.key").stat().st_mode) == 0o600
+
+
+def test_failed_write_leaves_old_file(tmp_path: Path) -> None:
+    path = tmp_path / "node.key"
+    write_key_file(path, SECRET, PASS, **FAST)
+    before = path.read_bytes()
+    with pytest.raises(ValueError):
+        write_key_file(path, {"bad": 1.5}, PASS, **FAST)  # floats are not xb1-json
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["node.key"]
