@@ -153,6 +153,7 @@ class Envelope:
     ciphertext: bytes
     signature: bytes
     header: Header
+    canonical: bool = True  # is P byte-identical to its xb1-json re-serialisation?
     ph: bytes = field(init=False)
     ch: bytes = field(init=False)
 
@@ -174,6 +175,7 @@ class Envelope:
 class Opened:
     envelope: Envelope
     body: dict[str, Any]
+    payload: bytes  # M exactly as decrypted (canonical xb1-json of ``body``)
 
     @property
     def header(self) -> Header:
@@ -238,33 +240,46 @@ def seal(
         raise ValueError(f"an envelope needs 1 to {MAX_RECIPIENTS} recipients")
     if len({r.node for r in recipients}) != len(recipients):
         raise ValueError("recipient nodes must be unique")
+    if not TYP_RE.match(typ) or not NODE_RE.match(sender) or ttl < 1:
+        raise ValueError("typ, sender node id or ttl is not valid for an xb1 header")
+    if not all(NODE_RE.match(r.node) and KID_RE.match(r.kid) for r in recipients):
+        raise ValueError("a recipient node id or key id is not valid")
     issued = int(time.time()) if iat is None else iat
     message = xb1json.dumps(body)
     cek = random(CEK_BYTES)
     nonce = random(NONCE_BYTES)
-    header = {
-        "suite": SUITE,
-        "typ": typ,
-        "id": message_id or new_message_id(random, issued * 1000),
-        "iat": issued,
-        "exp": issued + ttl,
-        "from": {"node": sender, "kid": signing_key.kid},
-        "to": [
-            {"node": r.node, "kid": r.kid, "wk": b64e(_wrap_key(cek, r.public, rng))}
-            for r in recipients
-        ],
-        "nonce": b64e(nonce),
-        "kc": b64e(key_commitment(cek, nonce)),
-        "tl": tl,
-    }
-    protected = xb1json.dumps(header)
+    parsed = Header(
+        typ=typ,
+        id=message_id or new_message_id(random, issued * 1000),
+        iat=issued,
+        exp=issued + ttl,
+        sender=Party(sender, signing_key.kid),
+        to=tuple(RecipientEntry(r.node, r.kid, _wrap_key(cek, r.public, rng)) for r in recipients),
+        nonce=nonce,
+        kc=key_commitment(cek, nonce),
+        tl=tl,
+    )
+    if not UUID_RE.match(parsed.id):
+        raise ValueError("message id must be a lowercase RFC 9562 UUID")
+    protected = xb1json.dumps(
+        {
+            "suite": SUITE,
+            "typ": parsed.typ,
+            "id": parsed.id,
+            "iat": parsed.iat,
+            "exp": parsed.exp,
+            "from": {"node": sender, "kid": parsed.sender.kid},
+            "to": [{"node": e.node, "kid": e.kid, "wk": b64e(e.wk)} for e in parsed.to],
+            "nonce": b64e(nonce),
+            "kc": b64e(parsed.kc),
+            "tl": tl,
+        }
+    )
     ciphertext = sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(
         message, AAD_PREFIX + protected, nonce, cek
     )
     signature = signing_key.sign(SIG_PREFIX + protected + hashlib.sha256(ciphertext).digest())
-    return Envelope(
-        protected, ciphertext, signature, check_header_members(xb1json.loads(protected))
-    )
+    return Envelope(protected, ciphertext, signature, parsed)
 
 
 # --------------------------------------------------------------------------- opening
@@ -367,11 +382,14 @@ def check_header_members(header: object) -> Header:
 
 def step2_parse_header(protected: bytes, ciphertext: bytes, signature: bytes) -> Envelope:
     """§3 step 2: parse P strictly and check its members."""
+    # Whether P is canonical is decided here, where it is parsed, but only acted on
+    # in step 5, after the signature holds.
     try:
-        header = check_header_members(xb1json.loads(protected))
+        members, canonical = xb1json.loads_with_canonical(protected)
+        header = check_header_members(members)
     except WireFormatError as e:
         raise Rejected("malformed", f"protected header: {e}") from e
-    return Envelope(protected, ciphertext, signature, header)
+    return Envelope(protected, ciphertext, signature, header, canonical)
 
 
 def step3_find_sender_key(envelope: Envelope, trust: SenderKeys, now: int) -> bytes:
@@ -396,7 +414,7 @@ def step4_verify_signature(envelope: Envelope, public_key: bytes) -> None:
 def step5_check_time(envelope: Envelope, now: int, limits: Limits) -> None:
     """§3 step 5: P canonical, iat <= now + skew, now <= exp, exp - iat <= max_ttl."""
     header = envelope.header
-    if xb1json.dumps(xb1json.loads(envelope.protected)) != envelope.protected:
+    if not envelope.canonical:
         raise Rejected(
             "not-canonical",
             "protected header is not canonical xb1-json",
@@ -427,6 +445,13 @@ def step7_decrypt(
     envelope: Envelope, node: str, enc_keys: Iterable[EncryptionKeyPair]
 ) -> dict[str, Any]:
     """§3 step 7: our ``to`` entry, unwrap CEK, check kc in constant time, decrypt, parse M."""
+    return step7_decrypt_payload(envelope, node, enc_keys)[0]
+
+
+def step7_decrypt_payload(
+    envelope: Envelope, node: str, enc_keys: Iterable[EncryptionKeyPair]
+) -> tuple[dict[str, Any], bytes]:
+    """Step 7, also returning the payload bytes M as decrypted."""
     header = envelope.header
     ours = {key.kid: key for key in enc_keys}
     entry = next((e for e in header.to if e.node == node and e.kid in ours), None)
@@ -468,7 +493,7 @@ def step7_decrypt(
         raise Rejected(
             "malformed", "payload must be a JSON object", envelope=envelope, authenticated=True
         )
-    return body
+    return body, message
 
 
 def step8_validate(envelope: Envelope, body: dict[str, Any]) -> dict[str, Any]:
@@ -505,8 +530,8 @@ def open_envelope(
     step5_check_time(envelope, current, limits)
     if replay_check is not None:
         replay_check(envelope)
-    body = step7_decrypt(envelope, node, enc_keys)
-    return Opened(envelope, step8_validate(envelope, body))
+    body, payload = step7_decrypt_payload(envelope, node, enc_keys)
+    return Opened(envelope, step8_validate(envelope, body), payload)
 
 
 # --------------------------------------------------------------------------- receipts

@@ -120,16 +120,21 @@ def submit(
         ) from e
     recipients = _recipients(node, to, at)
     trust_list = node.trust()
-    envelope = seal(
-        typ=typ,
-        body=loaded,
-        sender=node.id,
-        signing_key=node.keys.current_signing,
-        recipients=recipients,
-        tl=trust_list.version,
-        iat=at,
-        ttl=node.settings.message_ttl,
-    )
+    try:
+        envelope = seal(
+            typ=typ,
+            body=loaded,
+            sender=node.id,
+            signing_key=node.keys.current_signing,
+            recipients=recipients,
+            tl=trust_list.version,
+            iat=at,
+            ttl=node.settings.message_ttl,
+        )
+    except WireFormatError as e:
+        raise ApiError(
+            "not-representable", f"the body cannot be sent as xb1-json: {e}", status=422
+        ) from e
     header = envelope.header
     message = OutboundMessage(
         id=header.id,

@@ -16,57 +16,77 @@ MAX_SAFE_INTEGER = 2**53 - 1
 MAX_DEPTH = 64
 
 
+def _check_string(value: str) -> None:
+    # json.loads turns a "\ud800" escape into a lone surrogate that no UTF-8
+    # encoder accepts; refuse it so loads() is as strict as dumps().
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise WireFormatError("string is not valid Unicode (lone surrogate)") from e
+
+
 def _check(value: Any, depth: int = 0) -> None:
-    if depth > MAX_DEPTH:
-        raise WireFormatError(f"JSON nested deeper than {MAX_DEPTH} levels")
-    if value is None or isinstance(value, bool):
-        return
-    if isinstance(value, str):
-        # json.loads turns a "\ud800" escape into a lone surrogate that no UTF-8
-        # encoder accepts; catch it here so loads() is as strict as dumps().
-        if not value.isascii():
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError as e:
-                raise WireFormatError("string is not valid Unicode (lone surrogate)") from e
-        return
-    if isinstance(value, int):
-        if abs(value) > MAX_SAFE_INTEGER:
+    """Refuse anything outside the xb1-json subset. Exact type tests first (the hot
+    path: parsed JSON only holds these), then ``isinstance`` for subclasses."""
+    kind = type(value)
+    if kind is str:
+        _check_string(value)
+    elif kind is int:
+        if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
             raise WireFormatError(f"integer {value} is outside ±(2^53-1); send it as a string")
-        return
-    if isinstance(value, float):
+    elif kind is dict or kind is list or kind is tuple:
+        if depth >= MAX_DEPTH:
+            raise WireFormatError(f"JSON nested deeper than {MAX_DEPTH} levels")
+        if kind is dict:
+            for key, element in value.items():
+                if type(key) is not str or not key.isascii():
+                    raise WireFormatError(f"object key {key!r} must be an ASCII string")
+                _check(element, depth + 1)
+        else:
+            for element in value:
+                _check(element, depth + 1)
+    elif value is None or kind is bool:
+        pass
+    elif isinstance(value, float):
         raise WireFormatError("floats are not allowed in xb1-json; send decimals as strings")
-    if isinstance(value, (list, tuple)):
-        for element in value:
-            _check(element, depth + 1)
-        return
-    if isinstance(value, dict):
-        for key, element in value.items():
-            if not isinstance(key, str) or not key.isascii():
-                raise WireFormatError(f"object key {key!r} must be an ASCII string")
-            _check(element, depth + 1)
-        return
-    raise WireFormatError(f"type {type(value).__name__} cannot be encoded as xb1-json")
+    elif isinstance(value, str):
+        _check_string(value)
+    elif isinstance(value, int):
+        _check(int(value), depth)
+    elif isinstance(value, (dict, list, tuple)):
+        _check(dict(value) if isinstance(value, dict) else list(value), depth)
+    else:
+        raise WireFormatError(f"type {type(value).__name__} cannot be encoded as xb1-json")
+
+
+def check(value: Any) -> None:
+    """Raise ``WireFormatError`` unless ``value`` can be encoded as xb1-json."""
+    _check(value)
+
+
+_ENCODER = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
 
 
 def dumps(value: Any) -> bytes:
     """Serialise to canonical xb1-json bytes."""
     _check(value)
-    text = json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
     try:
-        return text.encode("utf-8")
+        return _ENCODER.encode(value).encode("utf-8")
     except UnicodeEncodeError as e:  # lone surrogates
         raise WireFormatError("string is not valid Unicode (lone surrogate)") from e
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise WireFormatError(f"duplicate object key {key!r}")
-        result[key] = value
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise WireFormatError(f"duplicate object key {key!r}")
+            seen.add(key)
     return result
 
 
@@ -78,14 +98,11 @@ def _reject_constant(text: str) -> Any:
     raise WireFormatError(f"{text} is not valid JSON")
 
 
-def _parse_int(text: str) -> int:
-    digits = text.lstrip("-")
-    if len(digits) > 16:
-        raise WireFormatError("integer is outside ±(2^53-1); send it as a string")
-    value = int(text)
-    if abs(value) > MAX_SAFE_INTEGER:
-        raise WireFormatError(f"integer {value} is outside ±(2^53-1); send it as a string")
-    return value
+# Integers are parsed by the C scanner and range-checked by _check; Python itself
+# refuses integers of more than 4300 digits, so a huge number cannot cost much.
+_DECODER = json.JSONDecoder(
+    object_pairs_hook=_no_duplicates, parse_float=_reject_float, parse_constant=_reject_constant
+)
 
 
 def loads(raw: bytes) -> Any:
@@ -97,13 +114,7 @@ def loads(raw: bytes) -> Any:
     except UnicodeDecodeError as e:
         raise WireFormatError("JSON is not valid UTF-8") from e
     try:
-        value = json.loads(
-            text,
-            object_pairs_hook=_no_duplicates,
-            parse_float=_reject_float,
-            parse_int=_parse_int,
-            parse_constant=_reject_constant,
-        )
+        value = _DECODER.decode(text)
     except WireFormatError:
         raise
     except RecursionError as e:
@@ -114,9 +125,15 @@ def loads(raw: bytes) -> Any:
     return value
 
 
+def loads_with_canonical(raw: bytes) -> tuple[Any, bool]:
+    """Parse strictly; also say whether the bytes are exactly the canonical form."""
+    value = loads(raw)  # checked: no second walk needed before encoding
+    return value, _ENCODER.encode(value).encode("utf-8") == bytes(raw)
+
+
 def loads_canonical(raw: bytes) -> Any:
     """Parse strictly and require that the bytes are exactly the canonical form."""
-    value = loads(raw)
-    if dumps(value) != bytes(raw):
+    value, canonical = loads_with_canonical(raw)
+    if not canonical:
         raise NotCanonical("JSON is not in xb1 canonical form (key order, whitespace or escaping)")
     return value

@@ -84,8 +84,9 @@ def seal_alert(
 def open_as(
     raw: bytes, node: VectorNode = UZ, *, now: int = NOW, limits: Limits = LIMITS
 ) -> dict[str, Any]:
-    opened = open_envelope(raw, node=node.node, trust=TRUST, enc_keys=[node.enc], now=now,
-                           limits=limits)
+    opened = open_envelope(
+        raw, node=node.node, trust=TRUST, enc_keys=[node.enc], now=now, limits=limits
+    )
     return opened.body
 
 
@@ -114,10 +115,7 @@ BASE_WIRE = BASE.to_wire()
 # --------------------------------------------------------------------------- round trips
 
 json_scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**53 - 1), 2**53 - 1)
-    | st.text(max_size=20)
+    st.none() | st.booleans() | st.integers(-(2**53 - 1), 2**53 - 1) | st.text(max_size=20)
 )
 json_keys = st.text(st.characters(max_codepoint=127), max_size=8)
 json_values = st.recursive(
@@ -140,16 +138,17 @@ def test_any_json_object_body_round_trips_through_steps_1_to_7(
 @pytest.mark.parametrize("name", sorted(EXAMPLE_ALERTS))
 def test_example_alerts_round_trip_through_open_envelope(name: str) -> None:
     body = EXAMPLE_ALERTS[name]()
-    opened = open_envelope(seal_alert(body=body).to_wire(), node="UZ", trust=TRUST,
-                           enc_keys=[UZ.enc], now=NOW)
+    opened = open_envelope(
+        seal_alert(body=body).to_wire(), node="UZ", trust=TRUST, enc_keys=[UZ.enc], now=NOW
+    )
     assert opened.body == body
     assert opened.header.typ == "alert/1"
     assert opened.header.sender.node == "KZ"
 
 
-titles = st.text(
-    st.characters(categories=("L", "N", "P", "Zs")), min_size=1, max_size=200
-).filter(str.strip)
+titles = st.text(st.characters(categories=("L", "N", "P", "Zs")), min_size=1, max_size=200).filter(
+    str.strip
+)
 
 
 @FAST
@@ -193,8 +192,15 @@ def test_duplicated_recipient_node_in_header_is_malformed() -> None:
 
 def test_a_recipient_opens_with_any_key_on_its_ring() -> None:
     old = EncryptionKeyPair(bytes(range(32)))
-    raw = seal(typ="alert/1", body=example_alert(), sender="KZ", signing_key=KZ.sig,
-               recipients=[Recipient("UZ", old.kid, old.public)], tl=1, iat=IAT).to_wire()
+    raw = seal(
+        typ="alert/1",
+        body=example_alert(),
+        sender="KZ",
+        signing_key=KZ.sig,
+        recipients=[Recipient("UZ", old.kid, old.public)],
+        tl=1,
+        iat=IAT,
+    ).to_wire()
     opened = open_envelope(raw, node="UZ", trust=TRUST, enc_keys=[UZ.enc, old], now=NOW)
     assert opened.body == example_alert()
     assert rejection(raw) == "not-a-recipient"
@@ -221,7 +227,9 @@ def expected_for_wire(raw: bytes) -> str:
     try:
         document = xb1json.loads(raw)
         if not isinstance(document, dict) or set(document) != {
-            "protected", "ciphertext", "signature"
+            "protected",
+            "ciphertext",
+            "signature",
         }:
             return "malformed"
         protected = b64d(document["protected"])
@@ -372,8 +380,15 @@ def test_seal_with_rng_is_deterministic_and_without_it_random() -> None:
     assert seal_alert(seed=b"same").to_wire() == seal_alert(seed=b"same").to_wire()
     assert seal_alert(seed=b"same").to_wire() != seal_alert(seed=b"other").to_wire()
     fresh = [
-        seal(typ="alert/1", body={}, sender="KZ", signing_key=KZ.sig,
-             recipients=[UZ.recipient], tl=1, iat=IAT).to_wire()
+        seal(
+            typ="alert/1",
+            body={},
+            sender="KZ",
+            signing_key=KZ.sig,
+            recipients=[UZ.recipient],
+            tl=1,
+            iat=IAT,
+        ).to_wire()
         for _ in range(2)
     ]
     assert fresh[0] != fresh[1]
@@ -384,8 +399,7 @@ def test_deterministic_wrap_is_a_libsodium_sealed_box() -> None:
     for node, entry in zip((TJ, UZ), envelope.header.to, strict=True):
         box = nacl.public.SealedBox(nacl.public.PrivateKey(node.enc.secret))
         cek = box.decrypt(entry.wk)
-        assert cek == nacl.bindings.crypto_box_seal_open(entry.wk, node.enc.public,
-                                                         node.enc.secret)
+        assert cek == nacl.bindings.crypto_box_seal_open(entry.wk, node.enc.public, node.enc.secret)
         assert key_commitment(cek, envelope.header.nonce) == envelope.header.kc
         assert len(entry.wk) == 80
 
@@ -399,7 +413,9 @@ def test_receipt_round_trip(reason: str | None, at: int) -> None:
     raw = make_receipt(BASE, receiver="UZ", signing_key=UZ.sig, reason=reason, at=at)
     receipt = verify_receipt(raw, trust=TRUST, now=NOW, envelope=BASE)
     assert (receipt.status, receipt.reason, receipt.at) == (
-        "accepted" if reason is None else "rejected", reason, at
+        "accepted" if reason is None else "rejected",
+        reason,
+        at,
     )
     assert (receipt.ref, receipt.to, receipt.signer.node) == (BASE.header.id, "KZ", "UZ")
     assert (receipt.ph, receipt.ch) == (BASE.ph, BASE.ch)
@@ -422,12 +438,20 @@ def test_every_flipped_receipt_byte_is_invalid() -> None:
     protected, signature = receipt_parts(RECEIPT)
     for index in range(len(protected)):
         with pytest.raises(ReceiptInvalid):
-            verify_receipt(receipt_wire(flipped(protected, index, 0x01), signature),
-                           trust=TRUST, now=NOW, envelope=BASE)
+            verify_receipt(
+                receipt_wire(flipped(protected, index, 0x01), signature),
+                trust=TRUST,
+                now=NOW,
+                envelope=BASE,
+            )
     for index in range(len(signature)):
         with pytest.raises(ReceiptInvalid):
-            verify_receipt(receipt_wire(protected, flipped(signature, index, 0x01)),
-                           trust=TRUST, now=NOW, envelope=BASE)
+            verify_receipt(
+                receipt_wire(protected, flipped(signature, index, 0x01)),
+                trust=TRUST,
+                now=NOW,
+                envelope=BASE,
+            )
     for index in range(len(RECEIPT)):
         with pytest.raises(ReceiptInvalid):
             verify_receipt(flipped(RECEIPT, index, 0x01), trust=TRUST, now=NOW, envelope=BASE)
