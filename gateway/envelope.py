@@ -23,7 +23,6 @@ import hmac
 import os
 import re
 import time
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -200,12 +199,13 @@ def new_message_id(rng: Callable[[int], bytes] = os.urandom, now_ms: int | None 
     value = bytearray(ms.to_bytes(6, "big") + rng(10))
     value[6] = 0x70 | (value[6] & 0x0F)
     value[8] = 0x80 | (value[8] & 0x3F)
-    return str(uuid.UUID(bytes=bytes(value)))
+    text = value.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def key_commitment(cek: bytes, nonce: bytes) -> bytes:
     """PROTOCOL §3: kc = HMAC-SHA-256(key=CEK, msg="xb1:kc\\0" || nonce)."""
-    return hmac.new(cek, KC_PREFIX + nonce, hashlib.sha256).digest()
+    return hmac.digest(cek, KC_PREFIX + nonce, "sha256")
 
 
 def _wrap_key(cek: bytes, public: bytes, rng: Callable[[int], bytes] | None) -> bytes:
@@ -221,7 +221,8 @@ def _wrap_key(cek: bytes, public: bytes, rng: Callable[[int], bytes] | None) -> 
 def seal(
     *,
     typ: str,
-    body: dict[str, Any],
+    body: dict[str, Any] | None = None,
+    payload: bytes | None = None,
     sender: str,
     signing_key: SigningKeyPair,
     recipients: Sequence[Recipient],
@@ -232,6 +233,10 @@ def seal(
     rng: Callable[[int], bytes] | None = None,
 ) -> Envelope:
     """Seal ``body`` for ``recipients`` and sign it (PROTOCOL §3 "Sealing").
+
+    Pass either ``body`` (encoded here as xb1-json) or ``payload``: bytes the caller
+    already encoded with ``xb1json.dumps`` (the outbox keeps them anyway). Payload
+    bytes that are not canonical are refused by every receiver (``not-canonical``).
 
     ``rng`` makes sealing deterministic; it is unsafe outside test-vector generation.
     """
@@ -245,7 +250,9 @@ def seal(
     if not all(NODE_RE.match(r.node) and KID_RE.match(r.kid) for r in recipients):
         raise ValueError("a recipient node id or key id is not valid")
     issued = int(time.time()) if iat is None else iat
-    message = xb1json.dumps(body)
+    if (body is None) == (payload is None):
+        raise ValueError("pass exactly one of body and payload")
+    message = xb1json.dumps(body) if payload is None else bytes(payload)
     cek = random(CEK_BYTES)
     nonce = random(NONCE_BYTES)
     parsed = Header(

@@ -121,9 +121,10 @@ def submit(
     recipients = _recipients(node, to, at)
     trust_list = node.trust()
     try:
+        payload = xb1json.dumps(loaded)
         envelope = seal(
             typ=typ,
-            body=loaded,
+            payload=payload,
             sender=node.id,
             signing_key=node.keys.current_signing,
             recipients=recipients,
@@ -141,7 +142,7 @@ def submit(
         typ=typ,
         agency=agency,
         created_at=at,
-        body_json=xb1json.dumps(loaded).decode("utf-8"),
+        body_json=payload.decode("utf-8"),
         idempotency_key=idempotency_key,
     )
     session.add(message)

@@ -33,7 +33,13 @@ class SigningKeyPair:
     def __post_init__(self) -> None:
         if not isinstance(self.seed, bytes) or len(self.seed) != KEY_BYTES:
             raise ValueError(f"Ed25519 seed must be {KEY_BYTES} bytes")
-        object.__setattr__(self, "_key", nacl.signing.SigningKey(self.seed))
+        key = nacl.signing.SigningKey(self.seed)
+        public = bytes(key.verify_key)
+        # libsodium's 64-byte secret key (seed || public), kept for signing without
+        # building a SignedMessage object on every call.
+        object.__setattr__(self, "_secret64", self.seed + public)
+        object.__setattr__(self, "_public", public)
+        object.__setattr__(self, "_kid", key_id(public))
 
     @classmethod
     def generate(cls) -> "SigningKeyPair":
@@ -41,15 +47,16 @@ class SigningKeyPair:
 
     @property
     def public(self) -> bytes:
-        return bytes(self._key.verify_key)  # type: ignore[attr-defined]
+        return self._public  # type: ignore[attr-defined,no-any-return]
 
     @property
     def kid(self) -> str:
-        return key_id(self.public)
+        return self._kid  # type: ignore[attr-defined,no-any-return]
 
     def sign(self, message: bytes) -> bytes:
         """Detached Ed25519 signature (64 bytes)."""
-        return self._key.sign(message).signature  # type: ignore[attr-defined,no-any-return]
+        signed = nacl.bindings.crypto_sign(message, self._secret64)  # type: ignore[attr-defined]
+        return signed[:SIGNATURE_BYTES]  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:  # never print private material
         return f"SigningKeyPair(kid={self.kid})"
@@ -64,7 +71,9 @@ class EncryptionKeyPair:
     def __post_init__(self) -> None:
         if not isinstance(self.secret, bytes) or len(self.secret) != KEY_BYTES:
             raise ValueError(f"X25519 private key must be {KEY_BYTES} bytes")
-        object.__setattr__(self, "_key", nacl.public.PrivateKey(self.secret))
+        public = bytes(nacl.public.PrivateKey(self.secret).public_key)
+        object.__setattr__(self, "_public", public)
+        object.__setattr__(self, "_kid", key_id(public))
 
     @classmethod
     def generate(cls) -> "EncryptionKeyPair":
@@ -72,16 +81,20 @@ class EncryptionKeyPair:
 
     @property
     def public(self) -> bytes:
-        return bytes(self._key.public_key)  # type: ignore[attr-defined]
+        return self._public  # type: ignore[attr-defined,no-any-return]
 
     @property
     def kid(self) -> str:
-        return key_id(self.public)
+        return self._kid  # type: ignore[attr-defined,no-any-return]
 
     def unseal(self, wrapped: bytes) -> bytes:
         """Open a ``crypto_box_seal`` wrap; raises ``ValueError`` if it does not open."""
         try:
-            return nacl.public.SealedBox(self._key).decrypt(wrapped)  # type: ignore[attr-defined,no-any-return]
+            return nacl.bindings.crypto_box_seal_open(  # type: ignore[no-any-return]
+                wrapped,
+                self._public,
+                self.secret,  # type: ignore[attr-defined]
+            )
         except nacl.exceptions.CryptoError as e:
             raise ValueError("sealed box did not open") from e
 

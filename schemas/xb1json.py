@@ -26,38 +26,58 @@ def _check_string(value: str) -> None:
             raise WireFormatError("string is not valid Unicode (lone surrogate)") from e
 
 
-def _check(value: Any, depth: int = 0) -> None:
-    """Refuse anything outside the xb1-json subset. Exact type tests first (the hot
-    path: parsed JSON only holds these), then ``isinstance`` for subclasses."""
-    kind = type(value)
-    if kind is str:
-        _check_string(value)
-    elif kind is int:
-        if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
-            raise WireFormatError(f"integer {value} is outside ±(2^53-1); send it as a string")
-    elif kind is dict or kind is list or kind is tuple:
-        if depth >= MAX_DEPTH:
-            raise WireFormatError(f"JSON nested deeper than {MAX_DEPTH} levels")
-        if kind is dict:
-            for key, element in value.items():
-                if type(key) is not str or not key.isascii():
-                    raise WireFormatError(f"object key {key!r} must be an ASCII string")
-                _check(element, depth + 1)
-        else:
-            for element in value:
-                _check(element, depth + 1)
-    elif value is None or kind is bool:
-        pass
-    elif isinstance(value, float):
+def _check_scalar(value: Any, depth: int) -> None:
+    """Everything that is not a plain str, int, dict, list, tuple, None or bool."""
+    if isinstance(value, float):
         raise WireFormatError("floats are not allowed in xb1-json; send decimals as strings")
-    elif isinstance(value, str):
+    if isinstance(value, str):
         _check_string(value)
     elif isinstance(value, int):
         _check(int(value), depth)
-    elif isinstance(value, (dict, list, tuple)):
-        _check(dict(value) if isinstance(value, dict) else list(value), depth)
+    elif isinstance(value, dict):
+        _check(dict(value), depth)
+    elif isinstance(value, (list, tuple)):
+        _check(list(value), depth)
     else:
         raise WireFormatError(f"type {type(value).__name__} cannot be encoded as xb1-json")
+
+
+def _check(value: Any, depth: int = 0) -> None:
+    """Refuse anything outside the xb1-json subset.
+
+    This walk runs on every message sealed or opened, so scalars inside a
+    container are checked inline (exact type tests) and only containers and
+    unusual types cost a call.
+    """
+    kind = type(value)
+    if kind is dict:
+        for key in value:
+            if type(key) is not str or not key.isascii():
+                raise WireFormatError(f"object key {key!r} must be an ASCII string")
+        elements = value.values()
+    elif kind is list or kind is tuple:
+        elements = value
+    else:
+        elements = (value,)
+        depth -= 1  # a bare scalar is not a level of nesting
+    if depth >= MAX_DEPTH:
+        raise WireFormatError(f"JSON nested deeper than {MAX_DEPTH} levels")
+    for element in elements:
+        kind = type(element)
+        if kind is str:
+            if not element.isascii():
+                _check_string(element)
+        elif kind is int:
+            if not -MAX_SAFE_INTEGER <= element <= MAX_SAFE_INTEGER:
+                raise WireFormatError(
+                    f"integer {element} is outside ±(2^53-1); send it as a string"
+                )
+        elif kind is dict or kind is list or kind is tuple:
+            _check(element, depth + 1)
+        elif element is None or kind is bool:
+            pass
+        else:
+            _check_scalar(element, depth + 1)
 
 
 def check(value: Any) -> None:
@@ -65,8 +85,13 @@ def check(value: Any) -> None:
     _check(value)
 
 
+# check_circular is off because _check bounds the depth first: a cycle cannot get here.
 _ENCODER = json.JSONEncoder(
-    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    sort_keys=True,
+    separators=(",", ":"),
+    ensure_ascii=False,
+    allow_nan=False,
+    check_circular=False,
 )
 
 
