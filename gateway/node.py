@@ -80,15 +80,13 @@ class Node:
             ).all()
         # Stored lists were verified when installed; re-verify the chain from the pinned
         # first version anyway so a row edited in the database is not trusted.
-        current = TrustList.from_pinned(rows[0].wire, rows[0].sha256)
+        first = TrustList.from_pinned(rows[0].wire, rows[0].sha256)
         if self.settings.trust_anchor and rows[0].sha256.hex() != self.settings.trust_anchor:
             raise NodeStateError(
                 "trust-anchor-mismatch",
                 "installed trust list version 1 does not match the configured trust_anchor",
             )
-        for row in rows[1:]:
-            current = current._successor(row.wire, int(time.time()), check_expiry=False)
-        return current
+        return first.verify_chain([row.wire for row in rows[1:]], int(time.time()), installed=True)
 
     def install_trust_list(
         self, wire: bytes, *, anchor: str | None = None, now: int | None = None

@@ -5,8 +5,10 @@ never converted to X25519. Constructors check exact lengths so a truncated or
 padded key cannot exist as an object.
 """
 
+from __future__ import annotations
+
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import nacl.bindings
 import nacl.exceptions
@@ -29,34 +31,28 @@ class SigningKeyPair:
     """An Ed25519 key pair (``use: sig``). ``seed`` is the 32-byte private seed."""
 
     seed: bytes
+    public: bytes = field(init=False, repr=False, compare=False)
+    kid: str = field(init=False, repr=False, compare=False)
+    # libsodium's 64-byte secret key (seed || public), kept so that signing does not
+    # build a key object on every call.
+    _secret64: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.seed, bytes) or len(self.seed) != KEY_BYTES:
             raise ValueError(f"Ed25519 seed must be {KEY_BYTES} bytes")
-        key = nacl.signing.SigningKey(self.seed)
-        public = bytes(key.verify_key)
-        # libsodium's 64-byte secret key (seed || public), kept for signing without
-        # building a SignedMessage object on every call.
+        public = bytes(nacl.signing.SigningKey(self.seed).verify_key)
+        object.__setattr__(self, "public", public)
+        object.__setattr__(self, "kid", key_id(public))
         object.__setattr__(self, "_secret64", self.seed + public)
-        object.__setattr__(self, "_public", public)
-        object.__setattr__(self, "_kid", key_id(public))
 
     @classmethod
-    def generate(cls) -> "SigningKeyPair":
+    def generate(cls) -> SigningKeyPair:
         return cls(bytes(nacl.signing.SigningKey.generate()))
-
-    @property
-    def public(self) -> bytes:
-        return self._public  # type: ignore[attr-defined,no-any-return]
-
-    @property
-    def kid(self) -> str:
-        return self._kid  # type: ignore[attr-defined,no-any-return]
 
     def sign(self, message: bytes) -> bytes:
         """Detached Ed25519 signature (64 bytes)."""
-        signed = nacl.bindings.crypto_sign(message, self._secret64)  # type: ignore[attr-defined]
-        return signed[:SIGNATURE_BYTES]  # type: ignore[no-any-return]
+        signed: bytes = nacl.bindings.crypto_sign(message, self._secret64)
+        return signed[:SIGNATURE_BYTES]
 
     def __repr__(self) -> str:  # never print private material
         return f"SigningKeyPair(kid={self.kid})"
@@ -67,36 +63,27 @@ class EncryptionKeyPair:
     """An X25519 key pair (``use: enc``) that opens sealed-box key wraps."""
 
     secret: bytes
+    public: bytes = field(init=False, repr=False, compare=False)
+    kid: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.secret, bytes) or len(self.secret) != KEY_BYTES:
             raise ValueError(f"X25519 private key must be {KEY_BYTES} bytes")
         public = bytes(nacl.public.PrivateKey(self.secret).public_key)
-        object.__setattr__(self, "_public", public)
-        object.__setattr__(self, "_kid", key_id(public))
+        object.__setattr__(self, "public", public)
+        object.__setattr__(self, "kid", key_id(public))
 
     @classmethod
-    def generate(cls) -> "EncryptionKeyPair":
+    def generate(cls) -> EncryptionKeyPair:
         return cls(bytes(nacl.public.PrivateKey.generate()))
-
-    @property
-    def public(self) -> bytes:
-        return self._public  # type: ignore[attr-defined,no-any-return]
-
-    @property
-    def kid(self) -> str:
-        return self._kid  # type: ignore[attr-defined,no-any-return]
 
     def unseal(self, wrapped: bytes) -> bytes:
         """Open a ``crypto_box_seal`` wrap; raises ``ValueError`` if it does not open."""
         try:
-            return nacl.bindings.crypto_box_seal_open(  # type: ignore[no-any-return]
-                wrapped,
-                self._public,
-                self.secret,  # type: ignore[attr-defined]
-            )
+            opened: bytes = nacl.bindings.crypto_box_seal_open(wrapped, self.public, self.secret)
         except nacl.exceptions.CryptoError as e:
             raise ValueError("sealed box did not open") from e
+        return opened
 
     def __repr__(self) -> str:
         return f"EncryptionKeyPair(kid={self.kid})"

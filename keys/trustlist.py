@@ -560,12 +560,19 @@ class TrustList:
         """T1, T4–T9: verify version N+1 against this version N and return it."""
         return self._successor(wire, now, check_expiry=True)
 
-    def verify_chain(self, wires: Sequence[bytes], now: int) -> TrustList:
+    def verify_chain(
+        self, wires: Sequence[bytes], now: int, *, installed: bool = False
+    ) -> TrustList:
         """Walk versions N+1, N+2, ... in order (T4–T8 at each step); only the last one must
-        not be expired (T9), since superseded versions may be. Returns the last version."""
+        not be expired (T9), since superseded versions may be. Returns the last version.
+
+        ``installed=True`` re-verifies versions the node installed earlier: then even the
+        last may have expired since, which freezes sending (T9) but must not stop the node
+        from loading what it has and raising the alarm."""
         current = self
         for i, wire in enumerate(wires):
-            current = current._successor(wire, now, check_expiry=i == len(wires) - 1)
+            last = i == len(wires) - 1
+            current = current._successor(wire, now, check_expiry=last and not installed)
         return current
 
     def _successor(self, wire: bytes, now: int, *, check_expiry: bool) -> TrustList:
