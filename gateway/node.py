@@ -78,15 +78,22 @@ class Node:
             rows = session.scalars(
                 select(TrustListVersion).order_by(TrustListVersion.version)
             ).all()
-        # Stored lists were verified when installed; re-verify the chain from the pinned
-        # first version anyway so a row edited in the database is not trusted.
-        first = TrustList.from_pinned(rows[0].wire, rows[0].sha256)
-        if self.settings.trust_anchor and rows[0].sha256.hex() != self.settings.trust_anchor:
+        # Stored lists were verified when installed; re-verify the chain from the first
+        # version anyway so a row edited in the database is not trusted. The configured
+        # anchor, when there is one, is the authority, not the hash kept beside the row.
+        now = int(time.time())
+        try:
+            if self.settings.trust_anchor:
+                first = TrustList.from_anchor(
+                    rows[0].wire, bytes.fromhex(self.settings.trust_anchor), now
+                )
+            else:
+                first = TrustList.from_pinned(rows[0].wire, rows[0].sha256)
+        except TrustError as e:
             raise NodeStateError(
-                "trust-anchor-mismatch",
-                "installed trust list version 1 does not match the configured trust_anchor",
-            )
-        return first.verify_chain([row.wire for row in rows[1:]], int(time.time()), installed=True)
+                e.code, f"installed trust list version 1 does not verify: {e.message}"
+            ) from e
+        return first.verify_chain([row.wire for row in rows[1:]], now, installed=True)
 
     def install_trust_list(
         self, wire: bytes, *, anchor: str | None = None, now: int | None = None

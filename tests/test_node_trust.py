@@ -1,0 +1,153 @@
+"""How a node installs, stores and reloads its trust list (PROTOCOL §5)."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+import pytest
+from sqlalchemy import update
+
+from gateway.config import load_settings
+from gateway.errors import NodeStateError
+from gateway.models import TrustListVersion
+from gateway.node import Node
+from keys.trustlist import TrustError, TrustList, assemble, build_list, sign_list
+
+
+def successor(fed, current: TrustList, *, expires_in: int = 86400, issued_at=None) -> bytes:
+    now = int(time.time())
+    raw = build_list(
+        federation=current.federation,
+        version=current.version + 1,
+        issued_at=issued_at or now,
+        expires=now + expires_in,
+        prev=current.sha256,
+        threshold=current.threshold,
+        admins=[{"kid": a.kid, "pub": _b64(a.pub), "label": a.label} for a in current.admins],
+        nodes=[
+            {
+                "node": n.node,
+                "name": n.name,
+                "endpoint": n.endpoint,
+                "keys": [k.to_entry() for k in n.keys],
+            }
+            for n in current.nodes
+        ],
+    )
+    return assemble(raw, [sign_list(raw, admin) for admin in fed.admins[:2]])
+
+
+def _b64(raw: bytes) -> str:
+    from schemas.b64 import b64e
+
+    return b64e(raw)
+
+
+def reopened(member) -> Node:
+    return Node(load_settings(member.instance), keys=member.keys)
+
+
+def test_successor_is_installed_and_the_chain_reloads(make_federation):
+    fed = make_federation(("KZ", "KG"), serve=False)
+    kz = fed["KZ"]
+    v2 = kz.node.install_trust_list(successor(fed, kz.node.trust()))
+    assert v2.version == 2 and kz.node.trust().version == 2
+    assert kz.client().get("/xb1/trust-list").data == v2.to_wire()
+    fresh = reopened(kz)
+    assert fresh.trust().version == 2 and fresh.trust().sha256 == v2.sha256
+    fresh.engine.dispose()
+
+
+def test_rollback_and_unsigned_lists_are_refused(make_federation):
+    fed = make_federation(("KZ", "KG"), serve=False)
+    kz = fed["KZ"]
+    with pytest.raises(TrustError) as refused:
+        kz.node.install_trust_list(fed.trust_wire)
+    assert refused.value.code == "trust-rollback"
+    wire = successor(fed, kz.node.trust())
+    from schemas import xb1json
+
+    unsigned = xb1json.dumps({**xb1json.loads(wire), "signatures": []})
+    with pytest.raises(TrustError) as refused:
+        kz.node.install_trust_list(unsigned)
+    assert refused.value.code == "trust-threshold"
+    assert kz.node.trust().version == 1
+
+
+def test_a_trust_list_edited_in_the_database_is_not_trusted(make_federation):
+    fed = make_federation(("KZ", "KG"), serve=False)
+    kz = fed["KZ"]
+    # Someone with database access swaps version 1 for a self-consistent list of their
+    # own (their admin, their keys for KG) and updates the stored hash to match.
+    from keys.keypair import SigningKeyPair
+    from keys.trustlist import admin_entry
+
+    rogue = SigningKeyPair(b"r" * 32)
+    current = kz.node.trust()
+    now = int(time.time())
+    raw = build_list(
+        federation=current.federation,
+        version=1,
+        issued_at=now,
+        expires=now + 86400,
+        prev=None,
+        threshold=1,
+        admins=[admin_entry(rogue, "rogue")],
+        nodes=[
+            {
+                "node": n.node,
+                "name": n.name,
+                "endpoint": "http://127.0.0.1:9",
+                "keys": [k.to_entry() for k in n.keys],
+            }
+            for n in current.nodes
+        ],
+    )
+    forged = assemble(raw, [sign_list(raw, rogue)])
+    with kz.node.sessions() as session:
+        session.execute(
+            update(TrustListVersion).values(wire=forged, sha256=hashlib.sha256(forged).digest())
+        )
+        session.commit()
+    fresh = reopened(kz)
+    with pytest.raises(NodeStateError) as refused:
+        fresh.trust()
+    assert refused.value.code == "trust-anchor-mismatch"
+    fresh.engine.dispose()
+
+
+def test_an_expired_list_freezes_sending_and_readiness_reports_it(make_federation):
+    fed = make_federation(("KZ", "KG"), serve=False)
+    kz = fed["KZ"]
+    # Version 2 expires two seconds from now; once it has, the node still loads it.
+    kz.node.install_trust_list(successor(fed, kz.node.trust(), expires_in=2))
+    time.sleep(2.5)
+    fresh = reopened(kz)
+    assert fresh.trust().version == 2
+    from gateway.app import create_app
+
+    ready = create_app(node=fresh).test_client().get("/readyz")
+    assert ready.status_code == 503
+    assert [a["code"] for a in ready.get_json()["alarms"]] == ["trust-list-expired"]
+    answer = (
+        create_app(node=fresh)
+        .test_client()
+        .post(
+            "/api/v1/messages", headers=kz.auth(), json={"typ": "alert/1", "body": {}, "to": ["KG"]}
+        )
+    )
+    assert answer.status_code == 422  # the body is checked first
+    from schemas.examples import example_alert
+
+    answer = (
+        create_app(node=fresh)
+        .test_client()
+        .post(
+            "/api/v1/messages",
+            headers=kz.auth(),
+            json={"typ": "alert/1", "body": example_alert(), "to": ["KG"]},
+        )
+    )
+    assert answer.status_code == 503 and answer.get_json()["error"] == "trust-list-expired"
+    fresh.engine.dispose()
