@@ -36,7 +36,7 @@ from gateway.tokens import issue
 from keys.fingerprint import fingerprint
 from keys.keypair import SigningKeyPair
 from keys.nodekeys import NodeKeys
-from keys.sealed import MEMLIMIT_INTERACTIVE, OPSLIMIT_INTERACTIVE
+from keys.sealed import MEMLIMIT_INTERACTIVE, OPSLIMIT_INTERACTIVE, atomic_write
 from keys.trustlist import admin_entry, assemble, build_list, node_entry, sign_list
 from schemas.examples import example_alert, example_alert_tajik_cyrillic, example_alert_uzbek_latin
 
@@ -184,8 +184,13 @@ def run_demo(*, as_json: bool = False, keep: str | None = None) -> dict[str, Any
                     "backoff_cap": 2.0,
                     "peer_timeout": 5.0,
                     "dispatch_interval": 0.2,
+                    # Plain HTTP on 127.0.0.1 only; real endpoints must be https://.
+                    "allow_insecure_http": True,
                 },
             )
+            if keep:
+                # So the kept nodes can be opened afterwards (demo keys only).
+                atomic_write(instance / "demo-passphrase", passphrases[node_id].encode())
             node = Node(load_settings(instance), keys=ring[node_id])
             stack.callback(node.engine.dispose)
             node.install_trust_list(wire)
@@ -317,6 +322,12 @@ def run_demo(*, as_json: bool = False, keep: str | None = None) -> dict[str, Any
             f"Summary: {sent} deliveries, {delivered} delivered, {receipts_verified} receipts "
             f"verified, {lost} lost, {duplicates} duplicated, in {elapsed}s"
         )
+        if keep:
+            say(f"Kept in {root}. To look inside a node, e.g. KZ:")
+            say(
+                f"  GATEWAY_KEY_PASSPHRASE=$(cat {root}/KZ/demo-passphrase) "
+                f"gateway --instance {root}/KZ outbox list"
+            )
         say("Stopping the three servers." + ("" if keep else " Removing the working folder."))
         return {
             "nodes": [{"node": n, "endpoint": f"http://127.0.0.1:{ports[n]}"} for n in NODES],

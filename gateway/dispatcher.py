@@ -130,6 +130,13 @@ class Dispatcher:
                 "unknown-recipient",
                 f"{delivery.recipient} is not in trust list version {trust_list.version}",
             )
+        if peer.endpoint.startswith("http://") and not self.node.settings.allow_insecure_http:
+            return Outcome(
+                DeliveryState.RETRYING,
+                "insecure-endpoint",
+                f"{delivery.recipient}'s endpoint {peer.endpoint} is plain HTTP; the trust list "
+                "must list an https:// endpoint (allow_insecure_http is for tests and demos)",
+            )
         url = peer.endpoint.rstrip("/") + "/xb1/envelopes"
         try:
             answer = self.http.post(
@@ -267,7 +274,7 @@ class Dispatcher:
             envelope = delivery.envelope
             session.expunge_all()
         try:
-            trust_list = self.node.trust()
+            trust_list = self.node.require_sending_allowed(at)
             outcome = self._send(trust_list, delivery, envelope, at)
         except NodeStateError as e:
             outcome = Outcome(DeliveryState.RETRYING, e.code, e.message)

@@ -93,7 +93,12 @@ class Node:
             raise NodeStateError(
                 e.code, f"installed trust list version 1 does not verify: {e.message}"
             ) from e
-        return first.verify_chain([row.wire for row in rows[1:]], now, installed=True)
+        try:
+            return first.verify_chain([row.wire for row in rows[1:]], now, installed=True)
+        except TrustError as e:
+            raise NodeStateError(
+                e.code, f"an installed trust list version does not verify: {e.message}"
+            ) from e
 
     def install_trust_list(
         self, wire: bytes, *, anchor: str | None = None, now: int | None = None

@@ -273,6 +273,7 @@ def make_federation(databases: Databases, tmp_path: Path) -> Iterator[Callable[.
                 "dispatch_lease": 5,
                 "dispatch_interval": 0.05,
                 "trust_refresh": 0.0,
+                "allow_insecure_http": True,
                 **(settings or {}),
             }
             write_instance_file(instance, config)

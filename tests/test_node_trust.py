@@ -122,9 +122,22 @@ def test_an_expired_list_freezes_sending_and_readiness_reports_it(make_federatio
     kz = fed["KZ"]
     # Version 2 expires two seconds from now; once it has, the node still loads it.
     kz.node.install_trust_list(successor(fed, kz.node.trust(), expires_in=2))
+    from schemas.examples import example_alert
+
+    queued = kz.client().post(
+        "/api/v1/messages",
+        headers=kz.auth(),
+        json={"typ": "alert/1", "body": example_alert(), "to": ["KG"]},
+    )
+    assert queued.status_code == 202
     time.sleep(2.5)
     fresh = reopened(kz)
     assert fresh.trust().version == 2
+    from gateway.dispatcher import Dispatcher
+
+    [outcome] = Dispatcher(fresh).run_once()
+    assert (outcome.state, outcome.code) == ("retrying", "trust-list-expired")
+    assert fed["KG"].posts == []
     from gateway.app import create_app
 
     ready = create_app(node=fresh).test_client().get("/readyz")
@@ -138,8 +151,6 @@ def test_an_expired_list_freezes_sending_and_readiness_reports_it(make_federatio
         )
     )
     assert answer.status_code == 422  # the body is checked first
-    from schemas.examples import example_alert
-
     answer = (
         create_app(node=fresh)
         .test_client()

@@ -7,6 +7,7 @@ import time
 
 from flask import Blueprint, jsonify
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.app import current_node
 from gateway.errors import GatewayError
@@ -26,12 +27,16 @@ def ready():  # type: ignore[no-untyped-def]
     try:
         with node.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
-    except Exception as e:  # any driver error means not ready; the reason is reported
-        alarms.append({"code": "database-unavailable", "message": str(e)[:300]})
-    try:
-        node.require_sending_allowed(int(time.time()))
-    except GatewayError as e:
-        alarms.append({"code": e.code, "message": e.message})
+    except SQLAlchemyError as e:
+        alarms.append({"code": "database-unavailable", "message": str(e).splitlines()[0][:300]})
+    else:
+        try:
+            node.require_sending_allowed(int(time.time()))
+        except GatewayError as e:
+            alarms.append({"code": e.code, "message": e.message})
+        except SQLAlchemyError as e:
+            alarms.append({"code": "database-unavailable",
+                           "message": str(e).splitlines()[0][:300]})
     status = 200 if not alarms else 503
     return jsonify(
         {"status": "ready" if not alarms else "not-ready", "node": node.id, "alarms": alarms}
