@@ -1,19 +1,4 @@
-"""gunicorn settings for a node. ``gateway serve`` passes this file; override any
-value on the command line. Run behind the reverse proxy in deploy/ (TLS)."""
+"""gunicorn settings for a node: the same as ``gateway serve`` uses. Pass either
+``--config python:gateway.gunicorn_conf`` or this file."""
 
-import multiprocessing
-import os
-
-bind = os.environ.get("GATEWAY_BIND", "127.0.0.1:8080")
-workers = int(os.environ.get("GATEWAY_WORKERS", multiprocessing.cpu_count() * 2))
-threads = int(os.environ.get("GATEWAY_THREADS", 4))
-worker_class = "gthread"
-timeout = 30
-graceful_timeout = 20
-keepalive = 5
-# Bound request line and header sizes; envelope size is bounded by the app itself.
-limit_request_line = 4094
-limit_request_fields = 50
-accesslog = "-"
-errorlog = "-"
-loglevel = os.environ.get("GATEWAY_LOG_LEVEL", "info")
+from gateway.gunicorn_conf import *  # noqa: F403

@@ -41,6 +41,8 @@ def create_app(
         folder = instance or os.environ.get("GATEWAY_INSTANCE") or "instance"
         node = Node(load_settings(folder, **overrides))
     app = Flask(__name__, instance_path=node.settings.instance)
+    # "//" in a path would otherwise be answered with an HTML redirect, not our JSON shape.
+    app.url_map.merge_slashes = False
     app.config["MAX_CONTENT_LENGTH"] = node.settings.max_envelope_bytes + 4096
     app.extensions["gateway"] = node
 

@@ -2,56 +2,108 @@
 
 Commands are thin: they parse options, call a service, and print. Every
 command works on one node's instance folder (``--instance`` or
-``GATEWAY_INSTANCE``, default ``./instance``).
+``GATEWAY_INSTANCE``, default ``./instance``). Every refusal, whatever raised it,
+ends as one line ``error [code]: sentence`` on stderr and exit status 2; a
+traceback means a bug.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
+from sqlalchemy.exc import OperationalError
 
-from gateway.config import load_settings, write_instance_file
-from gateway.errors import GatewayError
+from gateway.config import (
+    NODE_RE,
+    Settings,
+    check_database_url,
+    load_settings,
+    write_instance_file,
+)
+from gateway.errors import ConfigError, GatewayError
+from gateway.models import DeliveryState
 from keys.fingerprint import fingerprint
 from keys.nodekeys import NodeKeys, passphrase_from_env
-from keys.sealed import KeyFileError
+from keys.sealed import KeyFileError, UnsealedKeyWarning
 from keys.trustlist import TrustError, key_entry
+
+# Row ids are 32-bit integers in PostgreSQL: larger ids cannot exist.
+ROW_ID = click.IntRange(1, 2**31 - 1)
+LIMIT = click.IntRange(1, 1000)
 
 
 class Context:
     def __init__(self, instance: str) -> None:
         self.instance = Path(instance)
         self._node: Any = None
+        self.passphrase: str | None = None  # as typed at a prompt, for `serve`
 
-    def node(self) -> Any:
+    def settings(self) -> Settings:
+        """The node's settings; a missing instance folder is named as such."""
+        if not self.instance.is_dir():
+            _fail(
+                "no-instance",
+                f"instance folder {self.instance} does not exist; pass --instance (or set "
+                "GATEWAY_INSTANCE) to the node's folder, or create a node there with "
+                f"'gateway --instance {self.instance} init --node XX'",
+            )
+        return load_settings(self.instance)
+
+    def close(self) -> None:
+        if self._node is not None:
+            self._node.engine.dispose()
+
+    def node(self, keys: NodeKeys | None = None) -> Any:
         """Open the node (keys, database, trust list) once per command."""
         if self._node is None:
             from gateway.node import Node
 
-            settings = load_settings(self.instance)
-            passphrase = settings.key_passphrase
-            try:
-                keys = NodeKeys.load(settings.key_file, passphrase)
-            except KeyFileError as e:
-                if (
-                    e.code != "key-file-passphrase"
-                    or passphrase is not None
-                    or not sys.stdin.isatty()
-                ):
-                    raise
-                passphrase = click.prompt("Key passphrase", hide_input=True)
-                keys = NodeKeys.load(settings.key_file, passphrase)
-            self._node = Node(settings, keys=keys)
+            settings = self.settings()
+            self._node = Node(settings, keys=keys or (lambda: self._load_keys(settings)))
         return self._node
 
+    def _load_keys(self, settings: Settings) -> NodeKeys:
+        keys, self.passphrase = _load_keys(settings)
+        return keys
 
-def _fail(code: str, message: str) -> None:
+
+def _load_keys(settings: Settings) -> tuple[NodeKeys, str | None]:
+    passphrase = settings.key_passphrase
+    # An unsealed key file is allowed (demos) but said once, as a line, not a traceback.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UnsealedKeyWarning)
+        try:
+            keys = NodeKeys.load(settings.key_file, passphrase)
+        except KeyFileError as e:
+            if e.code != "key-file-passphrase" or passphrase is not None or not sys.stdin.isatty():
+                if e.code == "key-file-passphrase" and passphrase is None:
+                    raise KeyFileError(
+                        e.code,
+                        f"{settings.key_file} is sealed: set GATEWAY_KEY_PASSPHRASE or run "
+                        "the command in a terminal to type the passphrase",
+                    ) from e
+                raise
+            passphrase = click.prompt("Key passphrase", hide_input=True)
+            keys = NodeKeys.load(settings.key_file, passphrase)
+    for warning in caught:
+        if issubclass(warning.category, UnsealedKeyWarning):
+            click.echo(f"WARNING: {settings.key_file}: {warning.message}", err=True)
+        else:
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
+    return keys, passphrase
+
+
+def _fail(code: str, message: str) -> NoReturn:
     click.echo(f"error [{code}]: {message}", err=True)
     sys.exit(2)
 
@@ -64,8 +116,16 @@ class GatewayGroup(click.Group):
             return super().invoke(ctx)
         except (GatewayError, TrustError, KeyFileError) as e:
             _fail(getattr(e, "code", "error"), getattr(e, "message", None) or str(e))
+        except OperationalError as e:
+            _fail(
+                "database-unavailable",
+                f"cannot use the database: {' '.join(str(e.orig).split())[:300]}; "
+                "check database_url and that the database server is running",
+            )
         except FileNotFoundError as e:
             _fail("file-not-found", f"{e.filename}: no such file; did you run 'gateway init'?")
+        except OSError as e:
+            _fail("file-error", f"{e.filename or 'a file'}: {e.strerror}")
 
 
 @click.group(cls=GatewayGroup)
@@ -78,8 +138,13 @@ class GatewayGroup(click.Group):
 )
 @click.pass_context
 def main(ctx: click.Context, instance: str) -> None:
-    """Operate one node of the xb1 secure cross-border exchange gateway."""
+    """Operate one node of the xb1 secure cross-border exchange gateway.
+
+    Settings come from INSTANCE/gateway.toml and GATEWAY_* environment variables; the
+    passphrase of the sealed key file from GATEWAY_KEY_PASSPHRASE (or a prompt).
+    """
     ctx.obj = Context(instance)
+    ctx.call_on_close(ctx.obj.close)
 
 
 def _out(value: Any) -> None:
@@ -100,20 +165,48 @@ def _out(value: Any) -> None:
 )
 @click.pass_obj
 def init(obj: Context, node_id: str, database_url: str, trust_anchor: str, unsealed: bool) -> None:
-    """Create a node: instance folder, configuration, sealed node keys, database."""
+    """Create a node: instance folder, configuration, sealed node keys, database.
+
+    The passphrase that seals the keys comes from GATEWAY_KEY_PASSPHRASE, or is asked
+    for twice.
+    """
     folder = obj.instance
-    folder.mkdir(parents=True, exist_ok=True)
     key_file = folder / "node-keys.json"
     if key_file.exists():
-        _fail("already-initialised", f"{key_file} exists; this folder already holds a node")
+        _fail(
+            "already-initialised",
+            f"{key_file} exists; this folder already holds a node (use another --instance)",
+        )
+    # Check every option before anything is written, so a typo leaves no half-made node.
+    if not NODE_RE.match(node_id):
+        _fail(
+            "config-node",
+            f"--node {node_id!r} is not a node id: use the ISO 3166 alpha-2 code in capitals, "
+            "optionally with a suffix, e.g. KZ or KZ-MVD",
+        )
+    if database_url:
+        check_database_url(database_url)
+    try:
+        Settings(node=node_id, instance=str(folder), trust_anchor=trust_anchor.lower()).check()
+    except ConfigError as e:
+        _fail(e.code, e.message.replace("trust_anchor", "--trust-anchor", 1))
     settings: dict[str, Any] = {"node": node_id}
     if database_url:
         settings["database_url"] = database_url
     if trust_anchor:
-        settings["trust_anchor"] = trust_anchor
+        settings["trust_anchor"] = trust_anchor.lower()
+    # The folder holds the database (message contents) and the key file: owner only.
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     write_instance_file(folder, settings)
-    load_settings(folder)  # validates node id and anchor before keys are made
+    loaded = obj.settings()
+    if loaded.node != node_id:
+        _fail(
+            "config-node",
+            f"GATEWAY_NODE={loaded.node} in the environment overrides --node {node_id}; "
+            "unset it and run init again",
+        )
     keys = NodeKeys.generate(node_id)
+    obj.node(keys)  # creates the database; a database error leaves no key file behind
     if unsealed:
         click.echo(
             "WARNING: private keys are stored UNSEALED; anyone who reads "
@@ -126,7 +219,6 @@ def init(obj: Context, node_id: str, database_url: str, trust_anchor: str, unsea
             "Passphrase to seal the node keys", hide_input=True, confirmation_prompt=True
         )
         keys.save(key_file, passphrase)
-    obj.node()
     click.echo(f"Node {node_id} created in {folder}")
     _print_keys(keys)
 
@@ -152,10 +244,37 @@ def keys_show(obj: Context) -> None:
     _print_keys(node.keys)
 
 
+def _endpoint(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
+        raise click.BadParameter(
+            f"{value!r} is not an http(s) URL; peers need one like https://xb1.kz.example"
+        )
+    return value
+
+
+def _anchor(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", value.strip()):
+        raise click.BadParameter(
+            "the anchor is the 64-hex-digit SHA-256 of trust list version 1, as published "
+            "by the federation's administrators"
+        )
+    return value.strip().lower() if value is not None else None
+
+
 @keys.command("entry")
 @click.option("--name", required=True, help="Human name of the node, e.g. 'Kazakhstan MVD'.")
-@click.option("--endpoint", required=True, help="Base URL peers use, e.g. https://xb.kz.example")
-@click.option("--not-after", type=int, default=None, help="Key expiry (Unix seconds).")
+@click.option(
+    "--endpoint",
+    required=True,
+    callback=_endpoint,
+    help="Base URL peers use, e.g. https://xb.kz.example",
+)
+@click.option(
+    "--not-after",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Key expiry (Unix seconds); default two years from now.",
+)
 @click.pass_obj
 def keys_entry(obj: Context, name: str, endpoint: str, not_after: int | None) -> None:
     """Print this node's trust-list entry (public keys only) as JSON."""
@@ -189,7 +308,12 @@ def trust() -> None:
 
 @trust.command("install")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
-@click.option("--anchor", default=None, help="SHA-256 (hex) pinning version 1, if not configured.")
+@click.option(
+    "--anchor",
+    default=None,
+    callback=_anchor,
+    help="SHA-256 (hex) pinning version 1, if not configured.",
+)
 @click.pass_obj
 def trust_install(obj: Context, path: str, anchor: str | None) -> None:
     """Verify a trust list version and make it current."""
@@ -227,12 +351,14 @@ def token() -> None:
 
 @token.command("issue")
 @click.argument("agency")
-@click.option("--label", default="", help="Who or what uses the token.")
+@click.option("--label", default="", help="Who or what uses the token (up to 200 characters).")
 @click.pass_obj
 def token_issue(obj: Context, agency: str, label: str) -> None:
     """Issue a token for AGENCY (e.g. kz-police). It is shown once; only a hash is kept."""
     from gateway import tokens
 
+    if len(label) > 200:
+        _fail("bad-label", f"--label is {len(label)} characters; keep it to 200")
     node = obj.node()
     with node.sessions() as session:
         issued = tokens.issue(session, agency, label)
@@ -254,7 +380,7 @@ def token_list(obj: Context) -> None:
 
 
 @token.command("revoke")
-@click.argument("token_id", type=int)
+@click.argument("token_id", type=ROW_ID)
 @click.pass_obj
 def token_revoke(obj: Context, token_id: int) -> None:
     """Revoke a token at once."""
@@ -280,46 +406,78 @@ def db_upgrade(obj: Context) -> None:
     """Apply pending migrations (also done whenever the node starts)."""
     from gateway import db as database
 
-    settings = load_settings(obj.instance)
-    database.upgrade(database.make_engine(settings.database_url))
+    engine = database.make_engine(obj.settings().database_url)
+    try:
+        database.upgrade(engine)
+    finally:
+        engine.dispose()
     click.echo("Database is at the current schema.")
 
 
 @main.command()
-@click.option("--bind", default="127.0.0.1:8080", show_default=True)
-@click.option("--workers", type=int, default=None, help="gunicorn workers (default 2 per core).")
+@click.option(
+    "--bind", default="127.0.0.1:8080", show_default=True, help="Address and port to listen on."
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="gunicorn workers (default 2 per core).",
+)
 @click.pass_obj
 def serve(obj: Context, bind: str, workers: int | None) -> None:
-    """Serve the peer and agency APIs under gunicorn."""
-    obj.node()  # fail here, with a clear error, rather than in every worker
-    config = Path(__file__).resolve().parent.parent / "deploy" / "gunicorn.conf.py"
-    argv = [sys.executable, "-m", "gunicorn", "--bind", bind]
-    if config.exists():
-        argv += ["--config", str(config)]
+    """Serve the peer and agency APIs under gunicorn (settings: gateway/gunicorn_conf.py).
+
+    A passphrase typed at the prompt is handed to the workers in their environment."""
+    _ = obj.node().keys  # fail here, with a clear error, rather than in every worker
+    argv = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--config",
+        "python:gateway.gunicorn_conf",
+        "--bind",
+        bind,
+    ]
     if workers:
         argv += ["--workers", str(workers)]
     argv.append("gateway.wsgi:app")
     os.environ["GATEWAY_INSTANCE"] = str(obj.instance.resolve())
+    if obj.passphrase is not None:
+        os.environ["GATEWAY_KEY_PASSPHRASE"] = obj.passphrase
     os.execv(sys.executable, argv)
 
 
 @main.command()
-@click.option("--once", is_flag=True, help="Send what is due now, then exit.")
+@click.option(
+    "--once",
+    is_flag=True,
+    help="Send one batch (up to dispatch_batch deliveries) of what is due, then exit.",
+)
 @click.option("--until-idle", is_flag=True, help="Loop until nothing is due, then exit.")
 @click.pass_obj
 def dispatch(obj: Context, once: bool, until_idle: bool) -> None:
-    """Run the dispatcher: send queued envelopes, record receipts, retry with backoff."""
+    """Run the dispatcher: send queued envelopes, record receipts, retry with backoff.
+
+    Without --once or --until-idle it runs until interrupted (Ctrl-C).
+    """
     from gateway.dispatcher import Dispatcher
 
     dispatcher = Dispatcher(obj.node())
     if once:
         outcomes = dispatcher.run_once()
+        if not outcomes:
+            click.echo("Nothing due: 0 deliveries attempted.")
+            return
         click.echo(
             f"{len(outcomes)} deliveries attempted: "
             + ", ".join(f"{o.state}{'/' + o.code if o.code else ''}" for o in outcomes)
         )
         return
-    dispatcher.run(until_idle=until_idle)
+    try:
+        dispatcher.run(until_idle=until_idle)
+    except KeyboardInterrupt:
+        click.echo("Dispatcher stopped.", err=True)
 
 
 # ---------------------------------------------------------------------------- outbox / inbox
@@ -331,8 +489,13 @@ def outbox() -> None:
 
 
 @outbox.command("list")
-@click.option("--state", default=None, help="Only messages with a delivery in this state.")
-@click.option("--limit", type=int, default=50, show_default=True)
+@click.option(
+    "--state",
+    type=click.Choice(DeliveryState.ALL),
+    default=None,
+    help="Only messages with a delivery in this state.",
+)
+@click.option("--limit", type=LIMIT, default=50, show_default=True, help="At most this many.")
 @click.pass_obj
 def outbox_list(obj: Context, state: str | None, limit: int) -> None:
     """Outbound messages, newest first, with each recipient's delivery state."""
@@ -359,7 +522,7 @@ def outbox_show(obj: Context, message_id: str) -> None:
 
 
 @outbox.command("retry")
-@click.argument("delivery_id", type=int)
+@click.argument("delivery_id", type=ROW_ID)
 @click.pass_obj
 def outbox_retry(obj: Context, delivery_id: int) -> None:
     """Queue a rejected or retrying delivery again (the same envelope is resent)."""
@@ -377,8 +540,13 @@ def inbox() -> None:
 
 
 @inbox.command("list")
-@click.option("--after", type=int, default=0)
-@click.option("--limit", type=int, default=50, show_default=True)
+@click.option(
+    "--after",
+    type=click.IntRange(0, 2**31 - 1),
+    default=0,
+    help="Only messages with a larger id (page through the inbox).",
+)
+@click.option("--limit", type=LIMIT, default=50, show_default=True, help="At most this many.")
 @click.pass_obj
 def inbox_list(obj: Context, after: int, limit: int) -> None:
     """Accepted inbound messages (metadata only)."""
@@ -392,10 +560,13 @@ def inbox_list(obj: Context, after: int, limit: int) -> None:
 
 
 @inbox.command("rejected")
-@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--limit", type=LIMIT, default=50, show_default=True, help="At most this many.")
 @click.pass_obj
 def inbox_rejected(obj: Context, limit: int) -> None:
-    """Refused envelopes with their rejection code, newest first."""
+    """Refused envelopes with their rejection code, newest first.
+
+    "unverified" rows were refused before the signature held: their sender is only
+    what the envelope claims."""
     from gateway import inbox as service
 
     with obj.node().sessions() as session:
@@ -403,6 +574,7 @@ def inbox_rejected(obj: Context, limit: int) -> None:
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(row.received_at))
             click.echo(
                 f"{row.id:>6} {when} {row.code:<24} from {row.sender or '?':<8} "
+                f"{'signed' if row.authenticated else 'unverified':<10} "
                 f"{row.envelope_id or '-'} {row.detail}"
             )
 

@@ -8,12 +8,16 @@ start with a sentence saying what to change.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from gateway.errors import ConfigError
 
@@ -43,7 +47,9 @@ class Settings:
     backoff_base: float = 2.0
     backoff_cap: float = 900.0
     trust_refresh: float = 5.0
-    allow_insecure_http: bool = True
+    # Plain-HTTP peer endpoints are refused unless this is set (tests and demos on
+    # 127.0.0.1); a real federation lists https:// endpoints behind TLS.
+    allow_insecure_http: bool = False
     max_rejection_bytes: int = 64 * 1024
 
     def check(self) -> Settings:
@@ -71,22 +77,96 @@ class Settings:
         return self
 
 
+# Lower bounds of numeric settings: a zero or negative value would stop the node from
+# doing its job without saying why (a zero lease, a negative timeout, no batch).
+MINIMUM: dict[str, float] = {
+    "max_envelope_bytes": 1,
+    "clock_skew": 0,
+    "max_ttl": 1,
+    "message_ttl": 1,
+    "peer_timeout": 0.001,
+    "dispatch_lease": 1,
+    "dispatch_batch": 1,
+    "dispatch_interval": 0,
+    "backoff_base": 0.001,
+    "backoff_cap": 0.001,
+    "trust_refresh": 0,
+    "max_rejection_bytes": 0,
+}
+DATABASE_BACKENDS = ("sqlite", "postgresql")
+
+
+def _invalid(name: str, raw: Any, expected: str) -> ConfigError:
+    return ConfigError(
+        "config-value",
+        f"setting {name} has an invalid value {raw!r}: expected {expected}; "
+        f"fix {name} in {INSTANCE_FILE} or {ENV_PREFIX}{name.upper()}",
+    )
+
+
 def _coerce(name: str, raw: Any, kind: Any) -> Any:
+    """``raw`` (a TOML value, or a string from the environment) as the setting's type.
+
+    Strict on purpose: TOML ``true`` is not a number and ``1.5`` is not an integer, so a
+    slip in ``gateway.toml`` stops the node instead of being silently truncated."""
     text_kind = str(kind)
+    if text_kind.startswith("bool"):
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.strip().lower() in ("1", "true", "yes", "on"):
+            return True
+        if isinstance(raw, str) and raw.strip().lower() in ("0", "false", "no", "off"):
+            return False
+        raise _invalid(name, raw, "true or false")
+    if text_kind.startswith("int"):
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            value: float = raw
+        elif isinstance(raw, str):
+            try:
+                value = int(raw.strip())
+            except ValueError as e:
+                raise _invalid(name, raw, "a whole number") from e
+        else:
+            raise _invalid(name, raw, "a whole number")
+    elif text_kind.startswith("float"):
+        if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+            value = float(raw)
+        elif isinstance(raw, str):
+            try:
+                value = float(raw.strip())
+            except ValueError as e:
+                raise _invalid(name, raw, "a number of seconds") from e
+        else:
+            raise _invalid(name, raw, "a number of seconds")
+        if not math.isfinite(value):
+            raise _invalid(name, raw, "a finite number")
+    else:  # str and str | None
+        if not isinstance(raw, str):
+            raise _invalid(name, raw, "a string in double quotes")
+        return raw
+    minimum = MINIMUM.get(name)
+    if minimum is not None and value < minimum:
+        raise _invalid(name, raw, f"a value of at least {minimum:g}")
+    return value
+
+
+def check_database_url(url: str) -> str:
+    """``url`` if it names a database the node supports, else ``config-database``."""
     try:
-        if "bool" in text_kind and isinstance(raw, str):
-            if raw.lower() in ("1", "true", "yes", "on"):
-                return True
-            if raw.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(raw)
-        if text_kind.startswith("int"):
-            return int(raw)
-        if text_kind.startswith("float"):
-            return float(raw)
-    except (TypeError, ValueError) as e:
-        raise ConfigError("config-value", f"setting {name} has an invalid value {raw!r}") from e
-    return raw
+        backend = make_url(url).get_backend_name()
+    except ArgumentError as e:
+        raise ConfigError(
+            "config-database",
+            f"database_url {url!r} is not a database URL; use sqlite:////path/gateway.db "
+            "or postgresql://user@host/dbname",
+        ) from e
+    if backend not in DATABASE_BACKENDS:
+        raise ConfigError(
+            "config-database",
+            f"database_url uses {backend!r}; the node supports SQLite (sqlite:///…) and "
+            "PostgreSQL (postgresql://…)",
+        )
+    return url
 
 
 def load_settings(instance: str | os.PathLike[str], **overrides: Any) -> Settings:
@@ -95,15 +175,25 @@ def load_settings(instance: str | os.PathLike[str], **overrides: Any) -> Setting
     values: dict[str, Any] = {}
     toml_path = folder / INSTANCE_FILE
     if toml_path.exists():
-        with toml_path.open("rb") as handle:
-            try:
+        try:
+            with toml_path.open("rb") as handle:
                 values.update(tomllib.load(handle))
-            except tomllib.TOMLDecodeError as e:
-                raise ConfigError("config-file", f"{toml_path} is not valid TOML: {e}") from e
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError("config-file", f"{toml_path} is not valid TOML: {e}") from e
+        except OSError as e:
+            raise ConfigError("config-file", f"cannot read {toml_path}: {e.strerror}") from e
     known = {f.name: f.type for f in fields(Settings)}
-    unknown = set(values) - set(known)
+    # ``instance`` is the folder the file lives in; it cannot be set inside it.
+    unknown = set(values) - set(known) | ({"instance"} & set(values))
     if unknown:
-        raise ConfigError("config-unknown", f"{toml_path} has unknown settings: {sorted(unknown)}")
+        raise ConfigError(
+            "config-unknown",
+            f"{toml_path} has unknown settings {sorted(unknown)}; known settings are "
+            f"{', '.join(sorted(set(known) - {'instance'}))}",
+        )
+    unknown = set(overrides) - set(known)
+    if unknown:
+        raise ConfigError("config-unknown", f"unknown settings {sorted(unknown)} given")
     for name in known:
         env = os.environ.get(ENV_PREFIX + name.upper())
         if env is not None:
@@ -115,9 +205,11 @@ def load_settings(instance: str | os.PathLike[str], **overrides: Any) -> Setting
     for name, kind in known.items():
         if name in values and values[name] is not None:
             values[name] = _coerce(name, values[name], kind)
+    values["trust_anchor"] = values.get("trust_anchor", "").strip().lower()
     values.setdefault("database_url", "")
     if not values["database_url"]:
         values["database_url"] = f"sqlite:///{folder / 'gateway.db'}"
+    check_database_url(values["database_url"])
     if not values.get("key_file"):
         values["key_file"] = str(folder / "node-keys.json")
     return Settings(**values).check()

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from gateway.envelope import Envelope, Rejected, make_receipt, open_envelope
 from gateway.errors import ApiError
-from gateway.models import InboundMessage, InboundRejection
+from gateway.models import InboundMessage, InboundRejection, is_row_id
 from gateway.node import Node
 
 # HTTP status for each rejection code (PROTOCOL §7 only requires "4xx").
@@ -202,7 +202,7 @@ def list_inbox(session: Session, *, after: int = 0, limit: int = 100) -> list[In
 
 
 def get_inbound(session: Session, inbound_id: int) -> InboundMessage:
-    message = session.get(InboundMessage, inbound_id)
+    message = session.get(InboundMessage, inbound_id) if is_row_id(inbound_id) else None
     if message is None:
         raise ApiError("not-found", f"no inbound message {inbound_id}", status=404)
     return message

@@ -28,6 +28,15 @@ class Base(DeclarativeBase):
     pass
 
 
+# Integer primary keys are 32-bit in PostgreSQL; larger ids cannot exist, and asking
+# the database for one is an error there, so services answer "not found" first.
+MAX_ROW_ID = 2**31 - 1
+
+
+def is_row_id(value: int) -> bool:
+    return 1 <= value <= MAX_ROW_ID
+
+
 class DeliveryState:
     QUEUED = "queued"
     SENDING = "sending"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from collections.abc import Callable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,22 +27,29 @@ from keys.trustlist import TrustError, TrustList
 
 class Node:
     def __init__(
-        self, settings: Settings, *, keys: NodeKeys | None = None, migrate: bool = True
+        self,
+        settings: Settings,
+        *,
+        keys: NodeKeys | Callable[[], NodeKeys] | None = None,
+        migrate: bool = True,
     ) -> None:
+        """``keys``: the node's key ring; or a function that loads it when first needed
+        (commands that only read the database never ask for the passphrase); or None
+        to load the key file now with the configured passphrase."""
         self.settings = settings
         self.id = settings.node
         self.engine = db.make_engine(settings.database_url)
         if migrate:
             db.upgrade(self.engine)
         self.sessions: sessionmaker[Session] = db.session_factory(self.engine)
-        self.keys = (
-            keys if keys is not None else NodeKeys.load(settings.key_file, settings.key_passphrase)
-        )
-        if self.keys.node != self.id:
-            raise NodeStateError(
-                "keys-wrong-node",
-                f"key file {settings.key_file} belongs to {self.keys.node}, not to {self.id}",
-            )
+        self._keys: NodeKeys | None = None
+        self._load_keys: Callable[[], NodeKeys] | None = None
+        if keys is None:
+            self.keys = NodeKeys.load(settings.key_file, settings.key_passphrase)
+        elif isinstance(keys, NodeKeys):
+            self.keys = keys
+        else:
+            self._load_keys = keys
         self.limits = Limits(
             max_bytes=settings.max_envelope_bytes,
             skew=settings.clock_skew,
@@ -50,6 +58,23 @@ class Node:
         self._lock = threading.Lock()
         self._trust: TrustList | None = None
         self._trust_checked_at = 0.0
+
+    @property
+    def keys(self) -> NodeKeys:
+        if self._keys is None:
+            assert self._load_keys is not None
+            self.keys = self._load_keys()
+        assert self._keys is not None
+        return self._keys
+
+    @keys.setter
+    def keys(self, ring: NodeKeys) -> None:
+        if ring.node != self.id:
+            raise NodeStateError(
+                "keys-wrong-node",
+                f"key file {self.settings.key_file} belongs to {ring.node}, not to {self.id}",
+            )
+        self._keys = ring
 
     # ------------------------------------------------------------------ trust list
 

@@ -13,9 +13,16 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from gateway.envelope import Recipient, seal
+from gateway.envelope import UUID_RE, Recipient, seal
 from gateway.errors import ApiError
-from gateway.models import Delivery, DeliveryEvent, DeliveryState, OutboundMessage, SealedEnvelope
+from gateway.models import (
+    Delivery,
+    DeliveryEvent,
+    DeliveryState,
+    OutboundMessage,
+    SealedEnvelope,
+    is_row_id,
+)
 from gateway.node import Node
 from keys.trustlist import TrustError
 from schemas import xb1json
@@ -184,6 +191,12 @@ def submit(
 
 
 def get_message(session: Session, message_id: str, agency: str | None = None) -> OutboundMessage:
+    if not UUID_RE.match(message_id):
+        raise ApiError(
+            "not-found",
+            f"no outbound message {message_id[:40]!r}: message ids are lowercase UUIDs",
+            status=404,
+        )
     query = (
         select(OutboundMessage)
         .where(OutboundMessage.id == message_id)
@@ -227,7 +240,7 @@ def retry(
     """Put a rejected or retrying delivery back in the queue, due now. The same
     envelope bytes are sent again."""
     at = int(time.time()) if now is None else now
-    delivery = session.get(Delivery, delivery_id)
+    delivery = session.get(Delivery, delivery_id) if is_row_id(delivery_id) else None
     if delivery is None or (agency is not None and delivery.message.agency != agency):
         raise ApiError("not-found", f"no delivery {delivery_id} for this agency", status=404)
     if delivery.state not in (DeliveryState.REJECTED, DeliveryState.RETRYING):

@@ -11,6 +11,7 @@ from flask import Blueprint, g, jsonify, request
 from gateway import inbox, outbox, tokens
 from gateway.app import current_node
 from gateway.errors import ApiError
+from gateway.models import MAX_ROW_ID
 
 agency = Blueprint("agency", __name__, url_prefix="/api/v1")
 
@@ -25,7 +26,10 @@ def _authenticate() -> None:
 
 
 def _json_object() -> dict:
-    payload = request.get_json(silent=True)
+    try:
+        payload = request.get_json(silent=True)
+    except RecursionError:  # nesting deeper than the JSON parser can follow
+        payload = None
     if not isinstance(payload, dict):
         raise ApiError(
             "bad-json",
@@ -40,11 +44,18 @@ def _int_arg(name: str, default: int) -> int:
     if raw is None:
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError as e:
         raise ApiError(
             "bad-parameter", f"query parameter {name} must be an integer", status=422
         ) from e
+    if not 0 <= value <= MAX_ROW_ID:
+        raise ApiError(
+            "bad-parameter",
+            f"query parameter {name} must be between 0 and {MAX_ROW_ID}",
+            status=422,
+        )
+    return value
 
 
 @agency.post("/messages")
@@ -94,7 +105,8 @@ def list_messages():  # type: ignore[no-untyped-def]
 def get_message(message_id: str):  # type: ignore[no-untyped-def]
     node = current_node()
     with node.sessions() as session:
-        return jsonify(outbox.message_view(outbox.get_message(session, message_id, g.agency)))
+        message = outbox.get_message(session, message_id, g.agency)
+        return jsonify(outbox.message_view(message))
 
 
 @agency.post("/deliveries/<int:delivery_id>/retry")

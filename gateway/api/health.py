@@ -35,8 +35,7 @@ def ready():  # type: ignore[no-untyped-def]
         except GatewayError as e:
             alarms.append({"code": e.code, "message": e.message})
         except SQLAlchemyError as e:
-            alarms.append({"code": "database-unavailable",
-                           "message": str(e).splitlines()[0][:300]})
+            alarms.append({"code": "database-unavailable", "message": str(e).splitlines()[0][:300]})
     status = 200 if not alarms else 503
     return jsonify(
         {"status": "ready" if not alarms else "not-ready", "node": node.id, "alarms": alarms}

@@ -25,7 +25,7 @@ def post_envelope() -> Response:
             "too-large", f"envelope is {length} bytes; the limit is {node.limits.max_bytes}"
         )
         with node.sessions() as session:
-            record_rejection(session, node, b"", error, None, _now(), size=length)
+            record_rejection(session, node, b"", error, None, _now(), size=min(length, 2**31 - 1))
             session.commit()
         return Response(_error_json(error), status=STATUS["too-large"], mimetype="application/json")
     raw = request.get_data(cache=False)

@@ -1,0 +1,495 @@
+"""The ``gateway`` command as an operator meets it: init, keys, trust list, tokens,
+outbox, inbox, dispatch, database, help texts and the demo. Every refusal must be one
+line ``error [code]: sentence`` with exit status 2, never a traceback.
+
+Fresh nodes made by ``init`` seal their keys with production argon2 limits (about a
+second per sealed key operation), so only one test does that; the others use
+``--unsealed`` nodes or the federation fixture's nodes (sealed with tiny limits).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+from click.testing import CliRunner, Result
+from sqlalchemy import create_engine, inspect
+
+from gateway.cli import main
+from gateway.config import load_settings
+from gateway.models import Base
+from keys.fingerprint import fingerprint
+from keys.keypair import SigningKeyPair
+from keys.nodekeys import NodeKeys
+from keys.sealed import UnsealedKeyWarning
+from keys.trustlist import admin_entry, assemble, build_list, node_entry, sign_list
+from schemas.examples import example_alert
+from tests.conftest import PASSPHRASE
+
+sqlite_only = pytest.mark.parametrize("databases", ["sqlite"], indirect=True)
+OPERATOR_PASSPHRASE = "long operator passphrase for the test node"
+KEY_LINE = re.compile(r"^  (sig|enc) ([0-9a-f]{32}) \[active\]\n      fingerprint ([0-9 ]+)$", re.M)
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A GATEWAY_* variable of the shell running the tests must not decide them."""
+    for name in list(os.environ):
+        if name.startswith("GATEWAY_"):
+            monkeypatch.delenv(name)
+
+
+def gateway(instance: Path | str, *args: str, passphrase: str | None = None) -> Result:
+    env = {"GATEWAY_KEY_PASSPHRASE": passphrase} if passphrase else {}
+    return CliRunner().invoke(
+        main, ["--instance", str(instance), *args], env=env, prog_name="gateway"
+    )
+
+
+def succeeded(result: Result) -> str:
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result.stdout
+
+
+def refused(result: Result, code: str) -> str:
+    """The command failed with exactly one ``error [code]: sentence`` line, exit 2."""
+    assert "Traceback" not in result.output
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert isinstance(result.exception, SystemExit), result.exception
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error [")]
+    assert len(lines) == 1, result.stderr
+    match = re.fullmatch(r"error \[([a-z0-9-]+)\]: (.+)", lines[0])
+    assert match and match.group(1) == code, result.stderr
+    assert len(match.group(2).split()) >= 5, "a sentence a person can act on"
+    return match.group(2)
+
+
+def usage_error(result: Result, *words: str) -> None:
+    """Refused by click's option checks: exit 2 and a usage message naming the problem."""
+    assert "Traceback" not in result.output
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert "Error: Invalid value" in result.stderr or "Error: " in result.stderr
+    for word in words:
+        assert word in result.stderr, result.stderr
+
+
+def printed_keys(output: str) -> dict[str, tuple[str, str]]:
+    """{use: (kid, fingerprint)} from the key lines of init and keys show."""
+    found = {use: (kid, fp) for use, kid, fp in KEY_LINE.findall(output)}
+    assert set(found) == {"sig", "enc"}, output
+    return found
+
+
+# ---------------------------------------------------------------------------- help
+
+
+def _commands(group: click.Group, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found = []
+    for name, command in sorted(group.commands.items()):
+        found.append((*path, name))
+        if isinstance(command, click.Group):
+            found += _commands(command, (*path, name))
+    return found
+
+
+def test_help_of_every_command() -> None:
+    top = CliRunner().invoke(main, ["--help"], prog_name="gateway")
+    assert top.exit_code == 0 and "Usage: gateway" in top.stdout
+    commands = _commands(main)
+    for name in ("init", "keys", "trust", "token", "outbox", "inbox", "dispatch", "db", "demo"):
+        assert name in top.stdout and (name,) in commands
+    assert len(commands) >= 20
+    for path in commands:
+        result = CliRunner().invoke(main, [*path, "--help"], prog_name="gateway")
+        assert result.exit_code == 0, (path, result.output)
+        assert f"Usage: gateway {' '.join(path)}" in result.stdout, result.stdout
+        command: Any = main
+        for name in path:
+            command = command.commands[name]
+        first_line = " ".join((command.help or "").split("\n\n")[0].split())
+        assert first_line and first_line in " ".join(result.stdout.split()), path
+        for param in command.params:  # every option says what it is for
+            if isinstance(param, click.Option):
+                assert param.help, (path, param.opts)
+
+
+# ---------------------------------------------------------------------------- init
+
+
+def test_init_creates_a_sealed_node(tmp_path: Path) -> None:
+    instance = tmp_path / "kz"
+    output = succeeded(gateway(instance, "init", "--node", "KZ", passphrase=OPERATOR_PASSPHRASE))
+    assert f"Node KZ created in {instance}" in output
+    printed = printed_keys(output)
+
+    settings = load_settings(instance)
+    assert settings.node == "KZ"
+    assert settings.database_url == f"sqlite:///{instance.resolve() / 'gateway.db'}"
+    key_file = instance / "node-keys.json"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    stored = json.loads(key_file.read_bytes())
+    assert stored["sealed"] is True and "seed" not in key_file.read_text()
+    engine = create_engine(settings.database_url)
+    with engine.connect() as connection:
+        assert set(Base.metadata.tables) <= set(inspect(connection).get_table_names())
+    engine.dispose()
+
+    # The printed kids and fingerprints are those of the sealed ring.
+    ring = NodeKeys.load(key_file, OPERATOR_PASSPHRASE)
+    assert printed["sig"] == (ring.current_signing.kid, fingerprint(ring.current_signing.public))
+    assert printed["enc"] == (
+        ring.current_encryption.kid,
+        fingerprint(ring.current_encryption.public),
+    )
+
+    before = (key_file.read_bytes(), (instance / "gateway.toml").read_bytes())
+    again = gateway(instance, "init", "--node", "KZ", passphrase=OPERATOR_PASSPHRASE)
+    assert "already holds a node" in refused(again, "already-initialised")
+    assert (key_file.read_bytes(), (instance / "gateway.toml").read_bytes()) == before
+
+    # Sealed keys without a passphrase and no terminal to ask on: a clear refusal.
+    message = refused(gateway(instance, "keys", "show"), "key-file-passphrase")
+    assert "GATEWAY_KEY_PASSPHRASE" in message
+
+
+@pytest.mark.parametrize(
+    ("options", "code", "hint"),
+    [
+        (["--node", "kz"], "config-node", "--node"),
+        (["--node", "KAZ"], "config-node", "KZ-MVD"),
+        (["--node", "KZ", "--trust-anchor", "abc"], "config-anchor", "--trust-anchor"),
+        (["--node", "KZ", "--database-url", "mysql://gw@db/kz"], "config-database", "SQLite"),
+    ],
+)
+def test_init_refuses_bad_options_before_writing_anything(
+    tmp_path: Path, options: list[str], code: str, hint: str
+) -> None:
+    instance = tmp_path / "node"
+    message = refused(gateway(instance, "init", *options, passphrase="x"), code)
+    assert hint in message
+    assert not instance.exists()
+
+
+def test_init_when_the_database_is_unreachable_leaves_no_keys(tmp_path: Path) -> None:
+    instance = tmp_path / "kz"
+    result = gateway(
+        instance,
+        "init",
+        "--node",
+        "KZ",
+        "--unsealed",
+        "--database-url",
+        "postgresql://gateway@127.0.0.1:1/nowhere",
+    )
+    assert "database_url" in refused(result, "database-unavailable")
+    assert not (instance / "node-keys.json").exists()
+
+
+def test_unsealed_node_keys_entry_and_trust_list(tmp_path: Path) -> None:
+    instance = tmp_path / "kz"
+    init = gateway(instance, "init", "--node", "KZ", "--unsealed")
+    printed = printed_keys(succeeded(init))
+    assert "WARNING" in init.stderr and "UNSEALED" in init.stderr
+    key_file = instance / "node-keys.json"
+    assert json.loads(key_file.read_bytes())["sealed"] is False
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    with pytest.warns(UnsealedKeyWarning):
+        ring = NodeKeys.load(key_file, None)
+    assert printed["sig"] == (ring.current_signing.kid, fingerprint(ring.current_signing.public))
+    assert printed["enc"][0] == ring.current_encryption.kid
+
+    show = gateway(instance, "keys", "show")
+    assert printed_keys(succeeded(show)) == printed
+    assert show.stdout.startswith("Node KZ\n")
+    # The unsealed file is named on one warning line, not as a Python warning.
+    assert "WARNING" in show.stderr and "UnsealedKeyWarning" not in show.stderr
+
+    entry = json.loads(
+        succeeded(
+            gateway(
+                instance,
+                "keys",
+                "entry",
+                "--name",
+                "Kazakhstan MVD",
+                "--endpoint",
+                "https://xb1.kz.example",
+            )
+        )
+    )
+    assert (entry["node"], entry["name"], entry["endpoint"]) == (
+        "KZ",
+        "Kazakhstan MVD",
+        "https://xb1.kz.example",
+    )
+    assert {key["use"]: key["kid"] for key in entry["keys"]} == {
+        "sig": printed["sig"][0],
+        "enc": printed["enc"][0],
+    }
+    for key in entry["keys"]:
+        assert key["status"] == "active" and key["not_before"] < key["not_after"]
+    usage_error(
+        gateway(instance, "keys", "entry", "--name", "X", "--endpoint", "ftp://xb1.kz.example"),
+        "--endpoint",
+        "http(s)",
+    )
+
+    # The administrators build and sign the list from that entry.
+    now = int(time.time())
+    admins = [SigningKeyPair(hashlib.sha256(f"cli-admin-{i}".encode()).digest()) for i in range(3)]
+    kg = NodeKeys.deterministic("KG", b"cli-test")
+    raw = build_list(
+        federation="cli-federation",
+        version=1,
+        issued_at=now - 60,
+        expires=now + 30 * 86400,
+        prev=None,
+        threshold=2,
+        admins=[admin_entry(a, f"admin {i}") for i, a in enumerate(admins)],
+        nodes=[
+            entry,
+            node_entry(
+                "KG",
+                "Kyrgyzstan",
+                "https://xb1.kg.example",
+                kg.current_signing,
+                kg.current_encryption,
+            ),
+        ],
+    )
+    trust_file = tmp_path / "trust-list-v1.json"
+    trust_file.write_bytes(assemble(raw, [sign_list(raw, a) for a in admins[:2]]))
+    anchor = hashlib.sha256(raw).hexdigest()
+
+    refused(gateway(instance, "trust", "show"), "no-trust-list")
+    assert "--anchor" in refused(
+        gateway(instance, "trust", "install", str(trust_file)), "no-trust-anchor"
+    )
+    wrong = hashlib.sha256(b"another list").hexdigest()
+    refused(
+        gateway(instance, "trust", "install", str(trust_file), "--anchor", wrong),
+        "trust-anchor-mismatch",
+    )
+    usage_error(
+        gateway(instance, "trust", "install", str(trust_file), "--anchor", "zz"), "--anchor"
+    )
+    usage_error(gateway(instance, "trust", "install", str(tmp_path / "missing.json")), "PATH")
+
+    installed = gateway(instance, "trust", "install", str(trust_file), "--anchor", anchor.upper())
+    assert succeeded(installed).strip() == (
+        "Installed trust list cli-federation version 1 (2 nodes, threshold 2)."
+    )
+    shown = succeeded(gateway(instance, "trust", "show"))
+    assert shown.startswith("cli-federation version 1, expires ")
+    assert "EXPIRED" not in shown
+    assert "  KZ Kazakhstan MVD https://xb1.kz.example" in shown
+    assert "  KG Kyrgyzstan https://xb1.kg.example" in shown
+    for use in ("sig", "enc"):
+        kid, fp = printed[use]
+        assert f"      {use} {kid} active {fp}" in shown
+
+    # Installing version 1 again is refused by the trust rules, in one line.
+    refused(gateway(instance, "trust", "install", str(trust_file)), "trust-rollback")
+
+
+# ---------------------------------------------------------------------------- instance
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["keys", "show"],
+        ["trust", "show"],
+        ["token", "list"],
+        ["outbox", "list"],
+        ["inbox", "rejected"],
+        ["dispatch", "--once"],
+        ["db", "upgrade"],
+    ],
+)
+def test_missing_instance_folder(tmp_path: Path, command: list[str]) -> None:
+    missing = tmp_path / "no-such-node"
+    message = refused(gateway(missing, *command), "no-instance")
+    assert str(missing) in message and "init" in message
+    assert not missing.exists()
+
+
+def test_instance_folder_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GATEWAY_INSTANCE", str(tmp_path / "elsewhere"))
+    result = CliRunner().invoke(main, ["token", "list"])
+    assert str(tmp_path / "elsewhere") in refused(result, "no-instance")
+
+
+def test_db_upgrade(tmp_path: Path) -> None:
+    (tmp_path / "gateway.toml").write_text('node = "KZ"\n')
+    for _ in range(2):  # a second run finds nothing to do
+        output = succeeded(gateway(tmp_path, "db", "upgrade"))
+        assert output.strip() == "Database is at the current schema."
+    engine = create_engine(f"sqlite:///{tmp_path / 'gateway.db'}")
+    with engine.connect() as connection:
+        assert set(Base.metadata.tables) <= set(inspect(connection).get_table_names())
+    engine.dispose()
+
+    (tmp_path / "gateway.toml").write_text(
+        'node = "KZ"\ndatabase_url = "postgresql://gateway@127.0.0.1:1/nowhere"\n'
+    )
+    refused(gateway(tmp_path, "db", "upgrade"), "database-unavailable")
+    (tmp_path / "gateway.toml").write_text('node = "KZ"\npeer_timeout = "soon"\n')
+    assert "peer_timeout" in refused(gateway(tmp_path, "db", "upgrade"), "config-value")
+
+
+# ---------------------------------------------------------------------------- tokens
+
+
+@sqlite_only
+def test_tokens_issue_list_revoke(make_federation: Any) -> None:
+    kz = make_federation(("KZ", "KG"), serve=False)["KZ"]
+    issued = succeeded(
+        gateway(
+            kz.instance,
+            "token",
+            "issue",
+            "kz-police",
+            "--label",
+            "duty desk",
+            passphrase=PASSPHRASE,
+        )
+    )
+    header, secret = issued.strip().splitlines()
+    token_id = int(re.fullmatch(r"Token (\d+) for kz-police \(shown once.*", header).group(1))
+    assert secret.startswith("gwt_") and len(secret) > 40 and issued.count(secret) == 1
+
+    def inbox_status(token: str) -> int:
+        answer = kz.client().get("/api/v1/inbox", headers={"Authorization": f"Bearer {token}"})
+        return int(answer.status_code)
+
+    assert inbox_status(secret) == 200
+
+    listed = succeeded(gateway(kz.instance, "token", "list", passphrase=PASSPHRASE))
+    line = next(row for row in listed.splitlines() if row.split()[0] == str(token_id))
+    assert "kz-police" in line and "active" in line and "duty desk" in line
+    assert secret not in listed and kz.token not in listed
+    assert secret[10:30] not in listed
+
+    revoked = succeeded(
+        gateway(kz.instance, "token", "revoke", str(token_id), passphrase=PASSPHRASE)
+    )
+    assert f"Token {token_id} for kz-police revoked." in revoked
+    assert inbox_status(secret) == 401
+    assert inbox_status(kz.token) == 200  # the other token still works
+    listed = succeeded(gateway(kz.instance, "token", "list", passphrase=PASSPHRASE))
+    assert "revoked" in next(r for r in listed.splitlines() if r.split()[0] == str(token_id))
+
+    refused(gateway(kz.instance, "token", "revoke", "9999", passphrase=PASSPHRASE), "no-such-token")
+    usage_error(
+        gateway(kz.instance, "token", "revoke", str(2**40), passphrase=PASSPHRASE), "TOKEN_ID"
+    )
+    refused(
+        gateway(kz.instance, "token", "issue", "KZ Police", passphrase=PASSPHRASE), "bad-agency"
+    )
+    refused(
+        gateway(
+            kz.instance, "token", "issue", "kz-border", "--label", "x" * 201, passphrase=PASSPHRASE
+        ),
+        "bad-label",
+    )
+    # Reading the database needs no key; a command that needs the keys refuses a wrong
+    # passphrase as such, not with a traceback.
+    assert "kz-police" in succeeded(gateway(kz.instance, "token", "list", passphrase="wrong"))
+    refused(gateway(kz.instance, "keys", "show", passphrase="wrong"), "key-file-passphrase")
+
+
+# ---------------------------------------------------------------------------- outbox / inbox
+
+
+@sqlite_only
+def test_outbox_inbox_and_dispatch(make_federation: Any) -> None:
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+
+    def on(member: Any, *args: str) -> Result:
+        return gateway(member.instance, *args, passphrase=PASSPHRASE)
+
+    assert succeeded(on(kz, "dispatch", "--once")).strip() == "Nothing due: 0 deliveries attempted."
+    kg.server.stop()  # KG is down when KZ first sends
+    answer = kz.client().post(
+        "/api/v1/messages",
+        headers=kz.auth(),
+        json={"typ": "alert/1", "body": example_alert(), "to": ["KG"]},
+    )
+    assert answer.status_code == 202
+    message_id = answer.get_json()["id"]
+    delivery_id = answer.get_json()["deliveries"][0]["id"]
+
+    listed = succeeded(on(kz, "outbox", "list"))
+    assert re.search(rf"^{message_id} alert/1\s+kz-police\s+KG:queued$", listed, re.M), listed
+
+    sent = succeeded(on(kz, "dispatch", "--once"))
+    assert sent.strip() == "1 deliveries attempted: retrying/peer-unreachable"
+    assert message_id in succeeded(on(kz, "outbox", "list", "--state", "retrying"))
+    assert message_id not in succeeded(on(kz, "outbox", "list", "--state", "delivered"))
+    usage_error(on(kz, "outbox", "list", "--state", "lost"), "--state")
+    usage_error(on(kz, "outbox", "list", "--limit", "0"), "--limit")
+
+    view = json.loads(succeeded(on(kz, "outbox", "show", message_id)))
+    (delivery,) = view["deliveries"]
+    assert (view["id"], delivery["id"], delivery["state"]) == (message_id, delivery_id, "retrying")
+    assert [e["state"] for e in delivery["events"]] == ["queued", "retrying"]
+    assert delivery["last_code"] == "peer-unreachable"
+
+    retried = succeeded(on(kz, "outbox", "retry", str(delivery_id)))
+    assert retried.strip() == f"Delivery {delivery_id} to KG queued again."
+    view = json.loads(succeeded(on(kz, "outbox", "show", message_id)))
+    assert view["deliveries"][0]["events"][-1]["code"] == "manual-retry"
+    refused(on(kz, "outbox", "retry", str(delivery_id)), "not-retryable")
+    refused(on(kz, "outbox", "retry", "4242"), "not-found")
+    usage_error(on(kz, "outbox", "retry", str(10**20)), "DELIVERY_ID")
+    refused(on(kz, "outbox", "show", "00000000-0000-7000-8000-000000000000"), "not-found")
+
+    kg.server.start()
+    assert succeeded(on(kz, "dispatch", "--once")).strip() == "1 deliveries attempted: delivered"
+    assert re.search(rf"^{message_id} .*KG:delivered$", succeeded(on(kz, "outbox", "list")), re.M)
+
+    inbox = succeeded(on(kg, "inbox", "list"))
+    assert re.fullmatch(rf"\s*1 {message_id} from KZ\s+alert/1\n", inbox), inbox
+    assert succeeded(on(kg, "inbox", "list", "--after", "1")) == ""
+    usage_error(on(kg, "inbox", "list", "--after", str(10**20)), "--after")
+
+    assert succeeded(on(kg, "inbox", "rejected")) == ""
+    kg.client().post("/xb1/envelopes", data=b"not an envelope")
+    rejected = succeeded(on(kg, "inbox", "rejected"))
+    assert re.search(r"^\s*1 \d{4}-\d\d-\d\d \d\d:\d\d:\d\d malformed\s+from \?", rejected, re.M)
+
+
+# ---------------------------------------------------------------------------- demo
+
+
+@pytest.mark.slow
+def test_demo_json(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    finished = subprocess.run(
+        [sys.executable, "-m", "gateway", "demo", "--json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        timeout=90,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    summary = json.loads(finished.stdout)
+    assert [n["node"] for n in summary["nodes"]] == ["KZ", "KG", "UZ"]
+    assert summary["sent"] == summary["delivered"] == summary["receipts_verified"] >= 5
+    assert summary["lost"] == 0 and summary["duplicates"] == 0
+    assert list(tmp_path.iterdir()) == []  # the demo cleans up after itself
