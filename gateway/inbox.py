@@ -109,7 +109,7 @@ def record_rejection(
     )
 
 
-def receive(node: Node, raw: bytes, *, now: int | None = None) -> Answer:
+def receive(node: Node, raw: bytes, *, now: int | None = None, _again: bool = True) -> Answer:
     """Handle one ``POST /xb1/envelopes`` body and return the HTTP answer."""
     at = int(time.time()) if now is None else now
     signing_key = node.keys.current_signing
@@ -149,28 +149,31 @@ def receive(node: Node, raw: bytes, *, now: int | None = None) -> Answer:
         envelope = opened.envelope
         receipt = make_receipt(envelope, receiver=node.id, signing_key=signing_key, at=at)
         header = envelope.header
-        session.connection().execute(
-            _STORE,
-            {
-                "sender": header.sender.node,
-                "envelope_id": header.id,
-                "typ": header.typ,
-                "ph": envelope.ph,
-                "ch": envelope.ch,
-                "iat": header.iat,
-                "exp": header.exp,
-                "wire": bytes(raw),
-                "body_json": opened.payload.decode("utf-8"),
-                "receipt": receipt,
-                "received_at": at,
-            },
-        )
         try:
+            session.connection().execute(
+                _STORE,
+                {
+                    "sender": header.sender.node,
+                    "envelope_id": header.id,
+                    "typ": header.typ,
+                    "ph": envelope.ph,
+                    "ch": envelope.ch,
+                    "iat": header.iat,
+                    "exp": header.exp,
+                    "wire": bytes(raw),
+                    "body_json": opened.payload.decode("utf-8"),
+                    "receipt": receipt,
+                    "received_at": at,
+                },
+            )
             session.commit()
         except IntegrityError:
-            # The same envelope arrived twice at once; the other request stored it.
+            # The same (sender, id) was stored by a concurrent request between our
+            # step 6 and now: run once more, and step 6 answers retry or replay.
             session.rollback()
-            return receive(node, raw, now=at)
+            if not _again:
+                raise
+            return receive(node, raw, now=at, _again=False)
         return Answer(200, receipt)
 
 

@@ -365,3 +365,25 @@ def test_expired_trust_list_freezes_sending_with_an_alarm(make_federation):
     else:
         raise AssertionError("an expired trust list must freeze sending")
     assert DeliveryState.FINAL == ("delivered", "rejected", "expired")
+
+
+def test_the_same_envelope_posted_concurrently_is_stored_once(make_federation):
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    sent = submit(kz, ["KG"])
+    wire = deliveries(kz)[0].envelope.wire
+    barrier = threading.Barrier(8)
+    answers = []
+
+    def post():
+        barrier.wait()
+        answers.append(requests.post(kg.server.url + "/xb1/envelopes", data=wire, timeout=20))
+
+    threads = [threading.Thread(target=post) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [a.status_code for a in answers] == [200] * 8
+    assert len({a.content for a in answers}) == 1  # one receipt, the stored one
+    assert inbox_count(kg, "KZ", sent["id"]) == 1
