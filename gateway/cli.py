@@ -14,6 +14,7 @@ import os
 import re
 import sys
 import time
+import tomllib
 import warnings
 from pathlib import Path
 from typing import Any, NoReturn
@@ -22,6 +23,7 @@ import click
 from sqlalchemy.exc import OperationalError
 
 from gateway.config import (
+    INSTANCE_FILE,
     NODE_RE,
     Settings,
     check_database_url,
@@ -240,8 +242,9 @@ def keys() -> None:
 def keys_show(obj: Context) -> None:
     """Key ids and fingerprints (compare them with the trust list by phone)."""
     node = obj.node()
+    ring = node.keys  # unseal first: print nothing if that fails
     click.echo(f"Node {node.id}")
-    _print_keys(node.keys)
+    _print_keys(ring)
 
 
 def _endpoint(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
@@ -316,12 +319,30 @@ def trust() -> None:
 )
 @click.pass_obj
 def trust_install(obj: Context, path: str, anchor: str | None) -> None:
-    """Verify a trust list version and make it current."""
-    trust_list = obj.node().install_trust_list(Path(path).read_bytes(), anchor=anchor)
+    """Verify a trust list version and make it current.
+
+    The first version is checked against --anchor (or trust_anchor in gateway.toml);
+    an anchor given here is then written into gateway.toml, so every later start
+    re-verifies the stored list against it."""
+    node = obj.node()
+    trust_list = node.install_trust_list(Path(path).read_bytes(), anchor=anchor)
+    if anchor and not node.settings.trust_anchor:
+        _pin_anchor(obj.instance, anchor)
+        click.echo(f"Pinned trust anchor {anchor} in {obj.instance / INSTANCE_FILE}.")
     click.echo(
         f"Installed trust list {trust_list.federation} version {trust_list.version} "
         f"({len(trust_list.node_ids)} nodes, threshold {trust_list.threshold})."
     )
+
+
+def _pin_anchor(instance: Path, anchor: str) -> None:
+    path = instance / INSTANCE_FILE
+    values: dict[str, Any] = {}
+    if path.exists():
+        with path.open("rb") as handle:
+            values = tomllib.load(handle)
+    values["trust_anchor"] = anchor
+    write_instance_file(instance, values)
 
 
 @trust.command("show")

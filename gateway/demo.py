@@ -132,7 +132,7 @@ def run_demo(*, as_json: bool = False, keep: str | None = None) -> dict[str, Any
         ring = {}
         for node_id in NODES:
             instance = root / node_id
-            instance.mkdir()
+            instance.mkdir(mode=0o700)
             keys = NodeKeys.generate(node_id, now=now)
             keys.save(
                 instance / "node-keys.json",
@@ -324,9 +324,10 @@ def run_demo(*, as_json: bool = False, keep: str | None = None) -> dict[str, Any
         )
         if keep:
             say(f"Kept in {root}. To look inside a node, e.g. KZ:")
+            say(f"  gateway --instance {root}/KZ outbox list")
             say(
                 f"  GATEWAY_KEY_PASSPHRASE=$(cat {root}/KZ/demo-passphrase) "
-                f"gateway --instance {root}/KZ outbox list"
+                f"gateway --instance {root}/KZ keys show"
             )
         say("Stopping the three servers." + ("" if keep else " Removing the working folder."))
         return {

@@ -286,9 +286,12 @@ def test_unsealed_node_keys_entry_and_trust_list(tmp_path: Path) -> None:
     usage_error(gateway(instance, "trust", "install", str(tmp_path / "missing.json")), "PATH")
 
     installed = gateway(instance, "trust", "install", str(trust_file), "--anchor", anchor.upper())
-    assert succeeded(installed).strip() == (
-        "Installed trust list cli-federation version 1 (2 nodes, threshold 2)."
-    )
+    assert succeeded(installed).strip().splitlines() == [
+        f"Pinned trust anchor {anchor} in {instance / 'gateway.toml'}.",
+        "Installed trust list cli-federation version 1 (2 nodes, threshold 2).",
+    ]
+    # The anchor given once is pinned in the configuration for every later start.
+    assert f'trust_anchor = "{anchor}"' in (instance / "gateway.toml").read_text()
     shown = succeeded(gateway(instance, "trust", "show"))
     assert shown.startswith("cli-federation version 1, expires ")
     assert "EXPIRED" not in shown
