@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
+from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from gateway.config import (
@@ -343,6 +344,32 @@ def _pin_anchor(instance: Path, anchor: str) -> None:
             values = tomllib.load(handle)
     values["trust_anchor"] = anchor
     write_instance_file(instance, values)
+
+
+@trust.command("fetch")
+@click.option("--from", "peer", default=None, help="Fetch from this member (e.g. KG) now.")
+@click.pass_obj
+def trust_fetch(obj: Context, peer: str | None) -> None:
+    """Follow newer trust list versions: those peers announced (the dispatcher does
+    this on its own), or whatever --from NODE serves. Every version is verified
+    from the current one before it is used."""
+    from gateway.trust_sync import TrustFollower
+
+    node = obj.node()
+    follower = TrustFollower(node)
+    installed = follower.follow(peer) if peer else follower.run_once()
+    if installed is None:
+        click.echo(f"Nothing newer installed; current version {node.trust().version}.")
+        with node.sessions() as session:
+            from gateway.models import TrustHint
+
+            for hint in session.scalars(select(TrustHint)):
+                click.echo(
+                    f"  {hint.peer} announced version {hint.version}: "
+                    f"{hint.last_error or 'not tried yet'}"
+                )
+        return
+    click.echo(f"Installed trust list {installed.federation} version {installed.version}.")
 
 
 @trust.command("show")

@@ -30,11 +30,12 @@ import requests
 from sqlalchemy import and_, or_, select, update
 
 from gateway.envelope import ReceiptInvalid, step1_parse_outer, step2_parse_header, verify_receipt
-from gateway.errors import NodeStateError
+from gateway.errors import GatewayError, NodeStateError
 from gateway.models import Delivery, DeliveryState, SealedEnvelope
 from gateway.node import Node
 from gateway.outbox import record_event
-from keys.trustlist import TrustList
+from gateway.trust_sync import TrustFollower
+from keys.trustlist import TrustError, TrustList
 
 log = logging.getLogger(__name__)
 
@@ -289,7 +290,12 @@ class Dispatcher:
     def run(self, *, stop_after: float | None = None, until_idle: bool = False) -> None:
         """Loop until stopped (or until nothing is due, with ``until_idle``)."""
         started = time.monotonic()
+        follower = TrustFollower(self.node, self.http)
         while stop_after is None or time.monotonic() - started < stop_after:
+            try:
+                follower.run_once()
+            except (GatewayError, TrustError) as e:  # e.g. no trust list installed yet
+                log.warning("trust list follow-up failed: [%s] %s", e.code, e)
             outcomes = self.run_once()
             if not outcomes:
                 if until_idle:

@@ -21,6 +21,7 @@ from gateway.envelope import Envelope, Rejected, make_receipt, open_envelope
 from gateway.errors import ApiError
 from gateway.models import InboundMessage, InboundRejection, is_row_id
 from gateway.node import Node
+from gateway.trust_sync import note_announcement
 
 # HTTP status for each rejection code (PROTOCOL §7 only requires "4xx").
 STATUS = {
@@ -140,6 +141,10 @@ def receive(node: Node, raw: bytes, *, now: int | None = None, _again: bool = Tr
                 )
             record_rejection(session, node, raw, error, receipt, at)
             session.commit()
+            if error.envelope is not None:
+                # A sender we cannot authenticate may be using a newer list than ours.
+                header = error.envelope.header
+                note_announcement(node, header.sender.node, header.tl, at)
             status = STATUS.get(error.code, 400)
             if receipt is not None:
                 return Answer(status, receipt)
@@ -174,6 +179,8 @@ def receive(node: Node, raw: bytes, *, now: int | None = None, _again: bool = Tr
             if not _again:
                 raise
             return receive(node, raw, now=at, _again=False)
+        if header.tl > trust_list.version:
+            note_announcement(node, header.sender.node, header.tl, at)
         return Answer(200, receipt)
 
 

@@ -194,3 +194,19 @@ class TrustListVersion(Base):
     wire: Mapped[bytes] = mapped_column(LargeBinary)
     sha256: Mapped[bytes] = mapped_column(LargeBinary(32))
     installed_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class TrustHint(Base):
+    """A peer announced (``tl`` in an envelope) a trust list version newer than ours.
+
+    The web workers only note it; the dispatcher process fetches and verifies the
+    newer versions (gateway/trust_sync.py), so a request never waits on another node.
+    """
+
+    __tablename__ = "trust_hints"
+
+    peer: Mapped[str] = mapped_column(String(20), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    seen_at: Mapped[int] = mapped_column(BigInteger)
+    attempted_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)

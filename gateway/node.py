@@ -147,6 +147,33 @@ class Node:
             else:
                 current = self.trust()
                 trust_list = current.verify_successor(wire, at)
+            self._store(session, [trust_list], at)
+        self._use(trust_list)
+        return trust_list
+
+    def install_trust_chain(self, wires: list[bytes], *, now: int | None = None) -> TrustList:
+        """Verify versions N+1, N+2, … of the current list N in order (PROTOCOL §5, every
+        step with both thresholds) and install them all, or none."""
+        at = int(time.time()) if now is None else now
+        current = self.trust()
+        with self.sessions() as session, session.begin():
+            verified = []
+            for index, wire in enumerate(wires):
+                base = verified[-1] if verified else current
+                verified.append(base.verify_chain([wire], at, installed=index < len(wires) - 1))
+            self._store(session, verified, at)
+        self._use(verified[-1])
+        return verified[-1]
+
+    def trust_list_version(self, version: int) -> bytes | None:
+        """The wire form of an installed version, for peers walking the chain."""
+        with self.sessions() as session:
+            row = session.get(TrustListVersion, version)
+            return row.wire if row is not None else None
+
+    @staticmethod
+    def _store(session: Session, lists: list[TrustList], at: int) -> None:
+        for trust_list in lists:
             session.add(
                 TrustListVersion(
                     version=trust_list.version,
@@ -155,10 +182,11 @@ class Node:
                     installed_at=at,
                 )
             )
+
+    def _use(self, trust_list: TrustList) -> None:
         with self._lock:
             self._trust = trust_list
             self._trust_checked_at = time.monotonic()
-        return trust_list
 
     def require_sending_allowed(self, now: int) -> TrustList:
         """An expired trust list freezes sending (PROTOCOL §5) with a clear alarm."""

@@ -6,11 +6,12 @@ from __future__ import annotations
 import time
 
 from flask import Blueprint, jsonify
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.app import current_node
 from gateway.errors import GatewayError
+from gateway.models import TrustHint
 
 health = Blueprint("health", __name__)
 
@@ -18,6 +19,24 @@ health = Blueprint("health", __name__)
 @health.get("/healthz")
 def live():  # type: ignore[no-untyped-def]
     return jsonify({"status": "ok", "node": current_node().id})
+
+
+def _trust_list_behind(node) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
+    """Peers announced a newer trust list that this node could not install."""
+    with node.sessions() as session:
+        failed = session.scalars(
+            select(TrustHint).where(
+                TrustHint.last_error.is_not(None), TrustHint.version > node.trust().version
+            )
+        ).all()
+    return [
+        {
+            "code": "trust-list-behind",
+            "message": f"{hint.peer} uses trust list version {hint.version}; following it "
+            f"failed: {hint.last_error[:300]}",
+        }
+        for hint in failed
+    ]
 
 
 @health.get("/readyz")
@@ -32,6 +51,7 @@ def ready():  # type: ignore[no-untyped-def]
     else:
         try:
             node.require_sending_allowed(int(time.time()))
+            alarms.extend(_trust_list_behind(node))
         except GatewayError as e:
             alarms.append({"code": e.code, "message": e.message})
         except SQLAlchemyError as e:

@@ -9,7 +9,9 @@ from flask import Blueprint, Response, request
 
 from gateway.app import current_node
 from gateway.envelope import Rejected
+from gateway.errors import ApiError
 from gateway.inbox import STATUS, receive, record_rejection
+from gateway.models import is_row_id
 
 peer = Blueprint("peer", __name__, url_prefix="/xb1")
 
@@ -37,6 +39,16 @@ def post_envelope() -> Response:
 @peer.get("/trust-list")
 def get_trust_list() -> Response:
     return Response(current_node().trust().to_wire(), mimetype="application/json")
+
+
+@peer.get("/trust-list/versions/<int:version>")
+def get_trust_list_version(version: int) -> Response:
+    """An earlier installed version, so a peer that is several versions behind can
+    walk the chain (an extension of PROTOCOL §7; the answer is the §5 wire form)."""
+    wire = current_node().trust_list_version(version) if is_row_id(version) else None
+    if wire is None:
+        raise ApiError("not-found", f"this node has no trust list version {version}", status=404)
+    return Response(wire, mimetype="application/json")
 
 
 def _now() -> int:

@@ -1,0 +1,174 @@
+"""Nodes follow the trust list a peer announces in ``tl`` (PROTOCOL §5): fetch,
+verify the whole chain, only then use it; forged lists are refused and stay
+visible; nodes briefly on different versions converge without losing a message."""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import select
+
+from gateway.dispatcher import Dispatcher
+from gateway.models import TrustHint
+from gateway.trust_sync import TrustFollower
+from keys.keypair import SigningKeyPair
+from keys.trustlist import TrustList, admin_entry, assemble, build_list, key_entry, sign_list
+from schemas.examples import example_alert
+
+
+def next_version(fed, current: TrustList, *, signers=None, node_keys=None) -> bytes:
+    """Version N+1 of ``current``; ``node_keys`` replaces a node's key entries."""
+    now = int(time.time())
+    nodes = []
+    for entry in current.nodes:
+        keys = [k.to_entry() for k in entry.keys]
+        if node_keys and entry.node in node_keys:
+            keys = node_keys[entry.node]
+        nodes.append(
+            {"node": entry.node, "name": entry.name, "endpoint": entry.endpoint, "keys": keys}
+        )
+    raw = build_list(
+        federation=current.federation,
+        version=current.version + 1,
+        issued_at=now,
+        expires=now + 86400,
+        prev=current.sha256,
+        threshold=current.threshold,
+        admins=[admin_entry(a.pub, a.label) for a in current.admins],
+        nodes=nodes,
+    )
+    return assemble(raw, [sign_list(raw, a) for a in (signers or fed.admins[:2])])
+
+
+def submit(member, to):
+    answer = member.client().post(
+        "/api/v1/messages",
+        headers=member.auth(),
+        json={"typ": "alert/1", "body": example_alert(), "to": to},
+    )
+    assert answer.status_code == 202, answer.get_json()
+    return answer.get_json()["id"]
+
+
+def hints(member):
+    with member.node.sessions() as session:
+        return {h.peer: (h.version, h.last_error) for h in session.scalars(select(TrustHint))}
+
+
+def test_a_higher_tl_makes_the_receiver_fetch_verify_and_use_the_chain(make_federation):
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    v2 = next_version(fed, kz.node.trust())
+    kz.node.install_trust_list(v2)
+    v3 = next_version(fed, kz.node.trust())
+    kz.node.install_trust_list(v3)
+
+    submit(kz, ["KG"])
+    [outcome] = Dispatcher(kz.node).run_once()
+    assert outcome.state == "delivered"
+    assert kg.node.trust().version == 1 and hints(kg) == {"KZ": (3, None)}
+
+    installed = TrustFollower(kg.node).run_once()
+    assert installed is not None and installed.version == 3
+    assert kg.node.trust().sha256 == kz.node.trust().sha256
+    assert kg.node.trust_list_version(2) is not None  # the walked version is kept
+    assert hints(kg) == {}
+
+
+def test_a_forged_newer_list_is_refused_and_stays_visible(make_federation):
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    rogues = [SigningKeyPair(bytes([i]) * 32) for i in (7, 8)]
+    forged = next_version(fed, kz.node.trust(), signers=rogues)
+    # KZ's operator is fooled into serving it (installing it locally is refused too).
+    kz_served = kz.server.switch.app
+
+    def serve_forged(environ, start_response):
+        if environ["PATH_INFO"] == "/xb1/trust-list":
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return [forged]
+        return kz_served(environ, start_response)
+
+    kz.server.switch.app = serve_forged
+    from gateway.trust_sync import note_announcement
+
+    note_announcement(kg.node, "KZ", 2, int(time.time()))
+    assert TrustFollower(kg.node).run_once() is None
+    assert kg.node.trust().version == 1
+    version, error = hints(kg)["KZ"]
+    assert version == 2 and "trust-threshold" in error
+    ready = kg.client().get("/readyz")
+    assert ready.status_code == 503
+    assert [a["code"] for a in ready.get_json()["alarms"]] == ["trust-list-behind"]
+
+
+def test_nodes_on_different_versions_converge_without_losing_a_message(make_federation):
+    fed = make_federation(("KZ", "KG", "UZ"))
+    kz, kg = fed["KZ"], fed["KG"]
+    now = int(time.time())
+    # Version 2 rotates KZ's signing key: the new key active, the old one retired.
+    rotated = kz.keys.rotate_signing(now=now)
+    old = kz.node.trust().node("KZ")
+    keys = []
+    for key in old.keys:
+        entry = key.to_entry()
+        if key.use == "sig":
+            entry.update(status="retired", not_after=now + 3600)
+        keys.append(entry)
+    keys.append(
+        key_entry(rotated.current_signing.public, "sig", not_before=now - 60, not_after=now + 86400)
+    )
+    kz.node.install_trust_list(next_version(fed, kz.node.trust(), node_keys={"KZ": keys}))
+    kz.node.keys = rotated
+
+    message_id = submit(kz, ["KG"])
+    dispatcher = Dispatcher(kz.node)
+    [outcome] = dispatcher.run_once()
+    # KG still has version 1: it does not know the new key yet.
+    assert (outcome.state, outcome.code) == ("retrying", "unknown-sender")
+    assert hints(kg) == {"KZ": (2, None)}
+
+    assert TrustFollower(kg.node).run_once().version == 2
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        outcomes = dispatcher.run_once(now=int(time.time()) + 5)
+        if outcomes and outcomes[0].state == "delivered":
+            break
+    inbox = kg.client().get("/api/v1/inbox", headers=kg.auth()).get_json()["messages"]
+    assert [m["envelope_id"] for m in inbox] == [message_id]
+
+
+def test_peers_serve_earlier_versions_for_the_chain_walk(make_federation):
+    fed = make_federation(("KZ", "KG"), serve=False)
+    kz = fed["KZ"]
+    client = kz.client()
+    assert client.get("/xb1/trust-list/versions/1").data == fed.trust_wire
+    missing = client.get("/xb1/trust-list/versions/2")
+    assert missing.status_code == 404 and missing.get_json()["error"] == "not-found"
+    assert client.get(f"/xb1/trust-list/versions/{2**40}").status_code == 404
+
+
+def test_operator_can_follow_a_named_member(make_federation):
+    from click.testing import CliRunner
+
+    from gateway.cli import main
+    from tests.conftest import PASSPHRASE
+
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    kz.node.install_trust_list(next_version(fed, kz.node.trust()))
+    runner = CliRunner()
+    env = {"GATEWAY_KEY_PASSPHRASE": PASSPHRASE}
+    result = runner.invoke(
+        main, ["--instance", str(kg.instance), "trust", "fetch", "--from", "KZ"], env=env
+    )
+    assert result.exit_code == 0, result.output
+    assert "version 2" in result.output
+    again = runner.invoke(
+        main, ["--instance", str(kg.instance), "trust", "fetch", "--from", "KZ"], env=env
+    )
+    assert again.exit_code == 0 and "Nothing newer installed; current version 2." in again.output
+    unknown = runner.invoke(
+        main, ["--instance", str(kg.instance), "trust", "fetch", "--from", "TJ"], env=env
+    )
+    assert unknown.exit_code == 2 and "error [unknown-recipient]" in unknown.output
