@@ -302,6 +302,106 @@ def keys_entry(obj: Context, name: str, endpoint: str, not_after: int | None) ->
     )
 
 
+def _save_ring(obj: Context, node: Any, ring: NodeKeys) -> None:
+    """Write the key ring back, sealed under the passphrase it was opened with."""
+    passphrase = obj.passphrase or node.settings.key_passphrase
+    if passphrase is None:
+        click.echo(f"WARNING: {node.settings.key_file} stays UNSEALED.", err=True)
+        ring.save(node.settings.key_file, None, unsafe_unsealed=True)
+    else:
+        ring.save(node.settings.key_file, passphrase)
+    node.keys = ring
+
+
+@keys.command("rotate")
+@click.option("--sig", "rotate_sig", is_flag=True, help="Make a new signing key.")
+@click.option("--enc", "rotate_enc", is_flag=True, help="Make a new encryption key.")
+@click.option(
+    "--overlap-days",
+    type=click.IntRange(1, 365),
+    default=30,
+    show_default=True,
+    help="How long the retired keys stay valid in the entry printed for admins.",
+)
+@click.option("--name", required=True, help="Human name of the node, as in the trust list.")
+@click.option("--endpoint", required=True, callback=_endpoint, help="The node's base URL.")
+@click.pass_obj
+def keys_rotate(
+    obj: Context, rotate_sig: bool, rotate_enc: bool, overlap_days: int, name: str, endpoint: str
+) -> None:
+    """Add new node keys and print the trust-list entry for the administrators.
+
+    The old keys are kept (retired). The node signs with the new key only once the
+    installed trust list lists it, and keeps opening messages sealed to the old
+    encryption key until `gateway keys prune` removes it."""
+    if not (rotate_sig or rotate_enc):
+        _fail("nothing-to-rotate", "say which key to rotate: --sig, --enc or both")
+    node = obj.node()
+    now = int(time.time())
+    ring = node.keys
+    if rotate_sig:
+        ring = ring.rotate_signing(now=now)
+    if rotate_enc:
+        ring = ring.rotate_encryption(now=now)
+    _save_ring(obj, node, ring)
+    horizon = now + 2 * 365 * 24 * 3600
+    retired_until = now + overlap_days * 24 * 3600
+    entries = []
+    for use, keyring in (("sig", ring.signing), ("enc", ring.encryption)):
+        for entry in keyring:
+            if entry.status == "active":
+                entries.append(key_entry(entry.pair.public, use, not_before=now, not_after=horizon))
+            else:
+                entries.append(
+                    key_entry(
+                        entry.pair.public,
+                        use,
+                        not_before=entry.created,
+                        not_after=retired_until,
+                        status="retired",
+                    )
+                )
+    click.echo("New keys (compare these fingerprints with the administrators by phone):", err=True)
+    for use, keyring in (("sig", ring.signing), ("enc", ring.encryption)):
+        for entry in keyring:
+            if entry.status == "active":
+                click.echo(f"  {use} {entry.kid} {fingerprint(entry.pair.public)}", err=True)
+    _out({"node": node.id, "name": name, "endpoint": endpoint, "keys": entries})
+
+
+@keys.command("prune")
+@click.pass_obj
+def keys_prune(obj: Context) -> None:
+    """Destroy retired private keys that nothing in flight can need any more.
+
+    A retired key is pruned when the installed trust list no longer lists it, lists
+    it as revoked, or lists it as retired with not_after more than max_ttl ago (no
+    valid envelope can still be sealed or signed with it)."""
+    node = obj.node()
+    now = int(time.time())
+    ring = node.keys
+    listed = {key.kid: key for key in node.trust().keys.keys_of(node.id)}
+
+    def needed(entry: Any) -> bool:
+        if entry.status == "active":
+            return True
+        key = listed.get(entry.kid)
+        if key is None or key.status == "revoked":
+            return False
+        return key.status == "active" or key.not_after + node.settings.max_ttl >= now
+
+    keep_sig = tuple(e for e in ring.signing if needed(e))
+    keep_enc = tuple(e for e in ring.encryption if needed(e))
+    kept = {e.kid for e in keep_sig + keep_enc}
+    dropped = [e.kid for e in ring.signing + ring.encryption if e.kid not in kept]
+    if not dropped:
+        click.echo("Nothing to prune.")
+        return
+    _save_ring(obj, node, NodeKeys(ring.node, keep_sig, keep_enc))
+    for kid in dropped:
+        click.echo(f"Destroyed retired key {kid}.")
+
+
 # ---------------------------------------------------------------------------- trust list
 
 

@@ -29,12 +29,21 @@ from dataclasses import dataclass
 import requests
 from sqlalchemy import and_, or_, select, update
 
-from gateway.envelope import ReceiptInvalid, step1_parse_outer, step2_parse_header, verify_receipt
+from gateway.envelope import (
+    Header,
+    ReceiptInvalid,
+    Recipient,
+    seal,
+    step1_parse_outer,
+    step2_parse_header,
+    verify_receipt,
+)
 from gateway.errors import GatewayError, NodeStateError
-from gateway.models import Delivery, DeliveryState, SealedEnvelope
+from gateway.models import Delivery, DeliveryState, OutboundMessage, SealedEnvelope
 from gateway.node import Node
 from gateway.outbox import record_event
 from gateway.trust_sync import TrustFollower
+from keys.sealed import KeyFileError
 from keys.trustlist import TrustError, TrustList
 
 log = logging.getLogger(__name__)
@@ -276,11 +285,90 @@ class Dispatcher:
             session.expunge_all()
         try:
             trust_list = self.node.require_sending_allowed(at)
+            envelope = self._current_envelope(trust_list, delivery, envelope, at)
             outcome = self._send(trust_list, delivery, envelope, at)
-        except NodeStateError as e:
+        except (NodeStateError, KeyFileError, TrustError) as e:
             outcome = Outcome(DeliveryState.RETRYING, e.code, e.message)
         self._record(delivery_id, outcome, int(time.time()) if now is None else now)
         return outcome
+
+    # ------------------------------------------------------------------ re-sealing
+
+    @staticmethod
+    def _stale(
+        trust_list: TrustList, node_id: str, recipient: str, header: Header, now: int
+    ) -> str | None:
+        """Why the stored envelope may no longer be sent, or None. A key revoked,
+        retired past its window or dropped from the trust list since sealing makes the
+        envelope unusable (PROTOCOL §5); a queued message must not be lost for that."""
+        try:
+            trust_list.keys.signing_key(node_id, header.sender.kid, header.iat, now)
+        except TrustError as e:
+            return f"our signing key {header.sender.kid} is no longer usable ({e.code})"
+        entry = next((e for e in header.to if e.node == recipient), None)
+        listed = {k.kid: k for k in trust_list.keys.keys_of(recipient)}
+        key = listed.get(entry.kid) if entry is not None else None
+        if key is None or key.use != "enc":
+            return f"{recipient}'s encryption key is no longer in the trust list"
+        if key.status == "revoked" or (key.status == "retired" and now > key.not_after):
+            return f"{recipient}'s encryption key {key.kid} is {key.status}"
+        return None
+
+    def _current_envelope(
+        self, trust_list: TrustList, delivery: Delivery, envelope: SealedEnvelope, now: int
+    ) -> SealedEnvelope:
+        """The stored envelope, or, if keys changed under it, a new one sealed under the
+        current keys for this recipient alone (recorded as a ``resealed`` event)."""
+        header = step2_parse_header(*step1_parse_outer(envelope.wire, self.node.limits)).header
+        reason = self._stale(trust_list, self.node.id, delivery.recipient, header, now)
+        if reason is None:
+            return envelope
+        with self.node.sessions() as session:
+            message = session.get(OutboundMessage, delivery.message_id)
+            assert message is not None
+            if message.body_json is None:
+                raise NodeStateError(
+                    "reseal-impossible",
+                    f"{reason}, and the message body was purged, so it cannot be sealed again",
+                )
+            key = trust_list.keys.encryption_key(delivery.recipient, now)
+            fresh = seal(
+                typ=message.typ,
+                payload=message.body_json.encode("utf-8"),
+                sender=self.node.id,
+                signing_key=self.node.signing_pair(now),
+                recipients=[Recipient(delivery.recipient, key.kid, key.pub)],
+                tl=trust_list.version,
+                iat=now,
+                ttl=self.node.settings.message_ttl,
+            )
+            replacement = SealedEnvelope(
+                id=fresh.header.id,
+                message_id=message.id,
+                wire=fresh.to_wire(),
+                ph=fresh.ph,
+                ch=fresh.ch,
+                iat=fresh.header.iat,
+                exp=fresh.header.exp,
+                tl=fresh.header.tl,
+            )
+            session.add(replacement)
+            row = session.get(Delivery, delivery.id)
+            assert row is not None
+            row.envelope_id = replacement.id
+            session.flush()
+            record_event(
+                session,
+                row,
+                DeliveryState.SENDING,
+                code="resealed",
+                at=now,
+                worker=self.worker,
+                detail=f"{reason}; envelope {header.id} replaced by {replacement.id}",
+            )
+            session.commit()
+            session.expunge(replacement)
+        return replacement
 
     def run_once(self, now: int | None = None) -> list[Outcome]:
         """Claim what is due and send it; returns the outcomes."""

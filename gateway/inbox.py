@@ -113,7 +113,7 @@ def record_rejection(
 def receive(node: Node, raw: bytes, *, now: int | None = None, _again: bool = True) -> Answer:
     """Handle one ``POST /xb1/envelopes`` body and return the HTTP answer."""
     at = int(time.time()) if now is None else now
-    signing_key = node.keys.current_signing
+    signing_key = node.signing_pair(at)
     with node.sessions() as session:
         try:
             trust_list = node.trust()

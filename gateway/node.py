@@ -21,6 +21,7 @@ from gateway.config import Settings
 from gateway.envelope import Limits
 from gateway.errors import NodeStateError
 from gateway.models import TrustListVersion
+from keys.keypair import SigningKeyPair
 from keys.nodekeys import NodeKeys
 from keys.trustlist import TrustError, TrustList
 
@@ -75,6 +76,25 @@ class Node:
                 f"key file {self.settings.key_file} belongs to {ring.node}, not to {self.id}",
             )
         self._keys = ring
+
+    def signing_pair(self, now: int | None = None) -> SigningKeyPair:
+        """The key this node signs envelopes and receipts with: its newest signing key
+        that the current trust list lets it use now. After ``gateway keys rotate`` the
+        new key is used only once the federation's list carries it, so peers never
+        see a key they cannot know; until then the previous one signs."""
+        at = int(time.time()) if now is None else now
+        ring = self.keys
+        try:
+            listed = self.trust().keys
+        except NodeStateError:
+            return ring.current_signing
+        for entry in sorted(ring.signing, key=lambda k: k.created, reverse=True):
+            try:
+                listed.signing_key(self.id, entry.kid, at, at)
+            except TrustError:
+                continue
+            return entry.pair
+        return ring.current_signing
 
     # ------------------------------------------------------------------ trust list
 

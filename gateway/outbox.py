@@ -133,7 +133,7 @@ def submit(
             typ=typ,
             payload=payload,
             sender=node.id,
-            signing_key=node.keys.current_signing,
+            signing_key=node.signing_pair(at),
             recipients=recipients,
             tl=trust_list.version,
             iat=at,

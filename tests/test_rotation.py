@@ -1,0 +1,150 @@
+"""Node key rotation and revocation without losing a message: new keys are used
+once the trust list carries them, queued envelopes are sealed again when a key
+under them is revoked, and retired private keys are destroyed only when nothing
+can need them."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from gateway.cli import main
+from gateway.dispatcher import Dispatcher
+from gateway.models import Delivery, DeliveryEvent
+from keys.nodekeys import NodeKeys
+from keys.trustlist import key_entry
+from tests.conftest import PASSPHRASE
+from tests.test_trust_follow import next_version, submit
+
+
+def cli(member, *args):
+    result = CliRunner().invoke(
+        main,
+        ["--instance", str(member.instance), *args],
+        env={"GATEWAY_KEY_PASSPHRASE": PASSPHRASE},
+    )
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def install_everywhere(fed, wire):
+    for member in fed.members.values():
+        member.node.install_trust_list(wire)
+
+
+def listed_keys(fed, node_id):
+    return [k.to_entry() for k in fed[node_id].node.trust().node(node_id).keys]
+
+
+def test_rotate_prints_the_entry_and_the_new_key_signs_once_listed(make_federation):
+    fed = make_federation(("KZ", "KG"), serve=False)
+    kz = fed["KZ"]
+    old_sig = kz.keys.current_signing
+    entry = json.loads(
+        cli(
+            kz,
+            "keys",
+            "rotate",
+            "--sig",
+            "--enc",
+            "--name",
+            "Kazakhstan",
+            "--endpoint",
+            kz.server.url,
+        )
+    )
+    statuses = sorted((k["use"], k["status"]) for k in entry["keys"])
+    assert statuses == [
+        ("enc", "active"),
+        ("enc", "retired"),
+        ("sig", "active"),
+        ("sig", "retired"),
+    ]
+    ring = NodeKeys.load(kz.instance / "node-keys.json", PASSPHRASE)
+    assert ring.current_signing.kid != old_sig.kid
+    assert {k["kid"] for k in entry["keys"]} == {k.kid for k in ring.signing + ring.encryption}
+
+    kz.node.keys = ring
+    assert kz.node.signing_pair().kid == old_sig.kid  # peers do not know the new key yet
+    install_everywhere(fed, next_version(fed, kz.node.trust(), node_keys={"KZ": entry["keys"]}))
+    assert kz.node.signing_pair().kid == ring.current_signing.kid
+
+
+def test_a_queued_envelope_is_sealed_again_when_the_recipient_key_is_revoked(make_federation):
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    message_id = submit(kz, ["KG"])  # sealed to KG's current encryption key
+    now = int(time.time())
+    rotated = kg.keys.rotate_encryption(now=now)
+    keys = []
+    for key in listed_keys(fed, "KG"):
+        if key["use"] == "enc":
+            key.update(status="revoked", revoked_at=now - 1)
+        keys.append(key)
+    keys.append(
+        key_entry(
+            rotated.current_encryption.public, "enc", not_before=now - 60, not_after=now + 86400
+        )
+    )
+    install_everywhere(fed, next_version(fed, kz.node.trust(), node_keys={"KG": keys}))
+    kg.node.keys = rotated
+
+    [outcome] = Dispatcher(kz.node).run_once()
+    assert outcome.state == "delivered"
+    with kz.node.sessions() as session:
+        delivery = session.scalars(select(Delivery)).one()
+        events = session.scalars(select(DeliveryEvent).order_by(DeliveryEvent.id)).all()
+    assert delivery.envelope_id != message_id
+    assert [(e.state, e.code) for e in events] == [
+        ("queued", None),
+        ("sending", "resealed"),
+        ("delivered", None),
+    ]
+    assert "revoked" in events[1].detail
+    inbox = kg.client().get("/api/v1/inbox", headers=kg.auth()).get_json()["messages"]
+    assert [m["envelope_id"] for m in inbox] == [delivery.envelope_id]
+    assert len(kg.posts) == 1  # the envelope under the revoked key never left
+
+
+def test_a_queued_envelope_is_sealed_again_when_our_signing_key_is_revoked(make_federation):
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    submit(kz, ["KG"])
+    now = int(time.time())
+    rotated = kz.keys.rotate_signing(now=now)
+    keys = []
+    for key in listed_keys(fed, "KZ"):
+        if key["use"] == "sig":
+            key.update(status="revoked", revoked_at=now - 1)
+        keys.append(key)
+    keys.append(
+        key_entry(rotated.current_signing.public, "sig", not_before=now - 60, not_after=now + 86400)
+    )
+    install_everywhere(fed, next_version(fed, kz.node.trust(), node_keys={"KZ": keys}))
+    kz.node.keys = rotated
+    [outcome] = Dispatcher(kz.node).run_once()
+    assert outcome.state == "delivered"
+    inbox = kg.client().get("/api/v1/inbox", headers=kg.auth()).get_json()["messages"]
+    assert len(inbox) == 1
+
+
+def test_prune_destroys_only_keys_nothing_can_need(make_federation):
+    fed = make_federation(("KZ", "KG"), serve=False)
+    kg = fed["KG"]
+    entry = json.loads(
+        cli(kg, "keys", "rotate", "--enc", "--name", "Kyrgyzstan", "--endpoint", kg.server.url)
+    )
+    old_enc = next(k for k in entry["keys"] if k["use"] == "enc" and k["status"] == "retired")
+    install_everywhere(fed, next_version(fed, kg.node.trust(), node_keys={"KG": entry["keys"]}))
+    # Still listed (retired, within its window): kept.
+    assert "Nothing to prune." in cli(kg, "keys", "prune")
+    # The administrators drop the old key from the list: now it goes.
+    keys = [k for k in entry["keys"] if k["kid"] != old_enc["kid"]]
+    install_everywhere(fed, next_version(fed, kg.node.trust(), node_keys={"KG": keys}))
+    assert f"Destroyed retired key {old_enc['kid']}." in cli(kg, "keys", "prune")
+    ring = NodeKeys.load(kg.instance / "node-keys.json", PASSPHRASE)
+    assert old_enc["kid"] not in {k.kid for k in ring.encryption}
+    assert len(ring.signing) == 1 and len(ring.encryption) == 1
