@@ -489,6 +489,65 @@ def trust_show(obj: Context) -> None:
             click.echo(f"      {key.use} {key.kid} {key.status} {fingerprint(key.pub)}")
 
 
+# ---------------------------------------------------------------------------- sovereignty
+
+
+@main.command()
+@click.argument("scope", type=click.Choice(["node", "type"]))
+@click.argument("value")
+@click.option("--reason", required=True, help="Why (kept with the decision).")
+@click.option("--by", "who", required=True, help="Who decides (name or role).")
+@click.pass_obj
+def suspend(obj: Context, scope: str, value: str, reason: str, who: str) -> None:
+    """Stop exchanging with a member (node KG) or a message type (type alert/1) on
+    this node's own authority, even while the trust list allows it. New submissions
+    are refused, queued deliveries are held, inbound envelopes are refused with a
+    signed policy-denied receipt."""
+    from gateway import sovereignty
+
+    with obj.node().sessions() as session:
+        decision = sovereignty.suspend(session, scope=scope, value=value, reason=reason, who=who)
+        session.commit()
+        click.echo(f"Suspension {decision.id}: {scope} {value} suspended by {who}.")
+
+
+@main.command()
+@click.argument("decision_id", type=ROW_ID)
+@click.option("--reason", required=True, help="Why it is lifted.")
+@click.option("--by", "who", required=True, help="Who decides (name or role).")
+@click.pass_obj
+def resume(obj: Context, decision_id: int, reason: str, who: str) -> None:
+    """Lift a suspension; held deliveries go out at their next retry."""
+    from gateway import sovereignty
+
+    with obj.node().sessions() as session:
+        decision = sovereignty.lift(session, decision_id, reason=reason, who=who)
+        session.commit()
+        click.echo(f"Suspension {decision.id} ({decision.scope} {decision.value}) lifted by {who}.")
+
+
+@main.command()
+@click.option("--all", "show_all", is_flag=True, help="Also the lifted ones.")
+@click.pass_obj
+def suspensions(obj: Context, show_all: bool) -> None:
+    """Local suspensions, with who decided and why."""
+    from gateway.models import Suspension
+
+    with obj.node().sessions() as session:
+        query = select(Suspension).order_by(Suspension.id)
+        if not show_all:
+            query = query.where(Suspension.lifted_at.is_(None))
+        for row in session.scalars(query):
+            when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(row.created_at))
+            click.echo(
+                f"{row.id:>4} {row.scope} {row.value:<10} since {when} by "
+                f"{row.decided_by}: {row.reason}"
+            )
+            if row.lifted_at is not None:
+                lifted = time.strftime("%Y-%m-%d %H:%M", time.gmtime(row.lifted_at))
+                click.echo(f"     lifted {lifted} by {row.lifted_by}: {row.lift_reason}")
+
+
 # ---------------------------------------------------------------------------- tokens
 
 
@@ -746,3 +805,8 @@ def demo(as_json: bool, keep: str | None) -> None:
     if as_json:
         click.echo(json.dumps(summary, ensure_ascii=False))
     sys.exit(0 if summary["lost"] == 0 and summary["delivered"] == summary["sent"] else 1)
+
+
+from gateway.cli_admin import admin  # noqa: E402  (offline trust-list administration)
+
+main.add_command(admin)

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import requests
 from sqlalchemy import and_, or_, select, update
 
+from gateway import sovereignty
 from gateway.envelope import (
     Header,
     ReceiptInvalid,
@@ -282,11 +283,21 @@ class Dispatcher:
             delivery = session.get(Delivery, delivery_id)
             assert delivery is not None
             envelope = delivery.envelope
+            typ = delivery.message.typ
             session.expunge_all()
+        decision = sovereignty.covering(self.node.suspensions(), delivery.recipient, typ)
         try:
             trust_list = self.node.require_sending_allowed(at)
-            envelope = self._current_envelope(trust_list, delivery, envelope, at)
-            outcome = self._send(trust_list, delivery, envelope, at)
+            if decision is not None and at <= envelope.exp:
+                outcome = Outcome(
+                    DeliveryState.RETRYING,
+                    "suspended",
+                    f"held: this node suspended {decision.scope} {decision.value} "
+                    f"(decision {decision.id}); it goes out when that is lifted",
+                )
+            else:
+                envelope = self._current_envelope(trust_list, delivery, envelope, at)
+                outcome = self._send(trust_list, delivery, envelope, at)
         except (NodeStateError, KeyFileError, TrustError) as e:
             outcome = Outcome(DeliveryState.RETRYING, e.code, e.message)
         self._record(delivery_id, outcome, int(time.time()) if now is None else now)

@@ -17,6 +17,7 @@ from sqlalchemy import bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from gateway import sovereignty
 from gateway.envelope import Envelope, Rejected, make_receipt, open_envelope
 from gateway.errors import ApiError
 from gateway.models import InboundMessage, InboundRejection, is_row_id
@@ -126,6 +127,18 @@ def receive(node: Node, raw: bytes, *, now: int | None = None, _again: bool = Tr
                 limits=node.limits,
                 replay_check=_replay_check(session),
             )
+            # §3 step 8, local policy: what this node has suspended on its own authority.
+            decision = sovereignty.covering(
+                node.suspensions(), opened.header.sender.node, opened.header.typ
+            )
+            if decision is not None:
+                raise Rejected(
+                    "policy-denied",
+                    f"refused under local suspension {decision.id} ({decision.scope} "
+                    f"{decision.value})",
+                    envelope=opened.envelope,
+                    authenticated=True,
+                )
         except _Retry as retry:
             return Answer(200, retry.receipt)
         except Rejected as error:

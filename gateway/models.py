@@ -210,3 +210,21 @@ class TrustHint(Base):
     seen_at: Mapped[int] = mapped_column(BigInteger)
     attempted_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class Suspension(Base):
+    """A local decision to stop exchanging with a federation member, or a message
+    type, although the trust list allows it (a state's own sovereignty). Kept after
+    it is lifted, with who decided what and why."""
+
+    __tablename__ = "suspensions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(8))  # "node" or "type"
+    value: Mapped[str] = mapped_column(String(40), index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    decided_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    lifted_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    lifted_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    lift_reason: Mapped[str | None] = mapped_column(Text, nullable=True)

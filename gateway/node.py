@@ -16,11 +16,11 @@ from collections.abc import Callable
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway import db
+from gateway import db, sovereignty
 from gateway.config import Settings
 from gateway.envelope import Limits
 from gateway.errors import NodeStateError
-from gateway.models import TrustListVersion
+from gateway.models import Suspension, TrustListVersion
 from keys.keypair import SigningKeyPair
 from keys.nodekeys import NodeKeys
 from keys.trustlist import TrustError, TrustList
@@ -57,6 +57,8 @@ class Node:
             max_ttl=settings.max_ttl,
         )
         self._lock = threading.Lock()
+        self._suspensions: list[Suspension] = []
+        self._suspensions_read_at: float | None = None
         self._trust: TrustList | None = None
         self._trust_checked_at = 0.0
 
@@ -95,6 +97,21 @@ class Node:
                 continue
             return entry.pair
         return ring.current_signing
+
+    def suspensions(self) -> list[Suspension]:
+        """Local suspensions in force (re-read at most every ``trust_refresh`` seconds,
+        so a decision taken with the CLI reaches every worker quickly)."""
+        now = time.monotonic()
+        read_at = self._suspensions_read_at
+        if read_at is None or now - read_at >= self.settings.trust_refresh:
+            with self.sessions() as session:
+                decisions = sovereignty.active(session)
+                session.expunge_all()
+            self._suspensions, self._suspensions_read_at = decisions, now
+        return self._suspensions
+
+    def forget_suspensions(self) -> None:
+        self._suspensions_read_at = None
 
     # ------------------------------------------------------------------ trust list
 

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
+from gateway import sovereignty
 from gateway.envelope import UUID_RE, Recipient, seal
 from gateway.errors import ApiError
 from gateway.models import (
@@ -55,6 +56,14 @@ def record_event(
             detail=detail,
             worker=worker,
         )
+    )
+
+
+def _what(decision: Any) -> str:
+    return (
+        f"exchange with {decision.value}"
+        if decision.scope == "node"
+        else (f"messages of type {decision.value}")
     )
 
 
@@ -126,6 +135,16 @@ def submit(
             e.code, str(e), status=422, details=_string_keys(getattr(e, "errors", None))
         ) from e
     recipients = _recipients(node, to, at)
+    decisions = node.suspensions()
+    for recipient in recipients:
+        decision = sovereignty.covering(decisions, recipient.node, typ)
+        if decision is not None:
+            raise ApiError(
+                "suspended",
+                f"this node has suspended {_what(decision)} (decision {decision.id}); ask the "
+                "node's administrators",
+                status=403,
+            )
     trust_list = node.trust()
     try:
         payload = xb1json.dumps(loaded)

@@ -1,0 +1,98 @@
+"""Local sovereignty: a node may stop exchanging with a federation member, or stop a
+message type, even while the trust list includes it. Each decision and its lifting
+are kept with who decided and why.
+
+While a suspension is in force the node refuses new submissions for it, holds
+queued deliveries (``retrying`` with code ``suspended``: nothing is lost, they go
+out when it is lifted, unless their envelope expires first) and refuses inbound
+envelopes it covers with a signed ``policy-denied`` receipt (PROTOCOL §3 step 8).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from gateway.envelope import NODE_RE, TYP_RE
+from gateway.errors import ApiError
+from gateway.models import Suspension, is_row_id
+
+SCOPES = ("node", "type")
+
+
+def _check_value(scope: str, value: str) -> None:
+    if scope == "node" and not NODE_RE.match(value):
+        raise ApiError("bad-suspension", f"{value!r} is not a node id such as KG", status=422)
+    if scope == "type" and not TYP_RE.match(value):
+        raise ApiError(
+            "bad-suspension", f"{value!r} is not a message type such as alert/1", status=422
+        )
+    if scope not in SCOPES:
+        raise ApiError("bad-suspension", f"scope must be one of {', '.join(SCOPES)}", status=422)
+
+
+def _check_words(reason: str, who: str) -> None:
+    if not reason or not reason.strip() or len(reason) > 2000:
+        raise ApiError("reason-required", "say why, in 1 to 2000 characters", status=422)
+    if not who or not who.strip() or len(who) > 200 or re.search(r"[\x00-\x1f]", who):
+        raise ApiError(
+            "who-required", "say who decides (a name or role, up to 200 characters)", status=422
+        )
+
+
+def active(session: Session) -> list[Suspension]:
+    return list(
+        session.scalars(
+            select(Suspension).where(Suspension.lifted_at.is_(None)).order_by(Suspension.id)
+        )
+    )
+
+
+def suspend(
+    session: Session, *, scope: str, value: str, reason: str, who: str, now: int | None = None
+) -> Suspension:
+    _check_value(scope, value)
+    _check_words(reason, who)
+    for existing in active(session):
+        if (existing.scope, existing.value) == (scope, value):
+            raise ApiError(
+                "already-suspended",
+                f"{scope} {value} is already suspended (decision {existing.id})",
+                status=409,
+            )
+    decision = Suspension(
+        scope=scope,
+        value=value,
+        reason=reason.strip(),
+        decided_by=who.strip(),
+        created_at=int(time.time()) if now is None else now,
+    )
+    session.add(decision)
+    session.flush()
+    return decision
+
+
+def lift(
+    session: Session, decision_id: int, *, reason: str, who: str, now: int | None = None
+) -> Suspension:
+    _check_words(reason, who)
+    decision = session.get(Suspension, decision_id) if is_row_id(decision_id) else None
+    if decision is None:
+        raise ApiError("not-found", f"there is no suspension {decision_id}", status=404)
+    if decision.lifted_at is not None:
+        raise ApiError("already-lifted", f"suspension {decision_id} was lifted already", status=409)
+    decision.lifted_at = int(time.time()) if now is None else now
+    decision.lifted_by = who.strip()
+    decision.lift_reason = reason.strip()
+    return decision
+
+
+def covering(decisions: list[Suspension], node: str, typ: str) -> Suspension | None:
+    """The suspension in force for exchanges with ``node`` of type ``typ``, if any."""
+    for decision in decisions:
+        if (decision.scope, decision.value) in (("node", node), ("type", typ)):
+            return decision
+    return None

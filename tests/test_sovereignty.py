@@ -1,0 +1,114 @@
+"""A node suspends exchange with a member or a message type on its own authority,
+even while the trust list includes it; every decision is kept with who and why,
+and nothing queued is lost."""
+
+from __future__ import annotations
+
+import time
+
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from gateway.cli import main
+from gateway.dispatcher import Dispatcher
+from gateway.envelope import step1_parse_outer, step2_parse_header, verify_receipt
+from gateway.models import Delivery, InboundRejection, Suspension
+from schemas.examples import example_alert
+from tests.conftest import PASSPHRASE
+
+
+def gateway(member, *args):
+    return CliRunner().invoke(
+        main,
+        ["--instance", str(member.instance), *args],
+        env={"GATEWAY_KEY_PASSPHRASE": PASSPHRASE},
+    )
+
+
+def post_alert(member, to):
+    return member.client().post(
+        "/api/v1/messages",
+        headers=member.auth(),
+        json={"typ": "alert/1", "body": example_alert(), "to": to},
+    )
+
+
+def test_suspending_a_member_holds_outbound_and_refuses_inbound(make_federation):
+    fed = make_federation(("KZ", "KG", "UZ"))
+    kz, kg = fed["KZ"], fed["KG"]
+    queued = post_alert(kz, ["KG"]).get_json()["id"]
+
+    done = gateway(
+        kz, "suspend", "node", "KG", "--reason", "bilateral review", "--by", "KZ central authority"
+    )
+    assert done.exit_code == 0 and "Suspension 1: node KG suspended" in done.output
+
+    refused = post_alert(kz, ["KG", "UZ"])
+    assert refused.status_code == 403 and refused.get_json()["error"] == "suspended"
+    assert post_alert(kz, ["UZ"]).status_code == 202  # others are unaffected
+
+    outcomes = {o.code for o in Dispatcher(kz.node).run_once()}
+    assert outcomes == {"suspended", None}  # KG held, UZ delivered
+    assert kg.posts == []
+
+    # KG sends to KZ: refused with a signed policy-denied receipt, and recorded.
+    sent_by_kg = post_alert(kg, ["KZ"]).get_json()["id"]
+    [outcome] = Dispatcher(kg.node).run_once()
+    assert (outcome.state, outcome.code) == ("rejected", "policy-denied")
+    with kz.node.sessions() as session:
+        row = session.scalars(select(InboundRejection)).one()
+    assert (row.code, row.envelope_id, row.authenticated) == ("policy-denied", sent_by_kg, True)
+    with kg.node.sessions() as session:
+        delivery = session.scalars(select(Delivery)).one()
+        envelope = step2_parse_header(*step1_parse_outer(delivery.envelope.wire, kg.node.limits))
+    receipt = verify_receipt(
+        delivery.receipt, trust=kg.node.trust().keys, now=int(time.time()), envelope=envelope
+    )
+    assert receipt.reason == "policy-denied"
+
+    lifted = gateway(kz, "resume", "1", "--reason", "review concluded", "--by", "KZ CA")
+    assert lifted.exit_code == 0
+    [outcome] = Dispatcher(kz.node).run_once(now=int(time.time()) + 3600)
+    assert outcome.state == "delivered"
+    inbox = kg.client().get("/api/v1/inbox", headers=kg.auth()).get_json()["messages"]
+    assert [m["envelope_id"] for m in inbox] == [queued]
+
+    listed = gateway(kz, "suspensions", "--all").output
+    assert "by KZ central authority: bilateral review" in listed
+    assert "lifted" in listed and "by KZ CA: review concluded" in listed
+    with kz.node.sessions() as session:
+        decision = session.get(Suspension, 1)
+    assert decision.decided_by == "KZ central authority" and decision.lifted_by == "KZ CA"
+
+
+def test_suspending_a_message_type(make_federation):
+    fed = make_federation(("KZ", "KG"), serve=False)
+    kz = fed["KZ"]
+    assert (
+        gateway(
+            kz, "suspend", "type", "alert/1", "--reason", "schema dispute", "--by", "admin"
+        ).exit_code
+        == 0
+    )
+    answer = post_alert(kz, ["KG"])
+    assert answer.status_code == 403 and "messages of type alert/1" in answer.get_json()["message"]
+
+
+def test_decisions_need_a_reason_and_a_name_and_are_not_doubled(make_federation):
+    fed = make_federation(("KZ", "KG"), serve=False)
+    kz = fed["KZ"]
+    for args, code in (
+        (("suspend", "node", "kg", "--reason", "x", "--by", "me"), "bad-suspension"),
+        (("suspend", "type", "alert", "--reason", "x", "--by", "me"), "bad-suspension"),
+        (("suspend", "node", "KG", "--reason", " ", "--by", "me"), "reason-required"),
+        (("suspend", "node", "KG", "--reason", "x", "--by", ""), "who-required"),
+        (("resume", "9", "--reason", "x", "--by", "me"), "not-found"),
+    ):
+        result = gateway(kz, *args)
+        assert result.exit_code == 2 and f"error [{code}]" in result.output, result.output
+    assert gateway(kz, "suspend", "node", "KG", "--reason", "x", "--by", "me").exit_code == 0
+    again = gateway(kz, "suspend", "node", "KG", "--reason", "x", "--by", "me")
+    assert again.exit_code == 2 and "error [already-suspended]" in again.output
+    assert gateway(kz, "resume", "1", "--reason", "y", "--by", "me").exit_code == 0
+    twice = gateway(kz, "resume", "1", "--reason", "y", "--by", "me")
+    assert twice.exit_code == 2 and "error [already-lifted]" in twice.output
