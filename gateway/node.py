@@ -9,6 +9,8 @@ trust list cached, re-reading the newest installed version at most every
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -23,7 +25,10 @@ from gateway.errors import NodeStateError
 from gateway.models import Suspension, TrustListVersion
 from keys.keypair import SigningKeyPair
 from keys.nodekeys import NodeKeys
+from keys.sealed import KeyFileError
 from keys.trustlist import TrustError, TrustList
+
+log = logging.getLogger(__name__)
 
 
 class Node:
@@ -36,7 +41,10 @@ class Node:
     ) -> None:
         """``keys``: the node's key ring; or a function that loads it when first needed
         (commands that only read the database never ask for the passphrase); or None
-        to load the key file now with the configured passphrase."""
+        to load the key file now with the configured passphrase. A ring loaded from
+        the key file is loaded again when the file changes (``gateway keys rotate``
+        or ``prune`` by another process), checked at most every ``trust_refresh``
+        seconds, so running servers and dispatchers use new keys without a restart."""
         self.settings = settings
         self.id = settings.node
         self.engine = db.make_engine(settings.database_url)
@@ -45,8 +53,11 @@ class Node:
         self.sessions: sessionmaker[Session] = db.session_factory(self.engine)
         self._keys: NodeKeys | None = None
         self._load_keys: Callable[[], NodeKeys] | None = None
+        self._key_file_stamp: tuple[int, int] | None = None
+        self._key_file_checked_at = 0.0
         if keys is None:
-            self.keys = NodeKeys.load(settings.key_file, settings.key_passphrase)
+            self._load_keys = lambda: NodeKeys.load(settings.key_file, settings.key_passphrase)
+            _ = self.keys  # load now: a server fails at start, not at its first request
         elif isinstance(keys, NodeKeys):
             self.keys = keys
         else:
@@ -67,6 +78,16 @@ class Node:
         if self._keys is None:
             assert self._load_keys is not None
             self.keys = self._load_keys()
+        elif self._load_keys is not None and self._key_file_changed():
+            try:
+                self.keys = self._load_keys()
+            except KeyFileError as e:  # keep serving with the ring we have, and say so
+                log.error(
+                    "key file %s changed but does not load: [%s] %s",
+                    self.settings.key_file,
+                    e.code,
+                    e.message,
+                )
         assert self._keys is not None
         return self._keys
 
@@ -78,6 +99,23 @@ class Node:
                 f"key file {self.settings.key_file} belongs to {ring.node}, not to {self.id}",
             )
         self._keys = ring
+        if self._load_keys is not None:
+            self._key_file_stamp = self._stamp()
+
+    def _stamp(self) -> tuple[int, int] | None:
+        try:
+            status = os.stat(self.settings.key_file)
+        except OSError:
+            return None
+        return (status.st_mtime_ns, status.st_size)
+
+    def _key_file_changed(self) -> bool:
+        now = time.monotonic()
+        if now - self._key_file_checked_at < self.settings.trust_refresh:
+            return False
+        self._key_file_checked_at = now
+        stamp = self._stamp()
+        return stamp is not None and stamp != self._key_file_stamp
 
     def signing_pair(self, now: int | None = None) -> SigningKeyPair:
         """The key this node signs envelopes and receipts with: its newest signing key

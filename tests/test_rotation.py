@@ -148,3 +148,16 @@ def test_prune_destroys_only_keys_nothing_can_need(make_federation):
     ring = NodeKeys.load(kg.instance / "node-keys.json", PASSPHRASE)
     assert old_enc["kid"] not in {k.kid for k in ring.encryption}
     assert len(ring.signing) == 1 and len(ring.encryption) == 1
+
+
+def test_a_running_node_picks_up_keys_rotated_by_another_process(make_federation):
+    from gateway.config import load_settings
+    from gateway.node import Node
+
+    fed = make_federation(("KZ", "KG"), serve=False)
+    kg = fed["KG"]
+    running = Node(load_settings(kg.instance, key_passphrase=PASSPHRASE))  # as a server does
+    assert len(running.keys.encryption) == 1
+    cli(kg, "keys", "rotate", "--enc", "--name", "Kyrgyzstan", "--endpoint", kg.server.url)
+    assert len(running.keys.encryption) == 2  # re-read from the changed key file
+    running.engine.dispose()
