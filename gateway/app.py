@@ -20,6 +20,7 @@ from werkzeug.exceptions import HTTPException
 from gateway.config import load_settings
 from gateway.errors import GatewayError
 from gateway.node import Node
+from keys.trustlist import TrustError
 
 log = logging.getLogger(__name__)
 
@@ -46,17 +47,24 @@ def create_app(
     app.config["MAX_CONTENT_LENGTH"] = node.settings.max_envelope_bytes + 4096
     app.extensions["gateway"] = node
 
+    from gateway.api.admin import admin_api
     from gateway.api.agency import agency
     from gateway.api.health import health
     from gateway.api.peer import peer
 
     app.register_blueprint(peer)
     app.register_blueprint(agency)
+    app.register_blueprint(admin_api)
     app.register_blueprint(health)
 
     @app.errorhandler(GatewayError)
     def _gateway_error(error: GatewayError):  # type: ignore[no-untyped-def]
         return jsonify(error.to_json()), error.status
+
+    @app.errorhandler(TrustError)
+    def _trust_error(error: TrustError):  # type: ignore[no-untyped-def]
+        # A trust list (or a key lookup) that does not verify: the request's fault.
+        return jsonify({"error": error.code, "message": error.message}), 400
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException):  # type: ignore[no-untyped-def]

@@ -559,16 +559,24 @@ def token() -> None:
 @token.command("issue")
 @click.argument("agency")
 @click.option("--label", default="", help="Who or what uses the token (up to 200 characters).")
+@click.option(
+    "--role",
+    type=click.Choice(["agency", "admin", "observer"]),
+    default="agency",
+    show_default=True,
+    help="agency: the agency API; admin: the admin API; observer: the admin API, read only.",
+)
 @click.pass_obj
-def token_issue(obj: Context, agency: str, label: str) -> None:
-    """Issue a token for AGENCY (e.g. kz-police). It is shown once; only a hash is kept."""
+def token_issue(obj: Context, agency: str, label: str, role: str) -> None:
+    """Issue a token for AGENCY (e.g. kz-police; for --role admin or observer, the
+    holder's name). It is shown once; only a hash is kept."""
     from gateway import tokens
 
     if len(label) > 200:
         _fail("bad-label", f"--label is {len(label)} characters; keep it to 200")
     node = obj.node()
     with node.sessions() as session:
-        issued = tokens.issue(session, agency, label)
+        issued = tokens.issue(session, agency, label, role=role)
         session.commit()
     click.echo(f"Token {issued.id} for {issued.agency} (shown once, store it safely):")
     click.echo(issued.secret)
@@ -583,7 +591,9 @@ def token_list(obj: Context) -> None:
     with obj.node().sessions() as session:
         for row in tokens.listing(session):
             state = "revoked" if row.revoked_at else "active"
-            click.echo(f"{row.id:>4} {row.agency:<20} {row.prefix}… {state} {row.label}")
+            click.echo(
+                f"{row.id:>4} {row.role:<8} {row.agency:<20} {row.prefix}… {state} {row.label}"
+            )
 
 
 @token.command("revoke")

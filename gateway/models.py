@@ -50,12 +50,17 @@ class DeliveryState:
 
 
 class ApiToken(Base):
-    """A per-agency API token. Only the SHA-256 of the secret is stored."""
+    """An API token. Only the SHA-256 of the secret is stored.
+
+    ``role`` is ``agency`` (the agency API, for the agency named in ``agency``),
+    ``admin`` (the admin API, reading and changing) or ``observer`` (the admin API,
+    reading only); for the last two ``agency`` names the holder."""
 
     __tablename__ = "api_tokens"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     agency: Mapped[str] = mapped_column(String(64), index=True)
+    role: Mapped[str] = mapped_column(String(16), default="agency", server_default="agency")
     label: Mapped[str] = mapped_column(String(200), default="")
     token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
     prefix: Mapped[str] = mapped_column(String(16))

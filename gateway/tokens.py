@@ -33,13 +33,20 @@ def _hash(secret: str) -> bytes:
     return hashlib.sha256(secret.encode("utf-8")).digest()
 
 
-def issue(session: Session, agency: str, label: str = "") -> IssuedToken:
+ROLES = ("agency", "admin", "observer")
+
+
+def issue(session: Session, agency: str, label: str = "", role: str = "agency") -> IssuedToken:
+    """Issue a token for ``agency`` (for the admin and observer roles: the holder)."""
+    if role not in ROLES:
+        raise ApiError("bad-role", f"role must be one of {', '.join(ROLES)}", status=422)
     if not AGENCY_RE.match(agency):
         raise ApiError(
             "bad-agency", "agency names are lowercase letters, digits and dashes, e.g. kz-police"
         )
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     row = ApiToken(
+        role=role,
         agency=agency,
         label=label,
         token_hash=_hash(secret),
@@ -51,8 +58,12 @@ def issue(session: Session, agency: str, label: str = "") -> IssuedToken:
     return IssuedToken(row.id, agency, secret)
 
 
-def authenticate(session: Session, header: str | None) -> ApiToken:
-    """Resolve an ``Authorization: Bearer`` header to a live token, or refuse."""
+def authenticate(
+    session: Session, header: str | None, roles: tuple[str, ...] = ("agency",)
+) -> ApiToken:
+    """Resolve an ``Authorization: Bearer`` header to a live token of one of ``roles``,
+    or refuse (deny by default: an agency token opens no admin call and an admin
+    token no agency call)."""
     if not header or not header.startswith("Bearer "):
         raise ApiError(
             "unauthenticated",
@@ -67,6 +78,12 @@ def authenticate(session: Session, header: str | None) -> ApiToken:
             "bad-token",
             "this API token is unknown or revoked; ask the node operator for a new one",
             status=401,
+        )
+    if row.role not in roles:
+        raise ApiError(
+            "wrong-role",
+            f"this call needs a token of role {' or '.join(roles)}; this one is {row.role}",
+            status=403,
         )
     now = int(time.time())
     if row.last_used_at is None or now - row.last_used_at >= 60:

@@ -1,0 +1,321 @@
+"""The admin API (``/api/v1/admin``): the node administration the ``gateway`` command
+does, over HTTP, for automation.
+
+Tokens of role ``admin`` may read and change; tokens of role ``observer`` may only
+read; agency tokens open nothing here (and admin tokens open nothing in the agency
+API). Every change names who asked (the ``by`` member, plus the token) and is
+kept where the CLI keeps it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from flask import Blueprint, g, jsonify, request
+from sqlalchemy import select
+
+from gateway import inbox, outbox, sovereignty, tokens
+from gateway.app import current_node
+from gateway.errors import ApiError
+from gateway.models import ApiToken, Suspension, TrustHint
+from keys.fingerprint import fingerprint
+
+admin_api = Blueprint("admin_api", __name__, url_prefix="/api/v1/admin")
+
+
+@admin_api.before_request
+def _authenticate() -> None:
+    node = current_node()
+    with node.sessions() as session:
+        token = tokens.authenticate(
+            session, request.headers.get("Authorization"), roles=("admin", "observer")
+        )
+        session.commit()
+        g.token_id, g.role, g.holder = token.id, token.role, token.agency
+
+
+def changes(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Only the admin role may change anything."""
+
+    @wraps(view)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        if g.role != "admin":
+            raise ApiError(
+                "wrong-role",
+                "this call changes the node; it needs an admin token, not an observer token",
+                status=403,
+            )
+        return view(*args, **kwargs)
+
+    return guarded
+
+
+def _json() -> dict[str, Any]:
+    try:
+        payload = request.get_json(silent=True)
+    except RecursionError:
+        payload = None
+    if not isinstance(payload, dict):
+        raise ApiError("bad-json", "the request body must be a JSON object", status=400)
+    return payload
+
+
+def _text(payload: dict[str, Any], name: str) -> str:
+    value = payload.get(name)
+    if not isinstance(value, str):
+        raise ApiError("bad-field", f"'{name}' must be a string", status=422)
+    return value
+
+
+def _who(payload: dict[str, Any]) -> str:
+    return f"{_text(payload, 'by')} (admin token {g.token_id}, {g.holder})"
+
+
+# ----------------------------------------------------------------------------- trust list
+
+
+def _trust_view() -> dict[str, Any]:
+    node = current_node()
+    trust_list = node.trust()
+    with node.sessions() as session:
+        hints = session.scalars(select(TrustHint).order_by(TrustHint.peer)).all()
+        announced = [
+            {"peer": h.peer, "version": h.version, "last_error": h.last_error} for h in hints
+        ]
+    return {
+        "federation": trust_list.federation,
+        "version": trust_list.version,
+        "sha256": trust_list.sha256.hex(),
+        "expires": trust_list.expires,
+        "expired": trust_list.is_expired(int(time.time())),
+        "threshold": trust_list.threshold,
+        "nodes": [
+            {
+                "node": entry.node,
+                "name": entry.name,
+                "endpoint": entry.endpoint,
+                "keys": [
+                    {
+                        "kid": k.kid,
+                        "use": k.use,
+                        "status": k.status,
+                        "not_before": k.not_before,
+                        "not_after": k.not_after,
+                        "revoked_at": k.revoked_at,
+                        "fingerprint": fingerprint(k.pub),
+                    }
+                    for k in entry.keys
+                ],
+            }
+            for entry in trust_list.nodes
+        ],
+        "announced_by_peers": announced,
+    }
+
+
+@admin_api.get("/trust-list")
+def trust_list_view():  # type: ignore[no-untyped-def]
+    return jsonify(_trust_view())
+
+
+@admin_api.post("/trust-list")
+@changes
+def trust_list_install():  # type: ignore[no-untyped-def]
+    """Install the next version (the body is the §5 wire form; ``?anchor=`` for v1)."""
+    anchor = request.args.get("anchor")
+    if anchor is not None and (
+        len(anchor) != 64 or not all(c in "0123456789abcdef" for c in anchor.lower())
+    ):
+        raise ApiError("bad-anchor", "anchor must be 64 hex digits", status=422)
+    current_node().install_trust_list(
+        request.get_data(cache=False), anchor=anchor.lower() if anchor else None
+    )
+    return jsonify(_trust_view()), 201
+
+
+@admin_api.post("/trust-list/fetch")
+@changes
+def trust_list_fetch():  # type: ignore[no-untyped-def]
+    from gateway.trust_sync import TrustFollower
+
+    payload = request.get_json(silent=True) or {}
+    peer = payload.get("from") if isinstance(payload, dict) else None
+    if peer is not None and not isinstance(peer, str):
+        raise ApiError("bad-field", "'from' must be a node id", status=422)
+    follower = TrustFollower(current_node())
+    installed = follower.follow(peer) if peer else follower.run_once()
+    return jsonify({"installed": installed.version if installed else None, **_trust_view()})
+
+
+# ----------------------------------------------------------------------------- keys
+
+
+@admin_api.get("/keys")
+def keys_view():  # type: ignore[no-untyped-def]
+    node = current_node()
+    ring = node.keys
+    signing = node.signing_pair().kid
+    return jsonify(
+        {
+            "node": node.id,
+            "signs_with": signing,
+            "keys": [
+                {
+                    "kid": entry.kid,
+                    "use": use,
+                    "status": entry.status,
+                    "created": entry.created,
+                    "fingerprint": fingerprint(entry.pair.public),
+                }
+                for use, keyring in (("sig", ring.signing), ("enc", ring.encryption))
+                for entry in keyring
+            ],
+        }
+    )
+
+
+# ----------------------------------------------------------------------------- suspensions
+
+
+def _suspension_view(row: Suspension) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "scope": row.scope,
+        "value": row.value,
+        "reason": row.reason,
+        "decided_by": row.decided_by,
+        "created_at": row.created_at,
+        "lifted_at": row.lifted_at,
+        "lifted_by": row.lifted_by,
+        "lift_reason": row.lift_reason,
+    }
+
+
+@admin_api.get("/suspensions")
+def suspensions_view():  # type: ignore[no-untyped-def]
+    with current_node().sessions() as session:
+        query = select(Suspension).order_by(Suspension.id)
+        if request.args.get("all") not in ("1", "true"):
+            query = query.where(Suspension.lifted_at.is_(None))
+        return jsonify({"suspensions": [_suspension_view(r) for r in session.scalars(query)]})
+
+
+@admin_api.post("/suspensions")
+@changes
+def suspend():  # type: ignore[no-untyped-def]
+    payload = _json()
+    node = current_node()
+    with node.sessions() as session:
+        decision = sovereignty.suspend(
+            session,
+            scope=_text(payload, "scope"),
+            value=_text(payload, "value"),
+            reason=_text(payload, "reason"),
+            who=_who(payload),
+        )
+        session.commit()
+        node.forget_suspensions()
+        return jsonify(_suspension_view(decision)), 201
+
+
+@admin_api.post("/suspensions/<int:decision_id>/lift")
+@changes
+def lift(decision_id: int):  # type: ignore[no-untyped-def]
+    payload = _json()
+    node = current_node()
+    with node.sessions() as session:
+        decision = sovereignty.lift(
+            session, decision_id, reason=_text(payload, "reason"), who=_who(payload)
+        )
+        session.commit()
+        node.forget_suspensions()
+        return jsonify(_suspension_view(decision))
+
+
+# ----------------------------------------------------------------------------- tokens
+
+
+def _token_view(row: ApiToken) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "role": row.role,
+        "holder": row.agency,
+        "label": row.label,
+        "prefix": row.prefix,
+        "created_at": row.created_at,
+        "revoked_at": row.revoked_at,
+        "last_used_at": row.last_used_at,
+    }
+
+
+@admin_api.get("/tokens")
+def tokens_view():  # type: ignore[no-untyped-def]
+    with current_node().sessions() as session:
+        return jsonify({"tokens": [_token_view(r) for r in tokens.listing(session)]})
+
+
+@admin_api.post("/tokens")
+@changes
+def token_issue():  # type: ignore[no-untyped-def]
+    payload = _json()
+    label = payload.get("label", "")
+    if not isinstance(label, str) or len(label) > 200:
+        raise ApiError("bad-label", "'label' must be a string of up to 200 characters", status=422)
+    with current_node().sessions() as session:
+        issued = tokens.issue(
+            session, _text(payload, "holder"), label, role=payload.get("role", "agency")
+        )
+        session.commit()
+        row = session.get(ApiToken, issued.id)
+        assert row is not None
+        return jsonify({**_token_view(row), "secret": issued.secret}), 201
+
+
+@admin_api.post("/tokens/<int:token_id>/revoke")
+@changes
+def token_revoke(token_id: int):  # type: ignore[no-untyped-def]
+    if token_id == g.token_id:
+        raise ApiError(
+            "own-token", "a token cannot revoke itself; use another admin token", status=409
+        )
+    with current_node().sessions() as session:
+        row = tokens.revoke(session, token_id)
+        session.commit()
+        return jsonify(_token_view(row))
+
+
+# ----------------------------------------------------------------------------- deliveries
+
+
+@admin_api.get("/deliveries")
+def deliveries_view():  # type: ignore[no-untyped-def]
+    """Outbound messages of every agency with their delivery states (no bodies)."""
+    with current_node().sessions() as session:
+        messages = outbox.list_messages(session, state=request.args.get("state"), limit=200)
+        return jsonify({"messages": [outbox.message_view(m, with_events=False) for m in messages]})
+
+
+@admin_api.get("/rejections")
+def rejections_view():  # type: ignore[no-untyped-def]
+    """Refused inbound envelopes (metadata; the sender is as claimed unless signed)."""
+    with current_node().sessions() as session:
+        return jsonify(
+            {
+                "rejections": [
+                    {
+                        "id": r.id,
+                        "received_at": r.received_at,
+                        "code": r.code,
+                        "detail": r.detail,
+                        "sender": r.sender,
+                        "envelope_id": r.envelope_id,
+                        "signed": r.authenticated,
+                        "size": r.size,
+                    }
+                    for r in inbox.list_rejections(session, limit=200)
+                ]
+            }
+        )

@@ -1,0 +1,134 @@
+"""The admin API: deny by default across roles, the same operations as the CLI,
+and who asked recorded with every change."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.tokens import issue
+from tests.test_trust_follow import next_version
+
+READS = [
+    ("get", "/api/v1/admin/trust-list"),
+    ("get", "/api/v1/admin/keys"),
+    ("get", "/api/v1/admin/suspensions"),
+    ("get", "/api/v1/admin/tokens"),
+    ("get", "/api/v1/admin/deliveries"),
+    ("get", "/api/v1/admin/rejections"),
+]
+WRITES = [
+    ("post", "/api/v1/admin/trust-list"),
+    ("post", "/api/v1/admin/trust-list/fetch"),
+    ("post", "/api/v1/admin/suspensions"),
+    ("post", "/api/v1/admin/suspensions/1/lift"),
+    ("post", "/api/v1/admin/tokens"),
+    ("post", "/api/v1/admin/tokens/1/revoke"),
+]
+AGENCY = [
+    ("get", "/api/v1/inbox"),
+    ("get", "/api/v1/messages"),
+    ("post", "/api/v1/messages"),
+]
+
+
+@pytest.fixture
+def node_with_roles(make_federation):
+    fed = make_federation(("KZ", "KG"), serve=False)
+    kz = fed["KZ"]
+    with kz.node.sessions() as session:
+        secrets = {
+            "admin": issue(session, "kz-ops", "automation", role="admin").secret,
+            "observer": issue(session, "kz-dpo", "oversight", role="observer").secret,
+        }
+        session.commit()
+    secrets["agency"] = kz.token
+    return fed, kz, {role: {"Authorization": f"Bearer {s}"} for role, s in secrets.items()}
+
+
+def call(client, method, path, headers, **kwargs):
+    return getattr(client, method)(path, headers=headers, **kwargs)
+
+
+def test_role_by_endpoint_matrix(node_with_roles):
+    _, kz, auth = node_with_roles
+    client = kz.client()
+    for method, path in READS + WRITES + AGENCY:
+        assert call(client, method, path, {}).status_code == 401, path
+    for method, path in READS + WRITES:
+        answer = call(client, method, path, auth["agency"])
+        assert (answer.status_code, answer.get_json()["error"]) == (403, "wrong-role"), path
+    for method, path in AGENCY:
+        for role in ("admin", "observer"):
+            answer = call(client, method, path, auth[role])
+            assert (answer.status_code, answer.get_json()["error"]) == (403, "wrong-role"), path
+    for method, path in READS:
+        for role in ("admin", "observer"):
+            assert call(client, method, path, auth[role]).status_code == 200, (role, path)
+    for method, path in WRITES:
+        answer = call(client, method, path, auth["observer"], json={})
+        assert (answer.status_code, answer.get_json()["error"]) == (403, "wrong-role"), path
+
+
+def test_admin_operations_over_http(node_with_roles):
+    fed, kz, auth = node_with_roles
+    client = kz.client()
+    admin = auth["admin"]
+
+    view = client.get("/api/v1/admin/trust-list", headers=admin).get_json()
+    assert view["version"] == 1 and [n["node"] for n in view["nodes"]] == ["KZ", "KG"]
+    assert all(len(k["fingerprint"].split()) == 8 for n in view["nodes"] for k in n["keys"])
+
+    wire = next_version(fed, kz.node.trust())
+    installed = client.post("/api/v1/admin/trust-list", headers=admin, data=wire)
+    assert installed.status_code == 201 and installed.get_json()["version"] == 2
+    again = client.post("/api/v1/admin/trust-list", headers=admin, data=wire)
+    assert (again.status_code, again.get_json()["error"]) == (400, "trust-rollback")
+
+    made = client.post(
+        "/api/v1/admin/suspensions",
+        headers=admin,
+        json={"scope": "node", "value": "KG", "reason": "review", "by": "A. Seitkali"},
+    )
+    assert made.status_code == 201
+    decision = made.get_json()
+    assert decision["decided_by"].startswith("A. Seitkali (admin token ")
+    blocked = client.post(
+        "/api/v1/messages",
+        headers=auth["agency"],
+        json={"typ": "alert/1", "body": _alert(), "to": ["KG"]},
+    )
+    assert blocked.status_code == 403 and blocked.get_json()["error"] == "suspended"
+    lifted = client.post(
+        f"/api/v1/admin/suspensions/{decision['id']}/lift",
+        headers=admin,
+        json={"reason": "done", "by": "A. Seitkali"},
+    )
+    assert lifted.status_code == 200 and lifted.get_json()["lifted_at"] is not None
+
+    issued = client.post(
+        "/api/v1/admin/tokens",
+        headers=admin,
+        json={"holder": "kz-ngo", "role": "agency", "label": "shelter"},
+    )
+    assert issued.status_code == 201 and issued.get_json()["secret"].startswith("gwt_")
+    listed = client.get("/api/v1/admin/tokens", headers=auth["observer"]).get_json()["tokens"]
+    assert all("secret" not in t for t in listed)
+    assert {t["role"] for t in listed} == {"agency", "admin", "observer"}
+    own = next(t["id"] for t in listed if t["holder"] == "kz-ops")
+    refused = client.post(f"/api/v1/admin/tokens/{own}/revoke", headers=admin)
+    assert (refused.status_code, refused.get_json()["error"]) == (409, "own-token")
+    ngo = issued.get_json()["id"]
+    assert client.post(f"/api/v1/admin/tokens/{ngo}/revoke", headers=admin).status_code == 200
+
+    keys = client.get("/api/v1/admin/keys", headers=auth["observer"]).get_json()
+    assert keys["signs_with"] == kz.keys.current_signing.kid
+    assert {k["use"] for k in keys["keys"]} == {"sig", "enc"}
+
+    bad = client.post("/api/v1/admin/suspensions", headers=admin, json={"scope": "node"})
+    assert (bad.status_code, bad.get_json()["error"]) == (422, "bad-field")
+
+
+def _alert():
+    from schemas.examples import example_alert
+
+    return example_alert()
