@@ -18,6 +18,7 @@ from flask import Blueprint, g, jsonify, request
 from sqlalchemy import select
 
 from gateway import inbox, outbox, sovereignty, tokens
+from gateway.api import json_object
 from gateway.app import current_node
 from gateway.errors import ApiError
 from gateway.models import ApiToken, Suspension, TrustHint
@@ -51,16 +52,6 @@ def changes(view: Callable[..., Any]) -> Callable[..., Any]:
         return view(*args, **kwargs)
 
     return guarded
-
-
-def _json() -> dict[str, Any]:
-    try:
-        payload = request.get_json(silent=True)
-    except RecursionError:
-        payload = None
-    if not isinstance(payload, dict):
-        raise ApiError("bad-json", "the request body must be a JSON object", status=400)
-    return payload
 
 
 def _text(payload: dict[str, Any], name: str) -> str:
@@ -206,7 +197,7 @@ def suspensions_view():  # type: ignore[no-untyped-def]
 @admin_api.post("/suspensions")
 @changes
 def suspend():  # type: ignore[no-untyped-def]
-    payload = _json()
+    payload = json_object()
     node = current_node()
     with node.sessions() as session:
         decision = sovereignty.suspend(
@@ -224,7 +215,7 @@ def suspend():  # type: ignore[no-untyped-def]
 @admin_api.post("/suspensions/<int:decision_id>/lift")
 @changes
 def lift(decision_id: int):  # type: ignore[no-untyped-def]
-    payload = _json()
+    payload = json_object()
     node = current_node()
     with node.sessions() as session:
         decision = sovereignty.lift(
@@ -260,7 +251,7 @@ def tokens_view():  # type: ignore[no-untyped-def]
 @admin_api.post("/tokens")
 @changes
 def token_issue():  # type: ignore[no-untyped-def]
-    payload = _json()
+    payload = json_object()
     label = payload.get("label", "")
     if not isinstance(label, str) or len(label) > 200:
         raise ApiError("bad-label", "'label' must be a string of up to 200 characters", status=422)

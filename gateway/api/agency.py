@@ -9,6 +9,7 @@ from __future__ import annotations
 from flask import Blueprint, g, jsonify, request
 
 from gateway import inbox, outbox, tokens
+from gateway.api import json_object
 from gateway.app import current_node
 from gateway.errors import ApiError
 from gateway.models import MAX_ROW_ID
@@ -23,20 +24,6 @@ def _authenticate() -> None:
         token = tokens.authenticate(session, request.headers.get("Authorization"))
         session.commit()
         g.agency = token.agency
-
-
-def _json_object() -> dict:
-    try:
-        payload = request.get_json(silent=True)
-    except RecursionError:  # nesting deeper than the JSON parser can follow
-        payload = None
-    if not isinstance(payload, dict):
-        raise ApiError(
-            "bad-json",
-            "the request body must be a JSON object with Content-Type: application/json",
-            status=400,
-        )
-    return payload
 
 
 def _int_arg(name: str, default: int) -> int:
@@ -60,7 +47,7 @@ def _int_arg(name: str, default: int) -> int:
 
 @agency.post("/messages")
 def submit_message():  # type: ignore[no-untyped-def]
-    payload = _json_object()
+    payload = json_object()
     unknown = set(payload) - {"typ", "body", "to"}
     if unknown:
         raise ApiError(
