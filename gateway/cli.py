@@ -766,14 +766,46 @@ def inbox() -> None:
 @click.option("--limit", type=LIMIT, default=50, show_default=True, help="At most this many.")
 @click.pass_obj
 def inbox_list(obj: Context, after: int, limit: int) -> None:
-    """Accepted inbound messages (metadata only)."""
+    """Accepted inbound messages (metadata only); HELD marks a quarantined one."""
     from gateway import inbox as service
 
     with obj.node().sessions() as session:
         for message in service.list_inbox(session, after=after, limit=limit):
             click.echo(
                 f"{message.id:>6} {message.envelope_id} from {message.sender:<8} {message.typ}"
+                + (" HELD" if message.held else "")
             )
+
+
+@inbox.command("quarantined")
+@click.pass_obj
+def inbox_quarantined(obj: Context) -> None:
+    """Messages held because the key that signed them was revoked after they arrived
+    and before any agency read them."""
+    from gateway import quarantine
+
+    with obj.node().sessions() as session:
+        for message in quarantine.held(session):
+            when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(message.quarantined_at or 0))
+            click.echo(
+                f"{message.id:>6} {message.envelope_id} from {message.sender:<8} "
+                f"held {when}: {message.quarantine_reason}"
+            )
+
+
+@inbox.command("release")
+@click.argument("inbound_id", type=ROW_ID)
+@click.option("--reason", required=True, help="Why it may be trusted (e.g. confirmed by phone).")
+@click.option("--by", "who", required=True, help="Who decides (name or role).")
+@click.pass_obj
+def inbox_release(obj: Context, inbound_id: int, reason: str, who: str) -> None:
+    """Release a quarantined message to the agencies, with a recorded reason."""
+    from gateway import quarantine
+
+    with obj.node().sessions() as session:
+        message = quarantine.release(session, inbound_id, reason=reason, who=who)
+        session.commit()
+        click.echo(f"Inbound message {message.id} released by {who}.")
 
 
 @inbox.command("rejected")

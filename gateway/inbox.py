@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import bindparam, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -182,6 +182,7 @@ def receive(node: Node, raw: bytes, *, now: int | None = None, _again: bool = Tr
                     "body_json": opened.payload.decode("utf-8"),
                     "receipt": receipt,
                     "received_at": at,
+                    "sender_kid": header.sender.kid,
                 },
             )
             session.commit()
@@ -211,23 +212,48 @@ def inbox_view(message: InboundMessage, *, with_body: bool = True) -> dict[str, 
     return view
 
 
-def list_inbox(session: Session, *, after: int = 0, limit: int = 100) -> list[InboundMessage]:
+_NOT_HELD = or_(InboundMessage.quarantined_at.is_(None), InboundMessage.released_at.is_not(None))
+
+
+def _mark_fetched(session: Session, messages: list[InboundMessage]) -> None:
+    """An agency has read these: from now on a revocation no longer holds them."""
+    now = int(time.time())
+    for message in messages:
+        if message.fetched_at is None:
+            message.fetched_at = now
+    session.commit()
+
+
+def list_inbox(
+    session: Session, *, after: int = 0, limit: int = 100, for_agency: bool = False
+) -> list[InboundMessage]:
+    """Inbound messages after id ``after``. For an agency, quarantined ones are left
+    out and the ones returned count as read."""
     if limit < 1 or limit > 1000:
         raise ApiError("bad-limit", "limit must be between 1 and 1000", status=422)
-    return list(
-        session.scalars(
-            select(InboundMessage)
-            .where(InboundMessage.id > after)
-            .order_by(InboundMessage.id)
-            .limit(limit)
-        )
-    )
+    query = select(InboundMessage).where(InboundMessage.id > after)
+    if for_agency:
+        query = query.where(_NOT_HELD)
+    messages = list(session.scalars(query.order_by(InboundMessage.id).limit(limit)))
+    if for_agency:
+        _mark_fetched(session, messages)
+    return messages
 
 
-def get_inbound(session: Session, inbound_id: int) -> InboundMessage:
+def get_inbound(session: Session, inbound_id: int, *, for_agency: bool = False) -> InboundMessage:
     message = session.get(InboundMessage, inbound_id) if is_row_id(inbound_id) else None
     if message is None:
         raise ApiError("not-found", f"no inbound message {inbound_id}", status=404)
+    if for_agency:
+        if message.held:
+            raise ApiError(
+                "quarantined",
+                f"inbound message {inbound_id} is held: the key it "
+                "was signed with has been revoked; the node's operator decides "
+                "whether to release it",
+                status=409,
+            )
+        _mark_fetched(session, [message])
     return message
 
 

@@ -171,6 +171,18 @@ class InboundMessage(Base):
     body_json: Mapped[str | None] = mapped_column(Text, nullable=True)
     receipt: Mapped[bytes] = mapped_column(LargeBinary)
     received_at: Mapped[int] = mapped_column(BigInteger, index=True)
+    sender_kid: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    # First read by an agency ("processed"); until then a revocation can still hold it.
+    fetched_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    quarantined_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    quarantine_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    released_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    released_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    release_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    @property
+    def held(self) -> bool:
+        return self.quarantined_at is not None and self.released_at is None
 
 
 class InboundRejection(Base):

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway import db, sovereignty
+from gateway import db, quarantine, sovereignty
 from gateway.config import Settings
 from gateway.envelope import Limits
 from gateway.errors import NodeStateError
@@ -223,6 +223,7 @@ class Node:
                 current = self.trust()
                 trust_list = current.verify_successor(wire, at)
             self._store(session, [trust_list], at)
+            quarantine.hold_revoked(session, trust_list, at)
         self._use(trust_list)
         return trust_list
 
@@ -237,6 +238,7 @@ class Node:
                 base = verified[-1] if verified else current
                 verified.append(base.verify_chain([wire], at, installed=index < len(wires) - 1))
             self._store(session, verified, at)
+            quarantine.hold_revoked(session, verified[-1], at)
         self._use(verified[-1])
         return verified[-1]
 

@@ -161,3 +161,57 @@ def test_a_running_node_picks_up_keys_rotated_by_another_process(make_federation
     cli(kg, "keys", "rotate", "--enc", "--name", "Kyrgyzstan", "--endpoint", kg.server.url)
     assert len(running.keys.encryption) == 2  # re-read from the changed key file
     running.engine.dispose()
+
+
+def test_unread_messages_signed_with_a_key_revoked_later_are_held(make_federation):
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    first = submit(kz, ["KG"])
+    Dispatcher(kz.node).run_once()
+    read = kg.client().get("/api/v1/inbox", headers=kg.auth()).get_json()["messages"]
+    assert [m["envelope_id"] for m in read] == [first]  # read by an agency: processed
+    second = submit(kz, ["KG"])
+    Dispatcher(kz.node).run_once()  # arrives, not read yet
+
+    # KZ's signing key is found to be stolen: the next version revokes it.
+    now = int(time.time())
+    rotated = kz.keys.rotate_signing(now=now)
+    keys = []
+    for key in listed_keys(fed, "KZ"):
+        if key["use"] == "sig":
+            key.update(status="revoked", revoked_at=now - 3600)
+        keys.append(key)
+    keys.append(
+        key_entry(rotated.current_signing.public, "sig", not_before=now - 60, not_after=now + 86400)
+    )
+    install_everywhere(fed, next_version(fed, kz.node.trust(), node_keys={"KZ": keys}))
+
+    client = kg.client()
+    listed = client.get("/api/v1/inbox", headers=kg.auth()).get_json()["messages"]
+    assert [m["envelope_id"] for m in listed] == [first]  # the held one is not shown
+    with kg.node.sessions() as session:
+        from gateway.models import InboundMessage
+
+        held = session.scalars(
+            select(InboundMessage).where(InboundMessage.envelope_id == second)
+        ).one()
+    answer = client.get(f"/api/v1/inbox/{held.id}", headers=kg.auth())
+    assert (answer.status_code, answer.get_json()["error"]) == (409, "quarantined")
+    shown = cli(kg, "inbox", "quarantined")
+    assert second in shown and "revoked in trust list version 2" in shown
+    assert "HELD" in cli(kg, "inbox", "list")
+
+    released = cli(
+        kg,
+        "inbox",
+        "release",
+        str(held.id),
+        "--reason",
+        "confirmed with KZ duty officer by phone",
+        "--by",
+        "KG operator",
+    )
+    assert f"Inbound message {held.id} released" in released
+    listed = client.get("/api/v1/inbox", headers=kg.auth()).get_json()["messages"]
+    assert [m["envelope_id"] for m in listed] == [first, second]
+    assert cli(kg, "inbox", "quarantined").strip() == ""

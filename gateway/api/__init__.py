@@ -1,4 +1,5 @@
-"""HTTP blueprints: ``peer`` (node to node, PROTOCOL §7), ``agency``, ``health``."""
+"""HTTP blueprints: ``peer`` (node to node, PROTOCOL §7), ``agency``, ``admin_api``,
+``health``; and the one JSON-body reader they share."""
 
 from typing import Any
 

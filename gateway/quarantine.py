@@ -1,0 +1,73 @@
+"""Quarantine of inbound messages signed with a key that is later revoked (PROTOCOL §5:
+a revoked key is refused for everything from ``revoked_at`` on, whatever ``iat``
+says).
+
+Messages this node accepted under a key before it learned of the key's revocation
+may have been forged with the stolen key. Those no agency has read yet are held:
+they disappear from the agency inbox and stay visible to the operator, who releases
+each one, with a reason, after checking it with the sender by other means. Messages
+an agency already read are left as they are (the revocation cannot unread them), and
+the operator can list them.
+"""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from gateway.errors import ApiError
+from gateway.models import InboundMessage, is_row_id
+from keys.trustlist import TrustList
+
+
+def hold_revoked(session: Session, trust_list: TrustList, now: int) -> int:
+    """Hold every unread inbound message signed with a key this list revokes.
+    Runs in the transaction that installs the list; returns how many were held."""
+    held = 0
+    for entry in trust_list.nodes:
+        for key in entry.keys:
+            if key.use != "sig" or key.status != "revoked":
+                continue
+            result = session.execute(
+                update(InboundMessage)
+                .where(
+                    InboundMessage.sender == entry.node,
+                    InboundMessage.sender_kid == key.kid,
+                    InboundMessage.fetched_at.is_(None),
+                    InboundMessage.quarantined_at.is_(None),
+                )
+                .values(
+                    quarantined_at=now,
+                    quarantine_reason=f"signed with {entry.node}'s key {key.kid}, revoked in "
+                    f"trust list version {trust_list.version}",
+                )
+                .execution_options(synchronize_session=False)
+            )
+            held += result.rowcount or 0  # type: ignore[attr-defined]
+    return held
+
+
+def held(session: Session) -> list[InboundMessage]:
+    return list(
+        session.scalars(
+            select(InboundMessage)
+            .where(InboundMessage.quarantined_at.is_not(None), InboundMessage.released_at.is_(None))
+            .order_by(InboundMessage.id)
+        )
+    )
+
+
+def release(
+    session: Session, inbound_id: int, *, reason: str, who: str, now: int | None = None
+) -> InboundMessage:
+    if not reason.strip() or not who.strip():
+        raise ApiError("reason-required", "say why and who releases the message", status=422)
+    message = session.get(InboundMessage, inbound_id) if is_row_id(inbound_id) else None
+    if message is None or not message.held:
+        raise ApiError("not-held", f"inbound message {inbound_id} is not in quarantine", status=409)
+    message.released_at = int(time.time()) if now is None else now
+    message.released_by = who.strip()[:200]
+    message.release_reason = reason.strip()
+    return message
