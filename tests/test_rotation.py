@@ -39,6 +39,23 @@ def listed_keys(fed, node_id):
     return [k.to_entry() for k in fed[node_id].node.trust().node(node_id).keys]
 
 
+def revoke_signing_key(fed, node_id, *, revoked_ago):
+    """Install, on every node, a version revoking ``node_id``'s signing key and listing
+    a new one; returns the node's rotated key ring."""
+    now = int(time.time())
+    rotated = fed[node_id].keys.rotate_signing(now=now)
+    keys = []
+    for key in listed_keys(fed, node_id):
+        if key["use"] == "sig":
+            key.update(status="revoked", revoked_at=now - revoked_ago)
+        keys.append(key)
+    keys.append(
+        key_entry(rotated.current_signing.public, "sig", not_before=now - 60, not_after=now + 86400)
+    )
+    install_everywhere(fed, next_version(fed, fed[node_id].node.trust(), node_keys={node_id: keys}))
+    return rotated
+
+
 def test_rotate_prints_the_entry_and_the_new_key_signs_once_listed(make_federation):
     fed = make_federation(("KZ", "KG"), serve=False)
     kz = fed["KZ"]
@@ -113,18 +130,7 @@ def test_a_queued_envelope_is_sealed_again_when_our_signing_key_is_revoked(make_
     fed = make_federation(("KZ", "KG"))
     kz, kg = fed["KZ"], fed["KG"]
     submit(kz, ["KG"])
-    now = int(time.time())
-    rotated = kz.keys.rotate_signing(now=now)
-    keys = []
-    for key in listed_keys(fed, "KZ"):
-        if key["use"] == "sig":
-            key.update(status="revoked", revoked_at=now - 1)
-        keys.append(key)
-    keys.append(
-        key_entry(rotated.current_signing.public, "sig", not_before=now - 60, not_after=now + 86400)
-    )
-    install_everywhere(fed, next_version(fed, kz.node.trust(), node_keys={"KZ": keys}))
-    kz.node.keys = rotated
+    kz.node.keys = revoke_signing_key(fed, "KZ", revoked_ago=1)
     [outcome] = Dispatcher(kz.node).run_once()
     assert outcome.state == "delivered"
     inbox = kg.client().get("/api/v1/inbox", headers=kg.auth()).get_json()["messages"]
@@ -174,17 +180,7 @@ def test_unread_messages_signed_with_a_key_revoked_later_are_held(make_federatio
     Dispatcher(kz.node).run_once()  # arrives, not read yet
 
     # KZ's signing key is found to be stolen: the next version revokes it.
-    now = int(time.time())
-    rotated = kz.keys.rotate_signing(now=now)
-    keys = []
-    for key in listed_keys(fed, "KZ"):
-        if key["use"] == "sig":
-            key.update(status="revoked", revoked_at=now - 3600)
-        keys.append(key)
-    keys.append(
-        key_entry(rotated.current_signing.public, "sig", not_before=now - 60, not_after=now + 86400)
-    )
-    install_everywhere(fed, next_version(fed, kz.node.trust(), node_keys={"KZ": keys}))
+    revoke_signing_key(fed, "KZ", revoked_ago=3600)
 
     client = kg.client()
     listed = client.get("/api/v1/inbox", headers=kg.auth()).get_json()["messages"]
