@@ -70,6 +70,7 @@ class Node:
         self._lock = threading.Lock()
         self._suspensions: list[Suspension] = []
         self._suspensions_read_at: float | None = None
+        self._expiry_logged_at = float("-inf")
         self._trust: TrustList | None = None
         self._trust_checked_at = 0.0
 
@@ -269,11 +270,15 @@ class Node:
         """An expired trust list freezes sending (PROTOCOL §5) with a clear alarm."""
         trust_list = self.trust()
         if trust_list.is_expired(now):
-            raise NodeStateError(
+            alarm = NodeStateError(
                 "trust-list-expired",
                 f"trust list version {trust_list.version} expired at "
                 f"{trust_list.expires}; sending is frozen until a newer version is installed",
             )
+            if time.monotonic() - self._expiry_logged_at >= 60:  # an alarm, not a flood
+                self._expiry_logged_at = time.monotonic()
+                log.error("ALARM [%s] %s", alarm.code, alarm.message)
+            raise alarm
         return trust_list
 
 

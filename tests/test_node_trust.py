@@ -162,3 +162,14 @@ def test_an_expired_list_freezes_sending_and_readiness_reports_it(make_federatio
     )
     assert answer.status_code == 503 and answer.get_json()["error"] == "trust-list-expired"
     fresh.engine.dispose()
+
+
+def test_an_expired_list_is_logged_as_an_alarm(make_federation, caplog):
+    fed = make_federation(("KZ", "KG"), serve=False)
+    kz = fed["KZ"]
+    expired_at = kz.node.trust().expires + 1
+    for _ in range(3):
+        with pytest.raises(NodeStateError):
+            kz.node.require_sending_allowed(expired_at)
+    alarms = [r for r in caplog.records if "ALARM [trust-list-expired]" in r.getMessage()]
+    assert len(alarms) == 1 and alarms[0].levelname == "ERROR"  # once, not per delivery
