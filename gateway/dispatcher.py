@@ -49,6 +49,8 @@ from keys.trustlist import TrustError, TrustList
 
 log = logging.getLogger(__name__)
 
+MAX_ANSWER_BYTES = 64 * 1024
+
 # Rejections that a later attempt may cure (peer's trust list or clock lagging).
 TRANSIENT_REJECTIONS = frozenset({"unknown-sender", "key-not-valid", "not-yet-valid"})
 
@@ -150,44 +152,45 @@ class Dispatcher:
             )
         url = peer.endpoint.rstrip("/") + "/xb1/envelopes"
         try:
-            answer = self.http.post(
+            with self.http.post(
                 url,
                 data=envelope.wire,
                 timeout=self.node.settings.peer_timeout,
                 headers={"Content-Type": "application/xb1+json"},
                 allow_redirects=False,
-            )
+                stream=True,
+            ) as answer:
+                status = answer.status_code
+                # A receipt is small; a peer cannot make us buffer more than this.
+                body = answer.raw.read(MAX_ANSWER_BYTES, decode_content=True)
         except requests.RequestException as e:
             return Outcome(
                 DeliveryState.RETRYING, "peer-unreachable", f"{url}: {type(e).__name__}: {e}"[:500]
             )
-        if answer.status_code >= 500 or answer.status_code < 200:
-            return Outcome(
-                DeliveryState.RETRYING, "peer-error", f"{url} answered HTTP {answer.status_code}"
-            )
-        return self._judge_answer(trust_list, delivery, envelope, answer, now)
+        if status >= 500 or status < 200:
+            return Outcome(DeliveryState.RETRYING, "peer-error", f"{url} answered HTTP {status}")
+        return self._judge_answer(trust_list, delivery, envelope, status, body, now)
 
     def _judge_answer(
         self,
         trust_list: TrustList,
         delivery: Delivery,
         envelope: SealedEnvelope,
-        answer: requests.Response,
+        status: int,
+        body: bytes,
         now: int,
     ) -> Outcome:
         sealed = step2_parse_header(*step1_parse_outer(envelope.wire, self.node.limits))
-        body = answer.content
         try:
             receipt = verify_receipt(body, trust=trust_list.keys, now=now, envelope=sealed)
         except ReceiptInvalid as e:
             code = _error_code(body)
-            if answer.status_code == 200:
+            if status == 200:
                 return Outcome(DeliveryState.RETRYING, "receipt-invalid", str(e))
             return Outcome(
                 DeliveryState.RETRYING,
                 code or "peer-refused",
-                f"HTTP {answer.status_code} without a signed receipt: "
-                f"{body[:300].decode('utf-8', 'replace')}",
+                f"HTTP {status} without a signed receipt: {body[:300].decode('utf-8', 'replace')}",
             )
         if receipt.signer.node != delivery.recipient:
             return Outcome(
