@@ -210,10 +210,16 @@ def init(obj: Context, node_id: str, database_url: str, trust_anchor: str, unsea
         )
     keys = NodeKeys.generate(node_id)
     obj.node(keys)  # creates the database; a database error leaves no key file behind
+    _write_new_ring(keys, key_file, unsealed)
+    click.echo(f"Node {node_id} created in {folder}")
+    _print_keys(keys)
+
+
+def _write_new_ring(keys: NodeKeys, key_file: Path, unsealed: bool) -> None:
     if unsealed:
         click.echo(
             "WARNING: private keys are stored UNSEALED; anyone who reads "
-            f"{key_file} can sign and decrypt as {node_id}.",
+            f"{key_file} can sign and decrypt as {keys.node}.",
             err=True,
         )
         keys.save(key_file, None, unsafe_unsealed=True)
@@ -222,8 +228,6 @@ def init(obj: Context, node_id: str, database_url: str, trust_anchor: str, unsea
             "Passphrase to seal the node keys", hide_input=True, confirmation_prompt=True
         )
         keys.save(key_file, passphrase)
-    click.echo(f"Node {node_id} created in {folder}")
-    _print_keys(keys)
 
 
 def _print_keys(keys: NodeKeys) -> None:
@@ -236,6 +240,30 @@ def _print_keys(keys: NodeKeys) -> None:
 @main.group()
 def keys() -> None:
     """Show the node's keys and the entry administrators put in the trust list."""
+
+
+@keys.command("create")
+@click.option(
+    "--unsealed",
+    is_flag=True,
+    help="UNSAFE: store private keys unencrypted (demos and tests only).",
+)
+@click.pass_obj
+def keys_create(obj: Context, unsealed: bool) -> None:
+    """Create the node's key file in an instance folder that has a configuration but no
+    keys yet (``gateway init`` does this as part of creating a node). Refuses to
+    replace existing keys: use ``keys rotate``."""
+    settings = obj.settings()
+    key_file = Path(settings.key_file)
+    if key_file.exists():
+        _fail(
+            "keys-exist",
+            f"{key_file} exists; rotate keys with 'gateway keys rotate' instead of replacing them",
+        )
+    ring = NodeKeys.generate(settings.node)
+    _write_new_ring(ring, key_file, unsealed)
+    click.echo(f"Keys of {settings.node} created in {key_file}")
+    _print_keys(ring)
 
 
 @keys.command("show")

@@ -211,3 +211,18 @@ def test_unread_messages_signed_with_a_key_revoked_later_are_held(make_federatio
     listed = client.get("/api/v1/inbox", headers=kg.auth()).get_json()["messages"]
     assert [m["envelope_id"] for m in listed] == [first, second]
     assert cli(kg, "inbox", "quarantined").strip() == ""
+
+
+def test_keys_create_makes_a_ring_once(tmp_path):
+    folder = tmp_path / "node"
+    folder.mkdir()
+    (folder / "gateway.toml").write_text('node = "TJ"\n')
+    runner = CliRunner()
+    env = {"GATEWAY_KEY_PASSPHRASE": PASSPHRASE}
+    made = runner.invoke(main, ["--instance", str(folder), "keys", "create"], env=env)
+    assert made.exit_code == 0, made.output
+    ring = NodeKeys.load(folder / "node-keys.json", PASSPHRASE)
+    assert ring.node == "TJ" and ring.current_signing.kid in made.output
+    again = runner.invoke(main, ["--instance", str(folder), "keys", "create"], env=env)
+    assert again.exit_code == 2 and "error [keys-exist]" in again.output
+    assert NodeKeys.load(folder / "node-keys.json", PASSPHRASE) == ring  # untouched
