@@ -239,7 +239,7 @@ def _print_keys(keys: NodeKeys) -> None:
 
 @main.group()
 def keys() -> None:
-    """Show the node's keys and the entry administrators put in the trust list."""
+    """Create, show, rotate and prune the node's keys; print its trust-list entry."""
 
 
 @keys.command("create")
@@ -435,7 +435,7 @@ def keys_prune(obj: Context) -> None:
 
 @main.group()
 def trust() -> None:
-    """Install and inspect the federation trust list."""
+    """Install, follow (fetch) and inspect the federation trust list."""
 
 
 @trust.command("install")
@@ -581,7 +581,7 @@ def suspensions(obj: Context, show_all: bool) -> None:
 
 @main.group()
 def token() -> None:
-    """Issue, list and revoke per-agency API tokens."""
+    """Issue, list and revoke API tokens (agency, admin and observer roles)."""
 
 
 @token.command("issue")
@@ -671,7 +671,7 @@ def db_upgrade(obj: Context) -> None:
 )
 @click.pass_obj
 def serve(obj: Context, bind: str, workers: int | None) -> None:
-    """Serve the peer and agency APIs under gunicorn (settings: gateway/gunicorn_conf.py).
+    """Serve the peer, agency and admin APIs under gunicorn (gateway/gunicorn_conf.py).
 
     A passphrase typed at the prompt is handed to the workers in their environment."""
     _ = obj.node().keys  # fail here, with a clear error, rather than in every worker
