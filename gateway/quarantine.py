@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from gateway.errors import ApiError
 from gateway.models import InboundMessage, is_row_id
+from gateway.sovereignty import require_reason_and_name
 from keys.trustlist import TrustList
 
 
@@ -62,12 +63,11 @@ def held(session: Session) -> list[InboundMessage]:
 def release(
     session: Session, inbound_id: int, *, reason: str, who: str, now: int | None = None
 ) -> InboundMessage:
-    if not reason.strip() or not who.strip():
-        raise ApiError("reason-required", "say why and who releases the message", status=422)
+    require_reason_and_name(reason, who)
     message = session.get(InboundMessage, inbound_id) if is_row_id(inbound_id) else None
     if message is None or not message.held:
         raise ApiError("not-held", f"inbound message {inbound_id} is not in quarantine", status=409)
     message.released_at = int(time.time()) if now is None else now
-    message.released_by = who.strip()[:200]
+    message.released_by = who.strip()
     message.release_reason = reason.strip()
     return message

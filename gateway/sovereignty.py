@@ -34,7 +34,8 @@ def _check_value(scope: str, value: str) -> None:
         raise ApiError("bad-suspension", f"scope must be one of {', '.join(SCOPES)}", status=422)
 
 
-def _check_words(reason: str, who: str) -> None:
+def require_reason_and_name(reason: str, who: str) -> None:
+    """Every recorded decision says why and who (suspensions, quarantine releases)."""
     if not reason or not reason.strip() or len(reason) > 2000:
         raise ApiError("reason-required", "say why, in 1 to 2000 characters", status=422)
     if not who or not who.strip() or len(who) > 200 or re.search(r"[\x00-\x1f]", who):
@@ -55,7 +56,7 @@ def suspend(
     session: Session, *, scope: str, value: str, reason: str, who: str, now: int | None = None
 ) -> Suspension:
     _check_value(scope, value)
-    _check_words(reason, who)
+    require_reason_and_name(reason, who)
     for existing in active(session):
         if (existing.scope, existing.value) == (scope, value):
             raise ApiError(
@@ -78,7 +79,7 @@ def suspend(
 def lift(
     session: Session, decision_id: int, *, reason: str, who: str, now: int | None = None
 ) -> Suspension:
-    _check_words(reason, who)
+    require_reason_and_name(reason, who)
     decision = session.get(Suspension, decision_id) if is_row_id(decision_id) else None
     if decision is None:
         raise ApiError("not-found", f"there is no suspension {decision_id}", status=404)
