@@ -31,6 +31,7 @@ from sqlalchemy import and_, or_, select, update
 
 from gateway import sovereignty
 from gateway.envelope import (
+    Envelope,
     Header,
     ReceiptInvalid,
     Recipient,
@@ -128,7 +129,12 @@ class Dispatcher:
     # ------------------------------------------------------------------ sending
 
     def _send(
-        self, trust_list: TrustList, delivery: Delivery, envelope: SealedEnvelope, now: int
+        self,
+        trust_list: TrustList,
+        delivery: Delivery,
+        envelope: SealedEnvelope,
+        parsed: Envelope,
+        now: int,
     ) -> Outcome:
         if now > envelope.exp:
             return Outcome(
@@ -169,20 +175,19 @@ class Dispatcher:
             )
         if status >= 500 or status < 200:
             return Outcome(DeliveryState.RETRYING, "peer-error", f"{url} answered HTTP {status}")
-        return self._judge_answer(trust_list, delivery, envelope, status, body, now)
+        return self._judge_answer(trust_list, delivery, parsed, status, body, now)
 
     def _judge_answer(
         self,
         trust_list: TrustList,
         delivery: Delivery,
-        envelope: SealedEnvelope,
+        parsed: Envelope,
         status: int,
         body: bytes,
         now: int,
     ) -> Outcome:
-        sealed = step2_parse_header(*step1_parse_outer(envelope.wire, self.node.limits))
         try:
-            receipt = verify_receipt(body, trust=trust_list.keys, now=now, envelope=sealed)
+            receipt = verify_receipt(body, trust=trust_list.keys, now=now, envelope=parsed)
         except ReceiptInvalid as e:
             code = _error_code(body)
             if status == 200:
@@ -299,8 +304,8 @@ class Dispatcher:
                     f"(decision {decision.id}); it goes out when that is lifted",
                 )
             else:
-                envelope = self._current_envelope(trust_list, delivery, envelope, at)
-                outcome = self._send(trust_list, delivery, envelope, at)
+                envelope, parsed = self._current_envelope(trust_list, delivery, envelope, at)
+                outcome = self._send(trust_list, delivery, envelope, parsed, at)
         except (NodeStateError, KeyFileError, TrustError) as e:
             outcome = Outcome(DeliveryState.RETRYING, e.code, e.message)
         self._record(delivery_id, outcome, int(time.time()) if now is None else now)
@@ -330,13 +335,15 @@ class Dispatcher:
 
     def _current_envelope(
         self, trust_list: TrustList, delivery: Delivery, envelope: SealedEnvelope, now: int
-    ) -> SealedEnvelope:
+    ) -> tuple[SealedEnvelope, Envelope]:
         """The stored envelope, or, if keys changed under it, a new one sealed under the
-        current keys for this recipient alone (recorded as a ``resealed`` event)."""
-        header = step2_parse_header(*step1_parse_outer(envelope.wire, self.node.limits)).header
+        current keys for this recipient alone (recorded as a ``resealed`` event); with
+        its parsed form, for checking the receipt."""
+        parsed = step2_parse_header(*step1_parse_outer(envelope.wire, self.node.limits))
+        header = parsed.header
         reason = self._stale(trust_list, self.node.id, delivery.recipient, header, now)
         if reason is None:
-            return envelope
+            return envelope, parsed
         with self.node.sessions() as session:
             message = session.get(OutboundMessage, delivery.message_id)
             assert message is not None
@@ -382,7 +389,7 @@ class Dispatcher:
             )
             session.commit()
             session.expunge(replacement)
-        return replacement
+        return replacement, fresh
 
     def run_once(self, now: int | None = None) -> list[Outcome]:
         """Claim what is due and send it; returns the outcomes."""
