@@ -51,6 +51,10 @@ class Settings:
     # 127.0.0.1); a real federation lists https:// endpoints behind TLS.
     allow_insecure_http: bool = False
     max_rejection_bytes: int = 64 * 1024
+    # A signed audit checkpoint every this many new entries, or after this many seconds
+    # when there is at least one new entry (the dispatcher loop signs them).
+    checkpoint_entries: int = 100
+    checkpoint_interval: float = 60.0
 
     def check(self) -> Settings:
         if not NODE_RE.match(self.node):
@@ -92,6 +96,8 @@ MINIMUM: dict[str, float] = {
     "backoff_cap": 0.001,
     "trust_refresh": 0,
     "max_rejection_bytes": 0,
+    "checkpoint_entries": 1,
+    "checkpoint_interval": 0,
 }
 DATABASE_BACKENDS = ("sqlite", "postgresql")
 

@@ -30,6 +30,7 @@ import requests
 from sqlalchemy import and_, or_, select, update
 
 from gateway import sovereignty
+from gateway.audit import log as audit
 from gateway.envelope import (
     Envelope,
     Header,
@@ -311,6 +312,15 @@ class Dispatcher:
         self._record(delivery_id, outcome, int(time.time()) if now is None else now)
         return outcome
 
+    def _maybe_checkpoint(self, since: float) -> float:
+        """Sign an audit checkpoint when enough entries or time have accumulated."""
+        try:
+            made = audit.checkpoint(self.node, min_new=_checkpoint_due(self.node, since))
+        except (GatewayError, TrustError, KeyFileError) as e:
+            log.warning("audit checkpoint failed: [%s] %s", e.code, e)
+            return since
+        return time.monotonic() if made is not None else since
+
     # ------------------------------------------------------------------ re-sealing
 
     @staticmethod
@@ -400,16 +410,26 @@ class Dispatcher:
         """Loop until stopped (or until nothing is due, with ``until_idle``)."""
         started = time.monotonic()
         follower = TrustFollower(self.node, self.http)
+        last_checkpoint = time.monotonic()
         while stop_after is None or time.monotonic() - started < stop_after:
             try:
                 follower.run_once()
             except (GatewayError, TrustError) as e:  # e.g. no trust list installed yet
                 log.warning("trust list follow-up failed: [%s] %s", e.code, e)
+            last_checkpoint = self._maybe_checkpoint(last_checkpoint)
             outcomes = self.run_once()
             if not outcomes:
                 if until_idle:
                     return
                 time.sleep(self.node.settings.dispatch_interval)
+
+
+def _checkpoint_due(node: Node, since: float) -> int:
+    """How many new entries make a checkpoint due now: the configured count, or one
+    once the interval has passed."""
+    if time.monotonic() - since >= node.settings.checkpoint_interval:
+        return 1
+    return node.settings.checkpoint_entries
 
 
 def _error_code(body: bytes) -> str | None:

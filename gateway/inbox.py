@@ -18,11 +18,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gateway import sovereignty
+from gateway.audit import log as audit
 from gateway.envelope import Envelope, Rejected, make_receipt, open_envelope
 from gateway.errors import ApiError
 from gateway.models import InboundMessage, InboundRejection, is_row_id
 from gateway.node import Node
 from gateway.trust_sync import note_announcement
+from schemas.b64 import b64e
 
 # HTTP status for each rejection code (PROTOCOL §7 only requires "4xx").
 STATUS = {
@@ -153,6 +155,17 @@ def receive(node: Node, raw: bytes, *, now: int | None = None, _again: bool = Tr
                     at=at,
                 )
             record_rejection(session, node, raw, error, receipt, at)
+            claimed = error.envelope.header if error.envelope is not None else None
+            audit.record(
+                session,
+                "envelope-refused",
+                at=at,
+                code=error.code,
+                sender=claimed.sender.node if claimed else None,
+                id=claimed.id if claimed else None,
+                signed=error.authenticated,
+                size=len(raw),
+            )
             session.commit()
             if error.envelope is not None:
                 # A sender we cannot authenticate may be using a newer list than ours.
@@ -185,6 +198,17 @@ def receive(node: Node, raw: bytes, *, now: int | None = None, _again: bool = Tr
                     "sender_kid": header.sender.kid,
                 },
             )
+            audit.record(
+                session,
+                "envelope-accepted",
+                at=at,
+                sender=header.sender.node,
+                id=header.id,
+                typ=header.typ,
+                ph=b64e(envelope.ph),
+                ch=b64e(envelope.ch),
+                tl=header.tl,
+            )
             session.commit()
         except IntegrityError:
             # The same (sender, id) was stored by a concurrent request between our
@@ -215,36 +239,41 @@ def inbox_view(message: InboundMessage, *, with_body: bool = True) -> dict[str, 
 _NOT_HELD = or_(InboundMessage.quarantined_at.is_(None), InboundMessage.released_at.is_not(None))
 
 
-def _mark_fetched(session: Session, messages: list[InboundMessage]) -> None:
-    """An agency has read these: from now on a revocation no longer holds them."""
+def _mark_fetched(session: Session, messages: list[InboundMessage], reader: str) -> None:
+    """An agency has read these: from now on a revocation no longer holds them. Every
+    consultation is in the audit log (who, when, which messages)."""
     now = int(time.time())
     for message in messages:
         if message.fetched_at is None:
             message.fetched_at = now
+    if messages:
+        audit.record(
+            session, "inbox-read", at=now, agency=reader, messages=[m.envelope_id for m in messages]
+        )
     session.commit()
 
 
 def list_inbox(
-    session: Session, *, after: int = 0, limit: int = 100, for_agency: bool = False
+    session: Session, *, after: int = 0, limit: int = 100, reader: str | None = None
 ) -> list[InboundMessage]:
     """Inbound messages after id ``after``. For an agency, quarantined ones are left
     out and the ones returned count as read."""
     if limit < 1 or limit > 1000:
         raise ApiError("bad-limit", "limit must be between 1 and 1000", status=422)
     query = select(InboundMessage).where(InboundMessage.id > after)
-    if for_agency:
+    if reader is not None:
         query = query.where(_NOT_HELD)
     messages = list(session.scalars(query.order_by(InboundMessage.id).limit(limit)))
-    if for_agency:
-        _mark_fetched(session, messages)
+    if reader is not None:
+        _mark_fetched(session, messages, reader)
     return messages
 
 
-def get_inbound(session: Session, inbound_id: int, *, for_agency: bool = False) -> InboundMessage:
+def get_inbound(session: Session, inbound_id: int, *, reader: str | None = None) -> InboundMessage:
     message = session.get(InboundMessage, inbound_id) if is_row_id(inbound_id) else None
     if message is None:
         raise ApiError("not-found", f"no inbound message {inbound_id}", status=404)
-    if for_agency:
+    if reader is not None:
         if message.held:
             raise ApiError(
                 "quarantined",
@@ -253,7 +282,7 @@ def get_inbound(session: Session, inbound_id: int, *, for_agency: bool = False) 
                 "whether to release it",
                 status=409,
             )
-        _mark_fetched(session, [message])
+        _mark_fetched(session, [message], reader)
     return message
 
 

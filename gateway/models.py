@@ -245,3 +245,30 @@ class Suspension(Base):
     lifted_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     lifted_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
     lift_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class AuditEntry(Base):
+    """One entry of the node's append-only audit log (PROTOCOL §6). ``seq`` is the
+    entry's position in the Merkle tree (1-based); ``entry`` the exact xb1-json bytes
+    hashed into it. Entries hold metadata and hashes, never message contents."""
+
+    __tablename__ = "audit_entries"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    at: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(40), index=True)
+    entry: Mapped[bytes] = mapped_column(LargeBinary)
+    leaf_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class AuditCheckpoint(Base):
+    """A signed checkpoint of the audit log: tree size, root, the signed note, and the
+    compact range to resume appending from."""
+
+    __tablename__ = "audit_checkpoints"
+
+    size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    root: Mapped[bytes] = mapped_column(LargeBinary(32))
+    note: Mapped[str] = mapped_column(Text)
+    frontier: Mapped[bytes] = mapped_column(LargeBinary)
+    at: Mapped[int] = mapped_column(BigInteger)

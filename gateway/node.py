@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway import db, quarantine, sovereignty
+from gateway.audit import log as audit
 from gateway.config import Settings
 from gateway.envelope import Limits
 from gateway.errors import NodeStateError
@@ -252,6 +253,13 @@ class Node:
     @staticmethod
     def _store(session: Session, lists: list[TrustList], at: int) -> None:
         for trust_list in lists:
+            audit.record(
+                session,
+                "trust-list-installed",
+                at=at,
+                version=trust_list.version,
+                sha256=trust_list.sha256.hex(),
+            )
             session.add(
                 TrustListVersion(
                     version=trust_list.version,

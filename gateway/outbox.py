@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from gateway import sovereignty
+from gateway.audit import log as audit
 from gateway.envelope import UUID_RE, Recipient, seal
 from gateway.errors import ApiError
 from gateway.models import (
@@ -27,6 +28,7 @@ from gateway.models import (
 from gateway.node import Node
 from keys.trustlist import TrustError
 from schemas import xb1json
+from schemas.b64 import b64e
 from schemas.errors import WireFormatError
 from schemas.registry import validate_body
 
@@ -56,6 +58,16 @@ def record_event(
             detail=detail,
             worker=worker,
         )
+    )
+    audit.record(
+        session,
+        "delivery",
+        at=at,
+        delivery=delivery.id,
+        message=delivery.message_id,
+        recipient=delivery.recipient,
+        state=state,
+        code=code,
     )
 
 
@@ -193,6 +205,17 @@ def submit(
             "retry the request to read the stored message",
             status=409,
         ) from e
+    audit.record(
+        session,
+        "message-submitted",
+        at=at,
+        agency=agency,
+        id=header.id,
+        typ=typ,
+        to=[r.node for r in recipients],
+        ph=b64e(envelope.ph),
+        ch=b64e(envelope.ch),
+    )
     for recipient in recipients:
         delivery = Delivery(
             message_id=header.id,
@@ -291,8 +314,6 @@ def retry(
 
 
 def delivery_view(delivery: Delivery, *, with_events: bool = True) -> dict[str, Any]:
-    from schemas.b64 import b64e
-
     view: dict[str, Any] = {
         "id": delivery.id,
         "recipient": delivery.recipient,

@@ -17,6 +17,7 @@ import time
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from gateway.audit import log as audit
 from gateway.errors import ApiError
 from gateway.models import InboundMessage, is_row_id
 from gateway.sovereignty import require_reason_and_name
@@ -46,7 +47,18 @@ def hold_revoked(session: Session, trust_list: TrustList, now: int) -> int:
                 )
                 .execution_options(synchronize_session=False)
             )
-            held += result.rowcount or 0  # type: ignore[attr-defined]
+            count = result.rowcount or 0  # type: ignore[attr-defined]
+            if count:
+                audit.record(
+                    session,
+                    "quarantine-hold",
+                    at=now,
+                    sender=entry.node,
+                    kid=key.kid,
+                    messages=count,
+                    version=trust_list.version,
+                )
+            held += count
     return held
 
 
@@ -70,4 +82,13 @@ def release(
     message.released_at = int(time.time()) if now is None else now
     message.released_by = who.strip()
     message.release_reason = reason.strip()
+    audit.record(
+        session,
+        "quarantine-release",
+        at=message.released_at,
+        sender=message.sender,
+        id=message.envelope_id,
+        by=message.released_by,
+        reason=message.release_reason,
+    )
     return message

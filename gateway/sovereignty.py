@@ -16,6 +16,7 @@ import time
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from gateway.audit import log as audit
 from gateway.envelope import NODE_RE, TYP_RE
 from gateway.errors import ApiError
 from gateway.models import Suspension, is_row_id
@@ -73,6 +74,16 @@ def suspend(
     )
     session.add(decision)
     session.flush()
+    audit.record(
+        session,
+        "suspension",
+        at=decision.created_at,
+        decision=decision.id,
+        scope=scope,
+        value=value,
+        by=decision.decided_by,
+        reason=decision.reason,
+    )
     return decision
 
 
@@ -88,6 +99,14 @@ def lift(
     decision.lifted_at = int(time.time()) if now is None else now
     decision.lifted_by = who.strip()
     decision.lift_reason = reason.strip()
+    audit.record(
+        session,
+        "suspension-lifted",
+        at=decision.lifted_at,
+        decision=decision.id,
+        by=decision.lifted_by,
+        reason=decision.lift_reason,
+    )
     return decision
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from gateway.audit import log as audit
 from gateway.errors import ApiError
 from gateway.models import ApiToken
 
@@ -55,6 +56,7 @@ def issue(session: Session, agency: str, label: str = "", role: str = "agency") 
     )
     session.add(row)
     session.flush()
+    audit.record(session, "token-issued", at=row.created_at, token=row.id, role=role, holder=agency)
     return IssuedToken(row.id, agency, secret)
 
 
@@ -97,6 +99,7 @@ def revoke(session: Session, token_id: int) -> ApiToken:
         raise ApiError("no-such-token", f"there is no token with id {token_id}", status=404)
     if row.revoked_at is None:
         row.revoked_at = int(time.time())
+        audit.record(session, "token-revoked", at=row.revoked_at, token=row.id, holder=row.agency)
     return row
 
 

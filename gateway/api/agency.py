@@ -110,7 +110,7 @@ def list_inbox():  # type: ignore[no-untyped-def]
     node = current_node()
     with node.sessions() as session:
         messages = inbox.list_inbox(
-            session, after=_int_arg("after", 0), limit=_int_arg("limit", 100), for_agency=True
+            session, after=_int_arg("after", 0), limit=_int_arg("limit", 100), reader=g.agency
         )
         return jsonify({"messages": [inbox.inbox_view(m) for m in messages]})
 
@@ -119,4 +119,4 @@ def list_inbox():  # type: ignore[no-untyped-def]
 def get_inbound(inbound_id: int):  # type: ignore[no-untyped-def]
     node = current_node()
     with node.sessions() as session:
-        return jsonify(inbox.inbox_view(inbox.get_inbound(session, inbound_id, for_agency=True)))
+        return jsonify(inbox.inbox_view(inbox.get_inbound(session, inbound_id, reader=g.agency)))

@@ -8,6 +8,7 @@ import time
 from flask import Blueprint, Response, request
 
 from gateway.app import current_node
+from gateway.audit import log as audit
 from gateway.envelope import Rejected
 from gateway.errors import ApiError
 from gateway.inbox import STATUS, receive, record_rejection
@@ -39,6 +40,43 @@ def post_envelope() -> Response:
 @peer.get("/trust-list")
 def get_trust_list() -> Response:
     return Response(current_node().trust().to_wire(), mimetype="application/json")
+
+
+@peer.get("/checkpoint")
+def get_checkpoint() -> Response:
+    """The latest signed audit checkpoint (C2SP signed note, PROTOCOL §6)."""
+    with current_node().sessions() as session:
+        row = audit.latest(session)
+        if row is None:
+            raise ApiError(
+                "no-checkpoint", "this node has not signed an audit checkpoint yet", status=404
+            )
+        return Response(row.note, mimetype="text/plain; charset=utf-8")
+
+
+def _size_arg(name: str) -> int:
+    raw = request.args.get(name, "")
+    if not raw.isdigit() or len(raw) > 15:
+        raise ApiError(
+            "bad-parameter", f"query parameter {name} must be a positive integer", status=422
+        )
+    return int(raw)
+
+
+@peer.get("/proofs/inclusion")
+def get_inclusion_proof() -> Response:
+    """?index=I&size=N: the RFC 9162 inclusion proof of entry I (1-based) in tree N."""
+    with current_node().sessions() as session:
+        proof = audit.inclusion(session, _size_arg("index"), _size_arg("size"))
+    return Response(json.dumps(proof), mimetype="application/json")
+
+
+@peer.get("/proofs/consistency")
+def get_consistency_proof() -> Response:
+    """?old=M&new=N: the RFC 9162 consistency proof between trees M and N."""
+    with current_node().sessions() as session:
+        proof = audit.consistency(session, _size_arg("old"), _size_arg("new"))
+    return Response(json.dumps(proof), mimetype="application/json")
 
 
 @peer.get("/trust-list/versions/<int:version>")

@@ -1,0 +1,177 @@
+"""The node's audit log on SQLite and PostgreSQL: actions are logged in their own
+transaction, checkpoints are signed and served with proofs, and any change, deletion
+or reordering of stored entries is found."""
+
+from __future__ import annotations
+
+import threading
+
+from click.testing import CliRunner
+from sqlalchemy import delete, select, update
+
+from gateway.audit import log, merkle, note
+from gateway.cli import main
+from gateway.dispatcher import Dispatcher
+from gateway.models import AuditEntry
+from schemas import xb1json
+from schemas.b64 import b64d
+from tests.conftest import PASSPHRASE
+from tests.test_trust_follow import submit
+
+
+def kinds(member):
+    with member.node.sessions() as session:
+        rows = session.scalars(select(AuditEntry).order_by(AuditEntry.seq)).all()
+    return [(r.seq, xb1json.loads(r.entry)) for r in rows]
+
+
+def verify(member):
+    trust_list = member.node.trust()
+    origin = log.origin_of(trust_list.federation, member.id)
+    with member.node.sessions() as session:
+        return log.verify(session, origin, [member.keys.current_signing.public])
+
+
+def test_actions_are_logged_and_checkpoints_prove_them(make_federation):
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    message_id = submit(kz, ["KG"])
+    Dispatcher(kz.node).run_once()
+    kg.client().get("/api/v1/inbox", headers=kg.auth())
+
+    sent = [e for _, e in kinds(kz)]
+    assert [e["kind"] for e in sent][-3:] == ["message-submitted", "delivery", "delivery"]
+    assert sent[-3]["id"] == message_id and sent[-1]["state"] == "delivered"
+    received = [e for _, e in kinds(kg)]
+    accepted = next(e for e in received if e["kind"] == "envelope-accepted")
+    assert accepted["id"] == message_id and accepted["sender"] == "KZ"
+    read = next(e for e in received if e["kind"] == "inbox-read")
+    assert read["agency"] == "kg-police" and read["messages"] == [message_id]
+    assert all("body" not in e and "summary" not in str(e) for e in sent + received)
+
+    first = log.checkpoint(kz.node)
+    assert first is not None and log.checkpoint(kz.node) is None  # nothing new
+    submit(kz, ["KG"])
+    second = log.checkpoint(kz.node)
+    assert second.size > first.size
+
+    served = kz.client().get("/xb1/checkpoint")
+    assert served.status_code == 200 and served.data.decode() == second.note
+    origin = log.origin_of(kz.node.trust().federation, "KZ")
+    body, names = note.open_note(second.note, {origin: kz.keys.current_signing.public})
+    checkpoint = note.parse_checkpoint(body)
+    assert names == [origin] and checkpoint.size == second.size
+
+    with kz.node.sessions() as session:
+        leaves = list(session.scalars(select(AuditEntry.leaf_hash).order_by(AuditEntry.seq)))
+    for index in range(1, second.size + 1):
+        proof = kz.client().get(f"/xb1/proofs/inclusion?index={index}&size={second.size}")
+        answer = proof.get_json()
+        assert merkle.verify_inclusion(
+            leaves[index - 1],
+            index - 1,
+            second.size,
+            [b64d(h) for h in answer["proof"]],
+            checkpoint.root,
+        )
+    consistency = (
+        kz.client().get(f"/xb1/proofs/consistency?old={first.size}&new={second.size}").get_json()
+    )
+    assert merkle.verify_consistency(
+        first.size, second.size, first.root, second.root, [b64d(h) for h in consistency["proof"]]
+    )
+    bad = kz.client().get(f"/xb1/proofs/inclusion?index=0&size={second.size}")
+    assert (bad.status_code, bad.get_json()["error"]) == (422, "bad-proof-request")
+    assert verify(kz).ok
+
+
+def test_any_change_deletion_or_reordering_is_found(make_federation):
+    fed = make_federation(("KZ", "KG"), serve=False)
+    kz = fed["KZ"]
+    for _ in range(3):
+        submit(kz, ["KG"])
+    log.checkpoint(kz.node)
+    finding = verify(kz)
+    assert finding.ok and finding.checkpoints == 1
+
+    def tamper(statement):
+        with kz.node.sessions() as session:
+            session.execute(statement)
+            session.commit()
+
+    with kz.node.sessions() as session:
+        row = session.get(AuditEntry, 3)
+        original = (row.entry, row.leaf_hash)
+        other = session.get(AuditEntry, 4)
+        swapped = (other.entry, other.leaf_hash)
+
+    tamper(update(AuditEntry).where(AuditEntry.seq == 3).values(entry=original[0] + b" "))
+    assert "entry 3 was changed" in verify(kz).problem
+    tamper(update(AuditEntry).where(AuditEntry.seq == 3).values(entry=original[0]))
+
+    # Reordering: entries 3 and 4 exchange places, each with a matching leaf hash.
+    tamper(
+        update(AuditEntry).where(AuditEntry.seq == 3).values(entry=swapped[0], leaf_hash=swapped[1])
+    )
+    tamper(
+        update(AuditEntry)
+        .where(AuditEntry.seq == 4)
+        .values(entry=original[0], leaf_hash=original[1])
+    )
+    assert "changed, deleted or reordered" in verify(kz).problem
+    tamper(
+        update(AuditEntry)
+        .where(AuditEntry.seq == 3)
+        .values(entry=original[0], leaf_hash=original[1])
+    )
+    tamper(
+        update(AuditEntry).where(AuditEntry.seq == 4).values(entry=swapped[0], leaf_hash=swapped[1])
+    )
+    assert verify(kz).ok
+
+    tamper(delete(AuditEntry).where(AuditEntry.seq == 2))
+    assert "entry 2 is missing" in verify(kz).problem
+
+
+def test_verify_command_and_checkpoint_command(make_federation):
+    fed = make_federation(("KZ", "KG"), serve=False)
+    kz = fed["KZ"]
+    submit(kz, ["KG"])
+    runner = CliRunner()
+    env = {"GATEWAY_KEY_PASSPHRASE": PASSPHRASE}
+    made = runner.invoke(main, ["--instance", str(kz.instance), "audit", "checkpoint"], env=env)
+    assert made.exit_code == 0 and made.output.startswith("xb1-audit/test-federation/KZ\n")
+    ok = runner.invoke(main, ["--instance", str(kz.instance), "audit", "verify"], env=env)
+    assert ok.exit_code == 0 and "Audit log intact" in ok.output
+    with kz.node.sessions() as session:
+        session.execute(delete(AuditEntry).where(AuditEntry.seq == 1))
+        session.commit()
+    broken = runner.invoke(main, ["--instance", str(kz.instance), "audit", "verify"], env=env)
+    assert broken.exit_code == 1 and "entry 1 is missing" in broken.output
+
+
+def test_concurrent_appends_get_dense_positions(make_federation):
+    fed = make_federation(("KZ", "KG"), serve=False)
+    kz = fed["KZ"]
+    start = threading.Barrier(4)
+    errors = []
+
+    def append(worker):
+        start.wait()
+        for i in range(15):
+            try:
+                with kz.node.sessions() as session:
+                    log.record(session, "test", worker=worker, i=i)
+                    session.commit()
+            except Exception as e:  # collected and asserted below
+                errors.append(e)
+
+    threads = [threading.Thread(target=append, args=(w,)) for w in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    seqs = [seq for seq, _ in kinds(kz)]
+    assert seqs == list(range(1, len(seqs) + 1))
+    assert sum(1 for _, e in kinds(kz) if e["kind"] == "test") == 60
