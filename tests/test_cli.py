@@ -495,4 +495,6 @@ def test_demo_json(tmp_path: Path) -> None:
     assert [n["node"] for n in summary["nodes"]] == ["KZ", "KG", "UZ"]
     assert summary["sent"] == summary["delivered"] == summary["receipts_verified"] >= 5
     assert summary["lost"] == 0 and summary["duplicates"] == 0
+    assert set(summary["audit_entries"]) == {"KZ", "KG", "UZ"}
+    assert all(size > 0 for size in summary["audit_entries"].values())
     assert list(tmp_path.iterdir()) == []  # the demo cleans up after itself
