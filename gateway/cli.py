@@ -898,6 +898,58 @@ def audit_verify(obj: Context) -> None:
     )
 
 
+@audit.command("witness")
+@click.option("--peer", default=None, help="Only this member (default: every other member).")
+@click.pass_obj
+def audit_witness(obj: Context, peer: str | None) -> None:
+    """Fetch peers' audit checkpoints, check consistency, co-sign (dispatchers do this
+    on their own every checkpoint_interval seconds)."""
+    from gateway.audit.witness import Witness
+
+    node = obj.node()
+    witness = Witness(node)
+    peers = [peer] if peer else [p for p in node.trust().node_ids if p != node.id]
+    for member in peers:
+        state = witness.witness(member)
+        if state is None:
+            click.echo(f"{member}: no checkpoint yet")
+        elif state.problem:
+            click.echo(f"{member}: ALARM [{state.problem_code}] {state.problem}")
+        else:
+            click.echo(f"{member}: {state.size} entries, consistent, co-signed")
+
+
+@audit.command("reset-witness")
+@click.argument("peer")
+@click.option("--reason", required=True, help="What the investigation found.")
+@click.option("--by", "who", required=True, help="Who decides (name or role).")
+@click.pass_obj
+def audit_reset_witness(obj: Context, peer: str, reason: str, who: str) -> None:
+    """Clear a fork or rollback alarm about PEER after investigating it: the next
+    checkpoint of PEER is trusted as on first sight. Recorded in the audit log."""
+    from gateway.audit import log
+    from gateway.models import WitnessState
+    from gateway.sovereignty import require_reason_and_name
+
+    require_reason_and_name(reason, who)
+    with obj.node().sessions() as session:
+        state = session.get(WitnessState, peer)
+        if state is None:
+            _fail("not-found", f"this node has not witnessed {peer}")
+        log.record(
+            session,
+            "witness-reset",
+            peer=peer,
+            size=state.size,
+            problem=state.problem,
+            by=who,
+            reason=reason,
+        )
+        session.delete(state)
+        session.commit()
+    click.echo(f"Witness state of {peer} cleared by {who}.")
+
+
 # ---------------------------------------------------------------------------- demo
 
 

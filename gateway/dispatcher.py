@@ -31,6 +31,7 @@ from sqlalchemy import and_, or_, select, update
 
 from gateway import sovereignty
 from gateway.audit import log as audit
+from gateway.audit.witness import Witness
 from gateway.envelope import (
     Envelope,
     Header,
@@ -411,12 +412,19 @@ class Dispatcher:
         started = time.monotonic()
         follower = TrustFollower(self.node, self.http)
         last_checkpoint = time.monotonic()
+        last_witness = float("-inf")
         while stop_after is None or time.monotonic() - started < stop_after:
             try:
                 follower.run_once()
             except (GatewayError, TrustError) as e:  # e.g. no trust list installed yet
                 log.warning("trust list follow-up failed: [%s] %s", e.code, e)
             last_checkpoint = self._maybe_checkpoint(last_checkpoint)
+            if time.monotonic() - last_witness >= self.node.settings.checkpoint_interval:
+                last_witness = time.monotonic()
+                try:
+                    Witness(self.node, self.http).run_once()
+                except (GatewayError, TrustError) as e:
+                    log.warning("witnessing failed: [%s] %s", e.code, e)
             outcomes = self.run_once()
             if not outcomes:
                 if until_idle:

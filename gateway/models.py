@@ -272,3 +272,19 @@ class AuditCheckpoint(Base):
     note: Mapped[str] = mapped_column(Text)
     frontier: Mapped[bytes] = mapped_column(LargeBinary)
     at: Mapped[int] = mapped_column(BigInteger)
+
+
+class WitnessState(Base):
+    """What this node last witnessed of a peer's audit log: the newest checkpoint it
+    verified and co-signed, and the problem if the peer's log stopped being consistent
+    with it (a fork or a rollback: an alarm until an operator looks into it)."""
+
+    __tablename__ = "witness_state"
+
+    peer: Mapped[str] = mapped_column(String(20), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    root: Mapped[bytes] = mapped_column(LargeBinary(32))
+    cosigned: Mapped[str] = mapped_column(Text)
+    checked_at: Mapped[int] = mapped_column(BigInteger)
+    problem: Mapped[str | None] = mapped_column(Text, nullable=True)
+    problem_code: Mapped[str | None] = mapped_column(String(40), nullable=True)

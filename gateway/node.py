@@ -235,7 +235,7 @@ class Node:
         at = int(time.time()) if now is None else now
         current = self.trust()
         with self.sessions() as session, session.begin():
-            verified = []
+            verified: list[TrustList] = []
             for index, wire in enumerate(wires):
                 base = verified[-1] if verified else current
                 verified.append(base.verify_chain([wire], at, installed=index < len(wires) - 1))

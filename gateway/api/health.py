@@ -39,6 +39,17 @@ def _trust_list_behind(node) -> list[dict[str, str]]:  # type: ignore[no-untyped
     ]
 
 
+def _witness_alarms(node) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
+    """A peer's audit log forked or was rewritten under this node's eyes."""
+    from gateway.audit import witness
+
+    with node.sessions() as session:
+        return [
+            {"code": row.problem_code or "audit-fork", "message": row.problem or ""}
+            for row in witness.alarms(session)
+        ]
+
+
 @health.get("/readyz")
 def ready():  # type: ignore[no-untyped-def]
     node = current_node()
@@ -52,6 +63,7 @@ def ready():  # type: ignore[no-untyped-def]
         try:
             node.require_sending_allowed(int(time.time()))
             alarms.extend(_trust_list_behind(node))
+            alarms.extend(_witness_alarms(node))
         except GatewayError as e:
             alarms.append({"code": e.code, "message": e.message})
         except SQLAlchemyError as e:

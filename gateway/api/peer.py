@@ -63,6 +63,18 @@ def _size_arg(name: str) -> int:
     return int(raw)
 
 
+@peer.get("/witness/<peer_id>")
+def get_witnessed(peer_id: str) -> Response:
+    """The last checkpoint of ``peer_id`` this node verified, with its co-signature."""
+    from gateway.models import WitnessState
+
+    with current_node().sessions() as session:
+        state = session.get(WitnessState, peer_id) if len(peer_id) <= 20 else None
+        if state is None:
+            raise ApiError("not-found", f"this node has not witnessed {peer_id[:20]!r}", status=404)
+        return Response(state.cosigned, mimetype="text/plain; charset=utf-8")
+
+
 @peer.get("/proofs/inclusion")
 def get_inclusion_proof() -> Response:
     """?index=I&size=N: the RFC 9162 inclusion proof of entry I (1-based) in tree N."""

@@ -1,0 +1,177 @@
+"""Witnessing peers' audit logs (PROTOCOL §6): fetch, check consistency, co-sign.
+
+For every other member of the federation a node fetches ``GET /xb1/checkpoint``,
+verifies the signed note with that member's signing keys from the trust list
+(origin ``xb1-audit/<federation>/<peer>``), and compares it with the last
+checkpoint it witnessed of that peer:
+
+* first sight: accepted (trust on first use) and co-signed;
+* larger: the peer must prove consistency (``GET /xb1/proofs/consistency``); if
+  the proof holds, the new checkpoint is co-signed;
+* same size and same root: nothing new;
+* same size with another root, a smaller size, or a consistency proof that
+  fails: the peer's log was forked or rewritten. The last good state is kept, the
+  problem is recorded with code ``audit-fork`` or ``audit-rollback``, logged as an
+  ERROR alarm and raised on ``/readyz`` until an operator clears it.
+
+A co-signed checkpoint (the peer's note with this node's tlog-cosignature line)
+is served at ``GET /xb1/witness/<peer>`` for the peer and for auditors.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import requests
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from gateway.audit import merkle, note
+from gateway.audit.log import origin_of
+from gateway.errors import GatewayError, PeerError
+from gateway.models import WitnessState
+from gateway.node import Node
+from schemas.b64 import b64d
+from schemas.errors import WireFormatError
+
+log = logging.getLogger(__name__)
+
+MAX_NOTE_BYTES = 64 * 1024
+
+
+class Witness:
+    def __init__(self, node: Node, http: requests.Session | None = None) -> None:
+        self.node = node
+        self.http = http or requests.Session()
+
+    def _get(self, url: str) -> requests.Response:
+        try:
+            answer = self.http.get(url, timeout=self.node.settings.peer_timeout)
+        except requests.RequestException as e:
+            raise PeerError("peer-unreachable", f"{url}: {type(e).__name__}") from e
+        if answer.status_code != 200:
+            raise PeerError("peer-error", f"{url} answered HTTP {answer.status_code}")
+        if len(answer.content) > MAX_NOTE_BYTES:
+            raise PeerError("peer-error", f"{url} sent more than {MAX_NOTE_BYTES} bytes")
+        return answer
+
+    def witness(self, peer: str, now: int | None = None) -> WitnessState | None:
+        """Witness one peer's latest checkpoint; returns the stored state (None if the
+        peer has no checkpoint yet)."""
+        node = self.node
+        at = int(time.time()) if now is None else now
+        trust_list = node.trust()
+        entry = trust_list.node(peer)
+        if entry is None:
+            raise PeerError("unknown-recipient", f"{peer} is not in the trust list")
+        base = entry.endpoint.rstrip("/")
+        try:
+            text = self._get(f"{base}/xb1/checkpoint").text
+        except PeerError as e:
+            if e.code == "peer-error" and "404" in e.message:
+                return None
+            raise
+        origin = origin_of(trust_list.federation, peer)
+        publics = [k.pub for k in trust_list.keys.keys_of(peer) if k.use == "sig"]
+        body = None
+        for public in publics:
+            try:
+                body, _ = note.open_note(text, {origin: public})
+                break
+            except note.NoteError:
+                continue
+        if body is None:
+            raise note.NoteError(
+                "note-unverified",
+                f"{peer}'s checkpoint is not signed by any of its keys in the trust list",
+            )
+        checkpoint = note.parse_checkpoint(body)
+        if checkpoint.origin != origin:
+            raise note.NoteError(
+                "note-unverified", f"checkpoint origin {checkpoint.origin!r} is not {origin!r}"
+            )
+        with node.sessions() as session:
+            state = session.get(WitnessState, peer)
+            problem = None
+            if state is not None and state.problem is None:
+                problem = self._compare(base, state, checkpoint)
+            if state is not None and problem is not None:
+                state.problem_code, state.problem = problem
+                state.checked_at = at
+                session.commit()
+                log.error("ALARM [%s] %s", problem[0], problem[1])
+                return state
+            if state is not None and state.problem is not None:
+                return state  # frozen until an operator looks into it
+            if state is not None and checkpoint.size == state.size:
+                state.checked_at = at
+                session.commit()
+                return state
+            line = note.cosign(
+                body, origin_of(trust_list.federation, node.id), node.signing_pair(at), at
+            )
+            cosigned = note.add_signatures(text, [line])
+            if state is None:
+                state = WitnessState(
+                    peer=peer,
+                    size=checkpoint.size,
+                    root=checkpoint.root,
+                    cosigned=cosigned,
+                    checked_at=at,
+                )
+                session.add(state)
+            else:
+                state.size, state.root = checkpoint.size, checkpoint.root
+                state.cosigned, state.checked_at = cosigned, at
+            session.commit()
+            return state
+
+    def _compare(
+        self, base: str, state: WitnessState, checkpoint: note.Checkpoint
+    ) -> tuple[str, str] | None:
+        if checkpoint.size < state.size:
+            return (
+                "audit-rollback",
+                f"{state.peer}'s log shrank from {state.size} to {checkpoint.size} entries",
+            )
+        if checkpoint.size == state.size:
+            if checkpoint.root != state.root:
+                return (
+                    "audit-fork",
+                    f"{state.peer} signed two different logs of {state.size} entries",
+                )
+            return None
+        answer = self._get(f"{base}/xb1/proofs/consistency?old={state.size}&new={checkpoint.size}")
+        try:
+            proof = [b64d(h, length=32) for h in answer.json()["proof"]]
+        except (ValueError, KeyError, TypeError, WireFormatError):
+            return (
+                "audit-fork",
+                f"{state.peer} sent no valid consistency proof from "
+                f"{state.size} to {checkpoint.size}",
+            )
+        if not merkle.verify_consistency(
+            state.size, checkpoint.size, state.root, checkpoint.root, proof
+        ):
+            return (
+                "audit-fork",
+                f"{state.peer}'s log of {checkpoint.size} entries does not "
+                f"extend the {state.size} entries it signed before: rewritten history",
+            )
+        return None
+
+    def run_once(self, now: int | None = None) -> None:
+        """Witness every other member; failures to reach one are logged, not raised."""
+        trust_list = self.node.trust()
+        for peer in trust_list.node_ids:
+            if peer == self.node.id:
+                continue
+            try:
+                self.witness(peer, now)
+            except GatewayError as e:
+                log.warning("witnessing %s failed: [%s] %s", peer, e.code, e.message)
+
+
+def alarms(session: Session) -> list[WitnessState]:
+    return list(session.scalars(select(WitnessState).where(WitnessState.problem.is_not(None))))

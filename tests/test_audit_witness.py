@@ -1,0 +1,105 @@
+"""Nodes witness each other's audit logs: consistent growth is co-signed, a rewritten
+or forked log raises an alarm that stays until an operator clears it."""
+
+from __future__ import annotations
+
+import time
+
+from click.testing import CliRunner
+from sqlalchemy import delete
+
+from gateway.audit import log, note
+from gateway.audit.witness import Witness
+from gateway.cli import main
+from gateway.models import AuditCheckpoint, AuditEntry
+from tests.conftest import PASSPHRASE
+from tests.test_trust_follow import submit
+
+
+def test_consistent_growth_is_cosigned_and_served(make_federation):
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    witness = Witness(kg.node)
+    assert witness.witness("KZ") is None  # no checkpoint yet
+    submit(kz, ["KG"])
+    first = log.checkpoint(kz.node)
+    state = witness.witness("KZ")
+    assert (state.size, state.root, state.problem) == (first.size, first.root, None)
+
+    submit(kz, ["KG"])
+    second = log.checkpoint(kz.node)
+    state = witness.witness("KZ")
+    assert (state.size, state.problem) == (second.size, None)
+
+    served = kg.client().get("/xb1/witness/KZ").data.decode()
+    body = served.split("\n\n")[0] + "\n"
+    cosignature = served.splitlines(keepends=True)[-1]
+    stamp = note.verify_cosignature(
+        body, cosignature, log.origin_of("test-federation", "KG"), kg.keys.current_signing.public
+    )
+    assert abs(stamp - int(time.time())) < 60
+    assert kg.client().get("/readyz").status_code == 200
+
+
+def test_a_rewritten_log_is_a_fork_alarm_until_cleared(make_federation):
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    for _ in range(2):
+        submit(kz, ["KG"])
+    log.checkpoint(kz.node)
+    witness = Witness(kg.node)
+    assert witness.witness("KZ").problem is None
+
+    # KZ's operator rewrites history: drops everything, logs other entries, re-signs.
+    with kz.node.sessions() as session:
+        session.execute(delete(AuditCheckpoint))
+        session.execute(delete(AuditEntry))
+        session.commit()
+    for i in range(12):
+        with kz.node.sessions() as session:
+            log.record(session, "rewritten", i=i)
+            session.commit()
+    log.checkpoint(kz.node)
+
+    state = witness.witness("KZ")
+    assert state.problem_code == "audit-fork" and "rewritten history" in state.problem
+    ready = kg.client().get("/readyz")
+    assert ready.status_code == 503
+    assert "audit-fork" in [a["code"] for a in ready.get_json()["alarms"]]
+    assert Witness(kg.node).witness("KZ").problem_code == "audit-fork"  # stays
+
+    runner = CliRunner()
+    cleared = runner.invoke(
+        main,
+        [
+            "--instance",
+            str(kg.instance),
+            "audit",
+            "reset-witness",
+            "KZ",
+            "--reason",
+            "KZ restored from backup; confirmed",
+            "--by",
+            "KG auditor",
+        ],
+        env={"GATEWAY_KEY_PASSPHRASE": PASSPHRASE},
+    )
+    assert cleared.exit_code == 0, cleared.output
+    assert kg.client().get("/readyz").status_code == 200
+    assert Witness(kg.node).witness("KZ").problem is None
+
+
+def test_a_shrunk_log_is_a_rollback_alarm(make_federation):
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    for _ in range(2):
+        submit(kz, ["KG"])
+    log.checkpoint(kz.node)
+    witness = Witness(kg.node)
+    witness.witness("KZ")
+    with kz.node.sessions() as session:
+        session.execute(delete(AuditCheckpoint))
+        session.execute(delete(AuditEntry).where(AuditEntry.seq > 2))
+        session.commit()
+    log.checkpoint(kz.node)
+    assert witness.witness("KZ").problem_code == "audit-rollback"
