@@ -898,6 +898,55 @@ def audit_verify(obj: Context) -> None:
     )
 
 
+@audit.command("export")
+@click.argument("message_id")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    required=True,
+    help="Where to write the evidence bundle (JSON).",
+)
+@click.pass_obj
+def audit_export(obj: Context, message_id: str, out: str) -> None:
+    """Write a portable evidence bundle for one message: its audit entries with
+    inclusion proofs, the signed checkpoint, the trust list, envelope and receipts."""
+    from gateway.audit import evidence
+
+    try:
+        bundle = evidence.export(obj.node(), message_id)
+    except evidence.EvidenceError as e:
+        _fail(e.code, e.message)
+    Path(out).write_text(json.dumps(bundle, indent=2) + "\n", encoding="utf-8")
+    click.echo(
+        f"Evidence for {message_id}: {len(bundle['entries'])} audit entries, "
+        f"{len(bundle['envelopes'])} envelope(s), {len(bundle['receipts'])} receipt(s) "
+        f"written to {out}"
+    )
+
+
+@audit.command("check")
+@click.argument("bundle", type=click.Path(exists=True, dir_okay=False))
+def audit_check(bundle: str) -> None:
+    """Check an evidence bundle offline (no node, no database, no network). Compare
+    the printed trust-list hash with the one the federation published."""
+    from gateway.audit import evidence
+
+    try:
+        data = json.loads(Path(bundle).read_text(encoding="utf-8"))
+        summary = evidence.check(data)
+    except (ValueError, evidence.EvidenceError) as e:
+        click.echo(f"EVIDENCE DOES NOT VERIFY: {getattr(e, 'message', e)}", err=True)
+        sys.exit(1)
+    click.echo(
+        f"Evidence verifies: {summary['node']}'s log of {summary['checkpoint_size']} "
+        f"entries contains {', '.join(summary['shown'])} for {summary['message']}."
+    )
+    click.echo(
+        f"Trust list version {summary['trust_list_version']}, SHA-256 "
+        f"{summary['trust_list_sha256']}: compare it with the published one."
+    )
+
+
 @audit.command("witness")
 @click.option("--peer", default=None, help="Only this member (default: every other member).")
 @click.pass_obj
