@@ -559,13 +559,10 @@ def resume(obj: Context, decision_id: int, reason: str, who: str) -> None:
 @click.pass_obj
 def suspensions(obj: Context, show_all: bool) -> None:
     """Local suspensions, with who decided and why."""
-    from gateway.models import Suspension
+    from gateway import sovereignty
 
     with obj.node().sessions() as session:
-        query = select(Suspension).order_by(Suspension.id)
-        if not show_all:
-            query = query.where(Suspension.lifted_at.is_(None))
-        for row in session.scalars(query):
+        for row in sovereignty.listing(session, include_lifted=show_all):
             when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(row.created_at))
             click.echo(
                 f"{row.id:>4} {row.scope} {row.value:<10} since {when} by "
@@ -886,10 +883,8 @@ def audit_verify(obj: Context) -> None:
 
     node = obj.node()
     trust_list = node.trust()
-    origin = log.origin_of(trust_list.federation, node.id)
-    publics = [k.pub for k in trust_list.keys.keys_of(node.id) if k.use == "sig"]
     with node.sessions() as session:
-        finding = log.verify(session, origin, publics)
+        finding = log.verify(session, trust_list, node.id)
     if not finding.ok:
         click.echo(f"AUDIT LOG BROKEN after {finding.entries} entries: {finding.problem}", err=True)
         sys.exit(1)

@@ -45,12 +45,16 @@ def require_reason_and_name(reason: str, who: str) -> None:
         )
 
 
+def listing(session: Session, *, include_lifted: bool = False) -> list[Suspension]:
+    """Suspensions in force (or all of them), oldest first."""
+    query = select(Suspension).order_by(Suspension.id)
+    if not include_lifted:
+        query = query.where(Suspension.lifted_at.is_(None))
+    return list(session.scalars(query))
+
+
 def active(session: Session) -> list[Suspension]:
-    return list(
-        session.scalars(
-            select(Suspension).where(Suspension.lifted_at.is_(None)).order_by(Suspension.id)
-        )
-    )
+    return listing(session)
 
 
 def suspend(

@@ -26,10 +26,8 @@ def kinds(member):
 
 
 def verify(member):
-    trust_list = member.node.trust()
-    origin = log.origin_of(trust_list.federation, member.id)
     with member.node.sessions() as session:
-        return log.verify(session, origin, [member.keys.current_signing.public])
+        return log.verify(session, member.node.trust(), member.id)
 
 
 def test_actions_are_logged_and_checkpoints_prove_them(make_federation):

@@ -188,10 +188,10 @@ def _suspension_view(row: Suspension) -> dict[str, Any]:
 @admin_api.get("/suspensions")
 def suspensions_view():  # type: ignore[no-untyped-def]
     with current_node().sessions() as session:
-        query = select(Suspension).order_by(Suspension.id)
-        if request.args.get("all") not in ("1", "true"):
-            query = query.where(Suspension.lifted_at.is_(None))
-        return jsonify({"suspensions": [_suspension_view(r) for r in session.scalars(query)]})
+        decisions = sovereignty.listing(
+            session, include_lifted=request.args.get("all") in ("1", "true")
+        )
+        return jsonify({"suspensions": [_suspension_view(r) for r in decisions]})
 
 
 @admin_api.post("/suspensions")

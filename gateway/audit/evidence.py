@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import select
 
 from gateway.audit import merkle, note
-from gateway.audit.log import latest, origin_of
+from gateway.audit.log import latest, open_checkpoint
 from gateway.envelope import (
     Limits,
     ReceiptInvalid,
@@ -127,18 +127,10 @@ def check(bundle: object, now: int | None = None) -> dict[str, Any]:
     try:
         trust_list = _trust_list(bundle)
         node_id, message_id = bundle["node"], bundle["message"]
-        origin = origin_of(trust_list.federation, node_id)
-        publics = [k.pub for k in trust_list.keys.keys_of(node_id) if k.use == "sig"]
-        body = None
-        for public in publics:
-            try:
-                body, _ = note.open_note(bundle["checkpoint"], {origin: public})
-                break
-            except note.NoteError:
-                continue
-        if body is None:
+        opened = open_checkpoint(bundle["checkpoint"], trust_list, node_id)
+        if opened is None:
             raise EvidenceError(f"the checkpoint is not signed by {node_id}'s keys")
-        checkpoint = note.parse_checkpoint(body)
+        checkpoint = opened[1]
         shown: list[str] = []
         hashes: set[tuple[str, str]] = set()
         for item in bundle["entries"]:

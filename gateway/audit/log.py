@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from gateway.audit import merkle, note
 from gateway.errors import ApiError, NodeStateError
 from gateway.models import AuditCheckpoint, AuditEntry
+from keys.trustlist import TrustList
 from schemas import xb1json
 from schemas.b64 import b64e
 
@@ -51,6 +52,25 @@ def record(session: Session, kind: str, *, at: int | None = None, **fields: Any)
 
 def origin_of(federation: str, node_id: str) -> str:
     return f"xb1-audit/{federation}/{node_id}"
+
+
+def open_checkpoint(
+    text: str, trust_list: TrustList, node_id: str
+) -> tuple[str, note.Checkpoint] | None:
+    """``node_id``'s signed checkpoint, verified with any of that node's signing keys
+    in the trust list (keys rotate) and for that node's origin: its body and parsed
+    form, or None if no listed key verifies it."""
+    origin = origin_of(trust_list.federation, node_id)
+    for key in trust_list.keys.keys_of(node_id):
+        if key.use != "sig":
+            continue
+        try:
+            body, _ = note.open_note(text, {origin: key.pub})
+            checkpoint = note.parse_checkpoint(body)
+        except note.NoteError:
+            continue
+        return (body, checkpoint) if checkpoint.origin == origin else None
+    return None
 
 
 def _frontier_bytes(frontier: merkle.CompactRange) -> bytes:
@@ -152,7 +172,7 @@ class Finding:
     problem: str | None = None
 
 
-def verify(session: Session, origin: str, publics: list[bytes]) -> Finding:
+def verify(session: Session, trust_list: TrustList, node_id: str) -> Finding:
     """Check every entry against its stored leaf hash and position, and every
     checkpoint's root and signature; name the first thing that does not hold."""
     frontier = merkle.CompactRange()
@@ -179,7 +199,7 @@ def verify(session: Session, origin: str, publics: list[bytes]) -> Finding:
             )
         frontier.append(row.leaf_hash)
         while target is not None and target.size == frontier.size:
-            problem = _check_checkpoint(target, frontier, origin, publics)
+            problem = _check_checkpoint(target, frontier, trust_list, node_id)
             if problem:
                 return Finding(
                     False,
@@ -202,20 +222,14 @@ def verify(session: Session, origin: str, publics: list[bytes]) -> Finding:
 
 
 def _check_checkpoint(
-    row: AuditCheckpoint, frontier: merkle.CompactRange, origin: str, publics: list[bytes]
+    row: AuditCheckpoint, frontier: merkle.CompactRange, trust_list: TrustList, node_id: str
 ) -> str | None:
-    """The checkpoint must be signed by one of the node's signing keys (any, since keys
-    rotate) and state exactly the root of the entries before it."""
-    parsed = None
-    for public in publics:
-        try:
-            body, _ = note.open_note(row.note, {origin: public})
-            parsed = note.parse_checkpoint(body)
-            break
-        except note.NoteError:
-            continue
-    if parsed is None:
+    """The checkpoint must be signed by one of the node's signing keys and state exactly
+    the root of the entries before it."""
+    opened = open_checkpoint(row.note, trust_list, node_id)
+    if opened is None:
         return f"checkpoint at size {row.size} is not signed by this node's keys"
+    parsed = opened[1]
     if parsed.size != row.size or parsed.root != frontier.root() or row.root != parsed.root:
         return f"checkpoint at size {row.size} does not match the entries"
     return None

@@ -28,7 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.audit import merkle, note
-from gateway.audit.log import origin_of
+from gateway.audit.log import open_checkpoint, origin_of
 from gateway.errors import GatewayError, PeerError
 from gateway.models import WitnessState
 from gateway.node import Node
@@ -72,25 +72,14 @@ class Witness:
             if e.code == "peer-error" and "404" in e.message:
                 return None
             raise
-        origin = origin_of(trust_list.federation, peer)
-        publics = [k.pub for k in trust_list.keys.keys_of(peer) if k.use == "sig"]
-        body = None
-        for public in publics:
-            try:
-                body, _ = note.open_note(text, {origin: public})
-                break
-            except note.NoteError:
-                continue
-        if body is None:
+        opened = open_checkpoint(text, trust_list, peer)
+        if opened is None:
             raise note.NoteError(
                 "note-unverified",
-                f"{peer}'s checkpoint is not signed by any of its keys in the trust list",
+                f"{peer}'s checkpoint is not signed by any of its keys in the trust list, "
+                f"for origin {origin_of(trust_list.federation, peer)!r}",
             )
-        checkpoint = note.parse_checkpoint(body)
-        if checkpoint.origin != origin:
-            raise note.NoteError(
-                "note-unverified", f"checkpoint origin {checkpoint.origin!r} is not {origin!r}"
-            )
+        body, checkpoint = opened
         with node.sessions() as session:
             state = session.get(WitnessState, peer)
             problem = None
