@@ -1,0 +1,292 @@
+"""A fast path for loading a message body, compiled from the marshmallow schema itself.
+
+Marshmallow spends most of a load in its generic machinery (error stores, getters,
+per-field ``deserialize`` wrappers, hook resolution), not in the checks the schemas
+declare. :func:`compile_loader` walks a schema's declared load fields once and
+builds plain closures that run the same checks in the same order:
+
+* the schema's own rules: a ``dict`` only, unknown members refused (``RAISE``),
+  required members present, output keys in declaration order;
+* each field's own ``_deserialize`` (the project's ``Text``, ``Code``,
+  ``PatternText``, ``PartialDate``, ``LatinText`` and their subclasses, and
+  marshmallow's ``Integer``, ``String``, ``Boolean``), then its validators
+  (``Range``, ``OneOf``, ...), exactly as ``Field.deserialize`` calls them;
+* ``List`` and ``StrictList`` (a ``list`` only, length before items) and ``Nested``
+  (recursively, honouring the nested field's ``unknown``);
+* the schema's ``@validates_schema`` hooks, called on the loaded data in the order
+  and with the arguments marshmallow uses.
+
+The loader only ever *accepts*: it returns the loaded body, or ``None`` when
+anything does not hold, and the caller then runs marshmallow, whose decision and
+error messages are the ones that count. So a body the loader accepts must be one
+marshmallow accepts with the same output; ``tests/test_schemas_fastcheck.py``
+checks that for every registered type on examples and generated mutations.
+
+Anything the compiler does not know is left to marshmallow, never guessed at: a
+field class outside the list above (or one overriding ``deserialize`` or
+``_validate``, or with field-level pre/post-load functions, a ``load_default``,
+``allow_none``, or a dotted ``attribute``) is loaded by that field's own
+``deserialize``; a schema with ``pre_load``, ``post_load`` or ``@validates`` hooks,
+``many``, ``partial`` or another ``unknown`` policy than ``RAISE`` is loaded by
+``schema.load``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+from marshmallow import RAISE, Schema, ValidationError, fields
+from marshmallow.decorators import POST_LOAD, PRE_LOAD, VALIDATES, VALIDATES_SCHEMA
+from marshmallow.utils import missing
+
+from . import common
+
+# A compiled loader takes (value, data of the enclosing object) and returns the loaded
+# value, or raises _Reject / ValidationError.
+_Loader = Callable[[Any, Any], Any]
+
+
+class _Reject(Exception):
+    """The fast path does not accept this value; marshmallow decides."""
+
+
+_REJECT = _Reject()
+
+#: Field classes whose ``_deserialize`` is a function of the value alone (no nested
+#: schema, no partial, no context), so calling it is what ``Field.deserialize`` does
+#: between its missing/None handling and its validators.
+_LEAF_DESERIALIZERS = frozenset(
+    {
+        common.Text._deserialize,
+        common.LatinText._deserialize,
+        common.Code._deserialize,
+        common.PatternText._deserialize,
+        common.PartialDate._deserialize,
+        fields.Integer._deserialize,
+        fields.String._deserialize,
+        fields.Boolean._deserialize,
+    }
+)
+
+
+@cache
+def loader_for(schema: Schema) -> Callable[[object], dict[str, Any] | None] | None:
+    """:func:`compile_loader`, once per schema instance (schemas hold no per-call state)."""
+    return compile_loader(schema)
+
+
+def compile_loader(schema: Schema) -> Callable[[object], dict[str, Any] | None] | None:
+    """A fast loader for ``schema`` (an instance), or None if the schema itself is not
+    one the compiler knows (then every body goes to ``schema.load``)."""
+    compiled = _compile_schema(schema, None)
+    if compiled is None:
+        return None
+    load = compiled
+
+    def fast_load(body: object) -> dict[str, Any] | None:
+        try:
+            return load(body, None)  # type: ignore[no-any-return]
+        except (_Reject, ValidationError):
+            return None
+
+    return fast_load
+
+
+def uncompiled_fields(schema: Schema) -> list[str]:
+    """Paths of the fields that the compiled loader hands to marshmallow's own
+    ``deserialize`` (``[]`` marks list items); empty when everything is compiled."""
+    found: list[str] = []
+    _walk_uncompiled(schema, "", found, set())  # a schema nested in itself is walked once
+    return found
+
+
+def _walk_uncompiled(schema: Schema, prefix: str, found: list[str], seen: set[type]) -> None:
+    if type(schema) in seen:
+        return
+    seen.add(type(schema))
+    for attr_name, field in schema.load_fields.items():
+        path = f"{prefix}{attr_name}"
+        while True:
+            implementation = type(field)._deserialize
+            if not _standard_field(field):
+                found.append(path)
+            elif implementation in (common.StrictList._deserialize, fields.List._deserialize):
+                field, path = field.inner, path + "[]"  # type: ignore[attr-defined]
+                continue
+            elif implementation is fields.Nested._deserialize and not field.many:  # type: ignore[attr-defined]
+                _walk_uncompiled(field.schema, path + ".", found, seen)  # type: ignore[attr-defined]
+            elif implementation not in _LEAF_DESERIALIZERS:
+                found.append(path)
+            break
+
+
+def _standard_field(field: fields.Field[Any]) -> bool:
+    """True when ``field.deserialize`` is marshmallow's own, with nothing around
+    ``_deserialize`` and the validators that the compiled loader would skip."""
+    cls = type(field)
+    return (
+        cls.deserialize is fields.Field.deserialize
+        and cls._validate is fields.Field._validate
+        and cls._validate_missing is fields.Field._validate_missing
+        and not field.pre_load
+        and not field.post_load
+        and not field.allow_none
+    )
+
+
+def _compile_field(field: fields.Field[Any], attr: str | None) -> _Loader:
+    """``attr`` is what marshmallow passes as ``attr``: the member's key in its object,
+    None for list items."""
+    compiled = _compile_known_field(field, attr) if _standard_field(field) else None
+    if compiled is None:
+        # Not a class the compiler knows: marshmallow loads this field (only).
+        deserialize = field.deserialize
+        return lambda value, data: deserialize(value, attr, data)
+    validators = tuple(field.validators)
+    if not validators:
+        return compiled
+
+    def validated(value: Any, data: Any) -> Any:
+        output = compiled(value, data)
+        for validator in validators:
+            validator(output)
+        return output
+
+    return validated
+
+
+def _compile_known_field(field: fields.Field[Any], attr: str | None) -> _Loader | None:
+    implementation = type(field)._deserialize
+    if implementation in _LEAF_DESERIALIZERS:
+        deserialize = field._deserialize
+
+        def leaf(value: Any, data: Any) -> Any:
+            if value is None:  # Field.deserialize: "Field may not be null."
+                raise _REJECT
+            return deserialize(value, attr, data)
+
+        return leaf
+    if implementation is common.StrictList._deserialize:
+        assert isinstance(field, common.StrictList)
+        inner = _compile_field(field.inner, None)
+        low, high = field.min_items, field.max_items
+
+        def strict_list(value: Any, data: Any) -> list[Any]:
+            # List items get no attr and no data (marshmallow's List does the same).
+            if type(value) is not list or not low <= len(value) <= high:
+                raise _REJECT
+            return [inner(item, None) for item in value]
+
+        return strict_list
+    if implementation is fields.List._deserialize:
+        assert isinstance(field, fields.List)
+        inner = _compile_field(field.inner, None)
+
+        def plain_list(value: Any, data: Any) -> list[Any]:
+            if type(value) is not list:
+                raise _REJECT
+            return [inner(item, None) for item in value]
+
+        return plain_list
+    if implementation is fields.Nested._deserialize:
+        assert isinstance(field, fields.Nested)
+        if field.many:
+            return None
+        return _lazy_nested(field)
+    return None
+
+
+def _lazy_nested(field: fields.Nested) -> _Loader:
+    """The nested schema is compiled when first needed: marshmallow builds it lazily
+    too, and a schema may nest itself (through a callable) to any depth."""
+    compiled: list[_Loader] = []
+
+    def nested(value: Any, data: Any) -> Any:
+        if not compiled:
+            schema = field.schema
+            loader = None if schema.many else _compile_schema(schema, field.unknown)
+            if loader is None:
+                deserialize, attr = field.deserialize, field.name
+                loader = lambda value, data: deserialize(value, attr, data)  # noqa: E731
+            compiled.append(loader)
+        return compiled[0](value, data)
+
+    return nested
+
+
+def _compile_schema(schema: Schema, unknown: str | None) -> _Loader | None:
+    """Mirror ``Schema._do_load`` for one object (many=False, partial unset)."""
+    policy = schema.unknown if unknown is None else unknown
+    hooks = schema._hooks
+    if (
+        schema.many
+        or schema.partial not in (None, False)
+        or policy != RAISE
+        or schema.dict_class is not dict
+        or hooks[PRE_LOAD]
+        or hooks[POST_LOAD]
+        or hooks[VALIDATES]
+    ):
+        return None
+
+    members: list[tuple[str, str, bool, bool, _Loader, fields.Field[Any]]] = []
+    for attr_name, field in schema.load_fields.items():
+        in_key = field.data_key if field.data_key is not None else attr_name
+        out_key = field.attribute or attr_name
+        if "." in out_key:  # marshmallow's set_value would build nested dicts
+            return None
+        # A missing optional member is skipped unless the field has something to say
+        # about it (a load_default, or its own missing check).
+        plain_missing = (
+            field.load_default is missing
+            and type(field)._validate_missing is fields.Field._validate_missing
+        )
+        members.append(
+            (
+                in_key,
+                out_key,
+                field.required,
+                plain_missing,
+                _compile_field(field, in_key),
+                field,
+            )
+        )
+    allowed = frozenset(member[0] for member in members)
+
+    # _invoke_schema_validators runs pass_collection hooks first, then the others,
+    # each group in the order of schema._hooks; it looks the method up by name.
+    ordered = [h for h in hooks[VALIDATES_SCHEMA] if h[1]] + [
+        h for h in hooks[VALIDATES_SCHEMA] if not h[1]
+    ]
+    validators = [
+        (getattr(schema, name), bool(options.get("pass_original", False)))
+        for name, _, options in ordered
+    ]
+    partial = schema.partial
+
+    def load(data: Any, _enclosing: Any) -> dict[str, Any]:
+        if type(data) is not dict or not allowed.issuperset(data):
+            raise _REJECT
+        loaded: dict[str, Any] = {}
+        for in_key, out_key, required, plain_missing, field_loader, field in members:
+            value = data.get(in_key, missing)
+            if value is missing:
+                if required:
+                    raise _REJECT
+                if plain_missing:
+                    continue
+                default = field.deserialize(missing, in_key, data)
+                if default is not missing:
+                    loaded[out_key] = default
+                continue
+            loaded[out_key] = field_loader(value, data)
+        for validator, pass_original in validators:
+            if pass_original:
+                validator(loaded, data, partial=partial, many=False, unknown=policy)
+            else:
+                validator(loaded, partial=partial, many=False, unknown=policy)
+        return loaded
+
+    return load
