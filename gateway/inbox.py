@@ -1,8 +1,8 @@
 """Receiving envelopes from peers (PROTOCOL §3 steps 6 and 9, §4, §7) and reading the inbox.
 
 ``receive`` runs the opening pipeline, answers a retry of an accepted envelope
-with the stored receipt, and stores the message, its receipt and (later) the
-audit entry in one transaction. Every refusal is recorded in
+with the stored receipt, and stores the message, its receipt and its audit
+entry in one transaction. Every refusal is recorded in
 ``inbound_rejections`` so an operator can see what was refused and why.
 """
 
@@ -10,20 +10,22 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, insert, or_, select
+from sqlalchemy import Connection, bindparam, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gateway import sovereignty
 from gateway.audit import log as audit
-from gateway.envelope import Envelope, Rejected, make_receipt, open_envelope
+from gateway.envelope import Envelope, Opened, Rejected, make_receipt, open_envelope
 from gateway.errors import ApiError
 from gateway.models import InboundMessage, InboundRejection, is_row_id
 from gateway.node import Node
 from gateway.trust_sync import note_announcement
+from keys.keypair import SigningKeyPair
 from schemas.b64 import b64e
 
 # HTTP status for each rejection code (PROTOCOL §7 only requires "4xx").
@@ -46,7 +48,7 @@ class Answer:
 
 
 # The receive path is the node's hot path: its two statements are built once and run
-# on the session's connection (Core), skipping per-request ORM statement building.
+# on a Core connection, skipping per-request statement building and the ORM session.
 _INBOUND = InboundMessage.__table__
 _FIND_STORED = select(_INBOUND.c.ph, _INBOUND.c.ch, _INBOUND.c.receipt).where(
     _INBOUND.c.sender == bindparam("sender"), _INBOUND.c.envelope_id == bindparam("envelope_id")
@@ -59,17 +61,13 @@ class _Retry(Exception):
         self.receipt = receipt
 
 
-def _replay_check(session: Session):  # type: ignore[no-untyped-def]
+def _replay_check(connection: Connection) -> Callable[[Envelope], None]:
     def check(envelope: Envelope) -> None:
         """§3 step 6: same (from.node, id): same hashes is a retry, else a replay."""
-        stored = (
-            session.connection()
-            .execute(
-                _FIND_STORED,
-                {"sender": envelope.header.sender.node, "envelope_id": envelope.header.id},
-            )
-            .first()
-        )
+        stored = connection.execute(
+            _FIND_STORED,
+            {"sender": envelope.header.sender.node, "envelope_id": envelope.header.id},
+        ).first()
         if stored is None:
             return
         if stored.ph == envelope.ph and stored.ch == envelope.ch:
@@ -117,7 +115,10 @@ def receive(node: Node, raw: bytes, *, now: int | None = None, _again: bool = Tr
     """Handle one ``POST /xb1/envelopes`` body and return the HTTP answer."""
     at = int(time.time()) if now is None else now
     signing_key = node.signing_pair(at)
-    with node.sessions() as session:
+    refused: Rejected | None = None
+    # The accept path is the node's hot path: it runs on one Core connection, with no
+    # ORM unit of work. The replay check (step 6) reads on it; step 9 writes on it.
+    with node.engine.connect() as connection:
         try:
             trust_list = node.trust()
             opened = open_envelope(
@@ -127,7 +128,7 @@ def receive(node: Node, raw: bytes, *, now: int | None = None, _again: bool = Tr
                 enc_keys=node.keys.encryption_keys,
                 now=at,
                 limits=node.limits,
-                replay_check=_replay_check(session),
+                replay_check=_replay_check(connection),
             )
             # §3 step 8, local policy: what this node has suspended on its own authority.
             decision = sovereignty.covering(
@@ -144,82 +145,112 @@ def receive(node: Node, raw: bytes, *, now: int | None = None, _again: bool = Tr
         except _Retry as retry:
             return Answer(200, retry.receipt)
         except Rejected as error:
-            session.rollback()
-            receipt = None
-            if error.authenticated and error.envelope is not None:
-                receipt = make_receipt(
-                    error.envelope,
-                    receiver=node.id,
-                    signing_key=signing_key,
-                    reason=error.code,
-                    at=at,
-                )
-            record_rejection(session, node, raw, error, receipt, at)
-            claimed = error.envelope.header if error.envelope is not None else None
-            audit.record(
-                session,
-                "envelope-refused",
-                at=at,
-                code=error.code,
-                sender=claimed.sender.node if claimed else None,
-                id=claimed.id if claimed else None,
-                signed=error.authenticated,
-                size=len(raw),
-            )
-            session.commit()
-            if error.envelope is not None:
-                # A sender we cannot authenticate may be using a newer list than ours.
-                header = error.envelope.header
-                note_announcement(node, header.sender.node, header.tl, at)
-            status = STATUS.get(error.code, 400)
+            refused = error
+        else:
+            receipt = _store(connection, node, raw, opened, signing_key, at, again=_again)
             if receipt is not None:
-                return Answer(status, receipt)
-            return Answer(
-                status, json.dumps({"error": error.code, "message": error.message}).encode()
-            )
-        envelope = opened.envelope
-        receipt = make_receipt(envelope, receiver=node.id, signing_key=signing_key, at=at)
-        header = envelope.header
-        try:
-            session.connection().execute(
-                _STORE,
-                {
-                    "sender": header.sender.node,
-                    "envelope_id": header.id,
-                    "typ": header.typ,
-                    "ph": envelope.ph,
-                    "ch": envelope.ch,
-                    "iat": header.iat,
-                    "exp": header.exp,
-                    "wire": bytes(raw),
-                    "body_json": opened.payload.decode("utf-8"),
-                    "receipt": receipt,
-                    "received_at": at,
-                    "sender_kid": header.sender.kid,
-                },
-            )
-            audit.record(
-                session,
-                "envelope-accepted",
+                if opened.header.tl > trust_list.version:
+                    note_announcement(node, opened.header.sender.node, opened.header.tl, at)
+                return Answer(200, receipt)
+    if refused is None:
+        # The same (sender, id) was stored by a concurrent request between our step 6
+        # and now: run once more, and step 6 answers retry or replay.
+        return receive(node, raw, now=at, _again=False)
+    return _refuse(node, raw, refused, signing_key, at)
+
+
+def _store(
+    connection: Connection,
+    node: Node,
+    raw: bytes,
+    opened: Opened,
+    signing_key: SigningKeyPair,
+    at: int,
+    *,
+    again: bool,
+) -> bytes | None:
+    """§3 step 9: message, audit entry and receipt in one transaction. Returns the
+    receipt, or None if a concurrent request stored the same (sender, id) first (and
+    ``again`` allows one more run)."""
+    envelope = opened.envelope
+    header = envelope.header
+    receipt = make_receipt(envelope, receiver=node.id, signing_key=signing_key, at=at)
+    try:
+        audit.record(
+            connection,
+            "envelope-accepted",
+            at=at,
+            sender=header.sender.node,
+            id=header.id,
+            typ=header.typ,
+            ph=b64e(envelope.ph),
+            ch=b64e(envelope.ch),
+            tl=header.tl,
+        )
+        connection.execute(
+            _STORE,
+            {
+                "sender": header.sender.node,
+                "envelope_id": header.id,
+                "typ": header.typ,
+                "ph": envelope.ph,
+                "ch": envelope.ch,
+                "iat": header.iat,
+                "exp": header.exp,
+                "wire": bytes(raw),
+                "body_json": opened.payload.decode("utf-8"),
+                "receipt": receipt,
+                "received_at": at,
+                "sender_kid": header.sender.kid,
+            },
+        )
+        connection.commit()
+    except IntegrityError:
+        # The unique (sender, envelope_id) of the replay table refused the row: the
+        # audit entry goes with it, so the log keeps no gap (docs/decisions/0005).
+        connection.rollback()
+        if not again:
+            raise
+        return None
+    return receipt
+
+
+def _refuse(
+    node: Node, raw: bytes, error: Rejected, signing_key: SigningKeyPair, at: int
+) -> Answer:
+    """Record a refusal (and its audit entry), answer with a signed rejected receipt
+    once the sender is authenticated, else with the JSON error."""
+    with node.sessions() as session:
+        receipt = None
+        if error.authenticated and error.envelope is not None:
+            receipt = make_receipt(
+                error.envelope,
+                receiver=node.id,
+                signing_key=signing_key,
+                reason=error.code,
                 at=at,
-                sender=header.sender.node,
-                id=header.id,
-                typ=header.typ,
-                ph=b64e(envelope.ph),
-                ch=b64e(envelope.ch),
-                tl=header.tl,
             )
-            session.commit()
-        except IntegrityError:
-            # The same (sender, id) was stored by a concurrent request between our
-            # step 6 and now: run once more, and step 6 answers retry or replay.
-            session.rollback()
-            if not _again:
-                raise
-            return receive(node, raw, now=at, _again=False)
-        if header.tl > trust_list.version:
-            note_announcement(node, header.sender.node, header.tl, at)
-        return Answer(200, receipt)
+        record_rejection(session, node, raw, error, receipt, at)
+        claimed = error.envelope.header if error.envelope is not None else None
+        audit.record(
+            session,
+            "envelope-refused",
+            at=at,
+            code=error.code,
+            sender=claimed.sender.node if claimed else None,
+            id=claimed.id if claimed else None,
+            signed=error.authenticated,
+            size=len(raw),
+        )
+        session.commit()
+    if error.envelope is not None:
+        # A sender we cannot authenticate may be using a newer list than ours.
+        header = error.envelope.header
+        note_announcement(node, header.sender.node, header.tl, at)
+    status = STATUS.get(error.code, 400)
+    if receipt is not None:
+        return Answer(status, receipt)
+    return Answer(status, json.dumps({"error": error.code, "message": error.message}).encode())
 
 
 def inbox_view(message: InboundMessage, *, with_body: bool = True) -> dict[str, Any]:

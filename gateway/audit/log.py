@@ -39,11 +39,15 @@ _APPEND = text(
 )
 
 
-def record(session: Session, kind: str, *, at: int | None = None, **fields: Any) -> None:
-    """Append one entry in the caller's transaction (committed with it)."""
+def record(session: Session | Any, kind: str, *, at: int | None = None, **fields: Any) -> None:
+    """Append one entry in the caller's transaction (committed with it).
+
+    ``session`` is an ORM Session or a Core ``Connection`` (the receive path runs on
+    one, without a unit of work)."""
     when = int(time.time()) if at is None else at
     entry = xb1json.dumps({"kind": kind, "at": when, **fields})
-    if session.get_bind().dialect.name == "postgresql":
+    dialect = session.get_bind().dialect if isinstance(session, Session) else session.dialect
+    if dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
     session.execute(
         _APPEND, {"at": when, "kind": kind, "entry": entry, "leaf": merkle.leaf_hash(entry)}
