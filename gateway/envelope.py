@@ -24,7 +24,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, InitVar, dataclass, field
 from typing import Any, Protocol
 
 import nacl.bindings as sodium
@@ -155,10 +155,15 @@ class Envelope:
     canonical: bool = True  # is P byte-identical to its xb1-json re-serialisation?
     ph: bytes = field(init=False)
     ch: bytes = field(init=False)
+    _: KW_ONLY
+    # SHA-256(C) as ``seal`` just computed it for the signature; never from outside.
+    sealed_ch: InitVar[bytes | None] = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, sealed_ch: bytes | None) -> None:
         object.__setattr__(self, "ph", hashlib.sha256(self.protected).digest())
-        object.__setattr__(self, "ch", hashlib.sha256(self.ciphertext).digest())
+        if sealed_ch is None:
+            sealed_ch = hashlib.sha256(self.ciphertext).digest()
+        object.__setattr__(self, "ch", sealed_ch)
 
     def to_wire(self) -> bytes:
         return xb1json.dumps(
@@ -247,8 +252,9 @@ def seal(
         raise ValueError("recipient nodes must be unique")
     if not TYP_RE.match(typ) or not NODE_RE.match(sender) or ttl < 1:
         raise ValueError("typ, sender node id or ttl is not valid for an xb1 header")
-    if not all(NODE_RE.match(r.node) and KID_RE.match(r.kid) for r in recipients):
-        raise ValueError("a recipient node id or key id is not valid")
+    for r in recipients:
+        if not NODE_RE.match(r.node) or not KID_RE.match(r.kid):
+            raise ValueError("a recipient node id or key id is not valid")
     issued = int(time.time()) if iat is None else iat
     if (body is None) == (payload is None):
         raise ValueError("pass exactly one of body and payload")
@@ -268,25 +274,74 @@ def seal(
     )
     if not UUID_RE.match(parsed.id):
         raise ValueError("message id must be a lowercase RFC 9562 UUID")
-    protected = xb1json.dumps(
-        {
-            "suite": SUITE,
-            "typ": parsed.typ,
-            "id": parsed.id,
-            "iat": parsed.iat,
-            "exp": parsed.exp,
-            "from": {"node": sender, "kid": parsed.sender.kid},
-            "to": [{"node": e.node, "kid": e.kid, "wk": b64e(e.wk)} for e in parsed.to],
-            "nonce": b64e(nonce),
-            "kc": b64e(parsed.kc),
-            "tl": tl,
-        }
-    )
+    # Every string of the header was checked above; the sender's kid is computed, not given.
+    if _plain_integers(parsed.iat, parsed.exp, tl) and KID_RE.match(parsed.sender.kid):
+        protected = _written_header(parsed)
+    else:
+        protected = protected_header(parsed)
     ciphertext = sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(
         message, AAD_PREFIX + protected, nonce, cek
     )
-    signature = signing_key.sign(SIG_PREFIX + protected + hashlib.sha256(ciphertext).digest())
-    return Envelope(protected, ciphertext, signature, parsed)
+    ch = hashlib.sha256(ciphertext).digest()
+    signature = signing_key.sign(SIG_PREFIX + protected + ch)
+    return Envelope(protected, ciphertext, signature, parsed, sealed_ch=ch)
+
+
+def protected_header(header: Header) -> bytes:
+    """P: the xb1-json of ``header``'s members (PROTOCOL §3).
+
+    Every string member of a header that ``seal`` builds is ASCII without quotes or
+    backslashes (checked by the patterns above, or base64url), so its canonical form
+    is written directly, members in xb1-json's sorted order; this is a third of the
+    Python work of sealing to one recipient. Anything else (an integer outside
+    xb1-json's range, a bool, a string the patterns refuse) goes through
+    ``xb1json.dumps``, which refuses it or encodes it canonically;
+    ``tests/test_envelope.py`` checks that both always give the same bytes.
+    """
+    sender = header.sender
+    if (
+        _plain_integers(header.iat, header.exp, header.tl)
+        and TYP_RE.match(header.typ)
+        and UUID_RE.match(header.id)
+        and NODE_RE.match(sender.node)
+        and KID_RE.match(sender.kid)
+        and all(NODE_RE.match(e.node) and KID_RE.match(e.kid) for e in header.to)
+    ):
+        return _written_header(header)
+    return xb1json.dumps(
+        {
+            "suite": SUITE,
+            "typ": header.typ,
+            "id": header.id,
+            "iat": header.iat,
+            "exp": header.exp,
+            "from": {"node": sender.node, "kid": sender.kid},
+            "to": [{"node": e.node, "kid": e.kid, "wk": b64e(e.wk)} for e in header.to],
+            "nonce": b64e(header.nonce),
+            "kc": b64e(header.kc),
+            "tl": header.tl,
+        }
+    )
+
+
+def _written_header(header: Header) -> bytes:
+    """P written out directly; only for headers whose strings are checked and whose
+    integers are plain ints in xb1-json's range (see :func:`protected_header`)."""
+    sender = header.sender
+    to = ",".join(f'{{"kid":"{e.kid}","node":"{e.node}","wk":"{b64e(e.wk)}"}}' for e in header.to)
+    return (
+        f'{{"exp":{header.exp},"from":{{"kid":"{sender.kid}","node":"{sender.node}"}},'
+        f'"iat":{header.iat},"id":"{header.id}","kc":"{b64e(header.kc)}",'
+        f'"nonce":"{b64e(header.nonce)}","suite":"{SUITE}","tl":{header.tl},"to":[{to}],'
+        f'"typ":"{header.typ}"}}'
+    ).encode("ascii")
+
+
+def _plain_integers(*values: object) -> bool:
+    return all(
+        type(value) is int and -xb1json.MAX_SAFE_INTEGER <= value <= xb1json.MAX_SAFE_INTEGER
+        for value in values
+    )
 
 
 # --------------------------------------------------------------------------- opening

@@ -8,6 +8,7 @@ come from ``gateway.vectors``, so these tests and the published vectors agree.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -20,15 +21,20 @@ from hypothesis import strategies as st
 from gateway.envelope import (
     MAX_RECIPIENTS,
     REJECTION_CODES,
+    SUITE,
     Envelope,
+    Header,
     Limits,
+    Party,
     ReceiptInvalid,
     Recipient,
+    RecipientEntry,
     Rejected,
     check_header_members,
     key_commitment,
     make_receipt,
     open_envelope,
+    protected_header,
     seal,
     step1_parse_outer,
     step2_parse_header,
@@ -480,3 +486,83 @@ def test_receipt_by_an_untrusted_signer_is_invalid() -> None:
 def test_make_receipt_refuses_unknown_reasons() -> None:
     with pytest.raises(ValueError, match="unknown rejection code"):
         make_receipt(BASE, receiver="UZ", signing_key=UZ.sig, reason="bored", at=NOW)
+
+
+# --------------------------------------------------------------------------- P written directly
+
+
+def members_as_dumped(header: Header) -> bytes:
+    """P the way xb1json.dumps writes it: what protected_header must equal."""
+    return xb1json.dumps(
+        {
+            "suite": SUITE,
+            "typ": header.typ,
+            "id": header.id,
+            "iat": header.iat,
+            "exp": header.exp,
+            "from": {"node": header.sender.node, "kid": header.sender.kid},
+            "to": [{"node": e.node, "kid": e.kid, "wk": b64e(e.wk)} for e in header.to],
+            "nonce": b64e(header.nonce),
+            "kc": b64e(header.kc),
+            "tl": header.tl,
+        }
+    )
+
+
+_hex = "0123456789abcdef"
+nodes = st.from_regex(r"[A-Z]{2}(-[A-Z0-9]{1,16})?", fullmatch=True)
+kids = st.text(_hex, min_size=32, max_size=32)
+# Integers around xb1-json's limits, and values that are not plain ints at all.
+header_integers = st.one_of(
+    st.integers(0, 2**40),
+    st.integers(-(2**60), 2**60),
+    st.sampled_from([2**53 - 1, 2**53, -(2**53) + 1, -(2**53), True, False]),
+)
+strings = st.one_of(st.text(max_size=12), st.sampled_from(['a"b', "a\\b", "é", "\u2028"]))
+
+
+@st.composite
+def headers(draw: st.DrawFn) -> Header:
+    def odd() -> bool:  # now and then a member the patterns refuse, one at a time
+        return draw(st.integers(0, 7)) == 0
+
+    typ_pattern = r"[a-z][a-z0-9-]{0,31}/[1-9][0-9]{0,3}"
+    return Header(
+        typ=draw(strings) if odd() else draw(st.from_regex(typ_pattern, fullmatch=True)),
+        id=draw(strings) if odd() else str(draw(st.uuids(version=4))),
+        iat=draw(header_integers),
+        exp=draw(header_integers),
+        sender=Party(
+            draw(strings) if odd() else draw(nodes), draw(strings) if odd() else draw(kids)
+        ),
+        to=tuple(
+            RecipientEntry(
+                draw(strings) if odd() else draw(nodes),
+                draw(strings) if odd() else draw(kids),
+                draw(st.binary(min_size=80, max_size=80)),
+            )
+            for _ in range(draw(st.integers(1, 4)))
+        ),
+        nonce=draw(st.binary(min_size=24, max_size=24)),
+        kc=draw(st.binary(min_size=32, max_size=32)),
+        tl=draw(header_integers),
+    )
+
+
+@settings(max_examples=800, deadline=None)
+@given(header=headers())
+def test_protected_header_is_exactly_what_xb1json_writes(header: Header) -> None:
+    try:
+        expected = members_as_dumped(header)
+    except WireFormatError:
+        with pytest.raises(WireFormatError):
+            protected_header(header)
+        return
+    assert protected_header(header) == expected
+
+
+def test_sealed_header_is_exactly_what_xb1json_writes() -> None:
+    envelope = seal_alert(recipients=(UZ, TJ))
+    assert envelope.protected == members_as_dumped(envelope.header)
+    assert envelope.ch == hashlib.sha256(envelope.ciphertext).digest()
+    assert envelope.ph == hashlib.sha256(envelope.protected).digest()
