@@ -176,17 +176,6 @@ def _store(
     header = envelope.header
     receipt = make_receipt(envelope, receiver=node.id, signing_key=signing_key, at=at)
     try:
-        audit.record(
-            connection,
-            "envelope-accepted",
-            at=at,
-            sender=header.sender.node,
-            id=header.id,
-            typ=header.typ,
-            ph=b64e(envelope.ph),
-            ch=b64e(envelope.ch),
-            tl=header.tl,
-        )
         connection.execute(
             _STORE,
             {
@@ -204,10 +193,21 @@ def _store(
                 "sender_kid": header.sender.kid,
             },
         )
+        audit.record(
+            connection,
+            "envelope-accepted",
+            at=at,
+            sender=header.sender.node,
+            id=header.id,
+            typ=header.typ,
+            ph=b64e(envelope.ph),
+            ch=b64e(envelope.ch),
+            tl=header.tl,
+        )
         connection.commit()
     except IntegrityError:
-        # The unique (sender, envelope_id) of the replay table refused the row: the
-        # audit entry goes with it, so the log keeps no gap (docs/decisions/0005).
+        # The unique (sender, envelope_id) of the replay table refused the row, before
+        # any audit entry was appended (docs/decisions/0005).
         connection.rollback()
         if not again:
             raise

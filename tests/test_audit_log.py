@@ -5,6 +5,7 @@ or reordering of stored entries is found."""
 from __future__ import annotations
 
 import threading
+import time
 
 from click.testing import CliRunner
 from sqlalchemy import delete, select, update
@@ -173,3 +174,36 @@ def test_concurrent_appends_get_dense_positions(make_federation):
     seqs = [seq for seq, _ in kinds(kz)]
     assert seqs == list(range(1, len(seqs) + 1))
     assert sum(1 for _, e in kinds(kz) if e["kind"] == "test") == 60
+
+
+def test_an_append_that_waited_for_another_takes_the_next_position(make_federation):
+    """The second writer starts while the first holds the right to append (SQLite's
+    writer lock, PostgreSQL's advisory lock) and must still get the next position
+    once the first commits, with no gap and no duplicate."""
+    fed = make_federation(("KZ", "KG"), serve=False)
+    kz = fed["KZ"]
+    first = kz.node.sessions()
+    log.record(first, "test", n=1)
+    waiting = threading.Event()
+    errors = []
+
+    def second():
+        try:
+            with kz.node.sessions() as session:
+                waiting.set()
+                log.record(session, "test", n=2)
+                session.commit()
+        except Exception as e:  # collected and asserted below
+            errors.append(e)
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    waiting.wait()
+    time.sleep(0.5)  # the second append is now blocked behind the first
+    first.commit()
+    first.close()
+    thread.join(timeout=30)
+    assert errors == []
+    entries = kinds(kz)
+    assert [seq for seq, _ in entries] == list(range(1, len(entries) + 1))
+    assert [e["n"] for _, e in entries if e["kind"] == "test"] == [1, 2]

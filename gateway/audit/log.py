@@ -33,10 +33,24 @@ from schemas import xb1json
 from schemas.b64 import b64e
 
 ADVISORY_LOCK_KEY = 0x78623161  # "xb1a"
-_APPEND = text(
-    "INSERT INTO audit_entries (seq, at, kind, entry, leaf_hash) "
-    "SELECT COALESCE(MAX(seq), 0) + 1, :at, :kind, :entry, :leaf FROM audit_entries"
-)
+_APPEND = {
+    # For a writer that alone may append: under SQLite's single writer lock, or on
+    # PostgreSQL once this transaction holds the advisory lock.
+    "plain": text(
+        "INSERT INTO audit_entries (seq, at, kind, entry, leaf_hash) "
+        "SELECT COALESCE(MAX(seq), 0) + 1, :at, :kind, :entry, :leaf FROM audit_entries"
+    ),
+    # PostgreSQL, one round trip: take the transaction-scoped lock, then append. The
+    # statement's snapshot predates the lock, so when another append committed while
+    # this one waited for the lock, MAX(seq) is stale and seq MAX + 1 exists: nothing
+    # is inserted, and record() appends again under the lock it now holds.
+    "postgresql": text(
+        "WITH xb1_audit_lock AS (SELECT pg_advisory_xact_lock(:lock_key)) "
+        "INSERT INTO audit_entries (seq, at, kind, entry, leaf_hash) "
+        "SELECT (SELECT COALESCE(MAX(seq), 0) FROM audit_entries) + 1, :at, :kind, :entry, :leaf "
+        "FROM xb1_audit_lock ON CONFLICT (seq) DO NOTHING RETURNING seq"
+    ),
+}
 
 
 def record(session: Session | Any, kind: str, *, at: int | None = None, **fields: Any) -> None:
@@ -47,11 +61,15 @@ def record(session: Session | Any, kind: str, *, at: int | None = None, **fields
     when = int(time.time()) if at is None else at
     entry = xb1json.dumps({"kind": kind, "at": when, **fields})
     dialect = session.get_bind().dialect if isinstance(session, Session) else session.dialect
-    if dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
-    session.execute(
-        _APPEND, {"at": when, "kind": kind, "entry": entry, "leaf": merkle.leaf_hash(entry)}
-    )
+    values = {"at": when, "kind": kind, "entry": entry, "leaf": merkle.leaf_hash(entry)}
+    if dialect.name != "postgresql":
+        session.execute(_APPEND["plain"], values)
+        return
+    appended = session.execute(_APPEND["postgresql"], {**values, "lock_key": ADVISORY_LOCK_KEY})
+    if appended.first() is None:
+        # It waited for the lock behind another append, which has committed since:
+        # append again, in a statement whose snapshot sees that entry.
+        session.execute(_APPEND["plain"], values)
 
 
 def origin_of(federation: str, node_id: str) -> str:
