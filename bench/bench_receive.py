@@ -213,6 +213,29 @@ def fire(label: str, port: int, method: str, path: str, bodies: list[bytes] | No
 # --------------------------------------------------------------------------- database
 
 
+def count_statements(node: Node) -> dict[str, int]:
+    """Count, from now on, the statements, commits and connection checkouts of ``node``'s
+    engine (SQLAlchemy events; the pool's liveness ping on PostgreSQL is not a counted
+    statement)."""
+    from sqlalchemy import event
+
+    counts = {"statements": 0, "commits": 0, "checkouts": 0}
+
+    def statement(*_: object) -> None:
+        counts["statements"] += 1
+
+    def commit(*_: object) -> None:
+        counts["commits"] += 1
+
+    def checkout(*_: object) -> None:
+        counts["checkouts"] += 1
+
+    event.listen(node.engine, "before_cursor_execute", statement)
+    event.listen(node.engine, "commit", commit)
+    event.listen(node.engine.pool, "checkout", checkout)
+    return counts
+
+
 def backend_pids(admin_url: str, database: str) -> Callable[[], list[int]]:
     """A function listing the PostgreSQL backend processes serving ``database`` (the server
     runs on this machine, so their CPU time can be read from /proc like gunicorn's)."""
@@ -348,11 +371,15 @@ def run(args: argparse.Namespace) -> None:
 
         if inproc:
             batch = rest[:inproc]
+            counts = count_statements(node)
             began = time.perf_counter()
             answers = [receive(node, raw).status for raw in batch]
             seconds = time.perf_counter() - began
             print(f"  in-process receive() on 1 thread, no HTTP: {len(batch) / seconds:,.0f}/s "
                   f"({1000 * seconds / len(batch):.2f} ms each, {answers.count(200)} accepted)")
+            print(f"  per accepted envelope: {counts['statements'] / len(batch):.1f} SQL "
+                  f"statements, {counts['commits'] / len(batch):.1f} commits, "
+                  f"{counts['checkouts'] / len(batch):.1f} pool checkouts")
         if args.profile:
             batch = rest[inproc: inproc + args.profile_messages]
             profiler = cProfile.Profile()
