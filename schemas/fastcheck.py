@@ -194,11 +194,11 @@ def _compile_known_field(field: fields.Field[Any], attr: str | None) -> _Loader 
         assert isinstance(field, fields.Nested)
         if field.many:
             return None
-        return _lazy_nested(field)
+        return _lazy_nested(field, attr)
     return None
 
 
-def _lazy_nested(field: fields.Nested) -> _Loader:
+def _lazy_nested(field: fields.Nested, attr: str | None) -> _Loader:
     """The nested schema is compiled when first needed: marshmallow builds it lazily
     too, and a schema may nest itself (through a callable) to any depth."""
     compiled: list[_Loader] = []
@@ -208,7 +208,7 @@ def _lazy_nested(field: fields.Nested) -> _Loader:
             schema = field.schema
             loader = None if schema.many else _compile_schema(schema, field.unknown)
             if loader is None:
-                deserialize, attr = field.deserialize, field.name
+                deserialize = field.deserialize
                 loader = lambda value, data: deserialize(value, attr, data)  # noqa: E731
             compiled.append(loader)
         return compiled[0](value, data)
