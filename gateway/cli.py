@@ -936,6 +936,12 @@ def audit_check(bundle: str) -> None:
         f"Evidence verifies: {summary['node']}'s log of {summary['checkpoint_size']} "
         f"entries contains {', '.join(summary['shown'])} for {summary['message']}."
     )
+    witnesses = summary["witnesses"]
+    click.echo(
+        f"Checkpoint co-signed by {', '.join(witnesses)}."
+        if witnesses
+        else "Checkpoint not co-signed by any other member (witnessing had not reached it)."
+    )
     click.echo(
         f"Trust list version {summary['trust_list_version']}, SHA-256 "
         f"{summary['trust_list_sha256']}: compare it with the published one."
@@ -946,8 +952,9 @@ def audit_check(bundle: str) -> None:
 @click.option("--peer", default=None, help="Only this member (default: every other member).")
 @click.pass_obj
 def audit_witness(obj: Context, peer: str | None) -> None:
-    """Fetch peers' audit checkpoints, check consistency, co-sign (dispatchers do this
-    on their own every checkpoint_interval seconds)."""
+    """Fetch peers' audit checkpoints, check consistency, co-sign, and collect their
+    co-signatures of this node's checkpoints (dispatchers do this on their own every
+    checkpoint_interval seconds)."""
     from gateway.audit.witness import Witness
 
     node = obj.node()
@@ -961,6 +968,9 @@ def audit_witness(obj: Context, peer: str | None) -> None:
             click.echo(f"{member}: ALARM [{state.problem_code}] {state.problem}")
         else:
             click.echo(f"{member}: {state.size} entries, consistent, co-signed")
+        collected = witness.collect(member)
+        if collected:
+            click.echo(f"{member}: co-signed this node's checkpoint; co-signature kept")
 
 
 @audit.command("reset-witness")
