@@ -1004,6 +1004,34 @@ def audit_reset_witness(obj: Context, peer: str, reason: str, who: str) -> None:
     click.echo(f"Witness state of {peer} cleared by {who}.")
 
 
+@audit.command("dpo")
+@click.option("--since", help="First local day (YYYY-MM-DD); default 30 days ago.")
+@click.option("--until", help="Last local day (YYYY-MM-DD), included; default now.")
+@click.option("--by", "who", required=True, help="Who asks (recorded in the audit log).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@click.pass_obj
+def audit_dpo(obj: Context, since: str | None, until: str | None, who: str, as_json: bool) -> None:
+    """The data protection officer's report: who consulted and who disclosed what and
+    why, unusual access (off-hours, bulk reads, many hit queries, reads without a
+    justification) and stored messages due for purge. Exit 3 when anything is flagged."""
+    from gateway.audit import oversight
+
+    node = obj.node()
+    now = int(time.time())
+    with node.sessions() as session:
+        start, end = oversight.period(node.settings, since, until, now)
+        result = oversight.report(
+            session, node.settings, since=start, until=end, now=now, by=f"cli {who}"
+        )
+        session.commit()
+    if as_json:
+        click.echo(json.dumps(result, ensure_ascii=False, indent=2))
+    else:
+        click.echo(oversight.render(result, node.settings))
+    if result["unusual"] or any(item["overdue"] for item in result["due_for_purge"]):
+        sys.exit(3)
+
+
 # ---------------------------------------------------------------------------- demo
 
 
