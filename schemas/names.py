@@ -44,7 +44,15 @@ from types import MappingProxyType
 
 from schemas.translit import LANGUAGES, TABLES, has_cyrillic, to_latin
 
-__all__ = ["COLLAPSED", "KEY_VERSION", "LETTER_VALUES", "NOT_COLLAPSED", "match_keys", "normalise"]
+__all__ = [
+    "COLLAPSED",
+    "KEY_VERSION",
+    "LETTER_VALUES",
+    "NOT_COLLAPSED",
+    "markdown_section",
+    "match_keys",
+    "normalise",
+]
 
 #: Prefix of every key; bump it whenever a rule below changes.
 KEY_VERSION = "n1"
@@ -102,7 +110,8 @@ NOT_COLLAPSED: tuple[tuple[str, str], ...] = (
     ("u / o", "Uzbek Ў is U in Doc 9303 but Oʻ in the national alphabet; collapsing "
      "u with o would merge many distinct names. A Cyrillic name gets both keys."),
     ("yo / e", "Doc 9303 writes Ё as E (Elkina), other systems YO (Yolkina); "
-     "collapsing would merge Yo'ldosh with Eldosh. A Cyrillic name gets both keys."),
+     "collapsing would merge Yoʻldosh (Йўлдош) with Eldosh. A Cyrillic name gets both "
+     "keys."),
     ("a / o", "Uzbek and Tajik names written the Russian way (Yuldashev) and the "
      "national way (Yoʻldoshev) differ in vowels; those are different spellings of "
      "record, not transliteration variants."),
@@ -114,13 +123,14 @@ NOT_COLLAPSED: tuple[tuple[str, str], ...] = (
     ("ks / x", "X is Uzbek Х (Xurshid), so it collapses with H; Alexander and "
      "Aleksandr therefore do not match."),
     ("c / ts / k", "C alone is Ц in Polish/Czech and K in English; too ambiguous."),
-    ("tj, tsj", "Dutch and Scandinavian spellings of Ч and Ть; none of our "
-     "systems produce them."),
+    ("tj, tsj", "Swedish TJ and Dutch TSJ for Ч; none of our systems produce them, "
+     "and TJ also stands for Т + Й."),
     ("ou / u", "French OU for У; Latin names with a real OU would merge."),
     ("ue / u, ae / a, oe / o", "German umlaut spellings; Ü Ä Ö themselves lose their "
-     "dots, but E after a vowel is usually a letter of its own (Raev, Yusupoev)."),
-    ("-zoda / -ov, -ovich / -ovna", "Tajik -zoda surnames replaced -ov by law; "
-     "they are different legal names, and patronymics say the sex."),
+     "dots, but E after a vowel is usually a letter of its own (Raev = Раев)."),
+    ("-zoda / -ov, -ovich / -ovna", "Tajik surnames in -zoda often replaced an "
+     "earlier -ov surname: they are different legal names. Patronymics in -ovich and "
+     "-ovna say the sex."),
     ("double vowels", "Aa, ee and the like occur as real letter pairs."),
     ("word order", "not a variant: words are sorted, so order never matters."),
 )  # fmt: skip
@@ -209,3 +219,49 @@ def match_keys(name: str, lang: str | None = None) -> frozenset[str]:
         normalised = normalise(name)
         readings = {normalised, _J_AS_Y.sub("y", normalised)}
     return frozenset(f"{KEY_VERSION}:{_skeleton(r)}" for r in readings if r)
+
+
+def _code(text: str) -> str:
+    return "`" + text.replace("|", "\\|") + "`" if text else "(nothing)"
+
+
+def markdown_section() -> str:
+    """The matching rules as a section of ``docs/transliteration.md``."""
+    lines = [
+        "## Matching names (`schemas/names.py`)",
+        "",
+        "A hit/no-hit query compares keyed blind indexes (HMAC) of *match keys*, so",
+        "every node must compute exactly the same keys: these rules are part of the",
+        f"standard, and keys carry the version prefix `{KEY_VERSION}:`, which changes",
+        "with any rule. Two names match when their key sets intersect.",
+        "",
+        "1. `normalise`: NFKC; Cyrillic transliterated with the `icao` table of the",
+        "   name's language (Russian if unknown); case folding; the letters below",
+        "   written as their sound; other diacritics stripped; apostrophes dropped;",
+        "   anything else that is not a letter or digit separates words.",
+        "2. A Latin name containing `j` is also read with every `j` not after `d` as",
+        "   `y` (German and Central European spelling, where J is Й).",
+        "3. A Cyrillic name is read in the `icao` and `national` systems of its",
+        "   language (of every language whose alphabet has all its letters, if the",
+        "   language is not given), and once more with Ё as Й + О.",
+        "4. Each word is rewritten by the rules below, in order (Python regular",
+        "   expressions), and the words are sorted.",
+        "",
+        "| letter | written |",
+        "|---|---|",
+        *(f"| {k} | `{v}` |" for k, v in LETTER_VALUES.items()),
+        "",
+        "| # | pattern | becomes | why |",
+        "|---|---|---|---|",
+        *(
+            f"| {n} | {_code(pattern)} | {_code(replacement)} | {why} |"
+            for n, (pattern, replacement, why) in enumerate(COLLAPSED, 1)
+        ),
+        "",
+        "Deliberately **not** collapsed, because collapsing them would make false hits:",
+        "",
+        "| variants | why |",
+        "|---|---|",
+        *(f"| {variants} | {why} |" for variants, why in NOT_COLLAPSED),
+    ]
+    return "\n".join(lines) + "\n"

@@ -21,11 +21,12 @@ before 1993 and in old records) and Uzbek (uz), in two systems each:
     ``national`` is the same table as ``icao``.
 
 Every table is data (``TABLES``); the page ``docs/transliteration.md`` is
-generated from it by ``python -m schemas.translit --markdown`` and a test
-keeps the two in step. Letters a table lacks fall back to the language's
-``icao`` table and then to ``ICAO_CYRILLIC`` (every letter any ``icao`` table
-knows); a Cyrillic letter none of them knows raises ``UnknownLetterError``
-rather than passing through into a field that must be Latin.
+generated from it (and from the matching rules of ``schemas.names``) by
+``python -m schemas.translit --markdown``, and a test keeps the two in step.
+Letters a table lacks fall back to the language's ``icao`` table and then to
+``ICAO_CYRILLIC`` (every letter any ``icao`` table knows); a Cyrillic letter
+none of them knows raises ``UnknownLetterError`` rather than passing through
+into a field that must be Latin.
 
 Characters that are not Cyrillic pass through unchanged. Case follows the
 source: a capital that becomes several Latin letters is written "Sh" inside
@@ -652,11 +653,6 @@ Apostrophes, full stops and commas are dropped; spaces and hyphens become a
 single `<`. The `<<` between surname and given names and the padding are
 the caller's.
 
-## Matching
-
-`schemas/names.py` turns any of these spellings into keys for hit/no-hit
-matching; its docstring lists which spelling variants collapse and which
-deliberately do not.
 """
 
 
@@ -667,6 +663,10 @@ def markdown() -> str:
     lines += ["", _POSTSCRIPT.rstrip("\n"), ""]
     for lang in LANGUAGES:
         lines += _markdown_language(lang)
+    # names imports this module, so it is imported here, not at the top.
+    from schemas.names import markdown_section
+
+    lines.append(markdown_section())
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

@@ -7,7 +7,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from schemas.names import COLLAPSED, KEY_VERSION, NOT_COLLAPSED, match_keys, normalise
-from schemas.translit import LANGUAGES, SYSTEMS, TABLES, mrz, to_latin
+from schemas.translit import LANGUAGES, SYSTEMS, TABLES, markdown, mrz, to_latin
 
 TC = "\u02bb"  # the Uzbek oʻ / gʻ sign
 
@@ -275,3 +275,12 @@ def test_a_name_and_its_transliteration_share_a_key(
 def test_keys_of_cyrillic_and_latin_names_are_ascii(name: str) -> None:
     for key in match_keys(name) | match_keys(to_latin(name, "uz", "national")):
         assert re.fullmatch(rf"{KEY_VERSION}:[a-z]+( [a-z]+)*", key), key
+
+
+def test_rules_are_published_in_the_docs_page() -> None:
+    page = markdown()
+    for pattern, _, why in COLLAPSED:
+        assert pattern.replace("|", "\\|") in page
+        assert why in page
+    for variants, why in NOT_COLLAPSED:
+        assert f"| {variants} | {why} |" in page
