@@ -9,9 +9,9 @@ before 1993 and in old records) and Uzbek (uz), in two systems each:
     Part 3, Section 6, transliteration of Cyrillic characters. Doc 9303 lists
     the Russian letters plus І, Ў and letters of other Slavic alphabets; it is
     silent on the Central Asian letters (Ә Ғ Қ Ң Ө Ұ Ү Һ Җ Ҷ Ӣ Ӯ Ҳ). For those
-    this module writes the base Latin letter of what the letter sounds like,
-    which is what passports of these states print in practice; each such
-    choice is listed in ``System.notes`` and in ``docs/transliteration.md``.
+    this module writes the plain Latin letter closest to the sound (Ә → A,
+    Қ → K, Ҷ → J); each such choice is listed in ``System.notes`` and in
+    ``docs/transliteration.md``.
 ``national``
     The state's own Latin writing: the Uzbek Latin alphabet (1995), the
     Turkmen Latin alphabet (1993, letter shapes of 1999), the Kazakh Latin
@@ -103,6 +103,18 @@ def _frozen(mapping: dict[str, str]) -> Mapping[str, str]:
 
 # --- ICAO Doc 9303 Part 3, Section 6 ------------------------------------------
 
+_LANGUAGE_NAMES: Mapping[str, str] = MappingProxyType(
+    {
+        "ru": "Russian",
+        "kk": "Kazakh",
+        "ky": "Kyrgyz",
+        "tg": "Tajik",
+        "tk": "Turkmen Cyrillic",
+        "uz": "Uzbek Cyrillic",
+    }
+)
+
+
 #: Doc 9303's table for the 33 letters of the Russian alphabet.
 _ICAO_RUSSIAN = {
     "а": "a", "б": "b", "в": "v", "г": "g", "д": "d", "е": "e", "ё": "e",
@@ -133,8 +145,9 @@ _ICAO_SOURCE = (
     "Part 3, Section 6 (transliteration of Cyrillic characters)"
 )
 _SILENT = (
-    "Doc 9303 does not list {letters}; we write the base Latin letter of the "
-    "sound ({values}), as passports of the region do."
+    "Doc 9303 does not list {letters}; our choice is the plain Latin letter "
+    "closest to the sound ({values}), without diacritics so that it is also the "
+    "MRZ form."
 )
 
 
@@ -151,7 +164,7 @@ def _icao(lang: str, extra: str, *, hard_sign: str = "ie", notes: tuple[str, ...
     return System(
         lang=lang,
         name="icao",
-        title=f"ICAO Doc 9303 ({lang})",
+        title=f"ICAO Doc 9303 ({_LANGUAGE_NAMES[lang]})",
         sources=(_ICAO_SOURCE,),
         letters=_frozen(letters),
         notes=notes,
@@ -172,8 +185,9 @@ _RU_ICAO = System(
         "Russian passports use this table as their national romanisation, so `national` "
         "is the same table.",
         "Ё is E and Е is E at the start of a word too (no 'ye'); Ъ is IE; Ь is dropped. "
-        "Passports issued before 2013 used other conventions (Й → Y, Я → YA, Е → YE at "
-        "the start of a word); names.match_keys collapses those variants.",
+        "Earlier passports (Ministry of Internal Affairs Order No. 310 of 26 May 1997) "
+        "used other values (Й → Y, Ю → YU, Я → YA, Ь → '), and spellings such as "
+        "Yelena are common; names.match_keys collapses those variants.",
     ),
 )
 
@@ -183,8 +197,8 @@ _KK_ICAO = _icao(
     notes=(
         "Some copies of Doc 9303's table show a letter drawn like Һ with the value C; "
         "that row is the Serbian Ћ, so the Kazakh Һ (an 'h') is H here.",
-        "Kazakh passports have varied over the years (for instance -YEV for -ев after a "
-        "vowel, Y for Й); this table is Doc 9303 as written, and names.match_keys "
+        "Latin spellings of Kazakh names have varied (Nazarbayev: YE for Е after a "
+        "vowel; Y for Й); this table is Doc 9303 as written, and names.match_keys "
         "collapses those variants.",
     ),
 )
@@ -193,9 +207,10 @@ _KY_ICAO = _icao(
     "ңөү",
     notes=(
         "We could not obtain the text of a Kyrgyz regulation on passport "
-        "romanisation; passports we have seen follow Doc 9303 with Ң → N, Ө → O, "
-        "Ү → U, so `national` is the same table. Official English-language usage "
-        "often writes J for Ж (Japarov); names.match_keys collapses zh/j.",
+        "romanisation; we assume passports follow Doc 9303 with Ң → N, Ө → O, Ү → U "
+        "(to be confirmed with the Kyrgyz authorities), so `national` is the same "
+        "table. Official English-language usage often writes J for Ж (Japarov); "
+        "names.match_keys collapses zh/j.",
     ),
 )
 _TG_ICAO = _icao(
@@ -271,7 +286,8 @@ _UZ_NATIONAL = System(
     sources=(
         "Law of the Republic of Uzbekistan 'On introducing the Uzbek alphabet based on "
         "the Latin script' of 2 September 1993, as amended by the Law of 6 May 1995",
-        "Rules of Uzbek orthography approved by the Cabinet of Ministers (1995)",
+        "Main rules of Uzbek orthography, Cabinet of Ministers resolution No. 339 of "
+        "24 August 1995",
     ),
     letters=_frozen(_UZ_LATIN),
     word_initial={"е": "ye"},
@@ -298,7 +314,7 @@ _TK_NATIONAL = System(
     title="Turkmen Latin alphabet (1993)",
     sources=(
         "Turkmen Latin alphabet introduced by the Law of Turkmenistan of 12 April 1993, "
-        "with the letter shapes Ç Ş Ý Ž Ň of the 1999 revision",
+        "with the letter shapes Ç Ş Ý Ž Ň that replaced the first ones in the late 1990s",
     ),
     letters=_frozen(_TK_LATIN),
     word_initial={"е": "ýe"},
@@ -354,8 +370,9 @@ _TG_NATIONAL = System(
         "Provisional: close to Doc 9303 but with Q for Қ, GH for Ғ, Y for Й and "
         "YO YU YA for Ё Ю Я. Whether Tajik passports print Q or K for Қ we could not "
         "confirm; names.match_keys collapses q/k and gh/g.",
-        "Ц Щ Ы Ь are not letters of the Tajik alphabet (since 2016 they are not used "
-        "in Tajik names in passports); they fall back to the Doc 9303 values.",
+        "Ц Щ Ы Ь are not letters of the Tajik alphabet (a joint resolution of the "
+        "Ministries of Internal and Foreign Affairs of 23 July 2016, as reported in the "
+        "press, bars them from names in passports); they fall back to the Doc 9303 values.",
     ),
 )
 
@@ -540,16 +557,6 @@ _ALPHABETS: Mapping[str, str] = MappingProxyType(
         "tg": "абвгғдеёжзиӣйкқлмнопрстуӯфхҳчҷшъэюя",
         "tk": "абвгдеёжҗзийклмнңоөпрстуүфхцчшщъыьэәюя",
         "uz": "абвгдеёжзийклмнопрстуфхцчшъьэюяўқғҳ",
-    }
-)
-_LANGUAGE_NAMES: Mapping[str, str] = MappingProxyType(
-    {
-        "ru": "Russian",
-        "kk": "Kazakh",
-        "ky": "Kyrgyz",
-        "tg": "Tajik",
-        "tk": "Turkmen (Cyrillic, before 1993)",
-        "uz": "Uzbek (Cyrillic)",
     }
 )
 
