@@ -139,15 +139,21 @@ _RULES = tuple((re.compile(pattern), replacement) for pattern, replacement, _ in
 _J_AS_Y = re.compile(r"(?<!d)j")
 
 
+def _known(lang: str | None) -> str | None:
+    # A language without tables of ours (uk, be, ...) is read like an unknown one.
+    return lang if lang in TABLES else None
+
+
 def _transliterate(name: str, lang: str | None) -> str:
-    return to_latin(name, lang or "ru", "icao", keep_unknown=True)
+    return to_latin(name, _known(lang) or "ru", "icao", keep_unknown=True)
 
 
 def normalise(name: str, lang: str | None = None) -> str:
     """The name in lower-case Latin letters without diacritics, words spaced once.
 
     Cyrillic is transliterated with the ``icao`` table of ``lang`` (Russian
-    if not given, which knows every letter of our six alphabets).
+    if not given or not one of ``schemas.translit.LANGUAGES``; it falls back
+    to every letter of the six alphabets and of Doc 9303's Slavic table).
     """
     text = unicodedata.normalize("NFKC", name)
     if has_cyrillic(text):
@@ -181,6 +187,7 @@ def _skeleton(normalised: str) -> str:
 
 
 def _latin_spellings(name: str, lang: str | None) -> set[str]:
+    lang = _known(lang)
     letters = {ch for ch in name.lower() if ch.isalpha()}
     langs = [lang] if lang else [
         code for code in LANGUAGES if letters <= set(_alphabet(code)) | _LATIN_LETTERS
@@ -205,9 +212,10 @@ def _alphabet(lang: str) -> str:
 def match_keys(name: str, lang: str | None = None) -> frozenset[str]:
     """The keys under which ``name`` is indexed; names match if their keys meet.
 
-    ``lang`` (ISO 639-1, one of ``schemas.translit.LANGUAGES``) says which
-    alphabet a Cyrillic name is written in; without it, every language whose
-    alphabet has all the name's letters is tried. A name with no letters has
+    ``lang`` (ISO 639-1) says which alphabet a Cyrillic name is written in;
+    without it, or for a language other than ``schemas.translit.LANGUAGES``,
+    every one of those languages whose alphabet has all the name's letters is
+    tried. A name with no letters has
     no keys, so it matches nothing. Each key is ``KEY_VERSION`` + ``:`` + the
     collapsed words in sorted order; keys are what the hit/no-hit blind index
     will HMAC, never sent as they are.

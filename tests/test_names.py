@@ -153,6 +153,11 @@ def test_a_cyrillic_name_without_language_tries_every_alphabet_that_fits() -> No
     assert _match("Ўғилой", f"O{TC}g{TC}iloy")
 
 
+def test_a_language_without_tables_is_read_as_unknown() -> None:
+    assert normalise("Їжакевич Ґалина", "uk") == "izhakevich galina"  # Doc 9303 values
+    assert _match("Олена Шевченко", "Olena Shevchenko", "uk")
+
+
 # --- match keys: what must stay apart -------------------------------------------------
 
 
