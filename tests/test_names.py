@@ -289,3 +289,25 @@ def test_rules_are_published_in_the_docs_page() -> None:
         assert why in page
     for variants, why in NOT_COLLAPSED:
         assert f"| {variants} | {why} |" in page
+
+
+# Exact keys, for implementations in other languages and to catch a rule change
+# that forgot to bump KEY_VERSION (every index built with the old rules would
+# silently stop matching).
+GOLDEN_KEYS = [
+    ("Юлдашев", "uz", {"n1:yuldashev"}),
+    ("Juldaschew", None, {"n1:juldashev", "n1:yuldashev"}),
+    ("Нұрсұлтан Әбішұлы Қожахметов", "kk", {"n1:abishuli kojahmetov nursultan"}),
+    ("Ўғилой Тошматова", "uz", {"n1:ogiloy toshmatova", "n1:toshmatova ugiloy"}),
+    ("Огулджерен Ходжаева", "tk", {"n1:hojaeva oguljeren"}),
+    ("Ҷамшед Раҳмонов", "tg", {"n1:jamshed rahmonov"}),
+    ("Ёлкина", "ru", {"n1:elkina", "n1:yolkina"}),
+    ("Дарья Ильинична", "ru", {"n1:daria ilinichna"}),
+    ("Айгүл Өмүрбекова", "ky", {"n1:aygul omurbekova"}),
+    ("Mirziyoyev Shavkat", None, {"n1:mirzioev shavkat"}),
+]
+
+
+@pytest.mark.parametrize(("name", "lang", "keys"), GOLDEN_KEYS)
+def test_golden_keys(name: str, lang: str | None, keys: set[str]) -> None:
+    assert match_keys(name, lang) == keys, "a rule changed: bump KEY_VERSION and these keys"
