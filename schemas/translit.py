@@ -512,7 +512,7 @@ MRZ_LATIN: Mapping[str, str] = MappingProxyType(
     }
 )  # fmt: skip
 _MRZ_DROPPED = frozenset("'\u2018\u2019\u02bb\u02bc`\u00b4.,")
-_MRZ_FILLER_BEFORE = re.compile(r"[\s\-\u2010\u2011]+")
+_MRZ_SEPARATORS = re.compile(r"[\s\-\u2010\u2011]+")
 _MRZ_FORM = re.compile(r"[A-Z<]*", re.ASCII)
 
 
@@ -539,7 +539,7 @@ def mrz(text: str, lang: str = "ru") -> str:
             continue
         base = "".join(c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c))
         letters.append(base.upper())
-    result = _MRZ_FILLER_BEFORE.sub("<", "".join(letters).strip()).strip("<")
+    result = _MRZ_SEPARATORS.sub("<", "".join(letters).strip()).strip("<")
     if not _MRZ_FORM.fullmatch(result):
         stray = sorted({c for c in result if not ("A" <= c <= "Z" or c == "<")})
         shown = ", ".join(f"U+{ord(c):04X}" for c in stray)
