@@ -73,9 +73,9 @@ def test_report_lists_consultations_and_disclosures_with_their_reasons(exchanged
     kz, kg = fed["KZ"], fed["KG"]
     kg.client().get("/api/v1/inbox", headers=kg.auth())
     with kz.node.sessions() as session:
-        sent = oversight.report(session, kz.node.settings, since=0, until=2**40, now=10, by="test")[
-            "disclosures"
-        ]
+        sent = oversight.report(
+            session, kz.node.settings, kz.node.policy(), since=0, until=2**40, now=10, by="test"
+        )["disclosures"]
     body = example_alert()
     assert sent == [
         {
@@ -92,7 +92,7 @@ def test_report_lists_consultations_and_disclosures_with_their_reasons(exchanged
     ]
     with kg.node.sessions() as session:
         result = oversight.report(
-            session, kg.node.settings, since=0, until=2**40, now=10, by="test"
+            session, kg.node.settings, kg.node.policy(), since=0, until=2**40, now=10, by="test"
         )
         session.commit()
     [read] = result["consultations"]
@@ -124,6 +124,7 @@ def flags_of(member, **changes):
         result = oversight.report(
             session,
             settings,
+            member.node.policy(),
             since=local("2026-11-01T00:00"),
             until=local("2026-12-01T00:00"),
             now=local("2026-11-30T12:00"),
@@ -181,10 +182,12 @@ def test_due_for_purge_and_overdue(exchanged):
     with kz.node.sessions() as session:
         created = session.get(OutboundMessage, message_id).created_at
         ends = created + example_alert()["retention_days"] * oversight.DAY
-        assert oversight.due_for_purge(session, ends - 20 * oversight.DAY, 14) == []
-        [due] = oversight.due_for_purge(session, ends - 3 * oversight.DAY, 14)
+        assert (
+            oversight.due_for_purge(session, kz.node.policy(), ends - 20 * oversight.DAY, 14) == []
+        )
+        [due] = oversight.due_for_purge(session, kz.node.policy(), ends - 3 * oversight.DAY, 14)
         assert (due["message"], due["retention_ends"], due["overdue"]) == (message_id, ends, False)
-        [due] = oversight.due_for_purge(session, ends, 0)
+        [due] = oversight.due_for_purge(session, kz.node.policy(), ends, 0)
         assert due["overdue"] is True
 
 

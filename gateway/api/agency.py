@@ -12,11 +12,11 @@ import re
 
 from flask import Blueprint, g, jsonify, request
 
-from gateway import inbox, outbox, tokens
+from gateway import access, inbox, outbox, tokens
 from gateway.api import json_object
 from gateway.app import current_node
 from gateway.errors import ApiError
-from gateway.models import MAX_ROW_ID
+from gateway.models import MAX_ROW_ID, User
 
 agency = Blueprint("agency", __name__, url_prefix="/api/v1")
 
@@ -25,9 +25,12 @@ agency = Blueprint("agency", __name__, url_prefix="/api/v1")
 def _authenticate() -> None:
     node = current_node()
     with node.sessions() as session:
-        token = tokens.authenticate(session, request.headers.get("Authorization"))
+        token = tokens.authenticate(
+            session, request.headers.get("Authorization"), roles=access.AGENCY_API_ROLES
+        )
         session.commit()
-        g.agency, g.token_id = token.agency, token.id
+        g.agency, g.token_id, g.role = token.agency, token.id, token.role
+        g.user = session.get(User, token.user_id).name if token.user_id else None
 
 
 JUSTIFICATION_HEADER = "X-Justification"
@@ -75,16 +78,19 @@ def _int_arg(name: str, default: int) -> int:
 @agency.post("/messages")
 def submit_message():  # type: ignore[no-untyped-def]
     payload = json_object()
-    unknown = set(payload) - {"typ", "body", "to"}
+    unknown = set(payload) - {"typ", "body", "to", "audience"}
     if unknown:
         raise ApiError(
-            "bad-field", f"unknown fields {sorted(unknown)}; expected typ, body, to", status=422
+            "bad-field",
+            f"unknown fields {sorted(unknown)}; expected typ, body, to and optionally audience",
+            status=422,
         )
     key = request.headers.get("Idempotency-Key")
     if key is not None and not 1 <= len(key) <= 100:
         raise ApiError(
             "bad-idempotency-key", "Idempotency-Key must be 1 to 100 characters", status=422
         )
+    access.require_submit(g.role, payload.get("typ"))
     node = current_node()
     with node.sessions() as session:
         submission = outbox.submit(
@@ -95,10 +101,15 @@ def submit_message():  # type: ignore[no-untyped-def]
             body=payload.get("body"),
             to=payload.get("to"),
             idempotency_key=key,
+            audience=payload.get("audience"),
         )
         session.commit()
         message = outbox.get_message(session, submission.message.id)
         view = outbox.message_view(message)
+        if submission.minimised:
+            view["minimised"] = [
+                {"rule": rule, "path": path} for rule, path in submission.minimised
+            ]
     return jsonify(view), 202 if submission.created else 200
 
 
@@ -143,6 +154,8 @@ def list_inbox():  # type: ignore[no-untyped-def]
             reader=g.agency,
             justification=_justification(),
             token=g.token_id,
+            user=g.user,
+            types=access.readable(g.role),
         )
         return jsonify({"messages": [inbox.inbox_view(m) for m in messages]})
 
@@ -157,5 +170,7 @@ def get_inbound(inbound_id: int):  # type: ignore[no-untyped-def]
             reader=g.agency,
             justification=_justification(),
             token=g.token_id,
+            user=g.user,
+            types=access.readable(g.role),
         )
         return jsonify(inbox.inbox_view(message))

@@ -107,7 +107,8 @@ def export(node: Any, message_id: str) -> dict[str, Any]:
             for envelope in session.scalars(
                 select(SealedEnvelope).where(SealedEnvelope.message_id == message_id)
             ):
-                envelopes.append(b64e(envelope.wire))
+                if envelope.wire:  # empty once purged
+                    envelopes.append(b64e(envelope.wire))
             for delivery in session.scalars(
                 select(Delivery).where(Delivery.message_id == message_id)
             ):
@@ -116,7 +117,8 @@ def export(node: Any, message_id: str) -> dict[str, Any]:
         for inbound in session.scalars(
             select(InboundMessage).where(InboundMessage.envelope_id == message_id)
         ):
-            envelopes.append(b64e(inbound.wire))
+            if inbound.wire:  # empty once purged
+                envelopes.append(b64e(inbound.wire))
             receipts.append(b64e(inbound.receipt))
     if not entries and not envelopes:
         raise EvidenceError(f"this node has no record of message {message_id}")
@@ -184,6 +186,24 @@ def check(bundle: object, now: int | None = None) -> dict[str, Any]:
                 except ReceiptInvalid:
                     continue
                 shown.append("receipt")
+        if not bundle["envelopes"]:
+            # Purged: no envelope is left, so each receipt must name a message the
+            # entries name, by id and by the hashes of its payload and ciphertext.
+            named = {
+                (parsed["id"], parsed["ph"], parsed["ch"])
+                for parsed in (xb1json.loads(b64d(i["entry"])) for i in bundle["entries"])
+                if "ph" in parsed and "id" in parsed
+            }
+            for text in bundle["receipts"]:
+                try:
+                    receipt = verify_receipt(b64d(text), trust=trust_list.keys, now=at)
+                except ReceiptInvalid as e:
+                    raise EvidenceError(f"a receipt does not verify: {e}") from e
+                if (receipt.ref, b64e(receipt.ph), b64e(receipt.ch)) not in named:
+                    raise EvidenceError("a receipt names a message the entries do not name")
+                shown.append("receipt")
+            if "purged" in shown:
+                shown.append("payload purged")
     except (KeyError, TypeError, ValueError, WireFormatError, note.NoteError, Rejected) as e:
         raise EvidenceError(f"the bundle does not verify: {e}") from e
     if "receipt" not in shown and bundle["receipts"]:

@@ -11,8 +11,9 @@ national oversight body:
   ``office_days``), bulk reads (more than ``bulk_read_limit`` messages by one
   agency within an hour), many hit/no-hit queries (more than ``hit_query_limit``
   by one agency in a local day), and reads without a justification;
-* **due for purge**: stored message bodies whose retention ends within
-  ``purge_notice_days`` days, or has already ended.
+* **due for purge**: stored message bodies whose retention (the body's
+  ``retention_days`` capped by the policy for its type) ends within
+  ``purge_notice_days`` days, or has already ended (``gateway purge``).
 
 Everything but the purge list comes from audit entries, which hold metadata and
 never message contents; the report itself is recorded in the audit log, so the
@@ -21,7 +22,6 @@ overseers' own reading is on the record too.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
@@ -30,10 +30,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from gateway import purge
 from gateway.audit import log as audit
 from gateway.config import Settings
 from gateway.errors import ApiError
-from gateway.models import AuditEntry, InboundMessage, OutboundMessage
+from gateway.models import AuditEntry
+from gateway.policy import Policy
 from schemas import xb1json
 
 DAY = 86_400
@@ -197,71 +199,35 @@ def _unjustified(reads: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def _retention_end(start: int, body_json: str | None) -> int | None:
-    if not body_json:
-        return None
-    try:
-        days = json.loads(body_json).get("retention_days")
-    except (ValueError, AttributeError):
-        return None
-    return start + int(days) * DAY if isinstance(days, int) else None
-
-
-def due_for_purge(session: Session, now: int, within_days: int) -> list[dict[str, Any]]:
+def due_for_purge(
+    session: Session, policy: Policy, now: int, within_days: int
+) -> list[dict[str, Any]]:
     """Stored bodies whose retention ends before ``now + within_days``, soonest first."""
     horizon = now + within_days * DAY
-    due = []
-    inbound = session.execute(
-        select(
-            InboundMessage.id,
-            InboundMessage.envelope_id,
-            InboundMessage.sender,
-            InboundMessage.typ,
-            InboundMessage.received_at,
-            InboundMessage.body_json,
-        ).where(InboundMessage.body_json.is_not(None))
-    )
-    for row_id, envelope_id, sender, typ, received_at, body_json in inbound:
-        ends = _retention_end(received_at, body_json)
-        if ends is not None and ends <= horizon:
-            due.append(
-                {
-                    "direction": "received",
-                    "inbound_id": row_id,
-                    "message": envelope_id,
-                    "peer": sender,
-                    "typ": typ,
-                    "retention_ends": ends,
-                    "overdue": ends <= now,
-                }
-            )
-    outbound = session.execute(
-        select(
-            OutboundMessage.id,
-            OutboundMessage.agency,
-            OutboundMessage.typ,
-            OutboundMessage.created_at,
-            OutboundMessage.body_json,
-        ).where(OutboundMessage.body_json.is_not(None))
-    )
-    for message_id, agency, typ, created_at, body_json in outbound:
-        ends = _retention_end(created_at, body_json)
-        if ends is not None and ends <= horizon:
-            due.append(
-                {
-                    "direction": "sent",
-                    "message": message_id,
-                    "agency": agency,
-                    "typ": typ,
-                    "retention_ends": ends,
-                    "overdue": ends <= now,
-                }
-            )
+    due = [
+        {
+            "direction": direction,
+            "message": message_id,
+            "holder": holder,
+            "typ": typ,
+            "retention_ends": ends,
+            "overdue": ends <= now,
+        }
+        for direction, message_id, typ, ends, holder in purge.stored(session, policy)
+        if ends <= horizon
+    ]
     return sorted(due, key=lambda item: (item["retention_ends"], item["message"]))
 
 
 def report(
-    session: Session, settings: Settings, *, since: int, until: int, now: int, by: str
+    session: Session,
+    settings: Settings,
+    policy: Policy,
+    *,
+    since: int,
+    until: int,
+    now: int,
+    by: str,
 ) -> dict[str, Any]:
     """The report for ``[since, until)``; records that ``by`` produced it. The caller
     commits (the audit entry is part of the caller's transaction)."""
@@ -288,7 +254,7 @@ def report(
         "consultations": reads,
         "disclosures": disclosures,
         "unusual": unusual,
-        "due_for_purge": due_for_purge(session, now, settings.purge_notice_days),
+        "due_for_purge": due_for_purge(session, policy, now, settings.purge_notice_days),
     }
     audit.record(
         session,
