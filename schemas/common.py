@@ -573,7 +573,7 @@ class HandlingSchema(StrictSchema):
     """Handling code and, for H3 (or to add detail to H0–H2), the restriction in words."""
 
     code = Code(tuple(HANDLING_CODES), required=True)
-    text = Text(max_length=1000, multiline=True)
+    text = Text(max_length=1000, multiline=True, metadata=about("The restriction in words."))
 
     json_schema_rules: ClassVar[JsonSchemaRules] = (
         {
@@ -662,10 +662,12 @@ class NameSchema(StrictSchema):
     is already Latin and plain). ``script`` is ISO 15924, ``lang`` ISO 639-1.
     """
 
-    original = Text(max_length=200, required=True)
-    script = Script(required=True)
-    latin = LatinText(max_length=200, required=True)
-    lang = Language()
+    original = Text(max_length=200, required=True, metadata=about("As the source writes it."))
+    script = Script(required=True, metadata=about("Script of original."))
+    latin = LatinText(
+        max_length=200, required=True, metadata=about("Latin transliteration, for matching.")
+    )
+    lang = Language(metadata=about("Language of original."))
 
     rules_beyond_json_schema = (
         "For the scripts Latn, Cyrl, Arab, Grek, Armn, Geor, Hebr, Hani, Hans and Hant, every "
@@ -686,12 +688,22 @@ class NameSchema(StrictSchema):
 class EvaluatedSchema(StrictSchema):
     """Evaluation codes every statement carries (SIENA/UMF 4x4 system)."""
 
-    nature = Code(NATURES, required=True)
-    reliability = Code(RELIABILITY_CODES, required=True)
+    nature = Code(NATURES, required=True, metadata=about("Fact or assessment."))
+    reliability = Code(
+        RELIABILITY_CODES,
+        required=True,
+        metadata=about(
+            "Source: A always reliable, B mostly reliable, C not reliable, X cannot be judged."
+        ),
+    )
     accuracy = fields.Integer(
         strict=True,
         required=True,
         validate=validate.OneOf(ACCURACY_CODES, error="Must be one of: 1, 2, 3, 4."),
+        metadata=about(
+            "Information: 1 known true, 2 known personally to the source, "
+            "3 corroborated, 4 cannot be judged."
+        ),
     )
 
 
@@ -1128,8 +1140,10 @@ def local_reference_errors(body: Mapping[str, Any]) -> dict[str | int, Any]:
                 if ref not in kinds:
                     errors.append((where, f"No entity with id '{ref}' in this message."))
                 elif kinds[ref][0] not in allowed:
-                    wanted = " or ".join(sorted(allowed))
-                    errors.append((where, f"'{ref}' is a {kinds[ref][0]}; expected a {wanted}."))
+                    wanted = ", ".join(sorted(allowed))
+                    errors.append(
+                        (where, f"'{ref}' is of kind {kinds[ref][0]}; expected one of: {wanted}.")
+                    )
     return _error_tree(errors)
 
 
@@ -1174,12 +1188,21 @@ class EntitySetSchema(StrictSchema):
 class MessageBodySchema(StrictSchema):
     """What every message carries: purpose, legal basis, handling, TLP, urgency, retention."""
 
-    purpose = Code(PURPOSES, required=True)
-    legal_basis = fields.Nested(LegalBasisSchema, required=True)
-    handling = fields.Nested(HandlingSchema, required=True)
-    tlp = Code(TLP_LABELS, required=True)
+    purpose = Code(PURPOSES, required=True, metadata=about("Why the data is sent."))
+    legal_basis = fields.Nested(
+        LegalBasisSchema, required=True, metadata=about("What allows this exchange.")
+    )
+    handling = fields.Nested(
+        HandlingSchema, required=True, metadata=about("What the recipient may do with it.")
+    )
+    tlp = Code(TLP_LABELS, required=True, metadata=about("Traffic Light Protocol 2.0 label."))
     urgency = Code(URGENCIES, required=True)
-    retention_days = Int(1, MAX_RETENTION_DAYS, required=True)
+    retention_days = Int(
+        1,
+        MAX_RETENTION_DAYS,
+        required=True,
+        metadata=about("Days the recipient may keep the payload after receipt."),
+    )
 
     json_schema_rules: ClassVar[JsonSchemaRules] = (
         {
