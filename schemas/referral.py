@@ -215,6 +215,33 @@ _WITHDRAWAL_MEMBERS = frozenset(
 )
 
 
+def _scope_lacks(category: str) -> dict[str, Any]:
+    """JSON Schema: the consent's scope does not include ``category``."""
+    return {
+        "required": ["consent"],
+        "properties": {
+            "consent": {
+                "required": ["scope"],
+                "properties": {"scope": {"not": {"contains": {"const": category}}}},
+            }
+        },
+    }
+
+
+def _needs_in(area: dict[str, Any]) -> dict[str, Any]:
+    """JSON Schema properties: every need and requested service's area satisfies ``area``."""
+    return {
+        "needs": {"items": area},
+        "requested_services": {"items": {"properties": {"area": area}}},
+    }
+
+
+_NO_DOCUMENTS: dict[str, Any] = {
+    "not": {"required": ["documents"]},
+    "properties": {"identities": {"items": {"not": {"required": ["documents"]}}}},
+}
+
+
 class ReferralSchema(MessageBodySchema):
     """Body of ``referral/1``."""
 
@@ -247,15 +274,52 @@ class ReferralSchema(MessageBodySchema):
     json_schema_rules: ClassVar[JsonSchemaRules] = (
         {"properties": {"victim": {"properties": {"category": {"const": "victim"}}}}},
         {
-            "if": {"required": ["stage"], "properties": {"stage": {"const": "return"}}},
+            "if": {
+                "required": ["stage", "consent"],
+                "properties": {
+                    "stage": {"const": "return"},
+                    "consent": {"not": {"required": ["withdrawn_at"]}},
+                },
+            },
             "then": {"required": ["handover"]},
+        },
+        *(
+            {"if": _scope_lacks(category), "then": {"not": {"required": [member]}}}
+            for member, category in _BODY_SCOPES.items()
+        ),
+        {
+            "if": _scope_lacks("circumstances"),
+            "then": {"properties": {"victim": {"not": {"required": ["description"]}}}},
+        },
+        {"if": _scope_lacks("documents"), "then": {"properties": {"victim": _NO_DOCUMENTS}}},
+        {
+            "if": _scope_lacks("health"),
+            "then": {"properties": _needs_in({"not": {"enum": sorted(HEALTH_AREAS)}})},
+        },
+        {
+            "if": _scope_lacks("needs"),
+            "then": {"properties": _needs_in({"enum": sorted(HEALTH_AREAS)})},
+        },
+        {
+            "if": {
+                "required": ["consent"],
+                "properties": {"consent": {"required": ["withdrawn_at"]}},
+            },
+            "then": {
+                "propertyNames": {"enum": sorted(_WITHDRAWAL_MEMBERS)},
+                "properties": {
+                    "victim": {
+                        **_NO_DOCUMENTS,
+                        "not": {
+                            "anyOf": [{"required": ["documents"]}, {"required": ["description"]}]
+                        },
+                    }
+                },
+            },
         },
     )
     rules_beyond_json_schema = (
-        "Every data category present (see the consent scopes) is in consent.scope.",
         "receiving_agency.type is one of consent.recipients and purpose one of consent.purposes.",
-        "With consent.withdrawn_at, only the common body, stage, case_reference, "
-        "referred_at, the agencies, the victim's identity and the consent are sent.",
         "capacity_request.respond_by and handover.planned_at lie after referred_at.",
         "Local ids are unique and events refer to the victim and the locations of the message.",
     )

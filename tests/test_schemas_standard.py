@@ -349,7 +349,7 @@ def test_event_may_not_name_an_event_but_a_link_may() -> None:
             ("subjects", 0, "documents", 0, "description"),
         ),
     ],
-    ids=repr,
+    ids=lambda value: ".".join(map(str, value)) if isinstance(value, tuple) else "change",
 )
 def test_entity_rule_is_named(change: Callable[[dict[str, Any]], Any], path: Path) -> None:
     body = example_alert_kyrgyz_network()
@@ -399,29 +399,32 @@ def test_referral_needs_a_victim() -> None:
     assert error_at(errors_of("referral/1", body), ("victim", "category"))
 
 
+REFERRAL_CHANGES: list[tuple[Callable[[dict[str, Any]], Any], Path]] = [
+    (lambda b: b["consent"]["scope"].remove("documents"), ("victim", "documents")),
+    (lambda b: b["consent"]["scope"].remove("risk"), ("risk_assessment",)),
+    (lambda b: b["consent"]["scope"].remove("health"), ("needs", 1)),
+    (lambda b: b["consent"]["scope"].remove("health"), ("requested_services", 1, "area")),
+    (lambda b: b["consent"]["scope"].remove("needs"), ("needs", 0)),
+    (lambda b: b["consent"]["scope"].remove("circumstances"), ("circumstances",)),
+    (lambda b: b["consent"]["scope"].remove("circumstances"), ("events",)),
+    (lambda b: b["consent"]["scope"].remove("circumstances"), ("locations",)),
+    (lambda b: b["consent"]["scope"].remove("identity"), ("consent", "scope")),
+    (lambda b: b["consent"]["scope"].append("risk"), ("consent", "scope")),
+    (
+        lambda b: b.update(contact_channels=[{"type": "phone", "value": "+998900000000"}]),
+        ("contact_channels",),
+    ),
+    (lambda b: b["consent"].update(recipients=["ngo"]), ("receiving_agency", "type")),
+    (lambda b: b["consent"].update(purposes=["prosecution"]), ("purpose",)),
+    (lambda b: b.pop("handover"), ("handover",)),
+    (lambda b: b["victim"].update(description="Tattoo on the left arm."), ()),
+]
+
+
 @pytest.mark.parametrize(
     ("change", "path"),
-    [
-        (lambda b: b["consent"]["scope"].remove("documents"), ("victim", "documents")),
-        (lambda b: b["consent"]["scope"].remove("risk"), ("risk_assessment",)),
-        (lambda b: b["consent"]["scope"].remove("health"), ("needs", 1)),
-        (lambda b: b["consent"]["scope"].remove("health"), ("requested_services", 1, "area")),
-        (lambda b: b["consent"]["scope"].remove("needs"), ("needs", 0)),
-        (lambda b: b["consent"]["scope"].remove("circumstances"), ("circumstances",)),
-        (lambda b: b["consent"]["scope"].remove("circumstances"), ("events",)),
-        (lambda b: b["consent"]["scope"].remove("circumstances"), ("locations",)),
-        (lambda b: b["consent"]["scope"].remove("identity"), ("consent", "scope")),
-        (lambda b: b["consent"]["scope"].append("risk"), ("consent", "scope")),
-        (
-            lambda b: b.update(contact_channels=[{"type": "phone", "value": "+998900000000"}]),
-            ("contact_channels",),
-        ),
-        (lambda b: b["consent"].update(recipients=["ngo"]), ("receiving_agency", "type")),
-        (lambda b: b["consent"].update(purposes=["prosecution"]), ("purpose",)),
-        (lambda b: b.pop("handover"), ("handover",)),
-        (lambda b: b["victim"].update(description="Tattoo on the left arm."), ()),
-    ],
-    ids=repr,
+    REFERRAL_CHANGES,
+    ids=[f"{i}-{'.'.join(map(str, p))}" for i, (_, p) in enumerate(REFERRAL_CHANGES)],
 )
 def test_referral_consent_and_stage_rules(
     change: Callable[[dict[str, Any]], Any], path: Path
@@ -546,7 +549,9 @@ def test_response_outcomes(body: dict[str, Any]) -> None:
     assert validate_body("case-response/1", body) == body
 
 
-@pytest.mark.parametrize(("body", "path"), RESPONSES_BAD, ids=repr)
+@pytest.mark.parametrize(
+    ("body", "path"), RESPONSES_BAD, ids=[f"{b['outcome']}-{p[0]}" for b, p in RESPONSES_BAD]
+)
 def test_response_outcome_rules(body: dict[str, Any], path: Path) -> None:
     error_at(errors_of("case-response/1", body), path)
 
