@@ -845,7 +845,9 @@ class ChannelSchema(StrictSchema):
         },
         {
             "if": {"required": ["type"], "properties": {"type": {"const": "website"}}},
-            "then": {"properties": {"value": {"pattern": r"^[hH][tT][tT][pP][sS]?://[^\s/?#]+"}}},
+            "then": {
+                "properties": {"value": {"pattern": r"^[hH][tT][tT][pP][sS]?://[^\s/?#]+[^\s]*$"}}
+            },
         },
     )
 

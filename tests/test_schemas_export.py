@@ -182,6 +182,10 @@ CROSS_FIELD_BAD: list[tuple[str, dict[str, Any]]] = [
     ("alert/1", example_alert(channels=[{"type": "website", "value": "ftp://example.com"}])),
     (
         "alert/1",
+        example_alert(channels=[{"type": "website", "value": "https://example.com/a job"}]),
+    ),
+    (
+        "alert/1",
         example_alert(channels=[{"type": "messenger", "platform": "telegram\n", "value": "@x"}]),
     ),
     ("alert/1", example_alert(title="Trafficked\n")),
