@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from schemas import b64, xb1json
 from schemas.case_response import DEFAULT_HANDLING, with_default_handling
@@ -650,3 +652,35 @@ def test_correct_needs_a_body_and_withdraw_has_none() -> None:
     del body["body"]
     error_at(errors_of("correction/1", body), ("body",))
     error_at(errors_of("correction/1", example_withdrawal(body=example_referral())), ("body",))
+
+
+# --- robustness ----------------------------------------------------------------------------
+
+ANY_PATH = [
+    (typ, make, path)
+    for typ, _, make in ALL_EXAMPLES
+    for path in [*leaf_paths(make()), *object_paths(make())]
+    if path
+]
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+plausible = st.sampled_from(["p1", "p2", "l1", "d1", "e1", "KZ", "2025-02", "H3", "victim", ""])
+
+
+@settings(max_examples=400)
+@given(st.sampled_from(ANY_PATH), json_values | plausible)
+def test_any_replacement_is_accepted_or_named(leaf: tuple[str, Make, Path], value: Any) -> None:
+    typ, make, path = leaf
+    body = set_at(make(), path, value)
+    try:
+        loaded = validate_body(typ, body)
+    except SchemaInvalid as e:
+        assert e.errors
+    else:
+        assert loaded == body
+        xb1json.dumps(loaded)
