@@ -240,6 +240,9 @@ COUNTRY_CODES = frozenset(
     VN VU WF WS YE YT ZA ZM ZW
     """.split()
 )
+# The same codes as a regular expression, for JSON Schema patterns.
+_COUNTRY = "(?:" + "|".join(sorted(COUNTRY_CODES)) + ")"
+_REF = "[A-Za-z0-9][A-Za-z0-9._/-]{0,63}"
 #: ISO 639-1 two-letter language codes.
 LANGUAGE_CODES = frozenset(
     """
@@ -618,21 +621,14 @@ class LegalBasisSchema(StrictSchema):
                 "instrument": {
                     "anyOf": [
                         {"enum": list(LEGAL_INSTRUMENTS)},
-                        {"pattern": "^national:[A-Z]{2}:[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$"},
-                        {
-                            "pattern": (
-                                "^bilateral:[A-Z]{2}-[A-Z]{2}:[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$"
-                            )
-                        },
+                        {"pattern": f"^national:{_COUNTRY}:{_REF}$"},
+                        {"pattern": f"^bilateral:{_COUNTRY}-{_COUNTRY}:{_REF}$"},
                     ]
                 }
             }
         },
     )
-    rules_beyond_json_schema = (
-        "The country codes inside a national or bilateral instrument are ISO 3166-1 codes, "
-        "and the two countries of a bilateral agreement differ.",
-    )
+    rules_beyond_json_schema = ("The two countries of a bilateral agreement differ.",)
 
     @validates_schema
     def _instrument_is_known(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -951,6 +947,7 @@ class AccountSchema(StrictSchema):
     statement = fields.Nested(StatementSchema)
 
     json_schema_rules: ClassVar[JsonSchemaRules] = (
+        {"properties": {"iban": {"pattern": f"^{_COUNTRY}"}}},
         {
             "if": {"required": ["type"], "properties": {"type": {"const": "bank"}}},
             "then": {"anyOf": [{"required": ["iban"]}, {"required": ["number"]}]},
@@ -963,8 +960,7 @@ class AccountSchema(StrictSchema):
         },
     )
     rules_beyond_json_schema = (
-        "iban has valid ISO 13616 check digits, and its first two letters are an ISO 3166 "
-        "country equal to country when both are given.",
+        "iban has valid ISO 13616 check digits, and its country is country when both are given.",
     )
 
     @validates_schema
