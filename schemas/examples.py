@@ -1034,6 +1034,7 @@ _QUERIED = [
     ("name", "qodirov jamshed"),
     ("document", "TJ|P|400123456"),
     ("phone", "+992900000000"),
+    ("account", "TJ|bank|20202972100000123456"),
 ]
 
 _TJ_KZ_HIT_QUERY: dict[str, Any] = {
@@ -1070,17 +1071,19 @@ _KZ_TJ_HIT_ANSWER: dict[str, Any] = {
             "reference": "KZ-GP-HIT/2025/0092",
         },
         {"token": demo_blind_index(_QUERIED[3][1]), "result": "no-hit"},
+        {"token": demo_blind_index(_QUERIED[4][1]), "result": "no-hit"},
     ],
 }
 
 
 def example_hit_query(**overrides: Any) -> dict[str, Any]:
-    """A Tajik query for a name with date of birth, a name, a passport and a phone."""
+    """A Tajik query for a name with date of birth, a name, a passport, a phone and an
+    account."""
     return _with_overrides(_TJ_KZ_HIT_QUERY, overrides)
 
 
 def example_hit_answer(**overrides: Any) -> dict[str, Any]:
-    """Kazakhstan's answer to ``example_hit_query``: two hits, two no-hits."""
+    """Kazakhstan's answer to ``example_hit_query``: two hits, three no-hits."""
     return _with_overrides(_KZ_TJ_HIT_ANSWER, overrides)
 
 

@@ -2,14 +2,17 @@
 case-response/1, hit-query/1, hit-answer/1, correction/1), the entities they
 share, and the realistic examples of every type."""
 
+import ast
 import copy
 from collections.abc import Callable, Iterator
+from pathlib import Path as Path_
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import schemas
 from schemas import b64, xb1json
 from schemas.case_response import DEFAULT_HANDLING, with_default_handling
 from schemas.common import iban_is_valid, partial_dates_in_order
@@ -29,6 +32,7 @@ from schemas.examples import (
     example_referral_turkmen,
     example_withdrawal,
 )
+from schemas.hit_query import TOKEN_KINDS
 from schemas.registry import MESSAGE_TYPES, validate_body
 
 Path = tuple[str | int, ...]
@@ -573,6 +577,10 @@ def test_responses_default_to_h1_when_composed_not_on_the_wire() -> None:
 # --- hit-query/1 and hit-answer/1 --------------------------------------------------------
 
 
+def test_query_example_uses_every_token_kind() -> None:
+    assert {entry["kind"] for entry in example_hit_query()["tokens"]} == set(TOKEN_KINDS)
+
+
 def test_query_tokens_are_32_byte_base64url() -> None:
     for entry in example_hit_query()["tokens"]:
         assert len(b64.b64d(entry["token"], length=32)) == 32
@@ -588,7 +596,7 @@ def test_any_32_byte_value_is_a_token() -> None:
 def test_query_token_repeated_is_named() -> None:
     body = example_hit_query()
     body["tokens"].append(dict(body["tokens"][0]))
-    error_at(errors_of("hit-query/1", body), ("tokens", 4, "token"))
+    error_at(errors_of("hit-query/1", body), ("tokens", 5, "token"))
 
 
 def test_query_carries_no_raw_identifier() -> None:
@@ -684,3 +692,18 @@ def test_any_replacement_is_accepted_or_named(leaf: tuple[str, Make, Path], valu
     else:
         assert loaded == body
         xb1json.dumps(loaded)
+
+
+def test_the_standard_depends_on_nothing_else_in_the_project() -> None:
+    package = Path_(schemas.__file__).parent
+    for module in package.glob("*.py"):
+        tree = ast.parse(module.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            else:
+                continue
+            for name in names:
+                assert name.split(".")[0] not in {"gateway", "keys", "adapters"}, module.name
