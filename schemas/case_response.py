@@ -91,6 +91,7 @@ class CaseResponseSchema(MessageBodySchema):
     expected_by = UnixTime(metadata=about("Partial answers: when the rest should follow."))
 
     json_schema_rules: ClassVar[JsonSchemaRules] = (
+        {"properties": {"provided": {"minProperties": 1}}},
         {
             "if": {"required": ["outcome"], "properties": {"outcome": {"const": "refused"}}},
             "then": {"required": ["refusal_ground", "reason"]},
@@ -147,6 +148,8 @@ class CaseResponseSchema(MessageBodySchema):
             need("clarification", "Say what the requester must clarify.")
         else:
             refuse("clarification", "Only a clarification request has clarification.")
+        if data.get("provided") == {}:
+            errors["provided"] = ["List at least one entity, or leave provided out."]
         if outcome in _CARRIES_DATA:
             if not {"provided", "findings"} & data.keys():
                 errors["provided"] = [f"A {outcome} answer provides data or findings."]

@@ -273,6 +273,7 @@ class ReferralSchema(MessageBodySchema):
 
     json_schema_rules: ClassVar[JsonSchemaRules] = (
         {"properties": {"victim": {"properties": {"category": {"const": "victim"}}}}},
+        {"properties": {"needs": {"uniqueItems": True}}},
         {
             "if": {
                 "required": ["stage", "consent"],
@@ -333,6 +334,8 @@ class ReferralSchema(MessageBodySchema):
 
     @validates_schema
     def _stages_and_times_fit(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if len(set(data.get("needs", ()))) != len(data.get("needs", ())):
+            raise ValidationError("Each need may appear once.", "needs")
         withdrawn = "withdrawn_at" in data["consent"]
         if data["stage"] == "return" and "handover" not in data and not withdrawn:
             raise ValidationError("A return referral gives the handover details.", "handover")

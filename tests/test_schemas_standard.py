@@ -423,6 +423,7 @@ REFERRAL_CHANGES: list[tuple[Callable[[dict[str, Any]], Any], Path]] = [
     (lambda b: b["consent"].update(recipients=["ngo"]), ("receiving_agency", "type")),
     (lambda b: b["consent"].update(purposes=["prosecution"]), ("purpose",)),
     (lambda b: b.pop("handover"), ("handover",)),
+    (lambda b: b["needs"].append("medical"), ("needs",)),
     (lambda b: b["victim"].update(description="Tattoo on the left arm."), ()),
 ]
 
@@ -544,6 +545,7 @@ RESPONSES_BAD: list[tuple[dict[str, Any], Path]] = [
     (_response("clarification-requested"), ("clarification",)),
     (_response("accepted", clarification="Which operator?"), ("clarification",)),
     (_response("complete"), ("provided",)),
+    (_response("complete", provided={}), ("provided",)),
     (_response("partial", findings=_FINDINGS), ("outstanding",)),
     (_response("complete", findings=_FINDINGS, outstanding="More."), ("outstanding",)),
     (_response("complete", findings=_FINDINGS, expected_by=1_742_600_000), ("expected_by",)),
