@@ -936,6 +936,12 @@ def audit_check(bundle: str) -> None:
         f"Evidence verifies: {summary['node']}'s log of {summary['checkpoint_size']} "
         f"entries contains {', '.join(summary['shown'])} for {summary['message']}."
     )
+    witnesses = summary["witnesses"]
+    click.echo(
+        f"Checkpoint co-signed by {', '.join(witnesses)}."
+        if witnesses
+        else "Checkpoint not co-signed by any other member (witnessing had not reached it)."
+    )
     click.echo(
         f"Trust list version {summary['trust_list_version']}, SHA-256 "
         f"{summary['trust_list_sha256']}: compare it with the published one."
@@ -946,8 +952,9 @@ def audit_check(bundle: str) -> None:
 @click.option("--peer", default=None, help="Only this member (default: every other member).")
 @click.pass_obj
 def audit_witness(obj: Context, peer: str | None) -> None:
-    """Fetch peers' audit checkpoints, check consistency, co-sign (dispatchers do this
-    on their own every checkpoint_interval seconds)."""
+    """Fetch peers' audit checkpoints, check consistency, co-sign, and collect their
+    co-signatures of this node's checkpoints (dispatchers do this on their own every
+    checkpoint_interval seconds)."""
     from gateway.audit.witness import Witness
 
     node = obj.node()
@@ -961,6 +968,9 @@ def audit_witness(obj: Context, peer: str | None) -> None:
             click.echo(f"{member}: ALARM [{state.problem_code}] {state.problem}")
         else:
             click.echo(f"{member}: {state.size} entries, consistent, co-signed")
+        collected = witness.collect(member)
+        if collected:
+            click.echo(f"{member}: co-signed this node's checkpoint; co-signature kept")
 
 
 @audit.command("reset-witness")
@@ -992,6 +1002,34 @@ def audit_reset_witness(obj: Context, peer: str, reason: str, who: str) -> None:
         session.delete(state)
         session.commit()
     click.echo(f"Witness state of {peer} cleared by {who}.")
+
+
+@audit.command("dpo")
+@click.option("--since", help="First local day (YYYY-MM-DD); default 30 days ago.")
+@click.option("--until", help="Last local day (YYYY-MM-DD), included; default now.")
+@click.option("--by", "who", required=True, help="Who asks (recorded in the audit log).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@click.pass_obj
+def audit_dpo(obj: Context, since: str | None, until: str | None, who: str, as_json: bool) -> None:
+    """The data protection officer's report: who consulted and who disclosed what and
+    why, unusual access (off-hours, bulk reads, many hit queries, reads without a
+    justification) and stored messages due for purge. Exit 3 when anything is flagged."""
+    from gateway.audit import oversight
+
+    node = obj.node()
+    now = int(time.time())
+    with node.sessions() as session:
+        start, end = oversight.period(node.settings, since, until, now)
+        result = oversight.report(
+            session, node.settings, since=start, until=end, now=now, by=f"cli {who}"
+        )
+        session.commit()
+    if as_json:
+        click.echo(json.dumps(result, ensure_ascii=False, indent=2))
+    else:
+        click.echo(oversight.render(result, node.settings))
+    if result["unusual"] or any(item["overdue"] for item in result["due_for_purge"]):
+        sys.exit(3)
 
 
 # ---------------------------------------------------------------------------- demo

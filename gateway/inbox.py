@@ -239,22 +239,40 @@ def inbox_view(message: InboundMessage, *, with_body: bool = True) -> dict[str, 
 _NOT_HELD = or_(InboundMessage.quarantined_at.is_(None), InboundMessage.released_at.is_not(None))
 
 
-def _mark_fetched(session: Session, messages: list[InboundMessage], reader: str) -> None:
+def _mark_fetched(
+    session: Session,
+    messages: list[InboundMessage],
+    reader: str,
+    justification: str | None = None,
+    token: int | None = None,
+) -> None:
     """An agency has read these: from now on a revocation no longer holds them. Every
-    consultation is in the audit log (who, when, which messages)."""
+    consultation is in the audit log (who, with which token, when, which messages, why)."""
     now = int(time.time())
     for message in messages:
         if message.fetched_at is None:
             message.fetched_at = now
     if messages:
         audit.record(
-            session, "inbox-read", at=now, agency=reader, messages=[m.envelope_id for m in messages]
+            session,
+            "inbox-read",
+            at=now,
+            agency=reader,
+            token=token,
+            justification=justification,
+            messages=[m.envelope_id for m in messages],
         )
     session.commit()
 
 
 def list_inbox(
-    session: Session, *, after: int = 0, limit: int = 100, reader: str | None = None
+    session: Session,
+    *,
+    after: int = 0,
+    limit: int = 100,
+    reader: str | None = None,
+    justification: str | None = None,
+    token: int | None = None,
 ) -> list[InboundMessage]:
     """Inbound messages after id ``after``. For an agency, quarantined ones are left
     out and the ones returned count as read."""
@@ -265,11 +283,18 @@ def list_inbox(
         query = query.where(_NOT_HELD)
     messages = list(session.scalars(query.order_by(InboundMessage.id).limit(limit)))
     if reader is not None:
-        _mark_fetched(session, messages, reader)
+        _mark_fetched(session, messages, reader, justification, token)
     return messages
 
 
-def get_inbound(session: Session, inbound_id: int, *, reader: str | None = None) -> InboundMessage:
+def get_inbound(
+    session: Session,
+    inbound_id: int,
+    *,
+    reader: str | None = None,
+    justification: str | None = None,
+    token: int | None = None,
+) -> InboundMessage:
     message = session.get(InboundMessage, inbound_id) if is_row_id(inbound_id) else None
     if message is None:
         raise ApiError("not-found", f"no inbound message {inbound_id}", status=404)
@@ -282,7 +307,7 @@ def get_inbound(session: Session, inbound_id: int, *, reader: str | None = None)
                 "whether to release it",
                 status=409,
             )
-        _mark_fetched(session, [message], reader)
+        _mark_fetched(session, [message], reader, justification, token)
     return message
 
 

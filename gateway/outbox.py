@@ -213,6 +213,10 @@ def submit(
         id=header.id,
         typ=typ,
         to=[r.node for r in recipients],
+        # Why it was disclosed (metadata, not personal data): for the DPO's report.
+        purpose=loaded.get("purpose"),
+        basis=(loaded.get("legal_basis") or {}).get("instrument"),
+        handling=(loaded.get("handling") or {}).get("code"),
         ph=b64e(envelope.ph),
         ch=b64e(envelope.ch),
     )

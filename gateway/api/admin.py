@@ -310,3 +310,30 @@ def rejections_view():  # type: ignore[no-untyped-def]
                 ]
             }
         )
+
+
+# ----------------------------------------------------------------------------- oversight
+
+
+@admin_api.get("/oversight")
+def oversight_view():  # type: ignore[no-untyped-def]
+    """The data protection officer's report (``gateway/audit/oversight.py``) for
+    ``?since=YYYY-MM-DD&until=YYYY-MM-DD``; asking for it is itself recorded."""
+    from gateway.audit import oversight
+
+    node = current_node()
+    now = int(time.time())
+    with node.sessions() as session:
+        since, until = oversight.period(
+            node.settings, request.args.get("since"), request.args.get("until"), now
+        )
+        result = oversight.report(
+            session,
+            node.settings,
+            since=since,
+            until=until,
+            now=now,
+            by=f"{g.role} {g.holder} (token {g.token_id})",
+        )
+        session.commit()
+    return jsonify(result)

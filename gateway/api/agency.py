@@ -1,10 +1,14 @@
 """The agency API (``/api/v1``): submit messages, follow their delivery, read the inbox.
 
 Every call needs a per-agency token (``Authorization: Bearer …``). An agency
-sees only the outbound messages it submitted.
+sees only the outbound messages it submitted. Reading received messages is a
+consultation of personal data: it needs an ``X-Justification`` header (why, e.g. a
+case number), which goes into the audit log with who read what and when.
 """
 
 from __future__ import annotations
+
+import re
 
 from flask import Blueprint, g, jsonify, request
 
@@ -23,7 +27,30 @@ def _authenticate() -> None:
     with node.sessions() as session:
         token = tokens.authenticate(session, request.headers.get("Authorization"))
         session.commit()
-        g.agency = token.agency
+        g.agency, g.token_id = token.agency, token.id
+
+
+JUSTIFICATION_HEADER = "X-Justification"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _justification() -> str:
+    """Why the caller consults received messages: required, one line, 3–500 characters."""
+    raw = request.headers.get(JUSTIFICATION_HEADER, "").strip()
+    if not raw:
+        raise ApiError(
+            "justification-required",
+            f"reading received messages needs a {JUSTIFICATION_HEADER} header saying why "
+            "(e.g. a case number and purpose); it is kept in the audit log",
+            status=400,
+        )
+    if not 3 <= len(raw) <= 500 or _CONTROL.search(raw):
+        raise ApiError(
+            "bad-justification",
+            f"{JUSTIFICATION_HEADER} must be one line of 3 to 500 characters",
+            status=422,
+        )
+    return raw
 
 
 def _int_arg(name: str, default: int) -> int:
@@ -110,7 +137,12 @@ def list_inbox():  # type: ignore[no-untyped-def]
     node = current_node()
     with node.sessions() as session:
         messages = inbox.list_inbox(
-            session, after=_int_arg("after", 0), limit=_int_arg("limit", 100), reader=g.agency
+            session,
+            after=_int_arg("after", 0),
+            limit=_int_arg("limit", 100),
+            reader=g.agency,
+            justification=_justification(),
+            token=g.token_id,
         )
         return jsonify({"messages": [inbox.inbox_view(m) for m in messages]})
 
@@ -119,4 +151,11 @@ def list_inbox():  # type: ignore[no-untyped-def]
 def get_inbound(inbound_id: int):  # type: ignore[no-untyped-def]
     node = current_node()
     with node.sessions() as session:
-        return jsonify(inbox.inbox_view(inbox.get_inbound(session, inbound_id, reader=g.agency)))
+        message = inbox.get_inbound(
+            session,
+            inbound_id,
+            reader=g.agency,
+            justification=_justification(),
+            token=g.token_id,
+        )
+        return jsonify(inbox.inbox_view(message))
