@@ -13,6 +13,8 @@ import hmac
 from collections.abc import Callable
 from typing import Any
 
+from .names import match_keys
+
 #: 2025-03-14T09:30:00Z
 _REPORTED_AT = 1_741_944_600
 
@@ -1027,15 +1029,20 @@ def demo_blind_index(identifier: str) -> str:
     return base64.urlsafe_b64encode(mac).rstrip(b"=").decode("ascii")
 
 
-# Illustrative normalised identifiers; the normalisation rules belong to the
-# transliteration module, not to the message standard.
+# Names are blinded through their match keys (``schemas.names``), one token per
+# key; how documents, phones and accounts are normalised is illustrative here.
 _QUERIED = [
-    ("name-dob", "rahimov faridun|1979-04-02"),
-    ("name", "qodirov jamshed"),
+    *(("name-dob", f"{key}|1979-04-02") for key in sorted(match_keys("Фаридун Раҳимов", "tg"))),
+    *(("name", key) for key in sorted(match_keys("Ҷамшед Қодиров", "tg"))),
     ("document", "TJ|P|400123456"),
     ("phone", "+992900000000"),
     ("account", "TJ|bank|20202972100000123456"),
 ]
+#: What Kazakhstan's records give for each kind of queried identifier.
+_HIT_REFERENCES = {
+    "name-dob": "KZ-GP-HIT/2025/0091",
+    "document": "KZ-GP-HIT/2025/0092",
+}
 
 _TJ_KZ_HIT_QUERY: dict[str, Any] = {
     "purpose": "investigate-trafficking",
@@ -1059,31 +1066,23 @@ _KZ_TJ_HIT_ANSWER: dict[str, Any] = {
     "retention_days": 30,
     "answered_at": _REQUESTED_AT + 40,
     "results": [
-        {
-            "token": demo_blind_index(_QUERIED[0][1]),
-            "result": "hit",
-            "reference": "KZ-GP-HIT/2025/0091",
-        },
-        {"token": demo_blind_index(_QUERIED[1][1]), "result": "no-hit"},
-        {
-            "token": demo_blind_index(_QUERIED[2][1]),
-            "result": "hit",
-            "reference": "KZ-GP-HIT/2025/0092",
-        },
-        {"token": demo_blind_index(_QUERIED[3][1]), "result": "no-hit"},
-        {"token": demo_blind_index(_QUERIED[4][1]), "result": "no-hit"},
+        {"token": demo_blind_index(value), "result": "hit", "reference": _HIT_REFERENCES[kind]}
+        if kind in _HIT_REFERENCES
+        else {"token": demo_blind_index(value), "result": "no-hit"}
+        for kind, value in _QUERIED
     ],
 }
 
 
 def example_hit_query(**overrides: Any) -> dict[str, Any]:
-    """A Tajik query for a name with date of birth, a name, a passport, a phone and an
-    account."""
+    """A Tajik query for a name with date of birth, a name (Tajik Cyrillic, blinded
+    through their match keys), a passport, a phone and an account."""
     return _with_overrides(_TJ_KZ_HIT_QUERY, overrides)
 
 
 def example_hit_answer(**overrides: Any) -> dict[str, Any]:
-    """Kazakhstan's answer to ``example_hit_query``: two hits, three no-hits."""
+    """Kazakhstan's answer to ``example_hit_query``: hits for the name with date of birth
+    and the passport, no-hits for the rest."""
     return _with_overrides(_KZ_TJ_HIT_ANSWER, overrides)
 
 

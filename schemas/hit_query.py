@@ -2,8 +2,9 @@
 
 A query carries no raw identifier, only blind-index tokens: each token is
 HMAC-SHA-256 (PROTOCOL §1), under an index key the two states share, of one
-normalised identifier (a transliterated name, a name with date of birth, a
-normalised document number, an E.164 phone number, an account number). The
+normalised identifier: a name's match key (``schemas.names.match_keys``, one
+token per key), a match key with the date of birth, a normalised document
+number, an E.164 phone number, an account number. The
 answering state computes the same tokens over its own records and answers
 hit or no-hit per token (``hit-answer/1``); personal data follows only
 through a ``case-request/1`` that a person at the answering state approves.
