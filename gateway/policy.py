@@ -50,7 +50,7 @@ AGENCY_TYPES = (
 )
 _RULE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 _PATH = re.compile(
-    r"[a-z_]+(\[(\*|[a-z_]+=[A-Za-z0-9_.-]+)\])?(\.[a-z_]+(\[(\*|[a-z_]+=[A-Za-z0-9_.-]+)\])?)*\Z"
+    r"(\*\*\.)?[a-z_]+(\[(\*|[a-z_]+=[A-Za-z0-9_.-]+)\])?(\.[a-z_]+(\[(\*|[a-z_]+=[A-Za-z0-9_.-]+)\])?)*\Z"
 )
 
 
@@ -94,7 +94,7 @@ BUILT_IN_RULES = (
         id="ngo-no-suspect-data",
         audience=frozenset({"ngo"}),
         types=None,
-        drop=("subjects[category=suspect]", "subjects[category=convicted]"),
+        drop=("**.subjects[category=suspect]", "**.subjects[category=convicted]"),
     ),
 )
 
@@ -156,7 +156,9 @@ class Policy:
             if audience not in rule.audience or (rule.types is not None and typ not in rule.types):
                 continue
             for path in rule.drop:
-                if _drop(result, _parse_path(path)):
+                anywhere = path.startswith("**.")
+                segments = _parse_path(path.removeprefix("**."))
+                if (_drop_anywhere if anywhere else _drop)(result, segments):
                     removed.append((rule.id, path))
         return result, removed
 
@@ -218,6 +220,15 @@ def _drop(node: object, segments: list[_Segment]) -> bool:
     for item in items:
         if _matches(item, selector):
             changed = _drop(item, rest) or changed
+    return changed
+
+
+def _drop_anywhere(node: object, segments: list[_Segment]) -> bool:
+    """``_drop`` at this level and at every depth below (paths starting ``**.``)."""
+    changed = _drop(node, segments)
+    children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+    for child in list(children):
+        changed = _drop_anywhere(child, segments) or changed
     return changed
 
 

@@ -798,10 +798,29 @@ class LocationSchema(StrictSchema):
 
     id = LocalId(metadata=about("Local id other parts of the message refer to."))
     country = Country(required=True)
+    subdivision = PatternText(
+        r"[A-Z]{2}-[A-Z0-9]{1,3}",
+        description="Must be an ISO 3166-2 subdivision code such as KZ-ALA or UZ-SA.",
+        max_length=6,
+        metadata=about(
+            "ISO 3166-2 code of the region (oblast, viloyat, welayat) in that country; "
+            "receiving nodes route by it."
+        ),
+    )
     place = fields.Nested(NameSchema)
     description = Text(max_length=1000, multiline=True)
     role = Code(LOCATION_ROLES)
     date = PartialDate()
+
+    rules_beyond_json_schema = ("subdivision begins with the location's country code.",)
+
+    @validates_schema
+    def _subdivision_in_country(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if "subdivision" in data and not data["subdivision"].startswith(data["country"] + "-"):
+            raise ValidationError(
+                f"Subdivision {data['subdivision']} is not in country {data['country']}.",
+                "subdivision",
+            )
 
 
 class ChannelSchema(StrictSchema):

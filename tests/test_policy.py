@@ -90,7 +90,7 @@ def test_minimisation_by_audience(policy):
     assert [s["category"] for s in to_ngo["subjects"]] == ["victim"]
     assert "channels" not in to_ngo
     assert all("date_of_birth" not in s for s in to_ngo["subjects"])
-    assert ("ngo-no-suspect-data", "subjects[category=suspect]") in removed
+    assert ("ngo-no-suspect-data", "**.subjects[category=suspect]") in removed
     assert ("ngo-no-channels", "channels") in removed
     assert body["subjects"][1]["category"] == "suspect"  # the original is untouched
 
@@ -108,6 +108,15 @@ def test_the_ngo_rule_cannot_be_removed():
             'drop = ["channels"]\n',
             Path("p.toml"),
         )
+
+
+def test_the_ngo_rule_reaches_nested_bodies(policy):
+    inner = example_alert()
+    body = {"refers_to": "x", "corrected": inner, "other": [{"subjects": inner["subjects"]}]}
+    minimised, removed = policy.minimise("correction/1", body, "ngo")
+    assert [s["category"] for s in minimised["corrected"]["subjects"]] == ["victim"]
+    assert [s["category"] for s in minimised["other"][0]["subjects"]] == ["victim"]
+    assert [rule for rule, _ in removed] == ["ngo-no-suspect-data"]
 
 
 def test_retention_is_capped_by_type(policy):

@@ -140,7 +140,7 @@ def test_minimised_fields_never_leave_the_node(fed):
     to_ngo = post(kz, ["KG"], body, audience="ngo")
     assert to_ngo.status_code == 202
     assert to_ngo.get_json()["minimised"] == [
-        {"rule": "ngo-no-suspect-data", "path": "subjects[category=suspect]"}
+        {"rule": "ngo-no-suspect-data", "path": "**.subjects[category=suspect]"}
     ]
     sent = sealed_payload(kz, kg, to_ngo.get_json()["id"])
     assert [s["category"] for s in sent["subjects"]] == ["victim"]
