@@ -35,7 +35,7 @@ from gateway.audit.merkle import (
     subtree_hash,
 )
 from gateway.errors import ApiError, NodeStateError
-from gateway.models import AuditEntry, AuditSubtree
+from gateway.models import AuditCheckpoint, AuditEntry, AuditSubtree
 from schemas.b64 import b64d
 
 HASHES = [leaf_hash(b"entry-%d" % i) for i in range(5000)]
@@ -249,6 +249,24 @@ def test_a_log_from_before_the_table_is_filled_at_the_next_checkpoint(make_feder
         session.commit()
     assert log.checkpoint(kz.node) is None
     assert stored_subtrees(kz) == expected
+
+
+def test_a_table_ahead_of_the_checkpoints_does_not_stop_them(make_federation):
+    kz = make_federation(("KZ",), serve=False)["KZ"]
+    append(kz, 300)
+    log.checkpoint(kz.node)
+    append(kz, 400)
+    dropped = log.checkpoint(kz.node)
+    before = stored_subtrees(kz)
+    with kz.node.sessions() as session:  # the newest checkpoint row is lost
+        session.delete(session.get(AuditCheckpoint, dropped.size))
+        session.commit()
+    append(kz, 50)
+    made = log.checkpoint(kz.node)
+    assert made is not None and made.size == dropped.size + 50
+    assert stored_subtrees(kz) == before
+    leaves = leaf_hashes(kz)
+    check_proofs(kz, leaves, [(10, made.size), (300, made.size)])
 
 
 def test_filling_the_table_refuses_entries_that_no_longer_match(make_federation):

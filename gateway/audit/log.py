@@ -10,9 +10,17 @@
   appear, and a checkpoint of size n covers exactly entries 1..n.
 * :func:`checkpoint` folds new entries into the compact range stored with the last
   checkpoint and signs a C2SP checkpoint with the node's current signing key; its
-  origin, which is also the key name, is ``xb1-audit/<federation>/<node>``.
-* :func:`verify` re-reads the whole log and every checkpoint and names the first
-  entry or range that no longer matches.
+  origin, which is also the key name, is ``xb1-audit/<federation>/<node>``. In the
+  same transaction it stores the hash of every perfect, aligned subtree of
+  2**SUBTREE_LEVEL entries and above that the new entries complete
+  (``audit_subtrees``); a log from before that table is filled at its next
+  checkpoint.
+* :func:`inclusion` and :func:`consistency` read the O(log n) stored subtree hashes
+  a proof needs and fold the rest from leaf hashes: at most a few blocks of
+  2**SUBTREE_LEVEL entries plus the entries since the last checkpoint.
+* :func:`verify` re-reads the whole log, every stored subtree hash and every
+  checkpoint, streaming, and names the first entry, subtree or range that no longer
+  matches.
 """
 
 from __future__ import annotations
@@ -109,11 +117,13 @@ def checkpoint(node: Any, *, now: int | None = None, min_new: int = 1) -> AuditC
     with node.sessions() as session:
         last = latest(session)
         frontier = _frontier_from(last.size, last.frontier) if last else merkle.CompactRange()
-        subtrees = _catch_up(session, frontier) if last else []
+        covered = _covered(session)
+        subtrees = _catch_up(session, frontier, covered) if last else []
         target = size(session)
         if target - frontier.size < max(min_new, 1):
             return _commit(session, subtrees, None)
-        keep = _keeper(subtrees)
+        # Rows already stored are skipped (the table can be ahead of the checkpoints).
+        keep = _keeper(subtrees, max(covered, frontier.size >> SUBTREE_LEVEL << SUBTREE_LEVEL))
         with closing(_leaves(session, frontier.size + 1, target)) as leaves:
             for seq, leaf in leaves:
                 if seq != frontier.size + 1:
@@ -151,9 +161,11 @@ def _commit(
     return row
 
 
-def _keeper(subtrees: list[dict[str, Any]]) -> Any:
+def _keeper(subtrees: list[dict[str, Any]], covered: int) -> Any:
+    """A ``CompactRange.append`` callback adding the rows to store past ``covered``."""
+
     def keep(level: int, index: int, h: bytes) -> None:
-        if level >= SUBTREE_LEVEL:
+        if level >= SUBTREE_LEVEL and (index + 1) << level > covered:
             subtrees.append({"level": level, "idx": index, "hash": h})
 
     return keep
@@ -169,7 +181,9 @@ def _leaves(session: Session, first: int, last: int) -> Result[int, bytes]:
     )
 
 
-def _catch_up(session: Session, frontier: merkle.CompactRange) -> list[dict[str, Any]]:
+def _catch_up(
+    session: Session, frontier: merkle.CompactRange, covered: int
+) -> list[dict[str, Any]]:
     """The subtree rows missing below the last checkpoint (``frontier``): all of them on a
     log from before they were stored, none otherwise. The entries are folded again from
     the end of the stored subtrees and must give the checkpoint's frontier.
@@ -177,7 +191,6 @@ def _catch_up(session: Session, frontier: merkle.CompactRange) -> list[dict[str,
     The rows are derived from the entries, so if some below that end are gone, all are
     deleted and rebuilt from entry 1 rather than stopping checkpoints.
     """
-    covered = _covered(session)
     if covered >> SUBTREE_LEVEL >= frontier.size >> SUBTREE_LEVEL:
         return []
     pieces = merkle.perfect_subtrees(0, covered)
@@ -187,7 +200,7 @@ def _catch_up(session: Session, frontier: merkle.CompactRange) -> list[dict[str,
         covered, pieces = 0, []
     redone = merkle.CompactRange.from_state(covered, [stored[p] for p in pieces])
     subtrees: list[dict[str, Any]] = []
-    keep = _keeper(subtrees)
+    keep = _keeper(subtrees, covered)
     with closing(_leaves(session, covered + 1, frontier.size)) as leaves:
         for seq, leaf in leaves:
             if seq != redone.size + 1:
