@@ -221,6 +221,17 @@ def test_proofs_read_no_leaf_hash_inside_stored_subtrees(make_federation):
     check_proofs(kz, leaves, pairs)
 
 
+def test_a_lost_subtree_row_is_folded_from_its_leaves(make_federation):
+    kz = make_federation(("KZ",), serve=False)["KZ"]
+    append(kz, 1100)
+    log.checkpoint(kz.node)
+    leaves = leaf_hashes(kz)
+    with kz.node.sessions() as session:
+        session.execute(delete(AuditSubtree).where(AuditSubtree.level == 9))
+        session.commit()
+    check_proofs(kz, leaves, [(1, 1024), (600, len(leaves)), (3, 513)])
+
+
 def test_a_log_from_before_the_table_is_filled_at_the_next_checkpoint(make_federation):
     kz = make_federation(("KZ",), serve=False)["KZ"]
     append(kz, 700)
