@@ -219,6 +219,9 @@ def test_proofs_read_no_leaf_hash_inside_stored_subtrees(make_federation):
         session.execute(delete(AuditEntry).where(AuditEntry.seq <= 1024))
         session.commit()
     check_proofs(kz, leaves, pairs)
+    with kz.node.sessions() as session, pytest.raises(NodeStateError) as refused:
+        log.inclusion(session, 5, n)  # needs the leaf hashes of entries 1..256
+    assert refused.value.code == "audit-gap" and "entries 1..256 are missing" in str(refused.value)
 
 
 def test_a_lost_subtree_row_is_folded_from_its_leaves(make_federation):

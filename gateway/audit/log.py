@@ -26,12 +26,14 @@
 from __future__ import annotations
 
 import time
+from bisect import bisect_right
 from collections.abc import Iterable
 from contextlib import closing
 from dataclasses import dataclass
+from itertools import groupby
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, text, tuple_
+from sqlalchemy import delete, func, insert, or_, select, text, tuple_
 from sqlalchemy.engine import Result
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -172,13 +174,16 @@ def _keeper(subtrees: list[dict[str, Any]], covered: int) -> Any:
 
 
 def _leaves(session: Session, first: int, last: int) -> Result[int, bytes]:
-    """``(seq, leaf_hash)`` of entries ``first..last`` in order, streamed."""
-    return session.execute(
+    """``(seq, leaf_hash)`` of entries ``first..last`` in order; streamed when there are
+    many (a server-side cursor costs PostgreSQL round trips a short read does not need)."""
+    statement = (
         select(AuditEntry.seq, AuditEntry.leaf_hash)
         .where(AuditEntry.seq >= first, AuditEntry.seq <= last)
         .order_by(AuditEntry.seq)
-        .execution_options(yield_per=_STREAM)
     )
+    if last - first >= _STREAM:
+        statement = statement.execution_options(yield_per=_STREAM)
+    return session.execute(statement)
 
 
 def _catch_up(
@@ -240,16 +245,25 @@ def _stored_hashes(
 class _StoredTree:
     """The log's tree nodes for one proof, as a :data:`merkle.SubtreeLookup`.
 
+    One statement reads the log's size and how far the stored subtrees reach.
     :meth:`fetch` plans the perfect subtrees a proof needs: those inside the stored
     subtrees are read in one statement; smaller ones, and those past the stored
     subtrees (entries since the last checkpoint), are folded from their leaf hashes,
-    read in one streamed statement per run of adjacent leaves. A subtree still missing
-    after that (a stored row that is gone) is folded from its leaves on demand.
+    read in one more statement. A subtree still missing after that (a stored row that
+    is gone) is folded from its leaves on demand.
     """
 
     def __init__(self, session: Session) -> None:
         self._session = session
-        self._covered = _covered(session)
+        log_size = select(func.coalesce(func.max(AuditEntry.seq), 0)).scalar_subquery()
+        top = (
+            select(func.max(AuditSubtree.idx))
+            .where(AuditSubtree.level == SUBTREE_LEVEL)
+            .scalar_subquery()
+        )
+        entries, stored_top = session.execute(select(log_size, top)).one()
+        self.size = int(entries)
+        self._covered = 0 if stored_top is None else (int(stored_top) + 1) << SUBTREE_LEVEL
         self._known: dict[tuple[int, int], bytes] = {}
 
     def fetch(self, ranges: Iterable[tuple[int, int]]) -> None:
@@ -282,15 +296,27 @@ class _StoredTree:
                 runs[-1][1] = max(runs[-1][1], end)
             else:
                 runs.append([start, end])
-        for start, end in runs:
-            count = start
-            with closing(_leaves(self._session, start + 1, end)) as rows:
-                leaves = (leaf for _, leaf in rows)
-                for level, index, h in merkle.aligned_subtrees(start, leaves):
-                    count += level == 0
+        if not runs:
+            return
+        starts = [start for start, _ in runs]
+        statement = (
+            select(AuditEntry.seq, AuditEntry.leaf_hash)
+            .where(or_(*(AuditEntry.seq.between(start + 1, end) for start, end in runs)))
+            .order_by(AuditEntry.seq)
+        )
+        if sum(end - start for start, end in runs) > _STREAM:
+            statement = statement.execution_options(yield_per=_STREAM)
+        read = {start: start for start in starts}
+        with closing(self._session.execute(statement)) as rows:
+            # Leaf index seq - 1 belongs to the last run starting at or before it.
+            by_run = groupby(rows, key=lambda row: starts[bisect_right(starts, row[0] - 1) - 1])
+            for start, group in by_run:
+                for level, index, h in merkle.aligned_subtrees(start, (r[1] for r in group)):
+                    read[start] += level == 0
                     if (level, index) in wanted:
                         self._known[(level, index)] = h
-            if count != end:
+        for start, end in runs:
+            if read[start] != end:
                 raise NodeStateError("audit-gap", f"audit entries {start + 1}..{end} are missing")
 
     def __call__(self, level: int, index: int) -> bytes:
@@ -302,10 +328,10 @@ class _StoredTree:
 
 def inclusion(session: Session, index: int, tree_size: int) -> dict[str, Any]:
     """Proof that entry ``index`` (1-based) is in the tree of ``tree_size`` entries."""
-    if not 1 <= index <= tree_size <= size(session):
+    tree = _StoredTree(session)
+    if not 1 <= index <= tree_size <= tree.size:
         raise ApiError("bad-proof-request", "need 1 <= index <= size <= the log's size", status=422)
     ranges = merkle.inclusion_ranges(index - 1, tree_size)
-    tree = _StoredTree(session)
     tree.fetch([*ranges, (index - 1, index), (0, tree_size)])
     return {
         "index": index,
@@ -318,10 +344,10 @@ def inclusion(session: Session, index: int, tree_size: int) -> dict[str, Any]:
 
 def consistency(session: Session, old_size: int, new_size: int) -> dict[str, Any]:
     """Proof that the tree of ``old_size`` entries is a prefix of that of ``new_size``."""
-    if not 1 <= old_size <= new_size <= size(session):
+    tree = _StoredTree(session)
+    if not 1 <= old_size <= new_size <= tree.size:
         raise ApiError("bad-proof-request", "need 1 <= old <= new <= the log's size", status=422)
     ranges = merkle.consistency_ranges(old_size, new_size)
-    tree = _StoredTree(session)
     tree.fetch([*ranges, (0, old_size), (0, new_size)])
     return {
         "old": old_size,
@@ -347,7 +373,11 @@ def verify(session: Session, trust_list: TrustList, node_id: str) -> Finding:
     frontier = merkle.CompactRange()
     checkpoints = list(session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.size)))
     subtrees = _SubtreeCheck(session)
-    entries = session.scalars(select(AuditEntry).order_by(AuditEntry.seq)).yield_per(1000)
+    # yield_per as an execution option, so PostgreSQL streams from a server-side cursor
+    # instead of sending every row before the first is read.
+    entries = session.scalars(
+        select(AuditEntry).order_by(AuditEntry.seq).execution_options(yield_per=1000)
+    )
     try:
         return _verify_entries(entries, frontier, subtrees, checkpoints, trust_list, node_id)
     finally:  # a streamed result left open would hold a server-side cursor
