@@ -17,7 +17,7 @@ import random
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, event, func, insert, select, update
 
 from gateway.audit import log, merkle
 from gateway.audit.merkle import (
@@ -156,16 +156,20 @@ def stored_subtrees(member):
         return {(level, index): h for level, index, h in rows}
 
 
-def check_proofs(member, leaves, pairs):
-    """The log's proofs for these (index or old size, size) pairs equal the reference."""
-    with member.node.sessions() as session:
-        for first, size in pairs:
-            tree = leaves[:size]
-            answer = log.inclusion(session, first, size)
+def check_proofs(member, leaves, pairs, kinds=("inclusion", "consistency")):
+    """The log's proofs for these (index or old size, size) pairs equal the reference;
+    each proof in its own session, as the HTTP routes do."""
+    for first, size in pairs:
+        tree = leaves[:size]
+        if "inclusion" in kinds:
+            with member.node.sessions() as session:
+                answer = log.inclusion(session, first, size)
             assert [b64d(h) for h in answer["proof"]] == inclusion_proof(tree, first - 1)
             assert b64d(answer["leaf_hash"]) == tree[first - 1]
             assert b64d(answer["root"]) == root(tree)
-            answer = log.consistency(session, first, size)
+        if "consistency" in kinds:
+            with member.node.sessions() as session:
+                answer = log.consistency(session, first, size)
             assert [b64d(h) for h in answer["proof"]] == consistency_proof(tree, first)
             assert b64d(answer["old_root"]) == root(tree[:first])
             assert b64d(answer["new_root"]) == root(tree)
@@ -222,6 +226,42 @@ def test_proofs_read_no_leaf_hash_inside_stored_subtrees(make_federation):
     with kz.node.sessions() as session, pytest.raises(NodeStateError) as refused:
         log.inclusion(session, 5, n)  # needs the leaf hashes of entries 1..256
     assert refused.value.code == "audit-gap" and "entries 1..256 are missing" in str(refused.value)
+
+
+def test_a_proof_reads_three_statements_and_a_bounded_number_of_leaves(
+    make_federation, monkeypatch
+):
+    kz = make_federation(("KZ",), serve=False)["KZ"]
+    append(kz, 2000)
+    log.checkpoint(kz.node)
+    append(kz, 90)  # past the last checkpoint
+    leaves = leaf_hashes(kz)
+    n = len(leaves)
+    block = 1 << log.SUBTREE_LEVEL
+    with kz.node.sessions() as session:
+        covered = session.scalar(select(func.count()).where(AuditSubtree.level == 8)) * block
+    read = []
+    statements = []
+
+    def counting(first, hashes):
+        for level, index, h in aligned_subtrees(first, hashes):
+            read.append(level == 0)
+            yield level, index, h
+
+    monkeypatch.setattr(merkle, "aligned_subtrees", counting)
+    event.listen(kz.node.engine, "before_cursor_execute", lambda *_: statements.append(1))
+    shuffle = random.Random(7)
+    for _ in range(40):
+        size = shuffle.choice([n, covered, shuffle.randint(1, n)])
+        first = shuffle.randint(1, size)
+        for kind in ("inclusion", "consistency"):
+            read.clear()
+            statements.clear()
+            check_proofs(kz, leaves, [(first, size)], kinds=(kind,))
+            # The proved entry's block and the partial blocks at the two sizes, plus the
+            # entries past the stored subtrees; never the whole log.
+            assert sum(read) <= 2 * block + max(0, size - covered)
+            assert len(statements) <= 3
 
 
 def test_a_lost_subtree_row_is_folded_from_its_leaves(make_federation):

@@ -120,7 +120,7 @@ def checkpoint(node: Any, *, now: int | None = None, min_new: int = 1) -> AuditC
         last = latest(session)
         frontier = _frontier_from(last.size, last.frontier) if last else merkle.CompactRange()
         covered = _covered(session)
-        subtrees = _catch_up(session, frontier, covered) if last else []
+        subtrees, covered = _catch_up(session, frontier, covered) if last else ([], covered)
         target = size(session)
         if target - frontier.size < max(min_new, 1):
             return _commit(session, subtrees, None)
@@ -188,16 +188,17 @@ def _leaves(session: Session, first: int, last: int) -> Result[int, bytes]:
 
 def _catch_up(
     session: Session, frontier: merkle.CompactRange, covered: int
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], int]:
     """The subtree rows missing below the last checkpoint (``frontier``): all of them on a
-    log from before they were stored, none otherwise. The entries are folded again from
-    the end of the stored subtrees and must give the checkpoint's frontier.
+    log from before they were stored, none otherwise; and how far the stored rows then
+    reach. The entries are folded again from the end of the stored subtrees and must
+    give the checkpoint's frontier.
 
     The rows are derived from the entries, so if some below that end are gone, all are
     deleted and rebuilt from entry 1 rather than stopping checkpoints.
     """
     if covered >> SUBTREE_LEVEL >= frontier.size >> SUBTREE_LEVEL:
-        return []
+        return [], covered
     pieces = merkle.perfect_subtrees(0, covered)
     stored = _stored_hashes(session, pieces)
     if len(stored) != len(pieces):
@@ -217,7 +218,7 @@ def _catch_up(
             f"audit entries 1..{frontier.size} no longer match the checkpoint of that size; "
             "run 'gateway audit verify'",
         )
-    return subtrees
+    return subtrees, covered
 
 
 def _covered(session: Session) -> int:
@@ -249,8 +250,9 @@ class _StoredTree:
     :meth:`fetch` plans the perfect subtrees a proof needs: those inside the stored
     subtrees are read in one statement; smaller ones, and those past the stored
     subtrees (entries since the last checkpoint), are folded from their leaf hashes,
-    read in one more statement. A subtree still missing after that (a stored row that
-    is gone) is folded from its leaves on demand.
+    read in one more statement; those that straddle the end of the stored subtrees are
+    left to :func:`merkle.subtree_hash` to compute from their halves. A subtree still
+    missing after that (a stored row that is gone) is folded from its leaves on demand.
     """
 
     def __init__(self, session: Session) -> None:
@@ -265,6 +267,7 @@ class _StoredTree:
         self.size = int(entries)
         self._covered = 0 if stored_top is None else (int(stored_top) + 1) << SUBTREE_LEVEL
         self._known: dict[tuple[int, int], bytes] = {}
+        self._halved: set[tuple[int, int]] = set()  # computed from their two halves
 
     def fetch(self, ranges: Iterable[tuple[int, int]]) -> None:
         stored: list[tuple[int, int]] = []
@@ -284,6 +287,7 @@ class _StoredTree:
         elif level < SUBTREE_LEVEL or start >= self._covered:
             folded.append((level, index))
         else:  # straddles the end of the stored subtrees
+            self._halved.add((level, index))
             self._plan(level - 1, 2 * index, stored, folded)
             self._plan(level - 1, 2 * index + 1, stored, folded)
 
@@ -319,8 +323,10 @@ class _StoredTree:
             if read[start] != end:
                 raise NodeStateError("audit-gap", f"audit entries {start + 1}..{end} are missing")
 
-    def __call__(self, level: int, index: int) -> bytes:
+    def __call__(self, level: int, index: int) -> bytes | None:
         key = (level, index)
+        if key in self._halved:
+            return None
         if key not in self._known:
             self._fold([key])
         return self._known[key]
@@ -336,7 +342,7 @@ def inclusion(session: Session, index: int, tree_size: int) -> dict[str, Any]:
     return {
         "index": index,
         "size": tree_size,
-        "leaf_hash": b64e(tree(0, index - 1)),
+        "leaf_hash": b64e(merkle.subtree_hash(0, index - 1, tree)),
         "root": b64e(merkle.range_root(0, tree_size, tree)),
         "proof": [b64e(merkle.range_root(a, b, tree)) for a, b in ranges],
     }
