@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -253,6 +254,8 @@ def run(args: argparse.Namespace) -> None:
         for line in machine_lines():
             print("  " + line)
         print(f"  database  {database}")
+        load = os.getloadavg()[0]
+        print(f"  load      1-minute load average {load:.1f} at the start (shared machine)")
         print(
             f"  entries   {args.entries:,} in the log; ~{len(xb1json.dumps(accepted(0, now)))} B "
             f"xb1-json each ('{KIND}' fields); subtree hashes stored from level "
@@ -348,6 +351,7 @@ def run(args: argparse.Namespace) -> None:
             f"    {rss_line('RSS before', figures['rss_before_kib'])}, "
             f"{rss_line('peak RSS', figures['peak_rss_kib'])}"
         )
+    print(f"  load average {os.getloadavg()[0]:.1f} at the end")
     print(f"  total run time {time.perf_counter() - started:.1f} s")
 
 
