@@ -4,10 +4,10 @@ The pure functions of ``merkle`` (proof ranges, perfect subtrees, folding a run 
 leaves) are compared with the reference builders, which take every leaf hash, for
 every size up to 64 and for random sizes, stored levels and coverage. On SQLite and
 PostgreSQL, the log's proofs are compared with the reference at random indices and
-sizes, with entries before and after the last checkpoint, on a log whose subtree
-table was filled later (a log from before the table existed), and without the leaf
-hashes a proof has no business reading. ``verify`` must name a changed, deleted or
-added subtree row.
+sizes, with entries before and after the last checkpoint, on a log migrated to
+0008 with entries already in it, and without the leaf hashes a proof has no
+business reading (a proof takes three statements and a bounded number of leaves).
+``verify`` must name a changed, deleted or added subtree row.
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ from __future__ import annotations
 import random
 
 import pytest
+from alembic import command
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete, event, func, insert, select, update
+from sqlalchemy import delete, event, func, insert, inspect, select, update
 
+from gateway import db
 from gateway.audit import log, merkle
 from gateway.audit.merkle import (
     aligned_subtrees,
@@ -303,6 +305,29 @@ def test_a_log_from_before_the_table_is_filled_at_the_next_checkpoint(make_feder
         session.commit()
     assert log.checkpoint(kz.node) is None
     assert stored_subtrees(kz) == expected
+
+
+def test_migration_0008_on_a_populated_log(make_federation):
+    kz = make_federation(("KZ",), serve=False)["KZ"]
+    append(kz, 600)
+    log.checkpoint(kz.node)
+    engine = kz.node.engine
+    config = db.alembic_config(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as connection:  # back to the schema before subtree hashes
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0007")
+    assert "audit_subtrees" not in inspect(engine).get_table_names()
+    db.upgrade(engine)
+    assert stored_subtrees(kz) == {}
+    leaves = leaf_hashes(kz)
+    check_proofs(kz, leaves, [(1, len(leaves)), (400, 520)])
+    append(kz, 10)
+    assert log.checkpoint(kz.node) is not None
+    leaves = leaf_hashes(kz)
+    assert set(stored_subtrees(kz)) == {(8, 0), (8, 1), (9, 0)}
+    check_proofs(kz, leaves, [(1, len(leaves)), (400, 520)])
+    with kz.node.sessions() as session:
+        assert log.verify(session, kz.node.trust(), "KZ").ok
 
 
 def test_a_table_ahead_of_the_checkpoints_does_not_stop_them(make_federation):
