@@ -314,3 +314,16 @@ class WitnessState(Base):
     checked_at: Mapped[int] = mapped_column(BigInteger)
     problem: Mapped[str | None] = mapped_column(Text, nullable=True)
     problem_code: Mapped[str | None] = mapped_column(String(40), nullable=True)
+
+
+class AuditSubtree(Base):
+    """The hash of one perfect, aligned subtree of the audit log's Merkle tree: MTH of
+    the 2**level entries from position ``idx * 2**level + 1``. Checkpoints store every
+    such subtree of level ``gateway.audit.log.SUBTREE_LEVEL`` and above, so a proof
+    reads O(log n) of them instead of every leaf hash."""
+
+    __tablename__ = "audit_subtrees"
+
+    level: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    idx: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
