@@ -5,7 +5,7 @@ leaves) are compared with the reference builders, which take every leaf hash, fo
 every size up to 64 and for random sizes, stored levels and coverage. On SQLite and
 PostgreSQL, the log's proofs are compared with the reference at random indices and
 sizes, with entries before and after the last checkpoint, on a log migrated to
-0008 with entries already in it, and without the leaf hashes a proof has no
+0010 with entries already in it, and without the leaf hashes a proof has no
 business reading (a proof takes three statements and a bounded number of leaves).
 ``verify`` must name a changed, deleted or added subtree row.
 """
@@ -284,7 +284,7 @@ def test_a_log_from_before_the_table_is_filled_at_the_next_checkpoint(make_feder
     leaves = leaf_hashes(kz)
     full = stored_subtrees(kz)
     assert set(full) == {(8, 0), (8, 1), (9, 0)}
-    with kz.node.sessions() as session:  # as after migration 0008 on an existing log
+    with kz.node.sessions() as session:  # as after migration 0010 on an existing log
         session.execute(delete(AuditSubtree))
         session.commit()
     check_proofs(kz, leaves, [(1, len(leaves)), (300, 600), (len(leaves), len(leaves))])
@@ -307,7 +307,7 @@ def test_a_log_from_before_the_table_is_filled_at_the_next_checkpoint(make_feder
     assert stored_subtrees(kz) == expected
 
 
-def test_migration_0008_on_a_populated_log(make_federation):
+def test_migration_0010_on_a_populated_log(make_federation):
     kz = make_federation(("KZ",), serve=False)["KZ"]
     append(kz, 600)
     log.checkpoint(kz.node)
@@ -315,7 +315,7 @@ def test_migration_0008_on_a_populated_log(make_federation):
     config = db.alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as connection:  # back to the schema before subtree hashes
         config.attributes["connection"] = connection
-        command.downgrade(config, "0007")
+        command.downgrade(config, "0009")
     assert "audit_subtrees" not in inspect(engine).get_table_names()
     db.upgrade(engine)
     assert stored_subtrees(kz) == {}

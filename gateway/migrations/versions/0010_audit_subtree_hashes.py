@@ -1,7 +1,7 @@
 """audit subtree hashes for proofs in O(log n)
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-11-29 02:25:00.000000
 
 The table starts empty on a log that already has entries: the next checkpoint fills
@@ -12,8 +12,8 @@ leaf hashes instead, as before.
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008"
-down_revision = "0007"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
