@@ -21,7 +21,7 @@ from gateway.errors import ApiError
 from gateway.models import AuditEntry, OutboundMessage
 from gateway.tokens import issue
 from schemas import xb1json
-from schemas.examples import example_alert
+from schemas.examples import example_alert, example_case_request, example_case_response
 from tests.test_trust_follow import submit
 
 TASHKENT = ZoneInfo("Asia/Tashkent")  # UTC+5 all year
@@ -234,3 +234,49 @@ def test_report_through_the_admin_api_and_the_cli(exchanged):
     )
     assert "Consultations (1):" in text.stdout and "test case 1" in text.stdout
     assert [e["by"] for e in entries(kg, "oversight-report")][-1] == "cli A. DPO"
+
+
+def post_message(member, typ, body, to):
+    answer = member.client().post(
+        "/api/v1/messages", headers=member.auth(), json={"typ": typ, "body": body, "to": to}
+    )
+    assert answer.status_code == 202, answer.get_json()
+    return answer.get_json()["id"]
+
+
+def test_overdue_case_requests_until_completed_or_refused(make_federation):
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    request = example_case_request()
+    request_id = post_message(kz, "case-request/1", request, ["KG"])
+    Dispatcher(kz.node).run_once()
+    after = request["deadline"] + 1
+
+    def overdue(member, now):
+        with member.node.sessions() as session:
+            return [
+                (i["direction"], i["message"], i["last_outcome"])
+                for i in oversight.overdue_requests(session, now)
+            ]
+
+    assert overdue(kz, request["deadline"] - 1) == []
+    assert overdue(kz, after) == [("sent", request_id, None)]
+    assert overdue(kg, after) == [("received", request_id, None)]
+
+    accepted = example_case_response(in_reply_to=request_id, outcome="accepted")
+    accepted.pop("provided", None), accepted.pop("findings", None)
+    accepted.pop("outstanding", None), accepted.pop("expected_by", None)
+    post_message(kg, "case-response/1", accepted, ["KZ"])
+    Dispatcher(kg.node).run_once()
+    assert overdue(kg, after) == [("received", request_id, "accepted")]
+    assert overdue(kz, after) == [("sent", request_id, "accepted")]
+
+    post_message(kg, "case-response/1", example_case_response(in_reply_to=request_id), ["KZ"])
+    Dispatcher(kg.node).run_once()
+    assert overdue(kg, after) == [("received", request_id, "partial")]  # still data to come
+
+    complete = example_case_response(in_reply_to=request_id, outcome="complete")
+    complete.pop("outstanding", None), complete.pop("expected_by", None)
+    post_message(kg, "case-response/1", complete, ["KZ"])
+    Dispatcher(kg.node).run_once()
+    assert overdue(kg, after) == overdue(kz, after) == []

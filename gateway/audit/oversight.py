@@ -11,6 +11,8 @@ national oversight body:
   ``office_days``), bulk reads (more than ``bulk_read_limit`` messages by one
   agency within an hour), many hit/no-hit queries (more than ``hit_query_limit``
   by one agency in a local day), and reads without a justification;
+* **overdue requests**: case-data requests, received or sent, whose deadline has
+  passed without a response that completes or refuses them;
 * **due for purge**: stored message bodies whose retention (the body's
   ``retention_days`` capped by the policy for its type) ends within
   ``purge_notice_days`` days, or has already ended (``gateway purge``).
@@ -22,6 +24,7 @@ overseers' own reading is on the record too.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
@@ -34,7 +37,7 @@ from gateway import purge
 from gateway.audit import log as audit
 from gateway.config import Settings
 from gateway.errors import ApiError
-from gateway.models import AuditEntry
+from gateway.models import AuditEntry, InboundMessage, OutboundMessage
 from gateway.policy import Policy
 from schemas import xb1json
 
@@ -219,6 +222,48 @@ def due_for_purge(
     return sorted(due, key=lambda item: (item["retention_ends"], item["message"]))
 
 
+FINAL_OUTCOMES = ("complete", "refused")
+
+
+def _bodies(session: Session, model: Any, typ: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    key = model.envelope_id if model is InboundMessage else model.id
+    for message_id, body_json in session.execute(
+        select(key, model.body_json).where(model.typ == typ, model.body_json.is_not(None))
+    ):
+        body = json.loads(body_json)
+        if isinstance(body, dict):
+            yield message_id, body
+
+
+def overdue_requests(session: Session, now: int) -> list[dict[str, Any]]:
+    """Case-data requests past their deadline that no response completed or refused:
+    received ones this node must answer, and sent ones it waits for."""
+    found = []
+    for direction, requests, responses in (
+        ("received", InboundMessage, OutboundMessage),
+        ("sent", OutboundMessage, InboundMessage),
+    ):
+        answers: dict[str, list[str]] = defaultdict(list)
+        for _, body in _bodies(session, responses, "case-response/1"):
+            answers[str(body.get("in_reply_to"))].append(str(body.get("outcome")))
+        for message_id, body in _bodies(session, requests, "case-request/1"):
+            deadline = body.get("deadline")
+            outcomes = answers.get(message_id, [])
+            if isinstance(deadline, int) and deadline < now and not (
+                set(outcomes) & set(FINAL_OUTCOMES)
+            ):
+                found.append(
+                    {
+                        "direction": direction,
+                        "message": message_id,
+                        "deadline": deadline,
+                        "urgency": body.get("urgency"),
+                        "last_outcome": outcomes[-1] if outcomes else None,
+                    }
+                )
+    return sorted(found, key=lambda item: (item["deadline"], item["message"]))
+
+
 def report(
     session: Session,
     settings: Settings,
@@ -254,6 +299,7 @@ def report(
         "consultations": reads,
         "disclosures": disclosures,
         "unusual": unusual,
+        "overdue_requests": overdue_requests(session, now),
         "due_for_purge": due_for_purge(session, policy, now, settings.purge_notice_days),
     }
     audit.record(
@@ -296,6 +342,13 @@ def render(result: dict[str, Any], settings: Settings) -> str:
     lines += ["", f"Unusual access ({len(result['unusual'])}):"]
     for flag in result["unusual"]:
         lines.append(f"  {when(flag['at'])}  [{flag['flag']}] {flag['detail']}")
+    lines += ["", f"Overdue case-data requests ({len(result['overdue_requests'])}):"]
+    for item in result["overdue_requests"]:
+        waiting = "this node must answer" if item["direction"] == "received" else "awaiting"
+        lines.append(
+            f"  deadline {when(item['deadline'])}  {item['direction']} {item['message']} "
+            f"({item['urgency']}; {waiting}; last outcome {item['last_outcome'] or 'none'})"
+        )
     lines += ["", f"Due for purge ({len(result['due_for_purge'])}):"]
     for item in result["due_for_purge"]:
         state = "OVERDUE" if item["overdue"] else "due"
