@@ -578,32 +578,46 @@ def suspensions(obj: Context, show_all: bool) -> None:
 
 @main.group()
 def token() -> None:
-    """Issue, list and revoke API tokens (agency, admin and observer roles)."""
+    """Issue, list and revoke API tokens (agency systems, administration, persons)."""
 
 
 @token.command("issue")
-@click.argument("agency")
+@click.argument("agency", required=False)
 @click.option("--label", default="", help="Who or what uses the token (up to 200 characters).")
 @click.option(
     "--role",
     type=click.Choice(["agency", "admin", "observer"]),
     default="agency",
     show_default=True,
-    help="agency: the agency API; admin: the admin API; observer: the admin API, read only.",
+    help="agency: an agency's system on the agency API; admin: the admin API; observer: "
+    "the admin API, read only.",
 )
+@click.option("--user", "user_name", help="Issue the token to this person (gateway user add).")
 @click.pass_obj
-def token_issue(obj: Context, agency: str, label: str, role: str) -> None:
+def token_issue(
+    obj: Context, agency: str | None, label: str, role: str, user_name: str | None
+) -> None:
     """Issue a token for AGENCY (e.g. kz-police; for --role admin or observer, the
-    holder's name). It is shown once; only a hash is kept."""
-    from gateway import tokens
+    holder's name), or with --user for a person, with the person's agency and role.
+    It is shown once; only a hash is kept."""
+    from gateway import tokens, users
 
     if len(label) > 200:
         _fail("bad-label", f"--label is {len(label)} characters; keep it to 200")
+    if (agency is None) == (user_name is None):
+        _fail("bad-arguments", "give either AGENCY or --user NAME")
     node = obj.node()
     with node.sessions() as session:
-        issued = tokens.issue(session, agency, label, role=role)
+        if user_name is not None:
+            person = users.get(session, user_name)
+            issued = tokens.issue(session, person.agency, label, user=person)
+            holder = f"{person.name} ({person.role}, {person.agency})"
+        else:
+            assert agency is not None
+            issued = tokens.issue(session, agency, label, role=role)
+            holder = issued.agency
         session.commit()
-    click.echo(f"Token {issued.id} for {issued.agency} (shown once, store it safely):")
+    click.echo(f"Token {issued.id} for {holder} (shown once, store it safely):")
     click.echo(issued.secret)
 
 
@@ -632,6 +646,60 @@ def token_revoke(obj: Context, token_id: int) -> None:
         row = tokens.revoke(session, token_id)
         session.commit()
         click.echo(f"Token {row.id} for {row.agency} revoked.")
+
+
+@main.group()
+def user() -> None:
+    """The people who use this node, each with one role at one agency."""
+
+
+@user.command("add")
+@click.argument("name")
+@click.option("--full-name", required=True, help="The person's full name.")
+@click.option("--agency", required=True, help="The person's agency, e.g. kz-police.")
+@click.option(
+    "--role",
+    required=True,
+    type=click.Choice(["officer", "prosecutor", "central-authority", "caseworker", "dpo", "admin"]),
+    help="What the person may do (docs/operations.md, 'Users and roles').",
+)
+@click.option("--by", "who", required=True, help="Who adds the user (recorded).")
+@click.pass_obj
+def user_add(obj: Context, name: str, full_name: str, agency: str, role: str, who: str) -> None:
+    """Add a user NAME (e.g. a.seitkali); then issue a token with 'token issue --user'."""
+    from gateway import users
+
+    with obj.node().sessions() as session:
+        row = users.add(session, name, full_name=full_name, agency=agency, role=role, by=who)
+        session.commit()
+        click.echo(f"User {row.name} ({row.full_name}), {row.role} at {row.agency}, added.")
+
+
+@user.command("list")
+@click.pass_obj
+def user_list(obj: Context) -> None:
+    """Users with their role, agency and state."""
+    from gateway import users
+
+    with obj.node().sessions() as session:
+        for row in users.listing(session):
+            state = f"disabled: {row.disabled_reason}" if row.disabled_at else "active"
+            click.echo(f"{row.name:<20} {row.role:<18} {row.agency:<16} {state}  {row.full_name}")
+
+
+@user.command("disable")
+@click.argument("name")
+@click.option("--reason", required=True, help="Why (recorded).")
+@click.option("--by", "who", required=True, help="Who decides (recorded).")
+@click.pass_obj
+def user_disable(obj: Context, name: str, reason: str, who: str) -> None:
+    """Disable a user: their tokens stop working at once; the record stays."""
+    from gateway import users
+
+    with obj.node().sessions() as session:
+        users.disable(session, name, reason=reason, by=who)
+        session.commit()
+        click.echo(f"User {name} disabled.")
 
 
 # ---------------------------------------------------------------------------- running
@@ -936,6 +1004,12 @@ def audit_check(bundle: str) -> None:
         f"Evidence verifies: {summary['node']}'s log of {summary['checkpoint_size']} "
         f"entries contains {', '.join(summary['shown'])} for {summary['message']}."
     )
+    witnesses = summary["witnesses"]
+    click.echo(
+        f"Checkpoint co-signed by {', '.join(witnesses)}."
+        if witnesses
+        else "Checkpoint not co-signed by any other member (witnessing had not reached it)."
+    )
     click.echo(
         f"Trust list version {summary['trust_list_version']}, SHA-256 "
         f"{summary['trust_list_sha256']}: compare it with the published one."
@@ -946,8 +1020,9 @@ def audit_check(bundle: str) -> None:
 @click.option("--peer", default=None, help="Only this member (default: every other member).")
 @click.pass_obj
 def audit_witness(obj: Context, peer: str | None) -> None:
-    """Fetch peers' audit checkpoints, check consistency, co-sign (dispatchers do this
-    on their own every checkpoint_interval seconds)."""
+    """Fetch peers' audit checkpoints, check consistency, co-sign, and collect their
+    co-signatures of this node's checkpoints (dispatchers do this on their own every
+    checkpoint_interval seconds)."""
     from gateway.audit.witness import Witness
 
     node = obj.node()
@@ -961,6 +1036,9 @@ def audit_witness(obj: Context, peer: str | None) -> None:
             click.echo(f"{member}: ALARM [{state.problem_code}] {state.problem}")
         else:
             click.echo(f"{member}: {state.size} entries, consistent, co-signed")
+        collected = witness.collect(member)
+        if collected:
+            click.echo(f"{member}: co-signed this node's checkpoint; co-signature kept")
 
 
 @audit.command("reset-witness")
@@ -994,6 +1072,42 @@ def audit_reset_witness(obj: Context, peer: str, reason: str, who: str) -> None:
     click.echo(f"Witness state of {peer} cleared by {who}.")
 
 
+@audit.command("dpo")
+@click.option("--since", help="First local day (YYYY-MM-DD); default 30 days ago.")
+@click.option("--until", help="Last local day (YYYY-MM-DD), included; default now.")
+@click.option("--by", "who", required=True, help="Who asks (recorded in the audit log).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@click.pass_obj
+def audit_dpo(obj: Context, since: str | None, until: str | None, who: str, as_json: bool) -> None:
+    """The data protection officer's report: who consulted and who disclosed what and
+    why, unusual access (off-hours, bulk reads, many hit queries, reads without a
+    justification), overdue case-data requests and stored messages due for purge.
+    Exit 3 when anything is flagged or overdue."""
+    from gateway.audit import oversight
+
+    node = obj.node()
+    now = int(time.time())
+    with node.sessions() as session:
+        start, end = oversight.period(node.settings, since, until, now)
+        result = oversight.report(
+            session,
+            node.settings,
+            node.policy(),
+            since=start,
+            until=end,
+            now=now,
+            by=f"cli {who}",
+        )
+        session.commit()
+    if as_json:
+        click.echo(json.dumps(result, ensure_ascii=False, indent=2))
+    else:
+        click.echo(oversight.render(result, node.settings))
+    overdue = any(item["overdue"] for item in result["due_for_purge"])
+    if result["unusual"] or result["overdue_requests"] or overdue:
+        sys.exit(3)
+
+
 # ---------------------------------------------------------------------------- demo
 
 
@@ -1018,3 +1132,8 @@ def demo(as_json: bool, keep: str | None) -> None:
 from gateway.cli_admin import admin  # noqa: E402  (offline trust-list administration)
 
 main.add_command(admin)
+
+from gateway.cli_policy import policy_group, purge_command  # noqa: E402
+
+main.add_command(policy_group)
+main.add_command(purge_command)

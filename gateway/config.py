@@ -15,6 +15,7 @@ import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -55,6 +56,17 @@ class Settings:
     # when there is at least one new entry (the dispatcher loop signs them).
     checkpoint_entries: int = 100
     checkpoint_interval: float = 60.0
+    # What the data protection officer's report (gateway audit dpo) flags as unusual:
+    # reads outside office hours (local time of ``timezone``, ISO weekdays 1=Monday),
+    # more than ``bulk_read_limit`` messages read by one agency within an hour, and
+    # more than ``hit_query_limit`` hit/no-hit queries sent by one agency in a day.
+    timezone: str = "UTC"
+    office_hours: str = "08-19"
+    office_days: str = "1-5"
+    bulk_read_limit: int = 50
+    hit_query_limit: int = 20
+    # Messages whose retention ends within this many days are listed as due for purge.
+    purge_notice_days: int = 14
 
     def check(self) -> Settings:
         if not NODE_RE.match(self.node):
@@ -78,7 +90,37 @@ class Settings:
             )
         if self.message_ttl > self.max_ttl:
             raise ConfigError("config-ttl", "message_ttl must not exceed max_ttl")
+        self.zone()
+        self.office()
         return self
+
+    def zone(self) -> ZoneInfo:
+        try:
+            return ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError) as e:
+            raise ConfigError(
+                "config-timezone",
+                f"timezone {self.timezone!r} is not an IANA time zone such as Asia/Almaty, "
+                "Asia/Bishkek, Asia/Dushanbe, Asia/Ashgabat or Asia/Tashkent",
+            ) from e
+
+    def office(self) -> tuple[range, range]:
+        """Office hours (range of local hours) and office days (ISO weekdays)."""
+        spans = []
+        for name, text, low, high in (
+            ("office_hours", self.office_hours, 0, 24),
+            ("office_days", self.office_days, 1, 7),
+        ):
+            match = re.fullmatch(r"(\d{1,2})-(\d{1,2})", text.strip())
+            first, last = (int(match[1]), int(match[2])) if match else (-1, -1)
+            if not (match and low <= first < last <= high):
+                raise ConfigError(
+                    "config-office",
+                    f"{name} {text!r} must be FIRST-LAST within {low}-{high}, "
+                    'e.g. office_hours = "08-19" and office_days = "1-5" (Monday to Friday)',
+                )
+            spans.append(range(first, last + (1 if name == "office_days" else 0)))
+        return spans[0], spans[1]
 
 
 # Lower bounds of numeric settings: a zero or negative value would stop the node from
@@ -98,6 +140,9 @@ MINIMUM: dict[str, float] = {
     "max_rejection_bytes": 0,
     "checkpoint_entries": 1,
     "checkpoint_interval": 0,
+    "bulk_read_limit": 1,
+    "hit_query_limit": 1,
+    "purge_notice_days": 0,
 }
 DATABASE_BACKENDS = ("sqlite", "postgresql")
 

@@ -307,7 +307,10 @@ def run_demo(*, as_json: bool = False, keep: str | None = None) -> dict[str, Any
         for node_id in NODES:
             answer = requests.get(
                 f"http://127.0.0.1:{ports[node_id]}/api/v1/inbox",
-                headers={"Authorization": f"Bearer {tokens[node_id]}"},
+                headers={
+                    "Authorization": f"Bearer {tokens[node_id]}",
+                    "X-Justification": "demo: reading alerts received from partner states",
+                },
                 timeout=10,
             )
             for entry in answer.json()["messages"]:

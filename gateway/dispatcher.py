@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import requests
 from sqlalchemy import and_, or_, select, update
 
-from gateway import sovereignty
+from gateway import purge, sovereignty
 from gateway.audit import log as audit
 from gateway.audit.witness import Witness
 from gateway.envelope import (
@@ -402,6 +402,16 @@ class Dispatcher:
             session.expunge(replacement)
         return replacement, fresh
 
+    def _purge(self) -> None:
+        try:
+            with self.node.sessions() as session:
+                done = purge.run(session, self.node.policy(), by=f"dispatcher {self.worker}")
+        except GatewayError as e:
+            log.warning("purge failed: [%s] %s", e.code, e)
+            return
+        if done:
+            log.info("purged the payloads of %d message(s) whose retention ended", len(done))
+
     def run_once(self, now: int | None = None) -> list[Outcome]:
         """Claim what is due and send it; returns the outcomes."""
         at = int(time.time()) if now is None else now
@@ -413,6 +423,7 @@ class Dispatcher:
         follower = TrustFollower(self.node, self.http)
         last_checkpoint = time.monotonic()
         last_witness = float("-inf")
+        last_purge = float("-inf")
         while stop_after is None or time.monotonic() - started < stop_after:
             try:
                 follower.run_once()
@@ -425,11 +436,17 @@ class Dispatcher:
                     Witness(self.node, self.http).run_once()
                 except (GatewayError, TrustError) as e:
                     log.warning("witnessing failed: [%s] %s", e.code, e)
+            if time.monotonic() - last_purge >= PURGE_INTERVAL:
+                last_purge = time.monotonic()
+                self._purge()
             outcomes = self.run_once()
             if not outcomes:
                 if until_idle:
                     return
                 time.sleep(self.node.settings.dispatch_interval)
+
+
+PURGE_INTERVAL = 3600.0  # seconds between purges of payloads whose retention ended
 
 
 def _checkpoint_due(node: Node, since: float) -> int:

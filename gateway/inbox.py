@@ -27,6 +27,7 @@ from gateway.node import Node
 from gateway.trust_sync import note_announcement
 from keys.keypair import SigningKeyPair
 from schemas.b64 import b64e
+from schemas.common import HANDLING_CODES
 
 # HTTP status for each rejection code (PROTOCOL §7 only requires "4xx").
 STATUS = {
@@ -142,12 +143,29 @@ def receive(node: Node, raw: bytes, *, now: int | None = None, _again: bool = Tr
                     envelope=opened.envelope,
                     authenticated=True,
                 )
+            # ... and the bilateral agreements of its policy file (gateway/policy.py).
+            agreed = node.policy().decide(
+                "receive",
+                opened.header.sender.node,
+                opened.header.typ,
+                opened.body.get("purpose"),
+                at,
+            )
+            if not agreed.allowed:
+                raise Rejected(
+                    "policy-denied",
+                    f"{agreed.reason} (rule {agreed.rule})",
+                    envelope=opened.envelope,
+                    authenticated=True,
+                )
         except _Retry as retry:
             return Answer(200, retry.receipt)
         except Rejected as error:
             refused = error
         else:
-            receipt = _store(connection, node, raw, opened, signing_key, at, again=_again)
+            receipt = _store(
+                connection, node, raw, opened, signing_key, at, rule=agreed.rule, again=_again
+            )
             if receipt is not None:
                 if opened.header.tl > trust_list.version:
                     note_announcement(node, opened.header.sender.node, opened.header.tl, at)
@@ -167,6 +185,7 @@ def _store(
     signing_key: SigningKeyPair,
     at: int,
     *,
+    rule: str,
     again: bool,
 ) -> bytes | None:
     """§3 step 9: message, audit entry and receipt in one transaction. Returns the
@@ -203,6 +222,7 @@ def _store(
             ph=b64e(envelope.ph),
             ch=b64e(envelope.ch),
             tl=header.tl,
+            rule=rule,
         )
         connection.commit()
     except IntegrityError:
@@ -263,29 +283,68 @@ def inbox_view(message: InboundMessage, *, with_body: bool = True) -> dict[str, 
         "received_at": message.received_at,
     }
     if with_body:
-        view["body"] = json.loads(message.body_json) if message.body_json else None
+        body = json.loads(message.body_json) if message.body_json else None
+        view["body"] = body
+        if body is not None:
+            view["handling"] = handling_notice(body)
+    if message.purged_at is not None:
+        view["purged_at"] = message.purged_at
     return view
+
+
+def handling_notice(body: dict[str, Any]) -> dict[str, str]:
+    """The originator's handling code in words, shown with the data wherever it goes
+    (H1: not for judicial proceedings without permission; H2: no onward
+    dissemination; H3: the originator's own words)."""
+    handling = body.get("handling") or {}
+    code = str(handling.get("code", ""))
+    notice = HANDLING_CODES.get(code, "unknown handling code: ask the originator")
+    if handling.get("text"):
+        notice = f"{notice}: {handling['text']}"
+    return {"code": code, "notice": f"{code}: {notice}"}
 
 
 _NOT_HELD = or_(InboundMessage.quarantined_at.is_(None), InboundMessage.released_at.is_not(None))
 
 
-def _mark_fetched(session: Session, messages: list[InboundMessage], reader: str) -> None:
+def _mark_fetched(
+    session: Session,
+    messages: list[InboundMessage],
+    reader: str,
+    justification: str | None = None,
+    token: int | None = None,
+    user: str | None = None,
+) -> None:
     """An agency has read these: from now on a revocation no longer holds them. Every
-    consultation is in the audit log (who, when, which messages)."""
+    consultation is in the audit log (who, with which token, when, which messages, why)."""
     now = int(time.time())
     for message in messages:
         if message.fetched_at is None:
             message.fetched_at = now
     if messages:
         audit.record(
-            session, "inbox-read", at=now, agency=reader, messages=[m.envelope_id for m in messages]
+            session,
+            "inbox-read",
+            at=now,
+            agency=reader,
+            token=token,
+            user=user,
+            justification=justification,
+            messages=[m.envelope_id for m in messages],
         )
     session.commit()
 
 
 def list_inbox(
-    session: Session, *, after: int = 0, limit: int = 100, reader: str | None = None
+    session: Session,
+    *,
+    after: int = 0,
+    limit: int = 100,
+    reader: str | None = None,
+    justification: str | None = None,
+    token: int | None = None,
+    user: str | None = None,
+    types: frozenset[str] | None = None,
 ) -> list[InboundMessage]:
     """Inbound messages after id ``after``. For an agency, quarantined ones are left
     out and the ones returned count as read."""
@@ -294,15 +353,26 @@ def list_inbox(
     query = select(InboundMessage).where(InboundMessage.id > after)
     if reader is not None:
         query = query.where(_NOT_HELD)
+    if types is not None:
+        query = query.where(InboundMessage.typ.in_(sorted(types)))
     messages = list(session.scalars(query.order_by(InboundMessage.id).limit(limit)))
     if reader is not None:
-        _mark_fetched(session, messages, reader)
+        _mark_fetched(session, messages, reader, justification, token, user)
     return messages
 
 
-def get_inbound(session: Session, inbound_id: int, *, reader: str | None = None) -> InboundMessage:
+def get_inbound(
+    session: Session,
+    inbound_id: int,
+    *,
+    reader: str | None = None,
+    justification: str | None = None,
+    token: int | None = None,
+    user: str | None = None,
+    types: frozenset[str] | None = None,
+) -> InboundMessage:
     message = session.get(InboundMessage, inbound_id) if is_row_id(inbound_id) else None
-    if message is None:
+    if message is None or (types is not None and message.typ not in types):
         raise ApiError("not-found", f"no inbound message {inbound_id}", status=404)
     if reader is not None:
         if message.held:
@@ -313,7 +383,7 @@ def get_inbound(session: Session, inbound_id: int, *, reader: str | None = None)
                 "whether to release it",
                 status=409,
             )
-        _mark_fetched(session, [message], reader)
+        _mark_fetched(session, [message], reader, justification, token, user)
     return message
 
 

@@ -60,13 +60,34 @@ class ApiToken(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     agency: Mapped[str] = mapped_column(String(64), index=True)
-    role: Mapped[str] = mapped_column(String(16), default="agency", server_default="agency")
+    role: Mapped[str] = mapped_column(String(24), default="agency", server_default="agency")
     label: Mapped[str] = mapped_column(String(200), default="")
     token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
     prefix: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[int] = mapped_column(BigInteger)
     revoked_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     last_used_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # Set for a person's token: its role is the person's role (gateway/access.py).
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True, index=True)
+
+
+class User(Base):
+    """A person who uses the node, with one role at one agency (gateway/access.py).
+    Never deleted: a disabled user's tokens stop working, and the record stays for
+    the audit trail."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    full_name: Mapped[str] = mapped_column(String(200))
+    agency: Mapped[str] = mapped_column(String(64), index=True)
+    role: Mapped[str] = mapped_column(String(24))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    created_by: Mapped[str] = mapped_column(String(200))
+    disabled_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    disabled_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    disabled_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class OutboundMessage(Base):
@@ -81,6 +102,8 @@ class OutboundMessage(Base):
     agency: Mapped[str] = mapped_column(String(64), index=True)
     body_json: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[int] = mapped_column(BigInteger)
+    # When its retention ended and the payload was removed (gateway/purge.py).
+    purged_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
     envelopes: Mapped[list[SealedEnvelope]] = relationship(back_populates="message")
     deliveries: Mapped[list[Delivery]] = relationship(
@@ -179,6 +202,9 @@ class InboundMessage(Base):
     released_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     released_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
     release_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # When its retention ended and body and envelope were removed (gateway/purge.py);
+    # metadata, hashes and the receipt stay.
+    purged_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
     @property
     def held(self) -> bool:
@@ -288,3 +314,16 @@ class WitnessState(Base):
     checked_at: Mapped[int] = mapped_column(BigInteger)
     problem: Mapped[str | None] = mapped_column(Text, nullable=True)
     problem_code: Mapped[str | None] = mapped_column(String(40), nullable=True)
+
+
+class AuditSubtree(Base):
+    """The hash of one perfect, aligned subtree of the audit log's Merkle tree: MTH of
+    the 2**level entries from position ``idx * 2**level + 1``. Checkpoints store every
+    such subtree of level ``gateway.audit.log.SUBTREE_LEVEL`` and above, so a proof
+    reads O(log n) of them instead of every leaf hash."""
+
+    __tablename__ = "audit_subtrees"
+
+    level: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    idx: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))

@@ -19,11 +19,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway import db, quarantine, sovereignty
+from gateway import policy as policy_module
 from gateway.audit import log as audit
 from gateway.config import Settings
 from gateway.envelope import Limits
-from gateway.errors import NodeStateError
+from gateway.errors import ConfigError, NodeStateError
 from gateway.models import Suspension, TrustListVersion
+from gateway.policy import Policy
 from keys.keypair import SigningKeyPair
 from keys.nodekeys import NodeKeys
 from keys.sealed import KeyFileError
@@ -74,6 +76,10 @@ class Node:
         self._expiry_logged_at = float("-inf")
         self._trust: TrustList | None = None
         self._trust_checked_at = 0.0
+        self._policy: Policy | None = None
+        self._policy_stamp: tuple[int, int] | None = None
+        self._policy_checked_at = float("-inf")
+        self.policy()  # a policy file that does not parse stops the node at start
 
     @property
     def keys(self) -> NodeKeys:
@@ -152,6 +158,38 @@ class Node:
 
     def forget_suspensions(self) -> None:
         self._suspensions_read_at = None
+
+    # ---------------------------------------------------------------------- policy
+
+    def policy(self) -> Policy:
+        """The node's sharing policy (``INSTANCE/policy.toml``), read again when the
+        file changes (checked at most every ``trust_refresh`` seconds). A changed file
+        that does not parse is an ERROR in the log, and the last good policy stays."""
+        now = time.monotonic()
+        if self._policy is not None and now - self._policy_checked_at < self.settings.trust_refresh:
+            return self._policy
+        self._policy_checked_at = now
+        path = os.path.join(self.settings.instance, policy_module.POLICY_FILE)
+        try:
+            status = os.stat(path)
+            stamp: tuple[int, int] | None = (status.st_mtime_ns, status.st_size)
+        except OSError:
+            stamp = None
+        if self._policy is not None and stamp == self._policy_stamp:
+            return self._policy
+        try:
+            loaded = policy_module.load(self.settings.instance)
+        except ConfigError as e:
+            if self._policy is None:
+                raise
+            log.error("policy file changed but does not load: [%s] %s", e.code, e.message)
+            return self._policy
+        self._policy, self._policy_stamp = loaded, stamp
+        return loaded
+
+    def use_policy(self, policy: Policy) -> None:
+        """Use ``policy`` instead of the file (tests, embedding)."""
+        self._policy, self._policy_checked_at = policy, float("inf")
 
     # ------------------------------------------------------------------ trust list
 

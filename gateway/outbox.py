@@ -26,6 +26,7 @@ from gateway.models import (
     is_row_id,
 )
 from gateway.node import Node
+from gateway.policy import AGENCY_TYPES, Policy
 from keys.trustlist import TrustError
 from schemas import xb1json
 from schemas.b64 import b64e
@@ -37,6 +38,7 @@ from schemas.registry import validate_body
 class Submission:
     message: OutboundMessage
     created: bool
+    minimised: tuple[tuple[str, str], ...] = ()  # (rule, field path) removed before sealing
 
 
 def record_event(
@@ -127,8 +129,11 @@ def submit(
     to: object,
     idempotency_key: str | None = None,
     now: int | None = None,
+    audience: object = None,
 ) -> Submission:
-    """Validate, seal and queue a message. The caller commits the session."""
+    """Validate, apply the node's policy (agreements, minimisation for ``audience``),
+    seal and queue a message. The caller commits the session; a policy denial is
+    recorded in the audit log and committed before it is raised."""
     at = int(time.time()) if now is None else now
     if idempotency_key is not None:
         existing = session.scalars(
@@ -146,7 +151,17 @@ def submit(
         raise ApiError(
             e.code, str(e), status=422, details=_string_keys(getattr(e, "errors", None))
         ) from e
+    if audience is not None and audience not in AGENCY_TYPES:
+        raise ApiError(
+            "bad-audience",
+            f"audience must be one of {', '.join(AGENCY_TYPES)} (the kind of agency the "
+            "message is for)",
+            status=422,
+        )
     recipients = _recipients(node, to, at)
+    policy = node.policy()
+    loaded, minimised = _minimise(policy, typ, loaded, audience)
+    _check_agreements(session, policy, agency, typ, loaded, recipients, at)
     decisions = node.suspensions()
     for recipient in recipients:
         decision = sovereignty.covering(decisions, recipient.node, typ)
@@ -213,6 +228,12 @@ def submit(
         id=header.id,
         typ=typ,
         to=[r.node for r in recipients],
+        # Why it was disclosed (metadata, not personal data): for the DPO's report.
+        purpose=loaded.get("purpose"),
+        basis=(loaded.get("legal_basis") or {}).get("instrument"),
+        handling=(loaded.get("handling") or {}).get("code"),
+        audience=audience,
+        minimised=[f"{rule}:{path}" for rule, path in minimised],
         ph=b64e(envelope.ph),
         ch=b64e(envelope.ch),
     )
@@ -229,7 +250,65 @@ def submit(
         session.add(delivery)
         session.flush()
         record_event(session, delivery, DeliveryState.QUEUED, detail="stored and sealed", at=at)
-    return Submission(message, created=True)
+    return Submission(message, created=True, minimised=minimised)
+
+
+def _minimise(
+    policy: Policy, typ: str, body: dict[str, Any], audience: Any
+) -> tuple[dict[str, Any], tuple[tuple[str, str], ...]]:
+    """The body without what ``audience`` may not receive; refused if what is left is
+    no longer a valid message."""
+    minimised, removed = policy.minimise(typ, body, audience)
+    if not removed:
+        return body, ()
+    try:
+        return validate_body(typ, minimised), tuple(removed)
+    except WireFormatError as e:
+        rules = sorted({rule for rule, _ in removed})
+        raise ApiError(
+            "policy-denied",
+            f"for audience {audience}, rule(s) {', '.join(rules)} remove data this "
+            f"{typ} message cannot do without; it is not sent to that audience",
+            status=403,
+            details={"rules": rules, "errors": _string_keys(getattr(e, "errors", None))},
+        ) from e
+
+
+def _check_agreements(
+    session: Session,
+    policy: Policy,
+    agency: str,
+    typ: str,
+    body: dict[str, Any],
+    recipients: list[Recipient],
+    at: int,
+) -> None:
+    """Every recipient must be covered by an agreement; every decision is recorded."""
+    denied = []
+    for recipient in recipients:
+        decision = policy.decide("send", recipient.node, typ, body.get("purpose"), at)
+        audit.record(
+            session,
+            "policy",
+            at=at,
+            direction="send",
+            peer=recipient.node,
+            typ=typ,
+            purpose=body.get("purpose"),
+            agency=agency,
+            allowed=decision.allowed,
+            rule=decision.rule,
+        )
+        if not decision.allowed:
+            denied.append(decision)
+    if denied:
+        session.commit()  # the denial stays on the record; nothing else was added
+        raise ApiError(
+            "policy-denied",
+            "; ".join(f"{d.reason} (rule {d.rule})" for d in denied),
+            status=403,
+            details={"rules": [d.rule for d in denied]},
+        )
 
 
 def get_message(session: Session, message_id: str, agency: str | None = None) -> OutboundMessage:
@@ -290,6 +369,13 @@ def retry(
             "not-retryable",
             f"delivery {delivery_id} is {delivery.state}; only "
             "rejected or retrying deliveries can be retried",
+            status=409,
+        )
+    if not delivery.envelope.wire:
+        raise ApiError(
+            "purged",
+            f"the message of delivery {delivery_id} was purged when its retention ended; "
+            "there is nothing left to send",
             status=409,
         )
     if delivery.envelope.exp < at:

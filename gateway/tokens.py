@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from gateway.access import PERSON_ROLES
 from gateway.audit import log as audit
 from gateway.errors import ApiError
-from gateway.models import ApiToken
+from gateway.models import ApiToken, User
 
 TOKEN_PREFIX = "gwt_"  # noqa: S105 (a prefix, not a secret)
 AGENCY_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,63}\Z")
@@ -34,11 +35,31 @@ def _hash(secret: str) -> bytes:
     return hashlib.sha256(secret.encode("utf-8")).digest()
 
 
-ROLES = ("agency", "admin", "observer")
+#: Roles of tokens that belong to no person: an agency's system, administration.
+SYSTEM_ROLES = ("agency", "admin", "observer")
+ROLES = SYSTEM_ROLES + tuple(r for r in PERSON_ROLES if r not in SYSTEM_ROLES)
 
 
-def issue(session: Session, agency: str, label: str = "", role: str = "agency") -> IssuedToken:
-    """Issue a token for ``agency`` (for the admin and observer roles: the holder)."""
+def issue(
+    session: Session,
+    agency: str,
+    label: str = "",
+    role: str = "agency",
+    user: User | None = None,
+) -> IssuedToken:
+    """Issue a token for ``agency`` (for the admin and observer roles: the holder), or,
+    with ``user``, for that person: the token takes the person's agency and role."""
+    if user is not None:
+        if user.disabled_at is not None:
+            raise ApiError("user-disabled", f"user {user.name} is disabled", status=409)
+        agency, role = user.agency, user.role
+    elif role not in SYSTEM_ROLES:
+        raise ApiError(
+            "bad-role",
+            f"a token of role {role} belongs to a person: add the user with "
+            "'gateway user add' and issue it with --user",
+            status=422,
+        )
     if role not in ROLES:
         raise ApiError("bad-role", f"role must be one of {', '.join(ROLES)}", status=422)
     if not AGENCY_RE.match(agency):
@@ -53,10 +74,19 @@ def issue(session: Session, agency: str, label: str = "", role: str = "agency") 
         token_hash=_hash(secret),
         prefix=secret[:10],
         created_at=int(time.time()),
+        user_id=user.id if user is not None else None,
     )
     session.add(row)
     session.flush()
-    audit.record(session, "token-issued", at=row.created_at, token=row.id, role=role, holder=agency)
+    audit.record(
+        session,
+        "token-issued",
+        at=row.created_at,
+        token=row.id,
+        role=role,
+        holder=agency,
+        user=user.name if user is not None else None,
+    )
     return IssuedToken(row.id, agency, secret)
 
 
@@ -81,6 +111,14 @@ def authenticate(
             "this API token is unknown or revoked; ask the node operator for a new one",
             status=401,
         )
+    if row.user_id is not None:
+        person = session.get(User, row.user_id)
+        if person is None or person.disabled_at is not None:
+            raise ApiError(
+                "bad-token",
+                "the person this token belongs to is disabled; ask the node's administrators",
+                status=401,
+            )
     if row.role not in roles:
         raise ApiError(
             "wrong-role",

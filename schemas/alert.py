@@ -29,24 +29,29 @@ Cross-field rules (beyond the per-field ones of ``schemas.common``):
 
 Subjects are optional for modus-operandi and recruitment-channel alerts, which
 often name no person; rules 3 and 4 make them required for the others.
+
+Besides persons (``subjects``), locations and channels, an alert may carry the
+other entities of the standard (organisations, documents, vehicles, accounts,
+events and links between them; ``schemas.common.EntitySetSchema``), with local
+ids that must resolve. Every member added since the first alerts is optional,
+so every alert valid before stays valid.
 """
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import Any, ClassVar
 
-from marshmallow import ValidationError, fields, validates_schema
+from marshmallow import ValidationError, validates_schema
 
 from .common import (
-    ChannelSchema,
     Code,
+    EntitySetSchema,
     EvaluatedSchema,
-    LocationSchema,
+    JsonSchemaRules,
     MessageBodySchema,
-    StrictList,
-    SubjectSchema,
     Text,
     UnixTime,
+    about,
 )
 
 ALERT_KINDS = (
@@ -90,20 +95,52 @@ def interpol_colour(alert: Mapping[str, Any]) -> str:
     return INTERPOL_NOTICE_COLOURS[alert["kind"]]
 
 
-class AlertSchema(MessageBodySchema, EvaluatedSchema):
+class AlertSchema(MessageBodySchema, EvaluatedSchema, EntitySetSchema):
     """Body of ``alert/1``.
 
     ``nature``, ``reliability`` and ``accuracy`` evaluate the alert as a whole.
     """
 
-    kind = Code(ALERT_KINDS, required=True)
-    sought_for = Code(SOUGHT_FOR)
+    kind = Code(ALERT_KINDS, required=True, metadata=about("What the alert is about."))
+    sought_for = Code(SOUGHT_FOR, metadata=about("Wanted-suspect alerts: what is sought."))
     title = Text(max_length=200, required=True)
     summary = Text(max_length=4000, multiline=True, required=True)
-    reported_at = UnixTime(required=True)
-    subjects = StrictList(fields.Nested(SubjectSchema), min_items=1, max_items=50)
-    locations = StrictList(fields.Nested(LocationSchema), min_items=1, max_items=50)
-    channels = StrictList(fields.Nested(ChannelSchema), min_items=1, max_items=20)
+    reported_at = UnixTime(required=True, metadata=about("When the facts were reported."))
+
+    json_schema_rules: ClassVar[JsonSchemaRules] = (
+        {
+            "if": {"required": ["kind"], "properties": {"kind": {"const": "wanted-suspect"}}},
+            "then": {"required": ["sought_for"]},
+            "else": {"not": {"required": ["sought_for"]}},
+        },
+        {
+            "if": {"required": ["kind"], "properties": {"kind": {"const": "recruitment-channel"}}},
+            "then": {"required": ["channels"]},
+        },
+        {
+            "if": {
+                "required": ["kind"],
+                "properties": {"kind": {"enum": ["missing-person", "trafficked-person"]}},
+            },
+            "then": {
+                "required": ["subjects"],
+                "properties": {
+                    "subjects": {"contains": {"properties": {"category": {"const": "victim"}}}}
+                },
+            },
+        },
+        {
+            "if": {"required": ["kind"], "properties": {"kind": {"const": "wanted-suspect"}}},
+            "then": {
+                "required": ["subjects"],
+                "properties": {
+                    "subjects": {
+                        "contains": {"properties": {"category": {"enum": ["suspect", "convicted"]}}}
+                    }
+                },
+            },
+        },
+    )
 
     @validates_schema
     def _sought_for_only_for_wanted_suspect(self, data: dict[str, Any], **kwargs: Any) -> None:

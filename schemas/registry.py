@@ -10,11 +10,27 @@ from typing import Any
 from marshmallow import Schema, ValidationError
 
 from .alert import AlertSchema
+from .case_request import CaseRequestSchema
+from .case_response import CaseResponseSchema
+from .correction import CorrectionSchema
 from .errors import SchemaInvalid, UnsupportedType
 from .fastcheck import loader_for
+from .hit_answer import HitAnswerSchema
+from .hit_query import HitQuerySchema
+from .referral import ReferralSchema
 
 #: Message type and major version (the envelope's ``typ``) → body schema.
-MESSAGE_TYPES: Mapping[str, type[Schema]] = MappingProxyType({"alert/1": AlertSchema})
+MESSAGE_TYPES: Mapping[str, type[Schema]] = MappingProxyType(
+    {
+        "alert/1": AlertSchema,
+        "referral/1": ReferralSchema,
+        "case-request/1": CaseRequestSchema,
+        "case-response/1": CaseResponseSchema,
+        "hit-query/1": HitQuerySchema,
+        "hit-answer/1": HitAnswerSchema,
+        "correction/1": CorrectionSchema,
+    }
+)
 
 
 @cache

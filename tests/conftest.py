@@ -185,7 +185,7 @@ class Member:
         return self.app.test_client()
 
     def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
+        return {"Authorization": f"Bearer {self.token}", "X-Justification": "test case 1"}
 
 
 @dataclass

@@ -15,6 +15,7 @@ READS = [
     ("get", "/api/v1/admin/tokens"),
     ("get", "/api/v1/admin/deliveries"),
     ("get", "/api/v1/admin/rejections"),
+    ("get", "/api/v1/admin/oversight"),
 ]
 WRITES = [
     ("post", "/api/v1/admin/trust-list"),

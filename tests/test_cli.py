@@ -375,7 +375,10 @@ def test_tokens_issue_list_revoke(make_federation: Any) -> None:
     assert secret.startswith("gwt_") and len(secret) > 40 and issued.count(secret) == 1
 
     def inbox_status(token: str) -> int:
-        answer = kz.client().get("/api/v1/inbox", headers={"Authorization": f"Bearer {token}"})
+        answer = kz.client().get(
+            "/api/v1/inbox",
+            headers={"Authorization": f"Bearer {token}", "X-Justification": "token check"},
+        )
         return int(answer.status_code)
 
     assert inbox_status(secret) == 200

@@ -406,7 +406,9 @@ def test_registry_knows_alert_1() -> None:
     assert MESSAGE_TYPES["alert/1"] is AlertSchema
 
 
-@pytest.mark.parametrize("typ", ["alert/2", "Alert/1", "alert", "referral/1", "", None, 1])
+@pytest.mark.parametrize(
+    "typ", ["alert/2", "Alert/1", "alert", "referral/2", "receipt/1", "", None, 1]
+)
 def test_unknown_type_is_unsupported(typ: Any) -> None:
     with pytest.raises(UnsupportedType) as caught:
         validate_body(typ, example_alert())

@@ -5,7 +5,8 @@ import pytest
 from marshmallow import Schema, fields
 
 from schemas import common, xb1json
-from schemas.examples import EXAMPLE_ALERTS
+from schemas.correction import JsonObject
+from schemas.examples import EXAMPLES
 from schemas.registry import MESSAGE_TYPES, validate_body
 
 # Field classes whose loaded values are str, int, bool, list or dict of those. The
@@ -20,6 +21,9 @@ SAFE = (
     common.Code,
     common.PatternText,
     common.PartialDate,
+    # correction/1's body: a dict validated by, and equal to what is loaded by, the
+    # schema of the corrected type, which this test walks as well.
+    JsonObject,
 )
 UNSAFE = (
     fields.Float,
@@ -53,9 +57,15 @@ def test_every_field_loads_xb1_json_values(typ):
             raise AssertionError(f"{typ} {path}: {type(field).__name__} is not xb1-json")
 
 
-def test_loaded_examples_are_canonical_json():
-    for make_example in EXAMPLE_ALERTS.values():
+@pytest.mark.parametrize("typ", sorted(MESSAGE_TYPES))
+def test_loaded_examples_are_canonical_json(typ):
+    assert EXAMPLES[typ], f"{typ} has no example"
+    for make_example in EXAMPLES[typ].values():
         body = make_example()
-        loaded = validate_body("alert/1", body)
+        loaded = validate_body(typ, body)
         xb1json.check(loaded)
         assert loaded == body
+
+
+def test_every_type_has_examples():
+    assert set(EXAMPLES) == set(MESSAGE_TYPES)

@@ -1,8 +1,8 @@
 """The admin API (``/api/v1/admin``): the node administration the ``gateway`` command
 does, over HTTP, for automation.
 
-Tokens of role ``admin`` may read and change; tokens of role ``observer`` may only
-read; agency tokens open nothing here (and admin tokens open nothing in the agency
+Tokens of role ``admin`` may read and change; tokens of role ``observer`` or
+``dpo`` may only read; agency tokens open nothing here (and admin tokens open nothing in the agency
 API). Every change names who asked (the ``by`` member, plus the token) and is
 kept where the CLI keeps it.
 """
@@ -17,11 +17,11 @@ from typing import Any
 from flask import Blueprint, g, jsonify, request
 from sqlalchemy import select
 
-from gateway import inbox, outbox, sovereignty, tokens
+from gateway import access, inbox, outbox, sovereignty, tokens, users
 from gateway.api import json_object
 from gateway.app import current_node
 from gateway.errors import ApiError
-from gateway.models import ApiToken, Suspension, TrustHint
+from gateway.models import ApiToken, Suspension, TrustHint, User
 from keys.fingerprint import fingerprint
 
 admin_api = Blueprint("admin_api", __name__, url_prefix="/api/v1/admin")
@@ -32,7 +32,7 @@ def _authenticate() -> None:
     node = current_node()
     with node.sessions() as session:
         token = tokens.authenticate(
-            session, request.headers.get("Authorization"), roles=("admin", "observer")
+            session, request.headers.get("Authorization"), roles=access.ADMIN_API_ROLES
         )
         session.commit()
         g.token_id, g.role, g.holder = token.id, token.role, token.agency
@@ -256,9 +256,13 @@ def token_issue():  # type: ignore[no-untyped-def]
     if not isinstance(label, str) or len(label) > 200:
         raise ApiError("bad-label", "'label' must be a string of up to 200 characters", status=422)
     with current_node().sessions() as session:
-        issued = tokens.issue(
-            session, _text(payload, "holder"), label, role=payload.get("role", "agency")
-        )
+        if "user" in payload:
+            person = users.get(session, _text(payload, "user"))
+            issued = tokens.issue(session, person.agency, label, user=person)
+        else:
+            issued = tokens.issue(
+                session, _text(payload, "holder"), label, role=payload.get("role", "agency")
+            )
         session.commit()
         row = session.get(ApiToken, issued.id)
         assert row is not None
@@ -310,3 +314,81 @@ def rejections_view():  # type: ignore[no-untyped-def]
                 ]
             }
         )
+
+
+# ----------------------------------------------------------------------------- users
+
+
+def _user_view(row: User) -> dict[str, Any]:
+    return {
+        "name": row.name,
+        "full_name": row.full_name,
+        "agency": row.agency,
+        "role": row.role,
+        "created_at": row.created_at,
+        "created_by": row.created_by,
+        "disabled_at": row.disabled_at,
+        "disabled_by": row.disabled_by,
+        "disabled_reason": row.disabled_reason,
+    }
+
+
+@admin_api.get("/users")
+def users_view():  # type: ignore[no-untyped-def]
+    with current_node().sessions() as session:
+        return jsonify({"users": [_user_view(u) for u in users.listing(session)]})
+
+
+@admin_api.post("/users")
+@changes
+def user_add():  # type: ignore[no-untyped-def]
+    payload = json_object()
+    with current_node().sessions() as session:
+        row = users.add(
+            session,
+            _text(payload, "name"),
+            full_name=_text(payload, "full_name"),
+            agency=_text(payload, "agency"),
+            role=_text(payload, "role"),
+            by=_who(payload),
+        )
+        session.commit()
+        return jsonify(_user_view(row)), 201
+
+
+@admin_api.post("/users/<name>/disable")
+@changes
+def user_disable(name: str):  # type: ignore[no-untyped-def]
+    payload = json_object()
+    with current_node().sessions() as session:
+        row = users.disable(session, name, reason=_text(payload, "reason"), by=_who(payload))
+        session.commit()
+        return jsonify(_user_view(row))
+
+
+# ----------------------------------------------------------------------------- oversight
+
+
+@admin_api.get("/oversight")
+def oversight_view():  # type: ignore[no-untyped-def]
+    """The data protection officer's report (``gateway/audit/oversight.py``) for
+    ``?since=YYYY-MM-DD&until=YYYY-MM-DD``; asking for it is itself recorded."""
+    from gateway.audit import oversight
+
+    node = current_node()
+    now = int(time.time())
+    with node.sessions() as session:
+        since, until = oversight.period(
+            node.settings, request.args.get("since"), request.args.get("until"), now
+        )
+        result = oversight.report(
+            session,
+            node.settings,
+            node.policy(),
+            since=since,
+            until=until,
+            now=now,
+            by=f"{g.role} {g.holder} (token {g.token_id})",
+        )
+        session.commit()
+    return jsonify(result)

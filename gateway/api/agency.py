@@ -1,18 +1,22 @@
 """The agency API (``/api/v1``): submit messages, follow their delivery, read the inbox.
 
 Every call needs a per-agency token (``Authorization: Bearer …``). An agency
-sees only the outbound messages it submitted.
+sees only the outbound messages it submitted. Reading received messages is a
+consultation of personal data: it needs an ``X-Justification`` header (why, e.g. a
+case number), which goes into the audit log with who read what and when.
 """
 
 from __future__ import annotations
 
+import re
+
 from flask import Blueprint, g, jsonify, request
 
-from gateway import inbox, outbox, tokens
+from gateway import access, inbox, outbox, tokens
 from gateway.api import json_object
 from gateway.app import current_node
 from gateway.errors import ApiError
-from gateway.models import MAX_ROW_ID
+from gateway.models import MAX_ROW_ID, User
 
 agency = Blueprint("agency", __name__, url_prefix="/api/v1")
 
@@ -21,9 +25,35 @@ agency = Blueprint("agency", __name__, url_prefix="/api/v1")
 def _authenticate() -> None:
     node = current_node()
     with node.sessions() as session:
-        token = tokens.authenticate(session, request.headers.get("Authorization"))
+        token = tokens.authenticate(
+            session, request.headers.get("Authorization"), roles=access.AGENCY_API_ROLES
+        )
         session.commit()
-        g.agency = token.agency
+        g.agency, g.token_id, g.role = token.agency, token.id, token.role
+        g.user = session.get(User, token.user_id).name if token.user_id else None
+
+
+JUSTIFICATION_HEADER = "X-Justification"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _justification() -> str:
+    """Why the caller consults received messages: required, one line, 3–500 characters."""
+    raw = request.headers.get(JUSTIFICATION_HEADER, "").strip()
+    if not raw:
+        raise ApiError(
+            "justification-required",
+            f"reading received messages needs a {JUSTIFICATION_HEADER} header saying why "
+            "(e.g. a case number and purpose); it is kept in the audit log",
+            status=400,
+        )
+    if not 3 <= len(raw) <= 500 or _CONTROL.search(raw):
+        raise ApiError(
+            "bad-justification",
+            f"{JUSTIFICATION_HEADER} must be one line of 3 to 500 characters",
+            status=422,
+        )
+    return raw
 
 
 def _int_arg(name: str, default: int) -> int:
@@ -48,16 +78,19 @@ def _int_arg(name: str, default: int) -> int:
 @agency.post("/messages")
 def submit_message():  # type: ignore[no-untyped-def]
     payload = json_object()
-    unknown = set(payload) - {"typ", "body", "to"}
+    unknown = set(payload) - {"typ", "body", "to", "audience"}
     if unknown:
         raise ApiError(
-            "bad-field", f"unknown fields {sorted(unknown)}; expected typ, body, to", status=422
+            "bad-field",
+            f"unknown fields {sorted(unknown)}; expected typ, body, to and optionally audience",
+            status=422,
         )
     key = request.headers.get("Idempotency-Key")
     if key is not None and not 1 <= len(key) <= 100:
         raise ApiError(
             "bad-idempotency-key", "Idempotency-Key must be 1 to 100 characters", status=422
         )
+    access.require_submit(g.role, payload.get("typ"))
     node = current_node()
     with node.sessions() as session:
         submission = outbox.submit(
@@ -68,10 +101,15 @@ def submit_message():  # type: ignore[no-untyped-def]
             body=payload.get("body"),
             to=payload.get("to"),
             idempotency_key=key,
+            audience=payload.get("audience"),
         )
         session.commit()
         message = outbox.get_message(session, submission.message.id)
         view = outbox.message_view(message)
+        if submission.minimised:
+            view["minimised"] = [
+                {"rule": rule, "path": path} for rule, path in submission.minimised
+            ]
     return jsonify(view), 202 if submission.created else 200
 
 
@@ -110,7 +148,14 @@ def list_inbox():  # type: ignore[no-untyped-def]
     node = current_node()
     with node.sessions() as session:
         messages = inbox.list_inbox(
-            session, after=_int_arg("after", 0), limit=_int_arg("limit", 100), reader=g.agency
+            session,
+            after=_int_arg("after", 0),
+            limit=_int_arg("limit", 100),
+            reader=g.agency,
+            justification=_justification(),
+            token=g.token_id,
+            user=g.user,
+            types=access.readable(g.role),
         )
         return jsonify({"messages": [inbox.inbox_view(m) for m in messages]})
 
@@ -119,4 +164,13 @@ def list_inbox():  # type: ignore[no-untyped-def]
 def get_inbound(inbound_id: int):  # type: ignore[no-untyped-def]
     node = current_node()
     with node.sessions() as session:
-        return jsonify(inbox.inbox_view(inbox.get_inbound(session, inbound_id, reader=g.agency)))
+        message = inbox.get_inbound(
+            session,
+            inbound_id,
+            reader=g.agency,
+            justification=_justification(),
+            token=g.token_id,
+            user=g.user,
+            types=access.readable(g.role),
+        )
+        return jsonify(inbox.inbox_view(message))

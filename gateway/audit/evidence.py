@@ -24,8 +24,9 @@ from typing import Any
 
 from sqlalchemy import select
 
+from gateway.audit import log as audit_log
 from gateway.audit import merkle, note
-from gateway.audit.log import latest, open_checkpoint
+from gateway.audit.log import latest, open_checkpoint, origin_of
 from gateway.envelope import (
     Limits,
     ReceiptInvalid,
@@ -36,7 +37,14 @@ from gateway.envelope import (
     step4_verify_signature,
     verify_receipt,
 )
-from gateway.models import AuditEntry, Delivery, InboundMessage, OutboundMessage, SealedEnvelope
+from gateway.models import (
+    AuditCheckpoint,
+    AuditEntry,
+    Delivery,
+    InboundMessage,
+    OutboundMessage,
+    SealedEnvelope,
+)
 from keys.trustlist import TrustError, TrustList
 from schemas import xb1json
 from schemas.b64 import b64d, b64e
@@ -53,38 +61,54 @@ class EvidenceError(Exception):
         self.message = message
 
 
+def _signature_count(row: AuditCheckpoint) -> int:
+    return len(note.signature_lines(row.note)[1])
+
+
 def export(node: Any, message_id: str) -> dict[str, Any]:
-    """The bundle for ``message_id`` (an envelope or outbound message id)."""
+    """The bundle for ``message_id`` (an envelope or outbound message id).
+
+    Of the checkpoints that cover every entry naming the message, the bundle takes
+    the one with the most co-signatures (then the newest), so that a verifier sees
+    which other states witnessed the same log.
+    """
+    needle = message_id.encode()
     with node.sessions() as session:
-        checkpoint = latest(session)
-        if checkpoint is None:
+        if latest(session) is None:
             raise EvidenceError(
                 "the node has no signed checkpoint yet: run 'gateway audit checkpoint' first"
             )
-        leaves = list(
+        seqs = [
+            seq
+            for seq, entry in session.execute(
+                select(AuditEntry.seq, AuditEntry.entry).order_by(AuditEntry.seq)
+            )
+            if needle in entry
+        ]
+        covering = list(
             session.scalars(
-                select(AuditEntry.leaf_hash)
-                .where(AuditEntry.seq <= checkpoint.size)
-                .order_by(AuditEntry.seq)
+                select(AuditCheckpoint).where(AuditCheckpoint.size >= (seqs[-1] if seqs else 0))
             )
         )
-        entries = []
-        for row in session.scalars(
-            select(AuditEntry).where(AuditEntry.seq <= checkpoint.size).order_by(AuditEntry.seq)
-        ):
-            if message_id.encode() not in row.entry:
-                continue
-            proof = merkle.inclusion_proof(leaves, row.seq - 1)
-            entries.append(
-                {"seq": row.seq, "entry": b64e(row.entry), "proof": [b64e(h) for h in proof]}
+        if not covering:
+            raise EvidenceError(
+                f"the entries about {message_id} are newer than the last checkpoint: "
+                "run 'gateway audit checkpoint' first"
             )
+        checkpoint = max(covering, key=lambda row: (_signature_count(row), row.size))
+        entries = []
+        for seq in seqs:
+            row = session.get(AuditEntry, seq)
+            proof = audit_log.inclusion(session, seq, checkpoint.size)["proof"]
+            entries.append({"seq": seq, "entry": b64e(row.entry), "proof": proof})
         envelopes, receipts = [], []
         outbound = session.get(OutboundMessage, message_id)
         if outbound is not None:
             for envelope in session.scalars(
                 select(SealedEnvelope).where(SealedEnvelope.message_id == message_id)
             ):
-                envelopes.append(b64e(envelope.wire))
+                if envelope.wire:  # empty once purged
+                    envelopes.append(b64e(envelope.wire))
             for delivery in session.scalars(
                 select(Delivery).where(Delivery.message_id == message_id)
             ):
@@ -93,7 +117,8 @@ def export(node: Any, message_id: str) -> dict[str, Any]:
         for inbound in session.scalars(
             select(InboundMessage).where(InboundMessage.envelope_id == message_id)
         ):
-            envelopes.append(b64e(inbound.wire))
+            if inbound.wire:  # empty once purged
+                envelopes.append(b64e(inbound.wire))
             receipts.append(b64e(inbound.receipt))
     if not entries and not envelopes:
         raise EvidenceError(f"this node has no record of message {message_id}")
@@ -131,6 +156,7 @@ def check(bundle: object, now: int | None = None) -> dict[str, Any]:
         if opened is None:
             raise EvidenceError(f"the checkpoint is not signed by {node_id}'s keys")
         checkpoint = opened[1]
+        witnesses = _cosigners(bundle["checkpoint"], trust_list, node_id)
         shown: list[str] = []
         hashes: set[tuple[str, str]] = set()
         for item in bundle["entries"]:
@@ -160,6 +186,24 @@ def check(bundle: object, now: int | None = None) -> dict[str, Any]:
                 except ReceiptInvalid:
                     continue
                 shown.append("receipt")
+        if not bundle["envelopes"]:
+            # Purged: no envelope is left, so each receipt must name a message the
+            # entries name, by id and by the hashes of its payload and ciphertext.
+            named = {
+                (parsed["id"], parsed["ph"], parsed["ch"])
+                for parsed in (xb1json.loads(b64d(i["entry"])) for i in bundle["entries"])
+                if "ph" in parsed and "id" in parsed
+            }
+            for text in bundle["receipts"]:
+                try:
+                    receipt = verify_receipt(b64d(text), trust=trust_list.keys, now=at)
+                except ReceiptInvalid as e:
+                    raise EvidenceError(f"a receipt does not verify: {e}") from e
+                if (receipt.ref, b64e(receipt.ph), b64e(receipt.ch)) not in named:
+                    raise EvidenceError("a receipt names a message the entries do not name")
+                shown.append("receipt")
+            if "purged" in shown:
+                shown.append("payload purged")
     except (KeyError, TypeError, ValueError, WireFormatError, note.NoteError, Rejected) as e:
         raise EvidenceError(f"the bundle does not verify: {e}") from e
     if "receipt" not in shown and bundle["receipts"]:
@@ -170,5 +214,44 @@ def check(bundle: object, now: int | None = None) -> dict[str, Any]:
         "checkpoint_size": checkpoint.size,
         "trust_list_version": trust_list.version,
         "trust_list_sha256": trust_list.sha256.hex(),
+        "witnesses": witnesses,
         "shown": shown,
     }
+
+
+def _cosigners(text: str, trust_list: TrustList, node_id: str) -> list[str]:
+    """The other members whose co-signature on the checkpoint verifies.
+
+    Stricter than signed-note readers, which skip lines by unknown keys: evidence
+    must fail when any byte changes, so every line must be a signature of the node
+    or a co-signature of another member, and verify.
+    """
+    body, lines = note.signature_lines(text)
+    own = origin_of(trust_list.federation, node_id)
+    members = {
+        origin_of(trust_list.federation, member): member
+        for member in trust_list.node_ids
+        if member != node_id
+    }
+    witnesses: list[str] = []
+    for name, line in lines:
+        if name == own:
+            if open_checkpoint(body + "\n" + line, trust_list, node_id) is None:
+                raise EvidenceError(f"a signature line of {node_id} does not verify")
+            continue
+        member = members.get(name)
+        if member is None:
+            raise EvidenceError(f"the checkpoint carries a signature by {name!r}, not a member")
+        for key in trust_list.keys.keys_of(member):
+            if key.use != "sig":
+                continue
+            try:
+                note.verify_cosignature(body, line, name, key.pub)
+            except note.NoteError:
+                continue
+            if member not in witnesses:
+                witnesses.append(member)
+            break
+        else:
+            raise EvidenceError(f"the co-signature of {member} does not verify")
+    return witnesses

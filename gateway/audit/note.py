@@ -274,6 +274,15 @@ def open_note(text: str, verifiers: Mapping[str, bytes]) -> tuple[str, list[str]
     return body, verified
 
 
+def signature_lines(text: str) -> tuple[str, list[tuple[str, str]]]:
+    """A signed note's body and its signature lines as ``(key name, line)``, each line
+    ending in a newline as it appears in the note; nothing is verified."""
+    body, lines = _split_note(text)
+    return body, [
+        (line.name, _signature_line(line.name, line.key_id + line.signature)) for line in lines
+    ]
+
+
 def add_signatures(note: str, signature_lines: Sequence[str]) -> str:
     """Append signature lines (e.g. cosignatures) to a signed note; all must parse."""
     combined = note + "".join(signature_lines)

@@ -16,6 +16,14 @@ checkpoint it witnessed of that peer:
 
 A co-signed checkpoint (the peer's note with this node's tlog-cosignature line)
 is served at ``GET /xb1/witness/<peer>`` for the peer and for auditors.
+
+The other way round, :meth:`Witness.collect` fetches from each peer
+``GET /xb1/witness/<this node>``, the peer's co-signed copy of one of this node's
+checkpoints, checks each co-signature with that peer's keys from the trust list, and
+adds the good ones to the stored checkpoint. ``GET /xb1/checkpoint`` and evidence
+bundles then carry them, so a verifier sees that other states saw the same log.
+A co-signed checkpoint that this node never signed is an alarm (``audit-forged``):
+someone signed a checkpoint of this node with its key.
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ from sqlalchemy.orm import Session
 from gateway.audit import merkle, note
 from gateway.audit.log import open_checkpoint, origin_of
 from gateway.errors import GatewayError, PeerError
-from gateway.models import WitnessState
+from gateway.models import AuditCheckpoint, WitnessState
 from gateway.node import Node
 from schemas.b64 import b64d
 from schemas.errors import WireFormatError
@@ -150,14 +158,71 @@ class Witness:
             )
         return None
 
+    def collect(self, peer: str) -> int:
+        """Fetch ``peer``'s co-signature of this node's checkpoint and keep it with the
+        checkpoint; returns how many new co-signatures were added (0 or 1)."""
+        node = self.node
+        trust_list = node.trust()
+        entry = trust_list.node(peer)
+        if entry is None:
+            raise PeerError("unknown-recipient", f"{peer} is not in the trust list")
+        try:
+            text = self._get(f"{entry.endpoint.rstrip('/')}/xb1/witness/{node.id}").text
+        except PeerError as e:
+            if e.code == "peer-error" and "404" in e.message:
+                return 0  # the peer has not witnessed this node yet
+            raise
+        body, lines = note.signature_lines(text)
+        checkpoint = note.parse_checkpoint(body)
+        own_origin = origin_of(trust_list.federation, node.id)
+        if checkpoint.origin != own_origin:
+            raise note.NoteError(
+                "note-unverified", f"{peer} served a checkpoint of {checkpoint.origin!r}"
+            )
+        witness_name = origin_of(trust_list.federation, peer)
+        keys = [k.pub for k in trust_list.keys.keys_of(peer) if k.use == "sig"]
+        good = []
+        for name, line in lines:
+            if name != witness_name:
+                continue
+            for public in keys:
+                try:
+                    note.verify_cosignature(body, line, name, public)
+                except note.NoteError:
+                    continue
+                good.append(line)
+                break
+        if not good:
+            return 0
+        with node.sessions() as session:
+            row = session.get(AuditCheckpoint, checkpoint.size)
+            if row is None or note.signature_lines(row.note)[0] != body:
+                log.error(
+                    "ALARM [audit-forged] %s co-signed a checkpoint of this node's log "
+                    "(size %d) that this node never signed: its signing key may be in "
+                    "other hands",
+                    peer,
+                    checkpoint.size,
+                )
+                return 0
+            present = {line for _, line in note.signature_lines(row.note)[1]}
+            new = [line for line in good if line not in present]
+            if not new:
+                return 0
+            row.note = note.add_signatures(row.note, new)
+            session.commit()
+            return len(new)
+
     def run_once(self, now: int | None = None) -> None:
-        """Witness every other member; failures to reach one are logged, not raised."""
+        """Witness every other member and collect its co-signatures of this node's
+        checkpoints; failures to reach one are logged, not raised."""
         trust_list = self.node.trust()
         for peer in trust_list.node_ids:
             if peer == self.node.id:
                 continue
             try:
                 self.witness(peer, now)
+                self.collect(peer)
             except GatewayError as e:
                 log.warning("witnessing %s failed: [%s] %s", peer, e.code, e.message)
 

@@ -1,0 +1,359 @@
+"""The data protection officer's report, read from the audit log and the stores.
+
+For a period it answers the questions of EU Directive 2016/680 art. 25 and of a
+national oversight body:
+
+* **consultations**: who (agency, token) read which received messages, when and
+  with what justification;
+* **disclosures**: who sent which message, of which type, to which states, for
+  which purpose, on which legal basis and under which handling code;
+* **unusual access**: reads outside office hours (``timezone``, ``office_hours``,
+  ``office_days``), bulk reads (more than ``bulk_read_limit`` messages by one
+  agency within an hour), many hit/no-hit queries (more than ``hit_query_limit``
+  by one agency in a local day), and reads without a justification;
+* **overdue requests**: case-data requests, received or sent, whose deadline has
+  passed without a response that completes or refuses them;
+* **due for purge**: stored message bodies whose retention (the body's
+  ``retention_days`` capped by the policy for its type) ends within
+  ``purge_notice_days`` days, or has already ended (``gateway purge``).
+
+Everything but the purge list comes from audit entries, which hold metadata and
+never message contents; the report itself is recorded in the audit log, so the
+overseers' own reading is on the record too.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from gateway import purge
+from gateway.audit import log as audit
+from gateway.config import Settings
+from gateway.errors import ApiError
+from gateway.models import AuditEntry, InboundMessage, OutboundMessage
+from gateway.policy import Policy
+from schemas import xb1json
+
+DAY = 86_400
+HOUR = 3_600
+_KINDS = ("inbox-read", "message-submitted")
+
+
+DEFAULT_DAYS = 30
+
+
+def period(settings: Settings, since: str | None, until: str | None, now: int) -> tuple[int, int]:
+    """``[since, until)`` in seconds from local dates ``YYYY-MM-DD`` (both days included);
+    by default the last 30 days up to and including the current second."""
+    zone = settings.zone()
+
+    def parse(text: str, name: str) -> date:
+        try:
+            return date.fromisoformat(text)
+        except ValueError as e:
+            raise ApiError(
+                "bad-period", f"{name} must be a date such as 2026-11-01", status=422
+            ) from e
+
+    end = now + 1 if until is None else _start_of(parse(until, "until") + timedelta(days=1), zone)
+    start = end - DEFAULT_DAYS * DAY if since is None else _start_of(parse(since, "since"), zone)
+    if start >= end:
+        raise ApiError("bad-period", "since must be before until", status=422)
+    return start, end
+
+
+def _start_of(day: date, zone: Any) -> int:
+    return int(datetime.combine(day, time(0), zone).timestamp())
+
+
+def _entries(session: Session, since: int, until: int) -> Iterator[dict[str, Any]]:
+    rows = session.execute(
+        select(AuditEntry.seq, AuditEntry.entry)
+        .where(AuditEntry.kind.in_(_KINDS), AuditEntry.at >= since, AuditEntry.at < until)
+        .order_by(AuditEntry.seq)
+    )
+    for seq, raw in rows:
+        entry = xb1json.loads(raw)
+        entry["seq"] = seq
+        yield entry
+
+
+def _consultation(entry: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "seq": entry["seq"],
+        "at": entry["at"],
+        "agency": entry.get("agency"),
+        "token": entry.get("token"),
+        "messages": entry.get("messages", []),
+        "justification": entry.get("justification"),
+    }
+
+
+def _disclosure(entry: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "seq": entry["seq"],
+        "at": entry["at"],
+        "agency": entry.get("agency"),
+        "message": entry.get("id"),
+        "typ": entry.get("typ"),
+        "to": entry.get("to", []),
+        "purpose": entry.get("purpose"),
+        "legal_basis": entry.get("basis"),
+        "handling": entry.get("handling"),
+    }
+
+
+def _off_hours(reads: list[dict[str, Any]], settings: Settings) -> list[dict[str, Any]]:
+    zone = settings.zone()
+    hours, days = settings.office()
+    flags = []
+    for read in reads:
+        local = datetime.fromtimestamp(read["at"], zone)
+        if local.hour not in hours or local.isoweekday() not in days:
+            flags.append(
+                {
+                    "flag": "off-hours",
+                    "agency": read["agency"],
+                    "at": read["at"],
+                    "local_time": local.isoformat(timespec="minutes"),
+                    "messages": len(read["messages"]),
+                    "seq": [read["seq"]],
+                    "detail": f"read {len(read['messages'])} message(s) at "
+                    f"{local:%A %H:%M} {settings.timezone}, outside office hours "
+                    f"{settings.office_hours} on days {settings.office_days}",
+                }
+            )
+    return flags
+
+
+def _bulk_reads(reads: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+    """Windows of at most an hour in which one agency read more than ``limit`` messages;
+    each read belongs to at most one flagged window."""
+    by_agency: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for read in reads:
+        by_agency[read["agency"]].append(read)
+    flags = []
+    for agency, unsorted in sorted(by_agency.items(), key=lambda kv: str(kv[0])):
+        items = sorted(unsorted, key=lambda read: (read["at"], read["seq"]))
+        start, total = 0, 0
+        for end, read in enumerate(items):
+            total += len(read["messages"])
+            while read["at"] - items[start]["at"] >= HOUR:
+                total -= len(items[start]["messages"])
+                start += 1
+            if total > limit:
+                window = items[start : end + 1]
+                flags.append(
+                    {
+                        "flag": "bulk-read",
+                        "agency": agency,
+                        "at": window[0]["at"],
+                        "messages": total,
+                        "seq": [r["seq"] for r in window],
+                        "detail": f"{agency} read {total} messages within an hour "
+                        f"(more than {limit})",
+                    }
+                )
+                start, total = end + 1, 0
+    return flags
+
+
+def _hit_queries(disclosures: list[dict[str, Any]], settings: Settings) -> list[dict[str, Any]]:
+    zone = settings.zone()
+    counts: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for sent in disclosures:
+        if str(sent["typ"]).startswith("hit-query/"):
+            day = datetime.fromtimestamp(sent["at"], zone).date().isoformat()
+            counts[(str(sent["agency"]), day)].append(sent)
+    return [
+        {
+            "flag": "many-hit-queries",
+            "agency": agency,
+            "at": items[0]["at"],
+            "messages": len(items),
+            "seq": [item["seq"] for item in items],
+            "detail": f"{agency} sent {len(items)} hit/no-hit queries on {day} "
+            f"(more than {settings.hit_query_limit})",
+        }
+        for (agency, day), items in sorted(counts.items())
+        if len(items) > settings.hit_query_limit
+    ]
+
+
+def _unjustified(reads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "flag": "no-justification",
+            "agency": read["agency"],
+            "at": read["at"],
+            "messages": len(read["messages"]),
+            "seq": [read["seq"]],
+            "detail": "read without a recorded justification",
+        }
+        for read in reads
+        if not read["justification"]
+    ]
+
+
+def due_for_purge(
+    session: Session, policy: Policy, now: int, within_days: int
+) -> list[dict[str, Any]]:
+    """Stored bodies whose retention ends before ``now + within_days``, soonest first."""
+    horizon = now + within_days * DAY
+    due = [
+        {
+            "direction": direction,
+            "message": message_id,
+            "holder": holder,
+            "typ": typ,
+            "retention_ends": ends,
+            "overdue": ends <= now,
+        }
+        for direction, message_id, typ, ends, holder in purge.stored(session, policy)
+        if ends <= horizon
+    ]
+    return sorted(due, key=lambda item: (item["retention_ends"], item["message"]))
+
+
+FINAL_OUTCOMES = ("complete", "refused")
+
+
+def _bodies(session: Session, model: Any, typ: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    key = model.envelope_id if model is InboundMessage else model.id
+    for message_id, body_json in session.execute(
+        select(key, model.body_json).where(model.typ == typ, model.body_json.is_not(None))
+    ):
+        body = json.loads(body_json)
+        if isinstance(body, dict):
+            yield message_id, body
+
+
+def overdue_requests(session: Session, now: int) -> list[dict[str, Any]]:
+    """Case-data requests past their deadline that no response completed or refused:
+    received ones this node must answer, and sent ones it waits for."""
+    found = []
+    for direction, requests, responses in (
+        ("received", InboundMessage, OutboundMessage),
+        ("sent", OutboundMessage, InboundMessage),
+    ):
+        answers: dict[str, list[str]] = defaultdict(list)
+        for _, body in _bodies(session, responses, "case-response/1"):
+            answers[str(body.get("in_reply_to"))].append(str(body.get("outcome")))
+        for message_id, body in _bodies(session, requests, "case-request/1"):
+            deadline = body.get("deadline")
+            outcomes = answers.get(message_id, [])
+            if isinstance(deadline, int) and deadline < now and not (
+                set(outcomes) & set(FINAL_OUTCOMES)
+            ):
+                found.append(
+                    {
+                        "direction": direction,
+                        "message": message_id,
+                        "deadline": deadline,
+                        "urgency": body.get("urgency"),
+                        "last_outcome": outcomes[-1] if outcomes else None,
+                    }
+                )
+    return sorted(found, key=lambda item: (item["deadline"], item["message"]))
+
+
+def report(
+    session: Session,
+    settings: Settings,
+    policy: Policy,
+    *,
+    since: int,
+    until: int,
+    now: int,
+    by: str,
+) -> dict[str, Any]:
+    """The report for ``[since, until)``; records that ``by`` produced it. The caller
+    commits (the audit entry is part of the caller's transaction)."""
+    reads: list[dict[str, Any]] = []
+    disclosures: list[dict[str, Any]] = []
+    for entry in _entries(session, since, until):
+        if entry["kind"] == "inbox-read":
+            reads.append(_consultation(entry))
+        else:
+            disclosures.append(_disclosure(entry))
+    unusual = (
+        _bulk_reads(reads, settings.bulk_read_limit)
+        + _off_hours(reads, settings)
+        + _hit_queries(disclosures, settings)
+        + _unjustified(reads)
+    )
+    unusual.sort(key=lambda flag: (flag["at"], flag["flag"]))
+    result = {
+        "node": settings.node,
+        "since": since,
+        "until": until,
+        "generated_at": now,
+        "timezone": settings.timezone,
+        "consultations": reads,
+        "disclosures": disclosures,
+        "unusual": unusual,
+        "overdue_requests": overdue_requests(session, now),
+        "due_for_purge": due_for_purge(session, policy, now, settings.purge_notice_days),
+    }
+    audit.record(
+        session,
+        "oversight-report",
+        at=now,
+        by=by,
+        since=since,
+        until=until,
+        flags=len(unusual),
+    )
+    return result
+
+
+def render(result: dict[str, Any], settings: Settings) -> str:
+    """The report as text for a terminal or a printout."""
+    zone = settings.zone()
+
+    def when(at: int) -> str:
+        return datetime.fromtimestamp(at, zone).strftime("%Y-%m-%d %H:%M")
+
+    lines = [
+        f"Data protection report of node {result['node']}, "
+        f"{when(result['since'])} to {when(result['until'])} ({result['timezone']})",
+        "",
+        f"Consultations ({len(result['consultations'])}):",
+    ]
+    for read in result["consultations"]:
+        lines.append(
+            f"  {when(read['at'])}  {read['agency']} (token {read['token']}) read "
+            f"{len(read['messages'])} message(s): {read['justification'] or 'NO JUSTIFICATION'}"
+        )
+    lines += ["", f"Disclosures ({len(result['disclosures'])}):"]
+    for sent in result["disclosures"]:
+        lines.append(
+            f"  {when(sent['at'])}  {sent['agency']} sent {sent['typ']} {sent['message']} "
+            f"to {', '.join(sent['to'])}: purpose {sent['purpose']}, basis "
+            f"{sent['legal_basis']}, handling {sent['handling']}"
+        )
+    lines += ["", f"Unusual access ({len(result['unusual'])}):"]
+    for flag in result["unusual"]:
+        lines.append(f"  {when(flag['at'])}  [{flag['flag']}] {flag['detail']}")
+    lines += ["", f"Overdue case-data requests ({len(result['overdue_requests'])}):"]
+    for item in result["overdue_requests"]:
+        waiting = "this node must answer" if item["direction"] == "received" else "awaiting"
+        lines.append(
+            f"  deadline {when(item['deadline'])}  {item['direction']} {item['message']} "
+            f"({item['urgency']}; {waiting}; last outcome {item['last_outcome'] or 'none'})"
+        )
+    lines += ["", f"Due for purge ({len(result['due_for_purge'])}):"]
+    for item in result["due_for_purge"]:
+        state = "OVERDUE" if item["overdue"] else "due"
+        lines.append(
+            f"  {state} {when(item['retention_ends'])}  {item['direction']} {item['typ']} "
+            f"{item['message']}"
+        )
+    return "\n".join(lines)

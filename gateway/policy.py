@@ -1,0 +1,379 @@
+"""The node's sharing policy: what leaves this state, to whom and why, and what comes in.
+
+The policy is one readable file, ``INSTANCE/policy.toml`` (see ``docs/policy.md``):
+
+* ``[[agreement]]`` — a bilateral agreement with one peer: which message types, for
+  which purposes, in which direction (``send``, ``receive`` or ``both``), until when.
+  Once a policy file exists, an exchange no agreement covers is denied, both ways.
+* ``[[minimise]]`` — field-level minimisation by the type of agency the message is
+  for (its *audience*, e.g. ``ngo``): the named fields are removed before sealing,
+  so they never leave the node. The rule ``ngo-no-suspect-data`` is always in force:
+  an NGO never receives persons recorded as suspects or convicts.
+* ``[retention]`` — the longest a message type is kept, in days; a body's own
+  ``retention_days`` can only shorten it. ``gateway purge`` removes payloads whose
+  retention has ended and keeps metadata, receipts and audit evidence.
+
+Every decision names the rule that allowed or denied it; the callers record it in
+the audit log. A node without a policy file runs open (every exchange allowed, rule
+``no-policy``) and says so in a warning at start and on ``/readyz``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from gateway.envelope import NODE_RE, TYP_RE
+from gateway.errors import ConfigError
+from schemas.common import MAX_RETENTION_DAYS, PURPOSES
+
+log = logging.getLogger(__name__)
+
+POLICY_FILE = "policy.toml"
+DIRECTIONS = ("send", "receive", "both")
+#: Types of agency a message can be meant for (its audience) and local agencies have.
+AGENCY_TYPES = (
+    "police",
+    "border-service",
+    "prosecutor",
+    "central-authority",
+    "labour-inspectorate",
+    "social-service",
+    "ngo",
+)
+_RULE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+_PATH = re.compile(
+    r"(\*\*\.)?[a-z_]+(\[(\*|[a-z_]+=[A-Za-z0-9_.-]+)\])?(\.[a-z_]+(\[(\*|[a-z_]+=[A-Za-z0-9_.-]+)\])?)*\Z"
+)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of one policy question and the rule that settled it."""
+
+    allowed: bool
+    rule: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Agreement:
+    id: str
+    peer: str
+    types: frozenset[str]
+    purposes: frozenset[str] | None  # None: every purpose
+    direction: str
+    until: date | None = None
+
+    def covers(self, direction: str, peer: str, typ: str, purpose: str | None) -> bool:
+        return (
+            self.peer == peer
+            and self.direction in (direction, "both")
+            and typ in self.types
+            and (self.purposes is None or purpose in self.purposes)
+        )
+
+
+@dataclass(frozen=True)
+class MinimiseRule:
+    id: str
+    audience: frozenset[str]
+    types: frozenset[str] | None  # None: every type
+    drop: tuple[str, ...]
+
+
+BUILT_IN_RULES = (
+    MinimiseRule(
+        id="ngo-no-suspect-data",
+        audience=frozenset({"ngo"}),
+        types=None,
+        drop=("**.subjects[category=suspect]", "**.subjects[category=convicted]"),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Policy:
+    source: str
+    agreements: tuple[Agreement, ...] = ()
+    minimise_rules: tuple[MinimiseRule, ...] = BUILT_IN_RULES
+    retention: Mapping[str, int] = field(default_factory=dict)
+    open: bool = False
+
+    # -- agreements ------------------------------------------------------------
+
+    def decide(
+        self, direction: str, peer: str, typ: str, purpose: str | None, now: int
+    ) -> Decision:
+        """May a ``typ`` message for ``purpose`` go to (``send``) or come from
+        (``receive``) ``peer``?"""
+        if self.open:
+            return Decision(True, "no-policy", "this node has no policy file: exchange is open")
+        today = datetime.fromtimestamp(now, UTC).date()
+        expired = None
+        for agreement in self.agreements:
+            if agreement.covers(direction, peer, typ, purpose):
+                if agreement.until is not None and today > agreement.until:
+                    expired = agreement
+                    continue
+                return Decision(
+                    True,
+                    f"agreement:{agreement.id}",
+                    f"agreement {agreement.id} with {peer} covers {typ} for {purpose}",
+                )
+        if expired is not None:
+            return Decision(
+                False,
+                f"agreement:{expired.id}",
+                f"agreement {expired.id} with {peer} ended on {expired.until}",
+            )
+        way = "to" if direction == "send" else "from"
+        return Decision(
+            False,
+            "no-agreement",
+            f"no agreement of this node allows {typ} for purpose {purpose} {way} {peer}",
+        )
+
+    # -- minimisation ----------------------------------------------------------
+
+    def minimise(
+        self, typ: str, body: Mapping[str, Any], audience: str | None
+    ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+        """The body without what ``audience`` may not receive, and the (rule, path)
+        pairs that removed something."""
+        result = copy.deepcopy(dict(body))
+        removed: list[tuple[str, str]] = []
+        if audience is None:
+            return result, removed
+        for rule in self.minimise_rules:
+            if audience not in rule.audience or (rule.types is not None and typ not in rule.types):
+                continue
+            for path in rule.drop:
+                anywhere = path.startswith("**.")
+                segments = _parse_path(path.removeprefix("**."))
+                if (_drop_anywhere if anywhere else _drop)(result, segments):
+                    removed.append((rule.id, path))
+        return result, removed
+
+    # -- retention -------------------------------------------------------------
+
+    def retention_days(self, typ: str, body: Mapping[str, Any] | None) -> int:
+        """How long a message is kept: the body's ``retention_days``, capped by this
+        node's limit for its type (or the standard's maximum)."""
+        cap = self.retention.get(typ, MAX_RETENTION_DAYS)
+        wanted = body.get("retention_days") if body else None
+        return min(cap, wanted) if isinstance(wanted, int) and wanted > 0 else cap
+
+
+# -- field paths ---------------------------------------------------------------
+
+_Segment = tuple[str, str | None]  # (key, selector: None, "*" or "field=value")
+
+
+def _parse_path(path: str) -> list[_Segment]:
+    segments = []
+    for part in path.split("."):
+        key, _, rest = part.partition("[")
+        segments.append((key, rest[:-1] if rest else None))
+    return segments
+
+
+def _matches(item: object, selector: str) -> bool:
+    if selector == "*":
+        return True
+    name, _, value = selector.partition("=")
+    return isinstance(item, dict) and str(item.get(name)) == value
+
+
+def _drop(node: object, segments: list[_Segment]) -> bool:
+    """Remove what ``segments`` names under ``node``; True if anything was removed."""
+    if not isinstance(node, dict) or not segments:
+        return False
+    (key, selector), rest = segments[0], segments[1:]
+    if key not in node:
+        return False
+    if selector is None:
+        if not rest:
+            del node[key]
+            return True
+        return _drop(node[key], rest)
+    items = node[key]
+    if not isinstance(items, list):
+        return False
+    if not rest:
+        kept = [item for item in items if not _matches(item, selector)]
+        if len(kept) == len(items):
+            return False
+        if kept:
+            node[key] = kept
+        else:
+            del node[key]  # schemas forbid empty lists: the member goes
+        return True
+    changed = False
+    for item in items:
+        if _matches(item, selector):
+            changed = _drop(item, rest) or changed
+    return changed
+
+
+def _drop_anywhere(node: object, segments: list[_Segment]) -> bool:
+    """``_drop`` at this level and at every depth below (paths starting ``**.``)."""
+    changed = _drop(node, segments)
+    children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+    for child in list(children):
+        changed = _drop_anywhere(child, segments) or changed
+    return changed
+
+
+# -- loading -------------------------------------------------------------------
+
+
+def _fail(path: Path, message: str) -> ConfigError:
+    return ConfigError("policy-invalid", f"{path}: {message}")
+
+
+def _strings(path: Path, where: str, value: object, allowed: Any = None) -> frozenset[str]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise _fail(path, f"{where} must be a non-empty list of strings")
+    if allowed is not None:
+        unknown = sorted(set(value) - set(allowed))
+        if unknown:
+            raise _fail(path, f"{where} has unknown values {unknown}")
+    return frozenset(value)
+
+
+def _rule_id(path: Path, where: str, table: Mapping[str, Any], seen: set[str]) -> str:
+    rule = table.get("id")
+    if not isinstance(rule, str) or not _RULE_ID.match(rule):
+        raise _fail(path, f"{where} needs an id of letters, digits, '.', '_' or '-'")
+    if rule in seen:
+        raise _fail(path, f"{where}: id {rule!r} is used twice")
+    seen.add(rule)
+    return rule
+
+
+def _types(path: Path, where: str, value: object) -> frozenset[str]:
+    types = _strings(path, where, value)
+    bad = sorted(t for t in types if not TYP_RE.match(t))
+    if bad:
+        raise _fail(path, f"{where} has values that are not message types like alert/1: {bad}")
+    return types
+
+
+def parse(text: str, path: Path) -> Policy:
+    """Parse and check a policy file; every mistake is a ``policy-invalid`` error."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise _fail(path, f"not valid TOML: {e}") from e
+    unknown = set(data) - {"version", "agreement", "minimise", "retention"}
+    if unknown:
+        raise _fail(path, f"unknown sections {sorted(unknown)}")
+    if data.get("version") != 1:
+        raise _fail(path, "must start with version = 1")
+    seen: set[str] = set()
+    agreements = []
+    for i, table in enumerate(data.get("agreement", [])):
+        where = f"agreement #{i + 1}"
+        if not isinstance(table, dict):
+            raise _fail(path, f"{where} must be a table [[agreement]]")
+        extra = set(table) - {"id", "peer", "types", "purposes", "direction", "until"}
+        if extra:
+            raise _fail(path, f"{where} has unknown keys {sorted(extra)}")
+        rule = _rule_id(path, where, table, seen)
+        peer = table.get("peer")
+        if not isinstance(peer, str) or not NODE_RE.match(peer):
+            raise _fail(path, f"{where} ({rule}): peer must be a node id such as KG")
+        direction = table.get("direction", "both")
+        if direction not in DIRECTIONS:
+            raise _fail(path, f"{where} ({rule}): direction must be send, receive or both")
+        until = table.get("until")
+        if until is not None and (not isinstance(until, date) or isinstance(until, datetime)):
+            raise _fail(path, f"{where} ({rule}): until must be a date such as 2027-12-31")
+        purposes = table.get("purposes")
+        agreements.append(
+            Agreement(
+                id=rule,
+                peer=peer,
+                types=_types(path, f"{where} ({rule}) types", table.get("types")),
+                purposes=None
+                if purposes in (None, ["*"])
+                else _strings(path, f"{where} ({rule}) purposes", purposes, PURPOSES),
+                direction=direction,
+                until=until,
+            )
+        )
+    rules = list(BUILT_IN_RULES)
+    seen.update(r.id for r in BUILT_IN_RULES)
+    for i, table in enumerate(data.get("minimise", [])):
+        where = f"minimise #{i + 1}"
+        if not isinstance(table, dict):
+            raise _fail(path, f"{where} must be a table [[minimise]]")
+        extra = set(table) - {"id", "audience", "types", "drop"}
+        if extra:
+            raise _fail(path, f"{where} has unknown keys {sorted(extra)}")
+        rule = _rule_id(path, where, table, seen)
+        drop = _strings(path, f"{where} ({rule}) drop", table.get("drop"))
+        bad = sorted(p for p in drop if not _PATH.match(p))
+        if bad:
+            raise _fail(
+                path,
+                f"{where} ({rule}): {bad} are not field paths such as "
+                "'subjects[category=suspect]' or 'subjects[*].date_of_birth'",
+            )
+        types = table.get("types")
+        rules.append(
+            MinimiseRule(
+                id=rule,
+                audience=_strings(
+                    path, f"{where} ({rule}) audience", table.get("audience"), AGENCY_TYPES
+                ),
+                types=None if types is None else _types(path, f"{where} ({rule}) types", types),
+                drop=tuple(sorted(drop)),
+            )
+        )
+    retention = data.get("retention", {})
+    if not isinstance(retention, dict):
+        raise _fail(path, "[retention] must be a table of message type = days")
+    for typ, days in retention.items():
+        if not TYP_RE.match(typ):
+            raise _fail(path, f"[retention] key {typ!r} is not a message type like alert/1")
+        if (
+            isinstance(days, bool)
+            or not isinstance(days, int)
+            or not 1 <= days <= MAX_RETENTION_DAYS
+        ):
+            raise _fail(
+                path, f"[retention] {typ} must be a whole number of days, 1 to {MAX_RETENTION_DAYS}"
+            )
+    return Policy(
+        source=str(path),
+        agreements=tuple(agreements),
+        minimise_rules=tuple(rules),
+        retention=dict(retention),
+    )
+
+
+def load(instance: str | Path) -> Policy:
+    """The policy of the node in ``instance``; open (with a warning) if it has none."""
+    path = Path(instance) / POLICY_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        log.warning(
+            "no %s in %s: every exchange with every member is allowed; write the node's "
+            "bilateral agreements there (docs/policy.md)",
+            POLICY_FILE,
+            instance,
+        )
+        return Policy(source="", open=True)
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError("policy-invalid", f"cannot read {path}: {e}") from e
+    return parse(text, path)

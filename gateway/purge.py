@@ -1,0 +1,162 @@
+"""Purging payloads whose retention has ended (DESIGN "Retention"; ``docs/policy.md``).
+
+A message is kept for its body's ``retention_days`` from when this node sent or
+received it, never longer than the policy's limit for its type. Then:
+
+* a **received** message loses its body and its envelope bytes (which this node's
+  keys could still decrypt); its metadata (sender, id, type, times), the hashes of
+  its payload and ciphertext, and the signed receipt stay;
+* a **sent** message loses its body at once, and the sealed envelope bytes once no
+  delivery can need them again (every delivery delivered, rejected or expired);
+  metadata, delivery history and receipts stay.
+
+Each purge is an audit entry (``purged``); the audit log never held contents, so
+it stays whole and evidence bundles still verify (without the envelope).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from gateway.audit import log as audit
+from gateway.models import (
+    Delivery,
+    DeliveryState,
+    InboundMessage,
+    OutboundMessage,
+    SealedEnvelope,
+)
+from gateway.policy import Policy
+
+DAY = 86_400
+
+
+@dataclass(frozen=True)
+class Purged:
+    direction: str  # "received" or "sent"
+    message: str
+    typ: str
+    retention_ends: int
+    part: str  # "body and envelope", "body" (the envelope waits for deliveries), "envelope"
+
+
+def _body(body_json: str | None) -> dict[str, Any] | None:
+    try:
+        body = json.loads(body_json) if body_json else None
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def retention_end(policy: Policy, typ: str, start: int, body_json: str | None) -> int:
+    return start + policy.retention_days(typ, _body(body_json)) * DAY
+
+
+def _deliveries_open(session: Session, message_id: str) -> bool:
+    return (
+        session.scalar(
+            select(Delivery.id)
+            .where(Delivery.message_id == message_id, Delivery.state.not_in(DeliveryState.FINAL))
+            .limit(1)
+        )
+        is not None
+    )
+
+
+def stored(session: Session, policy: Policy) -> list[tuple[str, str, str, int, str]]:
+    """Every message whose body is still stored: (direction, id, type, retention end,
+    who holds it — the sending peer or the submitting agency)."""
+    rows: list[tuple[str, str, str, int, str]] = []
+    for envelope_id, typ, received_at, body_json, sender in session.execute(
+        select(
+            InboundMessage.envelope_id,
+            InboundMessage.typ,
+            InboundMessage.received_at,
+            InboundMessage.body_json,
+            InboundMessage.sender,
+        ).where(InboundMessage.purged_at.is_(None))
+    ):
+        ends = retention_end(policy, typ, received_at, body_json)
+        rows.append(("received", envelope_id, typ, ends, sender))
+    for message_id, typ, created_at, body_json, agency in session.execute(
+        select(
+            OutboundMessage.id,
+            OutboundMessage.typ,
+            OutboundMessage.created_at,
+            OutboundMessage.body_json,
+            OutboundMessage.agency,
+        ).where(OutboundMessage.purged_at.is_(None))
+    ):
+        ends = retention_end(policy, typ, created_at, body_json)
+        rows.append(("sent", message_id, typ, ends, agency))
+    return rows
+
+
+def due(session: Session, policy: Policy, now: int) -> list[Purged]:
+    """What a purge at ``now`` removes, soonest first."""
+    found = []
+    for direction, message_id, typ, ends, _ in stored(session, policy):
+        if ends > now:
+            continue
+        if direction == "received":
+            found.append(Purged(direction, message_id, typ, ends, "body and envelope"))
+        else:
+            waiting = _deliveries_open(session, message_id)
+            found.append(
+                Purged(direction, message_id, typ, ends, "body" if waiting else "body and envelope")
+            )
+    # Sent messages purged earlier whose envelope waited for its deliveries.
+    for message_id, typ, purged_at in session.execute(
+        select(OutboundMessage.id, OutboundMessage.typ, OutboundMessage.purged_at)
+        .join(SealedEnvelope, SealedEnvelope.message_id == OutboundMessage.id)
+        .where(OutboundMessage.purged_at.is_not(None), SealedEnvelope.wire != b"")
+    ):
+        if not _deliveries_open(session, message_id):
+            found.append(Purged("sent", message_id, typ, purged_at or now, "envelope"))
+    return sorted(found, key=lambda p: (p.retention_ends, p.message))
+
+
+def run(session: Session, policy: Policy, *, now: int | None = None, by: str) -> list[Purged]:
+    """Purge everything due, one transaction per message; returns what was purged."""
+    at = int(time.time()) if now is None else now
+    done = []
+    for item in due(session, policy, at):
+        if item.direction == "received":
+            session.execute(
+                update(InboundMessage)
+                .where(InboundMessage.envelope_id == item.message)
+                .values(body_json=None, wire=b"", purged_at=at)
+            )
+        else:
+            if item.part != "envelope":
+                session.execute(
+                    update(OutboundMessage)
+                    .where(OutboundMessage.id == item.message)
+                    .values(body_json=None, purged_at=at)
+                )
+            if item.part != "body":
+                session.execute(
+                    update(SealedEnvelope)
+                    .where(SealedEnvelope.message_id == item.message)
+                    .values(wire=b"")
+                )
+        audit.record(
+            session,
+            "purged",
+            at=at,
+            by=by,
+            direction=item.direction,
+            id=item.message,
+            typ=item.typ,
+            retention_ends=item.retention_ends,
+            part=item.part,
+        )
+        session.commit()
+        done.append(item)
+    return done

@@ -1,0 +1,79 @@
+"""The people who use a node: each has one role at one agency (``gateway/access.py``).
+
+Adding, changing and disabling a user are admin actions recorded in the audit log
+with who did it and why. Users are never deleted; a disabled user's tokens stop
+working at once.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from gateway.access import PERSON_ROLES
+from gateway.audit import log as audit
+from gateway.errors import ApiError
+from gateway.models import User
+from gateway.sovereignty import require_reason_and_name
+from gateway.tokens import AGENCY_RE
+
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{1,63}\Z")
+
+
+def add(session: Session, name: str, *, full_name: str, agency: str, role: str, by: str) -> User:
+    if not NAME_RE.match(name):
+        raise ApiError(
+            "bad-user",
+            "a user name is 2-64 lowercase letters, digits, '.', '_' or '-', e.g. a.seitkali",
+            status=422,
+        )
+    if role not in PERSON_ROLES:
+        raise ApiError("bad-role", f"role must be one of {', '.join(PERSON_ROLES)}", status=422)
+    if not AGENCY_RE.match(agency):
+        raise ApiError(
+            "bad-agency", "agency names are lowercase letters, digits and dashes", status=422
+        )
+    if not full_name.strip() or len(full_name) > 200:
+        raise ApiError("bad-user", "give the person's full name (1-200 characters)", status=422)
+    require_reason_and_name("user added", by)
+    now = int(time.time())
+    user = User(
+        name=name,
+        full_name=full_name.strip(),
+        agency=agency,
+        role=role,
+        created_at=now,
+        created_by=by,
+    )
+    session.add(user)
+    try:
+        session.flush()
+    except IntegrityError as e:
+        session.rollback()
+        raise ApiError("user-exists", f"there is already a user {name}", status=409) from e
+    audit.record(session, "user-added", at=now, user=name, agency=agency, role=role, by=by)
+    return user
+
+
+def get(session: Session, name: str) -> User:
+    user = session.scalars(select(User).where(User.name == name)).first()
+    if user is None:
+        raise ApiError("no-such-user", f"there is no user {name}", status=404)
+    return user
+
+
+def disable(session: Session, name: str, *, reason: str, by: str) -> User:
+    require_reason_and_name(reason, by)
+    user = get(session, name)
+    if user.disabled_at is None:
+        user.disabled_at, user.disabled_by, user.disabled_reason = int(time.time()), by, reason
+        audit.record(session, "user-disabled", at=user.disabled_at, user=name, by=by, reason=reason)
+    return user
+
+
+def listing(session: Session) -> list[User]:
+    return list(session.scalars(select(User).order_by(User.name)))

@@ -1,0 +1,178 @@
+"""Local access control: users with roles, deny by default, a role x endpoint matrix,
+and an inbox that shows each role only the types it may read."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from gateway import tokens, users
+from gateway.dispatcher import Dispatcher
+from gateway.errors import ApiError
+from gateway.models import AuditEntry
+from schemas import xb1json
+from schemas.examples import example_alert
+from tests.test_trust_follow import submit
+
+PEOPLE = {
+    "officer": "kz-police",
+    "prosecutor": "kz-prosecutor",
+    "central-authority": "kz-mvd",
+    "caseworker": "kz-shelter",
+    "dpo": "kz-dpo",
+    "admin": "kz-it",
+}
+SYSTEMS = {"agency": "kz-police", "admin-system": "kz-ops", "observer": "kz-oversight"}
+
+
+@pytest.fixture
+def node(make_federation):
+    fed = make_federation(("KZ", "KG"))
+    kz = fed["KZ"]
+    secrets = {}
+    with kz.node.sessions() as session:
+        for role, agency in PEOPLE.items():
+            person = users.add(
+                session,
+                f"{role}.one",
+                full_name=f"A. {role.title()}",
+                agency=agency,
+                role=role,
+                by="test admin",
+            )
+            secrets[role] = tokens.issue(session, agency, "test", user=person).secret
+        secrets["agency"] = kz.token
+        secrets["admin-system"] = tokens.issue(session, "kz-ops", "t", role="admin").secret
+        secrets["observer"] = tokens.issue(session, "kz-oversight", "t", role="observer").secret
+        session.commit()
+    submit(fed["KG"], ["KZ"])  # an alert for KZ's inbox
+    [outcome] = Dispatcher(fed["KG"].node).run_once()
+    assert outcome.state == "delivered"
+    headers = {
+        role: {"Authorization": f"Bearer {secret}", "X-Justification": "case 1"}
+        for role, secret in secrets.items()
+    }
+    return kz, headers
+
+
+def alert():
+    return {"typ": "alert/1", "body": example_alert(), "to": ["KG"]}
+
+
+CALLS = {
+    "submit alert": ("post", "/api/v1/messages", alert),
+    "read inbox": ("get", "/api/v1/inbox", None),
+    "own messages": ("get", "/api/v1/messages", None),
+    "admin read": ("get", "/api/v1/admin/tokens", None),
+    "admin change": ("post", "/api/v1/admin/suspensions", lambda: {"scope": "type"}),
+    "oversight": ("get", "/api/v1/admin/oversight", None),
+}
+OK = {200, 201, 202}
+# role -> call -> expected status (or error code for refusals)
+MATRIX = {
+    "officer": {"submit alert": 202, "read inbox": 200, "own messages": 200},
+    "prosecutor": {"submit alert": "not-permitted", "read inbox": 200, "own messages": 200},
+    "central-authority": {"submit alert": 202, "read inbox": 200, "own messages": 200},
+    "caseworker": {"submit alert": "not-permitted", "read inbox": 200, "own messages": 200},
+    "dpo": {"admin read": 200, "oversight": 200, "admin change": "wrong-role"},
+    "admin": {"admin read": 200, "oversight": 200, "admin change": 422},
+    "agency": {"submit alert": 202, "read inbox": 200, "own messages": 200},
+    "admin-system": {"admin read": 200, "oversight": 200, "admin change": 422},
+    "observer": {"admin read": 200, "oversight": 200, "admin change": "wrong-role"},
+}
+
+
+@pytest.mark.parametrize("role", sorted(MATRIX))
+def test_role_by_endpoint_matrix(node, role):
+    kz, headers = node
+    client = kz.client()
+    for call, (method, path, body) in CALLS.items():
+        expected = MATRIX[role].get(call, "wrong-role")  # deny by default
+        kwargs = {"json": body()} if body else {}
+        answer = getattr(client, method)(path, headers=headers[role], **kwargs)
+        if isinstance(expected, int):
+            # 422: the admin change was allowed and only the incomplete body refused.
+            assert answer.status_code == expected, (role, call, answer.get_json())
+        else:
+            assert answer.status_code in (401, 403), (role, call)
+            assert answer.get_json()["error"] == expected, (role, call)
+        assert getattr(client, method)(path, **kwargs).status_code == 401
+
+
+def test_each_role_reads_only_the_types_it_may(node):
+    kz, headers = node
+    client = kz.client()
+    for role, sees in (("officer", 1), ("prosecutor", 1), ("caseworker", 0), ("agency", 1)):
+        listed = client.get("/api/v1/inbox", headers=headers[role]).get_json()["messages"]
+        assert len(listed) == sees, role
+    answer = client.get("/api/v1/inbox/1", headers=headers["caseworker"])
+    assert answer.status_code == 404  # as if it did not exist
+    assert client.get("/api/v1/inbox/1", headers=headers["officer"]).status_code == 200
+
+
+def test_consultations_name_the_person(node):
+    kz, headers = node
+    kz.client().get("/api/v1/inbox", headers=headers["officer"])
+    with kz.node.sessions() as session:
+        [raw] = session.scalars(
+            select(AuditEntry.entry).where(AuditEntry.kind == "inbox-read")
+        ).all()
+    read = xb1json.loads(raw)
+    assert (read["user"], read["agency"]) == ("officer.one", "kz-police")
+
+
+def test_a_disabled_person_is_locked_out_at_once(node):
+    kz, headers = node
+    with kz.node.sessions() as session:
+        users.disable(session, "officer.one", reason="left the service", by="test admin")
+        session.commit()
+    answer = kz.client().get("/api/v1/inbox", headers=headers["officer"])
+    assert (answer.status_code, answer.get_json()["error"]) == (401, "bad-token")
+    with kz.node.sessions() as session, pytest.raises(ApiError) as raised:
+        tokens.issue(session, "kz-police", user=users.get(session, "officer.one"))
+    assert raised.value.code == "user-disabled"
+
+
+def test_person_roles_need_a_person_and_users_are_checked(node):
+    kz, _ = node
+    with kz.node.sessions() as session:
+        with pytest.raises(ApiError) as raised:
+            tokens.issue(session, "kz-police", role="officer")
+        assert raised.value.code == "bad-role"
+        for name, role, code in (
+            ("Bad Name", "officer", "bad-user"),
+            ("x.y", "king", "bad-role"),
+            ("officer.one", "officer", "user-exists"),
+        ):
+            with pytest.raises(ApiError) as raised:
+                users.add(session, name, full_name="X", agency="kz-police", role=role, by="t")
+            assert raised.value.code == code
+
+
+def test_users_through_the_admin_api(node):
+    kz, headers = node
+    client = kz.client()
+    added = client.post(
+        "/api/v1/admin/users",
+        headers=headers["admin"],
+        json={
+            "name": "n.ahmedova",
+            "full_name": "N. Ahmedova",
+            "agency": "kz-ngo",
+            "role": "caseworker",
+            "by": "A. Admin",
+        },
+    )
+    assert added.status_code == 201 and added.get_json()["created_by"].startswith("A. Admin")
+    issued = client.post(
+        "/api/v1/admin/tokens", headers=headers["admin"], json={"user": "n.ahmedova"}
+    )
+    assert issued.status_code == 201 and issued.get_json()["role"] == "caseworker"
+    listed = client.get("/api/v1/admin/users", headers=headers["dpo"]).get_json()["users"]
+    assert "n.ahmedova" in {u["name"] for u in listed}
+    disabled = client.post(
+        "/api/v1/admin/users/n.ahmedova/disable",
+        headers=headers["admin"],
+        json={"reason": "contract ended", "by": "A. Admin"},
+    )
+    assert disabled.get_json()["disabled_reason"] == "contract ended"

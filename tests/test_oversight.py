@@ -1,0 +1,282 @@
+"""Consultations need a justification; the data protection officer's report lists who
+consulted and disclosed what and why, flags unusual access, and lists what is due for
+purge — and asking for the report is itself recorded."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from gateway.audit import log as audit
+from gateway.audit import oversight
+from gateway.cli import main
+from gateway.dispatcher import Dispatcher
+from gateway.errors import ApiError
+from gateway.models import AuditEntry, OutboundMessage
+from gateway.tokens import issue
+from schemas import xb1json
+from schemas.examples import example_alert, example_case_request, example_case_response
+from tests.test_trust_follow import submit
+
+TASHKENT = ZoneInfo("Asia/Tashkent")  # UTC+5 all year
+
+
+def local(text: str) -> int:
+    return int(datetime.fromisoformat(text).replace(tzinfo=TASHKENT).timestamp())
+
+
+def entries(member, kind):
+    with member.node.sessions() as session:
+        return [
+            xb1json.loads(raw)
+            for raw in session.scalars(select(AuditEntry.entry).where(AuditEntry.kind == kind))
+        ]
+
+
+@pytest.fixture
+def exchanged(make_federation):
+    fed = make_federation(("KZ", "KG"))
+    message_id = submit(fed["KZ"], ["KG"])
+    [outcome] = Dispatcher(fed["KZ"].node).run_once()
+    assert outcome.state == "delivered"
+    return fed, message_id
+
+
+def test_reading_received_messages_needs_a_justification(exchanged):
+    fed, message_id = exchanged
+    kg = fed["KG"]
+    bare = {"Authorization": kg.auth()["Authorization"]}
+    for path in ("/api/v1/inbox", "/api/v1/inbox/1"):
+        answer = kg.client().get(path, headers=bare)
+        assert (answer.status_code, answer.get_json()["error"]) == (400, "justification-required")
+        for bad in ("x", "a" * 501, "tab\there"):
+            answer = kg.client().get(path, headers={**bare, "X-Justification": bad})
+            assert answer.get_json()["error"] == "bad-justification", bad
+    assert entries(kg, "inbox-read") == []  # refused reads read nothing
+
+    why = "case KG-2026-118: identify the victim"
+    answer = kg.client().get("/api/v1/inbox", headers={**bare, "X-Justification": why})
+    assert answer.status_code == 200 and answer.get_json()["messages"]
+    [read] = entries(kg, "inbox-read")
+    assert read["justification"] == why and read["messages"] == [message_id]
+    assert read["agency"] == kg.agency and isinstance(read["token"], int)
+
+
+def test_report_lists_consultations_and_disclosures_with_their_reasons(exchanged):
+    fed, message_id = exchanged
+    kz, kg = fed["KZ"], fed["KG"]
+    kg.client().get("/api/v1/inbox", headers=kg.auth())
+    with kz.node.sessions() as session:
+        sent = oversight.report(
+            session, kz.node.settings, kz.node.policy(), since=0, until=2**40, now=10, by="test"
+        )["disclosures"]
+    body = example_alert()
+    assert sent == [
+        {
+            "seq": sent[0]["seq"],
+            "at": sent[0]["at"],
+            "agency": kz.agency,
+            "message": message_id,
+            "typ": "alert/1",
+            "to": ["KG"],
+            "purpose": body["purpose"],
+            "legal_basis": body["legal_basis"]["instrument"],
+            "handling": body["handling"]["code"],
+        }
+    ]
+    with kg.node.sessions() as session:
+        result = oversight.report(
+            session, kg.node.settings, kg.node.policy(), since=0, until=2**40, now=10, by="test"
+        )
+        session.commit()
+    [read] = result["consultations"]
+    assert (read["agency"], read["messages"], read["justification"]) == (
+        kg.agency,
+        [message_id],
+        "test case 1",
+    )
+    assert entries(kg, "oversight-report")[0]["by"] == "test"
+
+
+def record_read(member, at, count, justification="case 7", agency="kg-police"):
+    with member.node.sessions() as session:
+        audit.record(
+            session,
+            "inbox-read",
+            at=at,
+            agency=agency,
+            token=1,
+            justification=justification,
+            messages=[f"m{i}" for i in range(count)],
+        )
+        session.commit()
+
+
+def flags_of(member, **changes):
+    settings = dataclasses.replace(member.node.settings, timezone="Asia/Tashkent", **changes)
+    with member.node.sessions() as session:
+        result = oversight.report(
+            session,
+            settings,
+            member.node.policy(),
+            since=local("2026-11-01T00:00"),
+            until=local("2026-12-01T00:00"),
+            now=local("2026-11-30T12:00"),
+            by="test",
+        )
+    return [(flag["flag"], flag["agency"], flag["messages"]) for flag in result["unusual"]]
+
+
+def test_unusual_access_is_flagged_and_usual_access_is_not(make_federation):
+    kg = make_federation(("KG",), serve=False)["KG"]
+    record_read(kg, local("2026-11-25T10:00"), 3)  # Wednesday, office hours
+    record_read(kg, local("2026-11-25T18:59"), 2)
+    assert flags_of(kg) == []
+
+    record_read(kg, local("2026-11-25T23:30"), 1)  # Wednesday night
+    record_read(kg, local("2026-11-28T11:00"), 1)  # Saturday
+    record_read(kg, local("2026-11-26T09:00"), 1, justification=None)
+    assert flags_of(kg) == [
+        ("off-hours", "kg-police", 1),
+        ("no-justification", "kg-police", 1),
+        ("off-hours", "kg-police", 1),
+    ]
+    # Within one hour: 3 messages at 10:00 are not more than 4; with 2 more at 10:30
+    # (logged later, out of time order) there are 5, more than 4 but not than 5.
+    assert not [f for f in flags_of(kg, bulk_read_limit=4) if f[0] == "bulk-read"]
+    record_read(kg, local("2026-11-25T10:30"), 2)
+    assert not [f for f in flags_of(kg, bulk_read_limit=5) if f[0] == "bulk-read"]
+    assert ("bulk-read", "kg-police", 5) in flags_of(kg, bulk_read_limit=4)
+    # Another agency's reads are counted on their own.
+    record_read(kg, local("2026-11-25T10:40"), 4, agency="kg-ngo")
+    assert ("bulk-read", "kg-ngo", 4) not in flags_of(kg, bulk_read_limit=4)
+
+
+def test_many_hit_queries_in_a_day_are_flagged(make_federation):
+    kz = make_federation(("KZ",), serve=False)["KZ"]
+    with kz.node.sessions() as session:
+        for i in range(4):
+            audit.record(
+                session,
+                "message-submitted",
+                at=local("2026-11-24T10:00") + i,
+                agency="kz-police",
+                id=f"q{i}",
+                typ="hit-query/1",
+                to=["UZ"],
+            )
+        session.commit()
+    assert flags_of(kz, hit_query_limit=4) == []
+    assert flags_of(kz, hit_query_limit=3) == [("many-hit-queries", "kz-police", 4)]
+
+
+def test_due_for_purge_and_overdue(exchanged):
+    fed, message_id = exchanged
+    kz = fed["KZ"]
+    with kz.node.sessions() as session:
+        created = session.get(OutboundMessage, message_id).created_at
+        ends = created + example_alert()["retention_days"] * oversight.DAY
+        assert (
+            oversight.due_for_purge(session, kz.node.policy(), ends - 20 * oversight.DAY, 14) == []
+        )
+        [due] = oversight.due_for_purge(session, kz.node.policy(), ends - 3 * oversight.DAY, 14)
+        assert (due["message"], due["retention_ends"], due["overdue"]) == (message_id, ends, False)
+        [due] = oversight.due_for_purge(session, kz.node.policy(), ends, 0)
+        assert due["overdue"] is True
+
+
+def test_period_parsing():
+    from gateway.config import Settings
+
+    settings = Settings(node="UZ", instance="x", timezone="Asia/Tashkent").check()
+    since, until = oversight.period(settings, "2026-11-01", "2026-11-30", 0)
+    assert (since, until) == (local("2026-11-01T00:00"), local("2026-12-01T00:00"))
+    now = 100 * oversight.DAY
+    assert oversight.period(settings, None, None, now) == (now + 1 - 30 * oversight.DAY, now + 1)
+    for since, until in (("2026-13-01", None), ("2026-11-30", "2026-11-01")):
+        with pytest.raises(ApiError) as raised:
+            oversight.period(settings, since, until, 0)
+        assert raised.value.code == "bad-period"
+
+
+def test_report_through_the_admin_api_and_the_cli(exchanged):
+    fed, _ = exchanged
+    kg = fed["KG"]
+    kg.client().get("/api/v1/inbox", headers=kg.auth())
+    with kg.node.sessions() as session:
+        secret = issue(session, "kg-dpo", "oversight", role="observer").secret
+        session.commit()
+    answer = kg.client().get(
+        "/api/v1/admin/oversight", headers={"Authorization": f"Bearer {secret}"}
+    )
+    assert answer.status_code == 200
+    assert len(answer.get_json()["consultations"]) == 1
+    answer = kg.client().get(
+        "/api/v1/admin/oversight?since=tomorrow", headers={"Authorization": f"Bearer {secret}"}
+    )
+    assert (answer.status_code, answer.get_json()["error"]) == (422, "bad-period")
+    assert [e["by"] for e in entries(kg, "oversight-report")] == ["observer kg-dpo (token 2)"]
+
+    result = CliRunner().invoke(
+        main, ["--instance", str(kg.instance), "audit", "dpo", "--by", "A. DPO", "--json"]
+    )
+    assert result.exit_code in (0, 3), result.output
+    report = json.loads(result.stdout)
+    assert report["node"] == "KG" and len(report["consultations"]) == 1
+    text = CliRunner().invoke(
+        main, ["--instance", str(kg.instance), "audit", "dpo", "--by", "A. DPO"]
+    )
+    assert "Consultations (1):" in text.stdout and "test case 1" in text.stdout
+    assert [e["by"] for e in entries(kg, "oversight-report")][-1] == "cli A. DPO"
+
+
+def post_message(member, typ, body, to):
+    answer = member.client().post(
+        "/api/v1/messages", headers=member.auth(), json={"typ": typ, "body": body, "to": to}
+    )
+    assert answer.status_code == 202, answer.get_json()
+    return answer.get_json()["id"]
+
+
+def test_overdue_case_requests_until_completed_or_refused(make_federation):
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    request = example_case_request()
+    request_id = post_message(kz, "case-request/1", request, ["KG"])
+    Dispatcher(kz.node).run_once()
+    after = request["deadline"] + 1
+
+    def overdue(member, now):
+        with member.node.sessions() as session:
+            return [
+                (i["direction"], i["message"], i["last_outcome"])
+                for i in oversight.overdue_requests(session, now)
+            ]
+
+    assert overdue(kz, request["deadline"] - 1) == []
+    assert overdue(kz, after) == [("sent", request_id, None)]
+    assert overdue(kg, after) == [("received", request_id, None)]
+
+    accepted = example_case_response(in_reply_to=request_id, outcome="accepted")
+    accepted.pop("provided", None), accepted.pop("findings", None)
+    accepted.pop("outstanding", None), accepted.pop("expected_by", None)
+    post_message(kg, "case-response/1", accepted, ["KZ"])
+    Dispatcher(kg.node).run_once()
+    assert overdue(kg, after) == [("received", request_id, "accepted")]
+    assert overdue(kz, after) == [("sent", request_id, "accepted")]
+
+    post_message(kg, "case-response/1", example_case_response(in_reply_to=request_id), ["KZ"])
+    Dispatcher(kg.node).run_once()
+    assert overdue(kg, after) == [("received", request_id, "partial")]  # still data to come
+
+    complete = example_case_response(in_reply_to=request_id, outcome="complete")
+    complete.pop("outstanding", None), complete.pop("expected_by", None)
+    post_message(kg, "case-response/1", complete, ["KZ"])
+    Dispatcher(kg.node).run_once()
+    assert overdue(kg, after) == overdue(kz, after) == []

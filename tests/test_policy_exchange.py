@@ -1,0 +1,167 @@
+"""The policy file in force between live nodes: agreements allow and deny both ways,
+each decision recorded with its rule; minimised fields never leave the node."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from sqlalchemy import select
+
+from gateway.dispatcher import Dispatcher
+from gateway.envelope import open_envelope
+from gateway.models import AuditEntry, InboundRejection, OutboundMessage, SealedEnvelope
+from schemas import xb1json
+from schemas.examples import EXAMPLE_ALERTS, example_alert
+
+KZ_POLICY = """
+version = 1
+
+[[agreement]]
+id = "KZ-KG-2019"
+peer = "KG"
+types = ["alert/1"]
+purposes = ["*"]
+direction = "both"
+"""
+
+
+def write_policy(member, text):
+    (member.instance / "policy.toml").write_text(text, encoding="utf-8")
+
+
+def post(member, to, body=None, **extra):
+    return member.client().post(
+        "/api/v1/messages",
+        headers=member.auth(),
+        json={"typ": "alert/1", "body": body or example_alert(), "to": to, **extra},
+    )
+
+
+def policy_entries(member):
+    with member.node.sessions() as session:
+        return [
+            xb1json.loads(raw)
+            for raw in session.scalars(select(AuditEntry.entry).where(AuditEntry.kind == "policy"))
+        ]
+
+
+@pytest.fixture
+def fed(make_federation):
+    fed = make_federation(("KZ", "KG", "UZ"))
+    write_policy(fed["KZ"], KZ_POLICY)
+    return fed
+
+
+def test_sending_needs_an_agreement_and_every_decision_is_recorded(fed):
+    kz = fed["KZ"]
+    assert post(kz, ["KG"]).status_code == 202
+    answer = post(kz, ["KG", "UZ"])
+    assert answer.status_code == 403
+    problem = answer.get_json()
+    assert problem["error"] == "policy-denied" and problem["details"]["rules"] == ["no-agreement"]
+    assert "UZ" in problem["message"]
+    with kz.node.sessions() as session:
+        assert len(session.scalars(select(OutboundMessage)).all()) == 1  # nothing stored
+    decisions = [(e["peer"], e["allowed"], e["rule"]) for e in policy_entries(kz)]
+    assert decisions == [
+        ("KG", True, "agreement:KZ-KG-2019"),
+        ("KG", True, "agreement:KZ-KG-2019"),
+        ("UZ", False, "no-agreement"),
+    ]
+
+
+def test_an_ended_agreement_is_named(fed):
+    kz = fed["KZ"]
+    write_policy(kz, KZ_POLICY + "until = 2020-01-01\n")
+    answer = post(kz, ["KG"])
+    assert answer.status_code == 403
+    assert answer.get_json()["details"]["rules"] == ["agreement:KZ-KG-2019"]
+    assert "ended on 2020-01-01" in answer.get_json()["message"]
+
+
+def test_receiving_needs_an_agreement_too(fed):
+    kz, kg = fed["KZ"], fed["KG"]
+    # KG agreed to send to KZ only: what KZ sends it is refused with a signed receipt.
+    write_policy(
+        kg,
+        'version = 1\n[[agreement]]\nid = "KG-KZ-out"\npeer = "KZ"\n'
+        'types = ["alert/1"]\ndirection = "send"\n',
+    )
+    submitted = post(kz, ["KG"])
+    assert submitted.status_code == 202
+    [delivery] = submitted.get_json()["deliveries"]
+    [outcome] = Dispatcher(kz.node).run_once()
+    assert (outcome.state, outcome.code) == ("rejected", "policy-denied")
+    with kg.node.sessions() as session:
+        [refused] = session.scalars(select(InboundRejection)).all()
+        assert refused.code == "policy-denied" and "no-agreement" in refused.detail
+    # Once KG agrees to receive, a retry goes through.
+    write_policy(
+        kg,
+        'version = 1\n[[agreement]]\nid = "KG-KZ"\npeer = "KZ"\ntypes = ["alert/1"]\n',
+    )
+    retried = kz.client().post(f"/api/v1/deliveries/{delivery['id']}/retry", headers=kz.auth())
+    assert retried.status_code == 200, retried.get_json()
+    [outcome] = Dispatcher(kz.node).run_once()
+    assert outcome.state == "delivered"
+    with kg.node.sessions() as session:
+        [accepted] = session.scalars(
+            select(AuditEntry.entry).where(AuditEntry.kind == "envelope-accepted")
+        ).all()
+    assert xb1json.loads(accepted)["rule"] == "agreement:KG-KZ"
+
+
+def sealed_payload(sender, recipient, message_id):
+    with sender.node.sessions() as session:
+        wire = session.scalars(
+            select(SealedEnvelope.wire).where(SealedEnvelope.message_id == message_id)
+        ).one()
+    opened = open_envelope(
+        wire,
+        node=recipient.id,
+        trust=recipient.node.trust().keys,
+        enc_keys=recipient.node.keys.encryption_keys,
+        now=int(time.time()),
+    )
+    return opened.body
+
+
+def test_minimised_fields_never_leave_the_node(fed):
+    kz, kg = fed["KZ"], fed["KG"]
+    body = example_alert()  # a trafficked-person alert naming a victim and a suspect
+    assert {s["category"] for s in body["subjects"]} == {"victim", "suspect"}
+
+    to_police = post(kz, ["KG"], body, audience="police")
+    assert to_police.status_code == 202 and "minimised" not in to_police.get_json()
+    sent = sealed_payload(kz, kg, to_police.get_json()["id"])
+    assert {s["category"] for s in sent["subjects"]} == {"victim", "suspect"}
+
+    to_ngo = post(kz, ["KG"], body, audience="ngo")
+    assert to_ngo.status_code == 202
+    assert to_ngo.get_json()["minimised"] == [
+        {"rule": "ngo-no-suspect-data", "path": "**.subjects[category=suspect]"}
+    ]
+    sent = sealed_payload(kz, kg, to_ngo.get_json()["id"])
+    assert [s["category"] for s in sent["subjects"]] == ["victim"]
+    suspect_names = [
+        name["original"]
+        for s in body["subjects"]
+        if s["category"] == "suspect"
+        for name in s["names"]
+    ]
+    with kz.node.sessions() as session:
+        stored = session.get(OutboundMessage, to_ngo.get_json()["id"]).body_json
+    assert not any(name in stored for name in suspect_names)  # not even kept locally
+
+
+def test_a_message_that_minimisation_empties_is_refused(fed):
+    kz = fed["KZ"]
+    wanted = EXAMPLE_ALERTS["tj-wanted-suspect"]()
+    answer = post(kz, ["KG"], wanted, audience="ngo")
+    assert answer.status_code == 403
+    problem = answer.get_json()
+    assert problem["error"] == "policy-denied"
+    assert problem["details"]["rules"] == ["ngo-no-suspect-data"]
+    answer = post(kz, ["KG"], audience="press")
+    assert (answer.status_code, answer.get_json()["error"]) == (422, "bad-audience")

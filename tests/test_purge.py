@@ -1,0 +1,154 @@
+"""Retention: payloads go when their retention ends (capped per type by the policy);
+metadata, receipts and audit evidence stay, and the evidence still verifies."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from gateway import purge
+from gateway.audit import evidence
+from gateway.audit import log as audit
+from gateway.cli import main
+from gateway.dispatcher import Dispatcher
+from gateway.models import (
+    AuditEntry,
+    Delivery,
+    DeliveryState,
+    InboundMessage,
+    OutboundMessage,
+    SealedEnvelope,
+)
+from schemas import xb1json
+from tests.test_trust_follow import submit
+
+AGREEMENT = '[[agreement]]\nid = "a"\npeer = "{peer}"\ntypes = ["alert/1"]\n'
+RETENTION = '[retention]\n"alert/1" = {days}\n'
+
+
+def write_policy(member, peer, days):
+    text = "version = 1\n" + AGREEMENT.format(peer=peer) + RETENTION.format(days=days)
+    (member.instance / "policy.toml").write_text(text, encoding="utf-8")
+
+
+DAY = purge.DAY
+
+
+@pytest.fixture
+def exchanged(make_federation):
+    fed = make_federation(("KZ", "KG"))
+    write_policy(fed["KZ"], "KG", 30)
+    write_policy(fed["KG"], "KZ", 30)
+    message_id = submit(fed["KZ"], ["KG"])  # the example alert asks for 730 days
+    [outcome] = Dispatcher(fed["KZ"].node).run_once()
+    assert outcome.state == "delivered"
+    return fed, message_id
+
+
+def purged_entries(member):
+    with member.node.sessions() as session:
+        return [
+            xb1json.loads(raw)
+            for raw in session.scalars(select(AuditEntry.entry).where(AuditEntry.kind == "purged"))
+        ]
+
+
+def test_a_received_payload_goes_and_the_evidence_stays(exchanged):
+    fed, message_id = exchanged
+    kg = fed["KG"]
+    policy = kg.node.policy()
+    with kg.node.sessions() as session:
+        received_at = session.scalars(select(InboundMessage.received_at)).one()
+        ends = received_at + 30 * DAY  # the policy's cap, not the body's 730 days
+        assert purge.due(session, policy, ends - 1) == []
+        [item] = purge.run(session, policy, now=ends, by="test")
+        assert (item.direction, item.message, item.part) == (
+            "received",
+            message_id,
+            "body and envelope",
+        )
+        assert purge.run(session, policy, now=ends + DAY, by="test") == []  # once only
+    with kg.node.sessions() as session:
+        row = session.scalars(select(InboundMessage)).one()
+        assert (row.body_json, row.wire, row.purged_at) == (None, b"", ends)
+        assert row.receipt and row.ph and row.envelope_id == message_id  # metadata stays
+    [entry] = purged_entries(kg)
+    assert (entry["id"], entry["retention_ends"], entry["by"]) == (message_id, ends, "test")
+    view = kg.client().get("/api/v1/inbox", headers=kg.auth()).get_json()["messages"][0]
+    assert view["body"] is None and view["purged_at"] == ends
+
+    audit.checkpoint(kg.node)
+    with kg.node.sessions() as session:
+        assert audit.verify(session, kg.node.trust(), "KG").ok
+    bundle = json.loads(json.dumps(evidence.export(kg.node, message_id)))
+    assert bundle["envelopes"] == []
+    summary = evidence.check(bundle)
+    assert "receipt" in summary["shown"] and "payload purged" in summary["shown"]
+
+
+def test_a_sent_envelope_waits_for_its_deliveries(exchanged):
+    fed, message_id = exchanged
+    kz = fed["KZ"]
+    policy = kz.node.policy()
+    with kz.node.sessions() as session:
+        created = session.get(OutboundMessage, message_id).created_at
+        delivery = session.scalars(select(Delivery)).one()
+        delivery.state = DeliveryState.RETRYING  # as if the peer were still unreachable
+        session.commit()
+        [item] = purge.run(session, policy, now=created + 30 * DAY, by="test")
+        assert item.part == "body"
+        assert session.get(OutboundMessage, message_id).body_json is None
+        assert session.scalars(select(SealedEnvelope.wire)).one() != b""
+        assert purge.run(session, policy, now=created + 31 * DAY, by="test") == []
+
+        delivery = session.scalars(select(Delivery)).one()
+        delivery.state = DeliveryState.REJECTED
+        session.commit()
+        [item] = purge.run(session, policy, now=created + 32 * DAY, by="test")
+        assert item.part == "envelope"
+        assert session.scalars(select(SealedEnvelope.wire)).one() == b""
+        delivery_id = delivery.id
+    answer = kz.client().post(f"/api/v1/deliveries/{delivery_id}/retry", headers=kz.auth())
+    assert (answer.status_code, answer.get_json()["error"]) == (409, "purged")
+    assert [e["part"] for e in purged_entries(kz)] == ["body", "envelope"]
+
+
+def test_purge_command_and_dry_run(exchanged):
+    fed, message_id = exchanged
+    kg = fed["KG"]
+    write_policy(kg, "KZ", 1)
+    runner = CliRunner()
+    args = ["--instance", str(kg.instance), "purge"]
+    result = runner.invoke(main, [*args, "--dry-run"])
+    assert result.exit_code == 0 and "Nothing is due" in result.stdout  # not a day old yet
+    with kg.node.sessions() as session:
+        row = session.scalars(select(InboundMessage)).one()
+        row.received_at -= 2 * DAY
+        session.commit()
+    result = runner.invoke(main, [*args, "--dry-run", "--json"])
+    assert [item["message"] for item in json.loads(result.stdout)] == [message_id]
+    assert purged_entries(kg) == []  # a dry run changes nothing
+    result = runner.invoke(main, args)
+    assert (
+        result.exit_code == 0
+        and f"purged body and envelope of received alert/1 {message_id}" in result.stdout
+    )
+    assert len(purged_entries(kg)) == 1
+
+
+def test_policy_commands(exchanged, tmp_path):
+    fed, _ = exchanged
+    runner = CliRunner()
+    shown = runner.invoke(main, ["--instance", str(fed["KG"].instance), "policy", "show"])
+    assert shown.exit_code == 0 and "alert/1: 30" in shown.stdout
+    assert "ngo-no-suspect-data" in shown.stdout
+    bad = tmp_path / "bad.toml"
+    bad.write_text("version = 1\n[[agreement]]\nid = 'x'\npeer = 'kg'\n", encoding="utf-8")
+    checked = runner.invoke(
+        main, ["--instance", str(fed["KG"].instance), "policy", "check", str(bad)]
+    )
+    assert checked.exit_code == 2
+    assert "error [policy-invalid]" in checked.stderr and "peer must be a node id" in checked.stderr
