@@ -18,12 +18,13 @@ from sqlalchemy import Connection, bindparam, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from gateway import sovereignty
+from gateway import corrections, sovereignty
 from gateway.audit import log as audit
 from gateway.envelope import Envelope, Opened, Rejected, make_receipt, open_envelope
 from gateway.errors import ApiError
-from gateway.models import InboundMessage, InboundRejection, is_row_id
+from gateway.models import InboundMessage, InboundRejection, InboundRoute, is_row_id
 from gateway.node import Node
+from gateway.policy import Policy
 from gateway.trust_sync import note_announcement
 from keys.keypair import SigningKeyPair
 from schemas.b64 import b64e
@@ -195,7 +196,7 @@ def _store(
     header = envelope.header
     receipt = make_receipt(envelope, receiver=node.id, signing_key=signing_key, at=at)
     try:
-        connection.execute(
+        stored = connection.execute(
             _STORE,
             {
                 "sender": header.sender.node,
@@ -224,6 +225,8 @@ def _store(
             tl=header.tl,
             rule=rule,
         )
+        if header.typ == corrections.CORRECTION or node.policy().routing:
+            _route_and_correct(connection, node, opened, stored.inserted_primary_key[0], at)
         connection.commit()
     except IntegrityError:
         # The unique (sender, envelope_id) of the replay table refused the row, before
@@ -233,6 +236,38 @@ def _store(
             raise
         return None
     return receipt
+
+
+def _route_and_correct(
+    connection: Connection, node: Node, opened: Opened, inbound_id: int, at: int
+) -> None:
+    """Apply a correction to its original, and record which local agencies the
+    message goes to (a correction also to every agency that has the original)."""
+    header = opened.header
+    policy = node.policy()
+    destinations = policy.destinations(header.typ, opened.body) if policy.routing else []
+    if header.typ == corrections.CORRECTION:
+        original = corrections.apply_received(
+            connection,
+            sender=header.sender.node,
+            correction_id=header.id,
+            body=opened.body,
+            at=at,
+        )
+        if original is not None and policy.routing:
+            chosen = dict(destinations)
+            for agency in corrections.routes_of(connection, original):
+                chosen.setdefault(agency, "correction-of-original")
+            destinations = sorted(chosen.items())
+    if destinations:
+        corrections.store_routes(connection, inbound_id, destinations)
+        audit.record(
+            connection,
+            "routed",
+            at=at,
+            id=header.id,
+            to=[f"{agency}:{rule}" for agency, rule in destinations],
+        )
 
 
 def _refuse(
@@ -273,7 +308,15 @@ def _refuse(
     return Answer(status, json.dumps({"error": error.code, "message": error.message}).encode())
 
 
-def inbox_view(message: InboundMessage, *, with_body: bool = True) -> dict[str, Any]:
+def inbox_view(
+    message: InboundMessage,
+    *,
+    with_body: bool = True,
+    policy: Policy | None = None,
+    audience: str | None = None,
+) -> dict[str, Any]:
+    """A received message as an agency sees it: with ``audience`` (the reader's agency
+    type), minimised by ``policy`` for that type (an NGO sees no suspects)."""
     view: dict[str, Any] = {
         "id": message.id,
         "envelope_id": message.envelope_id,
@@ -282,8 +325,14 @@ def inbox_view(message: InboundMessage, *, with_body: bool = True) -> dict[str, 
         "iat": message.iat,
         "received_at": message.received_at,
     }
+    if message.state is not None:  # corrected or withdrawn by the correction state_by
+        view["state"], view["state_by"] = message.state, message.state_by
     if with_body:
         body = json.loads(message.body_json) if message.body_json else None
+        if body is not None and policy is not None and audience is not None:
+            body, removed = policy.minimise(message.typ, body, audience)
+            if removed:
+                view["minimised"] = sorted({rule for rule, _ in removed})
         view["body"] = body
         if body is not None:
             view["handling"] = handling_notice(body)
@@ -345,6 +394,7 @@ def list_inbox(
     token: int | None = None,
     user: str | None = None,
     types: frozenset[str] | None = None,
+    routed_to: str | None = None,
 ) -> list[InboundMessage]:
     """Inbound messages after id ``after``. For an agency, quarantined ones are left
     out and the ones returned count as read."""
@@ -355,6 +405,12 @@ def list_inbox(
         query = query.where(_NOT_HELD)
     if types is not None:
         query = query.where(InboundMessage.typ.in_(sorted(types)))
+    if routed_to is not None:
+        query = query.where(
+            InboundMessage.id.in_(
+                select(InboundRoute.inbound_id).where(InboundRoute.agency == routed_to)
+            )
+        )
     messages = list(session.scalars(query.order_by(InboundMessage.id).limit(limit)))
     if reader is not None:
         _mark_fetched(session, messages, reader, justification, token, user)
@@ -370,8 +426,17 @@ def get_inbound(
     token: int | None = None,
     user: str | None = None,
     types: frozenset[str] | None = None,
+    routed_to: str | None = None,
 ) -> InboundMessage:
     message = session.get(InboundMessage, inbound_id) if is_row_id(inbound_id) else None
+    if routed_to is not None and message is not None:
+        routed = session.scalar(
+            select(InboundRoute.id).where(
+                InboundRoute.inbound_id == message.id, InboundRoute.agency == routed_to
+            )
+        )
+        if routed is None:
+            message = None
     if message is None or (types is not None and message.typ not in types):
         raise ApiError("not-found", f"no inbound message {inbound_id}", status=404)
     if reader is not None:

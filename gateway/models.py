@@ -104,6 +104,9 @@ class OutboundMessage(Base):
     created_at: Mapped[int] = mapped_column(BigInteger)
     # When its retention ended and the payload was removed (gateway/purge.py).
     purged_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # "corrected" or "withdrawn" by the correction/1 message ``state_by`` (gateway/corrections.py).
+    state: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    state_by: Mapped[str | None] = mapped_column(String(36), nullable=True)
 
     envelopes: Mapped[list[SealedEnvelope]] = relationship(back_populates="message")
     deliveries: Mapped[list[Delivery]] = relationship(
@@ -205,10 +208,26 @@ class InboundMessage(Base):
     # When its retention ended and body and envelope were removed (gateway/purge.py);
     # metadata, hashes and the receipt stay.
     purged_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # "corrected" or "withdrawn" by the sender's correction/1 ``state_by``.
+    state: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    state_by: Mapped[str | None] = mapped_column(String(36), nullable=True)
 
     @property
     def held(self) -> bool:
         return self.quarantined_at is not None and self.released_at is None
+
+
+class InboundRoute(Base):
+    """A local agency a received message was routed to, and the rule that chose it
+    (gateway/routing.py). Decided once, when the message is accepted."""
+
+    __tablename__ = "inbound_routes"
+    __table_args__ = (UniqueConstraint("inbound_id", "agency", name="uq_inbound_route"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    inbound_id: Mapped[int] = mapped_column(ForeignKey("inbound_messages.id"), index=True)
+    agency: Mapped[str] = mapped_column(String(64), index=True)
+    rule: Mapped[str] = mapped_column(String(64))
 
 
 class InboundRejection(Base):

@@ -158,6 +158,9 @@ def submit(
             "message is for)",
             status=422,
         )
+    original = None
+    if typ == CORRECTION:
+        original, to = _correction_of(session, agency, loaded, to)
     recipients = _recipients(node, to, at)
     policy = node.policy()
     loaded, minimised = _minimise(policy, typ, loaded, audience)
@@ -250,7 +253,60 @@ def submit(
         session.add(delivery)
         session.flush()
         record_event(session, delivery, DeliveryState.QUEUED, detail="stored and sealed", at=at)
+    if original is not None:
+        original.state = "withdrawn" if loaded["action"] == "withdraw" else "corrected"
+        original.state_by = header.id
+        audit.record(
+            session,
+            "correction-sent",
+            at=at,
+            agency=agency,
+            id=header.id,
+            refers_to=original.id,
+            action=loaded["action"],
+            to=[r.node for r in recipients],
+        )
     return Submission(message, created=True, minimised=minimised)
+
+
+CORRECTION = "correction/1"
+
+
+def _correction_of(
+    session: Session, agency: str, body: dict[str, Any], to: object
+) -> tuple[OutboundMessage, object]:
+    """The message a correction corrects, and its recipients: a correction or
+    withdrawal goes to every recipient of the original (``to`` defaults to them)."""
+    original = session.get(OutboundMessage, body["refers_to"])
+    if original is None or original.agency != agency:
+        raise ApiError(
+            "unknown-original",
+            f"{body['refers_to']} is not a message your agency sent from this node; only "
+            "the sender of a message corrects or withdraws it",
+            status=422,
+        )
+    if original.typ != body["refers_to_type"]:
+        raise ApiError(
+            "correction-type",
+            f"{original.id} is a {original.typ} message, not {body['refers_to_type']}",
+            status=422,
+        )
+    if original.state == "withdrawn":
+        raise ApiError(
+            "already-withdrawn", f"{original.id} was withdrawn by {original.state_by}", status=409
+        )
+    everyone = [delivery.recipient for delivery in original.deliveries]
+    if to is None:
+        return original, everyone
+    missing = sorted(set(everyone) - set(to if isinstance(to, list) else []))
+    if missing:
+        raise ApiError(
+            "correction-recipients",
+            f"a correction goes to every recipient of the original; add {', '.join(missing)} "
+            "to 'to' (or leave 'to' out)",
+            status=422,
+        )
+    return original, to
 
 
 def _minimise(
@@ -422,10 +478,15 @@ def delivery_view(delivery: Delivery, *, with_events: bool = True) -> dict[str, 
 
 
 def message_view(message: OutboundMessage, *, with_events: bool = True) -> dict[str, Any]:
-    return {
+    view = {
         "id": message.id,
         "typ": message.typ,
         "agency": message.agency,
         "created_at": message.created_at,
         "deliveries": [delivery_view(d, with_events=with_events) for d in message.deliveries],
     }
+    if message.state is not None:  # corrected or withdrawn, by the correction state_by
+        view["state"], view["state_by"] = message.state, message.state_by
+    if message.purged_at is not None:
+        view["purged_at"] = message.purged_at
+    return view

@@ -32,6 +32,7 @@ from typing import Any
 
 from gateway.envelope import NODE_RE, TYP_RE
 from gateway.errors import ConfigError
+from gateway.routing import LocalAgency, Route, destinations
 from schemas.common import MAX_RETENTION_DAYS, PURPOSES
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,21 @@ class Policy:
     minimise_rules: tuple[MinimiseRule, ...] = BUILT_IN_RULES
     retention: Mapping[str, int] = field(default_factory=dict)
     open: bool = False
+    agencies: tuple[LocalAgency, ...] = ()
+    routes: tuple[Route, ...] = ()
+
+    # -- routing (gateway/routing.py) -------------------------------------------
+
+    @property
+    def routing(self) -> bool:
+        """Whether received messages are routed (the policy lists local agencies)."""
+        return bool(self.agencies)
+
+    def destinations(self, typ: str, body: Mapping[str, Any]) -> list[tuple[str, str]]:
+        return destinations(self.agencies, self.routes, typ, dict(body))
+
+    def agency_type(self, agency: str) -> str | None:
+        return next((a.type for a in self.agencies if a.id == agency), None)
 
     # -- agreements ------------------------------------------------------------
 
@@ -273,7 +289,7 @@ def parse(text: str, path: Path) -> Policy:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise _fail(path, f"not valid TOML: {e}") from e
-    unknown = set(data) - {"version", "agreement", "minimise", "retention"}
+    unknown = set(data) - {"version", "agreement", "minimise", "retention", "agency", "route"}
     if unknown:
         raise _fail(path, f"unknown sections {sorted(unknown)}")
     if data.get("version") != 1:
@@ -353,12 +369,79 @@ def parse(text: str, path: Path) -> Policy:
             raise _fail(
                 path, f"[retention] {typ} must be a whole number of days, 1 to {MAX_RETENTION_DAYS}"
             )
+    agencies = _agencies(path, data.get("agency", []))
     return Policy(
         source=str(path),
         agreements=tuple(agreements),
         minimise_rules=tuple(rules),
         retention=dict(retention),
+        agencies=agencies,
+        routes=_routes(path, data.get("route", []), {a.id for a in agencies}, seen),
     )
+
+
+_AGENCY_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,63}\Z")
+_SUBDIVISION = re.compile(r"[A-Z]{2}-[A-Z0-9]{1,3}\Z")
+
+
+def _agencies(path: Path, tables: object) -> tuple[LocalAgency, ...]:
+    if not isinstance(tables, list):
+        raise _fail(path, "[[agency]] must be a list of tables")
+    found: dict[str, LocalAgency] = {}
+    for i, table in enumerate(tables):
+        where = f"agency #{i + 1}"
+        if not isinstance(table, dict) or set(table) - {"id", "type", "name"}:
+            raise _fail(path, f"{where} has unknown keys; it takes id, type and name")
+        agency_id, kind = table.get("id"), table.get("type")
+        if not isinstance(agency_id, str) or not _AGENCY_ID.match(agency_id):
+            raise _fail(path, f"{where}: id must be like kg-police (lowercase, digits, '-')")
+        if kind not in AGENCY_TYPES:
+            raise _fail(
+                path, f"{where} ({agency_id}): type must be one of {', '.join(AGENCY_TYPES)}"
+            )
+        if agency_id in found:
+            raise _fail(path, f"{where}: agency {agency_id} is listed twice")
+        found[agency_id] = LocalAgency(agency_id, kind)
+    return tuple(found.values())
+
+
+def _routes(path: Path, tables: object, agencies: set[str], seen: set[str]) -> tuple[Route, ...]:
+    if not isinstance(tables, list):
+        raise _fail(path, "[[route]] must be a list of tables")
+    if tables and not agencies:
+        raise _fail(path, "routes need the local agencies they name, listed as [[agency]]")
+    routes = []
+    for i, table in enumerate(tables):
+        where = f"route #{i + 1}"
+        if not isinstance(table, dict):
+            raise _fail(path, f"{where} must be a table [[route]]")
+        extra = set(table) - {"id", "types", "kinds", "regions", "agencies"}
+        if extra:
+            raise _fail(path, f"{where} has unknown keys {sorted(extra)}")
+        rule = _rule_id(path, where, table, seen)
+        named = _strings(path, f"{where} ({rule}) agencies", table.get("agencies"))
+        unknown = sorted(named - agencies)
+        if unknown:
+            raise _fail(
+                path, f"{where} ({rule}) names agencies not listed as [[agency]]: {unknown}"
+            )
+        regions = table.get("regions")
+        if regions is not None:
+            regions = _strings(path, f"{where} ({rule}) regions", regions)
+            bad = sorted(r for r in regions if not _SUBDIVISION.match(r))
+            if bad:
+                raise _fail(path, f"{where} ({rule}): {bad} are not ISO 3166-2 codes like KG-C")
+        kinds = table.get("kinds")
+        routes.append(
+            Route(
+                id=rule,
+                types=_types(path, f"{where} ({rule}) types", table.get("types")),
+                kinds=None if kinds is None else _strings(path, f"{where} ({rule}) kinds", kinds),
+                regions=regions,
+                agencies=tuple(sorted(named)),
+            )
+        )
+    return tuple(routes)
 
 
 def load(instance: str | Path) -> Policy:

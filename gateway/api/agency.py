@@ -146,6 +146,7 @@ def retry_delivery(delivery_id: int):  # type: ignore[no-untyped-def]
 @agency.get("/inbox")
 def list_inbox():  # type: ignore[no-untyped-def]
     node = current_node()
+    policy = node.policy()
     with node.sessions() as session:
         messages = inbox.list_inbox(
             session,
@@ -156,13 +157,18 @@ def list_inbox():  # type: ignore[no-untyped-def]
             token=g.token_id,
             user=g.user,
             types=access.readable(g.role),
+            routed_to=g.agency if policy.routing else None,
         )
-        return jsonify({"messages": [inbox.inbox_view(m) for m in messages]})
+        audience = policy.agency_type(g.agency)
+        return jsonify(
+            {"messages": [inbox.inbox_view(m, policy=policy, audience=audience) for m in messages]}
+        )
 
 
 @agency.get("/inbox/<int:inbound_id>")
 def get_inbound(inbound_id: int):  # type: ignore[no-untyped-def]
     node = current_node()
+    policy = node.policy()
     with node.sessions() as session:
         message = inbox.get_inbound(
             session,
@@ -172,5 +178,7 @@ def get_inbound(inbound_id: int):  # type: ignore[no-untyped-def]
             token=g.token_id,
             user=g.user,
             types=access.readable(g.role),
+            routed_to=g.agency if policy.routing else None,
         )
-        return jsonify(inbox.inbox_view(message))
+        view = inbox.inbox_view(message, policy=policy, audience=policy.agency_type(g.agency))
+        return jsonify(view)

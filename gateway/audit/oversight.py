@@ -249,8 +249,10 @@ def overdue_requests(session: Session, now: int) -> list[dict[str, Any]]:
         for message_id, body in _bodies(session, requests, "case-request/1"):
             deadline = body.get("deadline")
             outcomes = answers.get(message_id, [])
-            if isinstance(deadline, int) and deadline < now and not (
-                set(outcomes) & set(FINAL_OUTCOMES)
+            if (
+                isinstance(deadline, int)
+                and deadline < now
+                and not (set(outcomes) & set(FINAL_OUTCOMES))
             ):
                 found.append(
                     {

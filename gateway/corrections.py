@@ -1,0 +1,85 @@
+"""Applying a received ``correction/1`` to the message it corrects (DESIGN
+"Originator control"; ``schemas/correction.py``).
+
+Only the member that sent the original may correct or withdraw it: the original
+is looked up by (sender, message id), so a correction from anyone else finds
+nothing and changes nothing (it is kept and audited as ``correction-unmatched``).
+
+* ``correct``: the stored body is replaced by the corrected body, which the
+  schema of ``refers_to_type`` has already validated; state ``corrected``.
+* ``withdraw``: the body and the envelope bytes are erased, metadata and receipt
+  stay; state ``withdrawn``.
+
+A correction is routed to every local agency the original went to, besides the
+agencies its own routing names, so every reader of the original learns of it.
+Everything runs on the connection of the accepting transaction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from gateway.audit import log as audit
+from gateway.models import InboundMessage, InboundRoute
+from schemas import xb1json
+
+CORRECTION = "correction/1"
+_INBOUND = InboundMessage.__table__
+_ROUTES = InboundRoute.__table__
+
+
+def apply_received(
+    connection: Connection, *, sender: str, correction_id: str, body: dict[str, Any], at: int
+) -> int | None:
+    """Apply the correction; returns the inbound id of the original, or None if this
+    node holds no message of that id from that sender."""
+    original = connection.execute(
+        select(_INBOUND.c.id, _INBOUND.c.typ, _INBOUND.c.state).where(
+            _INBOUND.c.sender == sender, _INBOUND.c.envelope_id == body["refers_to"]
+        )
+    ).first()
+    if original is None or original.typ != body["refers_to_type"] or original.state == "withdrawn":
+        audit.record(
+            connection,
+            "correction-unmatched",
+            at=at,
+            sender=sender,
+            id=correction_id,
+            refers_to=body["refers_to"],
+        )
+        return None
+    if body["action"] == "withdraw":
+        values: dict[str, Any] = {"state": "withdrawn", "body_json": None, "wire": b""}
+    else:
+        values = {"state": "corrected", "body_json": xb1json.dumps(body["body"]).decode()}
+    connection.execute(
+        update(_INBOUND)
+        .where(_INBOUND.c.id == original.id)
+        .values(state_by=correction_id, **values)
+    )
+    audit.record(
+        connection,
+        "correction-applied",
+        at=at,
+        sender=sender,
+        id=correction_id,
+        refers_to=body["refers_to"],
+        action=body["action"],
+    )
+    return int(original.id)
+
+
+def routes_of(connection: Connection, inbound_id: int) -> list[str]:
+    return list(
+        connection.scalars(select(_ROUTES.c.agency).where(_ROUTES.c.inbound_id == inbound_id))
+    )
+
+
+def store_routes(connection: Connection, inbound_id: int, routes: list[tuple[str, str]]) -> None:
+    if routes:
+        connection.execute(
+            insert(_ROUTES),
+            [{"inbound_id": inbound_id, "agency": a, "rule": r} for a, r in routes],
+        )

@@ -1,0 +1,114 @@
+"""Corrections and withdrawals reach every recipient of the original, and the original
+shows as corrected or withdrawn on the sending node and on every receiving node."""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import select
+
+from gateway.dispatcher import Dispatcher
+from gateway.envelope import seal
+from gateway.models import InboundMessage
+from gateway.outbox import _recipients
+from schemas.examples import example_alert, example_correction
+
+
+def post(member, typ, body, to=None, expect=202):
+    payload = {"typ": typ, "body": body}
+    if to is not None:
+        payload["to"] = to
+    answer = member.client().post("/api/v1/messages", headers=member.auth(), json=payload)
+    assert answer.status_code == expect, answer.get_json()
+    return answer.get_json()
+
+
+def deliver(member):
+    outcomes = Dispatcher(member.node).run_once()
+    assert {o.state for o in outcomes} == {"delivered"}, outcomes
+
+
+def inbound(member, envelope_id):
+    with member.node.sessions() as session:
+        row = session.scalars(
+            select(InboundMessage).where(InboundMessage.envelope_id == envelope_id)
+        ).one()
+        session.expunge(row)
+        return row
+
+
+def test_a_correction_goes_to_every_recipient_and_replaces_the_body(make_federation):
+    fed = make_federation(("KZ", "KG", "UZ"))
+    kz, kg, uz = fed["KZ"], fed["KG"], fed["UZ"]
+    original = post(kz, "alert/1", example_alert(), ["KG", "UZ"])["id"]
+    deliver(kz)
+
+    correction = example_correction(refers_to=original)
+    missing = post(kz, "correction/1", correction, ["KG"], expect=422)
+    assert missing["error"] == "correction-recipients" and "UZ" in missing["message"]
+    sent = post(kz, "correction/1", correction)  # 'to' left out: every recipient
+    assert sorted(d["recipient"] for d in sent["deliveries"]) == ["KG", "UZ"]
+    deliver(kz)
+
+    view = kz.client().get(f"/api/v1/messages/{original}", headers=kz.auth()).get_json()
+    assert (view["state"], view["state_by"]) == ("corrected", sent["id"])
+    for member in (kg, uz):
+        row = inbound(member, original)
+        assert (row.state, row.state_by) == ("corrected", sent["id"])
+        listed = member.client().get("/api/v1/inbox", headers=member.auth()).get_json()
+        shown = next(m for m in listed["messages"] if m["envelope_id"] == original)
+        assert shown["state"] == "corrected"
+        assert shown["body"] == correction["body"]  # the corrected body replaced the old one
+
+
+def test_a_withdrawal_erases_the_payload_at_every_recipient(make_federation):
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    original = post(kz, "alert/1", example_alert(), ["KG"])["id"]
+    deliver(kz)
+    withdrawal = example_correction(refers_to=original, action="withdraw", reason_code="duplicate")
+    withdrawal.pop("body")
+    post(kz, "correction/1", withdrawal)
+    deliver(kz)
+    row = inbound(kg, original)
+    assert (row.state, row.body_json) == ("withdrawn", None)
+    again = post(kz, "correction/1", example_correction(refers_to=original), expect=409)
+    assert again["error"] == "already-withdrawn"
+
+
+def test_only_the_sender_corrects_and_types_must_agree(make_federation):
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    original = post(kz, "alert/1", example_alert(), ["KG"])["id"]
+    deliver(kz)
+    # KG cannot correct KZ's message: it never sent it.
+    answer = post(kg, "correction/1", example_correction(refers_to=original), ["KZ"], expect=422)
+    assert answer["error"] == "unknown-original"
+    wrong = example_correction(refers_to=original, refers_to_type="referral/1")
+    wrong.pop("body")
+    wrong["action"] = "withdraw"
+    assert post(kz, "correction/1", wrong, expect=422)["error"] == "correction-type"
+
+
+def test_a_correction_from_another_member_changes_nothing(make_federation):
+    fed = make_federation(("KZ", "KG", "UZ"))
+    kz, kg, uz = fed["KZ"], fed["KG"], fed["UZ"]
+    original = post(kz, "alert/1", example_alert(), ["KG"])["id"]
+    deliver(kz)
+    # UZ seals a correction of KZ's message for KG by hand (its own node would refuse):
+    # KG applies corrections only from the member that sent the original.
+    at = int(time.time())
+    envelope = seal(
+        typ="correction/1",
+        body=example_correction(refers_to=original),
+        sender="UZ",
+        signing_key=uz.node.signing_pair(at),
+        recipients=_recipients(uz.node, ["KG"], at),
+        tl=uz.node.trust().version,
+        iat=at,
+        ttl=600,
+    )
+    answer = kg.client().post("/xb1/envelopes", data=envelope.to_wire())
+    assert answer.status_code == 200
+    assert inbound(kg, original).state is None
+    assert inbound(kg, envelope.header.id).typ == "correction/1"  # kept, not applied
