@@ -13,10 +13,11 @@ role                may submit                                      may read whe
 officer             alert, hit-query, correction                    alert, hit-query,
                                                                     hit-answer, correction
 prosecutor          case-request, case-response, hit-query,         case-request,
-                    correction                                      case-response, alert,
+                    correction, grant                               case-response, alert,
                                                                     hit-answer, correction
 central-authority   every type                                      every type
 caseworker          referral, correction                            referral, correction
+(officers, prosecutors and caseworkers also read grants routed to them)
 dpo                 nothing (the oversight report, audit views)     nothing
 admin               nothing (the admin API)                         nothing
 agency (system)     every type                                      every type
@@ -45,7 +46,7 @@ SUBMIT: Mapping[str, frozenset[str]] = MappingProxyType(
         "central-authority": ALL,
         "officer": frozenset({"alert/1", "hit-query/1", "correction/1"}),
         "prosecutor": frozenset(
-            {"case-request/1", "case-response/1", "hit-query/1", "correction/1"}
+            {"case-request/1", "case-response/1", "hit-query/1", "correction/1", "grant/1"}
         ),
         "caseworker": frozenset({"referral/1", "correction/1"}),
     }
@@ -54,11 +55,18 @@ READ: Mapping[str, frozenset[str]] = MappingProxyType(
     {
         "agency": ALL,
         "central-authority": ALL,
-        "officer": frozenset({"alert/1", "hit-query/1", "hit-answer/1", "correction/1"}),
+        "officer": frozenset({"alert/1", "hit-query/1", "hit-answer/1", "correction/1", "grant/1"}),
         "prosecutor": frozenset(
-            {"case-request/1", "case-response/1", "alert/1", "hit-answer/1", "correction/1"}
+            {
+                "case-request/1",
+                "case-response/1",
+                "alert/1",
+                "hit-answer/1",
+                "correction/1",
+                "grant/1",
+            }
         ),
-        "caseworker": frozenset({"referral/1", "correction/1"}),
+        "caseworker": frozenset({"referral/1", "correction/1", "grant/1"}),
     }
 )
 

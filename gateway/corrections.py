@@ -19,15 +19,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 
 from gateway.audit import log as audit
-from gateway.models import InboundMessage, InboundRoute
+from gateway.models import H2Identifier, InboundMessage, InboundRoute
 from schemas import xb1json
 
 CORRECTION = "correction/1"
 _INBOUND = InboundMessage.__table__
 _ROUTES = InboundRoute.__table__
+_H2 = H2Identifier.__table__
 
 
 def apply_received(
@@ -52,6 +53,7 @@ def apply_received(
         return None
     if body["action"] == "withdraw":
         values: dict[str, Any] = {"state": "withdrawn", "body_json": None, "wire": b""}
+        connection.execute(delete(_H2).where(_H2.c.inbound_id == original.id))
     else:
         values = {"state": "corrected", "body_json": xb1json.dumps(body["body"]).decode()}
     connection.execute(

@@ -230,6 +230,19 @@ class InboundRoute(Base):
     rule: Mapped[str] = mapped_column(String(64))
 
 
+class H2Identifier(Base):
+    """A hashed identifier (name match key, document, phone, account) found in a
+    received H2 message: data its originator must allow before it goes to a third
+    state (gateway/onward.py). Removed with the message's payload."""
+
+    __tablename__ = "h2_identifiers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    inbound_id: Mapped[int] = mapped_column(ForeignKey("inbound_messages.id"), index=True)
+    originator: Mapped[str] = mapped_column(String(20))
+    key: Mapped[bytes] = mapped_column(LargeBinary(32), index=True)
+
+
 class InboundRejection(Base):
     """A refused envelope, kept with its code (the sender fields are as claimed)."""
 

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from gateway import sovereignty
+from gateway import onward, sovereignty
 from gateway.audit import log as audit
 from gateway.envelope import UUID_RE, Recipient, seal
 from gateway.errors import ApiError
@@ -165,6 +165,7 @@ def submit(
     policy = node.policy()
     loaded, minimised = _minimise(policy, typ, loaded, audience)
     _check_agreements(session, policy, agency, typ, loaded, recipients, at)
+    _check_onward(session, agency, typ, loaded, recipients, at)
     decisions = node.suspensions()
     for recipient in recipients:
         decision = sovereignty.covering(decisions, recipient.node, typ)
@@ -364,6 +365,46 @@ def _check_agreements(
             "; ".join(f"{d.reason} (rule {d.rule})" for d in denied),
             status=403,
             details={"rules": [d.rule for d in denied]},
+        )
+
+
+def _check_onward(
+    session: Session,
+    agency: str,
+    typ: str,
+    body: dict[str, Any],
+    recipients: list[Recipient],
+    at: int,
+) -> None:
+    """H2 data of another state goes to a third state only under its grant
+    (gateway/onward.py); every decision is recorded, a denial before it is raised."""
+    decisions = onward.decide(session, body, [r.node for r in recipients], at)
+    for decision in decisions:
+        audit.record(
+            session,
+            "policy",
+            at=at,
+            direction="send",
+            peer=decision.recipient,
+            typ=typ,
+            purpose=body.get("purpose"),
+            agency=agency,
+            allowed=decision.allowed,
+            rule=decision.rule,
+            source=decision.source,
+            originator=decision.originator,
+        )
+    denied = [d for d in decisions if not d.allowed]
+    if denied:
+        session.commit()  # the denial stays on the record; nothing else was added
+        raise ApiError(
+            "policy-denied",
+            "; ".join(d.reason for d in denied),
+            status=403,
+            details={
+                "rules": sorted({d.rule for d in denied}),
+                "sources": sorted({d.source for d in denied}),
+            },
         )
 
 

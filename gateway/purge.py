@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from gateway import onward
 from gateway.audit import log as audit
 from gateway.models import (
     Delivery,
@@ -128,11 +129,13 @@ def run(session: Session, policy: Policy, *, now: int | None = None, by: str) ->
     done = []
     for item in due(session, policy, at):
         if item.direction == "received":
-            session.execute(
+            purged = session.scalars(
                 update(InboundMessage)
                 .where(InboundMessage.envelope_id == item.message)
                 .values(body_json=None, wire=b"", purged_at=at)
-            )
+                .returning(InboundMessage.id)
+            ).all()
+            onward.forget(session, list(purged))
         else:
             if item.part != "envelope":
                 session.execute(

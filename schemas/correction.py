@@ -47,6 +47,7 @@ CORRECTABLE_TYPES = (
     "case-response/1",
     "hit-query/1",
     "hit-answer/1",
+    "grant/1",
 )
 
 

@@ -1130,6 +1130,43 @@ def example_withdrawal(**overrides: Any) -> dict[str, Any]:
     return _with_overrides(body, overrides)
 
 
+def example_grant(**overrides: Any) -> dict[str, Any]:
+    """Kazakhstan lets Kyrgyzstan pass its H2 trafficked-person alert on to Uzbekistan,
+    for the victim's return and assistance."""
+    body = {
+        "refers_to": ALERT_ID,
+        "to_states": ["UZ"],
+        "purposes": ["victim-return-and-assistance", "victim-protection"],
+        "granted_at": _REPORTED_AT + 2 * 86_400,
+        "valid_until": _REPORTED_AT + 92 * 86_400,
+        "conditions": "Only to the Uzbek authority that organises the victim's return.",
+        "granted_by": "Генеральная прокуратура РК, А. Сейткали",
+        "purpose": "victim-return-and-assistance",
+        "legal_basis": {"instrument": "CIS-2005-trafficking-cooperation", "article": "Art. 6"},
+        "handling": {"code": "H0"},
+        "tlp": "AMBER",
+        "urgency": "urgent",
+        "retention_days": 730,
+    }
+    return _with_overrides(body, overrides)
+
+
+def example_grant_prosecution(**overrides: Any) -> dict[str, Any]:
+    """Kyrgyzstan lets Kazakhstan pass its case response on to Uzbekistan and
+    Tajikistan for the prosecution of the same network, for six months."""
+    body = example_grant(
+        refers_to="01959f6e-4c00-7a3b-8d21-6f0e9b2c4a12",
+        to_states=["UZ", "TJ"],
+        purposes=["prosecution", "investigate-trafficking"],
+        granted_by="Башкы прокуратура КР, Н. Осмонова",
+        conditions=None,
+        purpose="prosecution",
+        valid_until=_REPORTED_AT + 182 * 86_400,
+    )
+    del body["conditions"]
+    return _with_overrides(body, overrides)
+
+
 #: Every example of every message type: type → example name → factory.
 EXAMPLES: dict[str, dict[str, Callable[..., dict[str, Any]]]] = {
     "alert/1": EXAMPLE_ALERTS,
@@ -1150,5 +1187,9 @@ EXAMPLES: dict[str, dict[str, Callable[..., dict[str, Any]]]] = {
     "correction/1": {
         "kz-correct-alert": example_correction,
         "kz-withdraw-referral": example_withdrawal,
+    },
+    "grant/1": {
+        "kz-kg-onward-to-uz": example_grant,
+        "kg-kz-onward-for-prosecution": example_grant_prosecution,
     },
 }

@@ -48,6 +48,7 @@ from . import (
     case_response,
     common,
     correction,
+    grant,
     hit_answer,
     hit_query,
     referral,
@@ -95,6 +96,7 @@ _TYPE_MODULES: Mapping[str, ModuleType] = {
     "hit-query/1": hit_query,
     "hit-answer/1": hit_answer,
     "correction/1": correction,
+    "grant/1": grant,
 }
 
 

@@ -15,6 +15,7 @@ from .case_response import CaseResponseSchema
 from .correction import CorrectionSchema
 from .errors import SchemaInvalid, UnsupportedType
 from .fastcheck import loader_for
+from .grant import GrantSchema
 from .hit_answer import HitAnswerSchema
 from .hit_query import HitQuerySchema
 from .referral import ReferralSchema
@@ -29,6 +30,7 @@ MESSAGE_TYPES: Mapping[str, type[Schema]] = MappingProxyType(
         "hit-query/1": HitQuerySchema,
         "hit-answer/1": HitAnswerSchema,
         "correction/1": CorrectionSchema,
+        "grant/1": GrantSchema,
     }
 )
 

@@ -1,0 +1,38 @@
+"""identifiers of received H2 data, for originator control of onward dissemination
+
+Revision ID: 0012
+Revises: 0011
+Create Date: 2026-11-29 03:30:00
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0012"
+down_revision = "0011"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "h2_identifiers",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("inbound_id", sa.Integer(), nullable=False),
+        sa.Column("originator", sa.String(length=20), nullable=False),
+        sa.Column("key", sa.LargeBinary(length=32), nullable=False),
+        sa.ForeignKeyConstraint(["inbound_id"], ["inbound_messages.id"]),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("h2_identifiers", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_h2_identifiers_inbound_id"), ["inbound_id"], unique=False
+        )
+        batch_op.create_index(batch_op.f("ix_h2_identifiers_key"), ["key"], unique=False)
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("h2_identifiers", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_h2_identifiers_key"))
+        batch_op.drop_index(batch_op.f("ix_h2_identifiers_inbound_id"))
+    op.drop_table("h2_identifiers")

@@ -1,0 +1,175 @@
+"""Originator control of H2 data: no onward dissemination without a signed grant.
+
+Handling code H2 says "no onward dissemination without the originator's
+permission". The node enforces it by what the data *is*, not by what an agency
+declares:
+
+* when it accepts an H2 message, it records hashed identifiers of the people and
+  things in it — every name's match keys (``schemas.names``, so spelling and
+  transliteration variants meet), document numbers with their issuing state,
+  phone numbers and financial accounts — with the originating member;
+* when an agency submits a message, the node computes the same identifiers of
+  the outgoing body; for every recipient other than the originator of H2 data
+  it names, the originator must have sent a ``grant/1`` covering that H2
+  message, that recipient and the message's purpose, still valid and not
+  withdrawn. Otherwise the submission is refused ``policy-denied`` with rule
+  ``h2-no-grant`` naming the H2 message and its originator.
+
+Sending the data back to its originator needs no grant. Every decision is in the
+audit log. The identifiers go with the H2 message's payload (purge, withdrawal).
+
+Matching is deliberately wide: a common name that also appears in H2 data is
+refused until a grant covers it — the safe error for data about victims.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy.orm import Session
+
+from gateway.models import H2Identifier, InboundMessage
+from schemas.names import match_keys
+
+GRANT = "grant/1"
+_DOC_NOISE = re.compile(r"[\s./-]+")
+
+
+def _walk(node: object) -> Iterator[dict[str, Any]]:
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _walk(item)
+
+
+def _key(kind: str, value: str) -> bytes:
+    return hashlib.sha256(f"xb1-h2/{kind}/{value}".encode()).digest()
+
+
+def identifier_keys(body: dict[str, Any]) -> set[bytes]:
+    """Hashed identifiers of the people and things anywhere in ``body``."""
+    keys: set[bytes] = set()
+    for node in _walk(body):
+        for name in node.get("names") or ():
+            if isinstance(name, dict) and isinstance(name.get("latin"), str):
+                lang = name.get("lang") if isinstance(name.get("lang"), str) else None
+                keys.update(_key("name", k) for k in match_keys(name["latin"], lang))
+        number, country = node.get("number"), node.get("issuing_country")
+        if isinstance(number, str) and isinstance(country, str):
+            keys.add(_key("document", country + ":" + _DOC_NOISE.sub("", number).upper()))
+        if node.get("type") == "phone" and isinstance(node.get("value"), str):
+            keys.add(_key("phone", node["value"]))
+        if isinstance(node.get("iban"), str):
+            keys.add(_key("account", node["iban"]))
+        elif isinstance(number, str) and "institution" in node:
+            keys.add(_key("account", _DOC_NOISE.sub("", number).upper()))
+    return keys
+
+
+def record_received(
+    connection: Connection, inbound_id: int, originator: str, body: dict[str, Any]
+) -> int:
+    """Record the identifiers of a received H2 message; returns how many."""
+    keys = identifier_keys(body)
+    if keys:
+        connection.execute(
+            insert(H2Identifier),
+            [{"inbound_id": inbound_id, "originator": originator, "key": k} for k in keys],
+        )
+    return len(keys)
+
+
+def forget(connection: Connection | Session, inbound_ids: list[int]) -> None:
+    """The payload of these messages is gone: so is what was known of their data."""
+    if inbound_ids:
+        connection.execute(delete(H2Identifier).where(H2Identifier.inbound_id.in_(inbound_ids)))
+
+
+@dataclass(frozen=True)
+class OnwardDecision:
+    allowed: bool
+    rule: str
+    reason: str
+    source: str  # the H2 message's id
+    originator: str
+    recipient: str
+
+
+def _grant_for(
+    session: Session, originator: str, source: str, recipient: str, purpose: Any, now: int
+) -> str | None:
+    """The id of a valid grant by ``originator`` covering ``source`` for ``recipient``
+    and ``purpose``, if there is one."""
+    rows = session.execute(
+        select(InboundMessage.envelope_id, InboundMessage.body_json).where(
+            InboundMessage.sender == originator,
+            InboundMessage.typ == GRANT,
+            InboundMessage.body_json.is_not(None),
+            InboundMessage.state.is_distinct_from("withdrawn"),
+        )
+    )
+    for grant_id, body_json in rows:
+        grant = json.loads(body_json or "{}")
+        if (
+            grant.get("refers_to") == source
+            and recipient in grant.get("to_states", ())
+            and purpose in grant.get("purposes", ())
+            and grant.get("valid_until", 0) > now
+        ):
+            return str(grant_id)
+    return None
+
+
+def decide(
+    session: Session, body: dict[str, Any], recipients: list[str], now: int
+) -> list[OnwardDecision]:
+    """One decision per (H2 source, recipient) the outgoing ``body`` touches."""
+    keys = identifier_keys(body)
+    if not keys:
+        return []
+    sources = session.execute(
+        select(InboundMessage.envelope_id, H2Identifier.originator)
+        .join(InboundMessage, InboundMessage.id == H2Identifier.inbound_id)
+        .where(H2Identifier.key.in_(sorted(keys)))
+        .distinct()
+    ).all()
+    decisions = []
+    for source, originator in sorted(sources):
+        for recipient in recipients:
+            if recipient == originator:
+                continue
+            grant = _grant_for(session, originator, source, recipient, body.get("purpose"), now)
+            if grant is not None:
+                decisions.append(
+                    OnwardDecision(
+                        True,
+                        f"grant:{grant}",
+                        f"{originator}'s grant {grant} lets H2 data of {source} go to {recipient}",
+                        source,
+                        originator,
+                        recipient,
+                    )
+                )
+            else:
+                decisions.append(
+                    OnwardDecision(
+                        False,
+                        "h2-no-grant",
+                        f"the message carries H2 data of {originator}'s message {source}, "
+                        f"which may not go to {recipient} without {originator}'s grant "
+                        f"(grant/1) for purpose {body.get('purpose')}",
+                        source,
+                        originator,
+                        recipient,
+                    )
+                )
+    return decisions
