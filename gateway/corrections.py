@@ -8,7 +8,12 @@ nothing and changes nothing (it is kept and audited as ``correction-unmatched``)
 * ``correct``: the stored body is replaced by the corrected body, which the
   schema of ``refers_to_type`` has already validated; state ``corrected``.
 * ``withdraw``: the body and the envelope bytes are erased, metadata and receipt
-  stay; state ``withdrawn``.
+  stay; state ``withdrawn``. Earlier corrections of the same message, which carry
+  corrected bodies, are erased too.
+
+The H2 identifiers of the original (``gateway/onward.py``) are replaced by those
+of the corrected body, or dropped on withdrawal. A correction of a purged
+message changes its state only: its data does not come back.
 
 A correction is routed to every local agency the original went to, besides the
 agencies its own routing names, so every reader of the original learns of it.
@@ -17,10 +22,12 @@ Everything runs on the connection of the accepting transaction.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
 
+from gateway import onward
 from gateway.audit import log as audit
 from gateway.models import H2Identifier, InboundMessage, InboundRoute
 from schemas import xb1json
@@ -37,7 +44,7 @@ def apply_received(
     """Apply the correction; returns the inbound id of the original, or None if this
     node holds no message of that id from that sender."""
     original = connection.execute(
-        select(_INBOUND.c.id, _INBOUND.c.typ, _INBOUND.c.state).where(
+        select(_INBOUND.c.id, _INBOUND.c.typ, _INBOUND.c.state, _INBOUND.c.purged_at).where(
             _INBOUND.c.sender == sender, _INBOUND.c.envelope_id == body["refers_to"]
         )
     ).first()
@@ -51,11 +58,17 @@ def apply_received(
             refers_to=body["refers_to"],
         )
         return None
+    # What this node knew of the original's H2 data no longer holds either way.
+    connection.execute(delete(_H2).where(_H2.c.inbound_id == original.id))
     if body["action"] == "withdraw":
         values: dict[str, Any] = {"state": "withdrawn", "body_json": None, "wire": b""}
-        connection.execute(delete(_H2).where(_H2.c.inbound_id == original.id))
+        _erase_earlier_corrections(connection, sender, body["refers_to"], correction_id)
+    elif original.purged_at is not None:
+        values = {"state": "corrected"}  # retention over: the correction brings nothing back
     else:
         values = {"state": "corrected", "body_json": xb1json.dumps(body["body"]).decode()}
+        if (body["body"].get("handling") or {}).get("code") == "H2":
+            onward.record_received(connection, int(original.id), sender, body["body"])
     connection.execute(
         update(_INBOUND)
         .where(_INBOUND.c.id == original.id)
@@ -71,6 +84,27 @@ def apply_received(
         action=body["action"],
     )
     return int(original.id)
+
+
+def _erase_earlier_corrections(
+    connection: Connection, sender: str, original: str, withdrawal: str
+) -> None:
+    """A withdrawal also erases the corrected bodies that earlier corrections of the
+    same message carried: none of that data may stay in use."""
+    for row_id, body_json in connection.execute(
+        select(_INBOUND.c.id, _INBOUND.c.body_json).where(
+            _INBOUND.c.sender == sender,
+            _INBOUND.c.typ == CORRECTION,
+            _INBOUND.c.body_json.is_not(None),
+        )
+    ):
+        if json.loads(body_json).get("refers_to") == original:
+            connection.execute(delete(_H2).where(_H2.c.inbound_id == row_id))
+            connection.execute(
+                update(_INBOUND)
+                .where(_INBOUND.c.id == row_id)
+                .values(body_json=None, wire=b"", state="withdrawn", state_by=withdrawal)
+            )
 
 
 def routes_of(connection: Connection, inbound_id: int) -> list[str]:

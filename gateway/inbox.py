@@ -118,6 +118,7 @@ def receive(node: Node, raw: bytes, *, now: int | None = None, _again: bool = Tr
     at = int(time.time()) if now is None else now
     signing_key = node.signing_pair(at)
     refused: Rejected | None = None
+    denied_by: dict[str, Any] = {}  # the policy rule of a policy-denied refusal
     # The accept path is the node's hot path: it runs on one Core connection, with no
     # ORM unit of work. The replay check (step 6) reads on it; step 9 writes on it.
     with node.engine.connect() as connection:
@@ -145,14 +146,11 @@ def receive(node: Node, raw: bytes, *, now: int | None = None, _again: bool = Tr
                     authenticated=True,
                 )
             # ... and the bilateral agreements of its policy file (gateway/policy.py).
-            agreed = node.policy().decide(
-                "receive",
-                opened.header.sender.node,
-                opened.header.typ,
-                opened.body.get("purpose"),
-                at,
+            agreed = node.policy().decide_for(
+                "receive", opened.header.sender.node, opened.header.typ, opened.body, at
             )
             if not agreed.allowed:
+                denied_by = {"rule": agreed.rule, "purpose": opened.body.get("purpose")}
                 raise Rejected(
                     "policy-denied",
                     f"{agreed.reason} (rule {agreed.rule})",
@@ -175,7 +173,7 @@ def receive(node: Node, raw: bytes, *, now: int | None = None, _again: bool = Tr
         # The same (sender, id) was stored by a concurrent request between our step 6
         # and now: run once more, and step 6 answers retry or replay.
         return receive(node, raw, now=at, _again=False)
-    return _refuse(node, raw, refused, signing_key, at)
+    return _refuse(node, raw, refused, signing_key, at, **denied_by)
 
 
 def _store(
@@ -275,7 +273,12 @@ def _after_accept(
 
 
 def _refuse(
-    node: Node, raw: bytes, error: Rejected, signing_key: SigningKeyPair, at: int
+    node: Node,
+    raw: bytes,
+    error: Rejected,
+    signing_key: SigningKeyPair,
+    at: int,
+    **policy: Any,
 ) -> Answer:
     """Record a refusal (and its audit entry), answer with a signed rejected receipt
     once the sender is authenticated, else with the JSON error."""
@@ -300,6 +303,7 @@ def _refuse(
             id=claimed.id if claimed else None,
             signed=error.authenticated,
             size=len(raw),
+            **policy,
         )
         session.commit()
     if error.envelope is not None:
@@ -388,6 +392,26 @@ def _mark_fetched(
     session.commit()
 
 
+def _routed_to(agency: str, unrouted_too: bool) -> Any:
+    """Messages routed to ``agency``; with ``unrouted_too`` (a central authority) also
+    those with no route at all, received before the node routed."""
+    routed = InboundMessage.id.in_(
+        select(InboundRoute.inbound_id).where(InboundRoute.agency == agency)
+    )
+    if not unrouted_too:
+        return routed
+    has_route = select(InboundRoute.id).where(InboundRoute.inbound_id == InboundMessage.id)
+    return or_(routed, ~has_route.exists())
+
+
+def _corrects_readable(message: InboundMessage, types: frozenset[str]) -> bool:
+    """A correction carries a body of the type it corrects: a role reads it only if
+    it may read that type."""
+    if message.typ != corrections.CORRECTION or not message.body_json:
+        return True
+    return json.loads(message.body_json).get("refers_to_type") in types
+
+
 def list_inbox(
     session: Session,
     *,
@@ -399,6 +423,7 @@ def list_inbox(
     user: str | None = None,
     types: frozenset[str] | None = None,
     routed_to: str | None = None,
+    unrouted_too: bool = False,
 ) -> list[InboundMessage]:
     """Inbound messages after id ``after``. For an agency, quarantined ones are left
     out and the ones returned count as read."""
@@ -410,12 +435,10 @@ def list_inbox(
     if types is not None:
         query = query.where(InboundMessage.typ.in_(sorted(types)))
     if routed_to is not None:
-        query = query.where(
-            InboundMessage.id.in_(
-                select(InboundRoute.inbound_id).where(InboundRoute.agency == routed_to)
-            )
-        )
+        query = query.where(_routed_to(routed_to, unrouted_too))
     messages = list(session.scalars(query.order_by(InboundMessage.id).limit(limit)))
+    if types is not None:
+        messages = [m for m in messages if _corrects_readable(m, types)]
     if reader is not None:
         _mark_fetched(session, messages, reader, justification, token, user)
     return messages
@@ -431,17 +454,20 @@ def get_inbound(
     user: str | None = None,
     types: frozenset[str] | None = None,
     routed_to: str | None = None,
+    unrouted_too: bool = False,
 ) -> InboundMessage:
     message = session.get(InboundMessage, inbound_id) if is_row_id(inbound_id) else None
     if routed_to is not None and message is not None:
-        routed = session.scalar(
-            select(InboundRoute.id).where(
-                InboundRoute.inbound_id == message.id, InboundRoute.agency == routed_to
+        visible = session.scalar(
+            select(InboundMessage.id).where(
+                InboundMessage.id == message.id, _routed_to(routed_to, unrouted_too)
             )
         )
-        if routed is None:
+        if visible is None:
             message = None
-    if message is None or (types is not None and message.typ not in types):
+    if message is None or (
+        types is not None and (message.typ not in types or not _corrects_readable(message, types))
+    ):
         raise ApiError("not-found", f"no inbound message {inbound_id}", status=404)
     if reader is not None:
         if message.held:

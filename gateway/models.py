@@ -104,7 +104,9 @@ class OutboundMessage(Base):
     created_at: Mapped[int] = mapped_column(BigInteger)
     # When its retention ended and the payload was removed (gateway/purge.py).
     purged_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    # "corrected" or "withdrawn" by the correction/1 message ``state_by`` (gateway/corrections.py).
+    # The agency type it was minimised for; its corrections are minimised alike.
+    audience: Mapped[str | None] = mapped_column(String(24), nullable=True)
+    # "corrected" or "withdrawn" by the correction/1 message ``state_by``.
     state: Mapped[str | None] = mapped_column(String(16), nullable=True)
     state_by: Mapped[str | None] = mapped_column(String(36), nullable=True)
 

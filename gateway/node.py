@@ -164,7 +164,8 @@ class Node:
     def policy(self) -> Policy:
         """The node's sharing policy (``INSTANCE/policy.toml``), read again when the
         file changes (checked at most every ``trust_refresh`` seconds). A changed file
-        that does not parse is an ERROR in the log, and the last good policy stays."""
+        that does not parse, or a file that disappears, is an ERROR in the log, and the
+        last good policy stays."""
         now = time.monotonic()
         if self._policy is not None and now - self._policy_checked_at < self.settings.trust_refresh:
             return self._policy
@@ -176,6 +177,11 @@ class Node:
         except OSError:
             stamp = None
         if self._policy is not None and stamp == self._policy_stamp:
+            return self._policy
+        if stamp is None and self._policy is not None and not self._policy.open:
+            # Never fail open: a policy file that goes away (a botched deploy, a
+            # deletion) leaves the last policy in force until a new file is written.
+            log.error("policy file %s has disappeared; the last policy stays in force", path)
             return self._policy
         try:
             loaded = policy_module.load(self.settings.instance)

@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, delete, insert, or_, select
 from sqlalchemy.orm import Session
 
 from gateway.models import H2Identifier, InboundMessage
@@ -115,6 +115,8 @@ def _grant_for(
             InboundMessage.typ == GRANT,
             InboundMessage.body_json.is_not(None),
             InboundMessage.state.is_distinct_from("withdrawn"),
+            # a grant signed with a key since revoked is held, and counts for nothing
+            or_(InboundMessage.quarantined_at.is_(None), InboundMessage.released_at.is_not(None)),
         )
     )
     for grant_id, body_json in rows:

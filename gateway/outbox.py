@@ -161,9 +161,11 @@ def submit(
     original = None
     if typ == CORRECTION:
         original, to = _correction_of(session, agency, loaded, to)
+        if original.audience is not None:
+            audience = original.audience  # minimised as the original was
     recipients = _recipients(node, to, at)
     policy = node.policy()
-    loaded, minimised = _minimise(policy, typ, loaded, audience)
+    loaded, minimised = _minimise(session, policy, agency, typ, loaded, audience, at)
     _check_agreements(session, policy, agency, typ, loaded, recipients, at)
     _check_onward(session, agency, typ, loaded, recipients, at)
     decisions = node.suspensions()
@@ -201,6 +203,7 @@ def submit(
         created_at=at,
         body_json=payload.decode("utf-8"),
         idempotency_key=idempotency_key,
+        audience=audience if isinstance(audience, str) else None,
     )
     session.add(message)
     session.add(
@@ -257,6 +260,8 @@ def submit(
     if original is not None:
         original.state = "withdrawn" if loaded["action"] == "withdraw" else "corrected"
         original.state_by = header.id
+        if original.state == "withdrawn":
+            _stop_deliveries(session, original, header.id, at)
         audit.record(
             session,
             "correction-sent",
@@ -271,6 +276,24 @@ def submit(
 
 
 CORRECTION = "correction/1"
+
+
+def _stop_deliveries(session: Session, original: OutboundMessage, by: str, at: int) -> None:
+    """A withdrawn message must not reach anyone it has not reached yet."""
+    for delivery in original.deliveries:
+        if delivery.state not in DeliveryState.FINAL:
+            delivery.state = DeliveryState.EXPIRED
+            delivery.last_code = "withdrawn"
+            delivery.last_detail = f"withdrawn by {by} before it was delivered"
+            delivery.updated_at = at
+            record_event(
+                session,
+                delivery,
+                DeliveryState.EXPIRED,
+                code="withdrawn",
+                detail=delivery.last_detail,
+                at=at,
+            )
 
 
 def _correction_of(
@@ -311,10 +334,16 @@ def _correction_of(
 
 
 def _minimise(
-    policy: Policy, typ: str, body: dict[str, Any], audience: Any
+    session: Session,
+    policy: Policy,
+    agency: str,
+    typ: str,
+    body: dict[str, Any],
+    audience: Any,
+    at: int,
 ) -> tuple[dict[str, Any], tuple[tuple[str, str], ...]]:
-    """The body without what ``audience`` may not receive; refused if what is left is
-    no longer a valid message."""
+    """The body without what ``audience`` may not receive; refused (and the refusal
+    recorded) if what is left is no longer a valid message."""
     minimised, removed = policy.minimise(typ, body, audience)
     if not removed:
         return body, ()
@@ -322,6 +351,19 @@ def _minimise(
         return validate_body(typ, minimised), tuple(removed)
     except WireFormatError as e:
         rules = sorted({rule for rule, _ in removed})
+        audit.record(
+            session,
+            "policy",
+            at=at,
+            direction="send",
+            typ=typ,
+            purpose=body.get("purpose"),
+            agency=agency,
+            audience=audience,
+            allowed=False,
+            rule=",".join(rules),
+        )
+        session.commit()  # the denial stays on the record; nothing else was added
         raise ApiError(
             "policy-denied",
             f"for audience {audience}, rule(s) {', '.join(rules)} remove data this "
@@ -343,7 +385,7 @@ def _check_agreements(
     """Every recipient must be covered by an agreement; every decision is recorded."""
     denied = []
     for recipient in recipients:
-        decision = policy.decide("send", recipient.node, typ, body.get("purpose"), at)
+        decision = policy.decide_for("send", recipient.node, typ, body, at)
         audit.record(
             session,
             "policy",
@@ -461,6 +503,13 @@ def retry(
     delivery = session.get(Delivery, delivery_id) if is_row_id(delivery_id) else None
     if delivery is None or (agency is not None and delivery.message.agency != agency):
         raise ApiError("not-found", f"no delivery {delivery_id} for this agency", status=404)
+    if delivery.message.state == "withdrawn":
+        raise ApiError(
+            "already-withdrawn",
+            f"the message of delivery {delivery_id} was withdrawn by "
+            f"{delivery.message.state_by}; it is not sent again",
+            status=409,
+        )
     if delivery.state not in (DeliveryState.REJECTED, DeliveryState.RETRYING):
         raise ApiError(
             "not-retryable",

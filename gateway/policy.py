@@ -38,6 +38,7 @@ from schemas.common import MAX_RETENTION_DAYS, PURPOSES
 log = logging.getLogger(__name__)
 
 POLICY_FILE = "policy.toml"
+CORRECTION = "correction/1"
 DIRECTIONS = ("send", "receive", "both")
 #: Types of agency a message can be meant for (its audience) and local agencies have.
 AGENCY_TYPES = (
@@ -157,6 +158,17 @@ class Policy:
             f"no agreement of this node allows {typ} for purpose {purpose} {way} {peer}",
         )
 
+    def decide_for(
+        self, direction: str, peer: str, typ: str, body: Mapping[str, Any], now: int
+    ) -> Decision:
+        """``decide`` for a message body: a withdrawal carries no data and may always
+        reach the recipients of what it withdraws, even after an agreement ended."""
+        if typ == CORRECTION and body.get("action") == "withdraw":
+            return Decision(
+                True, "withdrawal", "a withdrawal always reaches the recipients of the original"
+            )
+        return self.decide(direction, peer, typ, body.get("purpose"), now)
+
     # -- minimisation ----------------------------------------------------------
 
     def minimise(
@@ -168,15 +180,25 @@ class Policy:
         removed: list[tuple[str, str]] = []
         if audience is None:
             return result, removed
+        self._minimise_in_place(typ, result, audience, removed)
+        inner = result.get("body") if typ == CORRECTION else None
+        if isinstance(inner, dict) and isinstance(result.get("refers_to_type"), str):
+            # The corrected body is minimised as a message of the corrected type.
+            self._minimise_in_place(result["refers_to_type"], inner, audience, removed)
+        return result, removed
+
+    def _minimise_in_place(
+        self, typ: str, body: dict[str, Any], audience: str, removed: list[tuple[str, str]]
+    ) -> None:
         for rule in self.minimise_rules:
             if audience not in rule.audience or (rule.types is not None and typ not in rule.types):
                 continue
             for path in rule.drop:
                 anywhere = path.startswith("**.")
                 segments = _parse_path(path.removeprefix("**."))
-                if (_drop_anywhere if anywhere else _drop)(result, segments):
-                    removed.append((rule.id, path))
-        return result, removed
+                if (_drop_anywhere if anywhere else _drop)(body, segments):
+                    if (rule.id, path) not in removed:
+                        removed.append((rule.id, path))
 
     # -- retention -------------------------------------------------------------
 
@@ -184,6 +206,9 @@ class Policy:
         """How long a message is kept: the body's ``retention_days``, capped by this
         node's limit for its type (or the standard's maximum)."""
         cap = self.retention.get(typ, MAX_RETENTION_DAYS)
+        corrected = body.get("refers_to_type") if body and typ == CORRECTION else None
+        if isinstance(corrected, str):  # a correction holds its original's kind of data
+            cap = min(cap, self.retention.get(corrected, MAX_RETENTION_DAYS))
         wanted = body.get("retention_days") if body else None
         return min(cap, wanted) if isinstance(wanted, int) and wanted > 0 else cap
 

@@ -45,6 +45,7 @@ class Purged:
     typ: str
     retention_ends: int
     part: str  # "body and envelope", "body" (the envelope waits for deliveries), "envelope"
+    row_id: int | None = None  # a received message's row (envelope ids are unique per sender)
 
 
 def _body(body_json: str | None) -> dict[str, Any] | None:
@@ -70,21 +71,22 @@ def _deliveries_open(session: Session, message_id: str) -> bool:
     )
 
 
-def stored(session: Session, policy: Policy) -> list[tuple[str, str, str, int, str]]:
+def stored(session: Session, policy: Policy) -> list[tuple[str, str, str, int, str, int | None]]:
     """Every message whose body is still stored: (direction, id, type, retention end,
-    who holds it — the sending peer or the submitting agency)."""
-    rows: list[tuple[str, str, str, int, str]] = []
-    for envelope_id, typ, received_at, body_json, sender in session.execute(
+    who holds it — the sending peer or the submitting agency, row id if received)."""
+    rows: list[tuple[str, str, str, int, str, int | None]] = []
+    for row_id, envelope_id, typ, received_at, body_json, sender in session.execute(
         select(
+            InboundMessage.id,
             InboundMessage.envelope_id,
             InboundMessage.typ,
             InboundMessage.received_at,
             InboundMessage.body_json,
             InboundMessage.sender,
-        ).where(InboundMessage.purged_at.is_(None))
+        ).where(InboundMessage.purged_at.is_(None), InboundMessage.body_json.is_not(None))
     ):
         ends = retention_end(policy, typ, received_at, body_json)
-        rows.append(("received", envelope_id, typ, ends, sender))
+        rows.append(("received", envelope_id, typ, ends, sender, row_id))
     for message_id, typ, created_at, body_json, agency in session.execute(
         select(
             OutboundMessage.id,
@@ -95,18 +97,18 @@ def stored(session: Session, policy: Policy) -> list[tuple[str, str, str, int, s
         ).where(OutboundMessage.purged_at.is_(None))
     ):
         ends = retention_end(policy, typ, created_at, body_json)
-        rows.append(("sent", message_id, typ, ends, agency))
+        rows.append(("sent", message_id, typ, ends, agency, None))
     return rows
 
 
 def due(session: Session, policy: Policy, now: int) -> list[Purged]:
     """What a purge at ``now`` removes, soonest first."""
     found = []
-    for direction, message_id, typ, ends, _ in stored(session, policy):
+    for direction, message_id, typ, ends, _, row_id in stored(session, policy):
         if ends > now:
             continue
         if direction == "received":
-            found.append(Purged(direction, message_id, typ, ends, "body and envelope"))
+            found.append(Purged(direction, message_id, typ, ends, "body and envelope", row_id))
         else:
             waiting = _deliveries_open(session, message_id)
             found.append(
@@ -129,13 +131,12 @@ def run(session: Session, policy: Policy, *, now: int | None = None, by: str) ->
     done = []
     for item in due(session, policy, at):
         if item.direction == "received":
-            purged = session.scalars(
+            session.execute(
                 update(InboundMessage)
-                .where(InboundMessage.envelope_id == item.message)
+                .where(InboundMessage.id == item.row_id)
                 .values(body_json=None, wire=b"", purged_at=at)
-                .returning(InboundMessage.id)
-            ).all()
-            onward.forget(session, list(purged))
+            )
+            onward.forget(session, [item.row_id] if item.row_id is not None else [])
         else:
             if item.part != "envelope":
                 session.execute(

@@ -1,8 +1,9 @@
 """The people who use a node: each has one role at one agency (``gateway/access.py``).
 
-Adding, changing and disabling a user are admin actions recorded in the audit log
-with who did it and why. Users are never deleted; a disabled user's tokens stop
-working at once.
+Adding and disabling a user are admin actions recorded in the audit log with who
+did it and why. Users are never deleted; a disabled user's tokens stop working at
+once. A person's token carries the role the person had when it was issued: to
+change a role, disable the user and add the person again under a new name.
 """
 
 from __future__ import annotations

@@ -88,3 +88,21 @@ def test_a_cosigned_checkpoint_the_node_never_signed_is_an_alarm(witnessed, capl
     with caplog.at_level(logging.ERROR):
         assert Witness(fed["KZ"].node).collect("KG") == 0
     assert "audit-forged" in caplog.text
+
+
+def test_a_peer_cannot_raise_a_false_forgery_alarm(witnessed, caplog):
+    fed, _ = witnessed
+    with fed["KG"].node.sessions() as session:
+        state = session.get(WitnessState, "KZ")
+        # KG co-signs a body KZ never signed, and serves it without KZ's signature.
+        made_up = note.checkpoint_body(log.origin_of("test-federation", "KZ"), 99, b"\x01" * 32)
+        line = note.cosign(
+            made_up, log.origin_of("test-federation", "KG"), fed["KG"].node.signing_pair(), 1
+        )
+        state.cosigned = made_up + "\n" + line
+        session.commit()
+    with caplog.at_level(logging.WARNING):
+        assert Witness(fed["KZ"].node).collect("KG") == 0
+    assert (
+        "audit-forged" not in caplog.text and "without this node's valid signature" in caplog.text
+    )

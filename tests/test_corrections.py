@@ -7,9 +7,10 @@ import time
 
 from sqlalchemy import select
 
+from gateway import purge, tokens, users
 from gateway.dispatcher import Dispatcher
 from gateway.envelope import seal
-from gateway.models import InboundMessage
+from gateway.models import Delivery, DeliveryState, InboundMessage
 from gateway.outbox import _recipients
 from schemas.examples import example_alert, example_correction
 
@@ -112,3 +113,64 @@ def test_a_correction_from_another_member_changes_nothing(make_federation):
     assert answer.status_code == 200
     assert inbound(kg, original).state is None
     assert inbound(kg, envelope.header.id).typ == "correction/1"  # kept, not applied
+
+
+def test_a_withdrawal_stops_undelivered_copies_and_earlier_corrections(make_federation):
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    original = post(kz, "alert/1", example_alert(), ["KG"])["id"]
+    deliver(kz)
+    corrected = post(kz, "correction/1", example_correction(refers_to=original))["id"]
+    deliver(kz)
+    withdrawal = example_correction(refers_to=original, action="withdraw", reason_code="duplicate")
+    withdrawal.pop("body")
+    post(kz, "correction/1", withdrawal)
+    deliver(kz)
+    earlier = inbound(kg, corrected)  # the corrected body it carried is gone too
+    assert (earlier.state, earlier.body_json, earlier.wire) == ("withdrawn", None, b"")
+
+    # A message still waiting for its delivery is not sent once withdrawn.
+    pending = post(kz, "alert/1", example_alert(), ["KG"])
+    with kz.node.sessions() as session:
+        delivery = session.get(Delivery, pending["deliveries"][0]["id"])
+        delivery.state, delivery.next_attempt_at = DeliveryState.RETRYING, 2**40
+        session.commit()
+    stop = example_correction(refers_to=pending["id"], action="withdraw", reason_code="duplicate")
+    stop.pop("body")
+    post(kz, "correction/1", stop)
+    view = kz.client().get(f"/api/v1/messages/{pending['id']}", headers=kz.auth()).get_json()
+    [delivery_view] = view["deliveries"]
+    assert (delivery_view["state"], delivery_view["last_code"]) == ("expired", "withdrawn")
+    retried = kz.client().post(f"/api/v1/deliveries/{delivery_view['id']}/retry", headers=kz.auth())
+    assert (retried.status_code, retried.get_json()["error"]) == (409, "already-withdrawn")
+
+
+def test_a_correction_of_a_purged_message_brings_nothing_back(make_federation):
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    original = post(kz, "alert/1", example_alert(), ["KG"])["id"]
+    deliver(kz)
+    with kg.node.sessions() as session:
+        purge.run(session, kg.node.policy(), now=int(time.time()) + 4000 * 86_400, by="test")
+    post(kz, "correction/1", example_correction(refers_to=original))
+    deliver(kz)
+    row = inbound(kg, original)
+    assert (row.state, row.body_json) == ("corrected", None)
+
+
+def test_a_correction_from_a_role_that_may_not_send_the_type(make_federation):
+    fed = make_federation(("KZ", "KG"))
+    kz = fed["KZ"]
+    original = post(kz, "alert/1", example_alert(), ["KG"])["id"]
+    with kz.node.sessions() as session:
+        person = users.add(
+            session, "c.worker", full_name="C. Worker", agency=kz.agency, role="caseworker", by="t"
+        )
+        secret = tokens.issue(session, kz.agency, user=person).secret
+        session.commit()
+    answer = kz.client().post(
+        "/api/v1/messages",
+        headers={"Authorization": f"Bearer {secret}"},
+        json={"typ": "correction/1", "body": example_correction(refers_to=original)},
+    )
+    assert (answer.status_code, answer.get_json()["error"]) == (403, "not-permitted")

@@ -165,3 +165,30 @@ def test_a_message_that_minimisation_empties_is_refused(fed):
     assert problem["details"]["rules"] == ["ngo-no-suspect-data"]
     answer = post(kz, ["KG"], audience="press")
     assert (answer.status_code, answer.get_json()["error"]) == (422, "bad-audience")
+
+
+def test_a_policy_file_that_disappears_leaves_the_last_policy_in_force(fed, caplog):
+    kz = fed["KZ"]
+    assert post(kz, ["UZ"]).status_code == 403
+    (kz.instance / "policy.toml").unlink()
+    assert post(kz, ["UZ"]).status_code == 403  # never open by accident
+    assert "has disappeared" in caplog.text
+
+
+def test_an_inbound_denial_names_its_rule_in_the_audit_log(fed):
+    kz, uz = fed["KZ"], fed["UZ"]
+    write_policy(uz, 'version = 1\n[[agreement]]\nid = "x"\npeer = "KG"\ntypes = ["alert/1"]\n')
+    write_policy(kz, KZ_POLICY.replace('peer = "KG"', 'peer = "UZ"'))
+    assert post(kz, ["UZ"]).status_code == 202
+    [outcome] = Dispatcher(kz.node).run_once()
+    assert outcome.code == "policy-denied"
+    with uz.node.sessions() as session:
+        [raw] = session.scalars(
+            select(AuditEntry.entry).where(AuditEntry.kind == "envelope-refused")
+        ).all()
+    refused = xb1json.loads(raw)
+    assert (refused["code"], refused["rule"], refused["purpose"]) == (
+        "policy-denied",
+        "no-agreement",
+        example_alert()["purpose"],
+    )

@@ -4,6 +4,7 @@ metadata, receipts and audit evidence stay, and the evidence still verifies."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from click.testing import CliRunner
@@ -14,6 +15,7 @@ from gateway.audit import evidence
 from gateway.audit import log as audit
 from gateway.cli import main
 from gateway.dispatcher import Dispatcher
+from gateway.envelope import seal
 from gateway.models import (
     AuditEntry,
     Delivery,
@@ -22,7 +24,9 @@ from gateway.models import (
     OutboundMessage,
     SealedEnvelope,
 )
+from gateway.outbox import _recipients
 from schemas import xb1json
+from schemas.examples import example_alert
 from tests.test_trust_follow import submit
 
 AGREEMENT = '[[agreement]]\nid = "a"\npeer = "{peer}"\ntypes = ["alert/1"]\n'
@@ -152,3 +156,30 @@ def test_policy_commands(exchanged, tmp_path):
     )
     assert checked.exit_code == 2
     assert "error [policy-invalid]" in checked.stderr and "peer must be a node id" in checked.stderr
+
+
+def test_a_purge_touches_only_its_own_senders_message(make_federation):
+    """Envelope ids are unique per sender only: a member reusing another's id cannot
+    make this node purge (or forget the H2 data of) the other's message."""
+    fed = make_federation(("KZ", "KG", "UZ"))
+    kz, kg, uz = fed["KZ"], fed["KG"], fed["UZ"]
+    message_id = submit(kz, ["KG"])
+    Dispatcher(kz.node).run_once()
+    at = int(time.time())
+    twin = seal(
+        typ="alert/1",
+        body=example_alert(retention_days=1),
+        sender="UZ",
+        signing_key=uz.node.signing_pair(at),
+        recipients=_recipients(uz.node, ["KG"], at),
+        tl=uz.node.trust().version,
+        iat=at,
+        ttl=600,
+        message_id=message_id,
+    )
+    assert kg.client().post("/xb1/envelopes", data=twin.to_wire()).status_code == 200
+    with kg.node.sessions() as session:
+        [item] = purge.run(session, kg.node.policy(), now=at + 2 * DAY, by="test")
+        assert item.row_id is not None
+        rows = {r.sender: r for r in session.scalars(select(InboundMessage))}
+        assert rows["UZ"].body_json is None and rows["KZ"].body_json is not None

@@ -267,13 +267,15 @@ def mutated(draw: st.DrawFn, typ: str) -> Any:
             del parent[path[-1]]
             continue
         if operation == "unknown" and isinstance(target, dict):
-            target[draw(st.sampled_from(["extra", "kind", "names", "text", "Text", ""]))] = draw(
-                st.sampled_from(pool)
+            # A copy: a pool value inserted as is could later be mutated into containing
+            # itself, and a body with a cycle is no JSON.
+            target[draw(st.sampled_from(["extra", "kind", "names", "text", "Text", ""]))] = (
+                copy.deepcopy(draw(st.sampled_from(pool)))
             )
             continue
         if operation == "list" and isinstance(target, list):
             if target and draw(st.booleans()):
-                target.extend(copy.deepcopy(target[:1]) * draw(st.integers(1, 60)))
+                target.extend(copy.deepcopy(target[0]) for _ in range(draw(st.integers(1, 60))))
             else:
                 target.clear()
             continue

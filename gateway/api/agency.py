@@ -91,6 +91,9 @@ def submit_message():  # type: ignore[no-untyped-def]
             "bad-idempotency-key", "Idempotency-Key must be 1 to 100 characters", status=422
         )
     access.require_submit(g.role, payload.get("typ"))
+    body = payload.get("body")
+    if payload.get("typ") == "correction/1" and isinstance(body, dict):
+        access.require_submit(g.role, body.get("refers_to_type"))  # may send what it corrects
     node = current_node()
     with node.sessions() as session:
         submission = outbox.submit(
@@ -158,6 +161,7 @@ def list_inbox():  # type: ignore[no-untyped-def]
             user=g.user,
             types=access.readable(g.role),
             routed_to=g.agency if policy.routing else None,
+            unrouted_too=policy.agency_type(g.agency) == "central-authority",
         )
         audience = policy.agency_type(g.agency)
         return jsonify(
@@ -179,6 +183,7 @@ def get_inbound(inbound_id: int):  # type: ignore[no-untyped-def]
             user=g.user,
             types=access.readable(g.role),
             routed_to=g.agency if policy.routing else None,
+            unrouted_too=policy.agency_type(g.agency) == "central-authority",
         )
         view = inbox.inbox_view(message, policy=policy, audience=policy.agency_type(g.agency))
         return jsonify(view)

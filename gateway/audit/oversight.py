@@ -91,6 +91,7 @@ def _consultation(entry: dict[str, Any]) -> dict[str, Any]:
         "at": entry["at"],
         "agency": entry.get("agency"),
         "token": entry.get("token"),
+        "user": entry.get("user"),
         "messages": entry.get("messages", []),
         "justification": entry.get("justification"),
     }
@@ -216,7 +217,7 @@ def due_for_purge(
             "retention_ends": ends,
             "overdue": ends <= now,
         }
-        for direction, message_id, typ, ends, holder in purge.stored(session, policy)
+        for direction, message_id, typ, ends, holder, _ in purge.stored(session, policy)
         if ends <= horizon
     ]
     return sorted(due, key=lambda item: (item["retention_ends"], item["message"]))
@@ -331,7 +332,8 @@ def render(result: dict[str, Any], settings: Settings) -> str:
     ]
     for read in result["consultations"]:
         lines.append(
-            f"  {when(read['at'])}  {read['agency']} (token {read['token']}) read "
+            f"  {when(read['at'])}  {read['agency']} "
+            f"({read['user'] or 'token ' + str(read['token'])}) read "
             f"{len(read['messages'])} message(s): {read['justification'] or 'NO JUSTIFICATION'}"
         )
     lines += ["", f"Disclosures ({len(result['disclosures'])}):"]

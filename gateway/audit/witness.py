@@ -196,6 +196,13 @@ class Witness:
             return 0
         with node.sessions() as session:
             row = session.get(AuditCheckpoint, checkpoint.size)
+            if open_checkpoint(text, trust_list, node.id) is None:
+                log.warning(
+                    "%s served a co-signed checkpoint of this node without this node's "
+                    "valid signature; ignored",
+                    peer,
+                )
+                return 0
             if row is None or note.signature_lines(row.note)[0] != body:
                 log.error(
                     "ALARM [audit-forged] %s co-signed a checkpoint of this node's log "

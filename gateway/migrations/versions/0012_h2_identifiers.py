@@ -1,4 +1,5 @@
-"""identifiers of received H2 data, for originator control of onward dissemination
+"""identifiers of received H2 data, for originator control of onward dissemination;
+the audience an outbound message was minimised for
 
 Revision ID: 0012
 Revises: 0011
@@ -29,9 +30,13 @@ def upgrade() -> None:
             batch_op.f("ix_h2_identifiers_inbound_id"), ["inbound_id"], unique=False
         )
         batch_op.create_index(batch_op.f("ix_h2_identifiers_key"), ["key"], unique=False)
+    with op.batch_alter_table("outbound_messages", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("audience", sa.String(length=24), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("outbound_messages", schema=None) as batch_op:
+        batch_op.drop_column("audience")
     with op.batch_alter_table("h2_identifiers", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_h2_identifiers_key"))
         batch_op.drop_index(batch_op.f("ix_h2_identifiers_inbound_id"))
