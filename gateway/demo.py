@@ -34,6 +34,7 @@ from gateway.dispatcher import Dispatcher
 from gateway.envelope import ReceiptInvalid, step1_parse_outer, step2_parse_header, verify_receipt
 from gateway.models import Delivery, InboundMessage
 from gateway.node import Node
+from gateway.policy import POLICY_FILE
 from gateway.tokens import issue
 from keys.fingerprint import fingerprint
 from keys.keypair import SigningKeyPair
@@ -41,6 +42,7 @@ from keys.nodekeys import NodeKeys
 from keys.sealed import MEMLIMIT_INTERACTIVE, OPSLIMIT_INTERACTIVE, atomic_write
 from keys.trustlist import admin_entry, assemble, build_list, node_entry, sign_list
 from schemas.examples import example_alert, example_alert_tajik_cyrillic, example_alert_uzbek_latin
+from schemas.registry import MESSAGE_TYPES
 
 NODES = {"KZ": "Kazakhstan", "KG": "Kyrgyzstan", "UZ": "Uzbekistan"}
 
@@ -58,6 +60,24 @@ class _Say:
     def __call__(self, text: str = "") -> None:
         if not self.quiet:
             print(text, flush=True)
+
+
+def _demo_policy(node_id: str) -> str:
+    """Each demo node's policy.toml: a bilateral agreement with each other member for
+    every message type, both ways, and a retention limit (docs/policy.md)."""
+    lines = ["# Demo policy: every exchange between the demo members is agreed.", "version = 1"]
+    for peer in NODES:
+        if peer != node_id:
+            lines += [
+                "",
+                "[[agreement]]",
+                f'id = "demo-{node_id}-{peer}"',
+                f'peer = "{peer}"',
+                f"types = [{', '.join(repr(t).replace(chr(39), chr(34)) for t in MESSAGE_TYPES)}]",
+                'direction = "both"',
+            ]
+    lines += ["", "[retention]", '"alert/1" = 730']
+    return "\n".join(lines) + "\n"
 
 
 def _start_server(instance: Path, port: int, passphrase: str) -> subprocess.Popen[bytes]:
@@ -190,6 +210,7 @@ def run_demo(*, as_json: bool = False, keep: str | None = None) -> dict[str, Any
                     "allow_insecure_http": True,
                 },
             )
+            (instance / POLICY_FILE).write_text(_demo_policy(node_id), encoding="utf-8")
             if keep:
                 # So the kept nodes can be opened afterwards (demo keys only).
                 atomic_write(instance / "demo-passphrase", passphrases[node_id].encode())

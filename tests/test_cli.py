@@ -501,3 +501,4 @@ def test_demo_json(tmp_path: Path) -> None:
     assert set(summary["audit_entries"]) == {"KZ", "KG", "UZ"}
     assert all(size > 0 for size in summary["audit_entries"].values())
     assert list(tmp_path.iterdir()) == []  # the demo cleans up after itself
+    assert b"no policy.toml" not in finished.stderr  # each demo node has its agreements
