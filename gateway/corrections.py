@@ -27,7 +27,6 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
 
-from gateway import onward
 from gateway.audit import log as audit
 from gateway.models import H2Identifier, InboundMessage, InboundRoute
 from schemas import xb1json
@@ -66,9 +65,12 @@ def apply_received(
     elif original.purged_at is not None:
         values = {"state": "corrected"}  # retention over: the correction brings nothing back
     else:
-        values = {"state": "corrected", "body_json": xb1json.dumps(body["body"]).decode()}
-        if (body["body"].get("handling") or {}).get("code") == "H2":
-            onward.record_received(connection, int(original.id), sender, body["body"])
+        # Its H2 identifiers are recorded again from the corrected body on first need.
+        values = {
+            "state": "corrected",
+            "body_json": xb1json.dumps(body["body"]).decode(),
+            "h2_indexed_at": None,
+        }
     connection.execute(
         update(_INBOUND)
         .where(_INBOUND.c.id == original.id)

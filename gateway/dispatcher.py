@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import requests
 from sqlalchemy import and_, or_, select, update
 
-from gateway import purge, sovereignty
+from gateway import onward, purge, sovereignty
 from gateway.audit import log as audit
 from gateway.audit.witness import Witness
 from gateway.envelope import (
@@ -402,6 +402,12 @@ class Dispatcher:
             session.expunge(replacement)
         return replacement, fresh
 
+    def _index_h2(self) -> None:
+        """Record H2 identifiers of new received messages ahead of the next submission."""
+        with self.node.sessions() as session:
+            if onward.catch_up(session, int(time.time())):
+                session.commit()
+
     def _purge(self) -> None:
         try:
             with self.node.sessions() as session:
@@ -436,6 +442,7 @@ class Dispatcher:
                     Witness(self.node, self.http).run_once()
                 except (GatewayError, TrustError) as e:
                     log.warning("witnessing failed: [%s] %s", e.code, e)
+                self._index_h2()
             if time.monotonic() - last_purge >= PURGE_INTERVAL:
                 last_purge = time.monotonic()
                 self._purge()

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, bindparam, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from gateway import corrections, onward, sovereignty
+from gateway import corrections, sovereignty
 from gateway.audit import log as audit
 from gateway.envelope import Envelope, Opened, Rejected, make_receipt, open_envelope
 from gateway.errors import ApiError
@@ -223,9 +223,8 @@ def _store(
             tl=header.tl,
             rule=rule,
         )
-        h2 = (opened.body.get("handling") or {}).get("code") == "H2"
-        if h2 or header.typ == corrections.CORRECTION or node.policy().routing:
-            _after_accept(connection, node, opened, stored.inserted_primary_key[0], at, h2=h2)
+        if header.typ == corrections.CORRECTION or node.policy().routing:
+            _after_accept(connection, node, opened, stored.inserted_primary_key[0], at)
         connection.commit()
     except IntegrityError:
         # The unique (sender, envelope_id) of the replay table refused the row, before
@@ -238,14 +237,12 @@ def _store(
 
 
 def _after_accept(
-    connection: Connection, node: Node, opened: Opened, inbound_id: int, at: int, *, h2: bool
+    connection: Connection, node: Node, opened: Opened, inbound_id: int, at: int
 ) -> None:
-    """In the accepting transaction: note the identifiers of H2 data (gateway/onward.py),
-    apply a correction to its original, and record which local agencies the message
-    goes to (a correction also to every agency that has the original)."""
+    """In the accepting transaction: apply a correction to its original, and record
+    which local agencies the message goes to (a correction also to every agency that
+    has the original)."""
     header = opened.header
-    if h2:
-        onward.record_received(connection, inbound_id, header.sender.node, opened.body)
     policy = node.policy()
     destinations = policy.destinations(header.typ, opened.body) if policy.routing else []
     if header.typ == corrections.CORRECTION:

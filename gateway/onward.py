@@ -4,10 +4,12 @@ Handling code H2 says "no onward dissemination without the originator's
 permission". The node enforces it by what the data *is*, not by what an agency
 declares:
 
-* when it accepts an H2 message, it records hashed identifiers of the people and
+* for every accepted H2 message it records hashed identifiers of the people and
   things in it — every name's match keys (``schemas.names``, so spelling and
   transliteration variants meet), document numbers with their issuing state,
-  phone numbers and financial accounts — with the originating member;
+  phone numbers and financial accounts — with the originating member. This is
+  done on first need (before the next check of an outgoing message, and by the
+  dispatcher every checkpoint interval), so the receive path does no indexing;
 * when an agency submits a message, the node computes the same identifiers of
   the outgoing body; for every recipient other than the originator of H2 data
   it names, the originator must have sent a ``grant/1`` covering that H2
@@ -31,7 +33,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, or_, select
+from sqlalchemy import Connection, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from gateway.models import H2Identifier, InboundMessage
@@ -75,17 +77,31 @@ def identifier_keys(body: dict[str, Any]) -> set[bytes]:
     return keys
 
 
-def record_received(
-    connection: Connection, inbound_id: int, originator: str, body: dict[str, Any]
-) -> int:
-    """Record the identifiers of a received H2 message; returns how many."""
-    keys = identifier_keys(body)
-    if keys:
-        connection.execute(
-            insert(H2Identifier),
-            [{"inbound_id": inbound_id, "originator": originator, "key": k} for k in keys],
+def catch_up(session: Session, now: int) -> int:
+    """Record the identifiers of H2 data in received messages not looked at yet; returns
+    how many messages were looked at. Run before every check (and by dispatchers), so
+    the receive path does no indexing of its own."""
+    rows = session.execute(
+        select(InboundMessage.id, InboundMessage.sender, InboundMessage.body_json).where(
+            InboundMessage.h2_indexed_at.is_(None), InboundMessage.body_json.is_not(None)
         )
-    return len(keys)
+    ).all()
+    for inbound_id, sender, body_json in rows:
+        body = json.loads(body_json or "{}")
+        if isinstance(body, dict) and (body.get("handling") or {}).get("code") == "H2":
+            keys = identifier_keys(body)
+            if keys:
+                session.execute(
+                    insert(H2Identifier),
+                    [{"inbound_id": inbound_id, "originator": sender, "key": k} for k in keys],
+                )
+    if rows:
+        session.execute(
+            update(InboundMessage)
+            .where(InboundMessage.id.in_([row[0] for row in rows]))
+            .values(h2_indexed_at=now)
+        )
+    return len(rows)
 
 
 def forget(connection: Connection | Session, inbound_ids: list[int]) -> None:
@@ -135,6 +151,7 @@ def decide(
     session: Session, body: dict[str, Any], recipients: list[str], now: int
 ) -> list[OnwardDecision]:
     """One decision per (H2 source, recipient) the outgoing ``body`` touches."""
+    catch_up(session, now)
     keys = identifier_keys(body)
     if not keys:
         return []

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from gateway import purge
 from gateway.dispatcher import Dispatcher
-from gateway.models import AuditEntry, H2Identifier
+from gateway.models import AuditEntry, H2Identifier, InboundMessage
 from gateway.onward import identifier_keys
 from schemas import xb1json
 from schemas.examples import example_alert, example_alert_uzbek_latin, example_correction
@@ -159,3 +159,23 @@ def test_identifier_keys_cover_names_documents_phones_and_accounts():
     assert identifier_keys(document) != identifier_keys({**document, "issuing_country": "KZ"})
     assert identifier_keys(phone) and identifier_keys(account)
     assert identifier_keys({"title": "nothing identifying"}) == set()
+
+
+def test_h2_data_is_indexed_off_the_receive_path(make_federation):
+    """Accepting an H2 message records nothing; the next check (or the dispatcher)
+    records its identifiers once."""
+    fed = make_federation(("KZ", "KG", "UZ"))
+    kz, kg = fed["KZ"], fed["KG"]
+    post(kz, "alert/1", example_alert(), ["KG"])
+    deliver(kz)
+    with kg.node.sessions() as session:
+        assert session.scalars(select(H2Identifier)).first() is None
+        assert session.scalars(select(InboundMessage.h2_indexed_at)).one() is None
+    Dispatcher(kg.node)._index_h2()
+    with kg.node.sessions() as session:
+        assert session.scalars(select(InboundMessage.h2_indexed_at)).one() is not None
+        indexed = len(session.scalars(select(H2Identifier)).all())
+    assert indexed > 0
+    post(kg, "alert/1", kg_alert_naming(example_alert()["subjects"][0]), ["UZ"], expect=403)
+    with kg.node.sessions() as session:
+        assert len(session.scalars(select(H2Identifier)).all()) == indexed  # not twice

@@ -32,9 +32,13 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_h2_identifiers_key"), ["key"], unique=False)
     with op.batch_alter_table("outbound_messages", schema=None) as batch_op:
         batch_op.add_column(sa.Column("audience", sa.String(length=24), nullable=True))
+    with op.batch_alter_table("inbound_messages", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("h2_indexed_at", sa.BigInteger(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("inbound_messages", schema=None) as batch_op:
+        batch_op.drop_column("h2_indexed_at")
     with op.batch_alter_table("outbound_messages", schema=None) as batch_op:
         batch_op.drop_column("audience")
     with op.batch_alter_table("h2_identifiers", schema=None) as batch_op:
