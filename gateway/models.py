@@ -212,7 +212,7 @@ class InboundMessage(Base):
     purged_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     # When the identifiers of its H2 data were recorded (gateway/onward.py); done on
     # first need, off the receive path.
-    h2_indexed_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    h2_indexed_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True, index=True)
     # "corrected" or "withdrawn" by the sender's correction/1 ``state_by``.
     state: Mapped[str | None] = mapped_column(String(16), nullable=True)
     state_by: Mapped[str | None] = mapped_column(String(36), nullable=True)

@@ -29,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,20 +36,11 @@ from sqlalchemy import Connection, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from gateway.models import H2Identifier, InboundMessage
+from schemas.common import json_objects
 from schemas.names import match_keys
 
 GRANT = "grant/1"
 _DOC_NOISE = re.compile(r"[\s./-]+")
-
-
-def _walk(node: object) -> Iterator[dict[str, Any]]:
-    if isinstance(node, dict):
-        yield node
-        for value in node.values():
-            yield from _walk(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from _walk(item)
 
 
 def _key(kind: str, value: str) -> bytes:
@@ -60,7 +50,7 @@ def _key(kind: str, value: str) -> bytes:
 def identifier_keys(body: dict[str, Any]) -> set[bytes]:
     """Hashed identifiers of the people and things anywhere in ``body``."""
     keys: set[bytes] = set()
-    for node in _walk(body):
+    for node in json_objects(body):
         for name in node.get("names") or ():
             if isinstance(name, dict) and isinstance(name.get("latin"), str):
                 lang = name.get("lang") if isinstance(name.get("lang"), str) else None
@@ -82,8 +72,10 @@ def catch_up(session: Session, now: int) -> int:
     how many messages were looked at. Run before every check (and by dispatchers), so
     the receive path does no indexing of its own."""
     rows = session.execute(
+        # Rows without a body (purged or withdrawn first) are marked too, so that no
+        # row is looked at twice.
         select(InboundMessage.id, InboundMessage.sender, InboundMessage.body_json).where(
-            InboundMessage.h2_indexed_at.is_(None), InboundMessage.body_json.is_not(None)
+            InboundMessage.h2_indexed_at.is_(None)
         )
     ).all()
     for inbound_id, sender, body_json in rows:
@@ -120,11 +112,8 @@ class OnwardDecision:
     recipient: str
 
 
-def _grant_for(
-    session: Session, originator: str, source: str, recipient: str, purpose: Any, now: int
-) -> str | None:
-    """The id of a valid grant by ``originator`` covering ``source`` for ``recipient``
-    and ``purpose``, if there is one."""
+def _grants(session: Session, originator: str) -> list[tuple[str, dict[str, Any]]]:
+    """The grants ``originator`` sent this node that may count: not withdrawn, not held."""
     rows = session.execute(
         select(InboundMessage.envelope_id, InboundMessage.body_json).where(
             InboundMessage.sender == originator,
@@ -135,15 +124,21 @@ def _grant_for(
             or_(InboundMessage.quarantined_at.is_(None), InboundMessage.released_at.is_not(None)),
         )
     )
-    for grant_id, body_json in rows:
-        grant = json.loads(body_json or "{}")
+    return [(str(grant_id), json.loads(body_json or "{}")) for grant_id, body_json in rows]
+
+
+def _covering(
+    grants: list[tuple[str, dict[str, Any]]], source: str, recipient: str, purpose: Any, now: int
+) -> str | None:
+    """The id of a grant covering ``source`` for ``recipient`` and ``purpose`` now."""
+    for grant_id, grant in grants:
         if (
             grant.get("refers_to") == source
             and recipient in grant.get("to_states", ())
             and purpose in grant.get("purposes", ())
             and grant.get("valid_until", 0) > now
         ):
-            return str(grant_id)
+            return grant_id
     return None
 
 
@@ -151,10 +146,10 @@ def decide(
     session: Session, body: dict[str, Any], recipients: list[str], now: int
 ) -> list[OnwardDecision]:
     """One decision per (H2 source, recipient) the outgoing ``body`` touches."""
-    catch_up(session, now)
     keys = identifier_keys(body)
     if not keys:
         return []
+    catch_up(session, now)
     sources = session.execute(
         select(InboundMessage.envelope_id, H2Identifier.originator)
         .join(InboundMessage, InboundMessage.id == H2Identifier.inbound_id)
@@ -162,11 +157,14 @@ def decide(
         .distinct()
     ).all()
     decisions = []
+    grants: dict[str, list[tuple[str, dict[str, Any]]]] = {}
     for source, originator in sorted(sources):
         for recipient in recipients:
             if recipient == originator:
                 continue
-            grant = _grant_for(session, originator, source, recipient, body.get("purpose"), now)
+            if originator not in grants:
+                grants[originator] = _grants(session, originator)
+            grant = _covering(grants[originator], source, recipient, body.get("purpose"), now)
             if grant is not None:
                 decisions.append(
                     OnwardDecision(

@@ -333,6 +333,34 @@ def _correction_of(
     return original, to
 
 
+def _record_send(
+    session: Session,
+    at: int,
+    agency: str,
+    typ: str,
+    body: dict[str, Any],
+    **decision: Any,
+) -> None:
+    """One policy decision on an outgoing message, in the audit log."""
+    audit.record(
+        session,
+        "policy",
+        at=at,
+        direction="send",
+        typ=typ,
+        purpose=body.get("purpose"),
+        agency=agency,
+        **decision,
+    )
+
+
+def _denial(session: Session, message: str, details: dict[str, Any]) -> ApiError:
+    """The ``policy-denied`` answer, after committing the decisions recorded so far:
+    a denial stays on the record, and nothing else was added to the session."""
+    session.commit()
+    return ApiError("policy-denied", message, status=403, details=details)
+
+
 def _minimise(
     session: Session,
     policy: Policy,
@@ -351,25 +379,14 @@ def _minimise(
         return validate_body(typ, minimised), tuple(removed)
     except WireFormatError as e:
         rules = sorted({rule for rule, _ in removed})
-        audit.record(
-            session,
-            "policy",
-            at=at,
-            direction="send",
-            typ=typ,
-            purpose=body.get("purpose"),
-            agency=agency,
-            audience=audience,
-            allowed=False,
-            rule=",".join(rules),
+        _record_send(
+            session, at, agency, typ, body, audience=audience, allowed=False, rule=",".join(rules)
         )
-        session.commit()  # the denial stays on the record; nothing else was added
-        raise ApiError(
-            "policy-denied",
+        raise _denial(
+            session,
             f"for audience {audience}, rule(s) {', '.join(rules)} remove data this "
             f"{typ} message cannot do without; it is not sent to that audience",
-            status=403,
-            details={"rules": rules, "errors": _string_keys(getattr(e, "errors", None))},
+            {"rules": rules, "errors": _string_keys(getattr(e, "errors", None))},
         ) from e
 
 
@@ -386,27 +403,23 @@ def _check_agreements(
     denied = []
     for recipient in recipients:
         decision = policy.decide_for("send", recipient.node, typ, body, at)
-        audit.record(
+        _record_send(
             session,
-            "policy",
-            at=at,
-            direction="send",
+            at,
+            agency,
+            typ,
+            body,
             peer=recipient.node,
-            typ=typ,
-            purpose=body.get("purpose"),
-            agency=agency,
             allowed=decision.allowed,
             rule=decision.rule,
         )
         if not decision.allowed:
             denied.append(decision)
     if denied:
-        session.commit()  # the denial stays on the record; nothing else was added
-        raise ApiError(
-            "policy-denied",
+        raise _denial(
+            session,
             "; ".join(f"{d.reason} (rule {d.rule})" for d in denied),
-            status=403,
-            details={"rules": [d.rule for d in denied]},
+            {"rules": [d.rule for d in denied]},
         )
 
 
@@ -422,15 +435,13 @@ def _check_onward(
     (gateway/onward.py); every decision is recorded, a denial before it is raised."""
     decisions = onward.decide(session, body, [r.node for r in recipients], at)
     for decision in decisions:
-        audit.record(
+        _record_send(
             session,
-            "policy",
-            at=at,
-            direction="send",
+            at,
+            agency,
+            typ,
+            body,
             peer=decision.recipient,
-            typ=typ,
-            purpose=body.get("purpose"),
-            agency=agency,
             allowed=decision.allowed,
             rule=decision.rule,
             source=decision.source,
@@ -438,12 +449,10 @@ def _check_onward(
         )
     denied = [d for d in decisions if not d.allowed]
     if denied:
-        session.commit()  # the denial stays on the record; nothing else was added
-        raise ApiError(
-            "policy-denied",
+        raise _denial(
+            session,
             "; ".join(d.reason for d in denied),
-            status=403,
-            details={
+            {
                 "rules": sorted({d.rule for d in denied}),
                 "sources": sorted({d.source for d in denied}),
             },

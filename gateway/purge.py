@@ -60,14 +60,12 @@ def retention_end(policy: Policy, typ: str, start: int, body_json: str | None) -
     return start + policy.retention_days(typ, _body(body_json)) * DAY
 
 
-def _deliveries_open(session: Session, message_id: str) -> bool:
-    return (
-        session.scalar(
-            select(Delivery.id)
-            .where(Delivery.message_id == message_id, Delivery.state.not_in(DeliveryState.FINAL))
-            .limit(1)
+def _with_open_deliveries(session: Session) -> set[str]:
+    """Outbound messages a delivery may still need the envelope of."""
+    return set(
+        session.scalars(
+            select(Delivery.message_id).where(Delivery.state.not_in(DeliveryState.FINAL)).distinct()
         )
-        is not None
     )
 
 
@@ -104,13 +102,14 @@ def stored(session: Session, policy: Policy) -> list[tuple[str, str, str, int, s
 def due(session: Session, policy: Policy, now: int) -> list[Purged]:
     """What a purge at ``now`` removes, soonest first."""
     found = []
+    open_deliveries = _with_open_deliveries(session)
     for direction, message_id, typ, ends, _, row_id in stored(session, policy):
         if ends > now:
             continue
         if direction == "received":
             found.append(Purged(direction, message_id, typ, ends, "body and envelope", row_id))
         else:
-            waiting = _deliveries_open(session, message_id)
+            waiting = message_id in open_deliveries
             found.append(
                 Purged(direction, message_id, typ, ends, "body" if waiting else "body and envelope")
             )
@@ -120,7 +119,7 @@ def due(session: Session, policy: Policy, now: int) -> list[Purged]:
         .join(SealedEnvelope, SealedEnvelope.message_id == OutboundMessage.id)
         .where(OutboundMessage.purged_at.is_not(None), SealedEnvelope.wire != b"")
     ):
-        if not _deliveries_open(session, message_id):
+        if message_id not in open_deliveries:
             found.append(Purged("sent", message_id, typ, purged_at or now, "envelope"))
     return sorted(found, key=lambda p: (p.retention_ends, p.message))
 

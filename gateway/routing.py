@@ -28,9 +28,10 @@ every received message its role may read (the behaviour before routing).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+
+from schemas.common import json_objects
 
 DEFAULT_RULE = "default-central-authority"
 
@@ -57,19 +58,11 @@ class Route:
         return self.regions is None or not self.regions.isdisjoint(regions_of(body))
 
 
-def _walk(node: object) -> Iterator[dict[str, Any]]:
-    if isinstance(node, dict):
-        yield node
-        for value in node.values():
-            yield from _walk(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from _walk(item)
-
-
 def regions_of(body: dict[str, Any]) -> set[str]:
     """Every ISO 3166-2 ``subdivision`` named anywhere in the body (locations)."""
-    return {value for node in _walk(body) if isinstance(value := node.get("subdivision"), str)}
+    return {
+        value for node in json_objects(body) if isinstance(value := node.get("subdivision"), str)
+    }
 
 
 def destinations(

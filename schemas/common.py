@@ -27,7 +27,7 @@ Rules that hold for every schema here:
 import datetime as dt
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar
 
@@ -1113,6 +1113,17 @@ def _error_tree(errors: list[tuple[_Path, str]]) -> dict[str | int, Any]:
             node = node.setdefault(step, {})
         node.setdefault(path[-1], []).append(message)
     return tree
+
+
+def json_objects(node: Any) -> Iterator[dict[str, Any]]:
+    """Every JSON object in ``node``, itself included, depth first."""
+    if isinstance(node, dict):
+        yield node
+        for child in node.values():
+            yield from json_objects(child)
+    elif isinstance(node, list):
+        for child in node:
+            yield from json_objects(child)
 
 
 def _walk_objects(node: Any, path: _Path, member: str | None):

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import schemas
 from schemas import b64, xb1json
 from schemas.case_response import DEFAULT_HANDLING, with_default_handling
-from schemas.common import iban_is_valid, partial_dates_in_order
+from schemas.common import iban_is_valid, json_objects, partial_dates_in_order
 from schemas.correction import CORRECTABLE_TYPES
 from schemas.errors import SchemaInvalid
 from schemas.examples import (
@@ -101,14 +101,7 @@ def object_paths(value: Any, path: Path = ()) -> Iterator[Path]:
 
 
 def names_in(value: Any) -> Iterator[dict[str, Any]]:
-    if isinstance(value, dict):
-        if {"original", "script", "latin"} <= value.keys():
-            yield value
-        for child in value.values():
-            yield from names_in(child)
-    elif isinstance(value, list):
-        for child in value:
-            yield from names_in(child)
+    return (o for o in json_objects(value) if {"original", "script", "latin"} <= o.keys())
 
 
 # --- every example --------------------------------------------------------------------

@@ -194,16 +194,17 @@ class Witness:
                 break
         if not good:
             return 0
+        if open_checkpoint(text, trust_list, node.id) is None:
+            log.warning(
+                "%s served a co-signed checkpoint of this node without this node's "
+                "valid signature; ignored",
+                peer,
+            )
+            return 0
         with node.sessions() as session:
             row = session.get(AuditCheckpoint, checkpoint.size)
-            if open_checkpoint(text, trust_list, node.id) is None:
-                log.warning(
-                    "%s served a co-signed checkpoint of this node without this node's "
-                    "valid signature; ignored",
-                    peer,
-                )
-                return 0
-            if row is None or note.signature_lines(row.note)[0] != body:
+            own_body, own_lines = note.signature_lines(row.note) if row else ("", [])
+            if row is None or own_body != body:
                 log.error(
                     "ALARM [audit-forged] %s co-signed a checkpoint of this node's log "
                     "(size %d) that this node never signed: its signing key may be in "
@@ -212,7 +213,7 @@ class Witness:
                     checkpoint.size,
                 )
                 return 0
-            present = {line for _, line in note.signature_lines(row.note)[1]}
+            present = {line for _, line in own_lines}
             new = [line for line in good if line not in present]
             if not new:
                 return 0

@@ -34,10 +34,14 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("audience", sa.String(length=24), nullable=True))
     with op.batch_alter_table("inbound_messages", schema=None) as batch_op:
         batch_op.add_column(sa.Column("h2_indexed_at", sa.BigInteger(), nullable=True))
+        batch_op.create_index(
+            batch_op.f("ix_inbound_messages_h2_indexed_at"), ["h2_indexed_at"], unique=False
+        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("inbound_messages", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_inbound_messages_h2_indexed_at"))
         batch_op.drop_column("h2_indexed_at")
     with op.batch_alter_table("outbound_messages", schema=None) as batch_op:
         batch_op.drop_column("audience")
