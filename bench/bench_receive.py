@@ -41,6 +41,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -48,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _setup import alert_body, federation, machine_lines, payload_size, percentile  # noqa: E402
 
 from gateway.config import load_settings, write_instance_file  # noqa: E402
+from gateway.db import DriverStatement  # noqa: E402
 from gateway.envelope import seal  # noqa: E402
 from gateway.inbox import receive  # noqa: E402
 from gateway.models import InboundMessage  # noqa: E402
@@ -215,14 +217,23 @@ def fire(label: str, port: int, method: str, path: str, bodies: list[bytes] | No
 
 def count_statements(node: Node) -> dict[str, int]:
     """Count, from now on, the statements, commits and connection checkouts of ``node``'s
-    engine (SQLAlchemy events; the pool's liveness ping on PostgreSQL is not a counted
-    statement)."""
+    engine: SQLAlchemy events, plus the statements the receive path runs on the
+    driver's cursor (``DriverStatement``, which fires no SQLAlchemy event). The pool's
+    liveness ping on PostgreSQL is not a counted statement."""
     from sqlalchemy import event
 
     counts = {"statements": 0, "commits": 0, "checkouts": 0}
 
     def statement(*_: object) -> None:
         counts["statements"] += 1
+
+    run_first = DriverStatement.first
+
+    def counted_first(self: DriverStatement, *args: Any, **kwargs: Any) -> Any:
+        counts["statements"] += 1
+        return run_first(self, *args, **kwargs)
+
+    DriverStatement.first = counted_first  # type: ignore[method-assign]
 
     def commit(*_: object) -> None:
         counts["commits"] += 1

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, or_, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gateway import corrections, sovereignty
 from gateway.audit import log as audit
+from gateway.db import DriverStatement, integrity_errors
 from gateway.envelope import Envelope, Opened, Rejected, make_receipt, open_envelope
 from gateway.errors import ApiError
 from gateway.models import InboundMessage, InboundRejection, InboundRoute, is_row_id
@@ -49,13 +49,31 @@ class Answer:
     body: bytes
 
 
-# The receive path is the node's hot path: its two statements are built once and run
-# on a Core connection, skipping per-request statement building and the ORM session.
+# The receive path is the node's hot path: its statements are compiled once and run
+# on the driver's cursor in a Core connection's transaction, without the ORM session
+# and without SQLAlchemy's per-statement work (gateway.db.DriverStatement).
 _INBOUND = InboundMessage.__table__
-_FIND_STORED = select(_INBOUND.c.ph, _INBOUND.c.ch, _INBOUND.c.receipt).where(
-    _INBOUND.c.sender == bindparam("sender"), _INBOUND.c.envelope_id == bindparam("envelope_id")
+_FIND_STORED = DriverStatement(
+    select(_INBOUND.c.ph, _INBOUND.c.ch, _INBOUND.c.receipt).where(
+        _INBOUND.c.sender == bindparam("sender"),
+        _INBOUND.c.envelope_id == bindparam("envelope_id"),
+    )
 )
-_STORE = insert(_INBOUND)
+_STORED_COLUMNS = (
+    "sender",
+    "envelope_id",
+    "typ",
+    "ph",
+    "ch",
+    "iat",
+    "exp",
+    "wire",
+    "body_json",
+    "receipt",
+    "received_at",
+    "sender_kid",
+)
+_STORE = DriverStatement(insert(_INBOUND).returning(_INBOUND.c.id), keys=_STORED_COLUMNS)
 
 
 class _Retry(Exception):
@@ -66,14 +84,15 @@ class _Retry(Exception):
 def _replay_check(connection: Connection) -> Callable[[Envelope], None]:
     def check(envelope: Envelope) -> None:
         """§3 step 6: same (from.node, id): same hashes is a retry, else a replay."""
-        stored = connection.execute(
-            _FIND_STORED,
+        stored = _FIND_STORED.first(
+            connection,
             {"sender": envelope.header.sender.node, "envelope_id": envelope.header.id},
-        ).first()
+        )
         if stored is None:
             return
-        if stored.ph == envelope.ph and stored.ch == envelope.ch:
-            raise _Retry(stored.receipt)
+        ph, ch, receipt = stored
+        if bytes(ph) == envelope.ph and bytes(ch) == envelope.ch:
+            raise _Retry(bytes(receipt))
         raise Rejected(
             "replay",
             f"envelope id {envelope.header.id} from "
@@ -122,6 +141,7 @@ def receive(node: Node, raw: bytes, *, now: int | None = None, _again: bool = Tr
     # The accept path is the node's hot path: it runs on one Core connection, with no
     # ORM unit of work. The replay check (step 6) reads on it; step 9 writes on it.
     with node.engine.connect() as connection:
+        connection.begin()  # ended by _store's commit, or rolled back on leaving
         try:
             trust_list = node.trust()
             opened = open_envelope(
@@ -194,8 +214,8 @@ def _store(
     header = envelope.header
     receipt = make_receipt(envelope, receiver=node.id, signing_key=signing_key, at=at)
     try:
-        stored = connection.execute(
-            _STORE,
+        stored = _STORE.first(
+            connection,
             {
                 "sender": header.sender.node,
                 "envelope_id": header.id,
@@ -224,9 +244,9 @@ def _store(
             rule=rule,
         )
         if header.typ == corrections.CORRECTION or node.policy().routing:
-            _after_accept(connection, node, opened, stored.inserted_primary_key[0], at)
+            _after_accept(connection, node, opened, stored[0], at)  # type: ignore[index]
         connection.commit()
-    except IntegrityError:
+    except integrity_errors(connection):
         # The unique (sender, envelope_id) of the replay table refused the row, before
         # any audit entry was appended (docs/decisions/0005).
         connection.rollback()

@@ -11,6 +11,11 @@ import re
 from .errors import WireFormatError
 
 _ALPHABET = re.compile(r"[A-Za-z0-9_-]*\Z")
+_VALUE = {
+    ch: index
+    for index, ch in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+}
+_SPARE_BITS = (0, 0, 0b1111, 0b11)  # by len(text) % 4 (1 is refused before)
 
 
 def b64e(raw: bytes) -> str:
@@ -27,7 +32,10 @@ def b64d(text: object, *, length: int | None = None, what: str = "value") -> byt
     if len(text) % 4 == 1:
         raise WireFormatError(f"{what} has an impossible base64url length")
     raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    if b64e(raw) != text:
+    # Canonical means the bits below the last whole byte are zero: the low 4 bits of
+    # the last character after 2 characters of a group, the low 2 after 3.
+    spare = _SPARE_BITS[len(text) % 4]
+    if spare and _VALUE[text[-1]] & spare:
         raise WireFormatError(f"{what} is not canonical base64url (non-zero trailing bits)")
     if length is not None and len(raw) != length:
         raise WireFormatError(f"{what} must decode to {length} bytes, got {len(raw)}")

@@ -25,6 +25,7 @@ Rules that hold for every schema here:
 """
 
 import datetime as dt
+import functools
 import re
 import unicodedata
 from collections.abc import Iterator, Mapping
@@ -446,14 +447,22 @@ class LatinText(Text):
         "not_latin": "Must contain Latin letters only (with spaces, hyphens, apostrophes).",
     }
     _SEPARATORS = frozenset(" -.'\u2019\u02bb\u02bc")
+    # The common case, plain ASCII, in one regular expression: separators and at
+    # least one letter. Anything else is checked letter by letter.
+    _PLAIN_ASCII = re.compile(r"[ .'-]*[A-Za-z][A-Za-z .'-]*")
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         text = super()._deserialize(value, attr, data, **kwargs)
+        if text.isascii():
+            if not self._PLAIN_ASCII.fullmatch(text):
+                raise self.make_error("not_latin")
+            return text
         if not any(map(self._is_latin_letter, text)) or not all(map(self._is_allowed, text)):
             raise self.make_error("not_latin")
         return text
 
     @staticmethod
+    @functools.lru_cache(maxsize=4096)
     def _is_latin_letter(ch: str) -> bool:
         if ch.isascii():
             return ch.isalpha()
@@ -461,9 +470,10 @@ class LatinText(Text):
             ch, ""
         ).startswith("LATIN ")
 
-    @classmethod
-    def _is_allowed(cls, ch: str) -> bool:
-        if ch in cls._SEPARATORS or cls._is_latin_letter(ch):
+    @staticmethod
+    @functools.lru_cache(maxsize=4096)
+    def _is_allowed(ch: str) -> bool:
+        if ch in LatinText._SEPARATORS or LatinText._is_latin_letter(ch):
             return True
         # combining accents of a decomposed letter (NFD input)
         return unicodedata.category(ch) == "Mn" and "\u0300" <= ch <= "\u036f"
@@ -543,9 +553,17 @@ def _letters_outside_script(text: str, prefixes: tuple[str, ...]) -> list[str]:
     return [
         ch
         for ch in text
-        if unicodedata.category(ch) in ("Lu", "Ll", "Lt", "Lo")
-        and not unicodedata.name(ch, "").startswith(prefixes)
+        if (name := _letter_name(ch)) is not None and not name.startswith(prefixes)
     ]
+
+
+@functools.lru_cache(maxsize=4096)
+def _letter_name(ch: str) -> str | None:
+    """The Unicode name of ``ch`` if it is a letter of category Lu, Ll, Lt or Lo, else
+    None (per character, cached: names repeat the same few alphabets)."""
+    if unicodedata.category(ch) in ("Lu", "Ll", "Lt", "Lo"):
+        return unicodedata.name(ch, "")
+    return None
 
 
 # --- schemas -------------------------------------------------------------------
@@ -1137,6 +1155,68 @@ def _walk_objects(node: Any, path: _Path, member: str | None):
             yield from _walk_objects(child, (*path, index), member)
 
 
+#: REFERENCE_MEMBERS by the member holding the object.
+_REFERENCES_BY_HOLDER: Mapping[str, tuple[tuple[str, frozenset[str]], ...]] = MappingProxyType(
+    {
+        holder: tuple(
+            (ref, allowed) for (h, ref), allowed in REFERENCE_MEMBERS.items() if h == holder
+        )
+        for holder, _ in REFERENCE_MEMBERS
+    }
+)
+
+
+def _collect_objects(
+    member: str | None, obj: dict[str, Any], found: list[tuple[Any, Mapping[str, Any]]]
+) -> None:
+    """Append (member that holds it, object) for ``obj`` and every object inside it.
+    Recursive: a loaded body is at most a few levels deep."""
+    found.append((member, obj))
+    for key, child in obj.items():
+        if isinstance(child, dict):
+            _collect_objects(key, child, found)
+        elif isinstance(child, list):
+            _collect_listed(key, child, found)
+
+
+def _collect_listed(
+    member: str, items: list[Any], found: list[tuple[Any, Mapping[str, Any]]]
+) -> None:
+    for item in items:
+        if isinstance(item, dict):
+            _collect_objects(member, item, found)
+        elif isinstance(item, list):
+            _collect_listed(member, item, found)
+
+
+def _references_hold(body: Mapping[str, Any]) -> bool:
+    """Whether ``local_reference_errors`` would find nothing: the same rules, checked
+    without building the path of every object (paths are only needed for errors)."""
+    objects: list[tuple[Any, Mapping[str, Any]]] = []
+    if isinstance(body, dict):
+        _collect_objects(None, body, objects)
+    kinds: dict[str, str] = {}
+    for member, obj in objects:
+        kind = ENTITY_MEMBERS.get(member) if member is not None else None
+        local_id = obj.get("id") if kind is not None else None
+        if isinstance(local_id, str):
+            if local_id in kinds:
+                return False
+            kinds[local_id] = kind  # type: ignore[assignment]
+    for member, obj in objects:
+        for ref_member, allowed in _REFERENCES_BY_HOLDER.get(member, ()):
+            if ref_member not in obj:
+                continue
+            refs = obj[ref_member]
+            for ref in refs if isinstance(refs, list) else (refs,):
+                try:
+                    if kinds.get(ref) not in allowed:
+                        return False
+                except TypeError:  # an unhashable reference: the full walk reports it
+                    return False
+    return True
+
+
 def local_reference_errors(body: Mapping[str, Any]) -> dict[str | int, Any]:
     """Field errors for duplicate local ids and references that do not resolve.
 
@@ -1144,6 +1224,13 @@ def local_reference_errors(body: Mapping[str, Any]) -> dict[str | int, Any]:
     person's identity) is unique; every reference names an entity of a kind
     the referring member allows. Returns ``{}`` when all is well.
     """
+    if _references_hold(body):
+        return {}
+    return _reference_errors_by_path(body)
+
+
+def _reference_errors_by_path(body: Mapping[str, Any]) -> dict[str | int, Any]:
+    """``local_reference_errors`` by a full walk that knows each object's path."""
     kinds: dict[str, tuple[str, _Path]] = {}
     errors: list[tuple[_Path, str]] = []
     objects = list(_walk_objects(body, (), None))

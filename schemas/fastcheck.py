@@ -157,8 +157,67 @@ def _compile_field(field: fields.Field[Any], attr: str | None) -> _Loader:
     return validated
 
 
+def _plain_leaf(field: fields.Field[Any]) -> _Loader | None:
+    """For the most common field classes, the accepting half of their ``_deserialize``
+    inlined (a value they would refuse, or one of another type, goes to marshmallow).
+    The attributes read are the ones ``_deserialize`` reads, at compile time: fields
+    are not changed after a schema is built."""
+    implementation = type(field)._deserialize
+    if implementation is common.Code._deserialize:
+        choices = field.choices  # type: ignore[attr-defined]
+
+        def code(value: Any, data: Any) -> Any:
+            if type(value) is str and value in choices:
+                return value
+            raise _REJECT
+
+        return code
+    if implementation is common.Text._deserialize:
+        low, high = field.min_length, field.max_length  # type: ignore[attr-defined]
+        forbidden = field._forbidden  # type: ignore[attr-defined]
+
+        def text(value: Any, data: Any) -> Any:
+            if (
+                type(value) is str
+                and low <= len(value) <= high
+                and value.strip()
+                and not forbidden.search(value)
+            ):
+                return value
+            raise _REJECT
+
+        return text
+    if implementation is common.PatternText._deserialize:
+        pattern, longest = field.pattern, field.max_length  # type: ignore[attr-defined]
+
+        def pattern_text(value: Any, data: Any) -> Any:
+            if type(value) is str and len(value) <= longest and pattern.fullmatch(value):
+                return value
+            raise _REJECT
+
+        return pattern_text
+    if (
+        isinstance(field, fields.Integer)
+        and implementation is fields.Number._deserialize
+        and type(field)._validated is fields.Integer._validated
+        and type(field).num_type is int
+        and field.strict
+    ):
+
+        def integer(value: Any, data: Any) -> Any:
+            if type(value) is int:  # not bool, which is a subclass
+                return value
+            raise _REJECT
+
+        return integer
+    return None
+
+
 def _compile_known_field(field: fields.Field[Any], attr: str | None) -> _Loader | None:
     implementation = type(field)._deserialize
+    plain = _plain_leaf(field)
+    if plain is not None:
+        return plain
     if implementation in _LEAF_DESERIALIZERS:
         deserialize = field._deserialize
 

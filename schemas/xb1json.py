@@ -150,8 +150,36 @@ def loads(raw: bytes) -> Any:
     return value
 
 
+# Without the duplicate-key hook: for the canonical fast path below.
+_NOT_SHOWN = object()
+_PLAIN_DECODER = json.JSONDecoder(parse_float=_reject_float, parse_constant=_reject_constant)
+
+
+def _canonical_value(raw: bytes) -> Any:
+    """The value of ``raw`` if ``raw`` is canonical xb1-json, else ``_NOT_SHOWN``.
+
+    Canonical bytes cannot hold a duplicate key (the re-serialisation of the parsed
+    object would be shorter), so they are parsed without the duplicate-key hook, and
+    anything unusual (invalid UTF-8, a float, an escape that does not re-encode) is
+    left to the strict path, whose error is the one that counts.
+    """
+    try:
+        text = raw.decode("utf-8")
+        value = _PLAIN_DECODER.decode(text)
+        if _ENCODER.encode(value) != text:
+            return _NOT_SHOWN
+    except (ValueError, RecursionError):  # includes WireFormatError and decode errors
+        return _NOT_SHOWN
+    _check(value)  # integer range, depth and ASCII keys: same errors as the strict path
+    return value
+
+
 def loads_with_canonical(raw: bytes) -> tuple[Any, bool]:
     """Parse strictly; also say whether the bytes are exactly the canonical form."""
+    if type(raw) is bytes:
+        value = _canonical_value(raw)
+        if value is not _NOT_SHOWN:
+            return value, True
     value = loads(raw)  # checked: no second walk needed before encoding
     return value, _ENCODER.encode(value).encode("utf-8") == bytes(raw)
 

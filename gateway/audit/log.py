@@ -39,6 +39,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gateway.audit import merkle, note
+from gateway.db import DriverStatement
 from gateway.errors import ApiError, NodeStateError
 from gateway.models import AuditCheckpoint, AuditEntry, AuditSubtree
 from keys.trustlist import TrustList
@@ -65,6 +66,8 @@ _APPEND = {
     ),
 }
 
+_DRIVER_APPEND = {name: DriverStatement(statement) for name, statement in _APPEND.items()}
+
 
 def record(session: Session | Any, kind: str, *, at: int | None = None, **fields: Any) -> None:
     """Append one entry in the caller's transaction (committed with it).
@@ -73,16 +76,24 @@ def record(session: Session | Any, kind: str, *, at: int | None = None, **fields
     one, without a unit of work)."""
     when = int(time.time()) if at is None else at
     entry = xb1json.dumps({"kind": kind, "at": when, **fields})
-    dialect = session.get_bind().dialect if isinstance(session, Session) else session.dialect
     values = {"at": when, "kind": kind, "entry": entry, "leaf": merkle.leaf_hash(entry)}
-    if dialect.name != "postgresql":
-        session.execute(_APPEND["plain"], values)
+    if isinstance(session, Session):
+        if session.get_bind().dialect.name != "postgresql":
+            session.execute(_APPEND["plain"], values)
+        elif session.execute(_APPEND["postgresql"], _locked(values)).first() is None:
+            # It waited for the lock behind another append, which has committed since:
+            # append again, in a statement whose snapshot sees that entry.
+            session.execute(_APPEND["plain"], values)
         return
-    appended = session.execute(_APPEND["postgresql"], {**values, "lock_key": ADVISORY_LOCK_KEY})
-    if appended.first() is None:
-        # It waited for the lock behind another append, which has committed since:
-        # append again, in a statement whose snapshot sees that entry.
-        session.execute(_APPEND["plain"], values)
+    # A Core connection in a begun transaction: the receive path, on the driver's cursor.
+    if session.dialect.name != "postgresql":
+        _DRIVER_APPEND["plain"].first(session, values)
+    elif _DRIVER_APPEND["postgresql"].first(session, _locked(values)) is None:
+        _DRIVER_APPEND["plain"].first(session, values)
+
+
+def _locked(values: dict[str, Any]) -> dict[str, Any]:
+    return {**values, "lock_key": ADVISORY_LOCK_KEY}
 
 
 def origin_of(federation: str, node_id: str) -> str:
