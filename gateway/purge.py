@@ -12,20 +12,31 @@ received it, never longer than the policy's limit for its type. Then:
 
 Each purge is an audit entry (``purged``); the audit log never held contents, so
 it stays whole and evidence bundles still verify (without the envelope).
+
+On SQLite the erased bytes are gone from the files too: the node runs SQLite with
+``secure_delete`` (freed space is overwritten with zeros, ``gateway/db.py``), and
+every purge run ends with a ``TRUNCATE`` checkpoint, which writes the zeroed pages
+into the database file and empties the write-ahead log that still held the old
+page images (bodies erased by a withdrawal go at the next run as well). On
+PostgreSQL an erased value stays in the table's files as a dead row version until
+vacuum reuses the space, which it does not overwrite at once: there the data at rest
+is protected by the disk's encryption (docs/operations.md).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
 from gateway import onward
 from gateway.audit import log as audit
+from gateway.db import SQLITE_BUSY_TIMEOUT_MS
 from gateway.models import (
     Delivery,
     DeliveryState,
@@ -36,6 +47,8 @@ from gateway.models import (
 from gateway.policy import Policy
 
 DAY = 86_400
+CHECKPOINT_WAIT_MS = 1000
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -162,4 +175,29 @@ def run(session: Session, policy: Policy, *, now: int | None = None, by: str) ->
         )
         session.commit()
         done.append(item)
+    clear_write_ahead_log(session)
     return done
+
+
+def clear_write_ahead_log(session: Session) -> bool:
+    """On SQLite, fold the write-ahead log into the database file and truncate it, so
+    page images from before a purge or withdrawal do not stay on disk; False if a
+    reader kept the checkpoint from completing (the next run tries again). Nothing
+    to do on PostgreSQL (True)."""
+    if session.get_bind().dialect.name != "sqlite":
+        return True
+    session.commit()  # the checkpoint runs outside any transaction
+    # It holds the write lock while it waits for readers to finish: wait a second at
+    # most, so that accepting envelopes is never held up for longer.
+    session.execute(text(f"PRAGMA busy_timeout={CHECKPOINT_WAIT_MS}"))
+    try:
+        busy, _, _ = session.execute(text("PRAGMA wal_checkpoint(TRUNCATE)")).one()
+    finally:
+        session.execute(text(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}"))
+        session.commit()
+    if busy:
+        log.warning(
+            "the write-ahead log could not be emptied after the purge (a reader was "
+            "active); erased payloads stay in it until the next purge run"
+        )
+    return not busy

@@ -4,11 +4,12 @@ metadata, receipts and audit evidence stay, and the evidence still verifies."""
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from gateway import purge
 from gateway.audit import evidence
@@ -27,6 +28,7 @@ from gateway.models import (
 from gateway.outbox import _recipients
 from schemas import xb1json
 from schemas.examples import example_alert
+from tests.test_exchange import submit as send
 from tests.test_trust_follow import submit
 
 AGREEMENT = '[[agreement]]\nid = "a"\npeer = "{peer}"\ntypes = ["alert/1"]\n'
@@ -183,3 +185,57 @@ def test_a_purge_touches_only_its_own_senders_message(make_federation):
         assert item.row_id is not None
         rows = {r.sender: r for r in session.scalars(select(InboundMessage))}
         assert rows["UZ"].body_json is None and rows["KZ"].body_json is not None
+
+
+def _files_hold(member, marker: bytes) -> list[str]:
+    """The node's SQLite files (database, write-ahead log) whose bytes contain ``marker``."""
+    database = member.node.engine.url.database
+    found = []
+    for path in (database, database + "-wal"):
+        if os.path.exists(path):
+            with open(path, "rb") as stored:
+                if marker in stored.read():
+                    found.append(path)
+    return found
+
+
+# SQLite only: PostgreSQL keeps dead row versions until vacuum (docs/security.md).
+@pytest.mark.parametrize("databases", ["sqlite"], indirect=True)
+def test_on_sqlite_a_purged_payload_is_gone_from_the_files(make_federation):
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    write_policy(kz, "KG", 30)
+    write_policy(kg, "KZ", 30)
+    marker = "Marker-" + os.urandom(8).hex()
+    body = example_alert()
+    body["summary"] = f"{body['summary']} {marker}"
+    send(kz, ["KG"], body)
+    [outcome] = Dispatcher(kz.node).run_once()
+    assert outcome.state == "delivered"
+    for member in (kz, kg):
+        assert _files_hold(member, marker.encode()), "the test must see the marker first"
+        later = int(time.time()) + 31 * DAY
+        with member.node.sessions() as session:
+            assert purge.run(session, member.node.policy(), now=later, by="test")
+        assert _files_hold(member, marker.encode()) == []
+
+
+@pytest.mark.parametrize("databases", ["sqlite"], indirect=True)
+def test_an_open_reader_delays_emptying_the_log_by_a_second_at_most(make_federation, caplog):
+    node = make_federation(("KZ",), serve=False)["KZ"].node
+    with node.sessions() as session:
+        audit.record(session, "test-entry", note="in the log")
+        session.commit()
+    with node.engine.connect() as reader:
+        reader.exec_driver_sql("BEGIN")
+        reader.exec_driver_sql("SELECT COUNT(*) FROM audit_entries").all()  # holds a snapshot
+        began = time.monotonic()
+        with node.sessions() as session:
+            assert purge.clear_write_ahead_log(session) is False
+        assert time.monotonic() - began < 5  # not the 30 s of the node's busy timeout
+        assert "could not be emptied" in caplog.text
+        reader.exec_driver_sql("ROLLBACK")
+    with node.sessions() as session:
+        assert purge.clear_write_ahead_log(session) is True
+        # The session's connection waits as long as before for ordinary writes.
+        assert session.execute(text("PRAGMA busy_timeout")).scalar() == 30_000
