@@ -1086,19 +1086,7 @@ def audit_dpo(obj: Context, since: str | None, until: str | None, who: str, as_j
     from gateway.audit import oversight
 
     node = obj.node()
-    now = int(time.time())
-    with node.sessions() as session:
-        start, end = oversight.period(node.settings, since, until, now)
-        result = oversight.report(
-            session,
-            node.settings,
-            node.policy(),
-            since=start,
-            until=end,
-            now=now,
-            by=f"cli {who}",
-        )
-        session.commit()
+    result = oversight.report_for(node, since, until, by=f"cli {who}")
     if as_json:
         click.echo(json.dumps(result, ensure_ascii=False, indent=2))
     else:

@@ -381,14 +381,20 @@ def handling_notice(body: dict[str, Any]) -> dict[str, str]:
 _NOT_HELD = or_(InboundMessage.quarantined_at.is_(None), InboundMessage.released_at.is_not(None))
 
 
-def _mark_fetched(
-    session: Session,
-    messages: list[InboundMessage],
-    reader: str,
-    justification: str | None = None,
-    token: int | None = None,
-    user: str | None = None,
-) -> None:
+@dataclass(frozen=True)
+class Reader:
+    """An agency consulting its inbox: who reads, why, and what it may see."""
+
+    agency: str
+    justification: str | None
+    token: int | None
+    user: str | None
+    types: frozenset[str] | None  # the types its role may read, None: all (gateway/access.py)
+    routed_to: str | None  # with routing on: only messages routed to this agency
+    unrouted_too: bool  # a central authority also sees messages received before routing
+
+
+def _mark_fetched(session: Session, messages: list[InboundMessage], reader: Reader) -> None:
     """An agency has read these: from now on a revocation no longer holds them. Every
     consultation is in the audit log (who, with which token, when, which messages, why)."""
     now = int(time.time())
@@ -400,10 +406,10 @@ def _mark_fetched(
             session,
             "inbox-read",
             at=now,
-            agency=reader,
-            token=token,
-            user=user,
-            justification=justification,
+            agency=reader.agency,
+            token=reader.token,
+            user=reader.user,
+            justification=reader.justification,
             messages=[m.envelope_id for m in messages],
         )
     session.commit()
@@ -434,30 +440,25 @@ def list_inbox(
     *,
     after: int = 0,
     limit: int = 100,
-    reader: str | None = None,
-    justification: str | None = None,
-    token: int | None = None,
-    user: str | None = None,
-    types: frozenset[str] | None = None,
-    routed_to: str | None = None,
-    unrouted_too: bool = False,
+    reader: Reader | None = None,
 ) -> list[InboundMessage]:
-    """Inbound messages after id ``after``. For an agency, quarantined ones are left
-    out and the ones returned count as read."""
+    """Inbound messages after id ``after``. For an agency (``reader``), only what it may
+    see, quarantined ones left out, and the ones returned count as read."""
     if limit < 1 or limit > 1000:
         raise ApiError("bad-limit", "limit must be between 1 and 1000", status=422)
     query = select(InboundMessage).where(InboundMessage.id > after)
+    types = reader.types if reader is not None else None
     if reader is not None:
         query = query.where(_NOT_HELD)
+        if reader.routed_to is not None:
+            query = query.where(_routed_to(reader.routed_to, reader.unrouted_too))
     if types is not None:
         query = query.where(InboundMessage.typ.in_(sorted(types)))
-    if routed_to is not None:
-        query = query.where(_routed_to(routed_to, unrouted_too))
     messages = list(session.scalars(query.order_by(InboundMessage.id).limit(limit)))
     if types is not None:
         messages = [m for m in messages if _corrects_readable(m, types)]
     if reader is not None:
-        _mark_fetched(session, messages, reader, justification, token, user)
+        _mark_fetched(session, messages, reader)
     return messages
 
 
@@ -465,23 +466,21 @@ def get_inbound(
     session: Session,
     inbound_id: int,
     *,
-    reader: str | None = None,
-    justification: str | None = None,
-    token: int | None = None,
-    user: str | None = None,
-    types: frozenset[str] | None = None,
-    routed_to: str | None = None,
-    unrouted_too: bool = False,
+    reader: Reader | None = None,
 ) -> InboundMessage:
+    """One inbound message; for an agency (``reader``) only one it may see, which then
+    counts as read."""
     message = session.get(InboundMessage, inbound_id) if is_row_id(inbound_id) else None
-    if routed_to is not None and message is not None:
+    if reader is not None and reader.routed_to is not None and message is not None:
         visible = session.scalar(
             select(InboundMessage.id).where(
-                InboundMessage.id == message.id, _routed_to(routed_to, unrouted_too)
+                InboundMessage.id == message.id,
+                _routed_to(reader.routed_to, reader.unrouted_too),
             )
         )
         if visible is None:
             message = None
+    types = reader.types if reader is not None else None
     if message is None or (
         types is not None and (message.typ not in types or not _corrects_readable(message, types))
     ):
@@ -495,7 +494,7 @@ def get_inbound(
                 "whether to release it",
                 status=409,
             )
-        _mark_fetched(session, [message], reader, justification, token, user)
+        _mark_fetched(session, [message], reader)
     return message
 
 

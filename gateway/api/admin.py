@@ -375,20 +375,10 @@ def oversight_view():  # type: ignore[no-untyped-def]
     ``?since=YYYY-MM-DD&until=YYYY-MM-DD``; asking for it is itself recorded."""
     from gateway.audit import oversight
 
-    node = current_node()
-    now = int(time.time())
-    with node.sessions() as session:
-        since, until = oversight.period(
-            node.settings, request.args.get("since"), request.args.get("until"), now
-        )
-        result = oversight.report(
-            session,
-            node.settings,
-            node.policy(),
-            since=since,
-            until=until,
-            now=now,
-            by=f"{g.role} {g.holder} (token {g.token_id})",
-        )
-        session.commit()
+    result = oversight.report_for(
+        current_node(),
+        request.args.get("since"),
+        request.args.get("until"),
+        by=f"{g.role} {g.holder} (token {g.token_id})",
+    )
     return jsonify(result)

@@ -17,6 +17,7 @@ from gateway.api import json_object
 from gateway.app import current_node
 from gateway.errors import ApiError
 from gateway.models import MAX_ROW_ID, User
+from gateway.policy import Policy
 
 agency = Blueprint("agency", __name__, url_prefix="/api/v1")
 
@@ -146,6 +147,19 @@ def retry_delivery(delivery_id: int):  # type: ignore[no-untyped-def]
         return jsonify(outbox.delivery_view(delivery))
 
 
+def _reader(policy: Policy) -> inbox.Reader:
+    """The calling agency as an inbox reader: its role's types, its routes."""
+    return inbox.Reader(
+        agency=g.agency,
+        justification=_justification(),
+        token=g.token_id,
+        user=g.user,
+        types=access.readable(g.role),
+        routed_to=g.agency if policy.routing else None,
+        unrouted_too=policy.agency_type(g.agency) == "central-authority",
+    )
+
+
 @agency.get("/inbox")
 def list_inbox():  # type: ignore[no-untyped-def]
     node = current_node()
@@ -155,13 +169,7 @@ def list_inbox():  # type: ignore[no-untyped-def]
             session,
             after=_int_arg("after", 0),
             limit=_int_arg("limit", 100),
-            reader=g.agency,
-            justification=_justification(),
-            token=g.token_id,
-            user=g.user,
-            types=access.readable(g.role),
-            routed_to=g.agency if policy.routing else None,
-            unrouted_too=policy.agency_type(g.agency) == "central-authority",
+            reader=_reader(policy),
         )
         audience = policy.agency_type(g.agency)
         return jsonify(
@@ -174,16 +182,6 @@ def get_inbound(inbound_id: int):  # type: ignore[no-untyped-def]
     node = current_node()
     policy = node.policy()
     with node.sessions() as session:
-        message = inbox.get_inbound(
-            session,
-            inbound_id,
-            reader=g.agency,
-            justification=_justification(),
-            token=g.token_id,
-            user=g.user,
-            types=access.readable(g.role),
-            routed_to=g.agency if policy.routing else None,
-            unrouted_too=policy.agency_type(g.agency) == "central-authority",
-        )
+        message = inbox.get_inbound(session, inbound_id, reader=_reader(policy))
         view = inbox.inbox_view(message, policy=policy, audience=policy.agency_type(g.agency))
         return jsonify(view)

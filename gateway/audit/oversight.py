@@ -28,6 +28,7 @@ import json
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
+from time import time as unix_time
 from typing import Any
 
 from sqlalchemy import select
@@ -265,6 +266,19 @@ def overdue_requests(session: Session, now: int) -> list[dict[str, Any]]:
                     }
                 )
     return sorted(found, key=lambda item: (item["deadline"], item["message"]))
+
+
+def report_for(node: Any, since: str | None, until: str | None, *, by: str) -> dict[str, Any]:
+    """The report of ``node`` for the local dates ``since``..``until`` (see
+    :func:`period`), recorded as produced by ``by`` and committed."""
+    now = int(unix_time())
+    with node.sessions() as session:
+        start, end = period(node.settings, since, until, now)
+        result = report(
+            session, node.settings, node.policy(), since=start, until=end, now=now, by=by
+        )
+        session.commit()
+    return result
 
 
 def report(
