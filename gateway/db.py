@@ -41,6 +41,14 @@ def make_engine(url: str) -> Engine:
             cursor.execute("PRAGMA secure_delete=ON")
             cursor.close()
 
+        @event.listens_for(engine, "checkin")
+        def _end_open_transaction(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+            # A COMMIT that fails on SQLite (a deferred constraint, a full disk) leaves
+            # its transaction open, holding the write lock, and the pool does not roll
+            # it back: the next user of the connection would find its writes there.
+            if dbapi_connection is not None and dbapi_connection.in_transaction:
+                dbapi_connection.rollback()
+
         return engine
     return create_engine(url, pool_pre_ping=True)
 
@@ -87,9 +95,10 @@ class DriverStatement:
             cursor.close()
 
 
-def integrity_errors(connection: Connection) -> tuple[type[Exception], ...]:
-    """The exception classes of a constraint violation on ``connection``: the driver's
-    own (from a :class:`DriverStatement`) and SQLAlchemy's."""
+def integrity_errors(connection: Connection | Engine) -> tuple[type[Exception], ...]:
+    """The exception classes of a constraint violation on ``connection`` (or any
+    connection of an engine): the driver's own (from a :class:`DriverStatement`) and
+    SQLAlchemy's."""
     from sqlalchemy.exc import IntegrityError
 
     return (connection.dialect.loaded_dbapi.IntegrityError, IntegrityError)

@@ -568,6 +568,32 @@ def step8_validate(envelope: Envelope, body: dict[str, Any]) -> dict[str, Any]:
         raise Rejected(e.code, str(e), envelope=envelope, authenticated=True) from e
 
 
+def authenticate(
+    raw: bytes,
+    *,
+    trust: SenderKeys,
+    now: int | None = None,
+    limits: Limits = Limits(),
+) -> Envelope:
+    """PROTOCOL §3 steps 1 to 5: the envelope, its sender authenticated and its times
+    checked; raise :class:`Rejected` at the first failure."""
+    current = int(time.time()) if now is None else now
+    protected, ciphertext, signature = step1_parse_outer(raw, limits)
+    envelope = step2_parse_header(protected, ciphertext, signature)
+    public_key = step3_find_sender_key(envelope, trust, current)
+    step4_verify_signature(envelope, public_key)
+    step5_check_time(envelope, current, limits)
+    return envelope
+
+
+def decrypt_and_validate(
+    envelope: Envelope, node: str, enc_keys: Iterable[EncryptionKeyPair]
+) -> Opened:
+    """PROTOCOL §3 steps 7 and 8 (schema) of an authenticated envelope."""
+    body, payload = step7_decrypt_payload(envelope, node, enc_keys)
+    return Opened(envelope, step8_validate(envelope, body), payload)
+
+
 def open_envelope(
     raw: bytes,
     *,
@@ -581,19 +607,13 @@ def open_envelope(
     """Run PROTOCOL §3 steps 1 to 8 (schema) in order; raise :class:`Rejected` at the first failure.
 
     ``replay_check`` is step 6: it raises :class:`Rejected` ("replay") or a retry signal
-    of the caller's own; the inbox supplies it. Local policy (the rest of step 8) and
-    storage (step 9) belong to the caller.
+    of the caller's own. Local policy (the rest of step 8) and storage (step 9) belong
+    to the caller; the inbox runs step 6 with step 9 (gateway/inbox.py).
     """
-    current = int(time.time()) if now is None else now
-    protected, ciphertext, signature = step1_parse_outer(raw, limits)
-    envelope = step2_parse_header(protected, ciphertext, signature)
-    public_key = step3_find_sender_key(envelope, trust, current)
-    step4_verify_signature(envelope, public_key)
-    step5_check_time(envelope, current, limits)
+    envelope = authenticate(raw, trust=trust, now=now, limits=limits)
     if replay_check is not None:
         replay_check(envelope)
-    body, payload = step7_decrypt_payload(envelope, node, enc_keys)
-    return Opened(envelope, step8_validate(envelope, body), payload)
+    return decrypt_and_validate(envelope, node, enc_keys)
 
 
 # --------------------------------------------------------------------------- receipts

@@ -9,8 +9,10 @@ entry in one transaction. Every refusal is recorded in
 from __future__ import annotations
 
 import json
+import threading
 import time
-from collections.abc import Callable
+import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,8 +22,16 @@ from sqlalchemy.orm import Session
 from gateway import corrections, sovereignty
 from gateway.audit import log as audit
 from gateway.db import DriverStatement, integrity_errors
-from gateway.envelope import Envelope, Opened, Rejected, make_receipt, open_envelope
+from gateway.envelope import (
+    Envelope,
+    Opened,
+    Rejected,
+    authenticate,
+    decrypt_and_validate,
+    make_receipt,
+)
 from gateway.errors import ApiError
+from gateway.group_commit import GroupCommit
 from gateway.models import InboundMessage, InboundRejection, InboundRoute, is_row_id
 from gateway.node import Node
 from gateway.policy import Policy
@@ -76,32 +86,28 @@ _STORED_COLUMNS = (
 _STORE = DriverStatement(insert(_INBOUND).returning(_INBOUND.c.id), keys=_STORED_COLUMNS)
 
 
-class _Retry(Exception):
-    def __init__(self, receipt: bytes) -> None:
-        self.receipt = receipt
+def _stored(connection: Connection, envelope: Envelope) -> tuple[Any, ...] | None:
+    """What is stored under ``envelope``'s (sender, id): its hashes and receipt."""
+    return _FIND_STORED.first(
+        connection, {"sender": envelope.header.sender.node, "envelope_id": envelope.header.id}
+    )
 
 
-def _replay_check(connection: Connection) -> Callable[[Envelope], None]:
-    def check(envelope: Envelope) -> None:
-        """§3 step 6: same (from.node, id): same hashes is a retry, else a replay."""
-        stored = _FIND_STORED.first(
-            connection,
-            {"sender": envelope.header.sender.node, "envelope_id": envelope.header.id},
-        )
-        if stored is None:
-            return
-        ph, ch, receipt = stored
-        if bytes(ph) == envelope.ph and bytes(ch) == envelope.ch:
-            raise _Retry(bytes(receipt))
-        raise Rejected(
-            "replay",
-            f"envelope id {envelope.header.id} from "
-            f"{envelope.header.sender.node} was already received with other content",
-            envelope=envelope,
-            authenticated=True,
-        )
-
-    return check
+def _step6(envelope: Envelope, stored: tuple[Any, ...] | None) -> bytes | None:
+    """§3 step 6 on what is stored under the envelope's (sender, id): the stored
+    receipt for a retry (same hashes), None for a new envelope; raises ``replay``."""
+    if stored is None:
+        return None
+    ph, ch, receipt = stored
+    if bytes(ph) == envelope.ph and bytes(ch) == envelope.ch:
+        return bytes(receipt)
+    raise Rejected(
+        "replay",
+        f"envelope id {envelope.header.id} from "
+        f"{envelope.header.sender.node} was already received with other content",
+        envelope=envelope,
+        authenticated=True,
+    )
 
 
 def record_rejection(
@@ -132,128 +138,166 @@ def record_rejection(
     )
 
 
-def receive(node: Node, raw: bytes, *, now: int | None = None, _again: bool = True) -> Answer:
-    """Handle one ``POST /xb1/envelopes`` body and return the HTTP answer."""
+def receive(node: Node, raw: bytes, *, now: int | None = None) -> Answer:
+    """Handle one ``POST /xb1/envelopes`` body and return the HTTP answer.
+
+    Steps 1 to 5 run first. Steps 7 and 8 run next, on this request's thread, and
+    step 6 runs last, with step 9 in the transaction that stores the message (which
+    may hold other requests' messages too: gateway/group_commit.py). The answer and
+    everything recorded are those of §3's order: when step 7 or 8 refuses, step 6 is
+    checked first, so a retry still gets its stored receipt and a replay is refused
+    as ``replay`` (docs/decisions/0012-group-commit.md).
+    """
     at = int(time.time()) if now is None else now
     signing_key = node.signing_pair(at)
-    refused: Rejected | None = None
+    trust_list = node.trust()
+    try:
+        envelope = authenticate(raw, trust=trust_list.keys, now=at, limits=node.limits)
+    except Rejected as error:
+        return _refuse(node, raw, error, signing_key, at)
     denied_by: dict[str, Any] = {}  # the policy rule of a policy-denied refusal
-    # The accept path is the node's hot path: it runs on one Core connection, with no
-    # ORM unit of work. The replay check (step 6) reads on it; step 9 writes on it.
-    with node.engine.connect() as connection:
-        connection.begin()  # ended by _store's commit, or rolled back on leaving
+    try:
+        opened = decrypt_and_validate(envelope, node.id, node.keys.encryption_keys)
+        rule = _local_policy(node, opened, at, denied_by)
+    except Rejected as error:
+        with node.engine.connect() as connection:
+            stored = _stored(connection, envelope)
         try:
-            trust_list = node.trust()
-            opened = open_envelope(
-                raw,
-                node=node.id,
-                trust=trust_list.keys,
-                enc_keys=node.keys.encryption_keys,
-                now=at,
-                limits=node.limits,
-                replay_check=_replay_check(connection),
-            )
-            # §3 step 8, local policy: what this node has suspended on its own authority.
-            decision = sovereignty.covering(
-                node.suspensions(), opened.header.sender.node, opened.header.typ
-            )
-            if decision is not None:
-                raise Rejected(
-                    "policy-denied",
-                    f"refused under local suspension {decision.id} ({decision.scope} "
-                    f"{decision.value})",
-                    envelope=opened.envelope,
-                    authenticated=True,
-                )
-            # ... and the bilateral agreements of its policy file (gateway/policy.py).
-            agreed = node.policy().decide_for(
-                "receive", opened.header.sender.node, opened.header.typ, opened.body, at
-            )
-            if not agreed.allowed:
-                denied_by = {"rule": agreed.rule, "purpose": opened.body.get("purpose")}
-                raise Rejected(
-                    "policy-denied",
-                    f"{agreed.reason} (rule {agreed.rule})",
-                    envelope=opened.envelope,
-                    authenticated=True,
-                )
-        except _Retry as retry:
-            return Answer(200, retry.receipt)
-        except Rejected as error:
-            refused = error
-        else:
-            receipt = _store(
-                connection, node, raw, opened, signing_key, at, rule=agreed.rule, again=_again
-            )
-            if receipt is not None:
-                if opened.header.tl > trust_list.version:
-                    note_announcement(node, opened.header.sender.node, opened.header.tl, at)
-                return Answer(200, receipt)
-    if refused is None:
-        # The same (sender, id) was stored by a concurrent request between our step 6
-        # and now: run once more, and step 6 answers retry or replay.
-        return receive(node, raw, now=at, _again=False)
-    return _refuse(node, raw, refused, signing_key, at, **denied_by)
+            retry = _step6(envelope, stored)
+        except Rejected as replay:
+            return _refuse(node, raw, replay, signing_key, at)
+        if retry is not None:
+            return Answer(200, retry)
+        return _refuse(node, raw, error, signing_key, at, **denied_by)
+    receipt = make_receipt(envelope, receiver=node.id, signing_key=signing_key, at=at)
+    accepting = _Accepting(node, raw, opened, receipt, at, rule)
+    try:
+        outcome = _accepting(node).run(accepting)
+    except integrity_errors(node.engine):
+        # A concurrent request (another process) stored the same (sender, id) between
+        # this transaction's step 6 and its insert: step 6 again now sees that copy.
+        outcome = _accepting(node).run(accepting)
+    if isinstance(outcome, Rejected):
+        return _refuse(node, raw, outcome, signing_key, at)
+    if outcome is receipt and envelope.header.tl > trust_list.version:
+        note_announcement(node, envelope.header.sender.node, envelope.header.tl, at)
+    return Answer(200, outcome)
 
 
-def _store(
-    connection: Connection,
-    node: Node,
-    raw: bytes,
-    opened: Opened,
-    signing_key: SigningKeyPair,
-    at: int,
-    *,
-    rule: str,
-    again: bool,
-) -> bytes | None:
-    """§3 step 9: message, audit entry and receipt in one transaction. Returns the
-    receipt, or None if a concurrent request stored the same (sender, id) first (and
-    ``again`` allows one more run)."""
+def _local_policy(node: Node, opened: Opened, at: int, denied_by: dict[str, Any]) -> str:
+    """§3 step 8, local policy: the rule that lets this message in, or ``policy-denied``
+    (its rule and purpose put in ``denied_by`` for the refusal's audit entry)."""
+    # What this node has suspended on its own authority ...
+    decision = sovereignty.covering(
+        node.suspensions(), opened.header.sender.node, opened.header.typ
+    )
+    if decision is not None:
+        raise Rejected(
+            "policy-denied",
+            f"refused under local suspension {decision.id} ({decision.scope} {decision.value})",
+            envelope=opened.envelope,
+            authenticated=True,
+        )
+    # ... and the bilateral agreements of its policy file (gateway/policy.py).
+    agreed = node.policy().decide_for(
+        "receive", opened.header.sender.node, opened.header.typ, opened.body, at
+    )
+    if not agreed.allowed:
+        denied_by.update(rule=agreed.rule, purpose=opened.body.get("purpose"))
+        raise Rejected(
+            "policy-denied",
+            f"{agreed.reason} (rule {agreed.rule})",
+            envelope=opened.envelope,
+            authenticated=True,
+        )
+    return agreed.rule
+
+
+@dataclass(frozen=True)
+class _Accepting:
+    """An envelope through steps 1 to 8, with its signed receipt, waiting for 6 and 9."""
+
+    node: Node
+    raw: bytes
+    opened: Opened
+    receipt: bytes
+    at: int
+    rule: str
+
+
+def _store_accepted(connection: Connection, group: Sequence[_Accepting]) -> list[bytes | Rejected]:
+    """§3 steps 6 and 9 for a group of envelopes, in one transaction: for each, the
+    receipt to answer with (its own when stored now, the stored one for a retry) or
+    the ``replay`` refusal. A (sender, id) twice in one group is a retry or a replay
+    of the first, as the first is visible to this transaction once inserted."""
+    answers: list[bytes | Rejected] = []
+    for item in group:
+        envelope = item.opened.envelope
+        try:
+            retry = _step6(envelope, _stored(connection, envelope))
+        except Rejected as replay:
+            answers.append(replay)
+            continue
+        if retry is not None:
+            answers.append(retry)
+            continue
+        _store(connection, item)
+        answers.append(item.receipt)
+    return answers
+
+
+_GROUPS: weakref.WeakKeyDictionary[Node, GroupCommit[_Accepting, bytes | Rejected]] = (
+    weakref.WeakKeyDictionary()
+)
+_GROUPS_LOCK = threading.Lock()
+
+
+def _accepting(node: Node) -> GroupCommit[_Accepting, bytes | Rejected]:
+    """The group commit of ``node``'s accepted envelopes (one per node per process)."""
+    group = _GROUPS.get(node)
+    if group is None:
+        with _GROUPS_LOCK:
+            group = _GROUPS.setdefault(node, GroupCommit(node.engine, _store_accepted))
+    return group
+
+
+def _store(connection: Connection, item: _Accepting) -> None:
+    """§3 step 9 for one envelope: the message with its receipt, and its audit entry
+    (and, when it is a correction or the node routes messages, what follows from it)."""
+    node, opened, at = item.node, item.opened, item.at
     envelope = opened.envelope
     header = envelope.header
-    receipt = make_receipt(envelope, receiver=node.id, signing_key=signing_key, at=at)
-    try:
-        stored = _STORE.first(
-            connection,
-            {
-                "sender": header.sender.node,
-                "envelope_id": header.id,
-                "typ": header.typ,
-                "ph": envelope.ph,
-                "ch": envelope.ch,
-                "iat": header.iat,
-                "exp": header.exp,
-                "wire": bytes(raw),
-                "body_json": opened.payload.decode("utf-8"),
-                "receipt": receipt,
-                "received_at": at,
-                "sender_kid": header.sender.kid,
-            },
-        )
-        audit.record(
-            connection,
-            "envelope-accepted",
-            at=at,
-            sender=header.sender.node,
-            id=header.id,
-            typ=header.typ,
-            ph=b64e(envelope.ph),
-            ch=b64e(envelope.ch),
-            tl=header.tl,
-            rule=rule,
-        )
-        if header.typ == corrections.CORRECTION or node.policy().routing:
-            _after_accept(connection, node, opened, stored[0], at)  # type: ignore[index]
-        connection.commit()
-    except integrity_errors(connection):
-        # The unique (sender, envelope_id) of the replay table refused the row, before
-        # any audit entry was appended (docs/decisions/0005).
-        connection.rollback()
-        if not again:
-            raise
-        return None
-    return receipt
+    stored = _STORE.first(
+        connection,
+        {
+            "sender": header.sender.node,
+            "envelope_id": header.id,
+            "typ": header.typ,
+            "ph": envelope.ph,
+            "ch": envelope.ch,
+            "iat": header.iat,
+            "exp": header.exp,
+            "wire": bytes(item.raw),
+            "body_json": opened.payload.decode("utf-8"),
+            "receipt": item.receipt,
+            "received_at": at,
+            "sender_kid": header.sender.kid,
+        },
+    )
+    audit.record(
+        connection,
+        "envelope-accepted",
+        at=at,
+        sender=header.sender.node,
+        id=header.id,
+        typ=header.typ,
+        ph=b64e(envelope.ph),
+        ch=b64e(envelope.ch),
+        tl=header.tl,
+        rule=item.rule,
+    )
+    if header.typ == corrections.CORRECTION or node.policy().routing:
+        _after_accept(connection, node, opened, stored[0], at)  # type: ignore[index]
 
 
 def _after_accept(

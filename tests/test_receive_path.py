@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import string
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -14,12 +15,21 @@ from hypothesis import strategies as st
 from marshmallow import ValidationError
 from sqlalchemy import func, insert, select
 
-from gateway import inbox
+from gateway import inbox, sovereignty
 from gateway.db import DriverStatement, integrity_errors
+from gateway.envelope import (
+    Recipient,
+    Rejected,
+    authenticate,
+    decrypt_and_validate,
+    make_receipt,
+    seal,
+)
 from gateway.inbox import receive
-from gateway.models import InboundMessage
+from gateway.models import AuditEntry, InboundMessage, InboundRejection
+from keys.keypair import EncryptionKeyPair
 from schemas import common
-from schemas.examples import EXAMPLES
+from schemas.examples import EXAMPLES, example_alert
 from schemas.registry import validate_body
 from tests.test_exchange import deliveries, inbox_count, submit
 
@@ -84,8 +94,9 @@ def test_a_copy_stored_between_replay_check_and_insert_gets_the_stored_receipt(
     make_federation, monkeypatch
 ):
     """The race of two copies of one envelope, made deterministic: the second copy's
-    replay check (step 6) is skipped once, so its insert meets the unique constraint,
-    and the run that follows answers with the first copy's receipt."""
+    step 6 lookup finds nothing once (as if the first copy committed just after it), so
+    its insert meets the unique constraint, and the run that follows answers with the
+    first copy's receipt."""
     fed = make_federation(("KZ", "KG"))
     kz, kg = fed["KZ"], fed["KG"]
     sent = submit(kz, ["KG"])
@@ -93,20 +104,119 @@ def test_a_copy_stored_between_replay_check_and_insert_gets_the_stored_receipt(
     first = receive(kg.node, wire)
     assert first.status == 200
 
-    real_check = inbox._replay_check
+    real_lookup = inbox._stored
     skipped = []
 
-    def skip_once(connection):
+    def miss_once(connection, envelope):
         if skipped:
-            return real_check(connection)
+            return real_lookup(connection, envelope)
         skipped.append(True)
-        return lambda envelope: None
+        return None
 
-    monkeypatch.setattr(inbox, "_replay_check", skip_once)
+    monkeypatch.setattr(inbox, "_stored", miss_once)
     second = receive(kg.node, wire)
     assert skipped == [True]
     assert (second.status, second.body) == (200, first.body)
     assert inbox_count(kg, "KZ", sent["id"]) == 1
+
+
+# ----------------------------------------------------- step 6 after steps 7 and 8
+
+
+def _sealed_by(member, kid: str, public: bytes, message_id: str | None = None) -> bytes:
+    """A new alert from ``member`` to KG under the encryption key (kid, public)."""
+    return seal(
+        typ="alert/1",
+        body=example_alert(),
+        sender=member.node.id,
+        signing_key=member.keys.current_signing,
+        recipients=[Recipient("KG", kid, public)],
+        tl=1,
+        message_id=message_id,
+    ).to_wire()
+
+
+def _refusals(member) -> list[str]:
+    with member.node.sessions() as session:
+        return list(session.scalars(select(InboundRejection.code).order_by(InboundRejection.id)))
+
+
+def test_a_retry_gets_its_receipt_even_when_steps_7_and_8_would_now_refuse_it(make_federation):
+    """The receive path runs step 6 after 7 and 8, with the insert; a refusal from 7
+    or 8 is only given once step 6 has found nothing. Here the sender is suspended
+    after its envelope was accepted: a resend is still a retry, answered with the
+    stored receipt, with nothing refused or recorded."""
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    submit(kz, ["KG"])
+    wire = deliveries(kz)[0].envelope.wire
+    first = receive(kg.node, wire)
+    assert first.status == 200
+    with kg.node.sessions() as session:
+        sovereignty.suspend(session, scope="node", value="KZ", reason="test", who="officer")
+        session.commit()
+    kg.node.forget_suspensions()
+    with kg.node.sessions() as session:
+        entries = session.scalar(select(func.count()).select_from(AuditEntry))
+    again = receive(kg.node, wire)
+    assert (again.status, again.body) == (200, first.body)
+    assert _refusals(kg) == []
+    with kg.node.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(AuditEntry)) == entries
+    # A new envelope from the suspended sender is refused by step 8.
+    submit(kz, ["KG"])
+    refused = receive(kg.node, deliveries(kz)[-1].envelope.wire)
+    assert refused.status == 403 and _refusals(kg) == ["policy-denied"]
+
+
+def test_a_replay_that_step_7_cannot_open_is_refused_as_a_replay(make_federation):
+    """Same (sender, id), other content, and sealed to a key this node does not
+    have: step 7 would say not-a-recipient, but step 6 comes first: replay."""
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    sent = submit(kz, ["KG"])
+    assert receive(kg.node, deliveries(kz)[0].envelope.wire).status == 200
+    stranger = EncryptionKeyPair.generate()
+    other = _sealed_by(kz, stranger.kid, stranger.public, sent["id"])
+    answer = receive(kg.node, other)
+    assert answer.status == 409 and _refusals(kg) == ["replay"]
+    # The same envelope under a new id is not a replay: step 7 refuses it.
+    fresh = _sealed_by(kz, stranger.kid, stranger.public)
+    assert receive(kg.node, fresh).status == 400
+    assert _refusals(kg) == ["replay", "not-a-recipient"]
+
+
+def test_two_copies_in_one_group_are_an_accept_and_a_retry_or_a_replay(make_federation):
+    """Step 6 runs in the group's transaction, after the inserts before it: a second
+    copy of an envelope in the same group is a retry of the first, a second envelope
+    with the same id and other content a replay; one row and one audit entry."""
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    sent = submit(kz, ["KG"])
+    wire = deliveries(kz)[0].envelope.wire
+    key = kz.node.trust().keys.encryption_key("KG", int(time.time()))
+    other = _sealed_by(kz, key.kid, key.pub, sent["id"])
+    node, at = kg.node, int(time.time())
+    signing_key = node.signing_pair(at)
+
+    def accepting(raw: bytes) -> inbox._Accepting:
+        envelope = authenticate(raw, trust=node.trust().keys, now=at, limits=node.limits)
+        opened = decrypt_and_validate(envelope, node.id, node.keys.encryption_keys)
+        receipt = make_receipt(envelope, receiver=node.id, signing_key=signing_key, at=at)
+        return inbox._Accepting(node, raw, opened, receipt, at, "default")
+
+    group = [accepting(wire), accepting(wire), accepting(other)]
+    with node.sessions() as session:
+        entries = session.scalar(select(func.count()).select_from(AuditEntry))
+    with node.engine.connect() as connection:
+        connection.begin()
+        answers = inbox._store_accepted(connection, group)
+        connection.commit()
+    assert answers[0] == answers[1] == group[0].receipt
+    assert isinstance(answers[2], Rejected) and answers[2].code == "replay"
+    assert inbox_count(kg, "KZ", sent["id"]) == 1
+    with node.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(AuditEntry)) == entries + 1
 
 
 # --------------------------------------------------------------------------- references
