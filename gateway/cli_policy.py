@@ -42,10 +42,15 @@ def describe(policy: policy_module.Policy) -> str:
             f"{', '.join(rule.drop)}"
         )
     lines += ["", "Retention limits (days; the standard's maximum is 3650):"]
-    if not policy.retention:
+    if not set(policy.retention) - {policy_module.REFUSED}:
         lines.append("  none beyond each message's own retention_days")
     for typ, days in sorted(policy.retention.items()):
-        lines.append(f"  {typ}: {days}")
+        if typ != policy_module.REFUSED:
+            lines.append(f"  {typ}: {days}")
+    lines.append(
+        f"  bytes of refused envelopes: {policy.refused_retention_days()}"
+        + ("" if policy_module.REFUSED in policy.retention else " (default)")
+    )
     return "\n".join(lines)
 
 
@@ -76,8 +81,9 @@ def policy_show(obj: Any) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON list.")
 @click.pass_obj
 def purge_command(obj: Any, dry_run: bool, as_json: bool) -> None:
-    """Remove the payloads of messages whose retention has ended; keep metadata,
-    receipts and audit evidence (dispatchers do this every hour)."""
+    """Remove the payloads of messages whose retention has ended, and the kept bytes
+    of refused envelopes after [retention] refused days (30 by default); keep
+    metadata, receipts and audit evidence (dispatchers do this every hour)."""
     node = obj.node()
     now = int(time.time())
     with node.sessions() as session:
@@ -90,9 +96,16 @@ def purge_command(obj: Any, dry_run: bool, as_json: bool) -> None:
         return
     verb = "would purge" if dry_run else "purged"
     for item in items:
+        ended = time.strftime("%Y-%m-%d", time.gmtime(item.retention_ends))
+        if item.direction == "refused":
+            click.echo(
+                f"{verb} the kept bytes of refused envelope {item.message} "
+                f"(refusal {item.row_id}; kept until {ended})"
+            )
+            continue
         click.echo(
             f"{verb} {item.part} of {item.direction} {item.typ} {item.message} "
-            f"(retention ended {time.strftime('%Y-%m-%d', time.gmtime(item.retention_ends))})"
+            f"(retention ended {ended})"
         )
     if not items:
         click.echo("Nothing is due for purge.")

@@ -415,8 +415,13 @@ class Dispatcher:
         except GatewayError as e:
             log.warning("purge failed: [%s] %s", e.code, e)
             return
-        if done:
-            log.info("purged the payloads of %d message(s) whose retention ended", len(done))
+        refused = sum(item.direction == "refused" for item in done)
+        if len(done) > refused:
+            log.info(
+                "purged the payloads of %d message(s) whose retention ended", len(done) - refused
+            )
+        if refused:
+            log.info("erased the kept bytes of %d refused envelope(s)", refused)
 
     def run_once(self, now: int | None = None) -> list[Outcome]:
         """Claim what is due and send it; returns the outcomes."""

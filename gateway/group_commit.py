@@ -64,7 +64,7 @@ class GroupCommit(Generic[Item, Result]):
         self._changed = threading.Condition(threading.Lock())
         self._waiting: list[_Slot] = []
         self._writing = False
-        self.groups = 0  # transactions committed (for the benchmark's figures)
+        self.groups = 0  # transactions committed (for tests and diagnosis)
         self.items = 0  # items in them
 
     def run(self, item: Item) -> Result:

@@ -11,7 +11,8 @@ The policy is one readable file, ``INSTANCE/policy.toml`` (see ``docs/policy.md`
   an NGO never receives persons recorded as suspects or convicts.
 * ``[retention]`` — the longest a message type is kept, in days; a body's own
   ``retention_days`` can only shorten it. ``gateway purge`` removes payloads whose
-  retention has ended and keeps metadata, receipts and audit evidence.
+  retention has ended and keeps metadata, receipts and audit evidence. The key
+  ``refused`` says how long the bytes of refused envelopes are kept (default 30).
 
 Every decision names the rule that allowed or denied it; the callers record it in
 the audit log. A node without a policy file runs open (every exchange allowed, rule
@@ -39,6 +40,8 @@ log = logging.getLogger(__name__)
 
 POLICY_FILE = "policy.toml"
 CORRECTION = "correction/1"
+REFUSED = "refused"  # the [retention] key for the bytes of refused envelopes
+REFUSED_RETENTION_DAYS = 30
 DIRECTIONS = ("send", "receive", "both")
 #: Types of agency a message can be meant for (its audience) and local agencies have.
 AGENCY_TYPES = (
@@ -201,6 +204,10 @@ class Policy:
                         removed.append((rule.id, path))
 
     # -- retention -------------------------------------------------------------
+
+    def refused_retention_days(self) -> int:
+        """How long the bytes of a refused envelope are kept (``[retention] refused``)."""
+        return self.retention.get(REFUSED, REFUSED_RETENTION_DAYS)
 
     def retention_days(self, typ: str, body: Mapping[str, Any] | None) -> int:
         """How long a message is kept: the body's ``retention_days``, capped by this
@@ -384,8 +391,12 @@ def parse(text: str, path: Path) -> Policy:
     if not isinstance(retention, dict):
         raise _fail(path, "[retention] must be a table of message type = days")
     for typ, days in retention.items():
-        if not TYP_RE.match(typ):
-            raise _fail(path, f"[retention] key {typ!r} is not a message type like alert/1")
+        if typ != REFUSED and not TYP_RE.match(typ):
+            raise _fail(
+                path,
+                f"[retention] key {typ!r} is neither a message type like alert/1 "
+                f"nor {REFUSED!r} (refused envelopes)",
+            )
         if (
             isinstance(days, bool)
             or not isinstance(days, int)

@@ -8,10 +8,16 @@ received it, never longer than the policy's limit for its type. Then:
   its payload and ciphertext, and the signed receipt stay;
 * a **sent** message loses its body at once, and the sealed envelope bytes once no
   delivery can need them again (every delivery delivered, rejected or expired);
-  metadata, delivery history and receipts stay.
+  metadata, delivery history and receipts stay;
+* a **refused** envelope, kept byte for byte in ``inbound_rejections`` so that an
+  operator can see what came in, loses those bytes when the policy's ``[retention]
+  refused`` days (30 by default) have passed since it arrived; the refusal's time,
+  code, explanation, size, claimed sender and id, and signed receipt stay.
 
-Each purge is an audit entry (``purged``); the audit log never held contents, so
-it stays whole and evidence bundles still verify (without the envelope).
+Each purged message is an audit entry (``purged``), and so is each run's purge of
+refused envelopes (one entry with their number); the audit log never held
+contents, so it stays whole and evidence bundles still verify (without the
+envelope).
 
 On SQLite the erased bytes are gone from the files too: the node runs SQLite with
 ``secure_delete`` (freed space is overwritten with zeros, ``gateway/db.py``), and
@@ -41,6 +47,7 @@ from gateway.models import (
     Delivery,
     DeliveryState,
     InboundMessage,
+    InboundRejection,
     OutboundMessage,
     SealedEnvelope,
 )
@@ -53,12 +60,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Purged:
-    direction: str  # "received" or "sent"
+    direction: str  # "received", "sent" or "refused"
     message: str
     typ: str
     retention_ends: int
     part: str  # "body and envelope", "body" (the envelope waits for deliveries), "envelope"
-    row_id: int | None = None  # a received message's row (envelope ids are unique per sender)
+    # The row of a received message (envelope ids are unique per sender) or of a refusal.
+    row_id: int | None = None
 
 
 def _body(body_json: str | None) -> dict[str, Any] | None:
@@ -134,14 +142,32 @@ def due(session: Session, policy: Policy, now: int) -> list[Purged]:
     ):
         if message_id not in open_deliveries:
             found.append(Purged("sent", message_id, typ, purged_at or now, "envelope"))
+    found += _refused_due(session, policy, now)
     return sorted(found, key=lambda p: (p.retention_ends, p.message))
+
+
+def _refused_due(session: Session, policy: Policy, now: int) -> list[Purged]:
+    """Refused envelopes whose bytes are still kept past ``[retention] refused``."""
+    kept = policy.refused_retention_days() * DAY
+    return [
+        Purged("refused", envelope_id or "-", "-", received_at + kept, "envelope", row_id)
+        for row_id, envelope_id, received_at in session.execute(
+            select(
+                InboundRejection.id, InboundRejection.envelope_id, InboundRejection.received_at
+            ).where(InboundRejection.wire.is_not(None), InboundRejection.received_at <= now - kept)
+        )
+    ]
 
 
 def run(session: Session, policy: Policy, *, now: int | None = None, by: str) -> list[Purged]:
     """Purge everything due, one transaction per message; returns what was purged."""
     at = int(time.time()) if now is None else now
     done = []
+    refused = []
     for item in due(session, policy, at):
+        if item.direction == "refused":
+            refused.append(item)
+            continue
         if item.direction == "received":
             session.execute(
                 update(InboundMessage)
@@ -175,8 +201,35 @@ def run(session: Session, policy: Policy, *, now: int | None = None, by: str) ->
         )
         session.commit()
         done.append(item)
+    if refused:
+        _purge_refused(session, refused, at, by=by, days=policy.refused_retention_days())
+        done += refused
     clear_write_ahead_log(session)
     return done
+
+
+def _purge_refused(session: Session, items: list[Purged], at: int, *, by: str, days: int) -> None:
+    """Erase the kept bytes of these refusals, with one audit entry for all of them
+    (each refusal has its own entry already, ``envelope-refused``)."""
+    rows = [item.row_id for item in items]
+    for start in range(0, len(rows), 500):
+        session.execute(
+            update(InboundRejection)
+            .where(InboundRejection.id.in_(rows[start : start + 500]))
+            .values(wire=None)
+        )
+    audit.record(
+        session,
+        "purged",
+        at=at,
+        by=by,
+        direction="refused",
+        part="envelope",
+        count=len(items),
+        retention_days=days,
+        received_until=max(item.retention_ends for item in items) - days * DAY,
+    )
+    session.commit()
 
 
 def clear_write_ahead_log(session: Session) -> bool:

@@ -119,6 +119,12 @@ def test_the_ngo_rule_reaches_nested_bodies(policy):
     assert [rule for rule, _ in removed] == ["ngo-no-suspect-data"]
 
 
+def test_refused_envelopes_are_kept_30_days_unless_the_policy_says_otherwise(policy):
+    assert policy.refused_retention_days() == 30
+    assert parse("version = 1\n[retention]\nrefused = 7\n", Path("p")).refused_retention_days() == 7
+    assert "refused" not in policy.retention  # not a message type: no message uses it
+
+
 def test_retention_is_capped_by_type(policy):
     assert policy.retention_days("alert/1", {"retention_days": 30}) == 30
     assert policy.retention_days("alert/1", {"retention_days": 3000}) == 365
@@ -162,6 +168,8 @@ BAD = [
     ("version = 1\n[retention]\n'alert/1' = 0\n", "1 to 3650"),
     ("version = 1\n[retention]\n'alert/1' = true\n", "whole number"),
     ("version = 1\n[retention]\nalert = 3\n", "message type"),
+    ("version = 1\n[retention]\nrefused = 0\n", "1 to 3650"),
+    ("version = 1\n[retention]\nrefused = '30'\n", "whole number"),
     ("version = 1\nnot toml", "not valid TOML"),
 ]
 

@@ -11,17 +11,19 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select, text
 
-from gateway import purge
+from gateway import purge, sovereignty
 from gateway.audit import evidence
 from gateway.audit import log as audit
 from gateway.cli import main
 from gateway.dispatcher import Dispatcher
 from gateway.envelope import seal
+from gateway.inbox import receive
 from gateway.models import (
     AuditEntry,
     Delivery,
     DeliveryState,
     InboundMessage,
+    InboundRejection,
     OutboundMessage,
     SealedEnvelope,
 )
@@ -199,6 +201,78 @@ def _files_hold(member, marker: bytes) -> list[str]:
     return found
 
 
+def _refusals(member) -> list[InboundRejection]:
+    with member.node.sessions() as session:
+        return list(session.scalars(select(InboundRejection).order_by(InboundRejection.id)))
+
+
+def test_the_kept_bytes_of_refused_envelopes_go_and_the_refusals_stay(make_federation):
+    """Refused envelopes are kept byte for byte for ``[retention] refused`` days (30
+    by default) from their arrival, then only their bytes are erased: time, code,
+    explanation, size, claimed sender and id and the signed receipt stay. One audit
+    entry per run says how many."""
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    garbage = b'{"not": "an envelope", "marker": "' + os.urandom(8).hex().encode() + b'"}'
+    assert receive(kg.node, garbage).status == 400  # malformed: unauthenticated
+    with kg.node.sessions() as session:
+        sovereignty.suspend(session, scope="node", value="KZ", reason="test", who="officer")
+        session.commit()
+    kg.node.forget_suspensions()
+    sent = send(kz, ["KG"])
+    [outcome] = Dispatcher(kz.node).run_once()
+    assert (outcome.state, outcome.code) == ("rejected", "policy-denied")  # signed receipt
+    before = _refusals(kg)
+    assert [(r.code, r.wire is not None, r.receipt is not None) for r in before] == [
+        ("malformed", True, False),
+        ("policy-denied", True, True),
+    ]
+    assert before[0].wire == garbage
+    policy = kg.node.policy()
+    ends = max(r.received_at for r in before) + 30 * DAY
+    with kg.node.sessions() as session:
+        assert len(purge.due(session, policy, ends - 1)) < 2
+        purged = purge.run(session, policy, now=ends, by="test")
+    assert sorted((p.direction, p.message, p.row_id) for p in purged) == [
+        ("refused", "-", before[0].id),
+        ("refused", sent["id"], before[1].id),
+    ]
+    after = _refusals(kg)
+    assert [r.wire for r in after] == [None, None]
+    keep = ("received_at", "code", "detail", "sender", "envelope_id", "authenticated", "size")
+    keep += ("receipt",)
+    assert [[getattr(r, k) for k in keep] for r in after] == [
+        [getattr(r, k) for k in keep] for r in before
+    ]
+    [entry] = [e for e in purged_entries(kg) if e["direction"] == "refused"]
+    assert entry == {
+        "kind": "purged",
+        "at": ends,
+        "by": "test",
+        "direction": "refused",
+        "part": "envelope",
+        "count": 2,
+        "retention_days": 30,
+        "received_until": ends - 30 * DAY,
+    }
+    with kg.node.sessions() as session:
+        assert purge.run(session, policy, now=ends + DAY, by="test") == []  # once only
+
+
+def test_the_policy_sets_how_long_refused_envelopes_are_kept(make_federation):
+    kg = make_federation(("KG",), serve=False)["KG"]
+    (kg.instance / "policy.toml").write_text("version = 1\n[retention]\nrefused = 2\n")
+    assert receive(kg.node, b"[]").status == 400
+    [refusal] = _refusals(kg)
+    policy = kg.node.policy()
+    with kg.node.sessions() as session:
+        assert purge.due(session, policy, refusal.received_at + 2 * DAY - 1) == []
+        [item] = purge.due(session, policy, refusal.received_at + 2 * DAY)
+    assert (item.direction, item.retention_ends) == ("refused", refusal.received_at + 2 * DAY)
+    result = CliRunner().invoke(main, ["--instance", str(kg.instance), "policy", "show"])
+    assert "bytes of refused envelopes: 2" in result.output
+
+
 # SQLite only: PostgreSQL keeps dead row versions until vacuum (docs/security.md).
 @pytest.mark.parametrize("databases", ["sqlite"], indirect=True)
 def test_on_sqlite_a_purged_payload_is_gone_from_the_files(make_federation):
@@ -212,6 +286,8 @@ def test_on_sqlite_a_purged_payload_is_gone_from_the_files(make_federation):
     send(kz, ["KG"], body)
     [outcome] = Dispatcher(kz.node).run_once()
     assert outcome.state == "delivered"
+    # ... and a refused envelope holding it too, kept byte for byte for 30 days.
+    assert receive(kg.node, b'{"refused": "' + marker.encode() + b'"}').status == 400
     for member in (kz, kg):
         assert _files_hold(member, marker.encode()), "the test must see the marker first"
         later = int(time.time()) + 31 * DAY
