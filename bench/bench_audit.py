@@ -22,8 +22,9 @@ or a scratch PostgreSQL database created and dropped for the run with
    verifiers (not timed). For comparison, one proof is also computed the way it
    was before subtree hashes (every leaf hash up to the size, then the reference
    builders).
-5. ``verify()`` in a fresh interpreter (so its memory is its own), reporting time
-   and peak RSS.
+5. The evidence bundle of one message recorded in step 2 (``evidence.export``,
+   checked with ``evidence.check``), then ``verify()``, each in a fresh
+   interpreter (so its memory is its own), reporting time and peak RSS.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from _setup import federation, machine_lines, median, percentile  # noqa: E402
 from bench_receive import scratch_postgres  # noqa: E402
 from sqlalchemy import event, func, insert, select  # noqa: E402
 
-from gateway.audit import log, merkle  # noqa: E402
+from gateway.audit import evidence, log, merkle  # noqa: E402
 from gateway.config import load_settings, write_instance_file  # noqa: E402
 from gateway.models import AuditEntry, AuditSubtree  # noqa: E402
 from gateway.node import Node  # noqa: E402
@@ -177,10 +178,12 @@ def leaf_by_leaf(node: Node, index: int, size: int) -> tuple[float, bytes]:
     return time.perf_counter() - began, tree_root
 
 
-def verify_in_child(instance: Path) -> dict[str, Any]:
+def in_child(task: str, instance: Path, *more: str) -> dict[str, Any]:
+    """Run ``task`` ("verify" or "export") on the node in ``instance`` in a fresh
+    interpreter (so its memory is its own) and return its JSON figures."""
     # Our own interpreter and this file, as bench_receive.py starts gunicorn.
     out = subprocess.run(  # noqa: S603
-        [sys.executable, __file__, "--verify-child", str(instance)],
+        [sys.executable, __file__, f"--{task}-child", str(instance), *more],
         capture_output=True,
         text=True,
         check=True,
@@ -188,13 +191,16 @@ def verify_in_child(instance: Path) -> dict[str, Any]:
     return dict(json.loads(out.stdout))
 
 
+def _node_without_keys(instance: Path) -> Node:
+    def no_keys() -> NodeKeys:
+        raise RuntimeError("this needs no private key")
+
+    return Node(load_settings(instance), keys=no_keys, migrate=False)
+
+
 def verify_child(instance: Path) -> None:
     """Run ``verify()`` on the node in ``instance`` and print JSON figures."""
-
-    def no_keys() -> NodeKeys:
-        raise RuntimeError("verify needs no private key")
-
-    node = Node(load_settings(instance), keys=no_keys, migrate=False)
+    node = _node_without_keys(instance)
     trust_list = node.trust()
     before = _status_kib("VmRSS")
     began = time.perf_counter()
@@ -209,6 +215,28 @@ def verify_child(instance: Path) -> None:
                 "entries": finding.entries,
                 "checkpoints": finding.checkpoints,
                 "problem": finding.problem,
+                "rss_before_kib": before,
+                "peak_rss_kib": _status_kib("VmHWM"),
+            }
+        )
+    )
+    node.engine.dispose()
+
+
+def export_child(instance: Path, message_id: str) -> None:
+    """Export the evidence bundle of ``message_id`` and print JSON figures."""
+    node = _node_without_keys(instance)
+    node.trust()
+    before = _status_kib("VmRSS")
+    began = time.perf_counter()
+    bundle = evidence.export(node, message_id)
+    seconds = time.perf_counter() - began
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "entries": len(bundle["entries"]),
+                "shown": evidence.check(bundle)["shown"],  # raises if it does not verify
                 "rss_before_kib": before,
                 "peak_rss_kib": _status_kib("VmHWM"),
             }
@@ -269,7 +297,8 @@ def run(args: argparse.Namespace) -> None:
             f"  set-up: bulk insert of {added:,} correctly hashed entries (not through "
             f"record()) in {seconds:.1f} s"
         )
-        single = time_record(node, args.single, 1, target + 1)
+        first_recorded = target + 1
+        single = time_record(node, args.single, 1, first_recorded)
         batched = time_record(node, args.batched, args.batch, target + 1 + args.single)
         print(f"  record() inside transactions, on a log of {target:,} entries")
         target += args.single + args.batched
@@ -338,7 +367,16 @@ def run(args: argparse.Namespace) -> None:
         print(f"    same root both ways: {same}")
 
         node.engine.dispose()
-        figures = verify_in_child(instance)
+        exported = in_child("export", instance, accepted(first_recorded, now)["id"])
+        print("  evidence export of one message, in a fresh interpreter")
+        print(
+            f"    {exported['entries']} entry found among {size:,} in "
+            f"{exported['seconds']:.1f} s; the bundle verifies, showing "
+            f"{', '.join(exported['shown'])}; "
+            f"{rss_line('RSS before', exported['rss_before_kib'])}, "
+            f"{rss_line('peak RSS', exported['peak_rss_kib'])}"
+        )
+        figures = in_child("verify", instance)
         print("  verify(), in a fresh interpreter")
         print(
             f"    {figures['entries']:,} entries, {figures['checkpoints']} checkpoints, "
@@ -369,9 +407,13 @@ def main() -> None:
     parser.add_argument("--proofs", type=int, default=200, help="proofs of each kind")
     parser.add_argument("--tail", type=int, default=100, help="entries per checkpoint interval")
     parser.add_argument("--verify-child", metavar="INSTANCE", help=argparse.SUPPRESS)
+    parser.add_argument("--export-child", nargs=2, metavar="X", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.verify_child:
         verify_child(Path(args.verify_child))
+        return
+    if args.export_child:
+        export_child(Path(args.export_child[0]), args.export_child[1])
         return
     args.entries = args.entries or (100_000 if args.quick else 1_000_000)
     args.single = 500 if args.quick else 2000

@@ -38,6 +38,19 @@ def test_bundles_from_sender_and_receiver_verify_offline(exchanged, tmp_path):
     assert received[0] == "envelope-accepted"
 
 
+def test_the_log_is_read_in_batches_and_the_bundle_is_the_same(exchanged, monkeypatch):
+    """The export reads the log in batches (a server-side cursor on PostgreSQL):
+    with batches of two entries it finds the same entries as in one batch."""
+    fed, message_id = exchanged
+    kz = fed["KZ"].node
+    with kz.sessions() as session:
+        assert log.size(session) >= 6  # three batches of two or more
+    whole = evidence.export(kz, message_id)
+    assert len(whole["entries"]) >= 2
+    monkeypatch.setattr(evidence, "_STREAM", 2)
+    assert evidence.export(kz, message_id) == whole
+
+
 def test_any_changed_byte_fails(exchanged):
     fed, message_id = exchanged
     bundle = evidence.export(fed["KZ"].node, message_id)

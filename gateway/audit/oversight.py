@@ -75,10 +75,12 @@ def _start_of(day: date, zone: Any) -> int:
 
 
 def _entries(session: Session, since: int, until: int) -> Iterator[dict[str, Any]]:
-    rows = session.execute(
+    # Streamed in batches: a long period on a busy node is many entries.
+    rows = session.connection().execute(
         select(AuditEntry.seq, AuditEntry.entry)
         .where(AuditEntry.kind.in_(_KINDS), AuditEntry.at >= since, AuditEntry.at < until)
-        .order_by(AuditEntry.seq)
+        .order_by(AuditEntry.seq),
+        execution_options={"yield_per": 10_000},
     )
     for seq, raw in rows:
         entry = xb1json.loads(raw)
