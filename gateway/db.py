@@ -41,12 +41,14 @@ def make_engine(url: str) -> Engine:
             cursor.execute("PRAGMA secure_delete=ON")
             cursor.close()
 
-        @event.listens_for(engine, "checkin")
-        def _end_open_transaction(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        @event.listens_for(engine, "reset")
+        def _end_open_transaction(dbapi_connection, _record, _state):  # type: ignore[no-untyped-def]
             # A COMMIT that fails on SQLite (a deferred constraint, a full disk) leaves
-            # its transaction open, holding the write lock, and the pool does not roll
-            # it back: the next user of the connection would find its writes there.
-            if dbapi_connection is not None and dbapi_connection.in_transaction:
+            # its transaction open, holding the write lock, and the pool skips its own
+            # rollback (SQLAlchemy counts the transaction as ended): the next user of
+            # the connection would find its writes there. If this rollback fails too,
+            # the pool closes the connection, which ends the transaction.
+            if dbapi_connection.in_transaction:
                 dbapi_connection.rollback()
 
         return engine

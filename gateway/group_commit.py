@@ -58,6 +58,8 @@ class GroupCommit(Generic[Item, Result]):
         *,
         max_group: int = MAX_GROUP,
     ) -> None:
+        if max_group < 1:
+            raise ValueError(f"max_group must be at least 1, not {max_group}")
         self._engine = engine
         self._write = write
         self._max_group = max_group
@@ -73,25 +75,37 @@ class GroupCommit(Generic[Item, Result]):
         slot = _Slot(item)
         with self._changed:
             self._waiting.append(slot)
-            while not slot.done:
-                if self._writing:
-                    self._changed.wait()
-                    continue
-                self._writing = True
-                group = self._waiting[: self._max_group]
-                del self._waiting[: self._max_group]
-                self._changed.release()
-                try:
-                    self._commit(group)
-                finally:
-                    self._changed.acquire()
-                    self._writing = False
-                    self._changed.notify_all()
+            try:
+                while not slot.done:
+                    if self._writing:
+                        self._changed.wait()
+                        continue
+                    self._lead()
+            except BaseException:
+                if not slot.done and slot in self._waiting:
+                    self._waiting.remove(slot)  # never written for a caller that is gone
+                raise
         if slot.alone:
             return self._transaction([item])[0]
         if slot.error is not None:
             raise slot.error
         return slot.result  # type: ignore[no-any-return]
+
+    def _lead(self) -> None:
+        """Write the next group, as its leader (called holding the lock, which is let
+        go while writing); whatever happens, let the next leader go on after."""
+        self._writing = True
+        try:
+            group = self._waiting[: self._max_group]
+            del self._waiting[: self._max_group]
+            self._changed.release()
+            try:
+                self._commit(group)
+            finally:
+                self._changed.acquire()
+        finally:
+            self._writing = False
+            self._changed.notify_all()
 
     def _commit(self, group: list[_Slot]) -> None:
         """Write ``group`` in one transaction; on failure, a group of one keeps its
@@ -99,8 +113,12 @@ class GroupCommit(Generic[Item, Result]):
         try:
             results = self._transaction([slot.item for slot in group])
         except BaseException as error:
+            # An error of a group of one is its caller's; a larger group, or an
+            # interruption of the leader (which it raises itself), is written again
+            # item by item by each caller.
+            mine = isinstance(error, Exception) and len(group) == 1
             for slot in group:
-                if len(group) == 1:
+                if mine:
                     slot.error = error
                 else:
                     slot.alone = True

@@ -159,7 +159,9 @@ def receive(node: Node, raw: bytes, *, now: int | None = None) -> Answer:
     try:
         opened = decrypt_and_validate(envelope, node.id, node.keys.encryption_keys)
         rule = _local_policy(node, opened, at, denied_by)
-    except Rejected as error:
+    except Exception as error:
+        # Step 6 comes first: whatever stopped steps 7 and 8 (a refusal, or an error
+        # of this node's own), a retry gets its stored receipt, a replay ``replay``.
         with node.engine.connect() as connection:
             stored = _stored(connection, envelope)
         try:
@@ -168,6 +170,8 @@ def receive(node: Node, raw: bytes, *, now: int | None = None) -> Answer:
             return _refuse(node, raw, replay, signing_key, at)
         if retry is not None:
             return Answer(200, retry)
+        if not isinstance(error, Rejected):
+            raise
         return _refuse(node, raw, error, signing_key, at, **denied_by)
     receipt = make_receipt(envelope, receiver=node.id, signing_key=signing_key, at=at)
     accepting = _Accepting(node, raw, opened, receipt, at, rule)
@@ -229,8 +233,14 @@ def _store_accepted(connection: Connection, group: Sequence[_Accepting]) -> list
     """§3 steps 6 and 9 for a group of envelopes, in one transaction: for each, the
     receipt to answer with (its own when stored now, the stored one for a retry) or
     the ``replay`` refusal. A (sender, id) twice in one group is a retry or a replay
-    of the first, as the first is visible to this transaction once inserted."""
+    of the first, as the first is visible to this transaction once inserted.
+
+    Every message row is inserted before the first audit entry is appended: on
+    PostgreSQL an append holds the audit lock until the commit, and a row insert
+    made while holding it could wait for another process's uncommitted copy of the
+    same envelope, whose own append waits for the lock (a deadlock)."""
     answers: list[bytes | Rejected] = []
+    stored: list[tuple[_Accepting, int]] = []
     for item in group:
         envelope = item.opened.envelope
         try:
@@ -241,8 +251,10 @@ def _store_accepted(connection: Connection, group: Sequence[_Accepting]) -> list
         if retry is not None:
             answers.append(retry)
             continue
-        _store(connection, item)
+        stored.append((item, _insert(connection, item)))
         answers.append(item.receipt)
+    for item, row_id in stored:
+        _record(connection, item, row_id)
     return answers
 
 
@@ -261,13 +273,11 @@ def _accepting(node: Node) -> GroupCommit[_Accepting, bytes | Rejected]:
     return group
 
 
-def _store(connection: Connection, item: _Accepting) -> None:
-    """§3 step 9 for one envelope: the message with its receipt, and its audit entry
-    (and, when it is a correction or the node routes messages, what follows from it)."""
-    node, opened, at = item.node, item.opened, item.at
-    envelope = opened.envelope
+def _insert(connection: Connection, item: _Accepting) -> int:
+    """§3 step 9 for one envelope, first part: the message row with its receipt."""
+    envelope = item.opened.envelope
     header = envelope.header
-    stored = _STORE.first(
+    (row_id,) = _STORE.first(  # type: ignore[misc]
         connection,
         {
             "sender": header.sender.node,
@@ -278,12 +288,21 @@ def _store(connection: Connection, item: _Accepting) -> None:
             "iat": header.iat,
             "exp": header.exp,
             "wire": bytes(item.raw),
-            "body_json": opened.payload.decode("utf-8"),
+            "body_json": item.opened.payload.decode("utf-8"),
             "receipt": item.receipt,
-            "received_at": at,
+            "received_at": item.at,
             "sender_kid": header.sender.kid,
         },
     )
+    return int(row_id)
+
+
+def _record(connection: Connection, item: _Accepting, row_id: int) -> None:
+    """§3 step 9, second part: the audit entry (and, when the message is a correction
+    or the node routes messages, what follows from it)."""
+    node, opened, at = item.node, item.opened, item.at
+    envelope = opened.envelope
+    header = envelope.header
     audit.record(
         connection,
         "envelope-accepted",
@@ -297,7 +316,7 @@ def _store(connection: Connection, item: _Accepting) -> None:
         rule=item.rule,
     )
     if header.typ == corrections.CORRECTION or node.policy().routing:
-        _after_accept(connection, node, opened, stored[0], at)  # type: ignore[index]
+        _after_accept(connection, node, opened, row_id, at)
 
 
 def _after_accept(

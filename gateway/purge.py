@@ -160,7 +160,8 @@ def _refused_due(session: Session, policy: Policy, now: int) -> list[Purged]:
 
 
 def run(session: Session, policy: Policy, *, now: int | None = None, by: str) -> list[Purged]:
-    """Purge everything due, one transaction per message; returns what was purged."""
+    """Purge everything due, one transaction per message (and one for all refused
+    envelopes); returns what was purged."""
     at = int(time.time()) if now is None else now
     done = []
     refused = []
@@ -202,22 +203,35 @@ def run(session: Session, policy: Policy, *, now: int | None = None, by: str) ->
         session.commit()
         done.append(item)
     if refused:
-        _purge_refused(session, refused, at, by=by, days=policy.refused_retention_days())
-        done += refused
+        done += _purge_refused(session, refused, at, by=by, days=policy.refused_retention_days())
     clear_write_ahead_log(session)
     return done
 
 
-def _purge_refused(session: Session, items: list[Purged], at: int, *, by: str, days: int) -> None:
+def _purge_refused(
+    session: Session, items: list[Purged], at: int, *, by: str, days: int
+) -> list[Purged]:
     """Erase the kept bytes of these refusals, with one audit entry for all of them
-    (each refusal has its own entry already, ``envelope-refused``)."""
+    (each refusal has its own entry already, ``envelope-refused``); returns those
+    this run erased (another dispatcher may have been quicker with some)."""
     rows = [item.row_id for item in items]
+    erased: set[int] = set()
     for start in range(0, len(rows), 500):
-        session.execute(
-            update(InboundRejection)
-            .where(InboundRejection.id.in_(rows[start : start + 500]))
-            .values(wire=None)
+        erased.update(
+            session.scalars(
+                update(InboundRejection)
+                .where(
+                    InboundRejection.id.in_(rows[start : start + 500]),
+                    InboundRejection.wire.is_not(None),
+                )
+                .values(wire=None)
+                .returning(InboundRejection.id)
+            )
         )
+    items = [item for item in items if item.row_id in erased]
+    if not items:
+        session.commit()
+        return []
     audit.record(
         session,
         "purged",
@@ -230,6 +244,7 @@ def _purge_refused(session: Session, items: list[Purged], at: int, *, by: str, d
         received_until=max(item.retention_ends for item in items) - days * DAY,
     )
     session.commit()
+    return items
 
 
 def clear_write_ahead_log(session: Session) -> bool:

@@ -3,14 +3,14 @@ connection pool (no open transaction, no write lock, no half-written rows)."""
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
-from gateway.db import integrity_errors
-from tests.test_group_commit import _ITEMS, ORPHAN, engine  # noqa: F401 - fixture
-
-pytestmark = pytest.mark.usefixtures("engine")
+from gateway.db import integrity_errors, make_engine
+from tests.test_group_commit import _ITEMS, _META, ORPHAN, engine  # noqa: F401 - fixture
 
 
 def _count(engine) -> int:  # noqa: F811 - the fixture's name
@@ -18,6 +18,7 @@ def _count(engine) -> int:  # noqa: F811 - the fixture's name
         return connection.scalar(select(func.count()).select_from(_ITEMS))
 
 
+@pytest.mark.usefixtures("engine")
 def test_a_failed_core_commit_leaves_no_transaction_in_the_pool(engine):  # noqa: F811
     with pytest.raises(integrity_errors(engine)), engine.connect() as connection:
         connection.execute(_ITEMS.insert().values(n=1, parent=ORPHAN))
@@ -29,6 +30,7 @@ def test_a_failed_core_commit_leaves_no_transaction_in_the_pool(engine):  # noqa
     assert _count(engine) == 1
 
 
+@pytest.mark.usefixtures("engine")
 def test_a_failed_session_commit_leaves_no_transaction_in_the_pool(engine):  # noqa: F811
     with pytest.raises(integrity_errors(engine)), Session(engine) as session:
         session.execute(_ITEMS.insert().values(n=1, parent=ORPHAN))
@@ -38,3 +40,40 @@ def test_a_failed_session_commit_leaves_no_transaction_in_the_pool(engine):  # n
         session.execute(_ITEMS.insert().values(n=3, parent=None))
         session.commit()
     assert _count(engine) == 1
+
+
+class _FailingRollback(sqlite3.Connection):
+    """A SQLite connection whose rollback fails while ``failing`` is set."""
+
+    failing = False
+
+    def rollback(self) -> None:
+        if _FailingRollback.failing:
+            raise sqlite3.OperationalError("disk I/O error")
+        super().rollback()
+
+
+@pytest.mark.parametrize("databases", ["sqlite"], indirect=True)
+def test_a_connection_whose_rollback_fails_too_is_closed_not_reused(databases):
+    """If even the rollback after a failed COMMIT fails, the pool closes the
+    connection (ending its transaction and its write lock) instead of keeping it."""
+    flaky = make_engine(databases.new_url("flaky"))
+
+    @event.listens_for(flaky, "do_connect")
+    def _factory(dialect, record, cargs, cparams):  # type: ignore[no-untyped-def]
+        cparams["factory"] = _FailingRollback
+
+    _META.create_all(flaky)
+    _FailingRollback.failing = True
+    try:
+        with pytest.raises(integrity_errors(flaky)), flaky.connect() as connection:
+            connection.execute(_ITEMS.insert().values(n=1, parent=ORPHAN))
+            connection.commit()
+    finally:
+        _FailingRollback.failing = False
+    assert flaky.pool.checkedout() == 0
+    with flaky.connect() as connection:  # no write lock left behind: at once
+        connection.execute(_ITEMS.insert().values(n=2, parent=None))
+        connection.commit()
+    assert _count(flaky) == 1
+    flaky.dispose()

@@ -29,6 +29,7 @@ _ITEMS = Table(
     ),
 )
 ORPHAN = 1000  # items from 1000 up name a parent that does not exist
+INTERRUPT = 999  # writing this item raises KeyboardInterrupt
 
 
 @pytest.fixture
@@ -48,6 +49,8 @@ def _insert(connection: Connection, items: Sequence[int]) -> list[str]:
     for n in items:
         if n < 0:
             raise ValueError(f"item {n} is refused")
+        if n == INTERRUPT:
+            raise KeyboardInterrupt
         connection.execute(_ITEMS.insert().values(n=n, parent=404 if n >= ORPHAN else None))
     return [f"stored {n}" for n in items]
 
@@ -59,7 +62,7 @@ def _run_all(group: GroupCommit, items: list[int]) -> dict[int, object]:
     def one(n: int) -> None:
         try:
             outcomes[n] = group.run(n)
-        except Exception as error:  # noqa: BLE001 - kept for the assertions
+        except BaseException as error:  # noqa: BLE001 - kept for the assertions
             outcomes[n] = error
 
     threads = [threading.Thread(target=one, args=(n,)) for n in items]
@@ -148,3 +151,20 @@ def test_a_wrong_number_of_results_is_an_error_not_a_silent_answer(engine):
     group = GroupCommit(engine, lambda connection, items: [])
     with pytest.raises(RuntimeError, match="0 results for 1 items"):
         group.run(5)
+
+
+def test_an_interrupted_leader_stops_only_itself(engine):
+    """An interruption (not an error) while writing a group ends the leader's own
+    call; the others of the group are written alone, nobody waits for ever, and the
+    group commit goes on working."""
+    group, outcomes = _queued_behind(engine, 0, [1, INTERRUPT, 2])
+    interrupted = [n for n, o in outcomes.items() if isinstance(o, KeyboardInterrupt)]
+    assert INTERRUPT in interrupted and len(interrupted) <= 2  # the item, maybe its leader
+    assert all(outcomes[n] == f"stored {n}" for n in (0, 1, 2) if n not in interrupted)
+    assert INTERRUPT not in _stored(engine)
+    assert group.run(5) == "stored 5"
+
+
+def test_a_group_holds_at_least_one_item(engine):
+    with pytest.raises(ValueError, match="at least 1"):
+        GroupCommit(engine, _insert, max_group=0)

@@ -257,6 +257,10 @@ def test_the_kept_bytes_of_refused_envelopes_go_and_the_refusals_stay(make_feder
     }
     with kg.node.sessions() as session:
         assert purge.run(session, policy, now=ends + DAY, by="test") == []  # once only
+        # A second dispatcher that listed the same refusals before the first erased
+        # them erases and records nothing.
+        assert purge._purge_refused(session, purged, ends, by="late", days=30) == []
+    assert len([e for e in purged_entries(kg) if e["direction"] == "refused"]) == 1
 
 
 def test_the_policy_sets_how_long_refused_envelopes_are_kept(make_federation):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import string
+import threading
 import time
 
 import pytest
@@ -136,6 +137,17 @@ def _sealed_by(member, kid: str, public: bytes, message_id: str | None = None) -
     ).to_wire()
 
 
+def _one_accepted(make_federation):
+    """KZ and KG, and an envelope from KZ that KG has accepted: its bytes and answer."""
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    submit(kz, ["KG"])
+    wire = deliveries(kz)[0].envelope.wire
+    first = receive(kg.node, wire)
+    assert first.status == 200
+    return kz, kg, wire, first
+
+
 def _refusals(member) -> list[str]:
     with member.node.sessions() as session:
         return list(session.scalars(select(InboundRejection.code).order_by(InboundRejection.id)))
@@ -146,12 +158,7 @@ def test_a_retry_gets_its_receipt_even_when_steps_7_and_8_would_now_refuse_it(ma
     or 8 is only given once step 6 has found nothing. Here the sender is suspended
     after its envelope was accepted: a resend is still a retry, answered with the
     stored receipt, with nothing refused or recorded."""
-    fed = make_federation(("KZ", "KG"))
-    kz, kg = fed["KZ"], fed["KG"]
-    submit(kz, ["KG"])
-    wire = deliveries(kz)[0].envelope.wire
-    first = receive(kg.node, wire)
-    assert first.status == 200
+    kz, kg, wire, first = _one_accepted(make_federation)
     with kg.node.sessions() as session:
         sovereignty.suspend(session, scope="node", value="KZ", reason="test", who="officer")
         session.commit()
@@ -186,6 +193,90 @@ def test_a_replay_that_step_7_cannot_open_is_refused_as_a_replay(make_federation
     assert _refusals(kg) == ["replay", "not-a-recipient"]
 
 
+def _accepting(node, raw: bytes) -> inbox._Accepting:
+    """``raw`` through steps 1 to 8 on ``node``, with its receipt: ready for storing."""
+    at = int(time.time())
+    envelope = authenticate(raw, trust=node.trust().keys, now=at, limits=node.limits)
+    opened = decrypt_and_validate(envelope, node.id, node.keys.encryption_keys)
+    signing_key = node.signing_pair(at)
+    receipt = make_receipt(envelope, receiver=node.id, signing_key=signing_key, at=at)
+    return inbox._Accepting(node, raw, opened, receipt, at, "default")
+
+
+def test_a_retry_is_answered_even_when_steps_7_and_8_fail_on_this_nodes_side(
+    make_federation, monkeypatch
+):
+    """Not only a refusal: an error of the node's own in steps 7 and 8 (here reading
+    its suspensions) does not stop a retry from getting its stored receipt; a new
+    envelope meets the error."""
+    kz, kg, wire, first = _one_accepted(make_federation)
+
+    def broken() -> list:
+        raise RuntimeError("the suspensions table cannot be read")
+
+    monkeypatch.setattr(kg.node, "suspensions", broken)
+    again = receive(kg.node, wire)
+    assert (again.status, again.body) == (200, first.body)
+    submit(kz, ["KG"])
+    with pytest.raises(RuntimeError, match="cannot be read"):
+        receive(kg.node, deliveries(kz)[-1].envelope.wire)
+    assert _refusals(kg) == []
+
+
+@pytest.mark.parametrize("databases", ["postgresql"], indirect=True)
+def test_a_group_and_another_process_storing_the_same_envelope_do_not_deadlock(
+    make_federation,
+):
+    """On PostgreSQL an audit append holds the audit lock until the commit. A group
+    inserts all its message rows before its first append, so when another process
+    has inserted (not yet committed) a copy of one of them, the group waits for that
+    copy without holding the lock, the other process appends and commits, and the
+    group fails on the unique key (and is written again item by item), instead of
+    both waiting for each other until PostgreSQL breaks the deadlock."""
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    submit(kz, ["KG"])
+    submit(kz, ["KG"])
+    first, second = (_accepting(kg.node, d.envelope.wire) for d in deliveries(kz))
+    outcome: dict[str, object] = {}
+
+    def group_of_two() -> None:
+        with kg.node.engine.connect() as connection:
+            outcome["pid"] = connection.connection.dbapi_connection.info.backend_pid
+            connection.begin()
+            try:
+                inbox._store_accepted(connection, [first, second])
+                connection.commit()
+                outcome["group"] = "committed"
+            except Exception as error:  # noqa: BLE001 - kept for the assertions
+                outcome["group"] = error
+
+    with kg.node.engine.connect() as other:  # "another process", storing ``second``
+        other.begin()
+        row_id = inbox._insert(other, second)
+        writer = threading.Thread(target=group_of_two)
+        writer.start()
+        deadline = time.monotonic() + 30
+        while not _waits_for_a_lock(kg.node, outcome.get("pid")):
+            assert time.monotonic() < deadline and writer.is_alive(), outcome
+            time.sleep(0.01)
+        inbox._record(other, second, row_id)  # takes the audit lock: free
+        other.commit()
+        writer.join(timeout=30)
+    assert isinstance(outcome["group"], integrity_errors(kg.node.engine)), outcome
+    assert inbox_count(kg, "KZ") == 1
+
+
+def _waits_for_a_lock(node, pid: int | None) -> bool:
+    if pid is None:
+        return False
+    with node.engine.connect() as connection:
+        waiting = connection.exec_driver_sql(
+            "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %(pid)s", {"pid": pid}
+        ).scalar()
+    return waiting == "Lock"
+
+
 def test_two_copies_in_one_group_are_an_accept_and_a_retry_or_a_replay(make_federation):
     """Step 6 runs in the group's transaction, after the inserts before it: a second
     copy of an envelope in the same group is a retry of the first, a second envelope
@@ -196,16 +287,8 @@ def test_two_copies_in_one_group_are_an_accept_and_a_retry_or_a_replay(make_fede
     wire = deliveries(kz)[0].envelope.wire
     key = kz.node.trust().keys.encryption_key("KG", int(time.time()))
     other = _sealed_by(kz, key.kid, key.pub, sent["id"])
-    node, at = kg.node, int(time.time())
-    signing_key = node.signing_pair(at)
-
-    def accepting(raw: bytes) -> inbox._Accepting:
-        envelope = authenticate(raw, trust=node.trust().keys, now=at, limits=node.limits)
-        opened = decrypt_and_validate(envelope, node.id, node.keys.encryption_keys)
-        receipt = make_receipt(envelope, receiver=node.id, signing_key=signing_key, at=at)
-        return inbox._Accepting(node, raw, opened, receipt, at, "default")
-
-    group = [accepting(wire), accepting(wire), accepting(other)]
+    node = kg.node
+    group = [_accepting(node, wire), _accepting(node, wire), _accepting(node, other)]
     with node.sessions() as session:
         entries = session.scalar(select(func.count()).select_from(AuditEntry))
     with node.engine.connect() as connection:

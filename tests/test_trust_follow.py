@@ -65,7 +65,7 @@ def test_a_higher_tl_makes_the_receiver_fetch_verify_and_use_the_chain(make_fede
 
     submit(kz, ["KG"])
     [outcome] = Dispatcher(kz.node).run_once()
-    assert outcome.state == "delivered"
+    assert outcome.state == "delivered", outcome
     assert kg.node.trust().version == 1 and hints(kg) == {"KZ": (3, None)}
 
     installed = TrustFollower(kg.node).run_once()
