@@ -95,6 +95,7 @@ class GroupCommit(Generic[Item, Result]):
         """Write the next group, as its leader (called holding the lock, which is let
         go while writing); whatever happens, let the next leader go on after."""
         self._writing = True
+        group: list[_Slot] = []
         try:
             group = self._waiting[: self._max_group]
             del self._waiting[: self._max_group]
@@ -103,6 +104,11 @@ class GroupCommit(Generic[Item, Result]):
                 self._commit(group)
             finally:
                 self._changed.acquire()
+        except BaseException:
+            for slot in group:  # taken, then interrupted before _commit could say
+                if not slot.done:
+                    slot.alone = slot.done = True
+            raise
         finally:
             self._writing = False
             self._changed.notify_all()
