@@ -1081,8 +1081,8 @@ def audit_reset_witness(obj: Context, peer: str, reason: str, who: str) -> None:
 def audit_dpo(obj: Context, since: str | None, until: str | None, who: str, as_json: bool) -> None:
     """The data protection officer's report: who consulted and who disclosed what and
     why, unusual access (off-hours, bulk reads, many hit queries, reads without a
-    justification), overdue case-data requests and stored messages due for purge.
-    Exit 3 when anything is flagged or overdue."""
+    justification), overdue case-data requests, and stored messages and refused
+    envelopes' bytes due for purge. Exit 3 when anything is flagged or overdue."""
     from gateway.audit import oversight
 
     node = obj.node()
@@ -1091,7 +1091,10 @@ def audit_dpo(obj: Context, since: str | None, until: str | None, who: str, as_j
         click.echo(json.dumps(result, ensure_ascii=False, indent=2))
     else:
         click.echo(oversight.render(result, node.settings))
-    overdue = any(item["overdue"] for item in result["due_for_purge"])
+    overdue = (
+        any(item["overdue"] for item in result["due_for_purge"])
+        or result["refused_bytes"]["overdue"] > 0
+    )
     if result["unusual"] or result["overdue_requests"] or overdue:
         sys.exit(3)
 

@@ -11,14 +11,16 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from gateway import purge
 from gateway.audit import log as audit
 from gateway.audit import oversight
 from gateway.cli import main
 from gateway.dispatcher import Dispatcher
 from gateway.errors import ApiError
-from gateway.models import AuditEntry, OutboundMessage
+from gateway.inbox import receive
+from gateway.models import AuditEntry, InboundRejection, OutboundMessage
 from gateway.tokens import issue
 from schemas import xb1json
 from schemas.examples import example_alert, example_case_request, example_case_response
@@ -189,6 +191,46 @@ def test_due_for_purge_and_overdue(exchanged):
         assert (due["message"], due["retention_ends"], due["overdue"]) == (message_id, ends, False)
         [due] = oversight.due_for_purge(session, kz.node.policy(), ends, 0)
         assert due["overdue"] is True
+
+
+def test_refused_envelopes_kept_and_due_for_purge(make_federation):
+    kg = make_federation(("KG",), serve=False)["KG"]
+    assert receive(kg.node, b"[1]").status == 400
+    assert receive(kg.node, b"{}").status == 400
+    with kg.node.sessions() as session:
+        arrived = [r.received_at for r in session.scalars(select(InboundRejection))]
+        ends = max(arrived) + 30 * oversight.DAY
+        policy = kg.node.policy()
+
+        def figures(now: int, within: int = 14) -> dict:
+            return oversight.refused_bytes(session, policy, now, within)
+
+        assert figures(ends - 20 * oversight.DAY) == {
+            "retention_days": 30,
+            "kept": 2,
+            "due": 0,
+            "overdue": 0,
+        }
+        assert figures(ends - 3 * oversight.DAY)["due"] == 2
+        assert figures(ends, 0)["overdue"] == 2
+        purge.run(session, policy, now=ends, by="test")
+        assert figures(ends, 0) == {"retention_days": 30, "kept": 0, "due": 0, "overdue": 0}
+    result = oversight.report_for(kg.node, None, None, by="test")
+    assert result["refused_bytes"]["kept"] == 0
+    # Bytes kept past their time (the purge has not run) make the command exit 3.
+    assert receive(kg.node, b"[2]").status == 400
+    with kg.node.sessions() as session:
+        session.execute(
+            update(InboundRejection).values(received_at=arrived[0] - 31 * oversight.DAY)
+        )
+        session.commit()
+    args = ["--instance", str(kg.instance), "audit", "dpo", "--by", "A. DPO"]
+    shown = CliRunner().invoke(main, args)
+    assert shown.exit_code == 3, shown.output
+    assert "refused envelopes kept byte for byte: 1 (for 30 days), 1 due, 1 OVERDUE" in shown.output
+    assert "refused envelopes kept byte for byte: 0 (for 30 days), 0 due" in oversight.render(
+        result, kg.node.settings
+    )
 
 
 def test_period_parsing():

@@ -15,7 +15,9 @@ national oversight body:
   passed without a response that completes or refuses them;
 * **due for purge**: stored message bodies whose retention (the body's
   ``retention_days`` capped by the policy for its type) ends within
-  ``purge_notice_days`` days, or has already ended (``gateway purge``).
+  ``purge_notice_days`` days, or has already ended (``gateway purge``); and how
+  many refused envelopes are kept byte for byte, how many of those are due and
+  how many are past the policy's ``[retention] refused``.
 
 Everything but the purge list comes from audit entries, which hold metadata and
 never message contents; the report itself is recorded in the audit log, so the
@@ -31,14 +33,14 @@ from datetime import date, datetime, time, timedelta
 from time import time as unix_time
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from gateway import purge
 from gateway.audit import log as audit
 from gateway.config import Settings
 from gateway.errors import ApiError
-from gateway.models import AuditEntry, InboundMessage, OutboundMessage
+from gateway.models import AuditEntry, InboundMessage, InboundRejection, OutboundMessage
 from gateway.policy import Policy
 from schemas import xb1json
 
@@ -226,6 +228,29 @@ def due_for_purge(
     return sorted(due, key=lambda item: (item["retention_ends"], item["message"]))
 
 
+def refused_bytes(session: Session, policy: Policy, now: int, within_days: int) -> dict[str, int]:
+    """Refused envelopes kept byte for byte: how many, how many of them are due for
+    purge within ``within_days`` and how many are past ``[retention] refused``."""
+    days = policy.refused_retention_days()
+    kept = InboundRejection.wire.is_not(None)
+
+    def count(*where: Any) -> int:
+        return int(
+            session.scalar(select(func.count()).select_from(InboundRejection).where(kept, *where))
+            or 0
+        )
+
+    def ending_by(at: int) -> int:  # kept bytes whose time is up by ``at``
+        return count(InboundRejection.received_at <= at - days * DAY)
+
+    return {
+        "retention_days": days,
+        "kept": count(),
+        "due": ending_by(now + within_days * DAY),
+        "overdue": ending_by(now),
+    }
+
+
 FINAL_OUTCOMES = ("complete", "refused")
 
 
@@ -320,6 +345,7 @@ def report(
         "unusual": unusual,
         "overdue_requests": overdue_requests(session, now),
         "due_for_purge": due_for_purge(session, policy, now, settings.purge_notice_days),
+        "refused_bytes": refused_bytes(session, policy, now, settings.purge_notice_days),
     }
     audit.record(
         session,
@@ -376,4 +402,10 @@ def render(result: dict[str, Any], settings: Settings) -> str:
             f"  {state} {when(item['retention_ends'])}  {item['direction']} {item['typ']} "
             f"{item['message']}"
         )
+    refused = result["refused_bytes"]
+    lines.append(
+        f"  refused envelopes kept byte for byte: {refused['kept']} (for "
+        f"{refused['retention_days']} days), {refused['due']} due"
+        + (f", {refused['overdue']} OVERDUE" if refused["overdue"] else "")
+    )
     return "\n".join(lines)
