@@ -37,7 +37,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, text, update
+from sqlalchemy import ColumnElement, and_, select, text, update
 from sqlalchemy.orm import Session
 
 from gateway import onward
@@ -146,6 +146,14 @@ def due(session: Session, policy: Policy, now: int) -> list[Purged]:
     return sorted(found, key=lambda p: (p.retention_ends, p.message))
 
 
+def refused_due_by(policy: Policy, at: int) -> ColumnElement[bool]:
+    """The refusals whose kept bytes are due for erasure by ``at``."""
+    return and_(
+        InboundRejection.wire.is_not(None),
+        InboundRejection.received_at <= at - policy.refused_retention_days() * DAY,
+    )
+
+
 def _refused_due(session: Session, policy: Policy, now: int) -> list[Purged]:
     """Refused envelopes whose bytes are still kept past ``[retention] refused``."""
     kept = policy.refused_retention_days() * DAY
@@ -154,7 +162,7 @@ def _refused_due(session: Session, policy: Policy, now: int) -> list[Purged]:
         for row_id, envelope_id, received_at in session.execute(
             select(
                 InboundRejection.id, InboundRejection.envelope_id, InboundRejection.received_at
-            ).where(InboundRejection.wire.is_not(None), InboundRejection.received_at <= now - kept)
+            ).where(refused_due_by(policy, now))
         )
     ]
 

@@ -47,7 +47,7 @@ def test_the_log_is_read_in_batches_and_the_bundle_is_the_same(exchanged, monkey
         assert log.size(session) >= 6  # three batches of two or more
     whole = evidence.export(kz, message_id)
     assert len(whole["entries"]) >= 2
-    monkeypatch.setattr(evidence, "_STREAM", 2)
+    monkeypatch.setattr(log, "STREAM_ROWS", 2)
     assert evidence.export(kz, message_id) == whole
 
 

@@ -61,9 +61,6 @@ class EvidenceError(Exception):
         self.message = message
 
 
-_STREAM = 10_000  # audit entries per fetch when scanning the log
-
-
 def _signature_count(row: AuditCheckpoint) -> int:
     return len(note.signature_lines(row.note)[1])
 
@@ -81,13 +78,11 @@ def export(node: Any, message_id: str) -> dict[str, Any]:
             raise EvidenceError(
                 "the node has no signed checkpoint yet: run 'gateway audit checkpoint' first"
             )
-        # Every entry is read once, in batches, so memory stays flat however long the
-        # log (streamed by a server-side cursor on PostgreSQL).
+        # Every entry is read once, in batches, so memory stays flat however long the log.
         seqs = [
             seq
-            for seq, entry in session.connection().execute(
-                select(AuditEntry.seq, AuditEntry.entry).order_by(AuditEntry.seq),
-                execution_options={"yield_per": _STREAM},
+            for seq, entry in audit_log.stream(
+                session, select(AuditEntry.seq, AuditEntry.entry).order_by(AuditEntry.seq)
             )
             if needle in entry
         ]

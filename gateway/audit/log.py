@@ -123,7 +123,13 @@ SUBTREE_LEVEL = 8
 """Checkpoints store every perfect subtree of 2**8 = 256 entries and above (about one
 row per 128 entries), so a proof reads O(log n) stored hashes plus the leaf hashes of
 at most a few 256-entry blocks and of the entries since the last checkpoint."""
-_STREAM = 10_000  # rows per fetch when streaming entries
+STREAM_ROWS = 10_000  # rows per fetch when streaming entries
+
+
+def stream(session: Session, statement: Any) -> Result[*tuple[Any, ...]]:
+    """Run ``statement`` on the session's connection, ``STREAM_ROWS`` rows per fetch
+    (a server-side cursor on PostgreSQL), for reads that may cover the whole log."""
+    return session.connection().execute(statement, execution_options={"yield_per": STREAM_ROWS})
 
 
 def _frontier_bytes(frontier: merkle.CompactRange) -> bytes:
@@ -214,8 +220,8 @@ def _leaves(session: Session, first: int, last: int) -> Result[int, bytes]:
         .where(AuditEntry.seq >= first, AuditEntry.seq <= last)
         .order_by(AuditEntry.seq)
     )
-    if last - first >= _STREAM:
-        statement = statement.execution_options(yield_per=_STREAM)
+    if last - first >= STREAM_ROWS:
+        statement = statement.execution_options(yield_per=STREAM_ROWS)
     return session.execute(statement)
 
 
@@ -341,8 +347,8 @@ class _StoredTree:
             .where(or_(*(AuditEntry.seq.between(start + 1, end) for start, end in runs)))
             .order_by(AuditEntry.seq)
         )
-        if sum(end - start for start, end in runs) > _STREAM:
-            statement = statement.execution_options(yield_per=_STREAM)
+        if sum(end - start for start, end in runs) > STREAM_ROWS:
+            statement = statement.execution_options(yield_per=STREAM_ROWS)
         read = {start: start for start in starts}
         with closing(self._session.execute(statement)) as rows:
             # Leaf index seq - 1 belongs to the last run starting at or before it.

@@ -78,11 +78,11 @@ def _start_of(day: date, zone: Any) -> int:
 
 def _entries(session: Session, since: int, until: int) -> Iterator[dict[str, Any]]:
     # Streamed in batches: a long period on a busy node is many entries.
-    rows = session.connection().execute(
+    rows = audit.stream(
+        session,
         select(AuditEntry.seq, AuditEntry.entry)
         .where(AuditEntry.kind.in_(_KINDS), AuditEntry.at >= since, AuditEntry.at < until)
         .order_by(AuditEntry.seq),
-        execution_options={"yield_per": 10_000},
     )
     for seq, raw in rows:
         entry = xb1json.loads(raw)
@@ -231,23 +231,16 @@ def due_for_purge(
 def refused_bytes(session: Session, policy: Policy, now: int, within_days: int) -> dict[str, int]:
     """Refused envelopes kept byte for byte: how many, how many of them are due for
     purge within ``within_days`` and how many are past ``[retention] refused``."""
-    days = policy.refused_retention_days()
-    kept = InboundRejection.wire.is_not(None)
 
-    def count(*where: Any) -> int:
-        return int(
-            session.scalar(select(func.count()).select_from(InboundRejection).where(kept, *where))
-            or 0
-        )
-
-    def ending_by(at: int) -> int:  # kept bytes whose time is up by ``at``
-        return count(InboundRejection.received_at <= at - days * DAY)
+    def count(where: Any) -> int:
+        found = session.scalar(select(func.count()).select_from(InboundRejection).where(where))
+        return int(found or 0)
 
     return {
-        "retention_days": days,
-        "kept": count(),
-        "due": ending_by(now + within_days * DAY),
-        "overdue": ending_by(now),
+        "retention_days": policy.refused_retention_days(),
+        "kept": count(InboundRejection.wire.is_not(None)),
+        "due": count(purge.refused_due_by(policy, now + within_days * DAY)),
+        "overdue": count(purge.refused_due_by(policy, now)),
     }
 
 
