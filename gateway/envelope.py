@@ -602,17 +602,12 @@ def open_envelope(
     enc_keys: Iterable[EncryptionKeyPair],
     now: int | None = None,
     limits: Limits = Limits(),
-    replay_check: Callable[[Envelope], None] | None = None,
 ) -> Opened:
-    """Run PROTOCOL §3 steps 1 to 8 (schema) in order; raise :class:`Rejected` at the first failure.
-
-    ``replay_check`` is step 6: it raises :class:`Rejected` ("replay") or a retry signal
-    of the caller's own. Local policy (the rest of step 8) and storage (step 9) belong
-    to the caller; the inbox runs step 6 with step 9 (gateway/inbox.py).
-    """
+    """Run PROTOCOL §3 steps 1 to 5, 7 and 8 (schema); raise :class:`Rejected` at the
+    first failure. Step 6 (replay), local policy (the rest of step 8) and storage
+    (step 9) need the node's database and belong to the caller; the inbox runs step 6
+    with step 9 (gateway/inbox.py)."""
     envelope = authenticate(raw, trust=trust, now=now, limits=limits)
-    if replay_check is not None:
-        replay_check(envelope)
     return decrypt_and_validate(envelope, node, enc_keys)
 
 
