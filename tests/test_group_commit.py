@@ -4,12 +4,15 @@ has committed, and a failure reaches only the caller whose item caused it."""
 
 from __future__ import annotations
 
+import gc
+import sqlite3
 import threading
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
-from sqlalchemy import Column, Connection, ForeignKey, Integer, MetaData, Table, select
+from sqlalchemy import Column, Connection, ForeignKey, Integer, MetaData, Table, event, select, text
 
 from gateway.db import integrity_errors, make_engine
 from gateway.group_commit import GroupCommit
@@ -168,3 +171,124 @@ def test_an_interrupted_leader_stops_only_itself(engine):
 def test_a_group_holds_at_least_one_item(engine):
     with pytest.raises(ValueError, match="at least 1"):
         GroupCommit(engine, _insert, max_group=0)
+
+
+# --------------------------------------------------------------------------- the held connection
+
+
+def _checkouts(engine) -> list[int]:
+    """A list that grows by one with every connection taken from ``engine``'s pool."""
+    taken: list[int] = []
+    event.listen(engine.pool, "checkout", lambda *_: taken.append(1))
+    return taken
+
+
+def _driver_connection(group: GroupCommit) -> Any:
+    connection = group._held._connection
+    assert connection is not None, "the group commit holds no connection"
+    return connection.connection.dbapi_connection
+
+
+def _is_closed(driver_connection: Any) -> bool:
+    if hasattr(driver_connection, "closed"):  # psycopg
+        return bool(driver_connection.closed)
+    try:  # sqlite3 has no flag: a closed connection refuses to work
+        driver_connection.execute("SELECT 1")
+    except sqlite3.ProgrammingError:
+        return True
+    return False
+
+
+def _cut(engine, driver_connection: Any) -> None:
+    """Make the connection go away under its holder: on PostgreSQL its server process
+    is terminated (as when the server restarts), on SQLite it is closed."""
+    if engine.dialect.name == "sqlite":
+        driver_connection.close()
+        return
+    pid = driver_connection.info.backend_pid
+    with engine.connect() as other:
+        other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+
+
+def test_the_writing_thread_keeps_one_connection_from_group_to_group(engine):
+    group = GroupCommit(engine, _insert)
+    taken = _checkouts(engine)
+    assert [group.run(n) for n in (1, 2, 3)] == ["stored 1", "stored 2", "stored 3"]
+    assert len(taken) == 1
+    assert engine.pool.checkedout() == 1  # held, not given back between groups
+    assert _stored(engine) == [1, 2, 3]
+
+
+def test_a_held_connection_that_went_away_is_replaced_and_the_group_written(engine):
+    """Between two groups the held connection is lost (a restarted PostgreSQL): the
+    next group is written on a new connection instead of failing its callers."""
+    group = GroupCommit(engine, _insert)
+    assert group.run(1) == "stored 1"
+    lost = _driver_connection(group)
+    _cut(engine, lost)
+    assert group.run(2) == "stored 2"
+    assert _driver_connection(group) is not lost
+    assert _stored(engine) == [1, 2]
+    assert group.run(3) == "stored 3"
+
+
+def test_after_an_error_the_held_connection_is_not_used_again(engine):
+    group = GroupCommit(engine, _insert)
+    assert group.run(1) == "stored 1"
+    used = _driver_connection(group)
+    with pytest.raises(ValueError, match="item -2 is refused"):
+        group.run(-2)
+    assert _is_closed(used)  # closed, which also ends what the failed transaction left
+    assert group.run(3) == "stored 3"
+    assert _driver_connection(group) is not used
+    assert _stored(engine) == [1, 3]
+
+
+def test_an_error_on_a_new_connection_is_not_retried(engine):
+    """Only a reused connection can have gone stale: an error in a group on a
+    connection opened for it is the group's own and reaches its caller once."""
+    calls: list[int] = []
+
+    def failing(connection: Connection, items: Sequence[int]) -> list[str]:
+        calls.append(1)
+        connection.connection.dbapi_connection.close()
+        return _insert(connection, items)
+
+    group = GroupCommit(engine, failing)
+    with pytest.raises(Exception):  # noqa: B017 - the driver's own "closed" error
+        group.run(1)
+    assert len(calls) == 1
+    assert _stored(engine) == []
+
+
+def test_disposing_the_engine_closes_the_held_connection(engine):
+    group = GroupCommit(engine, _insert)
+    assert group.run(1) == "stored 1"
+    held = _driver_connection(group)
+    engine.dispose()
+    assert _is_closed(held)
+    assert group.run(2) == "stored 2"  # and a later group opens a new one
+    assert _stored(engine) == [1, 2]
+
+
+def test_disposing_the_engine_mid_transaction_closes_the_connection_after_it(engine):
+    seen: list[Any] = []
+
+    def disposing(connection: Connection, items: Sequence[int]) -> list[str]:
+        seen.append(connection.connection.dbapi_connection)
+        engine.dispose()  # from another thread in real life; here while writing
+        return _insert(connection, items)
+
+    group = GroupCommit(engine, disposing)
+    assert group.run(1) == "stored 1"
+    assert _stored(engine) == [1]  # committed first ...
+    assert _is_closed(seen[0])  # ... then closed
+
+
+def test_a_collected_group_commit_gives_its_connection_back(engine):
+    group = GroupCommit(engine, _insert)
+    assert group.run(1) == "stored 1"
+    assert engine.pool.checkedout() == 1
+    del group
+    gc.collect()
+    assert engine.pool.checkedout() == 0
