@@ -36,7 +36,7 @@ from gateway.models import DeliveryState
 from keys.fingerprint import fingerprint
 from keys.nodekeys import NodeKeys, passphrase_from_env
 from keys.sealed import KeyFileError, UnsealedKeyWarning
-from keys.trustlist import TrustError, key_entry
+from keys.trustlist import KeyUse, TrustError, key_entry
 
 # Row ids are 32-bit integers in PostgreSQL: larger ids cannot exist.
 ROW_ID = click.IntRange(1, 2**31 - 1)
@@ -104,6 +104,11 @@ def _load_keys(settings: Settings) -> tuple[NodeKeys, str | None]:
                 warning.message, warning.category, warning.filename, warning.lineno
             )
     return keys, passphrase
+
+
+def _keyrings_by_use(ring: NodeKeys) -> tuple[tuple[KeyUse, tuple[Any, ...]], ...]:
+    """The node's signing and encryption keyrings, each with its trust-list use."""
+    return (("sig", ring.signing), ("enc", ring.encryption))
 
 
 def _fail(code: str, message: str) -> NoReturn:
@@ -375,7 +380,7 @@ def keys_rotate(
     horizon = now + 2 * 365 * 24 * 3600
     retired_until = now + overlap_days * 24 * 3600
     entries = []
-    for use, keyring in (("sig", ring.signing), ("enc", ring.encryption)):
+    for use, keyring in _keyrings_by_use(ring):
         for entry in keyring:
             if entry.status == "active":
                 entries.append(key_entry(entry.pair.public, use, not_before=now, not_after=horizon))
@@ -390,7 +395,7 @@ def keys_rotate(
                     )
                 )
     click.echo("New keys (compare these fingerprints with the administrators by phone):", err=True)
-    for use, keyring in (("sig", ring.signing), ("enc", ring.encryption)):
+    for use, keyring in _keyrings_by_use(ring):
         for entry in keyring:
             if entry.status == "active":
                 click.echo(f"  {use} {entry.kid} {fingerprint(entry.pair.public)}", err=True)

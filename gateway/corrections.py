@@ -23,18 +23,18 @@ Everything runs on the connection of the accepting transaction.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, Table, delete, insert, select, update
 
 from gateway.audit import log as audit
 from gateway.models import H2Identifier, InboundMessage, InboundRoute
 from schemas import xb1json
 
 CORRECTION = "correction/1"
-_INBOUND = InboundMessage.__table__
-_ROUTES = InboundRoute.__table__
-_H2 = H2Identifier.__table__
+_INBOUND = cast(Table, InboundMessage.__table__)
+_ROUTES = cast(Table, InboundRoute.__table__)
+_H2 = cast(Table, H2Identifier.__table__)
 
 
 def apply_received(

@@ -348,8 +348,8 @@ def run_demo(*, as_json: bool = False, keep: str | None = None) -> dict[str, Any
         for node_id, node in nodes.items():
             made = audit.checkpoint(node)
             audit_sizes[node_id] = made.size if made else 0
-            root = base64.b64encode(made.root).decode() if made else "-"
-            say(f"   {node_id}: {audit_sizes[node_id]} entries, root {root}")
+            shown = base64.b64encode(made.root).decode() if made else "-"
+            say(f"   {node_id}: {audit_sizes[node_id]} entries, root {shown}")
 
         elapsed = round(time.monotonic() - started, 2)
         say()

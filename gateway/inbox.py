@@ -14,9 +14,9 @@ import time
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, bindparam, insert, or_, select
+from sqlalchemy import Connection, Table, bindparam, insert, or_, select
 from sqlalchemy.orm import Session
 
 from gateway import corrections, sovereignty
@@ -62,7 +62,7 @@ class Answer:
 # The receive path is the node's hot path: its statements are compiled once and run
 # on the driver's cursor in a Core connection's transaction, without the ORM session
 # and without SQLAlchemy's per-statement work (gateway.db.DriverStatement).
-_INBOUND = InboundMessage.__table__
+_INBOUND = cast(Table, InboundMessage.__table__)
 _FIND_STORED = DriverStatement(
     select(_INBOUND.c.ph, _INBOUND.c.ch, _INBOUND.c.receipt).where(
         _INBOUND.c.sender == bindparam("sender"),
@@ -183,7 +183,9 @@ def receive(node: Node, raw: bytes, *, now: int | None = None) -> Answer:
         outcome = _accepting(node).run(accepting)
     if isinstance(outcome, Rejected):
         return _refuse(node, raw, outcome, signing_key, at)
-    if outcome is receipt and envelope.header.tl > trust_list.version:
+    # Equal, not identical: a commit reported lost that went through answers with
+    # the receipt it stored, which is this one.
+    if outcome == receipt and envelope.header.tl > trust_list.version:
         note_announcement(node, envelope.header.sender.node, envelope.header.tl, at)
     return Answer(200, outcome)
 

@@ -199,7 +199,7 @@ def _is_closed(driver_connection: Any) -> bool:
     return False
 
 
-def _cut(engine, driver_connection: Any) -> None:
+def cut_connection(engine, driver_connection: Any) -> None:
     """Make the connection go away under its holder: on PostgreSQL its server process
     is terminated (as when the server restarts), on SQLite it is closed."""
     if engine.dialect.name == "sqlite":
@@ -225,7 +225,7 @@ def test_a_held_connection_that_went_away_is_replaced_and_the_group_written(engi
     group = GroupCommit(engine, _insert)
     assert group.run(1) == "stored 1"
     lost = _driver_connection(group)
-    _cut(engine, lost)
+    cut_connection(engine, lost)
     assert group.run(2) == "stored 2"
     assert _driver_connection(group) is not lost
     assert _stored(engine) == [1, 2]

@@ -26,6 +26,7 @@ from gateway.envelope import (
     make_receipt,
     seal,
 )
+from gateway.group_commit import GroupCommit
 from gateway.inbox import receive
 from gateway.models import AuditEntry, InboundMessage, InboundRejection
 from keys.keypair import EncryptionKeyPair
@@ -33,6 +34,9 @@ from schemas import common
 from schemas.examples import EXAMPLES, example_alert
 from schemas.registry import validate_body
 from tests.test_exchange import deliveries, inbox_count, submit
+from tests.test_group_commit import cut_connection
+from tests.test_trust_follow import hints as trust_hints
+from tests.test_trust_follow import next_version
 
 _INBOUND = InboundMessage.__table__
 _INSERT = DriverStatement(insert(_INBOUND).returning(_INBOUND.c.id), keys=inbox._STORED_COLUMNS)
@@ -300,6 +304,56 @@ def test_two_copies_in_one_group_are_an_accept_and_a_retry_or_a_replay(make_fede
     assert inbox_count(kg, "KZ", sent["id"]) == 1
     with node.sessions() as session:
         assert session.scalar(select(func.count()).select_from(AuditEntry)) == entries + 1
+
+
+def test_a_commit_lost_after_it_went_through_answers_as_if_nothing_had_happened(
+    make_federation, monkeypatch
+):
+    """The connection is lost as the accepting transaction commits (PostgreSQL
+    restarting, say): the commit went through, but the node is told it failed. The
+    group is written again on a new connection, where step 6 finds what that commit
+    stored: the peer gets its receipt, the message is stored and recorded once, and
+    the newer trust list the envelope announced is still noted."""
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    kz.node.install_trust_list(next_version(fed, kz.node.trust()))
+    submit(kz, ["KG"])
+    kz.node.install_trust_list(next_version(fed, kz.node.trust()))
+    second = submit(kz, ["KG"])
+    first_wire, second_wire = (d.envelope.wire for d in deliveries(kz))
+    assert receive(kg.node, first_wire).status == 200  # the group commit's connection
+    assert trust_hints(kg) == {"KZ": (2, None)}
+
+    commit_once = GroupCommit._in_transaction
+    lost: list[bool] = []
+
+    def commit_then_lose_the_connection(self, connection, items):
+        results = commit_once(self, connection, items)
+        if not lost:
+            lost.append(True)
+            driver = connection.connection.dbapi_connection
+            cut_connection(kg.node.engine, driver)
+            driver.execute("SELECT 1")  # the driver's own error, as from a lost COMMIT
+        return results
+
+    monkeypatch.setattr(GroupCommit, "_in_transaction", commit_then_lose_the_connection)
+    answer = receive(kg.node, second_wire)
+    assert lost == [True]
+    assert answer.status == 200
+    with kg.node.sessions() as session:
+        stored = session.scalars(
+            select(InboundMessage).where(InboundMessage.envelope_id == second["id"])
+        ).all()
+        accepted = [
+            entry
+            for entry in session.scalars(
+                select(AuditEntry.entry).where(AuditEntry.kind == "envelope-accepted")
+            )
+            if second["id"].encode() in entry
+        ]
+    assert [bytes(m.receipt) for m in stored] == [answer.body]
+    assert len(accepted) == 1
+    assert trust_hints(kg) == {"KZ": (3, None)}
 
 
 # --------------------------------------------------------------------------- references

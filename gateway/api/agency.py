@@ -31,7 +31,8 @@ def _authenticate() -> None:
         )
         session.commit()
         g.agency, g.token_id, g.role = token.agency, token.id, token.role
-        g.user = session.get(User, token.user_id).name if token.user_id else None
+        # Users are never deleted, only disabled (tokens.authenticate refuses their tokens).
+        g.user = session.get_one(User, token.user_id).name if token.user_id else None
 
 
 JUSTIFICATION_HEADER = "X-Justification"
