@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Connection, Engine, event
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 Item = TypeVar("Item")
@@ -47,80 +47,55 @@ MAX_GROUP = 64
 class _HeldConnection:
     """The connection a group commit keeps between its transactions.
 
-    Only the writing thread uses it (one at a time: :class:`GroupCommit` lets one
-    thread write). It is closed when the engine is disposed (after the transaction
-    in progress, if any) and when its group commit is collected; a process forked
-    from the one that opened it leaves it alone and opens its own.
+    Only the thread writing a group uses it, and one thread writes at a time
+    (:class:`GroupCommit`), so it needs no lock of its own. After
+    ``Engine.dispose()`` (which replaces the engine's pool) the next transaction
+    closes it and opens a new one, and a group commit that is collected closes it.
+    A process forked from the one that opened it leaves it alone and opens its own.
+    It installs no engine event listener: one would slow every statement the
+    engine runs.
     """
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._lock = threading.Lock()
         self._connection: Connection | None = None
+        self._pool: Any = None  # the engine's pool when it was opened
         self._pid = 0
         self._used = False  # it has served a transaction (and may be stale since)
-        self._in_use = False
-        self._close_after_use = False
-        self._invalidate_after_use = False
 
     def take(self) -> tuple[Connection, bool]:
         """The held connection (opened if there is none) and whether it is reused."""
-        with self._lock:
-            if self._connection is not None and self._pid != os.getpid():
-                _FORKED_AWAY.append(self._connection)  # the parent's: never touched here
-                self._connection = None
-            if self._connection is None:
-                self._connection = self._engine.connect()
-                self._pid, self._used = os.getpid(), False
-            self._in_use = True
-            reused, self._used = self._used, True
-            return self._connection, reused
-
-    def release(self) -> None:
-        with self._lock:
-            self._in_use = False
-            if self._close_after_use:
-                invalidate = self._invalidate_after_use
-                self._close_after_use = self._invalidate_after_use = False
-                self._close_locked(invalidate)
+        if self._connection is not None and (
+            self._pid != os.getpid() or self._pool is not self._engine.pool
+        ):
+            self.close()
+        if self._connection is None:
+            self._connection = self._engine.connect()
+            self._pool, self._pid, self._used = self._engine.pool, os.getpid(), False
+        reused, self._used = self._used, True
+        return self._connection, reused
 
     def discard(self) -> None:
-        """Never use the held connection again (after an error in its transaction):
-        its database connection is closed, which ends any transaction left open."""
-        with self._lock:
-            connection, self._connection = self._connection, None
-        if connection is not None:
+        """Never use it again (after an error in its transaction): its database
+        connection is closed, which also ends any transaction left open."""
+        connection, self._connection = self._connection, None
+        if connection is not None and self._pid == os.getpid():
             try:
                 connection.invalidate()
             finally:
                 connection.close()
 
     def close(self) -> None:
-        """Give it back to the pool now, or once the transaction in progress ends."""
-        self._close(invalidate=False)
-
-    def disposed(self, _engine: Engine) -> None:
-        """The engine was disposed: its pool is gone, so close the connection itself
-        (a connection given back to a disposed pool stays open until collected)."""
-        self._close(invalidate=True)
-
-    def _close(self, *, invalidate: bool) -> None:
-        with self._lock:
-            if self._in_use:
-                self._close_after_use = True
-                self._invalidate_after_use = self._invalidate_after_use or invalidate
-            else:
-                self._close_locked(invalidate)
-
-    def _close_locked(self, invalidate: bool) -> None:
+        """Give it back to its pool; close it for good if that pool was disposed (a
+        connection given back to a disposed pool would stay open until collected)."""
         connection, self._connection = self._connection, None
         if connection is None:
             return
         if self._pid != os.getpid():
-            _FORKED_AWAY.append(connection)
+            _FORKED_AWAY.append(connection)  # the parent's: never touched here
             return
         try:
-            if invalidate:
+            if self._pool is not self._engine.pool:
                 connection.invalidate()
         finally:
             connection.close()
@@ -164,8 +139,7 @@ class GroupCommit(Generic[Item, Result]):
         self.groups = 0  # transactions committed (for tests and diagnosis)
         self.items = 0  # items in them
         self._held = _HeldConnection(engine)
-        event.listen(engine, "engine_disposed", self._held.disposed)
-        weakref.finalize(self, _forget, engine, self._held)
+        weakref.finalize(self, self._held.close)
 
     def run(self, item: Item) -> Result:
         """Write ``item`` (with whatever else is waiting) and return its result, once
@@ -243,24 +217,21 @@ class GroupCommit(Generic[Item, Result]):
         connection, reused = self._held.take()
         try:
             return self._in_transaction(connection, items)
-        except Exception as error:
-            stale = reused and _is_disconnect(connection, error)
-            self._held.discard()
+        except BaseException as error:
+            try:
+                stale = (
+                    reused and isinstance(error, Exception) and _is_disconnect(connection, error)
+                )
+            finally:
+                self._held.discard()
             if not stale:
                 raise
-        except BaseException:
-            self._held.discard()
-            raise
-        finally:
-            self._held.release()
         connection, _ = self._held.take()
         try:
             return self._in_transaction(connection, items)
         except BaseException:
             self._held.discard()
             raise
-        finally:
-            self._held.release()
 
     def _in_transaction(self, connection: Connection, items: list[Item]) -> list[Result]:
         connection.begin()
@@ -285,11 +256,3 @@ def _is_disconnect(connection: Connection, error: Exception) -> bool:
     except Exception:  # noqa: BLE001 - an invalidated connection has none: it is gone
         return True
     return bool(dialect.is_disconnect(error, dbapi_connection, None))
-
-
-def _forget(engine: Engine, held: _HeldConnection) -> None:
-    """A group commit is collected: close its held connection (returning it to the
-    pool, rather than leaving it to the garbage collector) and stop listening."""
-    held.close()
-    if event.contains(engine, "engine_disposed", held.disposed):
-        event.remove(engine, "engine_disposed", held.disposed)

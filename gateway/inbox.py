@@ -271,7 +271,9 @@ def _accepting(node: Node) -> GroupCommit[_Accepting, bytes | Rejected]:
     group = _GROUPS.get(node)
     if group is None:
         with _GROUPS_LOCK:
-            group = _GROUPS.setdefault(node, GroupCommit(node.engine, _store_accepted))
+            group = _GROUPS.get(node)
+            if group is None:
+                group = _GROUPS[node] = GroupCommit(node.engine, _store_accepted)
     return group
 
 

@@ -261,28 +261,48 @@ def test_an_error_on_a_new_connection_is_not_retried(engine):
     assert _stored(engine) == []
 
 
-def test_disposing_the_engine_closes_the_held_connection(engine):
+def test_after_the_engine_is_disposed_the_held_connection_is_closed_and_replaced(engine):
     group = GroupCommit(engine, _insert)
     assert group.run(1) == "stored 1"
     held = _driver_connection(group)
     engine.dispose()
-    assert _is_closed(held)
-    assert group.run(2) == "stored 2"  # and a later group opens a new one
+    assert group.run(2) == "stored 2"
+    assert _is_closed(held)  # closed, not left open in the disposed pool
+    assert _driver_connection(group) is not held
     assert _stored(engine) == [1, 2]
 
 
-def test_disposing_the_engine_mid_transaction_closes_the_connection_after_it(engine):
+def test_disposing_the_engine_mid_transaction_lets_that_transaction_commit(engine):
     seen: list[Any] = []
 
     def disposing(connection: Connection, items: Sequence[int]) -> list[str]:
         seen.append(connection.connection.dbapi_connection)
-        engine.dispose()  # from another thread in real life; here while writing
+        if len(seen) == 1:
+            engine.dispose()  # from another thread in real life; here while writing
         return _insert(connection, items)
 
     group = GroupCommit(engine, disposing)
     assert group.run(1) == "stored 1"
-    assert _stored(engine) == [1]  # committed first ...
-    assert _is_closed(seen[0])  # ... then closed
+    assert group.run(2) == "stored 2"
+    assert _stored(engine) == [1, 2]
+    assert seen[1] is not seen[0] and _is_closed(seen[0])
+
+
+def test_an_error_that_is_not_a_lost_connection_is_not_retried(engine):
+    """On a reused connection too, only a lost connection is worth a second run: any
+    other error is the group's own and reaches its caller after one run."""
+    calls: list[Sequence[int]] = []
+
+    def counting(connection: Connection, items: Sequence[int]) -> list[str]:
+        calls.append(items)
+        return _insert(connection, items)
+
+    group = GroupCommit(engine, counting)
+    assert group.run(1) == "stored 1"
+    with pytest.raises(integrity_errors(engine)):
+        group.run(1)  # the same key again: a constraint violation, not a lost connection
+    assert calls == [[1], [1]]
+    assert _stored(engine) == [1]
 
 
 def test_a_collected_group_commit_gives_its_connection_back(engine):
@@ -292,3 +312,11 @@ def test_a_collected_group_commit_gives_its_connection_back(engine):
     del group
     gc.collect()
     assert engine.pool.checkedout() == 0
+
+
+def test_a_group_commit_installs_no_engine_event_listener(engine):
+    """A listener on any engine event makes SQLAlchemy run its event machinery for
+    every statement of that engine."""
+    group = GroupCommit(engine, _insert)
+    assert group.run(1) == "stored 1"
+    assert not engine._has_events
