@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass
 
 import requests
+import urllib3
 from sqlalchemy import and_, or_, select, update
 
 from gateway import onward, purge, sovereignty
@@ -53,6 +54,30 @@ from keys.trustlist import TrustError, TrustList
 log = logging.getLogger(__name__)
 
 MAX_ANSWER_BYTES = 64 * 1024
+_READ_CHUNK = 8 * 1024
+
+
+class AnswerTooSlow(Exception):
+    """A peer's answer still arriving when its attempt's time was up."""
+
+
+def _read_answer(answer: requests.Response, *, deadline: float) -> bytes:
+    """At most ``MAX_ANSWER_BYTES`` of the answer (a receipt is small), read by
+    ``deadline``: a peer trickling its answer cannot hold the delivery past its lease
+    (each read alone is bounded by ``peer_timeout``, the attempt by twice that)."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < MAX_ANSWER_BYTES:
+        if time.monotonic() > deadline:
+            raise AnswerTooSlow(f"answer not complete after {size} bytes")
+        # read1: what one read of the socket gives (read() would wait for the whole amount).
+        chunk = answer.raw.read1(min(_READ_CHUNK, MAX_ANSWER_BYTES - size), decode_content=True)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
 
 # Rejections that a later attempt may cure (peer's trust list or clock lagging).
 TRANSIENT_REJECTIONS = frozenset({"unknown-sender", "key-not-valid", "not-yet-valid"})
@@ -139,11 +164,7 @@ class Dispatcher:
         now: int,
     ) -> Outcome:
         if now > envelope.exp:
-            return Outcome(
-                DeliveryState.EXPIRED,
-                "expired",
-                f"envelope expired at {envelope.exp} before {delivery.recipient} accepted it",
-            )
+            return _expired(delivery, envelope)
         peer = trust_list.node(delivery.recipient)
         if peer is None:
             return Outcome(
@@ -159,18 +180,29 @@ class Dispatcher:
                 "must list an https:// endpoint (allow_insecure_http is for tests and demos)",
             )
         url = peer.endpoint.rstrip("/") + "/xb1/envelopes"
+        timeout = self.node.settings.peer_timeout
+        began = time.monotonic()
         try:
             with self.http.post(
                 url,
                 data=envelope.wire,
-                timeout=self.node.settings.peer_timeout,
+                timeout=timeout,
                 headers={"Content-Type": "application/xb1+json"},
                 allow_redirects=False,
                 stream=True,
             ) as answer:
                 status = answer.status_code
-                # A receipt is small; a peer cannot make us buffer more than this.
-                body = answer.raw.read(MAX_ANSWER_BYTES, decode_content=True)
+                try:
+                    body = _read_answer(answer, deadline=began + 2 * timeout)
+                except (urllib3.exceptions.HTTPError, OSError, AnswerTooSlow) as e:
+                    # The envelope may have arrived: the retry sends the same bytes, and
+                    # the peer answers a retry with the receipt it stored.
+                    return Outcome(
+                        DeliveryState.RETRYING,
+                        "answer-unreadable",
+                        f"{url} answered HTTP {status}, then the answer broke off: "
+                        f"{type(e).__name__}: {e}"[:500],
+                    )
         except requests.RequestException as e:
             return Outcome(
                 DeliveryState.RETRYING, "peer-unreachable", f"{url}: {type(e).__name__}: {e}"[:500]
@@ -191,12 +223,11 @@ class Dispatcher:
         try:
             receipt = verify_receipt(body, trust=trust_list.keys, now=now, envelope=parsed)
         except ReceiptInvalid as e:
-            code = _error_code(body)
             if status == 200:
                 return Outcome(DeliveryState.RETRYING, "receipt-invalid", str(e))
             return Outcome(
                 DeliveryState.RETRYING,
-                code or "peer-refused",
+                _error_code(body) or "peer-refused",
                 f"HTTP {status} without a signed receipt: {body[:300].decode('utf-8', 'replace')}",
             )
         if receipt.signer.node != delivery.recipient:
@@ -229,7 +260,9 @@ class Dispatcher:
             verified=True,
         )
 
-    def _record(self, delivery_id: int, outcome: Outcome, now: int) -> bool:
+    def _record(self, delivery_id: int, outcome: Outcome, now: int) -> Outcome | None:
+        """Record ``outcome`` if the delivery is still this dispatcher's: the outcome
+        recorded (a retry of a message withdrawn meanwhile ends as withdrawn), or None."""
         settings = self.node.settings
         with self.node.sessions() as session:
             delivery = session.get(Delivery, delivery_id)
@@ -243,7 +276,11 @@ class Dispatcher:
                     delivery_id,
                     outcome.state,
                 )
-                return False
+                return None
+            withdrawn_by = _withdrawn_by(delivery.message)
+            if outcome.state == DeliveryState.RETRYING and withdrawn_by is not None:
+                # Withdrawn during this attempt, which did not deliver it: not sent again.
+                outcome = _withdrawn(withdrawn_by, outcome)
             values: dict[str, object] = {
                 "state": outcome.state,
                 "last_code": outcome.code,
@@ -274,7 +311,7 @@ class Dispatcher:
             )
             if result.rowcount != 1:  # type: ignore[attr-defined]
                 session.rollback()
-                return False
+                return None
             record_event(
                 session,
                 delivery,
@@ -285,7 +322,7 @@ class Dispatcher:
                 at=now,
             )
             session.commit()
-        return True
+        return outcome
 
     def deliver(self, delivery_id: int, now: int | None = None) -> Outcome:
         at = int(time.time()) if now is None else now
@@ -294,11 +331,32 @@ class Dispatcher:
             assert delivery is not None
             envelope = delivery.envelope
             typ = delivery.message.typ
+            withdrawn_by = _withdrawn_by(delivery.message)
             session.expunge_all()
+        if not self._renew_lease(delivery_id, at):
+            # Another dispatcher claimed it after this one's lease ran out (a long batch
+            # behind slow peers): it is that one's to send now, not this one's.
+            log.warning(
+                "lease on delivery %s ran out before it was sent; left to %s",
+                delivery_id,
+                "the dispatcher that claimed it since",
+            )
+            return Outcome(
+                DeliveryState.SENDING,
+                "lease-lost",
+                "the lease ran out before sending; another dispatcher has it now",
+            )
         decision = sovereignty.covering(self.node.suspensions(), delivery.recipient, typ)
         try:
             trust_list = self.node.require_sending_allowed(at)
-            if decision is not None and at <= envelope.exp:
+            if withdrawn_by is not None:
+                # Withdrawn while this delivery was being sent (its attempt then did not
+                # deliver it), or claimed again after a dispatcher stopped mid-send.
+                outcome = _withdrawn(withdrawn_by)
+            elif at > envelope.exp:
+                # Before any re-sealing: a new envelope must not outlive the message.
+                outcome = _expired(delivery, envelope)
+            elif decision is not None:
                 outcome = Outcome(
                     DeliveryState.RETRYING,
                     "suspended",
@@ -310,8 +368,32 @@ class Dispatcher:
                 outcome = self._send(trust_list, delivery, envelope, parsed, at)
         except (NodeStateError, KeyFileError, TrustError) as e:
             outcome = Outcome(DeliveryState.RETRYING, e.code, e.message)
-        self._record(delivery_id, outcome, int(time.time()) if now is None else now)
-        return outcome
+        except Exception as e:  # noqa: BLE001 - recorded, with the traceback in the log
+            # A defect of ours, or an answer nobody foresaw: the delivery must not stay
+            # "sending" with no reason, and the other deliveries must still go out.
+            log.exception("delivery %s failed unexpectedly", delivery_id)
+            outcome = Outcome(
+                DeliveryState.RETRYING, "internal-error", f"{type(e).__name__}: {e}"[:500]
+            )
+        recorded = self._record(delivery_id, outcome, int(time.time()) if now is None else now)
+        return recorded or outcome
+
+    def _renew_lease(self, delivery_id: int, now: int) -> bool:
+        """Extend this dispatcher's lease from now, just before sending; False if the
+        delivery is no longer this dispatcher's (its lease ran out and another claimed it)."""
+        with self.node.sessions() as session:
+            result = session.execute(
+                update(Delivery)
+                .where(
+                    Delivery.id == delivery_id,
+                    Delivery.lease_owner == self.worker,
+                    Delivery.state == DeliveryState.SENDING,
+                )
+                .values(lease_until=now + self.node.settings.dispatch_lease)
+                .execution_options(synchronize_session=False)
+            )
+            session.commit()
+        return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
 
     def _maybe_checkpoint(self, since: float) -> float:
         """Sign an audit checkpoint when enough entries or time have accumulated."""
@@ -372,7 +454,8 @@ class Dispatcher:
                 recipients=[Recipient(delivery.recipient, key.kid, key.pub)],
                 tl=trust_list.version,
                 iat=now,
-                ttl=self.node.settings.message_ttl,
+                # The message's expiry stays what it was: re-sealing is not a new message.
+                ttl=max(1, header.exp - now),
             )
             replacement = SealedEnvelope(
                 id=fresh.header.id,
@@ -458,6 +541,29 @@ class Dispatcher:
                 time.sleep(self.node.settings.dispatch_interval)
 
 
+def _withdrawn_by(message: OutboundMessage) -> str | None:
+    """The correction that withdrew ``message``, or None."""
+    return message.state_by if message.state == "withdrawn" else None
+
+
+def _withdrawn(by: str, attempt: Outcome | None = None) -> Outcome:
+    return Outcome(
+        DeliveryState.EXPIRED,
+        "withdrawn",
+        f"withdrawn by {by} before it was delivered",
+        receipt=attempt.receipt if attempt else None,
+        verified=attempt.verified if attempt else False,
+    )
+
+
+def _expired(delivery: Delivery, envelope: SealedEnvelope) -> Outcome:
+    return Outcome(
+        DeliveryState.EXPIRED,
+        "expired",
+        f"envelope expired at {envelope.exp} before {delivery.recipient} accepted it",
+    )
+
+
 PURGE_INTERVAL = 3600.0  # seconds between purges of payloads whose retention ended
 
 
@@ -470,9 +576,10 @@ def _checkpoint_due(node: Node, since: float) -> int:
 
 
 def _error_code(body: bytes) -> str | None:
+    """The ``error`` member of a peer's unsigned JSON answer, if it has a short one."""
     try:
         parsed = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python parses
         return None
     code = parsed.get("error") if isinstance(parsed, dict) else None
     return code if isinstance(code, str) and len(code) < 40 else None

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -278,21 +278,33 @@ def submit(
 CORRECTION = "correction/1"
 
 
+WAITING = (DeliveryState.QUEUED, DeliveryState.RETRYING)
+
+
 def _stop_deliveries(session: Session, original: OutboundMessage, by: str, at: int) -> None:
-    """A withdrawn message must not reach anyone it has not reached yet."""
+    """A withdrawn message must not reach anyone it has not reached yet. A delivery
+    that a dispatcher is sending right now finishes its attempt: if that attempt does
+    not deliver it, the dispatcher records it as withdrawn (gateway/dispatcher.py).
+    Each change is conditional, so one claimed by a dispatcher meanwhile is left to it."""
+    detail = f"withdrawn by {by} before it was delivered"
     for delivery in original.deliveries:
-        if delivery.state not in DeliveryState.FINAL:
-            delivery.state = DeliveryState.EXPIRED
-            delivery.last_code = "withdrawn"
-            delivery.last_detail = f"withdrawn by {by} before it was delivered"
-            delivery.updated_at = at
+        if delivery.state not in WAITING:
+            continue
+        stopped = session.execute(
+            update(Delivery)
+            .where(Delivery.id == delivery.id, Delivery.state.in_(WAITING))
+            .values(
+                state=DeliveryState.EXPIRED,
+                last_code="withdrawn",
+                last_detail=detail,
+                updated_at=at,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        session.expire(delivery)
+        if stopped.rowcount == 1:  # type: ignore[attr-defined]
             record_event(
-                session,
-                delivery,
-                DeliveryState.EXPIRED,
-                code="withdrawn",
-                detail=delivery.last_detail,
-                at=at,
+                session, delivery, DeliveryState.EXPIRED, code="withdrawn", detail=detail, at=at
             )
 
 
@@ -540,9 +552,24 @@ def retry(
             f"{delivery.envelope.exp}; submit the message again",
             status=409,
         )
-    delivery.state = DeliveryState.QUEUED
-    delivery.next_attempt_at = at
-    delivery.updated_at = at
+    # Conditional: a dispatcher may have claimed it since it was read.
+    requeued = session.execute(
+        update(Delivery)
+        .where(
+            Delivery.id == delivery.id,
+            Delivery.state.in_((DeliveryState.REJECTED, DeliveryState.RETRYING)),
+        )
+        .values(state=DeliveryState.QUEUED, next_attempt_at=at, updated_at=at)
+        .execution_options(synchronize_session=False)
+    )
+    session.expire(delivery)
+    if requeued.rowcount != 1:  # type: ignore[attr-defined]
+        raise ApiError(
+            "not-retryable",
+            f"delivery {delivery_id} changed while the retry was asked for (a dispatcher "
+            "is sending it); look at its state again",
+            status=409,
+        )
     record_event(
         session,
         delivery,

@@ -1,0 +1,347 @@
+"""What a peer's answer, a second dispatcher or an operator can do to a delivery in
+flight: every broken answer becomes a visible retry (never a dispatcher that dies
+with the row left "sending"), a dispatcher whose lease ran out does not send, a
+message past its expiry is not sealed again, and a withdrawal or a manual retry
+does not overwrite what a dispatcher is doing."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from sqlalchemy import select
+
+from gateway import outbox
+from gateway.dispatcher import Dispatcher
+from gateway.errors import ApiError
+from gateway.models import (
+    Delivery,
+    DeliveryEvent,
+    DeliveryState,
+    OutboundMessage,
+    SealedEnvelope,
+)
+from keys.trustlist import key_entry
+from schemas.examples import example_correction
+from tests.test_exchange import inbox_count, submit
+from tests.test_rotation import install_everywhere, listed_keys
+from tests.test_trust_follow import next_version
+
+
+def _row(member, delivery_id: int) -> Delivery:
+    with member.node.sessions() as session:
+        row = session.get(Delivery, delivery_id)
+        assert row is not None
+        session.expunge(row)
+        return row
+
+
+def _answering(member, answer):
+    """Make ``member``'s peer API answer every envelope with ``answer(start_response)``
+    (its other routes are left as they are)."""
+    inner = member.server.switch.app
+
+    def app(environ, start_response):
+        if environ.get("PATH_INFO") == "/xb1/envelopes":
+            environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+            return answer(start_response)
+        return inner(environ, start_response)
+
+    member.server.switch.app = app
+
+
+def _short_body(start_response):
+    start_response("400 Bad Request", [("Content-Length", "100")])
+    return [b'{"err']  # then the connection ends, 95 bytes short
+
+
+def _bad_gzip(start_response):
+    start_response("400 Bad Request", [("Content-Encoding", "gzip"), ("Content-Length", "10")])
+    return [b"0123456789"]
+
+
+def _stall(start_response):
+    start_response("200 OK", [("Content-Length", "100")])
+
+    def body():
+        yield b'{"pro'
+        time.sleep(1.2)  # longer than the peer timeout of these tests (0.5 s)
+        yield b"x" * 95
+
+    return body()
+
+
+def _trickle(start_response):
+    start_response("200 OK", [("Content-Length", "40")])
+
+    def body():
+        for _ in range(40):  # each byte well within the peer timeout, the whole far beyond
+            time.sleep(0.2)
+            yield b"x"
+
+    return body()
+
+
+def _nested(start_response):
+    start_response("400 Bad Request", [("Content-Type", "application/json")])
+    return [b"[" * 60_000]  # within the answer limit, deeper than Python parses
+
+
+@pytest.mark.parametrize(
+    ("answer", "code"),
+    [
+        (_short_body, "answer-unreadable"),
+        (_bad_gzip, "answer-unreadable"),
+        (_stall, "answer-unreadable"),
+        (_trickle, "answer-unreadable"),
+        (_nested, "peer-refused"),
+    ],
+    ids=["short-body", "bad-gzip", "stalled-body", "trickled-body", "nested-json"],
+)
+def test_a_broken_answer_is_a_visible_retry_and_the_dispatcher_goes_on(
+    make_federation, answer, code
+):
+    fed = make_federation(("KZ", "KG"), settings={"peer_timeout": 0.5})
+    kz, kg = fed["KZ"], fed["KG"]
+    sent = [submit(kz, ["KG"]) for _ in range(2)]
+    _answering(kg, answer)
+    outcomes = Dispatcher(kz.node).run_once()
+    assert [(o.state, o.code) for o in outcomes] == [("retrying", code)] * 2, outcomes
+    for message in sent:
+        row = _row(kz, message["deliveries"][0]["id"])
+        assert (row.state, row.last_code, row.lease_owner) == ("retrying", code, None)
+        assert row.last_detail
+
+
+def test_an_error_of_our_own_while_sending_is_a_visible_retry(make_federation, monkeypatch):
+    """A defect of this node's own (here: in judging the answer) is recorded with its
+    type and message, and the next delivery still goes out."""
+    fed = make_federation(("KZ", "KG", "UZ"))
+    kz = fed["KZ"]
+    first, second = submit(kz, ["KG"]), submit(kz, ["UZ"])
+    judge = Dispatcher._judge_answer
+    calls: list[int] = []
+
+    def failing_once(self, trust_list, delivery, *args):
+        calls.append(delivery.id)
+        if len(calls) == 1:
+            raise KeyError("a defect")
+        return judge(self, trust_list, delivery, *args)
+
+    monkeypatch.setattr(Dispatcher, "_judge_answer", failing_once)
+    outcomes = Dispatcher(kz.node).run_once()
+    assert [(o.state, o.code) for o in outcomes] == [
+        ("retrying", "internal-error"),
+        ("delivered", None),
+    ]
+    row = _row(kz, first["deliveries"][0]["id"])
+    assert (row.state, row.last_code) == ("retrying", "internal-error")
+    assert "KeyError" in (row.last_detail or "")
+    assert _row(kz, second["deliveries"][0]["id"]).state == "delivered"
+
+
+# --------------------------------------------------------------------------- leases
+
+
+def test_a_dispatcher_whose_lease_ran_out_before_sending_does_not_send(make_federation):
+    """A batch is claimed at once and sent one delivery after another; behind slow
+    peers a later delivery's lease can run out before its turn, and another dispatcher
+    may claim it. The first one then leaves it alone: one sender at a time."""
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    message = submit(kz, ["KG"])
+    delivery_id = message["deliveries"][0]["id"]
+    first, second = Dispatcher(kz.node, worker="first"), Dispatcher(kz.node, worker="second")
+    now = int(time.time())
+    assert first.claim(now) == [delivery_id]
+    assert second.claim(now + kz.node.settings.dispatch_lease + 1) == [delivery_id]
+
+    late = first.deliver(delivery_id)
+    assert (late.state, late.code) == ("sending", "lease-lost")
+    assert kg.posts == []
+    assert _row(kz, delivery_id).lease_owner == "second"
+
+    assert second.deliver(delivery_id).state == "delivered"
+    assert len(kg.posts) == 1 and inbox_count(kg, "KZ", message["id"]) == 1
+
+
+def test_the_lease_is_renewed_when_the_send_begins(make_federation):
+    """The lease a delivery is sent under runs from the moment it is sent, not from
+    the moment its batch was claimed."""
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    delivery_id = submit(kz, ["KG"])["deliveries"][0]["id"]
+    dispatcher = Dispatcher(kz.node)
+    claimed_at = int(time.time())
+    assert dispatcher.claim(claimed_at) == [delivery_id]
+    lease = kz.node.settings.dispatch_lease
+    seen: list[int | None] = []
+    inner = kg.server.switch.app
+
+    def watching(environ, start_response):
+        seen.append(_row(kz, delivery_id).lease_until)
+        return inner(environ, start_response)
+
+    kg.server.switch.app = watching
+    sent_at = claimed_at + lease - 1  # its turn comes when the claim's lease is nearly over
+    assert dispatcher.deliver(delivery_id, now=sent_at).state == "delivered"
+    assert seen == [sent_at + lease]
+
+
+# --------------------------------------------------------------------------- expiry and re-sealing
+
+
+def _revoke_encryption_key(fed, node_id: str, now: int) -> None:
+    """Every node installs a version in which ``node_id``'s encryption key is revoked
+    and a new one listed; the node holds both."""
+    member = fed[node_id]
+    rotated = member.keys.rotate_encryption(now=now)
+    keys = []
+    for key in listed_keys(fed, node_id):
+        if key["use"] == "enc":
+            key.update(status="revoked", revoked_at=now - 1)
+        keys.append(key)
+    keys.append(
+        key_entry(
+            rotated.current_encryption.public, "enc", not_before=now - 60, not_after=now + 86400
+        )
+    )
+    install_everywhere(fed, next_version(fed, fed["KZ"].node.trust(), node_keys={node_id: keys}))
+    member.node.keys = rotated
+
+
+def _envelopes(member) -> list[SealedEnvelope]:
+    with member.node.sessions() as session:
+        rows = list(session.scalars(select(SealedEnvelope)))
+        session.expunge_all()
+        return rows
+
+
+def test_an_expired_message_is_not_sealed_again(make_federation):
+    """A key changed under an envelope whose expiry has passed: the delivery expires;
+    no new envelope, which would carry the message past its expiry, is sealed."""
+    fed = make_federation(("KZ", "KG"), settings={"message_ttl": 60})
+    kz, kg = fed["KZ"], fed["KG"]
+    submit(kz, ["KG"])
+    [envelope] = _envelopes(kz)
+    _revoke_encryption_key(fed, "KG", int(time.time()))
+    [outcome] = Dispatcher(kz.node).run_once(now=envelope.exp + 1)
+    assert (outcome.state, outcome.code) == ("expired", "expired")
+    assert len(_envelopes(kz)) == 1
+    assert kg.posts == [] and inbox_count(kg) == 0
+
+
+def test_an_envelope_sealed_again_keeps_the_messages_expiry(make_federation):
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    submit(kz, ["KG"])
+    [original] = _envelopes(kz)
+    _revoke_encryption_key(fed, "KG", int(time.time()))
+    [outcome] = Dispatcher(kz.node).run_once()
+    assert outcome.state == "delivered" and inbox_count(kg) == 1
+    [resealed] = [e for e in _envelopes(kz) if e.id != original.id]
+    assert resealed.exp == original.exp
+
+
+def test_an_envelope_sealed_again_later_still_expires_with_the_message(make_federation):
+    fed = make_federation(("KZ", "KG"))
+    kz = fed["KZ"]
+    submit(kz, ["KG"])
+    [original] = _envelopes(kz)
+    _revoke_encryption_key(fed, "KG", int(time.time()))
+    later = original.iat + 600
+    Dispatcher(kz.node).run_once(now=later)  # KG refuses it as not yet valid: no matter
+    [resealed] = [e for e in _envelopes(kz) if e.id != original.id]
+    assert (resealed.iat, resealed.exp) == (later, original.exp)
+
+
+# --------------------------------------------------------------------------- operators
+
+
+def _withdraw(member, message_id: str) -> None:
+    withdrawal = example_correction(
+        refers_to=message_id, action="withdraw", reason_code="duplicate"
+    )
+    withdrawal.pop("body")
+    answer = member.client().post(
+        "/api/v1/messages",
+        headers=member.auth(),
+        json={"typ": "correction/1", "body": withdrawal},
+    )
+    assert answer.status_code == 202, answer.get_json()
+
+
+def test_a_withdrawal_during_a_failed_send_stops_the_delivery_after_it(make_federation):
+    """The message is withdrawn while its delivery is being sent, and that attempt
+    fails: the delivery ends as withdrawn (it is not sent again), and the withdrawal
+    itself did not overwrite the dispatcher's row while it was sending."""
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    message = submit(kz, ["KG"])
+    delivery_id = message["deliveries"][0]["id"]
+    states_during_send: list[str] = []
+
+    def withdrawn_meanwhile(start_response):
+        _withdraw(kz, message["id"])
+        states_during_send.append(_row(kz, delivery_id).state)
+        start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
+        return [b"busy"]
+
+    _answering(kg, withdrawn_meanwhile)
+    outcomes = Dispatcher(kz.node).run_once()
+    assert states_during_send == ["sending"]
+    mine = [o for o in outcomes if o.code == "withdrawn"]
+    assert len(mine) == 1 and mine[0].state == "expired"
+    row = _row(kz, delivery_id)
+    assert (row.state, row.last_code) == ("expired", "withdrawn")
+    later = Dispatcher(kz.node).run_once(now=int(time.time()) + 60)
+    assert all(o.code != "withdrawn" for o in later)  # nothing more for that delivery
+    with kz.node.sessions() as session:
+        codes = list(
+            session.scalars(
+                select(DeliveryEvent.code)
+                .where(DeliveryEvent.delivery_id == delivery_id)
+                .order_by(DeliveryEvent.id)
+            )
+        )
+    assert codes.count("withdrawn") == 1
+
+
+def test_a_withdrawal_does_not_overwrite_a_delivery_a_dispatcher_has_claimed(make_federation):
+    """The withdrawal reads the message's deliveries as waiting, but a dispatcher
+    claims one meanwhile: that one is left to the dispatcher (which records it as
+    withdrawn if its attempt does not deliver it)."""
+    fed = make_federation(("KZ", "KG"))
+    kz = fed["KZ"]
+    message = submit(kz, ["KG"])
+    delivery_id = message["deliveries"][0]["id"]
+    with kz.node.sessions() as operator:
+        original = operator.get(OutboundMessage, message["id"])
+        assert original is not None
+        assert [d.state for d in original.deliveries] == ["queued"]  # read ...
+        assert Dispatcher(kz.node, worker="busy").claim(int(time.time())) == [delivery_id]
+        outbox._stop_deliveries(operator, original, "a-withdrawal", int(time.time()))
+        operator.commit()  # ... then withdrawn, once claimed
+    row = _row(kz, delivery_id)
+    assert (row.state, row.lease_owner) == ("sending", "busy")
+
+
+def test_a_manual_retry_does_not_requeue_a_delivery_a_dispatcher_has_claimed(make_federation):
+    """An operator asks for a retry of a delivery read as retrying, but a dispatcher
+    claimed it meanwhile: the retry is refused, and the dispatcher's claim stands."""
+    fed = make_federation(("KZ", "KG"))
+    kz = fed["KZ"]
+    delivery_id = submit(kz, ["KG"])["deliveries"][0]["id"]
+    with kz.node.sessions() as session:
+        session.get(Delivery, delivery_id).state = DeliveryState.RETRYING
+        session.commit()
+    with kz.node.sessions() as operator:
+        read = operator.get(Delivery, delivery_id)  # read (and kept: the session's copy) ...
+        assert read is not None and read.state == "retrying"
+        assert Dispatcher(kz.node, worker="busy").claim(int(time.time())) == [delivery_id]
+        with pytest.raises(ApiError) as refused:  # ... then asked for, once claimed
+            outbox.retry(operator, delivery_id)
+        assert refused.value.code == "not-retryable"
+        operator.rollback()
+    row = _row(kz, delivery_id)
+    assert (row.state, row.lease_owner) == ("sending", "busy")
