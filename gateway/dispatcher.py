@@ -301,11 +301,7 @@ class Dispatcher:
                 values["next_attempt_at"] = now + max(1, int(delay))
             result = session.execute(
                 update(Delivery)
-                .where(
-                    Delivery.id == delivery_id,
-                    Delivery.lease_owner == self.worker,
-                    Delivery.state == DeliveryState.SENDING,
-                )
+                .where(Delivery.id == delivery_id, *self._still_mine())
                 .values(**values)
                 .execution_options(synchronize_session=False)
             )
@@ -378,17 +374,17 @@ class Dispatcher:
         recorded = self._record(delivery_id, outcome, int(time.time()) if now is None else now)
         return recorded or outcome
 
+    def _still_mine(self):  # type: ignore[no-untyped-def]
+        """The conditions under which a claimed delivery is still this dispatcher's."""
+        return (Delivery.lease_owner == self.worker, Delivery.state == DeliveryState.SENDING)
+
     def _renew_lease(self, delivery_id: int, now: int) -> bool:
         """Extend this dispatcher's lease from now, just before sending; False if the
         delivery is no longer this dispatcher's (its lease ran out and another claimed it)."""
         with self.node.sessions() as session:
             result = session.execute(
                 update(Delivery)
-                .where(
-                    Delivery.id == delivery_id,
-                    Delivery.lease_owner == self.worker,
-                    Delivery.state == DeliveryState.SENDING,
-                )
+                .where(Delivery.id == delivery_id, *self._still_mine())
                 .values(lease_until=now + self.node.settings.dispatch_lease)
                 .execution_options(synchronize_session=False)
             )

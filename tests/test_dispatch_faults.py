@@ -21,11 +21,9 @@ from gateway.models import (
     OutboundMessage,
     SealedEnvelope,
 )
-from keys.trustlist import key_entry
 from schemas.examples import example_correction
 from tests.test_exchange import inbox_count, submit
-from tests.test_rotation import install_everywhere, listed_keys
-from tests.test_trust_follow import next_version
+from tests.test_rotation import revoke_encryption_key
 
 
 def _row(member, delivery_id: int) -> Delivery:
@@ -191,25 +189,6 @@ def test_the_lease_is_renewed_when_the_send_begins(make_federation):
 # --------------------------------------------------------------------------- expiry and re-sealing
 
 
-def _revoke_encryption_key(fed, node_id: str, now: int) -> None:
-    """Every node installs a version in which ``node_id``'s encryption key is revoked
-    and a new one listed; the node holds both."""
-    member = fed[node_id]
-    rotated = member.keys.rotate_encryption(now=now)
-    keys = []
-    for key in listed_keys(fed, node_id):
-        if key["use"] == "enc":
-            key.update(status="revoked", revoked_at=now - 1)
-        keys.append(key)
-    keys.append(
-        key_entry(
-            rotated.current_encryption.public, "enc", not_before=now - 60, not_after=now + 86400
-        )
-    )
-    install_everywhere(fed, next_version(fed, fed["KZ"].node.trust(), node_keys={node_id: keys}))
-    member.node.keys = rotated
-
-
 def _envelopes(member) -> list[SealedEnvelope]:
     with member.node.sessions() as session:
         rows = list(session.scalars(select(SealedEnvelope)))
@@ -224,7 +203,7 @@ def test_an_expired_message_is_not_sealed_again(make_federation):
     kz, kg = fed["KZ"], fed["KG"]
     submit(kz, ["KG"])
     [envelope] = _envelopes(kz)
-    _revoke_encryption_key(fed, "KG", int(time.time()))
+    revoke_encryption_key(fed, "KG", int(time.time()))
     [outcome] = Dispatcher(kz.node).run_once(now=envelope.exp + 1)
     assert (outcome.state, outcome.code) == ("expired", "expired")
     assert len(_envelopes(kz)) == 1
@@ -236,7 +215,7 @@ def test_an_envelope_sealed_again_keeps_the_messages_expiry(make_federation):
     kz, kg = fed["KZ"], fed["KG"]
     submit(kz, ["KG"])
     [original] = _envelopes(kz)
-    _revoke_encryption_key(fed, "KG", int(time.time()))
+    revoke_encryption_key(fed, "KG", int(time.time()))
     [outcome] = Dispatcher(kz.node).run_once()
     assert outcome.state == "delivered" and inbox_count(kg) == 1
     [resealed] = [e for e in _envelopes(kz) if e.id != original.id]
@@ -248,7 +227,7 @@ def test_an_envelope_sealed_again_later_still_expires_with_the_message(make_fede
     kz = fed["KZ"]
     submit(kz, ["KG"])
     [original] = _envelopes(kz)
-    _revoke_encryption_key(fed, "KG", int(time.time()))
+    revoke_encryption_key(fed, "KG", int(time.time()))
     later = original.iat + 600
     Dispatcher(kz.node).run_once(now=later)  # KG refuses it as not yet valid: no matter
     [resealed] = [e for e in _envelopes(kz) if e.id != original.id]

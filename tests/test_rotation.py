@@ -39,6 +39,25 @@ def listed_keys(fed, node_id):
     return [k.to_entry() for k in fed[node_id].node.trust().node(node_id).keys]
 
 
+def revoke_encryption_key(fed, node_id, now):
+    """Install, on every node, a version in which ``node_id``'s encryption key is
+    revoked and a new one listed; the node holds both."""
+    member = fed[node_id]
+    rotated = member.keys.rotate_encryption(now=now)
+    keys = []
+    for key in listed_keys(fed, node_id):
+        if key["use"] == "enc":
+            key.update(status="revoked", revoked_at=now - 1)
+        keys.append(key)
+    keys.append(
+        key_entry(
+            rotated.current_encryption.public, "enc", not_before=now - 60, not_after=now + 86400
+        )
+    )
+    install_everywhere(fed, next_version(fed, fed["KZ"].node.trust(), node_keys={node_id: keys}))
+    member.node.keys = rotated
+
+
 def revoke_signing_key(fed, node_id, *, revoked_ago):
     """Install, on every node, a version revoking ``node_id``'s signing key and listing
     a new one; returns the node's rotated key ring."""
@@ -94,20 +113,7 @@ def test_a_queued_envelope_is_sealed_again_when_the_recipient_key_is_revoked(mak
     fed = make_federation(("KZ", "KG"))
     kz, kg = fed["KZ"], fed["KG"]
     message_id = submit(kz, ["KG"])  # sealed to KG's current encryption key
-    now = int(time.time())
-    rotated = kg.keys.rotate_encryption(now=now)
-    keys = []
-    for key in listed_keys(fed, "KG"):
-        if key["use"] == "enc":
-            key.update(status="revoked", revoked_at=now - 1)
-        keys.append(key)
-    keys.append(
-        key_entry(
-            rotated.current_encryption.public, "enc", not_before=now - 60, not_after=now + 86400
-        )
-    )
-    install_everywhere(fed, next_version(fed, kz.node.trust(), node_keys={"KG": keys}))
-    kg.node.keys = rotated
+    revoke_encryption_key(fed, "KG", int(time.time()))
 
     [outcome] = Dispatcher(kz.node).run_once()
     assert outcome.state == "delivered"
