@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import requests
 import urllib3
 from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
 
 from gateway import onward, purge, sovereignty
 from gateway.audit import log as audit
@@ -44,7 +45,13 @@ from gateway.envelope import (
     verify_receipt,
 )
 from gateway.errors import GatewayError, NodeStateError
-from gateway.models import Delivery, DeliveryState, OutboundMessage, SealedEnvelope
+from gateway.models import (
+    Delivery,
+    DeliveryEvent,
+    DeliveryState,
+    OutboundMessage,
+    SealedEnvelope,
+)
 from gateway.node import Node
 from gateway.outbox import record_event
 from gateway.trust_sync import TrustFollower
@@ -81,6 +88,10 @@ def _read_answer(answer: requests.Response, *, deadline: float) -> bytes:
 
 # Rejections that a later attempt may cure (peer's trust list or clock lagging).
 TRANSIENT_REJECTIONS = frozenset({"unknown-sender", "key-not-valid", "not-yet-valid"})
+# Step 7 refusals of an envelope sealed to a key the recipient no longer has; the
+# recipient checks for a stored copy (step 6) before giving them (gateway/inbox.py).
+CANNOT_OPEN = frozenset({"not-a-recipient", "unwrap-failed", "key-commitment-mismatch"})
+RESEAL_NEEDED = "reseal-needed"
 
 
 @dataclass(frozen=True)
@@ -162,6 +173,8 @@ class Dispatcher:
         envelope: SealedEnvelope,
         parsed: Envelope,
         now: int,
+        *,
+        old_key: bool = False,
     ) -> Outcome:
         if now > envelope.exp:
             return _expired(delivery, envelope)
@@ -209,7 +222,7 @@ class Dispatcher:
             )
         if status >= 500 or status < 200:
             return Outcome(DeliveryState.RETRYING, "peer-error", f"{url} answered HTTP {status}")
-        return self._judge_answer(trust_list, delivery, parsed, status, body, now)
+        return self._judge_answer(trust_list, delivery, parsed, status, body, now, old_key=old_key)
 
     def _judge_answer(
         self,
@@ -219,6 +232,8 @@ class Dispatcher:
         status: int,
         body: bytes,
         now: int,
+        *,
+        old_key: bool = False,
     ) -> Outcome:
         try:
             receipt = verify_receipt(body, trust=trust_list.keys, now=now, envelope=parsed)
@@ -241,6 +256,18 @@ class Dispatcher:
                 DeliveryState.DELIVERED,
                 None,
                 "accepted; receipt verified",
+                receipt=body,
+                verified=True,
+            )
+        if old_key and receipt.reason in CANNOT_OPEN:
+            # Refused at step 7, after the recipient's replay check found nothing
+            # stored: it does not hold this envelope, so a new one may be sealed.
+            return Outcome(
+                DeliveryState.RETRYING,
+                RESEAL_NEEDED,
+                f"{delivery.recipient} cannot open the envelope sealed to its old key "
+                f"({receipt.reason}) and has not stored it; it is sealed again at the "
+                "next attempt",
                 receipt=body,
                 verified=True,
             )
@@ -333,9 +360,9 @@ class Dispatcher:
             # Another dispatcher claimed it after this one's lease ran out (a long batch
             # behind slow peers): it is that one's to send now, not this one's.
             log.warning(
-                "lease on delivery %s ran out before it was sent; left to %s",
+                "lease on delivery %s ran out before its turn and another dispatcher "
+                "claimed it; not sent by this one",
                 delivery_id,
-                "the dispatcher that claimed it since",
             )
             return Outcome(
                 DeliveryState.SENDING,
@@ -360,8 +387,10 @@ class Dispatcher:
                     f"(decision {decision.id}); it goes out when that is lifted",
                 )
             else:
-                envelope, parsed = self._current_envelope(trust_list, delivery, envelope, at)
-                outcome = self._send(trust_list, delivery, envelope, parsed, at)
+                envelope, parsed, old_key = self._current_envelope(
+                    trust_list, delivery, envelope, at
+                )
+                outcome = self._send(trust_list, delivery, envelope, parsed, at, old_key=old_key)
         except (NodeStateError, KeyFileError, TrustError) as e:
             outcome = Outcome(DeliveryState.RETRYING, e.code, e.message)
         except Exception as e:  # noqa: BLE001 - recorded, with the traceback in the log
@@ -405,35 +434,68 @@ class Dispatcher:
     @staticmethod
     def _stale(
         trust_list: TrustList, node_id: str, recipient: str, header: Header, now: int
-    ) -> str | None:
-        """Why the stored envelope may no longer be sent, or None. A key revoked,
-        retired past its window or dropped from the trust list since sealing makes the
-        envelope unusable (PROTOCOL §5); a queued message must not be lost for that."""
+    ) -> tuple[str, str] | None:
+        """Why the stored envelope may no longer be sent, or None, with what happened:
+        ``ours`` (our signing key), ``revoked`` (the recipient's encryption key) or
+        ``replaced`` (the recipient's key retired past its window or dropped). A key
+        revoked, retired past its window or dropped from the trust list since sealing
+        makes the envelope unusable (PROTOCOL §5); a queued message must not be lost
+        for that."""
         try:
             trust_list.keys.signing_key(node_id, header.sender.kid, header.iat, now)
         except TrustError as e:
-            return f"our signing key {header.sender.kid} is no longer usable ({e.code})"
+            return "ours", f"our signing key {header.sender.kid} is no longer usable ({e.code})"
         entry = next((e for e in header.to if e.node == recipient), None)
         listed = {k.kid: k for k in trust_list.keys.keys_of(recipient)}
         key = listed.get(entry.kid) if entry is not None else None
         if key is None or key.use != "enc":
-            return f"{recipient}'s encryption key is no longer in the trust list"
-        if key.status == "revoked" or (key.status == "retired" and now > key.not_after):
-            return f"{recipient}'s encryption key {key.kid} is {key.status}"
+            return "replaced", f"{recipient}'s encryption key is no longer in the trust list"
+        if key.status == "revoked":
+            return "revoked", f"{recipient}'s encryption key {key.kid} is revoked"
+        if key.status == "retired" and now > key.not_after:
+            return "replaced", f"{recipient}'s encryption key {key.kid} is retired"
         return None
+
+    @staticmethod
+    def _may_have_arrived(session: Session, delivery_id: int) -> bool:
+        """Whether an earlier attempt with the current envelope may have been stored by
+        the recipient: one that ended ``retrying`` (a timeout, a lost or unsigned
+        answer, or a signed refusal from before the recipient's replay check) after the
+        envelope was last sealed, and before any signed proof that it was not stored."""
+        codes = session.execute(
+            select(DeliveryEvent.state, DeliveryEvent.code)
+            .where(DeliveryEvent.delivery_id == delivery_id)
+            .order_by(DeliveryEvent.id.desc())
+        )
+        for state, code in codes:
+            if code in (RESEAL_NEEDED, "resealed") or state == DeliveryState.REJECTED:
+                return False
+            if state == DeliveryState.RETRYING:
+                return True
+        return False
 
     def _current_envelope(
         self, trust_list: TrustList, delivery: Delivery, envelope: SealedEnvelope, now: int
-    ) -> tuple[SealedEnvelope, Envelope]:
+    ) -> tuple[SealedEnvelope, Envelope, bool]:
         """The stored envelope, or, if keys changed under it, a new one sealed under the
         current keys for this recipient alone (recorded as a ``resealed`` event); with
-        its parsed form, for checking the receipt."""
+        its parsed form, for checking the receipt, and whether it is the stored
+        envelope sent again although the recipient's key changed under it."""
         parsed = step2_parse_header(*step1_parse_outer(envelope.wire, self.node.limits))
         header = parsed.header
-        reason = self._stale(trust_list, self.node.id, delivery.recipient, header, now)
-        if reason is None:
-            return envelope, parsed
+        stale = self._stale(trust_list, self.node.id, delivery.recipient, header, now)
+        if stale is None:
+            return envelope, parsed, False
+        what, reason = stale
         with self.node.sessions() as session:
+            if what == "replaced" and self._may_have_arrived(session, delivery.id):
+                # A new envelope (a new id) would be stored beside the old one if that
+                # arrived. The same bytes again: the recipient answers with the receipt
+                # it stored, or, if it cannot open them, with a signed refusal that
+                # proves it did not store them, and the next attempt seals anew. Not
+                # for a revoked key: bytes sealed to a key that may be compromised are
+                # not sent (again) (decision 0007).
+                return envelope, parsed, True
             message = session.get(OutboundMessage, delivery.message_id)
             assert message is not None
             if message.body_json is None:
@@ -479,7 +541,7 @@ class Dispatcher:
             )
             session.commit()
             session.expunge(replacement)
-        return replacement, fresh
+        return replacement, fresh, False
 
     def _index_h2(self) -> None:
         """Record H2 identifiers of new received messages ahead of the next submission."""

@@ -7,6 +7,7 @@ does not overwrite what a dispatcher is doing."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
 from sqlalchemy import select
@@ -120,11 +121,11 @@ def test_an_error_of_our_own_while_sending_is_a_visible_retry(make_federation, m
     judge = Dispatcher._judge_answer
     calls: list[int] = []
 
-    def failing_once(self, trust_list, delivery, *args):
+    def failing_once(self, trust_list, delivery, *args, **kwargs):
         calls.append(delivery.id)
         if len(calls) == 1:
             raise KeyError("a defect")
-        return judge(self, trust_list, delivery, *args)
+        return judge(self, trust_list, delivery, *args, **kwargs)
 
     monkeypatch.setattr(Dispatcher, "_judge_answer", failing_once)
     outcomes = Dispatcher(kz.node).run_once()
@@ -232,6 +233,88 @@ def test_an_envelope_sealed_again_later_still_expires_with_the_message(make_fede
     Dispatcher(kz.node).run_once(now=later)  # KG refuses it as not yet valid: no matter
     [resealed] = [e for e in _envelopes(kz) if e.id != original.id]
     assert (resealed.iat, resealed.exp) == (later, original.exp)
+
+
+def _losing_the_answer(member, *, stored: bool):
+    """Make ``member``'s peer API answer 502, as a proxy that lost the answer would:
+    after storing the envelope (``stored``), or without it ever arriving."""
+    inner = member.server.switch.app
+
+    def app(environ, start_response):
+        if environ.get("PATH_INFO") == "/xb1/envelopes":
+            if stored:
+                list(inner(environ, lambda *args, **kwargs: None))
+            else:
+                environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+            start_response("502 Bad Gateway", [("Content-Type", "text/plain")])
+            return [b"the answer was lost"]
+        return inner(environ, start_response)
+
+    member.server.switch.app = app
+    return inner
+
+
+def _events(member) -> list[str | None]:
+    with member.node.sessions() as session:
+        return list(session.scalars(select(DeliveryEvent.code).order_by(DeliveryEvent.id)))
+
+
+def test_a_replaced_key_after_a_lost_answer_sends_the_same_bytes_first(make_federation):
+    """The recipient stored the envelope but its answer was lost; then its encryption
+    key was replaced. Sealing anew would give the message a new id, and the recipient
+    would hold it twice: the same bytes go again and get the stored receipt."""
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    submit(kz, ["KG"])
+    inner = _losing_the_answer(kg, stored=True)
+    [lost] = Dispatcher(kz.node).run_once()
+    assert (lost.state, lost.code, inbox_count(kg)) == ("retrying", "peer-error", 1)
+    kg.server.switch.app = inner
+    revoke_encryption_key(fed, "KG", int(time.time()), drop=True)
+    [again] = Dispatcher(kz.node).run_once(now=int(time.time()) + 5)
+    assert again.state == "delivered"
+    assert inbox_count(kg) == 1 and len(_envelopes(kz)) == 1
+    assert "resealed" not in _events(kz)
+
+
+def test_the_same_bytes_refused_unopened_are_sealed_anew_at_the_next_attempt(make_federation):
+    """The lost answer was lost before the envelope arrived, and the recipient no
+    longer holds the old private key: its signed refusal says it stored nothing, and
+    the next attempt seals anew. The message arrives once."""
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    submit(kz, ["KG"])
+    inner = _losing_the_answer(kg, stored=False)
+    [lost] = Dispatcher(kz.node).run_once()
+    assert (lost.state, inbox_count(kg)) == ("retrying", 0)
+    kg.server.switch.app = inner
+    revoke_encryption_key(fed, "KG", int(time.time()), drop=True)
+    kg.node.keys = replace(  # the old private key is gone
+        kg.node.keys, encryption=tuple(k for k in kg.node.keys.encryption if k.status == "active")
+    )
+    now = int(time.time())
+    [refused] = Dispatcher(kz.node).run_once(now=now + 5)
+    assert (refused.state, refused.code) == ("retrying", "reseal-needed")
+    [resealed] = Dispatcher(kz.node).run_once(now=now + 10)
+    assert resealed.state == "delivered" and inbox_count(kg) == 1
+    assert _events(kz).count("resealed") == 1
+
+
+def test_bytes_sealed_to_a_revoked_key_are_not_sent_again(make_federation):
+    """A revoked key may be in someone else's hands: after a lost answer, the message
+    is sealed anew at once, even though the recipient may then hold it twice
+    (decision 0007)."""
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    submit(kz, ["KG"])
+    [old] = _envelopes(kz)
+    inner = _losing_the_answer(kg, stored=True)
+    Dispatcher(kz.node).run_once()
+    kg.server.switch.app = inner
+    revoke_encryption_key(fed, "KG", int(time.time()))
+    [outcome] = Dispatcher(kz.node).run_once(now=int(time.time()) + 5)
+    assert outcome.state == "delivered"
+    assert kg.posts.count(old.wire) == 1 and "resealed" in _events(kz)
 
 
 # --------------------------------------------------------------------------- operators

@@ -39,14 +39,17 @@ def listed_keys(fed, node_id):
     return [k.to_entry() for k in fed[node_id].node.trust().node(node_id).keys]
 
 
-def revoke_encryption_key(fed, node_id, now):
+def revoke_encryption_key(fed, node_id, now, *, drop=False):
     """Install, on every node, a version in which ``node_id``'s encryption key is
-    revoked and a new one listed; the node holds both."""
+    revoked (or, with ``drop``, no longer listed) and a new one listed; the node holds
+    both private keys."""
     member = fed[node_id]
     rotated = member.keys.rotate_encryption(now=now)
     keys = []
     for key in listed_keys(fed, node_id):
         if key["use"] == "enc":
+            if drop:
+                continue
             key.update(status="revoked", revoked_at=now - 1)
         keys.append(key)
     keys.append(
