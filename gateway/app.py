@@ -4,8 +4,10 @@
 :class:`~gateway.node.Node` in tests) and registers one blueprint per area:
 the peer API of PROTOCOL §7 under ``/xb1``, the agency API under ``/api/v1``
 and health checks. One error handler turns every refusal into one JSON shape,
-``{"error": CODE, "message": TEXT}``; unexpected exceptions become a logged
-``internal-error`` 500 without internals in the answer.
+``{"error": CODE, "message": TEXT}``; a database that cannot be used (a full
+disk, a lock held too long, a lost connection) gives a logged
+``storage-unavailable`` 503 with ``Retry-After``; other unexpected exceptions
+become a logged ``internal-error`` 500 without internals in the answer.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 from typing import Any
 
 from flask import Flask, jsonify
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 from gateway.config import load_settings
@@ -23,6 +26,8 @@ from gateway.node import Node
 from keys.trustlist import TrustError
 
 log = logging.getLogger(__name__)
+
+STORAGE_RETRY_AFTER = 30  # seconds, in the Retry-After of a storage-unavailable answer
 
 HTTP_CODES = {
     400: "bad-request",
@@ -72,8 +77,25 @@ def create_app(
         code = HTTP_CODES.get(status, "http-error")
         return jsonify({"error": code, "message": error.description}), status
 
+    # A full disk, a lock held too long, a database that went away (SQLAlchemy's
+    # class, and the driver's own, raised by the receive path's driver statements).
+    storage_errors = (OperationalError, node.engine.dialect.loaded_dbapi.OperationalError)
+
     @app.errorhandler(Exception)
     def _unexpected(error: Exception):  # type: ignore[no-untyped-def]
+        if isinstance(error, storage_errors):
+            log.exception("the database could not be used")
+            answer = jsonify(
+                {
+                    "error": "storage-unavailable",
+                    "message": "the node could not use its database (a full disk, a lock "
+                    "held too long or a lost connection), so the request was not completed; "
+                    "retry later (an envelope as it is, a submission with the same "
+                    "Idempotency-Key so that it is not stored twice)",
+                }
+            )
+            answer.headers["Retry-After"] = str(STORAGE_RETRY_AFTER)
+            return answer, 503
         log.exception("unexpected error")
         return jsonify(
             {

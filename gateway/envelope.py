@@ -543,7 +543,8 @@ def step7_decrypt_payload(
         message = sodium.crypto_aead_xchacha20poly1305_ietf_decrypt(
             envelope.ciphertext, AAD_PREFIX + envelope.protected, header.nonce, cek
         )
-    except nacl.exceptions.CryptoError as e:
+    except (nacl.exceptions.CryptoError, ValueError) as e:
+        # ValueError: a ciphertext shorter than the AEAD tag (PyNaCl refuses it so).
         raise Rejected(
             "decrypt-failed", "ciphertext did not decrypt", envelope=envelope, authenticated=True
         ) from e

@@ -356,6 +356,42 @@ def _after_accept(
         )
 
 
+def refuse_unread(node: Node, error: Rejected, size: int, at: int) -> None:
+    """Record a refusal decided before the body was read (an announced size over the
+    limit): no bytes are kept, only the size announced."""
+    with node.sessions() as session:
+        _record_refusal(session, node, b"", error, None, at, size=size)
+        session.commit()
+
+
+def _record_refusal(
+    session: Session,
+    node: Node,
+    raw: bytes,
+    error: Rejected,
+    receipt: bytes | None,
+    at: int,
+    *,
+    size: int | None = None,
+    **policy: Any,
+) -> None:
+    """A refusal's row in ``inbound_rejections`` and its ``envelope-refused`` audit
+    entry, in the caller's transaction: every refusal has both."""
+    record_rejection(session, node, raw, error, receipt, at, size=size)
+    claimed = error.envelope.header if error.envelope is not None else None
+    audit.record(
+        session,
+        "envelope-refused",
+        at=at,
+        code=error.code,
+        sender=claimed.sender.node if claimed else None,
+        id=claimed.id if claimed else None,
+        signed=error.authenticated,
+        size=len(raw) if size is None else size,
+        **policy,
+    )
+
+
 def _refuse(
     node: Node,
     raw: bytes,
@@ -376,28 +412,34 @@ def _refuse(
                 reason=error.code,
                 at=at,
             )
-        record_rejection(session, node, raw, error, receipt, at)
-        claimed = error.envelope.header if error.envelope is not None else None
-        audit.record(
-            session,
-            "envelope-refused",
-            at=at,
-            code=error.code,
-            sender=claimed.sender.node if claimed else None,
-            id=claimed.id if claimed else None,
-            signed=error.authenticated,
-            size=len(raw),
-            **policy,
-        )
+        _record_refusal(session, node, raw, error, receipt, at, **policy)
         session.commit()
-    if error.envelope is not None:
-        # A sender we cannot authenticate may be using a newer list than ours.
+    if error.envelope is not None and _announces(node, error):
         header = error.envelope.header
         note_announcement(node, header.sender.node, header.tl, at)
     status = STATUS.get(error.code, 400)
     if receipt is not None:
         return Answer(status, receipt)
     return Answer(status, json.dumps({"error": error.code, "message": error.message}).encode())
+
+
+# Refusals before authentication that a newer trust list could explain: a member's key
+# this node does not know yet, or one it knows as no longer valid.
+_NEWER_LIST_MAY_EXPLAIN = frozenset({"unknown-sender", "key-not-valid"})
+
+
+def _announces(node: Node, error: Rejected) -> bool:
+    """Whether a refused envelope's ``tl`` counts as an announcement of that trust list
+    version: always once the sender is authenticated; before that only when a newer
+    list could explain the refusal and the claimed sender is a member of this node's
+    list. Anyone can write any ``tl`` and any sender into an envelope that is not
+    authenticated: without these limits, forged envelopes would fill the table of
+    announcements with made-up members and versions."""
+    if error.authenticated:
+        return True
+    assert error.envelope is not None
+    sender = error.envelope.header.sender.node
+    return error.code in _NEWER_LIST_MAY_EXPLAIN and node.trust().node(sender) is not None
 
 
 def inbox_view(

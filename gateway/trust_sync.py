@@ -36,12 +36,19 @@ log = logging.getLogger(__name__)
 MAX_VERSIONS_PER_FETCH = 100
 MAX_LIST_BYTES = 4 * 1024 * 1024
 RETRY_AFTER = 30  # seconds between attempts for one announcement
+MAX_LIST_VERSION = 2**31 - 1
+"""The largest trust list version this node stores (a 32-bit column, as versions go up
+by one per list). An envelope's ``tl`` may be larger (up to 2^53 - 1): no real list
+can be that far, so such an announcement is logged and otherwise ignored."""
 
 
 def note_announcement(node: Node, peer: str, version: int, now: int) -> None:
     """Record that ``peer`` used trust list ``version``, if it is newer than ours
     (its own short transaction, after the envelope's own has committed)."""
     if version <= node.trust().version:
+        return
+    if version > MAX_LIST_VERSION:
+        log.warning("%s announced trust list version %s, beyond any list; ignored", peer, version)
         return
     with node.sessions() as session:
         hint = session.get(TrustHint, peer)
@@ -142,10 +149,15 @@ class TrustFollower:
             session.expunge_all()
         for hint in due:
             errors = []
+            announcer = current.node(hint.peer)
+            refuted = False  # the announcing member itself serves nothing newer than ours
             for endpoint in self._sources(current, hint.peer):
                 try:
                     wires = self.fetch(endpoint, current.version)
                     if not wires:
+                        refuted = refuted or (
+                            announcer is not None and endpoint == announcer.endpoint
+                        )
                         continue
                     installed = self.node.install_trust_chain(wires, now=at)
                 except (GatewayError, TrustError) as e:
@@ -156,6 +168,25 @@ class TrustFollower:
                     session.execute(delete(TrustHint).where(TrustHint.version <= installed.version))
                     session.commit()
                 return installed
+            if refuted:
+                # An announcement its own sender does not stand by (a forged envelope
+                # claiming a member's name, or a list that member has since withdrawn):
+                # forgotten, not kept as an alarm.
+                with self.node.sessions() as session:
+                    session.execute(
+                        delete(TrustHint).where(
+                            TrustHint.peer == hint.peer, TrustHint.version == hint.version
+                        )
+                    )
+                    session.commit()
+                log.info(
+                    "%s announced trust list version %s but serves no version newer than "
+                    "%s; announcement dropped",
+                    hint.peer,
+                    hint.version,
+                    current.version,
+                )
+                continue
             with self.node.sessions() as session:
                 row = session.get(TrustHint, hint.peer)
                 if row is not None:

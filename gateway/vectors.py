@@ -857,6 +857,12 @@ def _recipient_cases() -> list[EnvelopeCase]:
             signed(b64d(flipped_wire["protected"]), flipped_c, KZ.sig),
             "decrypt-failed",
         ),
+        EnvelopeCase(
+            "decrypt-failed-shorter-than-the-tag",
+            "C cut to 15 bytes, shorter than the 16-byte AEAD tag, and signed again.",
+            signed(b64d(flipped_wire["protected"]), flipped_c[:15], KZ.sig),
+            "decrypt-failed",
+        ),
     ]
 
 

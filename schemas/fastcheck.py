@@ -49,10 +49,10 @@ _Loader = Callable[[Any, Any], Any]
 
 
 class _Reject(Exception):
-    """The fast path does not accept this value; marshmallow decides."""
+    """The fast path does not accept this value; marshmallow decides. Raised as a new
+    instance each time: one shared instance would keep, through its traceback, every
+    frame it was ever raised from, and the refused bodies in them."""
 
-
-_REJECT = _Reject()
 
 #: Field classes whose ``_deserialize`` is a function of the value alone (no nested
 #: schema, no partial, no context), so calling it is what ``Field.deserialize`` does
@@ -169,7 +169,7 @@ def _plain_leaf(field: fields.Field[Any]) -> _Loader | None:
         def code(value: Any, data: Any) -> Any:
             if type(value) is str and value in choices:
                 return value
-            raise _REJECT
+            raise _Reject
 
         return code
     if implementation is common.Text._deserialize:
@@ -184,7 +184,7 @@ def _plain_leaf(field: fields.Field[Any]) -> _Loader | None:
                 and not forbidden.search(value)
             ):
                 return value
-            raise _REJECT
+            raise _Reject
 
         return text
     if implementation is common.PatternText._deserialize:
@@ -193,7 +193,7 @@ def _plain_leaf(field: fields.Field[Any]) -> _Loader | None:
         def pattern_text(value: Any, data: Any) -> Any:
             if type(value) is str and len(value) <= longest and pattern.fullmatch(value):
                 return value
-            raise _REJECT
+            raise _Reject
 
         return pattern_text
     if (
@@ -207,7 +207,7 @@ def _plain_leaf(field: fields.Field[Any]) -> _Loader | None:
         def integer(value: Any, data: Any) -> Any:
             if type(value) is int:  # not bool, which is a subclass
                 return value
-            raise _REJECT
+            raise _Reject
 
         return integer
     return None
@@ -223,7 +223,7 @@ def _compile_known_field(field: fields.Field[Any], attr: str | None) -> _Loader 
 
         def leaf(value: Any, data: Any) -> Any:
             if value is None:  # Field.deserialize: "Field may not be null."
-                raise _REJECT
+                raise _Reject
             return deserialize(value, attr, data)
 
         return leaf
@@ -235,7 +235,7 @@ def _compile_known_field(field: fields.Field[Any], attr: str | None) -> _Loader 
         def strict_list(value: Any, data: Any) -> list[Any]:
             # List items get no attr and no data (marshmallow's List does the same).
             if type(value) is not list or not low <= len(value) <= high:
-                raise _REJECT
+                raise _Reject
             return [inner(item, None) for item in value]
 
         return strict_list
@@ -245,7 +245,7 @@ def _compile_known_field(field: fields.Field[Any], attr: str | None) -> _Loader 
 
         def plain_list(value: Any, data: Any) -> list[Any]:
             if type(value) is not list:
-                raise _REJECT
+                raise _Reject
             return [inner(item, None) for item in value]
 
         return plain_list
@@ -327,13 +327,13 @@ def _compile_schema(schema: Schema, unknown: str | None) -> _Loader | None:
 
     def load(data: Any, _enclosing: Any) -> dict[str, Any]:
         if type(data) is not dict or not allowed.issuperset(data):
-            raise _REJECT
+            raise _Reject
         loaded: dict[str, Any] = {}
         for in_key, out_key, required, plain_missing, field_loader, field in members:
             value = data.get(in_key, missing)
             if value is missing:
                 if required:
-                    raise _REJECT
+                    raise _Reject
                 if plain_missing:
                     continue
                 default = field.deserialize(missing, in_key, data)

@@ -19,9 +19,10 @@ from urllib.parse import quote
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import select
 
 from gateway.envelope import REJECTION_CODES, TYP_RE, Recipient, seal, verify_receipt
-from gateway.models import InboundRejection
+from gateway.models import AuditEntry, InboundRejection
 from schemas.examples import example_alert
 from schemas.xb1json import dumps as xb1_dumps
 
@@ -294,7 +295,14 @@ def test_content_length_lies_on_the_peer_api(make_federation: Any) -> None:
         assert check_answer(response)["error"] == "too-large"
     with fed["KZ"].node.sessions() as session:
         codes = [row.code for row in session.query(InboundRejection).order_by(InboundRejection.id)]
+        audited = [
+            json.loads(entry)["code"]
+            for entry in session.scalars(
+                select(AuditEntry.entry).where(AuditEntry.kind == "envelope-refused")
+            )
+        ]
     assert codes.count("too-large") == 2
+    assert audited.count("too-large") == 2  # each refusal has its audit entry too
 
 
 @sqlite_only

@@ -474,3 +474,26 @@ def test_null_is_refused_as_marshmallow_refuses_it():
     assert loader({"flag": None}) is None
     with pytest.raises(ValidationError):
         schema.load({"flag": None})
+
+
+class _Tracked:
+    """A value the fast path refuses, whose lifetime a weak reference can follow."""
+
+
+def test_a_refused_body_is_not_kept_after_its_validation():
+    """The fast path gives up on a value by raising; nothing of that (the frames and
+    the refused body in them) may outlive the call: a body refused at step 8 holds
+    personal data, and thousands of them would pile up in memory."""
+    import gc
+    import weakref
+
+    tracked = _Tracked()
+    body = examples.example_alert()
+    body["summary"] = tracked  # not a string: the compiled loader refuses it
+    seen = weakref.ref(tracked)
+    for _ in range(3):  # refused on the fast path, then by marshmallow
+        with pytest.raises(SchemaInvalid):
+            validate_body("alert/1", body)
+    del body, tracked
+    gc.collect()
+    assert seen() is None

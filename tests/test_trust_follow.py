@@ -172,3 +172,83 @@ def test_operator_can_follow_a_named_member(make_federation):
         main, ["--instance", str(kg.instance), "trust", "fetch", "--from", "TJ"], env=env
     )
     assert unknown.exit_code == 2 and "error [unknown-recipient]" in unknown.output
+
+
+# --------------------------------------------------------------------------- forged announcements
+
+
+def _forged(fed, *, sender: str, signing_key: SigningKeyPair, tl: int) -> bytes:
+    """An alert to KG that claims ``sender`` and trust list ``tl``, signed with
+    ``signing_key`` (which the trust list does not hold for ``sender``)."""
+    from gateway.envelope import Recipient, seal
+
+    key = fed["KG"].node.trust().keys.encryption_key("KG", int(time.time()))
+    return seal(
+        typ="alert/1",
+        body=example_alert(),
+        sender=sender,
+        signing_key=signing_key,
+        recipients=[Recipient("KG", key.kid, key.pub)],
+        tl=tl,
+    ).to_wire()
+
+
+def test_forged_envelopes_from_strangers_announce_nothing(make_federation):
+    """Anyone can write any sender and any ``tl`` into an envelope: before the sender is
+    authenticated, only a member's unknown key counts as a sign of a newer list."""
+    from gateway.inbox import receive
+
+    fed = make_federation(("KZ", "KG"))
+    kg = fed["KG"]
+    newer = 5  # a version a node could store
+    strangers = [
+        _forged(fed, sender=f"ZZ-{i}", signing_key=SigningKeyPair.generate(), tl=newer)
+        for i in range(3)
+    ]
+    wrong_signature = bytearray(
+        _forged(fed, sender="KZ", signing_key=fed["KZ"].keys.current_signing, tl=newer)
+    )
+    wrong_signature[-5] ^= 1  # inside the signature's base64url
+    for wire in [*strangers, bytes(wrong_signature)]:
+        assert receive(kg.node, wire).status in (400, 401)
+    assert hints(kg) == {}
+
+
+def test_an_announcement_its_sender_does_not_stand_by_is_dropped(make_federation):
+    """A forged envelope in a member's name, with a key nobody knows, claims the newest
+    possible list: it is noted (a newer list would explain an unknown key), but the
+    member's own endpoint serves nothing newer, so the announcement is dropped instead of
+    staying behind as an alarm."""
+    from gateway.inbox import receive
+
+    fed = make_federation(("KZ", "KG"))
+    kg = fed["KG"]
+    claimed = 2**31 - 1  # the largest version a node stores
+    forged = _forged(fed, sender="KZ", signing_key=SigningKeyPair.generate(), tl=claimed)
+    answer = receive(kg.node, forged)
+    assert answer.status == 401
+    assert hints(kg) == {"KZ": (claimed, None)}
+    assert TrustFollower(kg.node).run_once() is None
+    assert hints(kg) == {}
+    assert kg.node.trust().version == 1
+
+
+def test_a_version_beyond_any_list_is_not_an_announcement(make_federation):
+    """``tl`` may go up to 2^53 - 1, far beyond any list a node could store: the
+    envelope is answered as usual, and nothing is noted."""
+    fed = make_federation(("KZ", "KG"))
+    kg = fed["KG"]
+    key = kg.node.trust().keys.encryption_key("KG", int(time.time()))
+    from gateway.envelope import Recipient, seal
+    from gateway.inbox import receive
+
+    wire = seal(
+        typ="alert/1",
+        body=example_alert(),
+        sender="KZ",
+        signing_key=fed["KZ"].keys.current_signing,
+        recipients=[Recipient("KG", key.kid, key.pub)],
+        tl=2**31,
+    ).to_wire()
+    assert receive(kg.node, wire).status == 200
+    assert hints(kg) == {}

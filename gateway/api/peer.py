@@ -11,7 +11,7 @@ from gateway.app import current_node
 from gateway.audit import log as audit
 from gateway.envelope import Rejected
 from gateway.errors import ApiError
-from gateway.inbox import STATUS, receive, record_rejection
+from gateway.inbox import STATUS, receive, refuse_unread
 from gateway.models import is_row_id
 
 peer = Blueprint("peer", __name__, url_prefix="/xb1")
@@ -27,9 +27,7 @@ def post_envelope() -> Response:
         error = Rejected(
             "too-large", f"envelope is {length} bytes; the limit is {node.limits.max_bytes}"
         )
-        with node.sessions() as session:
-            record_rejection(session, node, b"", error, None, _now(), size=min(length, 2**31 - 1))
-            session.commit()
+        refuse_unread(node, error, min(length, 2**31 - 1), _now())
         return Response(_error_json(error), status=STATUS["too-large"], mimetype="application/json")
     raw = request.get_data(cache=False)
     answer = receive(node, raw)
