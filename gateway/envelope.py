@@ -347,20 +347,25 @@ def _plain_integers(*values: object) -> bool:
 # --------------------------------------------------------------------------- opening
 
 
+_OUTER_SHAPE = "envelope must be an object with exactly protected, ciphertext, signature"
+
+
 def step1_parse_outer(raw: bytes, limits: Limits) -> tuple[bytes, bytes, bytes]:
     """§3 step 1: size limit, outer JSON shape, strict base64url."""
     if len(raw) > limits.max_bytes:
         raise Rejected(
             "too-large", f"envelope is {len(raw)} bytes; the limit is {limits.max_bytes}"
         )
+    if b"[" in raw or raw.count(b"{") != 1:
+        # The outer object holds three base64url strings: one brace, no bracket. Said
+        # before parsing, so a megabyte of nesting from anyone costs a scan, not a parse.
+        raise Rejected("malformed", _OUTER_SHAPE)
     try:
         outer = xb1json.loads(raw)
     except WireFormatError as e:
         raise Rejected("malformed", f"envelope is not strict JSON: {e}") from e
     if not isinstance(outer, dict) or set(outer) != {"protected", "ciphertext", "signature"}:
-        raise Rejected(
-            "malformed", "envelope must be an object with exactly protected, ciphertext, signature"
-        )
+        raise Rejected("malformed", _OUTER_SHAPE)
     try:
         protected = b64d(outer["protected"], what="protected")
         ciphertext = b64d(outer["ciphertext"], what="ciphertext")

@@ -566,3 +566,27 @@ def test_sealed_header_is_exactly_what_xb1json_writes() -> None:
     assert envelope.protected == members_as_dumped(envelope.header)
     assert envelope.ch == hashlib.sha256(envelope.ciphertext).digest()
     assert envelope.ph == hashlib.sha256(envelope.protected).digest()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"protected":"", "ciphertext":"", "signature":"", "x":'
+        + b"[" * 50_000
+        + b"]" * 50_000
+        + b"}",
+        b'{"protected":{"a":{"b":{}}}}',
+    ],
+    ids=["nested-arrays", "a-nested-extra-member", "nested-objects"],
+)
+def test_an_outer_object_nesting_anything_is_refused_before_it_is_parsed(raw, monkeypatch):
+    """The outer object holds three strings: input with a bracket or a second brace is
+    malformed on sight, so a megabyte of nesting from anyone costs a scan, not a parse."""
+    from schemas import xb1json
+
+    def no_parse(raw):  # type: ignore[no-untyped-def]
+        raise AssertionError("parsed")
+
+    monkeypatch.setattr(xb1json, "loads", no_parse)
+    assert rejection(raw) == "malformed"
