@@ -79,11 +79,15 @@ class _HeldConnection:
         """Never use it again (after an error in its transaction): its database
         connection is closed, which also ends any transaction left open."""
         connection, self._connection = self._connection, None
-        if connection is not None and self._pid == os.getpid():
-            try:
-                connection.invalidate()
-            finally:
-                connection.close()
+        if connection is None:
+            return
+        if self._pid != os.getpid():
+            _FORKED_AWAY.append(connection)  # the parent's: never touched here
+            return
+        try:
+            connection.invalidate()
+        finally:
+            connection.close()
 
     def close(self) -> None:
         """Give it back to its pool; close it for good if that pool was disposed (a
