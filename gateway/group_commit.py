@@ -78,20 +78,14 @@ class _HeldConnection:
     def discard(self) -> None:
         """Never use it again (after an error in its transaction): its database
         connection is closed, which also ends any transaction left open."""
-        connection, self._connection = self._connection, None
-        if connection is None:
-            return
-        if self._pid != os.getpid():
-            _FORKED_AWAY.append(connection)  # the parent's: never touched here
-            return
-        try:
-            connection.invalidate()
-        finally:
-            connection.close()
+        self._let_go(invalidate=True)
 
     def close(self) -> None:
         """Give it back to its pool; close it for good if that pool was disposed (a
         connection given back to a disposed pool would stay open until collected)."""
+        self._let_go(invalidate=self._pool is not self._engine.pool)
+
+    def _let_go(self, *, invalidate: bool) -> None:
         connection, self._connection = self._connection, None
         if connection is None:
             return
@@ -99,7 +93,7 @@ class _HeldConnection:
             _FORKED_AWAY.append(connection)  # the parent's: never touched here
             return
         try:
-            if self._pool is not self._engine.pool:
+            if invalidate:
                 connection.invalidate()
         finally:
             connection.close()
