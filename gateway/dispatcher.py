@@ -176,8 +176,6 @@ class Dispatcher:
         *,
         old_key: bool = False,
     ) -> Outcome:
-        if now > envelope.exp:
-            return _expired(delivery, envelope)
         peer = trust_list.node(delivery.recipient)
         if peer is None:
             return Outcome(
@@ -378,7 +376,11 @@ class Dispatcher:
                 outcome = _withdrawn(withdrawn_by)
             elif at > envelope.exp:
                 # Before any re-sealing: a new envelope must not outlive the message.
-                outcome = _expired(delivery, envelope)
+                outcome = Outcome(
+                    DeliveryState.EXPIRED,
+                    "expired",
+                    f"envelope expired at {envelope.exp} before {delivery.recipient} accepted it",
+                )
             elif decision is not None:
                 outcome = Outcome(
                     DeliveryState.RETRYING,
@@ -611,14 +613,6 @@ def _withdrawn(by: str, attempt: Outcome | None = None) -> Outcome:
         f"withdrawn by {by} before it was delivered",
         receipt=attempt.receipt if attempt else None,
         verified=attempt.verified if attempt else False,
-    )
-
-
-def _expired(delivery: Delivery, envelope: SealedEnvelope) -> Outcome:
-    return Outcome(
-        DeliveryState.EXPIRED,
-        "expired",
-        f"envelope expired at {envelope.exp} before {delivery.recipient} accepted it",
     )
 
 

@@ -36,8 +36,7 @@ def _make_room(node, listener) -> None:
     node.engine.dispose()
 
 
-# The full disk is simulated with SQLite's own means: SQLite only.
-only_sqlite = sqlite_only
+# The full disk is simulated with SQLite's own means: these tests run on SQLite only.
 
 
 def _count(member, model) -> int:
@@ -45,7 +44,7 @@ def _count(member, model) -> int:
         return int(session.scalar(select(func.count()).select_from(model)) or 0)
 
 
-@only_sqlite
+@sqlite_only
 def test_a_full_disk_refuses_envelopes_with_a_clear_error_and_then_accepts_them(
     make_federation,
 ):
@@ -66,7 +65,7 @@ def test_a_full_disk_refuses_envelopes_with_a_clear_error_and_then_accepts_them(
     assert inbox_count(kg) == 1
 
 
-@only_sqlite
+@sqlite_only
 def test_a_full_disk_refuses_a_submission_and_stores_none_of_it(make_federation):
     """Here the disk fills up as the submission commits (SQLite's own error for it is
     raised at COMMIT): none of the message is kept, and the same request later works."""
