@@ -5,15 +5,29 @@ A delivery is claimed with a compare-and-set ``UPDATE`` that only succeeds on
 a row that is due (queued or retrying, ``next_attempt_at`` passed) or whose
 previous claim's lease has run out (a dispatcher that died mid-send). Only the
 claim holder records the outcome. The lease is longer than twice the HTTP
-timeout (checked in config), so no message is being sent by two dispatchers at
-once; a send interrupted by a crash is repeated with the byte-identical
-envelope, which the receiver answers as a retry — never a second inbox entry.
+timeout (checked in config), and one attempt ends within twice that timeout of
+its start, so no message is being sent by two dispatchers at once; a send
+interrupted by a crash is repeated with the byte-identical envelope, which the
+receiver answers as a retry — never a second inbox entry.
+
+The bound on an attempt is one deadline, twice ``peer_timeout`` after it
+starts, not the per-operation timeouts of the HTTP client (which a peer sending
+its answer a byte at a time never meets). It covers connecting, the TLS
+handshake, sending the request, and reading the status line, headers and body,
+on a new connection or one reused from the pool, over http and https alike.
+When it passes, the attempt's socket is shut down (``gateway/peer_http.py``) and
+the attempt ends as ``retrying``: ``peer-unreachable`` if no status line had
+arrived, ``answer-unreadable`` if one had, with "no complete answer within N s"
+in the detail; an answer counts only if complete by then. Outside it: resolving
+the peer's host name (the resolver's own timeouts), and, for a name with
+several addresses, connecting to the next ones (``peer_timeout`` each).
 
 Outcomes: an accepted receipt that verifies → ``delivered``; a signed rejected
 receipt → ``rejected`` (or ``retrying`` for codes a trust-list or clock update
 can cure); network errors, 5xx, unauthenticated refusals and receipts that do
 not verify → ``retrying`` with exponential backoff and full jitter; past the
-envelope's ``exp`` → ``expired``.
+envelope's ``exp`` → ``expired``, and at ``exp`` itself when keys changed under
+the envelope (a new one, keeping the message's expiry, would have no time left).
 """
 
 from __future__ import annotations
@@ -31,7 +45,7 @@ import urllib3
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from gateway import onward, purge, sovereignty
+from gateway import onward, peer_http, purge, sovereignty
 from gateway.audit import log as audit
 from gateway.audit.witness import Witness
 from gateway.envelope import (
@@ -68,10 +82,16 @@ class AnswerTooSlow(Exception):
     """A peer's answer still arriving when its attempt's time was up."""
 
 
+# What a peer can make a request or the reading of its answer raise (requests'
+# exceptions are OSErrors; urllib3's, raised while reading the body, are not).
+_BROKEN = (OSError, urllib3.exceptions.HTTPError, AnswerTooSlow)
+
+
 def _read_answer(answer: requests.Response, *, deadline: float) -> bytes:
     """At most ``MAX_ANSWER_BYTES`` of the answer (a receipt is small), read by
     ``deadline``: a peer trickling its answer cannot hold the delivery past its lease
-    (each read alone is bounded by ``peer_timeout``, the attempt by twice that)."""
+    (each read alone is bounded by ``peer_timeout``, the attempt by twice that; a
+    read still waiting at the deadline is ended by ``peer_http.deadline``)."""
     chunks: list[bytes] = []
     size = 0
     while size < MAX_ANSWER_BYTES:
@@ -121,7 +141,8 @@ class Dispatcher:
     ) -> None:
         self.node = node
         self.worker = worker or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
-        self.http = http or requests.Session()
+        # A session given is sent through too: each attempt must end by its deadline.
+        self.http = peer_http.session(http)
         self.rng = rng or random.Random()
 
     # ------------------------------------------------------------------ claiming
@@ -192,32 +213,55 @@ class Dispatcher:
             )
         url = peer.endpoint.rstrip("/") + "/xb1/envelopes"
         timeout = self.node.settings.peer_timeout
-        began = time.monotonic()
-        try:
-            with self.http.post(
-                url,
-                data=envelope.wire,
-                timeout=timeout,
-                headers={"Content-Type": "application/xb1+json"},
-                allow_redirects=False,
-                stream=True,
-            ) as answer:
-                status = answer.status_code
-                try:
-                    body = _read_answer(answer, deadline=began + 2 * timeout)
-                except (urllib3.exceptions.HTTPError, OSError, AnswerTooSlow) as e:
-                    # The envelope may have arrived: the retry sends the same bytes, and
-                    # the peer answers a retry with the receipt it stored.
-                    return Outcome(
-                        DeliveryState.RETRYING,
-                        "answer-unreadable",
-                        f"{url} answered HTTP {status}, then the answer broke off: "
-                        f"{type(e).__name__}: {e}"[:500],
-                    )
-        except requests.RequestException as e:
+        limit = 2 * timeout
+        status: int | None = None  # once the status line and headers have arrived
+        body = b""
+        failure: BaseException | None = None
+        with peer_http.deadline(time.monotonic() + limit) as attempt:
+            try:
+                with self.http.post(
+                    url,
+                    data=envelope.wire,
+                    timeout=timeout,
+                    headers={"Content-Type": "application/xb1+json"},
+                    allow_redirects=False,
+                    stream=True,
+                ) as answer:
+                    status = answer.status_code
+                    body = _read_answer(answer, deadline=attempt.at)
+            except Exception as e:  # noqa: BLE001 - anything, once the deadline cut it short
+                if not (attempt.expired or isinstance(e, _BROKEN)):
+                    raise
+                failure = e
+        if attempt.expired or isinstance(failure, AnswerTooSlow):
+            # The deadline cut the attempt short (a complete answer read before it
+            # counts, one still arriving does not), whatever broke because of that.
+            late = f"no complete answer within {limit:g} s"
+            if status is None:
+                return Outcome(
+                    DeliveryState.RETRYING, "peer-unreachable", f"{url}: {late}; nothing answered"
+                )
             return Outcome(
-                DeliveryState.RETRYING, "peer-unreachable", f"{url}: {type(e).__name__}: {e}"[:500]
+                DeliveryState.RETRYING,
+                "answer-unreadable",
+                f"{url} answered HTTP {status}, but {late}",
             )
+        if failure is not None:
+            if status is None:
+                return Outcome(
+                    DeliveryState.RETRYING,
+                    "peer-unreachable",
+                    f"{url}: {type(failure).__name__}: {failure}"[:500],
+                )
+            # The envelope may have arrived: the retry sends the same bytes, and the
+            # peer answers a retry with the receipt it stored.
+            return Outcome(
+                DeliveryState.RETRYING,
+                "answer-unreadable",
+                f"{url} answered HTTP {status}, then the answer broke off: "
+                f"{type(failure).__name__}: {failure}"[:500],
+            )
+        assert status is not None
         if status >= 500 or status < 200:
             return Outcome(DeliveryState.RETRYING, "peer-error", f"{url} answered HTTP {status}")
         return self._judge_answer(trust_list, delivery, parsed, status, body, now, old_key=old_key)
@@ -389,10 +433,20 @@ class Dispatcher:
                     f"(decision {decision.id}); it goes out when that is lifted",
                 )
             else:
-                envelope, parsed, old_key = self._current_envelope(
-                    trust_list, delivery, envelope, at
-                )
-                outcome = self._send(trust_list, delivery, envelope, parsed, at, old_key=old_key)
+                current = self._current_envelope(trust_list, delivery, envelope, at)
+                if current is None:
+                    outcome = Outcome(
+                        DeliveryState.EXPIRED,
+                        "expired",
+                        f"envelope expires at {envelope.exp}: keys changed under it, and "
+                        f"an envelope sealed anew for {delivery.recipient} would have no "
+                        "time left before the message's expiry",
+                    )
+                else:
+                    envelope, parsed, old_key = current
+                    outcome = self._send(
+                        trust_list, delivery, envelope, parsed, at, old_key=old_key
+                    )
         except (NodeStateError, KeyFileError, TrustError) as e:
             outcome = Outcome(DeliveryState.RETRYING, e.code, e.message)
         except Exception as e:  # noqa: BLE001 - recorded, with the traceback in the log
@@ -478,11 +532,12 @@ class Dispatcher:
 
     def _current_envelope(
         self, trust_list: TrustList, delivery: Delivery, envelope: SealedEnvelope, now: int
-    ) -> tuple[SealedEnvelope, Envelope, bool]:
+    ) -> tuple[SealedEnvelope, Envelope, bool] | None:
         """The stored envelope, or, if keys changed under it, a new one sealed under the
         current keys for this recipient alone (recorded as a ``resealed`` event); with
         its parsed form, for checking the receipt, and whether it is the stored
-        envelope sent again although the recipient's key changed under it."""
+        envelope sent again although the recipient's key changed under it. None if a
+        new one is needed but the message's expiry leaves no time for it."""
         parsed = step2_parse_header(*step1_parse_outer(envelope.wire, self.node.limits))
         header = parsed.header
         stale = self._stale(trust_list, self.node.id, delivery.recipient, header, now)
@@ -498,6 +553,12 @@ class Dispatcher:
                 # for a revoked key: bytes sealed to a key that may be compromised are
                 # not sent (again) (decision 0007).
                 return envelope, parsed, True
+            if header.exp <= now:
+                # Not expired yet (that is after exp), but a new envelope keeps the
+                # message's expiry and needs iat < exp: sealed now, it cannot. Its iat
+                # is not set back to make room: iat is when it was sealed, and the
+                # signing key must be valid then.
+                return None
             message = session.get(OutboundMessage, delivery.message_id)
             assert message is not None
             if message.body_json is None:
@@ -515,7 +576,7 @@ class Dispatcher:
                 tl=trust_list.version,
                 iat=now,
                 # The message's expiry stays what it was: re-sealing is not a new message.
-                ttl=max(1, header.exp - now),
+                ttl=header.exp - now,
             )
             replacement = SealedEnvelope(
                 id=fresh.header.id,

@@ -235,6 +235,38 @@ def test_an_envelope_sealed_again_later_still_expires_with_the_message(make_fede
     assert (resealed.iat, resealed.exp) == (later, original.exp)
 
 
+def test_an_envelope_sealed_again_in_the_last_second_keeps_the_messages_expiry(
+    make_federation,
+):
+    fed = make_federation(("KZ", "KG"), settings={"message_ttl": 60})
+    kz = fed["KZ"]
+    submit(kz, ["KG"])
+    [original] = _envelopes(kz)
+    revoke_encryption_key(fed, "KG", int(time.time()))
+    Dispatcher(kz.node).run_once(now=original.exp - 1)
+    [resealed] = [e for e in _envelopes(kz) if e.id != original.id]
+    assert (resealed.iat, resealed.exp) == (original.exp - 1, original.exp)
+
+
+def test_no_envelope_is_sealed_again_at_the_expiry_second(make_federation):
+    """At ``exp`` itself the message has not expired (that is after it), but a new
+    envelope keeping its expiry would need ``iat < exp``: none is sealed (one with a
+    later ``exp`` would outlive the message), and the delivery expires."""
+    fed = make_federation(("KZ", "KG"), settings={"message_ttl": 60})
+    kz, kg = fed["KZ"], fed["KG"]
+    message = submit(kz, ["KG"])
+    [original] = _envelopes(kz)
+    revoke_encryption_key(fed, "KG", int(time.time()))
+    [outcome] = Dispatcher(kz.node).run_once(now=original.exp)
+    assert (outcome.state, outcome.code) == ("expired", "expired"), outcome
+    assert "no time left" in (outcome.detail or "")
+    assert [e.id for e in _envelopes(kz)] == [original.id]
+    assert kg.posts == [] and inbox_count(kg) == 0
+    row = _row(kz, message["deliveries"][0]["id"])
+    assert (row.state, row.last_code) == ("expired", "expired")
+    assert "resealed" not in _events(kz)
+
+
 def _losing_the_answer(member, *, stored: bool):
     """Make ``member``'s peer API answer 502, as a proxy that lost the answer would:
     after storing the envelope (``stored``), or without it ever arriving."""

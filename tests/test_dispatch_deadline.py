@@ -1,0 +1,405 @@
+"""One attempt to send an envelope ends within twice ``peer_timeout``, whatever the
+peer does: sending its status line and headers a byte at a time (each byte within
+the timeout), never answering, trickling its side of the TLS handshake or its
+answer over TLS, reading the request slowly — on a new connection or on one
+reused from the pool. Otherwise the dispatcher's lease could run out while the
+attempt is still running, and a second dispatcher send the same delivery at
+the same time. A connection cut by the deadline is not used again; a peer that
+answers normally afterwards is still sent to."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import requests
+from sqlalchemy import select
+
+from gateway import peer_http
+from gateway.dispatcher import Dispatcher
+from gateway.models import Delivery, DeliveryEvent
+from tests.test_exchange import inbox_count, submit
+
+TIMEOUT = 0.4  # peer_timeout of these tests: an attempt may last 0.8 s
+LIMIT = 2 * TIMEOUT
+SLACK = 1.5  # claiming and recording, on a busy machine; still far below GIVE_UP
+INTERVAL = 0.6 * TIMEOUT  # between two bytes of a trickled answer: within the timeout
+GIVE_UP = 4.0  # a trickling peer stops (closes) after this long: a test fails, not hangs
+TRICKLED = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
+    b"X-Padding: " + b"." * 40 + b"\r\n\r\n{}"
+)
+# An answer that would be complete, and leave the connection open for another
+# request, but for the rest of its headers: those are trickled.
+AT_ONCE = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n"
+THEN_TRICKLED = b"X-Padding: " + b"." * 40 + b"\r\n\r\n"
+
+
+class FakePeer:
+    """A peer on a plain socket (or TLS, with ``tls``) on 127.0.0.1 that answers the
+    n-th request with ``plays[n]`` (the last one repeats):
+
+    - ``answer``: what ``answer(body)`` gives, with ``Content-Length``, keeping the
+      connection open for the next request;
+    - ``trickle``: ``TRICKLED`` a byte every ``INTERVAL`` seconds;
+    - ``trickle-headers``: ``AT_ONCE`` at once, then ``THEN_TRICKLED`` so;
+    - ``silent``: reads the request and never answers.
+
+    ``requests`` lists (connection number, play) per request."""
+
+    def __init__(
+        self,
+        plays: list[str],
+        *,
+        port: int = 0,
+        answer: Callable[[bytes], tuple[int, bytes]] | None = None,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        self.plays = plays
+        self.answer = answer
+        self.tls = tls
+        self.requests: list[tuple[int, str]] = []
+        self.connections = 0
+        self.stop = threading.Event()
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", port))
+        self.listener.listen()
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.listener.close()
+
+    def _accept(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(conn, self.connections), daemon=True).start()
+
+    def _serve(self, conn: socket.socket, number: int) -> None:
+        conn.settimeout(GIVE_UP)
+        try:
+            if self.tls is not None:
+                conn = self.tls.wrap_socket(conn, server_side=True)
+            reader = conn.makefile("rb")
+            while not self.stop.is_set():
+                body = _read_request(reader)
+                if body is None:
+                    return
+                play = self.plays[min(len(self.requests), len(self.plays) - 1)]
+                self.requests.append((number, play))
+                if play == "answer":
+                    assert self.answer is not None
+                    status, data = self.answer(body)
+                    conn.sendall(
+                        b"HTTP/1.1 %d Answer\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: %d\r\n\r\n%s" % (status, len(data), data)
+                    )
+                    continue
+                if play == "silent":
+                    conn.recv(1)  # until the client gives up (or GIVE_UP)
+                    return
+                if play == "trickle-headers":
+                    conn.sendall(AT_ONCE)
+                    _trickle(conn, THEN_TRICKLED, self.stop)
+                else:
+                    _trickle(conn, TRICKLED, self.stop)
+                return
+        except OSError:
+            return  # the client cut the connection
+        finally:
+            conn.close()
+
+
+def _read_request(reader) -> bytes | None:
+    """The body of the next request on the connection, or None when it ended."""
+    if not reader.readline():
+        return None
+    length = 0
+    while (line := reader.readline()) not in (b"\r\n", b"\n", b""):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    return reader.read(length)
+
+
+def _trickle(conn: socket.socket, data: bytes, stop: threading.Event) -> None:
+    give_up = time.monotonic() + GIVE_UP
+    for i in range(len(data)):
+        if time.monotonic() > give_up:
+            return
+        conn.sendall(data[i : i + 1])
+        if stop.wait(INTERVAL):
+            return
+
+
+def _answering_for(member) -> Callable[[bytes], tuple[int, bytes]]:
+    """The answers of ``member``'s real peer API."""
+
+    def answer(body: bytes) -> tuple[int, bytes]:
+        reply = member.client().post(
+            "/xb1/envelopes", data=body, content_type="application/xb1+json"
+        )
+        return reply.status_code, reply.get_data()
+
+    return answer
+
+
+@pytest.fixture
+def impostor(make_federation):
+    """A federation of KZ and KG (``peer_timeout`` 0.4 s), with KG's port taken
+    over by a ``FakePeer``: ``impostor(plays)`` gives the federation and the peer."""
+    peers: list[FakePeer] = []
+
+    def build(plays: list[str]):
+        fed = make_federation(("KZ", "KG"), settings={"peer_timeout": TIMEOUT})
+        kg = fed["KG"]
+        kg.server.stop()
+        peer = FakePeer(plays, port=kg.server.port, answer=_answering_for(kg))
+        peers.append(peer)
+        return fed, peer
+
+    yield build
+    for peer in peers:
+        peer.close()
+
+
+def _row(member, delivery_id: int) -> Delivery:
+    with member.node.sessions() as session:
+        row = session.get(Delivery, delivery_id)
+        assert row is not None
+        session.expunge(row)
+        return row
+
+
+def _last_event(member, delivery_id: int) -> tuple[str, str | None, str | None]:
+    with member.node.sessions() as session:
+        event = session.scalars(
+            select(DeliveryEvent)
+            .where(DeliveryEvent.delivery_id == delivery_id)
+            .order_by(DeliveryEvent.id.desc())
+        ).first()
+        assert event is not None
+        return event.state, event.code, event.detail
+
+
+def _timed(dispatcher: Dispatcher):
+    began = time.monotonic()
+    outcomes = dispatcher.run_once()
+    return outcomes, time.monotonic() - began
+
+
+@pytest.mark.parametrize(
+    ("play", "code", "said"),
+    [
+        ("trickle", "peer-unreachable", "nothing answered"),
+        ("trickle-headers", "answer-unreadable", "answered HTTP 200"),
+    ],
+    ids=["status-line", "headers"],
+)
+def test_a_trickled_answer_ends_the_attempt_at_its_deadline(impostor, play, code, said):
+    """Every byte comes within ``peer_timeout``, so no read times out; the attempt
+    still ends at twice ``peer_timeout``: as unreachable when not even the status
+    line was complete, as unreadable when it was."""
+    fed, peer = impostor([play])
+    kz = fed["KZ"]
+    delivery_id = submit(kz, ["KG"])["deliveries"][0]["id"]
+    [outcome], took = _timed(Dispatcher(kz.node))
+    assert LIMIT - 0.05 <= took < LIMIT + SLACK, took
+    assert (outcome.state, outcome.code) == ("retrying", code), outcome
+    assert outcome.detail is not None
+    assert f"no complete answer within {LIMIT:g} s" in outcome.detail and said in outcome.detail
+    row = _row(kz, delivery_id)
+    assert (row.state, row.last_code, row.last_detail) == ("retrying", code, outcome.detail)
+    assert row.lease_owner is None and row.lease_until is None
+    assert _last_event(kz, delivery_id) == ("retrying", code, outcome.detail)
+    assert peer.requests == [(1, play)]
+
+
+def test_a_peer_that_never_answers_is_unreachable_after_the_timeout(impostor):
+    fed, peer = impostor(["silent"])
+    kz = fed["KZ"]
+    delivery_id = submit(kz, ["KG"])["deliveries"][0]["id"]
+    [outcome], took = _timed(Dispatcher(kz.node))
+    assert took < LIMIT + SLACK, took
+    assert (outcome.state, outcome.code) == ("retrying", "peer-unreachable"), outcome
+    assert _row(kz, delivery_id).state == "retrying"
+    assert peer.requests == [(1, "silent")]
+
+
+def test_a_reused_connection_is_bounded_and_one_cut_is_not_reused(impostor):
+    """The first envelope goes out and the connection stays open; the second goes on
+    that same connection, and the peer trickles: the deadline cuts it. The third
+    goes on a new connection and is delivered: the pool was not poisoned."""
+    fed, peer = impostor(["answer", "trickle-headers", "answer"])
+    kz, kg = fed["KZ"], fed["KG"]
+    dispatcher = Dispatcher(kz.node)
+
+    first = submit(kz, ["KG"])
+    assert [o.state for o in dispatcher.run_once()] == ["delivered"]
+
+    second = submit(kz, ["KG"])
+    [cut], took = _timed(dispatcher)
+    assert took < LIMIT + SLACK, took
+    assert (cut.state, cut.code) == ("retrying", "answer-unreadable"), cut
+
+    third = submit(kz, ["KG"])
+    outcomes = dispatcher.run_once(now=int(time.time()) + 5)  # the second is due again too
+    assert [o.state for o in outcomes] == ["delivered", "delivered"], outcomes
+    assert peer.requests == [(1, "answer"), (1, "trickle-headers"), (2, "answer"), (2, "answer")]
+    assert peer.connections == 2
+    for message in (first, second, third):
+        assert _row(kz, message["deliveries"][0]["id"]).state == "delivered"
+        assert inbox_count(kg, "KZ", message["id"]) == 1
+
+
+# --------------------------------------------------------------------------- the module itself
+
+
+def _certificate(folder: Path) -> tuple[Path, Path]:
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a test certificate")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]
+        + ["-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"]
+        + ["-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+@pytest.fixture
+def tls_peer(tmp_path):
+    """``tls_peer(plays)``: a ``FakePeer`` speaking TLS, and its certificate."""
+    cert, key = _certificate(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    peers: list[FakePeer] = []
+
+    def build(plays: list[str]) -> tuple[FakePeer, Path]:
+        peer = FakePeer(plays, answer=lambda body: (200, b"{}"), tls=context)
+        peers.append(peer)
+        return peer, cert
+
+    yield build
+    for peer in peers:
+        peer.close()
+
+
+def _attempt(http: requests.Session, url: str, **kwargs):
+    """One POST under a deadline of ``LIMIT``: (what it gave or raised, took, expired)."""
+    began = time.monotonic()
+    with peer_http.deadline(began + LIMIT) as attempt:
+        try:
+            with http.post(url, data=kwargs.pop("data", b"{}"), timeout=TIMEOUT, **kwargs) as a:
+                result: object = (a.status_code, a.content)
+        except requests.RequestException as e:
+            result = e
+    return result, time.monotonic() - began, attempt.expired
+
+
+def test_over_tls_a_trickled_answer_on_a_reused_connection_ends_at_the_deadline(tls_peer):
+    """The second request goes on the TLS connection of the first and is cut at its
+    deadline; the third goes on a new connection and gets its answer."""
+    peer, cert = tls_peer(["answer", "trickle-headers", "answer"])
+    http = peer_http.session()
+    url = f"https://127.0.0.1:{peer.port}/xb1/envelopes"
+    result, took, expired = _attempt(http, url, verify=str(cert))
+    assert result == (200, b"{}") and not expired
+    result, took, expired = _attempt(http, url, verify=str(cert))
+    assert LIMIT - 0.05 <= took < LIMIT + SLACK and expired, (result, took)
+    result, took, expired = _attempt(http, url, verify=str(cert))
+    assert result == (200, b"{}") and not expired
+    assert peer.requests == [(1, "answer"), (1, "trickle-headers"), (2, "answer")]
+
+
+def test_a_trickled_tls_handshake_ends_at_the_deadline(tmp_path):
+    """The peer reads the ClientHello, then sends its answer's first record a byte
+    at a time. (Python's ssl module bounds one handshake call by the socket timeout
+    as a whole; the deadline bounds it too.)"""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(4096)
+            try:  # a handshake record of 64 bytes, of which only some ever arrive
+                _trickle(conn, b"\x16\x03\x03\x00\x40" + b"\x02" * 64, stop)
+            except OSError:
+                pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        url = f"https://127.0.0.1:{listener.getsockname()[1]}/xb1/envelopes"
+        result, took, expired = _attempt(peer_http.session(), url)
+        assert isinstance(result, requests.RequestException), result
+        assert took < LIMIT + SLACK, took
+    finally:
+        stop.set()
+        listener.close()
+
+
+def test_a_peer_reading_the_request_slowly_is_cut_at_the_deadline():
+    """Each write goes through within the timeout, the whole request does not. (A
+    body given as bytes is written by one ``sendall``, which the socket timeout
+    bounds as a whole; one sent in pieces is written by many.)"""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    stop = threading.Event()
+
+    def serve() -> None:  # about 1.6 MB/s: 8 MB take 5 s
+        conn, _ = listener.accept()
+        with conn:
+            give_up = time.monotonic() + GIVE_UP
+            while time.monotonic() < give_up and not stop.is_set():
+                if not conn.recv(8192):
+                    return
+                time.sleep(0.005)
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/xb1/envelopes"
+        result, took, expired = _attempt(peer_http.session(), url, data=iter([b"x" * 65536] * 128))
+        assert isinstance(result, requests.ConnectionError) and expired, result
+        assert took < LIMIT + SLACK, took
+    finally:
+        stop.set()
+        listener.close()
+
+
+def test_watching_keeps_one_thread_and_no_descriptors():
+    """Many attempts: one watchdog thread at most, and every duplicated descriptor
+    closed again; connections to a normal peer are reused."""
+    peer = FakePeer(["answer"], answer=lambda body: (200, b"{}"))
+    try:
+        http = peer_http.session()
+        url = f"http://127.0.0.1:{peer.port}/xb1/envelopes"
+        assert _attempt(http, url)[0] == (200, b"{}")
+        # Descriptor numbers, not their count: other tests' peers may close theirs meanwhile.
+        fds = set(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
+        for _ in range(30):
+            result, _, expired = _attempt(http, url)
+            assert result == (200, b"{}") and not expired
+        watchdogs = [t for t in threading.enumerate() if t.name == "peer-http-deadlines"]
+        assert len(watchdogs) <= 1
+        if fds is not None:
+            assert not set(os.listdir("/proc/self/fd")) - fds
+        assert peer.connections == 1
+    finally:
+        peer.close()
