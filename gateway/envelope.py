@@ -447,8 +447,23 @@ def check_header_members(header: object) -> Header:
     )
 
 
+# The most literal commas a header that step 2 accepts can hold: between its members,
+# inside "from", and for each recipient between and inside the entries. None can be
+# inside a string: every string member must match a pattern without commas (an escape
+# such as \u002c decodes to a comma as well, and fails the same pattern).
+_MOST_HEADER_COMMAS = (len(HEADER_MEMBERS) - 1) + 1 + (3 * MAX_RECIPIENTS - 1)
+
+
 def step2_parse_header(protected: bytes, ciphertext: bytes, signature: bytes) -> Envelope:
     """§3 step 2: parse P strictly and check its members."""
+    if protected.count(b",") > _MOST_HEADER_COMMAS:
+        # Malformed whatever else it holds, so said before parsing: a protected header
+        # of tens of thousands of members or list items, from anyone, costs a scan.
+        raise Rejected(
+            "malformed",
+            "protected header: more members or list items than a header can hold "
+            f"(at most {len(HEADER_MEMBERS)} members and {MAX_RECIPIENTS} recipients)",
+        )
     # Whether P is canonical is decided here, where it is parsed, but only acted on
     # in step 5, after the signature holds.
     try:

@@ -110,6 +110,11 @@ class Databases:
         engine.dispose()
 
 
+#: For a test of SQLite's own behaviour (a full disk, its file): the ``databases``
+#: fixture on SQLite only.
+sqlite_only = pytest.mark.parametrize("databases", ["sqlite"], indirect=True)
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def databases(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databases]:
     if request.param == "postgresql":

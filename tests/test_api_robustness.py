@@ -25,8 +25,8 @@ from gateway.envelope import REJECTION_CODES, TYP_RE, Recipient, seal, verify_re
 from gateway.models import AuditEntry, InboundRejection
 from schemas.examples import example_alert
 from schemas.xb1json import dumps as xb1_dumps
+from tests.conftest import sqlite_only
 
-sqlite_only = pytest.mark.parametrize("databases", ["sqlite"], indirect=True)
 fuzz = settings(
     max_examples=60,
     deadline=None,

@@ -34,9 +34,8 @@ from keys.nodekeys import NodeKeys
 from keys.sealed import UnsealedKeyWarning
 from keys.trustlist import admin_entry, assemble, build_list, node_entry, sign_list
 from schemas.examples import example_alert
-from tests.conftest import PASSPHRASE
+from tests.conftest import PASSPHRASE, sqlite_only
 
-sqlite_only = pytest.mark.parametrize("databases", ["sqlite"], indirect=True)
 OPERATOR_PASSPHRASE = "long operator passphrase for the test node"
 KEY_LINE = re.compile(r"^  (sig|enc) ([0-9a-f]{32}) \[active\]\n      fingerprint ([0-9 ]+)$", re.M)
 

@@ -590,3 +590,56 @@ def test_an_outer_object_nesting_anything_is_refused_before_it_is_parsed(raw, mo
 
     monkeypatch.setattr(xb1json, "loads", no_parse)
     assert rejection(raw) == "malformed"
+
+
+def _bloated_headers() -> dict[str, bytes]:
+    """Protected headers with more separators than any header step 2 accepts, each
+    signed by KZ so that only their shape is wrong."""
+    draft = Draft.of(seal_alert(seed=b"bloated"))
+    extra_members = {**draft.header, **{f"x{i:03}": i for i in range(250)}}
+    long_list = {**draft.header, "to": draft.header["to"] + [1] * 250}
+    return {
+        "extra-members": xb1json.dumps(extra_members),
+        "long-to-list": xb1json.dumps(long_list),
+        "commas-in-a-string": xb1json.dumps({**draft.header, "typ": "," * 250}),
+    }
+
+
+BLOATED = _bloated_headers()
+
+
+@pytest.mark.parametrize("protected", BLOATED.values(), ids=BLOATED.keys())
+def test_a_header_with_more_separators_than_any_header_is_refused_before_it_is_parsed(
+    protected: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tens of thousands of members or list items cost a scan, not a parse: the answer
+    is malformed whatever else the header holds."""
+    raw = xb1json.dumps(Draft.of(seal_alert(seed=b"bloated")).sign(protected=protected))
+
+    def no_parse(raw):  # type: ignore[no-untyped-def]
+        raise AssertionError("parsed")
+
+    monkeypatch.setattr(xb1json, "loads_with_canonical", no_parse)
+    assert rejection(raw) == "malformed"
+
+
+@pytest.mark.parametrize("protected", BLOATED.values(), ids=BLOATED.keys())
+def test_the_separator_bound_answers_what_parsing_would(
+    protected: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the bound, step 2 parses the same headers and refuses them with the same
+    code: the shortcut changes the cost of the answer, not the answer."""
+    import gateway.envelope
+
+    raw = xb1json.dumps(Draft.of(seal_alert(seed=b"bloated")).sign(protected=protected))
+    monkeypatch.setattr(gateway.envelope, "_MOST_HEADER_COMMAS", 10**9)
+    assert rejection(raw) == "malformed"
+
+
+def test_the_separator_bound_is_exactly_that_of_the_largest_header() -> None:
+    """A header to 64 recipients has as many commas as the bound allows, and opens."""
+    import gateway.envelope
+
+    envelope = seal_alert(recipients=tuple(MANY[:MAX_RECIPIENTS]))
+    assert envelope.protected.count(b",") == gateway.envelope._MOST_HEADER_COMMAS
+    assert open_as(envelope.to_wire(), MANY[0]) == example_alert()

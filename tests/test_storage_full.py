@@ -10,7 +10,7 @@ from sqlalchemy import event, func, select
 
 from gateway.inbox import receive
 from gateway.models import InboundMessage, OutboundMessage
-from tests.test_api_robustness import sqlite_only
+from tests.conftest import sqlite_only
 from tests.test_exchange import deliveries, inbox_count, submit
 
 
