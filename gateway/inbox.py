@@ -563,9 +563,23 @@ def list_inbox(
             query = query.where(_routed_to(reader.routed_to, reader.unrouted_too))
     if types is not None:
         query = query.where(InboundMessage.typ.in_(sorted(types)))
-    messages = list(session.scalars(query.order_by(InboundMessage.id).limit(limit)))
-    if types is not None:
-        messages = [m for m in messages if _corrects_readable(m, types)]
+    # A correction is readable only with the type it corrects, which its body says:
+    # such rows are left out after reading, and more are read until the page is full
+    # or the inbox ends, so a page is short or empty only at the end of the inbox.
+    messages: list[InboundMessage] = []
+    scanned = after
+    while len(messages) < limit:
+        rows = list(
+            session.scalars(
+                query.where(InboundMessage.id > scanned).order_by(InboundMessage.id).limit(limit)
+            )
+        )
+        if not rows:
+            break
+        scanned = rows[-1].id
+        if types is not None:
+            rows = [m for m in rows if _corrects_readable(m, types)]
+        messages.extend(rows[: limit - len(messages)])
     if reader is not None:
         _mark_fetched(session, messages, reader)
     return messages

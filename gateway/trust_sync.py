@@ -23,7 +23,7 @@ import requests
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
-from gateway.errors import GatewayError, PeerError
+from gateway.errors import ApiError, GatewayError, PeerError
 from gateway.models import TrustHint
 from gateway.node import Node
 from keys.trustlist import TrustError, TrustList
@@ -123,8 +123,11 @@ class TrustFollower:
         current = self.node.trust()
         entry = current.node(peer)
         if entry is None:
-            raise PeerError(
-                "unknown-recipient", f"{peer} is not in trust list version {current.version}"
+            raise ApiError(
+                "unknown-node",
+                f"{peer} is not a member in trust list version {current.version}; "
+                "'gateway trust show' lists the members",
+                status=422,
             )
         wires = self.fetch(entry.endpoint, current.version)
         return self.node.install_trust_chain(wires, now=at) if wires else None

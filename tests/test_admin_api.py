@@ -128,6 +128,11 @@ def test_admin_operations_over_http(node_with_roles):
     bad = client.post("/api/v1/admin/suspensions", headers=admin, json={"scope": "node"})
     assert (bad.status_code, bad.get_json()["error"]) == (422, "bad-field")
 
+    # A node that is no member is the caller's mistake, not a peer's failure.
+    stranger = client.post("/api/v1/admin/trust-list/fetch", headers=admin, json={"from": "TJ"})
+    assert (stranger.status_code, stranger.get_json()["error"]) == (422, "unknown-node")
+    assert "gateway trust show" in stranger.get_json()["message"]
+
 
 def _alert():
     from schemas.examples import example_alert

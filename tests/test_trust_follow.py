@@ -171,7 +171,7 @@ def test_operator_can_follow_a_named_member(make_federation):
     unknown = runner.invoke(
         main, ["--instance", str(kg.instance), "trust", "fetch", "--from", "TJ"], env=env
     )
-    assert unknown.exit_code == 2 and "error [unknown-recipient]" in unknown.output
+    assert unknown.exit_code == 2 and "error [unknown-node]" in unknown.output
 
 
 # --------------------------------------------------------------------------- forged announcements

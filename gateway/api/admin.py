@@ -58,6 +58,8 @@ def _text(payload: dict[str, Any], name: str) -> str:
     value = payload.get(name)
     if not isinstance(value, str):
         raise ApiError("bad-field", f"'{name}' must be a string", status=422)
+    if "\x00" in value:  # PostgreSQL cannot store it: a 422, not a 500
+        raise ApiError("bad-field", f"'{name}' must not contain NUL characters", status=422)
     return value
 
 
@@ -253,8 +255,12 @@ def tokens_view():  # type: ignore[no-untyped-def]
 def token_issue():  # type: ignore[no-untyped-def]
     payload = json_object()
     label = payload.get("label", "")
-    if not isinstance(label, str) or len(label) > 200:
-        raise ApiError("bad-label", "'label' must be a string of up to 200 characters", status=422)
+    if not isinstance(label, str) or len(label) > 200 or "\x00" in label:
+        raise ApiError(
+            "bad-label",
+            "'label' must be a string of up to 200 characters without NUL characters",
+            status=422,
+        )
     with current_node().sessions() as session:
         if "user" in payload:
             person = users.get(session, _text(payload, "user"))
@@ -360,6 +366,8 @@ def user_add():  # type: ignore[no-untyped-def]
 @changes
 def user_disable(name: str):  # type: ignore[no-untyped-def]
     payload = json_object()
+    if not users.NAME_RE.match(name):  # never a user; "\x00" would break PostgreSQL
+        raise ApiError("no-such-user", f"there is no user {name[:64]!r}", status=404)
     with current_node().sessions() as session:
         row = users.disable(session, name, reason=_text(payload, "reason"), by=_who(payload))
         session.commit()

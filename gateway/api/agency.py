@@ -8,15 +8,17 @@ case number), which goes into the audit log with who read what and when.
 
 from __future__ import annotations
 
+import json
 import re
 
 from flask import Blueprint, g, jsonify, request
+from sqlalchemy.orm import Session
 
 from gateway import access, inbox, outbox, tokens
 from gateway.api import json_object
 from gateway.app import current_node
 from gateway.errors import ApiError
-from gateway.models import MAX_ROW_ID, User
+from gateway.models import MAX_ROW_ID, Delivery, User, is_row_id
 from gateway.policy import Policy
 
 agency = Blueprint("agency", __name__, url_prefix="/api/v1")
@@ -36,12 +38,24 @@ def _authenticate() -> None:
 
 
 JUSTIFICATION_HEADER = "X-Justification"
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# C0/C1 controls and bidi embeddings/overrides/isolates (which make a logged line
+# read as something else), as in the standard's single-line text (schemas/common.py).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _header_text(raw: str) -> str:
+    """A header value as the client wrote it: WSGI servers hand header bytes over as
+    latin-1 text (PEP 3333), so a UTF-8 value (a justification in Russian or Kazakh)
+    is decoded again; bytes that are not UTF-8 stay as latin-1 characters."""
+    try:
+        return raw.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return raw
 
 
 def _justification() -> str:
     """Why the caller consults received messages: required, one line, 3–500 characters."""
-    raw = request.headers.get(JUSTIFICATION_HEADER, "").strip()
+    raw = _header_text(request.headers.get(JUSTIFICATION_HEADER, "")).strip()
     if not raw:
         raise ApiError(
             "justification-required",
@@ -77,6 +91,9 @@ def _int_arg(name: str, default: int) -> int:
     return value
 
 
+_KEY_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 @agency.post("/messages")
 def submit_message():  # type: ignore[no-untyped-def]
     payload = json_object()
@@ -88,12 +105,22 @@ def submit_message():  # type: ignore[no-untyped-def]
             status=422,
         )
     key = request.headers.get("Idempotency-Key")
-    if key is not None and not 1 <= len(key) <= 100:
+    if key is not None and (not 1 <= len(key) <= 100 or _KEY_CONTROL.search(key)):
         raise ApiError(
-            "bad-idempotency-key", "Idempotency-Key must be 1 to 100 characters", status=422
+            "bad-idempotency-key",
+            "Idempotency-Key must be 1 to 100 characters without control characters",
+            status=422,
         )
     access.require_submit(g.role, payload.get("typ"))
     body = payload.get("body")
+    to = payload.get("to")
+    if to is not None and not (isinstance(to, list) and all(isinstance(n, str) for n in to)):
+        # Checked here too: a correction compares 'to' with the original's recipients.
+        raise ApiError(
+            "bad-recipients",
+            '\'to\' must be a non-empty list of node ids, e.g. ["KG", "UZ"]',
+            status=422,
+        )
     if payload.get("typ") == "correction/1" and isinstance(body, dict):
         access.require_submit(g.role, body.get("refers_to_type"))  # may send what it corrects
     node = current_node()
@@ -104,7 +131,7 @@ def submit_message():  # type: ignore[no-untyped-def]
             agency=g.agency,
             typ=payload.get("typ"),
             body=payload.get("body"),
-            to=payload.get("to"),
+            to=to,
             idempotency_key=key,
             audience=payload.get("audience"),
         )
@@ -139,11 +166,26 @@ def get_message(message_id: str):  # type: ignore[no-untyped-def]
         return jsonify(outbox.message_view(message))
 
 
+def _require_resend(session: Session, delivery_id: int) -> None:
+    """Retrying sends the message again: the caller's role must be allowed to send its
+    type (and, for a correction, the type it corrects), as at submission. Another
+    agency's delivery is left to ``outbox.retry``, which answers ``not-found``."""
+    delivery = session.get(Delivery, delivery_id) if is_row_id(delivery_id) else None
+    if delivery is None or delivery.message.agency != g.agency:
+        return
+    message = delivery.message
+    access.require_submit(g.role, message.typ)
+    if message.typ == "correction/1" and message.body_json:
+        access.require_submit(g.role, json.loads(message.body_json).get("refers_to_type"))
+
+
 @agency.post("/deliveries/<int:delivery_id>/retry")
 def retry_delivery(delivery_id: int):  # type: ignore[no-untyped-def]
     node = current_node()
+    who = f"agency {g.agency}" + (f" (user {g.user})" if g.user else "")
     with node.sessions() as session:
-        delivery = outbox.retry(session, delivery_id, agency=g.agency, who=f"agency {g.agency}")
+        _require_resend(session, delivery_id)
+        delivery = outbox.retry(session, delivery_id, agency=g.agency, who=who)
         session.commit()
         return jsonify(outbox.delivery_view(delivery))
 

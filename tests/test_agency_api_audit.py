@@ -1,0 +1,227 @@
+"""Defects found reviewing the agency API (``/api/v1``) and the admin API: inputs that
+gave a 500 instead of a 4xx with a stable code, a retry that let a role send what it
+may not send, a justification stored garbled, and an inbox page that ends a listing
+too early. Every test runs on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import select
+
+from gateway import tokens, users
+from gateway.dispatcher import Dispatcher
+from gateway.models import AuditEntry, DeliveryEvent
+from schemas import xb1json
+from schemas.examples import example_alert, example_correction, example_referral
+
+
+def person(member, name, role):
+    """Headers of a token for a new person of ``member``'s agency with ``role``."""
+    with member.node.sessions() as session:
+        user = users.add(
+            session, name, full_name=f"A. {name}", agency=member.agency, role=role, by="test"
+        )
+        secret = tokens.issue(session, member.agency, "test", user=user).secret
+        session.commit()
+    return {"Authorization": f"Bearer {secret}", "X-Justification": "case KZ-7"}
+
+
+def admin_headers(member):
+    with member.node.sessions() as session:
+        secret = tokens.issue(session, "kz-ops", "test", role="admin").secret
+        session.commit()
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def post(member, typ, body, to, headers=None):
+    answer = member.client().post(
+        "/api/v1/messages",
+        headers=headers or member.auth(),
+        json={"typ": typ, "body": body, "to": to},
+    )
+    assert answer.status_code == 202, answer.get_json()
+    return answer.get_json()
+
+
+def refusal(answer, status, code):
+    assert answer.status_code == status, answer.get_json()
+    payload = answer.get_json()
+    assert payload["error"] == code, payload
+    assert payload["message"]
+
+
+# -------------------------------------------------------------------------- submissions
+
+
+@pytest.mark.parametrize("to", [[{}], [["KG"]], [{"node": "KG"}]])
+def test_a_correction_with_recipients_that_are_not_node_ids_is_a_422(make_federation, to):
+    fed = make_federation(("KZ", "KG"), serve=False)
+    kz = fed["KZ"]
+    original = post(kz, "alert/1", example_alert(), ["KG"])["id"]
+    answer = kz.client().post(
+        "/api/v1/messages",
+        headers=kz.auth(),
+        json={"typ": "correction/1", "body": example_correction(refers_to=original), "to": to},
+    )
+    refusal(answer, 422, "bad-recipients")
+
+
+@pytest.mark.parametrize("key", ["a\x00b", "tab\there", "bell\x07"])
+def test_an_idempotency_key_with_control_characters_is_a_422(make_federation, key):
+    fed = make_federation(("KZ", "KG"), serve=False)
+    kz = fed["KZ"]
+    answer = kz.client().post(
+        "/api/v1/messages",
+        headers={**kz.auth(), "Idempotency-Key": key},
+        json={"typ": "alert/1", "body": example_alert(), "to": ["KG"]},
+    )
+    refusal(answer, 422, "bad-idempotency-key")
+    assert kz.client().get("/api/v1/messages", headers=kz.auth()).get_json()["messages"] == []
+
+
+# -------------------------------------------------------------------------- retries
+
+
+def test_a_retry_needs_a_role_that_may_send_the_type(make_federation):
+    """Retrying sends the message again: an officer may not send a caseworker's
+    referral, not even by retrying a delivery of the same agency."""
+    fed = make_federation(("KZ", "KG"), serve=False)
+    kz = fed["KZ"]
+    caseworker = person(kz, "c.worker", "caseworker")
+    officer = person(kz, "o.fficer", "officer")
+    message = post(kz, "referral/1", example_referral(), ["KG"], headers=caseworker)
+    fed["KG"].server.stop()
+    [outcome] = Dispatcher(kz.node).run_once()
+    assert outcome.state == "retrying"
+    delivery = message["deliveries"][0]["id"]
+    client = kz.client()
+    refusal(
+        client.post(f"/api/v1/deliveries/{delivery}/retry", headers=officer), 403, "not-permitted"
+    )
+    answer = client.post(f"/api/v1/deliveries/{delivery}/retry", headers=caseworker)
+    assert answer.status_code == 200, answer.get_json()
+    assert answer.get_json()["state"] == "queued"
+    # The delivery's history names the person who asked, not only the agency.
+    with kz.node.sessions() as session:
+        details = session.scalars(
+            select(DeliveryEvent.detail).where(DeliveryEvent.code == "manual-retry")
+        ).all()
+    assert details == [f"retry requested by agency {kz.agency} (user c.worker)"]
+
+
+def test_a_retry_of_another_agencys_delivery_stays_not_found_for_every_role(make_federation):
+    fed = make_federation(("KZ", "KG"), serve=False)
+    kz = fed["KZ"]
+    message = post(kz, "referral/1", example_referral(), ["KG"])
+    fed["KG"].server.stop()
+    Dispatcher(kz.node).run_once()
+    with kz.node.sessions() as session:
+        user = users.add(
+            session, "other.one", full_name="O. One", agency="kz-border", role="officer", by="t"
+        )
+        secret = tokens.issue(session, "kz-border", "t", user=user).secret
+        session.commit()
+    answer = kz.client().post(
+        f"/api/v1/deliveries/{message['deliveries'][0]['id']}/retry",
+        headers={"Authorization": f"Bearer {secret}"},
+    )
+    refusal(answer, 404, "not-found")  # not 403: another agency's delivery does not exist
+
+
+# -------------------------------------------------------------------------- the inbox
+
+
+def inbox_reads(member):
+    with member.node.sessions() as session:
+        entries = session.scalars(
+            select(AuditEntry.entry).where(AuditEntry.kind == "inbox-read")
+        ).all()
+    return [xb1json.loads(raw) for raw in entries]
+
+
+def test_a_cyrillic_justification_is_kept_as_written(make_federation):
+    """A server hands header bytes over as latin-1 text (PEP 3333); a UTF-8
+    justification must reach the audit log as the reader wrote it."""
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    post(kg, "alert/1", example_alert(), ["KZ"])
+    Dispatcher(kg.node).run_once()
+    written = "дело KZ-2026-118, опознание жертвы"
+    as_received = written.encode("utf-8").decode("latin-1")
+    answer = kz.client().get(
+        "/api/v1/inbox",
+        headers={"Authorization": f"Bearer {kz.token}", "X-Justification": as_received},
+    )
+    assert answer.status_code == 200, answer.get_json()
+    [read] = inbox_reads(kz)
+    assert json.dumps(read, ensure_ascii=False).count(written) == 1, read
+
+
+def test_a_justification_with_a_bidi_override_is_refused(make_federation):
+    fed = make_federation(("KZ", "KG"), serve=False)
+    kz = fed["KZ"]
+    as_received = "case 12\u202e81-ZK".encode().decode("latin-1")
+    answer = kz.client().get(
+        "/api/v1/inbox",
+        headers={"Authorization": f"Bearer {kz.token}", "X-Justification": as_received},
+    )
+    refusal(answer, 422, "bad-justification")
+
+
+def test_a_page_of_unreadable_corrections_does_not_end_the_inbox(make_federation):
+    """A caseworker may not read alerts, nor corrections of alerts. A correction of an
+    alert before a referral must not make the caseworker's page empty: a client that
+    reads an empty page as "nothing newer" would never see the referral."""
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    alert = post(kg, "alert/1", example_alert(), ["KZ"])["id"]
+    Dispatcher(kg.node).run_once()
+    post(kg, "correction/1", example_correction(refers_to=alert), ["KZ"])
+    Dispatcher(kg.node).run_once()
+    post(kg, "referral/1", example_referral(), ["KZ"])
+    Dispatcher(kg.node).run_once()
+    caseworker = person(kz, "c.worker", "caseworker")
+    client = kz.client()
+    whole = client.get("/api/v1/inbox", headers=caseworker).get_json()["messages"]
+    assert [m["typ"] for m in whole] == ["referral/1"]
+    page = client.get("/api/v1/inbox?after=0&limit=1", headers=caseworker).get_json()
+    assert [m["typ"] for m in page["messages"]] == ["referral/1"]
+
+
+# -------------------------------------------------------------------------- admin API
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "code"),
+    [
+        (
+            "/api/v1/admin/users",
+            {"name": "a.b", "full_name": "A\u0000B", "agency": "kz-police", "role": "officer"},
+            "bad-field",
+        ),
+        (
+            "/api/v1/admin/suspensions",
+            {"scope": "node", "value": "KG", "reason": "r\u0000"},
+            "bad-field",
+        ),
+        ("/api/v1/admin/tokens", {"holder": "kz-police", "label": "l\u0000"}, "bad-label"),
+    ],
+)
+def test_admin_text_with_a_nul_is_a_422(make_federation, path, body, code):
+    fed = make_federation(("KZ", "KG"), serve=False)
+    kz = fed["KZ"]
+    answer = kz.client().post(path, headers=admin_headers(kz), json={**body, "by": "B. Admin"})
+    refusal(answer, 422, code)
+
+
+def test_admin_disable_of_a_user_name_with_a_nul_is_not_found(make_federation):
+    fed = make_federation(("KZ", "KG"), serve=False)
+    kz = fed["KZ"]
+    answer = kz.client().post(
+        "/api/v1/admin/users/a%00b/disable",
+        headers=admin_headers(kz),
+        json={"reason": "left the service", "by": "B. Admin"},
+    )
+    refusal(answer, 404, "no-such-user")
