@@ -7,13 +7,14 @@ table: ``upgrade`` brings any database to the current head.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.orm import Session, sessionmaker
@@ -95,6 +96,31 @@ class DriverStatement:
             return cursor.fetchone() if cursor.description is not None else None
         finally:
             cursor.close()
+
+
+def host_clock() -> float:
+    """This host's clock (Unix seconds): one place for tests to set it wrong."""
+    return time.time()
+
+
+def clock_offset(connection: Connection | Session) -> float | None:
+    """Seconds this host's clock is ahead of the database server's (negative when
+    behind), or None when the database has no clock of its own (SQLite runs on this
+    host). Dispatchers on several hosts share a PostgreSQL database and compare
+    leases each with their own clock (gateway/dispatcher.py), so this says whether
+    that comparison can be trusted."""
+    if isinstance(connection, Session):
+        if connection.get_bind().dialect.name != "postgresql":
+            return None
+        connection = connection.connection()  # checked out before the clock is read
+    if connection.dialect.name != "postgresql":
+        return None
+    before = host_clock()
+    database = float(
+        connection.execute(text("SELECT EXTRACT(EPOCH FROM clock_timestamp())")).scalar_one()
+    )
+    after = host_clock()
+    return (before + after) / 2 - database
 
 
 def integrity_errors(connection: Connection | Engine) -> tuple[type[Exception], ...]:

@@ -48,6 +48,8 @@ from sqlalchemy.orm import Session
 from gateway import onward, peer_http, purge, sovereignty
 from gateway.audit import log as audit
 from gateway.audit.witness import Witness
+from gateway.config import Settings
+from gateway.db import clock_offset
 from gateway.envelope import (
     Envelope,
     Header,
@@ -87,11 +89,12 @@ class AnswerTooSlow(Exception):
 _BROKEN = (OSError, urllib3.exceptions.HTTPError, AnswerTooSlow)
 
 
-def _read_answer(answer: requests.Response, *, deadline: float) -> bytes:
+def _read_answer(answer: requests.Response, *, deadline: float) -> tuple[bytes, float]:
     """At most ``MAX_ANSWER_BYTES`` of the answer (a receipt is small), read by
     ``deadline``: a peer trickling its answer cannot hold the delivery past its lease
     (each read alone is bounded by ``peer_timeout``, the attempt by twice that; a
-    read still waiting at the deadline is ended by ``peer_http.deadline``)."""
+    read still waiting at the deadline is ended by ``peer_http.deadline``). Also when
+    the last read ended (``time.monotonic()``): the answer was whole then."""
     chunks: list[bytes] = []
     size = 0
     while size < MAX_ANSWER_BYTES:
@@ -103,7 +106,7 @@ def _read_answer(answer: requests.Response, *, deadline: float) -> bytes:
             break
         chunks.append(chunk)
         size += len(chunk)
-    return b"".join(chunks)
+    return b"".join(chunks), time.monotonic()
 
 
 # Rejections that a later attempt may cure (peer's trust list or clock lagging).
@@ -156,11 +159,37 @@ class Dispatcher:
             and_(Delivery.state == DeliveryState.SENDING, Delivery.lease_until < now),
         )
 
+    @staticmethod
+    def clock_bound_of(settings: Settings) -> float:
+        """How far (seconds) a host's clock may be off the database's for its
+        leases to hold: two hosts each within it of the database disagree by less
+        than a lease's margin over one attempt (``dispatch_lease`` − 2 ×
+        ``peer_timeout``)."""
+        return (settings.dispatch_lease - 2 * settings.peer_timeout) / 4
+
+    def clock_bound(self) -> float:
+        return self.clock_bound_of(self.node.settings)
+
     def claim(self, now: int) -> list[int]:
-        """Claim up to ``dispatch_batch`` due deliveries; returns their ids."""
+        """Claim up to ``dispatch_batch`` due deliveries; returns their ids. Claims
+        nothing while this host's clock is further off a PostgreSQL server's than
+        :meth:`clock_bound`: its idea of which leases have run out would be wrong."""
         settings = self.node.settings
         claimed = []
         with self.node.sessions() as session:
+            offset = clock_offset(session)
+            if offset is not None and abs(offset) > self.clock_bound():
+                log.error(
+                    "[clock-skew] this host's clock is %+.1f s off the database server's "
+                    "(at most ±%g s with dispatch_lease %s s and peer_timeout %s s): "
+                    "claiming nothing, so no lease is taken over early; synchronise the "
+                    "clock (NTP)",
+                    offset,
+                    self.clock_bound(),
+                    settings.dispatch_lease,
+                    settings.peer_timeout,
+                )
+                return []
             candidates = session.scalars(
                 select(Delivery.id)
                 .where(self._claimable(now))
@@ -214,10 +243,17 @@ class Dispatcher:
         url = peer.endpoint.rstrip("/") + "/xb1/envelopes"
         timeout = self.node.settings.peer_timeout
         limit = 2 * timeout
+        # The lease again, from now: whatever came since the claim (re-sealing, a slow
+        # database) does not eat into it, and the attempt ends before it does.
+        renewed_at = max(now, int(time.time()))
+        if not self._renew_lease(delivery.id, renewed_at):
+            return _lease_lost(delivery.id)
+        left = renewed_at + self.node.settings.dispatch_lease - time.time()
         status: int | None = None  # once the status line and headers have arrived
         body = b""
+        finished: float | None = None  # when the whole answer had been read
         failure: BaseException | None = None
-        with peer_http.deadline(time.monotonic() + limit) as attempt:
+        with peer_http.deadline(time.monotonic() + max(0.0, min(limit, left))) as attempt:
             try:
                 with self.http.post(
                     url,
@@ -228,14 +264,17 @@ class Dispatcher:
                     stream=True,
                 ) as answer:
                     status = answer.status_code
-                    body = _read_answer(answer, deadline=attempt.at)
+                    body, finished = _read_answer(answer, deadline=attempt.at)
             except Exception as e:  # noqa: BLE001 - anything, once the deadline cut it short
-                if not (attempt.expired or isinstance(e, _BROKEN)):
+                if finished is None and not (attempt.expired or isinstance(e, _BROKEN)):
                     raise
-                failure = e
-        if attempt.expired or isinstance(failure, AnswerTooSlow):
-            # The deadline cut the attempt short (a complete answer read before it
-            # counts, one still arriving does not), whatever broke because of that.
+                if finished is None:
+                    failure = e
+        if finished is not None and finished <= attempt.at:
+            pass  # a whole answer in time counts, whatever happened to the connection after
+        elif attempt.expired or finished is not None or isinstance(failure, AnswerTooSlow):
+            # The deadline cut the attempt short, or the answer was complete only after
+            # it: one still arriving then does not count.
             late = f"no complete answer within {limit:g} s"
             if status is None:
                 return Outcome(
@@ -246,7 +285,7 @@ class Dispatcher:
                 "answer-unreadable",
                 f"{url} answered HTTP {status}, but {late}",
             )
-        if failure is not None:
+        elif failure is not None:
             if status is None:
                 return Outcome(
                     DeliveryState.RETRYING,
@@ -401,16 +440,7 @@ class Dispatcher:
         if not self._renew_lease(delivery_id, at):
             # Another dispatcher claimed it after this one's lease ran out (a long batch
             # behind slow peers): it is that one's to send now, not this one's.
-            log.warning(
-                "lease on delivery %s ran out before its turn and another dispatcher "
-                "claimed it; not sent by this one",
-                delivery_id,
-            )
-            return Outcome(
-                DeliveryState.SENDING,
-                "lease-lost",
-                "the lease ran out before sending; another dispatcher has it now",
-            )
+            return _lease_lost(delivery_id)
         decision = sovereignty.covering(self.node.suspensions(), delivery.recipient, typ)
         try:
             trust_list = self.node.require_sending_allowed(at)
@@ -447,6 +477,8 @@ class Dispatcher:
                     outcome = self._send(
                         trust_list, delivery, envelope, parsed, at, old_key=old_key
                     )
+        except _LeaseLost:
+            outcome = _lease_lost(delivery_id)
         except (NodeStateError, KeyFileError, TrustError) as e:
             outcome = Outcome(DeliveryState.RETRYING, e.code, e.message)
         except Exception as e:  # noqa: BLE001 - recorded, with the traceback in the log
@@ -589,10 +621,18 @@ class Dispatcher:
                 tl=fresh.header.tl,
             )
             session.add(replacement)
+            session.flush()  # the new envelope's row, before the delivery points at it
+            moved = session.execute(
+                update(Delivery)
+                .where(Delivery.id == delivery.id, *self._still_mine())
+                .values(envelope_id=replacement.id)
+                .execution_options(synchronize_session=False)
+            )
+            if moved.rowcount != 1:  # type: ignore[attr-defined]
+                session.rollback()  # another dispatcher has it now: nothing of this stays
+                raise _LeaseLost
             row = session.get(Delivery, delivery.id)
             assert row is not None
-            row.envelope_id = replacement.id
-            session.flush()
             record_event(
                 session,
                 row,
@@ -660,6 +700,23 @@ class Dispatcher:
                 if until_idle:
                     return
                 time.sleep(self.node.settings.dispatch_interval)
+
+
+class _LeaseLost(Exception):
+    """The delivery is another dispatcher's now (its lease ran out and it was claimed)."""
+
+
+def _lease_lost(delivery_id: int) -> Outcome:
+    log.warning(
+        "lease on delivery %s ran out before it was sent and another dispatcher claimed "
+        "it; not sent by this one",
+        delivery_id,
+    )
+    return Outcome(
+        DeliveryState.SENDING,
+        "lease-lost",
+        "the lease ran out before sending; another dispatcher has it now",
+    )
 
 
 def _withdrawn_by(message: OutboundMessage) -> str | None:

@@ -10,9 +10,12 @@ it likes.
 this thread meanwhile: every socket such a request uses — a new one, from its
 connect on (TLS handshake, request, status line, headers, body), or a keep-alive
 connection taken from the pool, plain or TLS, and the connection to an HTTP
-proxy — is shut down (``shutdown(SHUT_RDWR)``) when ``at`` passes. Shutting a
-socket down wakes a read or write blocked on it in another thread (closing it
-does not), so the request fails, or its answer ends early, at once;
+proxy — is shut down (``shutdown(SHUT_RDWR)``) when ``at`` passes, with
+``SO_LINGER`` 0 so that what the peer has not yet read of the request is
+dropped when the connection is closed, not delivered after the deadline (bytes
+already in the peer's receive buffer can still arrive). Shutting a socket down
+wakes a read or write blocked on it in another thread (closing it does not), so
+the request fails, or its answer ends early, at once;
 ``Attempt.expired`` then tells the caller that the deadline, not the peer, ended
 it. One watchdog thread per process does this for every attempt in flight; it
 ends after a while with nothing to watch and starts again when needed.
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -69,13 +73,18 @@ class _Watchdog:
     def watch(self, attempt: Attempt) -> None:
         with self.lock:
             self.attempts.add(attempt)
-            if self.thread is None or not self.thread.is_alive():
-                self.thread = threading.Thread(
-                    target=self._run, name="peer-http-deadlines", daemon=True
-                )
-                self.thread.start()
-            else:
-                self.lock.notify()
+            try:
+                if self.thread is None or not self.thread.is_alive():
+                    self.thread = threading.Thread(
+                        target=self._run, name="peer-http-deadlines", daemon=True
+                    )
+                    self.thread.start()
+                else:
+                    self.lock.notify()
+            except BaseException:
+                self.attempts.discard(attempt)  # no watchdog: not watched at all
+                self.thread = None
+                raise
 
     def forget(self, attempt: Attempt) -> None:
         with self.lock:
@@ -94,7 +103,9 @@ class _Watchdog:
             attempt._connections.add(connection)
             if any(watched is sock for watched, _ in attempt._sockets):
                 return
-            twin = socket.fromfd(sock.fileno(), sock.family, sock.type)
+            # From the descriptor alone: a TLS connection through an HTTPS proxy is a
+            # wrapper (urllib3's SSLTransport) with a descriptor but no family or type.
+            twin = socket.socket(fileno=os.dup(sock.fileno()))
             attempt._sockets.append((sock, twin))
             if attempt.expired:
                 _shut(twin)
@@ -119,6 +130,9 @@ class _Watchdog:
 
 def _shut(sock: socket.socket) -> None:
     try:
+        # Unsent bytes are dropped when the connection is closed, not sent after the
+        # deadline: a slow reader must not receive the rest of the envelope later.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         sock.shutdown(socket.SHUT_RDWR)
     except OSError:  # not connected (any more)
         pass
@@ -148,8 +162,8 @@ def deadline(at: float) -> Iterator[Attempt]:
     deadline cut the attempt short."""
     attempt = Attempt(at)
     outer = _current()
+    _watchdog.watch(attempt)  # first: if it fails, this thread's requests stay unwatched
     _local.attempt = attempt
-    _watchdog.watch(attempt)
     try:
         yield attempt
     finally:

@@ -113,6 +113,10 @@ class Databases:
 #: For a test of SQLite's own behaviour (a full disk, its file): the ``databases``
 #: fixture on SQLite only.
 sqlite_only = pytest.mark.parametrize("databases", ["sqlite"], indirect=True)
+#: For what only a database server has (its own clock): PostgreSQL only.
+postgres_only = pytest.mark.parametrize(
+    "databases", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

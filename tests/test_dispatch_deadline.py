@@ -23,15 +23,20 @@ import pytest
 import requests
 from sqlalchemy import select
 
+from gateway import dispatcher as dispatcher_module
 from gateway import peer_http
 from gateway.dispatcher import Dispatcher
-from gateway.models import Delivery, DeliveryEvent
+from gateway.models import DeliveryEvent
+from tests.test_dispatch_faults import _row
 from tests.test_exchange import inbox_count, submit
+from tests.test_rotation import revoke_encryption_key
 
 TIMEOUT = 0.4  # peer_timeout of these tests: an attempt may last 0.8 s
 LIMIT = 2 * TIMEOUT
 SLACK = 1.5  # claiming and recording, on a busy machine; still far below GIVE_UP
-INTERVAL = 0.6 * TIMEOUT  # between two bytes of a trickled answer: within the timeout
+# Between two bytes of a trickled answer: well within the timeout, and slow enough
+# that not even the status code arrives by the deadline (8 bytes, "HTTP/1.1").
+INTERVAL = 0.25 * TIMEOUT
 GIVE_UP = 4.0  # a trickling peer stops (closes) after this long: a test fails, not hangs
 TRICKLED = (
     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
@@ -177,14 +182,6 @@ def impostor(make_federation):
         peer.close()
 
 
-def _row(member, delivery_id: int) -> Delivery:
-    with member.node.sessions() as session:
-        row = session.get(Delivery, delivery_id)
-        assert row is not None
-        session.expunge(row)
-        return row
-
-
 def _last_event(member, delivery_id: int) -> tuple[str, str | None, str | None]:
     with member.node.sessions() as session:
         event = session.scalars(
@@ -328,31 +325,59 @@ def test_over_tls_a_trickled_answer_on_a_reused_connection_ends_at_the_deadline(
     assert peer.requests == [(1, "answer"), (1, "trickle-headers"), (2, "answer")]
 
 
-def test_a_trickled_tls_handshake_ends_at_the_deadline(tmp_path):
-    """The peer reads the ClientHello, then sends its answer's first record a byte
-    at a time. (Python's ssl module bounds one handshake call by the socket timeout
-    as a whole; the deadline bounds it too.)"""
+def _https_proxy(context: ssl.SSLContext, stop: threading.Event) -> int:
+    """An HTTPS proxy on 127.0.0.1 (TLS to the proxy, then CONNECT): its port."""
     listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+
+    def relay(client: socket.socket) -> None:
+        with context.wrap_socket(client, server_side=True) as tls:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += tls.recv(4096)
+            host, port = head.split(b" ")[1].split(b":")
+            with socket.create_connection((host.decode(), int(port))) as upstream:
+                tls.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                tls.settimeout(0.05)
+                upstream.settimeout(0.05)
+                while not stop.is_set():
+                    for source, target in ((tls, upstream), (upstream, tls)):
+                        try:
+                            data = source.recv(65536)
+                        except (TimeoutError, ssl.SSLWantReadError):
+                            continue
+                        if not data:
+                            return
+                        target.sendall(data)
+
+    def accept() -> None:
+        with listener:
+            while not stop.is_set():
+                try:
+                    client, _ = listener.accept()
+                except TimeoutError:
+                    continue
+                threading.Thread(target=relay, args=(client,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    return int(listener.getsockname()[1])
+
+
+def test_a_peer_behind_an_https_proxy_is_reached_and_watched(tls_peer, tmp_path):
+    """Through an HTTPS proxy the peer's TLS runs inside the proxy's (a wrapper
+    without a socket's family or type): the attempt is watched and answered."""
+    peer, cert = tls_peer(["answer"])
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, cert.with_name("key.pem"))
     stop = threading.Event()
-
-    def serve() -> None:
-        conn, _ = listener.accept()
-        with conn:
-            conn.recv(4096)
-            try:  # a handshake record of 64 bytes, of which only some ever arrive
-                _trickle(conn, b"\x16\x03\x03\x00\x40" + b"\x02" * 64, stop)
-            except OSError:
-                pass
-
-    threading.Thread(target=serve, daemon=True).start()
     try:
-        url = f"https://127.0.0.1:{listener.getsockname()[1]}/xb1/envelopes"
-        result, took, expired = _attempt(peer_http.session(), url)
-        assert isinstance(result, requests.RequestException), result
-        assert took < LIMIT + SLACK, took
+        proxy = _https_proxy(context, stop)
+        url = f"https://127.0.0.1:{peer.port}/xb1/envelopes"
+        proxies = {"https": f"https://127.0.0.1:{proxy}"}
+        result, _, expired = _attempt(peer_http.session(), url, verify=str(cert), proxies=proxies)
+        assert result == (200, b"{}") and not expired, result
     finally:
         stop.set()
-        listener.close()
 
 
 def test_a_peer_reading_the_request_slowly_is_cut_at_the_deadline():
@@ -403,3 +428,56 @@ def test_watching_keeps_one_thread_and_no_descriptors():
         assert peer.connections == 1
     finally:
         peer.close()
+
+
+def test_an_answer_complete_before_the_deadline_counts_however_late_it_is_looked_at(
+    make_federation, monkeypatch
+):
+    """The whole receipt was read in time; the dispatcher's thread then lost the CPU
+    past the deadline (a loaded host). The receipt still counts: delivered, once."""
+    fed = make_federation(("KZ", "KG"), settings={"peer_timeout": TIMEOUT})
+    kz, kg = fed["KZ"], fed["KG"]
+    submit(kz, ["KG"])
+    read = dispatcher_module._read_answer
+
+    def read_then_stall(answer, *, deadline):  # type: ignore[no-untyped-def]
+        whole = read(answer, deadline=deadline)
+        assert time.monotonic() < deadline
+        time.sleep(max(0.0, deadline - time.monotonic()) + 0.1)
+        return whole
+
+    monkeypatch.setattr(dispatcher_module, "_read_answer", read_then_stall)
+    [outcome] = Dispatcher(kz.node).run_once()
+    assert (outcome.state, outcome.code) == ("delivered", None), outcome
+    assert inbox_count(kg, "KZ") == 1
+
+
+def test_time_spent_before_the_request_does_not_eat_into_the_lease(make_federation, monkeypatch):
+    """Re-sealing stalls dispatcher A past its lease (a database lock, a slow disk);
+    B claims the delivery meanwhile and delivers it. A must not send as well: it
+    renews its lease right before the request, and its switch to the new envelope is
+    conditional on still holding the delivery."""
+    fed = make_federation(("KZ", "KG"), settings={"peer_timeout": TIMEOUT, "dispatch_lease": 1})
+    kz, kg = fed["KZ"], fed["KG"]
+    submit(kz, ["KG"])
+    revoke_encryption_key(fed, "KG", int(time.time()))  # the next attempt seals anew
+    seal = dispatcher_module.seal
+
+    def slow_for_a(**options):  # type: ignore[no-untyped-def]
+        if threading.current_thread().name == "A":
+            time.sleep(2.5)
+        return seal(**options)
+
+    monkeypatch.setattr(dispatcher_module, "seal", slow_for_a)
+    outcomes = {}
+    a = threading.Thread(
+        target=lambda: outcomes.setdefault("A", Dispatcher(kz.node, worker="A").run_once()),
+        name="A",
+    )
+    a.start()
+    time.sleep(2.2)  # A's lease (1 s, from a whole second) has run out
+    outcomes["B"] = Dispatcher(kz.node, worker="B").run_once()
+    a.join()
+    assert [(o.state, o.code) for o in outcomes["B"]] == [("delivered", None)]
+    assert [(o.state, o.code) for o in outcomes["A"]] == [("sending", "lease-lost")]
+    assert len(kg.posts) == 1 and inbox_count(kg, "KZ") == 1

@@ -12,6 +12,7 @@ from dataclasses import replace
 import pytest
 from sqlalchemy import select
 
+import gateway.db
 from gateway import outbox
 from gateway.dispatcher import Dispatcher
 from gateway.errors import ApiError
@@ -23,6 +24,7 @@ from gateway.models import (
     SealedEnvelope,
 )
 from schemas.examples import example_correction
+from tests.conftest import postgres_only
 from tests.test_exchange import inbox_count, submit
 from tests.test_rotation import revoke_encryption_key
 
@@ -439,3 +441,32 @@ def test_a_manual_retry_does_not_requeue_a_delivery_a_dispatcher_has_claimed(mak
         operator.rollback()
     row = _row(kz, delivery_id)
     assert (row.state, row.lease_owner) == ("sending", "busy")
+
+
+@postgres_only
+def test_a_host_whose_clock_is_off_the_database_servers_claims_nothing(
+    make_federation, monkeypatch, caplog
+):
+    """Dispatchers on several hosts compare leases each with its own clock: a host
+    further off the database server's clock than the lease's margin allows would take
+    over live leases, so it claims nothing, and readiness says why."""
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    message_id = submit(kz, ["KG"])["id"]
+    dispatcher = Dispatcher(kz.node)
+    bound = dispatcher.clock_bound()
+    real = time.time
+    monkeypatch.setattr(gateway.db, "host_clock", lambda: real() + 2 * bound + 1)
+    assert dispatcher.run_once() == []
+    assert "[clock-skew]" in caplog.text and "synchronise the clock" in caplog.text
+    with kz.node.sessions() as session:
+        (row,) = session.scalars(select(Delivery)).all()
+        assert (row.state, row.attempts, row.lease_owner) == (DeliveryState.QUEUED, 0, None)
+    ready = kz.client().get("/readyz")
+    assert ready.status_code == 503
+    assert [a["code"] for a in ready.get_json()["alarms"]] == ["clock-skew"]
+
+    monkeypatch.setattr(gateway.db, "host_clock", lambda: real() - bound / 2)  # within
+    assert [o.state for o in dispatcher.run_once()] == [DeliveryState.DELIVERED]
+    assert inbox_count(kg, "KZ") == 1 and kz.client().get("/readyz").status_code == 200
+    assert message_id

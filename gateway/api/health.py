@@ -10,6 +10,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.app import current_node
+from gateway.db import clock_offset
 from gateway.errors import GatewayError
 from gateway.models import TrustHint
 
@@ -50,6 +51,26 @@ def _witness_alarms(node) -> list[dict[str, str]]:  # type: ignore[no-untyped-de
         ]
 
 
+def _clock_alarms(node) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
+    """This host's clock against a PostgreSQL server's: the bound within which
+    dispatchers on several hosts keep their leases apart (gateway/dispatcher.py)."""
+    from gateway.dispatcher import Dispatcher
+
+    with node.engine.connect() as connection:
+        offset = clock_offset(connection)
+    bound = Dispatcher.clock_bound_of(node.settings)
+    if offset is None or abs(offset) <= bound:
+        return []
+    return [
+        {
+            "code": "clock-skew",
+            "message": f"this host's clock is {offset:+.1f} s off the database server's "
+            f"(at most ±{bound:g} s): its dispatchers claim nothing, and envelope times are "
+            "judged by a wrong clock; synchronise the clock (NTP)",
+        }
+    ]
+
+
 @health.get("/readyz")
 def ready():  # type: ignore[no-untyped-def]
     node = current_node()
@@ -66,6 +87,10 @@ def ready():  # type: ignore[no-untyped-def]
             alarms.extend(_witness_alarms(node))
         except GatewayError as e:
             alarms.append({"code": e.code, "message": e.message})
+        except SQLAlchemyError as e:
+            alarms.append({"code": "database-unavailable", "message": str(e).splitlines()[0][:300]})
+        try:  # whatever the trust list's state: a wrong clock is a problem of its own
+            alarms.extend(_clock_alarms(node))
         except SQLAlchemyError as e:
             alarms.append({"code": "database-unavailable", "message": str(e).splitlines()[0][:300]})
     status = 200 if not alarms else 503
