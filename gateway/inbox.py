@@ -544,6 +544,11 @@ def _corrects_readable(message: InboundMessage, types: frozenset[str]) -> bool:
     return json.loads(message.body_json).get("refers_to_type") in types
 
 
+#: Rows an inbox page reads at most beyond the page's own, looking for messages the
+#: reader may see among ones it may not (corrections of types its role may not read).
+MAX_SCAN = 5000
+
+
 def list_inbox(
     session: Session,
     *,
@@ -553,6 +558,19 @@ def list_inbox(
 ) -> list[InboundMessage]:
     """Inbound messages after id ``after``. For an agency (``reader``), only what it may
     see, quarantined ones left out, and the ones returned count as read."""
+    return inbox_page(session, after=after, limit=limit, reader=reader)[0]
+
+
+def inbox_page(
+    session: Session,
+    *,
+    after: int = 0,
+    limit: int = 100,
+    reader: Reader | None = None,
+) -> tuple[list[InboundMessage], int]:
+    """:func:`list_inbox`, and the ``after`` of the next page: the last id returned, or,
+    when the page is not full, the last id read (rows the reader may not see are read
+    once, not again on every later page)."""
     if limit < 1 or limit > 1000:
         raise ApiError("bad-limit", "limit must be between 1 and 1000", status=422)
     query = select(InboundMessage).where(InboundMessage.id > after)
@@ -566,23 +584,37 @@ def list_inbox(
     # A correction is readable only with the type it corrects, which its body says:
     # such rows are left out after reading, and more are read until the page is full
     # or the inbox ends, so a page is short or empty only at the end of the inbox.
+    # At most MAX_SCAN rows beyond the page are read: a short page then says, with its
+    # next ``after``, how far it looked.
     messages: list[InboundMessage] = []
     scanned = after
-    while len(messages) < limit:
+    budget = limit + MAX_SCAN
+    while len(messages) < limit and budget > 0:
+        batch = max(limit, min(budget, 500)) if types is not None else limit
         rows = list(
             session.scalars(
-                query.where(InboundMessage.id > scanned).order_by(InboundMessage.id).limit(limit)
+                query.where(InboundMessage.id > scanned).order_by(InboundMessage.id).limit(batch)
             )
         )
         if not rows:
             break
-        scanned = rows[-1].id
+        budget -= len(rows)
         if types is not None:
-            rows = [m for m in rows if _corrects_readable(m, types)]
-        messages.extend(rows[: limit - len(messages)])
+            readable = [m for m in rows if _corrects_readable(m, types)]
+        else:
+            readable = rows
+        room = limit - len(messages)
+        if len(readable) > room:
+            # The page fills inside this batch: the next page starts after its last message.
+            readable = readable[:room]
+            scanned = readable[-1].id
+        else:
+            scanned = rows[-1].id
+        messages.extend(readable)
     if reader is not None:
         _mark_fetched(session, messages, reader)
-    return messages
+    next_after = messages[-1].id if len(messages) == limit else scanned
+    return messages, next_after
 
 
 def get_inbound(

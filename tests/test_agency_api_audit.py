@@ -10,9 +10,9 @@ import json
 import pytest
 from sqlalchemy import select
 
-from gateway import tokens, users
+from gateway import inbox, tokens, users
 from gateway.dispatcher import Dispatcher
-from gateway.models import AuditEntry, DeliveryEvent
+from gateway.models import AuditEntry, DeliveryEvent, InboundMessage
 from schemas import xb1json
 from schemas.examples import example_alert, example_correction, example_referral
 
@@ -188,6 +188,59 @@ def test_a_page_of_unreadable_corrections_does_not_end_the_inbox(make_federation
     assert [m["typ"] for m in whole] == ["referral/1"]
     page = client.get("/api/v1/inbox?after=0&limit=1", headers=caseworker).get_json()
     assert [m["typ"] for m in page["messages"]] == ["referral/1"]
+
+
+def test_a_long_run_of_unreadable_rows_is_read_once_and_the_cursor_goes_past_it(
+    make_federation, monkeypatch
+):
+    """A page reads at most MAX_SCAN rows beyond itself; a short page's ``next_after``
+    says how far it looked, so following it reaches every later message exactly once,
+    and a run of rows the reader may not see is not read again on every poll."""
+    monkeypatch.setattr(inbox, "MAX_SCAN", 20)
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    post(kg, "referral/1", example_referral(), ["KZ"])
+    alert = post(kg, "alert/1", example_alert(), ["KZ"])["id"]
+    Dispatcher(kg.node).run_once()
+    post(kg, "correction/1", example_correction(refers_to=alert), ["KZ"])
+    Dispatcher(kg.node).run_once()
+    with kz.node.sessions() as session:
+        rows = {m.typ: m for m in session.scalars(select(InboundMessage))}
+        columns = [c.key for c in InboundMessage.__table__.columns if c.key != "id"]
+
+        def copy(row, n):
+            values = {key: getattr(row, key) for key in columns}
+            session.add(
+                InboundMessage(**{**values, "envelope_id": f"{n:08d}-0000-4000-8000-000000000000"})
+            )
+            session.flush()
+
+        first = rows["referral/1"].id
+        for n in range(45):  # corrections of an alert: a caseworker may not read them
+            copy(rows["correction/1"], n)
+        copy(rows["referral/1"], 100)
+        copy(rows["referral/1"], 101)
+        session.commit()
+        later = sorted(
+            session.scalars(select(InboundMessage.id).where(InboundMessage.typ == "referral/1"))
+        )
+    assert later[0] == first
+    caseworker = person(kz, "c.worker", "caseworker")
+    client = kz.client()
+    seen, after, pages = [], first, 0
+    while True:
+        page = client.get(f"/api/v1/inbox?after={after}&limit=1", headers=caseworker).get_json()
+        pages += 1
+        seen += [m["id"] for m in page["messages"]]
+        if page["next_after"] == after:
+            break
+        assert page["next_after"] > after
+        if page["messages"]:
+            assert page["next_after"] == page["messages"][-1]["id"]
+        after = page["next_after"]
+    assert seen == later[1:]
+    # 47 rows after the first referral, 21 read at most per page: 3 short pages, 2 full, 1 last.
+    assert pages <= 6
 
 
 # -------------------------------------------------------------------------- admin API

@@ -13,7 +13,8 @@ from gateway.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ["README.md", "docs/index.md", "docs/policy.md", "docs/security.md"]
-DOCS += ["docs/trust-administration.md"]
+DOCS += ["docs/trust-administration.md", "docs/operations.md", "docs/standard.md"]
+DOCS += ["deploy/README.md"]
 COMMAND = re.compile(r"`gateway((?: [a-z][a-z-]*)+)((?: [^`]*)?)`")
 OPTION = re.compile(r"(?<![\w-])(--[a-z][a-z-]*)")
 

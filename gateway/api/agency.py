@@ -208,7 +208,7 @@ def list_inbox():  # type: ignore[no-untyped-def]
     node = current_node()
     policy = node.policy()
     with node.sessions() as session:
-        messages = inbox.list_inbox(
+        messages, next_after = inbox.inbox_page(
             session,
             after=_int_arg("after", 0),
             limit=_int_arg("limit", 100),
@@ -216,7 +216,12 @@ def list_inbox():  # type: ignore[no-untyped-def]
         )
         audience = policy.agency_type(g.agency)
         return jsonify(
-            {"messages": [inbox.inbox_view(m, policy=policy, audience=audience) for m in messages]}
+            {
+                "messages": [
+                    inbox.inbox_view(m, policy=policy, audience=audience) for m in messages
+                ],
+                "next_after": next_after,
+            }
         )
 
 
