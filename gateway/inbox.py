@@ -582,10 +582,9 @@ def inbox_page(
     if types is not None:
         query = query.where(InboundMessage.typ.in_(sorted(types)))
     # A correction is readable only with the type it corrects, which its body says:
-    # such rows are left out after reading, and more are read until the page is full
-    # or the inbox ends, so a page is short or empty only at the end of the inbox.
-    # At most MAX_SCAN rows beyond the page are read: a short page then says, with its
-    # next ``after``, how far it looked.
+    # such rows are left out after reading, and more are read until the page is full,
+    # the inbox ends, or MAX_SCAN rows beyond the page have been read; a short page
+    # then says, with its next ``after``, how far it looked.
     messages: list[InboundMessage] = []
     scanned = after
     budget = limit + MAX_SCAN

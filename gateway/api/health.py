@@ -92,7 +92,9 @@ def ready():  # type: ignore[no-untyped-def]
         try:  # whatever the trust list's state: a wrong clock is a problem of its own
             alarms.extend(_clock_alarms(node))
         except SQLAlchemyError as e:
-            alarms.append({"code": "database-unavailable", "message": str(e).splitlines()[0][:300]})
+            if not any(alarm["code"] == "database-unavailable" for alarm in alarms):
+                message = str(e).splitlines()[0][:300]
+                alarms.append({"code": "database-unavailable", "message": message})
     status = 200 if not alarms else 503
     return jsonify(
         {"status": "ready" if not alarms else "not-ready", "node": node.id, "alarms": alarms}
