@@ -68,6 +68,15 @@ class Settings:
     # Messages whose retention ends within this many days are listed as due for purge.
     purge_notice_days: int = 14
 
+    @property
+    def clock_bound(self) -> float:
+        """How far (seconds) a dispatcher host's clock may be off the database server's
+        for leases to hold: two hosts each within it disagree by at most half the
+        lease's margin over one attempt (``dispatch_lease`` − 2 × ``peer_timeout``),
+        and the other half is left for the time between renewing a lease and the
+        attempt's start, and for the error of measuring the offset."""
+        return (self.dispatch_lease - 2 * self.peer_timeout) / 4
+
     def check(self) -> Settings:
         if not NODE_RE.match(self.node):
             raise ConfigError(

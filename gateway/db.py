@@ -110,8 +110,6 @@ def clock_offset(connection: Connection | Session) -> float | None:
     leases each with their own clock (gateway/dispatcher.py), so this says whether
     that comparison can be trusted."""
     if isinstance(connection, Session):
-        if connection.get_bind().dialect.name != "postgresql":
-            return None
         connection = connection.connection()  # checked out before the clock is read
     if connection.dialect.name != "postgresql":
         return None

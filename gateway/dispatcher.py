@@ -48,7 +48,6 @@ from sqlalchemy.orm import Session
 from gateway import onward, peer_http, purge, sovereignty
 from gateway.audit import log as audit
 from gateway.audit.witness import Witness
-from gateway.config import Settings
 from gateway.db import clock_offset
 from gateway.envelope import (
     Envelope,
@@ -159,33 +158,22 @@ class Dispatcher:
             and_(Delivery.state == DeliveryState.SENDING, Delivery.lease_until < now),
         )
 
-    @staticmethod
-    def clock_bound_of(settings: Settings) -> float:
-        """How far (seconds) a host's clock may be off the database's for its
-        leases to hold: two hosts each within it of the database disagree by less
-        than a lease's margin over one attempt (``dispatch_lease`` − 2 ×
-        ``peer_timeout``)."""
-        return (settings.dispatch_lease - 2 * settings.peer_timeout) / 4
-
-    def clock_bound(self) -> float:
-        return self.clock_bound_of(self.node.settings)
-
     def claim(self, now: int) -> list[int]:
         """Claim up to ``dispatch_batch`` due deliveries; returns their ids. Claims
         nothing while this host's clock is further off a PostgreSQL server's than
-        :meth:`clock_bound`: its idea of which leases have run out would be wrong."""
+        ``settings.clock_bound``: its idea of which leases have run out would be wrong."""
         settings = self.node.settings
         claimed = []
         with self.node.sessions() as session:
             offset = clock_offset(session)
-            if offset is not None and abs(offset) > self.clock_bound():
+            if offset is not None and abs(offset) > settings.clock_bound:
                 log.error(
                     "[clock-skew] this host's clock is %+.1f s off the database server's "
                     "(at most ±%g s with dispatch_lease %s s and peer_timeout %s s): "
                     "claiming nothing, so no lease is taken over early; synchronise the "
                     "clock (NTP)",
                     offset,
-                    self.clock_bound(),
+                    settings.clock_bound,
                     settings.dispatch_lease,
                     settings.peer_timeout,
                 )

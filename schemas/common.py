@@ -285,10 +285,10 @@ MAX_UNIX_TIME = 253_402_300_799
 
 # C0/C1 controls, lone surrogates, and bidi embeddings/overrides/isolates (which
 # can make a name display as something else). Multi-line text may keep \t \n.
-_FORBIDDEN_SINGLE_LINE = re.compile(
+FORBIDDEN_SINGLE_LINE = re.compile(
     r"[\x00-\x1f\x7f-\x9f\ud800-\udfff\u2028\u2029\u202a-\u202e\u2066-\u2069]"
 )
-_FORBIDDEN_MULTI_LINE = re.compile(
+FORBIDDEN_MULTI_LINE = re.compile(
     r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069]"
 )
 
@@ -310,7 +310,7 @@ class Text(fields.Field[str]):
         super().__init__(**kwargs)
         self.min_length = min_length
         self.max_length = max_length
-        self._forbidden = _FORBIDDEN_MULTI_LINE if multiline else _FORBIDDEN_SINGLE_LINE
+        self._forbidden = FORBIDDEN_MULTI_LINE if multiline else FORBIDDEN_SINGLE_LINE
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         if not isinstance(value, str):

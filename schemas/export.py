@@ -326,7 +326,7 @@ def _type_text(field: fields.Field[Any]) -> str:
     if isinstance(field, common.LatinText):
         return f"Latin text ≤ {field.max_length}"
     if isinstance(field, common.Text):
-        lines = "multi-line text" if field._forbidden is common._FORBIDDEN_MULTI_LINE else "text"
+        lines = "multi-line text" if field._forbidden is common.FORBIDDEN_MULTI_LINE else "text"
         return f"{lines} ≤ {field.max_length}"
     if isinstance(field, common.Country):
         return "country (ISO 3166-1 alpha-2)"

@@ -454,7 +454,7 @@ def test_a_host_whose_clock_is_off_the_database_servers_claims_nothing(
     kz, kg = fed["KZ"], fed["KG"]
     message_id = submit(kz, ["KG"])["id"]
     dispatcher = Dispatcher(kz.node)
-    bound = dispatcher.clock_bound()
+    bound = kz.node.settings.clock_bound
     real = time.time
     monkeypatch.setattr(gateway.db, "host_clock", lambda: real() + 2 * bound + 1)
     assert dispatcher.run_once() == []

@@ -444,7 +444,7 @@ def test_ascii_latin_names_follow_the_letter_by_letter_rule(text):
         assert e.messages
     else:
         accepted = True
-    blank_or_forbidden = text.strip() == "" or common._FORBIDDEN_SINGLE_LINE.search(text)
+    blank_or_forbidden = text.strip() == "" or common.FORBIDDEN_SINGLE_LINE.search(text)
     assert accepted == (not blank_or_forbidden and _letter_by_letter(text))
 
 

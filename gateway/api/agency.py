@@ -20,6 +20,7 @@ from gateway.app import current_node
 from gateway.errors import ApiError
 from gateway.models import MAX_ROW_ID, Delivery, User, is_row_id
 from gateway.policy import Policy
+from schemas.common import FORBIDDEN_SINGLE_LINE
 
 agency = Blueprint("agency", __name__, url_prefix="/api/v1")
 
@@ -38,9 +39,9 @@ def _authenticate() -> None:
 
 
 JUSTIFICATION_HEADER = "X-Justification"
-# C0/C1 controls and bidi embeddings/overrides/isolates (which make a logged line
-# read as something else), as in the standard's single-line text (schemas/common.py).
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# The justification is one line of the standard's text (schemas/common.py): no C0/C1
+# controls and no bidi embeddings/overrides/isolates, which make a logged line read as
+# something else.
 
 
 def _header_text(raw: str) -> str:
@@ -63,7 +64,7 @@ def _justification() -> str:
             "(e.g. a case number and purpose); it is kept in the audit log",
             status=400,
         )
-    if not 3 <= len(raw) <= 500 or _CONTROL.search(raw):
+    if not 3 <= len(raw) <= 500 or FORBIDDEN_SINGLE_LINE.search(raw):
         raise ApiError(
             "bad-justification",
             f"{JUSTIFICATION_HEADER} must be one line of 3 to 500 characters",
@@ -111,8 +112,8 @@ def submit_message():  # type: ignore[no-untyped-def]
             "Idempotency-Key must be 1 to 100 characters without control characters",
             status=422,
         )
-    access.require_submit(g.role, payload.get("typ"))
     body = payload.get("body")
+    _require_may_send(payload.get("typ"), body)
     to = payload.get("to")
     if to is not None and not (isinstance(to, list) and all(isinstance(n, str) for n in to)):
         # Checked here too: a correction compares 'to' with the original's recipients.
@@ -121,8 +122,6 @@ def submit_message():  # type: ignore[no-untyped-def]
             '\'to\' must be a non-empty list of node ids, e.g. ["KG", "UZ"]',
             status=422,
         )
-    if payload.get("typ") == "correction/1" and isinstance(body, dict):
-        access.require_submit(g.role, body.get("refers_to_type"))  # may send what it corrects
     node = current_node()
     with node.sessions() as session:
         submission = outbox.submit(
@@ -130,7 +129,7 @@ def submit_message():  # type: ignore[no-untyped-def]
             node,
             agency=g.agency,
             typ=payload.get("typ"),
-            body=payload.get("body"),
+            body=body,
             to=to,
             idempotency_key=key,
             audience=payload.get("audience"),
@@ -166,17 +165,23 @@ def get_message(message_id: str):  # type: ignore[no-untyped-def]
         return jsonify(outbox.message_view(message))
 
 
+def _require_may_send(typ: object, body: object) -> None:
+    """The caller's role may send ``typ`` and, for a correction, the type it corrects."""
+    access.require_submit(g.role, typ)
+    if typ == "correction/1" and isinstance(body, dict):
+        access.require_submit(g.role, body.get("refers_to_type"))
+
+
 def _require_resend(session: Session, delivery_id: int) -> None:
-    """Retrying sends the message again: the caller's role must be allowed to send its
-    type (and, for a correction, the type it corrects), as at submission. Another
-    agency's delivery is left to ``outbox.retry``, which answers ``not-found``."""
+    """Retrying sends the message again, so it needs what a submission needs
+    (:func:`_require_may_send`). Another agency's delivery is left to
+    ``outbox.retry``, which answers ``not-found``."""
     delivery = session.get(Delivery, delivery_id) if is_row_id(delivery_id) else None
     if delivery is None or delivery.message.agency != g.agency:
         return
     message = delivery.message
-    access.require_submit(g.role, message.typ)
-    if message.typ == "correction/1" and message.body_json:
-        access.require_submit(g.role, json.loads(message.body_json).get("refers_to_type"))
+    body = json.loads(message.body_json) if message.body_json else None
+    _require_may_send(message.typ, body)
 
 
 @agency.post("/deliveries/<int:delivery_id>/retry")

@@ -54,11 +54,9 @@ def _witness_alarms(node) -> list[dict[str, str]]:  # type: ignore[no-untyped-de
 def _clock_alarms(node) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
     """This host's clock against a PostgreSQL server's: the bound within which
     dispatchers on several hosts keep their leases apart (gateway/dispatcher.py)."""
-    from gateway.dispatcher import Dispatcher
-
     with node.engine.connect() as connection:
         offset = clock_offset(connection)
-    bound = Dispatcher.clock_bound_of(node.settings)
+    bound = node.settings.clock_bound
     if offset is None or abs(offset) <= bound:
         return []
     return [
@@ -71,6 +69,10 @@ def _clock_alarms(node) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
     ]
 
 
+def _database_alarm(error: SQLAlchemyError) -> dict[str, str]:
+    return {"code": "database-unavailable", "message": str(error).splitlines()[0][:300]}
+
+
 @health.get("/readyz")
 def ready():  # type: ignore[no-untyped-def]
     node = current_node()
@@ -79,7 +81,7 @@ def ready():  # type: ignore[no-untyped-def]
         with node.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
     except SQLAlchemyError as e:
-        alarms.append({"code": "database-unavailable", "message": str(e).splitlines()[0][:300]})
+        alarms.append(_database_alarm(e))
     else:
         try:
             node.require_sending_allowed(int(time.time()))
@@ -88,13 +90,12 @@ def ready():  # type: ignore[no-untyped-def]
         except GatewayError as e:
             alarms.append({"code": e.code, "message": e.message})
         except SQLAlchemyError as e:
-            alarms.append({"code": "database-unavailable", "message": str(e).splitlines()[0][:300]})
+            alarms.append(_database_alarm(e))
         try:  # whatever the trust list's state: a wrong clock is a problem of its own
             alarms.extend(_clock_alarms(node))
         except SQLAlchemyError as e:
             if not any(alarm["code"] == "database-unavailable" for alarm in alarms):
-                message = str(e).splitlines()[0][:300]
-                alarms.append({"code": "database-unavailable", "message": message})
+                alarms.append(_database_alarm(e))
     status = 200 if not alarms else 503
     return jsonify(
         {"status": "ready" if not alarms else "not-ready", "node": node.id, "alarms": alarms}
