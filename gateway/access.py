@@ -5,7 +5,9 @@ system, through an adapter), an **administration** token (``admin``,
 ``observer``), or belongs to a **person** with one of the roles below. What a
 role may submit and read is listed here and nowhere else; anything not listed is
 refused with ``not-permitted``. On top of this, an agency reads only what was
-routed to it (``gateway/routing.py``), minimised for its agency type.
+routed to it (``gateway/routing.py``), minimised for its agency type. Of its
+agency's outbound messages, a person sees the types their role may submit or
+read (:func:`outbound_visible`).
 
 ==================  ==============================================  ==========================
 role                may submit                                      may read when routed
@@ -80,6 +82,13 @@ def readable(role: str) -> frozenset[str] | None:
     """Types ``role`` may read (None: every type)."""
     allowed = READ.get(role, frozenset())
     return None if allowed is ALL else allowed
+
+
+def outbound_visible(role: str) -> frozenset[str] | None:
+    """Types of its agency's outbound messages ``role`` may see (None: every type):
+    what it may submit or read. An officer does not see the agency's case requests."""
+    submit, read = SUBMIT.get(role, frozenset()), READ.get(role, frozenset())
+    return None if ALL in (submit, read) else submit | read
 
 
 def require_submit(role: str, typ: object) -> None:

@@ -774,7 +774,10 @@ def serve(obj: Context, bind: str, workers: int | None) -> None:
 def dispatch(obj: Context, once: bool, until_idle: bool) -> None:
     """Run the dispatcher: send queued envelopes, record receipts, retry with backoff.
 
-    Without --once or --until-idle it runs until interrupted (Ctrl-C).
+    Without --once or --until-idle it runs until interrupted (Ctrl-C). On PostgreSQL,
+    while this host's clock is further off the database server's than the leases
+    allow, it claims nothing: the loop logs error clock-skew and waits; --once and
+    --until-idle exit with that error (status 2).
     """
     from gateway.dispatcher import Dispatcher
 

@@ -159,25 +159,22 @@ class Dispatcher:
         )
 
     def claim(self, now: int) -> list[int]:
-        """Claim up to ``dispatch_batch`` due deliveries; returns their ids. Claims
-        nothing while this host's clock is further off a PostgreSQL server's than
-        ``settings.clock_bound``: its idea of which leases have run out would be wrong."""
+        """Claim up to ``dispatch_batch`` due deliveries; returns their ids. Raises
+        :class:`ClockSkew`, claiming nothing, while this host's clock is further off a
+        PostgreSQL server's than ``settings.clock_bound``: its idea of which leases have
+        run out would be wrong."""
         settings = self.node.settings
         claimed = []
         with self.node.sessions() as session:
             offset = clock_offset(session)
             if offset is not None and abs(offset) > settings.clock_bound:
-                log.error(
-                    "[clock-skew] this host's clock is %+.1f s off the database server's "
-                    "(at most ±%g s with dispatch_lease %s s and peer_timeout %s s): "
+                raise ClockSkew(
+                    f"this host's clock is {offset:+.1f} s off the database server's "
+                    f"(at most ±{settings.clock_bound:g} s with dispatch_lease "
+                    f"{settings.dispatch_lease} s and peer_timeout {settings.peer_timeout} s): "
                     "claiming nothing, so no lease is taken over early; synchronise the "
-                    "clock (NTP)",
-                    offset,
-                    settings.clock_bound,
-                    settings.dispatch_lease,
-                    settings.peer_timeout,
+                    "clock (NTP)"
                 )
-                return []
             candidates = session.scalars(
                 select(Delivery.id)
                 .where(self._claimable(now))
@@ -661,7 +658,9 @@ class Dispatcher:
         return [self.deliver(delivery_id, now) for delivery_id in self.claim(at)]
 
     def run(self, *, stop_after: float | None = None, until_idle: bool = False) -> None:
-        """Loop until stopped (or until nothing is due, with ``until_idle``)."""
+        """Loop until stopped (or until nothing is due, with ``until_idle``). While
+        this host's clock is skewed it logs the error and waits; with ``until_idle``
+        it raises :class:`ClockSkew` instead, as nothing would ever become idle."""
         started = time.monotonic()
         follower = TrustFollower(self.node, self.http)
         last_checkpoint = time.monotonic()
@@ -683,11 +682,24 @@ class Dispatcher:
             if time.monotonic() - last_purge >= PURGE_INTERVAL:
                 last_purge = time.monotonic()
                 self._purge()
-            outcomes = self.run_once()
+            try:
+                outcomes = self.run_once()
+            except ClockSkew as e:
+                log.error("[%s] %s", e.code, e.message)
+                if until_idle:  # it would never be idle: say so instead of waiting
+                    raise
+                outcomes = []
             if not outcomes:
                 if until_idle:
                     return
                 time.sleep(self.node.settings.dispatch_interval)
+
+
+class ClockSkew(GatewayError):
+    """This host's clock is too far off the database server's to judge leases."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("clock-skew", message, status=503)
 
 
 class _LeaseLost(Exception):

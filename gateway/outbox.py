@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -471,7 +471,14 @@ def _check_onward(
         )
 
 
-def get_message(session: Session, message_id: str, agency: str | None = None) -> OutboundMessage:
+def get_message(
+    session: Session,
+    message_id: str,
+    agency: str | None = None,
+    types: frozenset[str] | None = None,
+) -> OutboundMessage:
+    """One outbound message; of ``agency`` and of one of ``types`` when given (None:
+    any), else ``not-found``, as for a message that does not exist."""
     if not UUID_RE.match(message_id):
         raise ApiError(
             "not-found",
@@ -484,23 +491,57 @@ def get_message(session: Session, message_id: str, agency: str | None = None) ->
         .options(selectinload(OutboundMessage.deliveries).selectinload(Delivery.events))
     )
     message = session.scalars(query).first()
-    if message is None or (agency is not None and message.agency != agency):
+    if (
+        message is None
+        or (agency is not None and message.agency != agency)
+        or (types is not None and message.typ not in types)
+    ):
         raise ApiError("not-found", f"no outbound message {message_id} for this agency", status=404)
     return message
 
 
 def list_messages(
-    session: Session, *, agency: str | None = None, state: str | None = None, limit: int = 100
+    session: Session,
+    *,
+    agency: str | None = None,
+    state: str | None = None,
+    limit: int = 100,
+    types: frozenset[str] | None = None,
+    before: str | None = None,
 ) -> list[OutboundMessage]:
+    """Outbound messages, newest first: of ``agency`` and of ``types`` when given,
+    with a delivery in ``state``, and listed after message ``before`` (the last of
+    the page before: a keyset cursor, so a page does not shift when messages are
+    submitted meanwhile)."""
     query = select(OutboundMessage).options(selectinload(OutboundMessage.deliveries))
     if agency is not None:
         query = query.where(OutboundMessage.agency == agency)
+    if types is not None:
+        query = query.where(OutboundMessage.typ.in_(sorted(types)))
     if state is not None:
         if state not in DeliveryState.ALL:
             raise ApiError(
                 "bad-state", f"state must be one of {', '.join(DeliveryState.ALL)}", status=422
             )
         query = query.where(OutboundMessage.deliveries.any(Delivery.state == state))
+    if before is not None:
+        cursor = session.get(OutboundMessage, before) if UUID_RE.match(before) else None
+        if cursor is None or (agency is not None and cursor.agency != agency):
+            raise ApiError(
+                "bad-cursor",
+                f"before must be the id of a message of this agency, as given in next_before; "
+                f"{before[:40]!r} is not",
+                status=422,
+            )
+        query = query.where(
+            or_(
+                OutboundMessage.created_at < cursor.created_at,
+                and_(
+                    OutboundMessage.created_at == cursor.created_at,
+                    OutboundMessage.id < cursor.id,
+                ),
+            )
+        )
     return list(
         session.scalars(
             query.order_by(OutboundMessage.created_at.desc(), OutboundMessage.id.desc()).limit(

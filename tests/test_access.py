@@ -4,14 +4,14 @@ and an inbox that shows each role only the types it may read."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from gateway import tokens, users
 from gateway.dispatcher import Dispatcher
 from gateway.errors import ApiError
-from gateway.models import AuditEntry
+from gateway.models import AuditEntry, OutboundMessage
 from schemas import xb1json
-from schemas.examples import example_alert
+from schemas.examples import example_alert, example_case_request
 from tests.test_trust_follow import submit
 
 PEOPLE = {
@@ -176,3 +176,101 @@ def test_users_through_the_admin_api(node):
         json={"reason": "contract ended", "by": "A. Admin"},
     )
     assert disabled.get_json()["disabled_reason"] == "contract ended"
+
+
+def _joint_agency(kz):
+    """An officer and a prosecutor in one agency, and the agency's own system."""
+    headers = {}
+    with kz.node.sessions() as session:
+        for role in ("officer", "prosecutor"):
+            person = users.add(
+                session, f"{role}.joint", full_name="A. B.", agency="kz-joint", role=role, by="t"
+            )
+            secret = tokens.issue(session, "kz-joint", "test", user=person).secret
+            headers[role] = {"Authorization": f"Bearer {secret}", "X-Justification": "case 7"}
+        headers["agency"] = {
+            "Authorization": f"Bearer {tokens.issue(session, 'kz-joint', 't').secret}"
+        }
+        session.commit()
+    return headers
+
+
+def test_within_an_agency_each_role_sees_only_its_types_of_outbound_messages(node):
+    kz, _ = node
+    headers = _joint_agency(kz)
+    client = kz.client()
+    case = client.post(
+        "/api/v1/messages",
+        headers={**headers["prosecutor"], "Idempotency-Key": "case-7"},
+        json={"typ": "case-request/1", "body": example_case_request(), "to": ["KG"]},
+    )
+    assert case.status_code == 202, case.get_json()
+    sent = client.post("/api/v1/messages", headers=headers["officer"], json=alert())
+    assert sent.status_code == 202, sent.get_json()
+    case_id, alert_id = case.get_json()["id"], sent.get_json()["id"]
+
+    def listed(role):
+        answer = client.get("/api/v1/messages", headers=headers[role])
+        assert answer.status_code == 200, answer.get_json()
+        return sorted(m["id"] for m in answer.get_json()["messages"])
+
+    assert listed("officer") == [alert_id]
+    assert listed("prosecutor") == sorted([case_id, alert_id])  # prosecutors read alerts
+    assert listed("agency") == sorted([case_id, alert_id])
+    hidden = client.get(f"/api/v1/messages/{case_id}", headers=headers["officer"])
+    assert (hidden.status_code, hidden.get_json()["error"]) == (404, "not-found")
+    assert client.get(f"/api/v1/messages/{alert_id}", headers=headers["officer"]).status_code == 200
+
+    # The prosecutor's key does not hand the officer the case request either.
+    reused = client.post(
+        "/api/v1/messages",
+        headers={**headers["officer"], "Idempotency-Key": "case-7"},
+        json=alert(),
+    )
+    assert (reused.status_code, reused.get_json()["error"]) == (409, "idempotency-key-reused")
+    assert "case-request/1" in reused.get_json()["message"]
+    assert listed("officer") == [alert_id]  # and nothing was submitted
+
+
+def test_outbound_pages_follow_next_before_and_do_not_shift(node):
+    kz, headers = node
+    client = kz.client()
+    officer = headers["officer"]
+
+    def page(**query):
+        answer = client.get("/api/v1/messages", headers=officer, query_string=query)
+        assert answer.status_code == 200, answer.get_json()
+        body = answer.get_json()
+        return [m["id"] for m in body["messages"]], body["next_before"]
+
+    def send():
+        answer = client.post("/api/v1/messages", headers=officer, json=alert())
+        assert answer.status_code == 202, answer.get_json()
+        return answer.get_json()["id"]
+
+    ids = [send() for _ in range(5)]
+    newest_first, _ = page(limit=5)
+    assert sorted(newest_first) == sorted(ids)
+    first, cursor = page(limit=2)
+    assert first == newest_first[:2] and cursor == first[-1]
+    late = send()  # submitted between pages, a second later: the next page is unchanged
+    with kz.node.sessions() as session:
+        session.execute(
+            update(OutboundMessage)
+            .where(OutboundMessage.id == late)
+            .values(created_at=OutboundMessage.created_at + 1)
+        )
+        session.commit()
+    second, cursor = page(limit=2, before=cursor)
+    assert second == newest_first[2:4] and cursor == second[-1]
+    third, cursor = page(limit=2, before=cursor)
+    assert (third, cursor) == (newest_first[4:], None)
+    assert page(limit=6)[0] == [late, *newest_first]
+    # A full last page still names its last message; the page after it is empty.
+    assert page(limit=1, before=newest_first[3]) == ([newest_first[4]], newest_first[4])
+    assert page(limit=1, before=newest_first[4]) == ([], None)
+
+    other = client.post("/api/v1/messages", headers=headers["central-authority"], json=alert())
+    for cursor in (other.get_json()["id"], "not-an-id", "0" * 36):
+        answer = client.get("/api/v1/messages", headers=officer, query_string={"before": cursor})
+        assert (answer.status_code, answer.get_json()["error"]) == (422, "bad-cursor"), cursor

@@ -373,12 +373,15 @@ def test_submit_message_garbage(
 @given(
     state=st.none() | st.sampled_from(["queued", "delivered", "QUEUED", ""]) | url_text,
     limit=st.none() | integer_text | url_text,
+    before=st.none() | url_text | st.uuids().map(str),
     auth=authorisations,
 )
 def test_list_messages_garbage_query(
-    federation: Any, state: str | None, limit: str | None, auth: str
+    federation: Any, state: str | None, limit: str | None, before: str | None, auth: str
 ) -> None:
-    query = {k: v for k, v in (("state", state), ("limit", limit)) if v is not None}
+    query = {
+        k: v for k, v in (("state", state), ("limit", limit), ("before", before)) if v is not None
+    }
     response = (
         federation["KZ"]
         .client()

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 import gateway.db
 from gateway import outbox
-from gateway.dispatcher import Dispatcher
+from gateway.dispatcher import ClockSkew, Dispatcher
 from gateway.errors import ApiError
 from gateway.models import (
     Delivery,
@@ -27,6 +27,7 @@ from schemas.examples import example_correction
 from tests.conftest import postgres_only
 from tests.test_exchange import inbox_count, submit
 from tests.test_rotation import revoke_encryption_key
+from tests.test_sovereignty import gateway as gateway_cli
 
 
 def _row(member, delivery_id: int) -> Delivery:
@@ -457,8 +458,17 @@ def test_a_host_whose_clock_is_off_the_database_servers_claims_nothing(
     bound = kz.node.settings.clock_bound
     real = time.time
     monkeypatch.setattr(gateway.db, "host_clock", lambda: real() + 2 * bound + 1)
-    assert dispatcher.run_once() == []
+    with pytest.raises(ClockSkew, match="synchronise the clock"):
+        dispatcher.run_once()
+    # The loop logs it and waits; until-idle, which would never be idle, stops with it.
+    dispatcher.run(stop_after=0.2)
     assert "[clock-skew]" in caplog.text and "synchronise the clock" in caplog.text
+    with pytest.raises(ClockSkew):
+        dispatcher.run(until_idle=True)
+    for flag in ("--once", "--until-idle"):
+        result = gateway_cli(kz, "dispatch", flag)
+        assert result.exit_code == 2, result.output
+        assert "error [clock-skew]: this host's clock is +" in result.output
     with kz.node.sessions() as session:
         (row,) = session.scalars(select(Delivery)).all()
         assert (row.state, row.attempts, row.lease_owner) == (DeliveryState.QUEUED, 0, None)
@@ -469,4 +479,4 @@ def test_a_host_whose_clock_is_off_the_database_servers_claims_nothing(
     monkeypatch.setattr(gateway.db, "host_clock", lambda: real() - bound / 2)  # within
     assert [o.state for o in dispatcher.run_once()] == [DeliveryState.DELIVERED]
     assert inbox_count(kg, "KZ") == 1 and kz.client().get("/readyz").status_code == 200
-    assert message_id
+    assert inbox_count(kg, "KZ", message_id) == 1

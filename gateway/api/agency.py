@@ -135,6 +135,14 @@ def submit_message():  # type: ignore[no-untyped-def]
             audience=payload.get("audience"),
         )
         session.commit()
+        if not submission.created and submission.message.typ != payload.get("typ"):
+            # Another message (perhaps another role's) holds the key: not this one's answer.
+            raise ApiError(
+                "idempotency-key-reused",
+                f"this Idempotency-Key was already used for a {submission.message.typ} "
+                "message of your agency; use a new key for a new message",
+                status=409,
+            )
         message = outbox.get_message(session, submission.message.id)
         view = outbox.message_view(message)
         if submission.minimised:
@@ -152,16 +160,28 @@ def list_messages():  # type: ignore[no-untyped-def]
         raise ApiError("bad-limit", "limit must be between 1 and 1000", status=422)
     with node.sessions() as session:
         messages = outbox.list_messages(
-            session, agency=g.agency, state=request.args.get("state"), limit=limit
+            session,
+            agency=g.agency,
+            state=request.args.get("state"),
+            limit=limit,
+            types=access.outbound_visible(g.role),
+            before=request.args.get("before"),
         )
-        return jsonify({"messages": [outbox.message_view(m, with_events=False) for m in messages]})
+        return jsonify(
+            {
+                "messages": [outbox.message_view(m, with_events=False) for m in messages],
+                "next_before": messages[-1].id if len(messages) == limit else None,
+            }
+        )
 
 
 @agency.get("/messages/<message_id>")
 def get_message(message_id: str):  # type: ignore[no-untyped-def]
     node = current_node()
     with node.sessions() as session:
-        message = outbox.get_message(session, message_id, g.agency)
+        message = outbox.get_message(
+            session, message_id, g.agency, types=access.outbound_visible(g.role)
+        )
         return jsonify(outbox.message_view(message))
 
 
