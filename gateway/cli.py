@@ -15,7 +15,6 @@ import re
 import sys
 import time
 import tomllib
-import warnings
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -35,7 +34,7 @@ from gateway.errors import ConfigError, GatewayError
 from gateway.models import DeliveryState
 from keys.fingerprint import fingerprint
 from keys.nodekeys import NodeKeys, passphrase_from_env
-from keys.sealed import KeyFileError, UnsealedKeyWarning
+from keys.sealed import MEMLIMIT_MODERATE, OPSLIMIT_MODERATE, KeyFileError, key_file_warnings
 from keys.trustlist import KeyUse, TrustError, key_entry
 
 # Row ids are 32-bit integers in PostgreSQL: larger ids cannot exist.
@@ -80,9 +79,9 @@ class Context:
 
 def _load_keys(settings: Settings) -> tuple[NodeKeys, str | None]:
     passphrase = settings.key_passphrase
-    # An unsealed key file is allowed (demos) but said once, as a line, not a traceback.
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", UnsealedKeyWarning)
+    # An unsealed or weakly sealed key file is allowed (demos, tests) but said once, as a
+    # line, not a traceback.
+    with key_file_warnings(settings.key_file, lambda line: click.echo(line, err=True)):
         try:
             keys = NodeKeys.load(settings.key_file, passphrase)
         except KeyFileError as e:
@@ -96,13 +95,6 @@ def _load_keys(settings: Settings) -> tuple[NodeKeys, str | None]:
                 raise
             passphrase = click.prompt("Key passphrase", hide_input=True)
             keys = NodeKeys.load(settings.key_file, passphrase)
-    for warning in caught:
-        if issubclass(warning.category, UnsealedKeyWarning):
-            click.echo(f"WARNING: {settings.key_file}: {warning.message}", err=True)
-        else:
-            warnings.warn_explicit(
-                warning.message, warning.category, warning.filename, warning.lineno
-            )
     return keys, passphrase
 
 
@@ -344,6 +336,30 @@ def _save_ring(obj: Context, node: Any, ring: NodeKeys) -> None:
     else:
         ring.save(node.settings.key_file, passphrase)
     node.keys = ring
+
+
+NEW_PASSPHRASE_ENV = "GATEWAY_NEW_KEY_PASSPHRASE"  # noqa: S105 - a variable name
+
+
+@keys.command("reseal")
+@click.pass_obj
+def keys_reseal(obj: Context) -> None:
+    """Seal the key file again, under a new passphrase and the default key-derivation
+    settings (argon2id, 3 passes, 256 MiB): to change the passphrase, or to
+    strengthen a file that warns of weak settings. The new passphrase comes from
+    GATEWAY_NEW_KEY_PASSPHRASE or is asked for twice. Running servers and
+    dispatchers keep their keys; give them the new passphrase when they restart."""
+    node = obj.node()
+    ring = node.keys  # opened with the current passphrase first
+    passphrase = passphrase_from_env(NEW_PASSPHRASE_ENV) or click.prompt(
+        "New passphrase to seal the node keys", hide_input=True, confirmation_prompt=True
+    )
+    ring.save(node.settings.key_file, passphrase)
+    click.echo(
+        f"Keys of {node.id} sealed again in {node.settings.key_file} (argon2id, "
+        f"{OPSLIMIT_MODERATE} passes, {MEMLIMIT_MODERATE // 2**20} MiB); use the new "
+        "passphrase from now on"
+    )
 
 
 @keys.command("rotate")

@@ -62,6 +62,7 @@ from keys.sealed import (
     OPSLIMIT_MODERATE,
     KeyFileError,
     atomic_write,
+    key_file_warnings,
 )
 from keys.trustlist import TrustError, TrustList
 from schemas import xb1json
@@ -172,7 +173,8 @@ def _load_admin_key(path: str) -> AdminKey:
                 "key-file-passphrase",
                 f"{path} is sealed: set {PASSPHRASE_ENV} or type the passphrase at the prompt",
             )
-    return AdminKey.load(path, passphrase)
+    with key_file_warnings(path, lambda line: click.echo(line, err=True)):
+        return AdminKey.load(path, passphrase)
 
 
 def _show(proposal: Proposal, current: TrustList | None, path: str) -> None:

@@ -9,6 +9,7 @@ trust list cached, re-reading the newest installed version at most every
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import threading
@@ -24,7 +25,7 @@ from gateway.audit import log as audit
 from gateway.config import Settings
 from gateway.envelope import Limits
 from gateway.errors import ConfigError, NodeStateError
-from gateway.models import Suspension, TrustListVersion
+from gateway.models import AuditEntry, Suspension, TrustListVersion
 from gateway.policy import Policy
 from keys.keypair import SigningKeyPair
 from keys.nodekeys import NodeKeys
@@ -217,6 +218,24 @@ class Node:
             newest = session.scalars(
                 select(TrustListVersion.version).order_by(TrustListVersion.version.desc()).limit(1)
             ).first()
+            recorded = session.scalars(
+                select(AuditEntry.entry)
+                .where(AuditEntry.kind == "trust-list-installed")
+                .order_by(AuditEntry.seq.desc())
+                .limit(1)
+            ).first()
+            known = max(
+                json.loads(recorded)["version"] if recorded is not None else 0,
+                self._trust.version if self._trust is not None else 0,
+            )
+            if (newest or 0) < known:
+                raise NodeStateError(
+                    "trust-rollback",
+                    f"the database holds trust list version {newest or 'none'}, but version "
+                    f"{known} was installed (audit log, or this process): a stored version was "
+                    "deleted; restore the database from a backup, or install the newer "
+                    "versions again with 'gateway trust install'",
+                )
             if newest is None:
                 return None
             if self._trust is not None and self._trust.version == newest:
@@ -284,7 +303,8 @@ class Node:
                 base = verified[-1] if verified else current
                 verified.append(base.verify_chain([wire], at, installed=index < len(wires) - 1))
             self._store(session, verified, at)
-            quarantine.hold_revoked(session, verified[-1], at)
+            for trust_list in verified:  # a key revoked in N+1 may be gone from N+2
+                quarantine.hold_revoked(session, trust_list, at)
         self._use(verified[-1])
         return verified[-1]
 

@@ -29,6 +29,7 @@ import secrets
 import tempfile
 import unicodedata
 import warnings
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import nacl.bindings
@@ -52,6 +53,9 @@ OPSLIMIT_INTERACTIVE = argon2id.OPSLIMIT_INTERACTIVE
 MEMLIMIT_INTERACTIVE = argon2id.MEMLIMIT_INTERACTIVE
 OPSLIMIT_MIN = argon2id.OPSLIMIT_MIN  # tests only
 MEMLIMIT_MIN = argon2id.MEMLIMIT_MIN  # tests only
+#: Key-derivation settings below which an opened key file warns (the test suite, whose
+#: key files use the minimum to stay fast, lowers it).
+WEAK_BELOW = (OPSLIMIT_INTERACTIVE, MEMLIMIT_INTERACTIVE)
 OPSLIMIT_BOUND = 16
 MEMLIMIT_BOUND = argon2id.MEMLIMIT_SENSITIVE  # 1 GiB
 
@@ -66,8 +70,32 @@ class KeyFileError(Exception):
         self.message = message
 
 
-class UnsealedKeyWarning(UserWarning):
+class KeyFileWarning(UserWarning):
+    """A key file opened, but is weakly protected."""
+
+
+class UnsealedKeyWarning(KeyFileWarning):
     """A private key file was stored without a passphrase (demo mode)."""
+
+
+class WeakKeyFileWarning(KeyFileWarning):
+    """A key file sealed with key-derivation settings below argon2id's interactive ones."""
+
+
+@contextlib.contextmanager
+def key_file_warnings(path: str | os.PathLike[str], say: Callable[[str], None]) -> Iterator[None]:
+    """Key files opened inside: each :class:`KeyFileWarning` passed to ``say`` as one
+    line naming ``path`` (other warnings go on as they were)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", KeyFileWarning)
+        yield
+    for warning in caught:
+        if issubclass(warning.category, KeyFileWarning):
+            say(f"WARNING: {os.fspath(path)}: {warning.message}")
+        else:
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
 
 
 def _malformed(message: str) -> KeyFileError:
@@ -189,6 +217,16 @@ def open_keys(data: bytes, passphrase: str | None) -> dict[str, Any]:
         raise _malformed(f"sealed content is not valid JSON: {e}") from e
     if not isinstance(keys, dict):
         raise _malformed("sealed content must be a JSON object")
+    if opslimit < WEAK_BELOW[0] or memlimit < WEAK_BELOW[1]:
+        warnings.warn(
+            f"sealed with weak key-derivation settings ({opslimit} passes, "
+            f"{memlimit // 1024} KiB; argon2id's interactive minimum is "
+            f"{OPSLIMIT_INTERACTIVE} passes, {MEMLIMIT_INTERACTIVE // 2**20} MiB): a stolen "
+            "copy costs little to guess; seal it again with the default settings (a "
+            "node's keys: 'gateway keys reseal')",
+            WeakKeyFileWarning,
+            stacklevel=2,
+        )
     return keys
 
 

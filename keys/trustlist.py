@@ -144,6 +144,11 @@ class NodeKey:
             if not _is_int(self.revoked_at) or not 0 <= self.revoked_at <= MAX_TIME:
                 raise ValueError("revoked_at must be an integer time in [0, 2^53-1]")
 
+    def revoked_by(self, now: int) -> bool:
+        """§5: a revoked key is refused for everything from ``revoked_at`` on (at once
+        without one), whatever a signature's own date says."""
+        return self.status == "revoked" and (self.revoked_at is None or now >= self.revoked_at)
+
     def usable(self, iat: int, now: int) -> bool:
         """K1 (§5): may this key vouch for a message issued at ``iat``, judged at ``now``?"""
         if self.status == "active":

@@ -23,6 +23,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from werkzeug.serving import WSGIRequestHandler, make_server
 
+import keys.sealed
 from gateway.app import create_app
 from gateway.config import load_settings, write_instance_file
 from gateway.node import Node
@@ -31,6 +32,10 @@ from keys.keypair import SigningKeyPair
 from keys.nodekeys import NodeKeys
 from keys.sealed import MEMLIMIT_MIN, OPSLIMIT_MIN
 from keys.trustlist import admin_entry, assemble, build_list, node_entry, sign_list
+
+# Key files here are sealed with the minimum settings, to stay fast; the warning about
+# weak ones is tested by lowering nothing (tests/test_keys_sealed.py).
+keys.sealed.WEAK_BELOW = (OPSLIMIT_MIN, MEMLIMIT_MIN)
 
 PG_URL = os.environ.get("GATEWAY_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 PASSPHRASE = "correct horse battery staple"

@@ -4,13 +4,20 @@ when any byte of it changes."""
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 from click.testing import CliRunner
 
-from gateway.audit import evidence, log
+from gateway.audit import evidence, log, merkle, note
 from gateway.cli import main
 from gateway.dispatcher import Dispatcher
+from gateway.envelope import Recipient, seal
+from keys.keypair import EncryptionKeyPair, SigningKeyPair
+from keys.trustlist import admin_entry, assemble, build_list, key_entry, node_entry, sign_list
+from schemas import xb1json
+from schemas.b64 import b64e
+from schemas.examples import example_alert
 from tests.conftest import PASSPHRASE
 from tests.test_trust_follow import submit
 
@@ -114,3 +121,120 @@ def test_export_and_check_commands(exchanged, tmp_path):
         env={"GATEWAY_KEY_PASSPHRASE": PASSPHRASE},
     )
     assert unknown.exit_code == 2 and "error [evidence-invalid]" in unknown.output
+
+
+def test_a_bundle_relabelled_for_another_message_fails(exchanged):
+    fed, message_id = exchanged
+    for member in (fed["KZ"], fed["KG"]):
+        bundle = evidence.export(member.node, message_id)
+        for other in (str(uuid.uuid4()), "not an id", 7):
+            with pytest.raises(evidence.EvidenceError):
+                evidence.check({**bundle, "message": other})
+
+
+def test_every_receipt_must_verify_not_just_one(make_federation):
+    fed = make_federation(("KZ", "KG", "UZ"))
+    kz = fed["KZ"]
+    message_id = submit(kz, ["KG", "UZ"])
+    Dispatcher(kz.node).run_once()
+    log.checkpoint(kz.node)
+    bundle = evidence.export(kz.node, message_id)
+    assert evidence.check(bundle)["shown"].count("receipt") == 2
+    first, second = bundle["receipts"]
+    flipped = second[:40] + ("A" if second[40] != "A" else "B") + second[41:]
+    for receipts in ([first, flipped], [first, b64e(b"not a receipt")], [first, first, flipped]):
+        with pytest.raises(evidence.EvidenceError):
+            evidence.check({**bundle, "receipts": receipts})
+
+
+# A federation of two built offline: KZ's old signing key was revoked (stolen) five
+# days before NOW, KG's likewise; the new keys are active.
+NOW = 1_800_000_000
+REVOKED_AT = NOW - 5 * 86400
+FEDERATION = "evidence-test"
+ADMINS = [SigningKeyPair(bytes([i]) * 32) for i in (1, 2)]
+KZ_OLD, KZ_NEW, KG_OLD, KG_NEW = (SigningKeyPair(bytes([i]) * 32) for i in (3, 4, 5, 6))
+KZ_ENC, KG_ENC = EncryptionKeyPair(b"\x07" * 32), EncryptionKeyPair(b"\x08" * 32)
+
+
+def _revoked_federation() -> bytes:
+    def member(node_id, old, new, enc):
+        keys = [
+            key_entry(old.public, "sig", status="revoked", revoked_at=REVOKED_AT),
+            key_entry(new.public, "sig"),
+            key_entry(enc.public, "enc"),
+        ]
+        entry = node_entry(node_id, node_id, f"https://{node_id.lower()}.example", new, enc)
+        return {**entry, "keys": keys}
+
+    raw = build_list(
+        federation=FEDERATION,
+        version=1,
+        issued_at=NOW - 10 * 86400,
+        expires=NOW + 30 * 86400,
+        prev=None,
+        threshold=2,
+        admins=[admin_entry(a, f"admin {i}") for i, a in enumerate(ADMINS)],
+        nodes=[member("KZ", KZ_OLD, KZ_NEW, KZ_ENC), member("KG", KG_OLD, KG_NEW, KG_ENC)],
+    )
+    return assemble(raw, [sign_list(raw, a) for a in ADMINS])
+
+
+def _bundle(kz_key, kg_key, iat, envelope_key=None):
+    """KZ's evidence for an envelope to KG dated ``iat``: checkpoint signed with
+    ``kz_key`` (and the envelope too, unless ``envelope_key``), co-signed by KG with
+    ``kg_key``."""
+    envelope = seal(
+        typ="alert/1",
+        body=example_alert(),
+        sender="KZ",
+        signing_key=envelope_key or kz_key,
+        recipients=[Recipient("KG", KG_ENC.kid, KG_ENC.public)],
+        tl=1,
+        iat=iat,
+        ttl=3600,
+    )
+    entry = xb1json.dumps(
+        {
+            "kind": "message-submitted",
+            "at": iat,
+            "id": envelope.header.id,
+            "ph": b64e(envelope.ph),
+            "ch": b64e(envelope.ch),
+        }
+    )
+    origin = log.origin_of(FEDERATION, "KZ")
+    body = note.checkpoint_body(origin, 1, merkle.leaf_hash(entry))
+    cosigned = note.add_signatures(
+        note.sign_note(body, origin, kz_key),
+        [note.cosign(body, log.origin_of(FEDERATION, "KG"), kg_key, NOW)],
+    )
+    return {
+        "format": evidence.FORMAT,
+        "node": "KZ",
+        "message": envelope.header.id,
+        "trust_list": _revoked_federation().decode(),
+        "checkpoint": cosigned,
+        "entries": [{"seq": 1, "entry": b64e(entry), "proof": []}],
+        "envelopes": [b64e(envelope.to_wire())],
+        "receipts": [],
+    }
+
+
+def test_revoked_keys_vouch_for_no_evidence():
+    """§5: a revoked key is refused for everything from revoked_at on, whatever a
+    signature's own date says: a thief's checkpoint, co-signature or back-dated
+    envelope made with it proves nothing."""
+    good = evidence.check(_bundle(KZ_NEW, KG_NEW, NOW - 60), now=NOW)
+    assert good["witnesses"] == ["KG"]
+    for kz_key, kg_key, iat, envelope_key in (
+        (KZ_NEW, KG_NEW, NOW - 60, KZ_OLD),  # the envelope by KZ's revoked key
+        (KZ_NEW, KG_NEW, REVOKED_AT - 86400, KZ_OLD),  # ... back-dated
+        (KZ_OLD, KG_NEW, NOW - 60, KZ_NEW),  # the checkpoint by KZ's revoked key
+        (KZ_NEW, KG_OLD, NOW - 60, KZ_NEW),  # KG's revoked key co-signs
+    ):
+        with pytest.raises(evidence.EvidenceError):
+            evidence.check(_bundle(kz_key, kg_key, iat, envelope_key), now=NOW)
+    # Before the revocation the old keys were as good as the new ones.
+    early = evidence.check(_bundle(KZ_OLD, KG_OLD, REVOKED_AT - 86400), now=REVOKED_AT - 1)
+    assert early["witnesses"] == ["KG"]

@@ -7,13 +7,15 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
 from click.testing import CliRunner
 from sqlalchemy import delete, select, update
 
 from gateway.audit import log, merkle, note
 from gateway.cli import main
 from gateway.dispatcher import Dispatcher
-from gateway.models import AuditEntry
+from gateway.errors import NodeStateError
+from gateway.models import AuditCheckpoint, AuditEntry
 from schemas import xb1json
 from schemas.b64 import b64d
 from tests.conftest import PASSPHRASE
@@ -100,32 +102,35 @@ def test_any_change_deletion_or_reordering_is_found(make_federation):
 
     with kz.node.sessions() as session:
         row = session.get(AuditEntry, 3)
-        original = (row.entry, row.leaf_hash)
+        original = (row.entry, row.leaf_hash, row.kind, row.at)
         other = session.get(AuditEntry, 4)
-        swapped = (other.entry, other.leaf_hash)
+        swapped = (other.entry, other.leaf_hash, other.kind, other.at)
+
+    def put(seq, values):
+        entry, leaf_hash, kind, at = values
+        return (
+            update(AuditEntry)
+            .where(AuditEntry.seq == seq)
+            .values(entry=entry, leaf_hash=leaf_hash, kind=kind, at=at)
+        )
 
     tamper(update(AuditEntry).where(AuditEntry.seq == 3).values(entry=original[0] + b" "))
     assert "entry 3 was changed" in verify(kz).problem
     tamper(update(AuditEntry).where(AuditEntry.seq == 3).values(entry=original[0]))
 
-    # Reordering: entries 3 and 4 exchange places, each with a matching leaf hash.
-    tamper(
-        update(AuditEntry).where(AuditEntry.seq == 3).values(entry=swapped[0], leaf_hash=swapped[1])
-    )
-    tamper(
-        update(AuditEntry)
-        .where(AuditEntry.seq == 4)
-        .values(entry=original[0], leaf_hash=original[1])
-    )
+    # Reordering: entries 3 and 4 exchange places, each with matching hash and columns.
+    tamper(put(3, swapped))
+    tamper(put(4, original))
     assert "changed, deleted or reordered" in verify(kz).problem
-    tamper(
-        update(AuditEntry)
-        .where(AuditEntry.seq == 3)
-        .values(entry=original[0], leaf_hash=original[1])
-    )
-    tamper(
-        update(AuditEntry).where(AuditEntry.seq == 4).values(entry=swapped[0], leaf_hash=swapped[1])
-    )
+    tamper(put(3, original))
+    tamper(put(4, swapped))
+    assert verify(kz).ok
+
+    # The columns the oversight report selects by must match the hashed contents.
+    for changed in ({"kind": "hidden"}, {"at": original[3] + 86400}):
+        tamper(update(AuditEntry).where(AuditEntry.seq == 3).values(**changed))
+        assert "entry 3's kind or at column was changed" in verify(kz).problem
+        tamper(put(3, original))
     assert verify(kz).ok
 
     tamper(delete(AuditEntry).where(AuditEntry.seq == 2))
@@ -207,3 +212,28 @@ def test_an_append_that_waited_for_another_takes_the_next_position(make_federati
     entries = kinds(kz)
     assert [seq for seq, _ in entries] == list(range(1, len(entries) + 1))
     assert [e["n"] for _, e in entries if e["kind"] == "test"] == [1, 2]
+
+
+@pytest.mark.parametrize("damage", [lambda raw: b"\x42" * len(raw), lambda raw: raw[:-32]])
+def test_a_changed_stored_frontier_stops_checkpoints_and_verify_names_it(make_federation, damage):
+    """The next checkpoint continues from the frontier stored beside the last one,
+    which no signature covers: changed, it would make the node sign a fork of its own
+    log. The node refuses to sign, and verify names the checkpoint."""
+    fed = make_federation(("KZ", "KG"), serve=False)
+    kz = fed["KZ"]
+    submit(kz, ["KG"])
+    first = log.checkpoint(kz.node)
+    with kz.node.sessions() as session:
+        session.execute(
+            update(AuditCheckpoint)
+            .where(AuditCheckpoint.size == first.size)
+            .values(frontier=damage(first.frontier))
+        )
+        session.commit()
+    assert f"checkpoint at size {first.size}: its stored frontier" in verify(kz).problem
+    submit(kz, ["KG"])
+    with pytest.raises(NodeStateError) as refused:
+        log.checkpoint(kz.node)
+    assert refused.value.code == "audit-mismatch"
+    with kz.node.sessions() as session:
+        assert [row.size for row in session.scalars(select(AuditCheckpoint))] == [first.size]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from click.testing import CliRunner
 from sqlalchemy import delete
 
@@ -13,6 +14,7 @@ from gateway.audit.witness import Witness
 from gateway.cli import main
 from gateway.models import AuditCheckpoint, AuditEntry
 from tests.conftest import PASSPHRASE
+from tests.test_rotation import revoke_signing_key
 from tests.test_trust_follow import submit
 
 
@@ -103,3 +105,23 @@ def test_a_shrunk_log_is_a_rollback_alarm(make_federation):
         session.commit()
     log.checkpoint(kz.node)
     assert witness.witness("KZ").problem_code == "audit-rollback"
+
+
+def test_revoked_keys_sign_no_checkpoint_and_no_cosignature(make_federation):
+    """§5: once revoked, a key vouches for nothing, and a checkpoint carries no date:
+    a witness refuses a checkpoint signed with a revoked key, and a node keeps no
+    co-signature made with one."""
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    submit(kz, ["KG"])
+    log.checkpoint(kz.node)
+    assert Witness(kg.node).witness("KZ").problem is None  # KG co-signs with its key
+    # KG's key is revoked (stolen); KZ no longer keeps what it co-signed.
+    revoke_signing_key(fed, "KG", revoked_ago=5)
+    assert Witness(kz.node).collect("KG") == 0
+    # KZ's key is revoked too, but a thief keeps signing KZ's checkpoints with it.
+    revoke_signing_key(fed, "KZ", revoked_ago=5)
+    submit(kz, ["KG"])
+    log.checkpoint(kz.node)
+    with pytest.raises(note.NoteError, match="not signed by any of its keys"):
+        Witness(kg.node).witness("KZ")

@@ -3,11 +3,13 @@
 import json
 import os
 import stat
+import warnings
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import keys.sealed
 from keys.sealed import (
     FORMAT,
     MEMLIMIT_INTERACTIVE,
@@ -16,6 +18,7 @@ from keys.sealed import (
     OPSLIMIT_MIN,
     KeyFileError,
     UnsealedKeyWarning,
+    WeakKeyFileWarning,
     open_keys,
     read_key_file,
     seal_keys,
@@ -210,3 +213,20 @@ def test_failed_write_leaves_old_file(tmp_path: Path) -> None:
         write_key_file(path, {"bad": 1.5}, PASS, **FAST)  # floats are not xb1-json
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["node.key"]
+
+
+def test_a_weakly_sealed_file_opens_with_a_warning(tmp_path: Path, monkeypatch) -> None:
+    # The suite lowers the floor for its own fast key files; this test puts it back.
+    monkeypatch.setattr(keys.sealed, "WEAK_BELOW", (OPSLIMIT_INTERACTIVE, MEMLIMIT_INTERACTIVE))
+    path = tmp_path / "node.key"
+    write_key_file(path, SECRET, PASS, **FAST)
+    with pytest.warns(WeakKeyFileWarning, match="weak key-derivation settings"):
+        assert read_key_file(path, PASS) == SECRET
+    with pytest.raises(KeyFileError):  # a wrong passphrase says that, not the warning
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", WeakKeyFileWarning)
+            read_key_file(path, "wrong")
+    write_key_file(path, SECRET, PASS, opslimit=OPSLIMIT_INTERACTIVE, memlimit=MEMLIMIT_INTERACTIVE)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_key_file(path, PASS) == SECRET

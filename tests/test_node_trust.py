@@ -6,7 +6,7 @@ import hashlib
 import time
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import delete, update
 
 from gateway.config import load_settings
 from gateway.errors import NodeStateError
@@ -173,3 +173,26 @@ def test_an_expired_list_is_logged_as_an_alarm(make_federation, caplog):
             kz.node.require_sending_allowed(expired_at)
     alarms = [r for r in caplog.records if "ALARM [trust-list-expired]" in r.getMessage()]
     assert len(alarms) == 1 and alarms[0].levelname == "ERROR"  # once, not per delivery
+
+
+def test_deleting_the_newest_installed_version_is_a_rollback_not_an_older_list(
+    make_federation,
+):
+    """A stored version deleted from the database would put an older list, in which
+    a since-revoked key is usable again, back in force: the node refuses to run on it,
+    in the process that had the newer one and in a fresh one (the audit log names the
+    installed version)."""
+    fed = make_federation(("KZ", "KG"), serve=False)
+    kz = fed["KZ"]
+    kz.node.install_trust_list(successor(fed, kz.node.trust()))
+    assert kz.node.trust().version == 2
+    with kz.node.sessions() as session:
+        session.execute(delete(TrustListVersion).where(TrustListVersion.version == 2))
+        session.commit()
+    fresh = reopened(kz)
+    for node in (kz.node, fresh):
+        node._trust_checked_at = float("-inf")  # whatever trust_refresh says
+        with pytest.raises(NodeStateError, match="version 2 was installed") as refused:
+            node.trust()
+        assert refused.value.code == "trust-rollback"
+    fresh.engine.dispose()

@@ -7,14 +7,19 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
+from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
 from gateway.cli import main
 from gateway.dispatcher import Dispatcher
 from gateway.models import Delivery, DeliveryEvent
+from keys import sealed
 from keys.nodekeys import NodeKeys
+from keys.sealed import MEMLIMIT_INTERACTIVE, OPSLIMIT_INTERACTIVE
 from keys.trustlist import key_entry
 from tests.conftest import PASSPHRASE
 from tests.test_trust_follow import next_version, submit
@@ -235,3 +240,33 @@ def test_keys_create_makes_a_ring_once(tmp_path):
     again = runner.invoke(main, ["--instance", str(folder), "keys", "create"], env=env)
     assert again.exit_code == 2 and "error [keys-exist]" in again.output
     assert NodeKeys.load(folder / "node-keys.json", PASSPHRASE) == ring  # untouched
+
+
+def test_reseal_changes_the_passphrase_and_strengthens_a_weak_file(make_federation, monkeypatch):
+    fed = make_federation(("KZ", "KG"), serve=False)
+    kz = fed["KZ"]
+    monkeypatch.setattr(sealed, "WEAK_BELOW", (OPSLIMIT_INTERACTIVE, MEMLIMIT_INTERACTIVE))
+    shown = CliRunner().invoke(
+        main,
+        ["--instance", str(kz.instance), "keys", "show"],
+        env={"GATEWAY_KEY_PASSPHRASE": PASSPHRASE},
+    )
+    assert shown.exit_code == 0 and "weak key-derivation settings" in shown.stderr
+    resealed = CliRunner().invoke(
+        main,
+        ["--instance", str(kz.instance), "keys", "reseal"],
+        env={"GATEWAY_KEY_PASSPHRASE": PASSPHRASE, "GATEWAY_NEW_KEY_PASSPHRASE": "new words"},
+    )
+    assert resealed.exit_code == 0, resealed.output
+    assert "sealed again" in resealed.stdout
+    document = json.loads(Path(kz.node.settings.key_file).read_text())
+    assert (document["kdf"]["opslimit"], document["kdf"]["memlimit"]) == (
+        sealed.OPSLIMIT_MODERATE,
+        sealed.MEMLIMIT_MODERATE,
+    )
+    with pytest.raises(sealed.KeyFileError):
+        NodeKeys.load(kz.node.settings.key_file, PASSPHRASE)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ring = NodeKeys.load(kz.node.settings.key_file, "new words")
+    assert ring.to_secret_json() == kz.keys.to_secret_json()

@@ -9,7 +9,7 @@ import time
 from sqlalchemy import select
 
 from gateway.dispatcher import Dispatcher
-from gateway.models import TrustHint
+from gateway.models import InboundMessage, TrustHint
 from gateway.trust_sync import TrustFollower
 from keys.keypair import SigningKeyPair
 from keys.trustlist import TrustList, admin_entry, assemble, build_list, key_entry, sign_list
@@ -252,3 +252,36 @@ def test_a_version_beyond_any_list_is_not_an_announcement(make_federation):
     ).to_wire()
     assert receive(kg.node, wire).status == 200
     assert hints(kg) == {}
+
+
+def test_a_revocation_inside_a_chain_holds_what_its_key_signed(make_federation):
+    """Installing N+1 and N+2 at once holds what N+1 revokes, even when N+2 no longer
+    lists the revoked key, as installing them one by one does."""
+    fed = make_federation(("KZ", "KG", "UZ"))
+    kz, kg, uz = fed["KZ"], fed["KG"], fed["UZ"]
+    submit(kz, ["KG", "UZ"])  # unread at KG and UZ, signed with KZ's current key
+    assert {o.state for o in Dispatcher(kz.node).run_once()} == {"delivered"}
+    now = int(time.time())
+    new = SigningKeyPair(b"n" * 32)
+    enc = key_entry(kz.keys.current_encryption.public, "enc")
+    revoked = key_entry(
+        kz.keys.current_signing.public,
+        "sig",
+        not_before=now - 3600,
+        not_after=now + 86400,
+        status="revoked",
+        revoked_at=now - 5,
+    )
+    v1 = kg.node.trust()
+    w2 = next_version(fed, v1, node_keys={"KZ": [revoked, key_entry(new.public, "sig"), enc]})
+    w3 = next_version(
+        fed, v1.verify_successor(w2, now), node_keys={"KZ": [key_entry(new.public, "sig"), enc]}
+    )
+    kg.node.install_trust_chain([w2, w3])
+    uz.node.install_trust_list(w2)
+    uz.node.install_trust_list(w3)
+    for member in (kg, uz):
+        with member.node.sessions() as session:
+            [message] = session.scalars(select(InboundMessage)).all()
+            assert message.held, member.node.id
+            assert "revoked in trust list version 2" in message.quarantine_reason

@@ -25,6 +25,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from bisect import bisect_right
 from collections.abc import Iterable
@@ -101,14 +102,16 @@ def origin_of(federation: str, node_id: str) -> str:
 
 
 def open_checkpoint(
-    text: str, trust_list: TrustList, node_id: str
+    text: str, trust_list: TrustList, node_id: str, now: int | None
 ) -> tuple[str, note.Checkpoint] | None:
     """``node_id``'s signed checkpoint, verified with any of that node's signing keys
     in the trust list (keys rotate) and for that node's origin: its body and parsed
-    form, or None if no listed key verifies it."""
+    form, or None if no listed key verifies it. A checkpoint carries no time, so a
+    key revoked by ``now`` vouches for none (§5); ``now`` None admits such keys too,
+    for checking this node's own stored history against what it signed."""
     origin = origin_of(trust_list.federation, node_id)
     for key in trust_list.keys.keys_of(node_id):
-        if key.use != "sig":
+        if key.use != "sig" or (now is not None and key.revoked_by(now)):
             continue
         try:
             body, _ = note.open_note(text, {origin: key.pub})
@@ -157,6 +160,15 @@ def checkpoint(node: Any, *, now: int | None = None, min_new: int = 1) -> AuditC
     at = int(time.time()) if now is None else now
     with node.sessions() as session:
         last = latest(session)
+        if last is not None and _frontier_problem(
+            last, open_checkpoint(last.note, node.trust(), node.id, None)
+        ):
+            raise NodeStateError(
+                "audit-mismatch",
+                f"the stored state of the checkpoint at size {last.size} does not give the "
+                "root it signed: the audit tables were changed; run 'gateway audit verify' "
+                "and restore the database from a backup",
+            )
         frontier = _frontier_from(last.size, last.frontier) if last else merkle.CompactRange()
         covered = _covered(session)
         subtrees, covered = _catch_up(session, frontier, covered) if last else ([], covered)
@@ -458,6 +470,15 @@ def _verify_entries(
                 0,
                 f"entry {row.seq} was changed: its contents do not match its leaf hash",
             )
+        indexed = json.loads(row.entry)  # hashed above, so these are the signed bytes
+        if (row.kind, row.at) != (indexed["kind"], indexed["at"]):
+            # The oversight report selects entries by these columns.
+            return Finding(
+                False,
+                count,
+                0,
+                f"entry {row.seq}'s kind or at column was changed: they do not match its contents",
+            )
         frontier.append(row.leaf_hash, subtrees.completed)
         if subtrees.problem:
             return Finding(False, count, 0, subtrees.problem)
@@ -549,11 +570,26 @@ def _check_checkpoint(
     row: AuditCheckpoint, frontier: merkle.CompactRange, trust_list: TrustList, node_id: str
 ) -> str | None:
     """The checkpoint must be signed by one of the node's signing keys and state exactly
-    the root of the entries before it."""
-    opened = open_checkpoint(row.note, trust_list, node_id)
+    the root of the entries before it, as must the frontier stored to continue from."""
+    opened = open_checkpoint(row.note, trust_list, node_id, None)
     if opened is None:
         return f"checkpoint at size {row.size} is not signed by this node's keys"
     parsed = opened[1]
     if parsed.size != row.size or parsed.root != frontier.root() or row.root != parsed.root:
         return f"checkpoint at size {row.size} does not match the entries"
+    return _frontier_problem(row, opened)
+
+
+def _frontier_problem(
+    row: AuditCheckpoint, opened: tuple[str, note.Checkpoint] | None
+) -> str | None:
+    """The next checkpoint continues from ``row.frontier``, which no signature covers:
+    it must give the size and root of ``row``'s note as ``opened`` (signature checked)."""
+    try:
+        frontier = _frontier_from(row.size, row.frontier)
+        stated = (frontier.size, frontier.root())
+    except ValueError:  # not as many hashes as the size needs
+        stated = None
+    if opened is None or stated != (opened[1].size, opened[1].root):
+        return f"checkpoint at size {row.size}: its stored frontier does not give its signed root"
     return None

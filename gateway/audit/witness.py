@@ -80,7 +80,7 @@ class Witness:
             if e.code == "peer-error" and "404" in e.message:
                 return None
             raise
-        opened = open_checkpoint(text, trust_list, peer)
+        opened = open_checkpoint(text, trust_list, peer, at)
         if opened is None:
             raise note.NoteError(
                 "note-unverified",
@@ -180,7 +180,10 @@ class Witness:
                 "note-unverified", f"{peer} served a checkpoint of {checkpoint.origin!r}"
             )
         witness_name = origin_of(trust_list.federation, peer)
-        keys = [k.pub for k in trust_list.keys.keys_of(peer) if k.use == "sig"]
+        at = int(time.time())
+        keys = [
+            k.pub for k in trust_list.keys.keys_of(peer) if k.use == "sig" and not k.revoked_by(at)
+        ]
         good = []
         for name, line in lines:
             if name != witness_name:
@@ -194,7 +197,7 @@ class Witness:
                 break
         if not good:
             return 0
-        if open_checkpoint(text, trust_list, node.id) is None:
+        if open_checkpoint(text, trust_list, node.id, at) is None:
             log.warning(
                 "%s served a co-signed checkpoint of this node without this node's "
                 "valid signature; ignored",
