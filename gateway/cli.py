@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 
 import click
 from sqlalchemy import select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DatabaseError, OperationalError
 
 from gateway.config import (
     INSTANCE_FILE,
@@ -33,9 +33,15 @@ from gateway.config import (
 from gateway.errors import ConfigError, GatewayError
 from gateway.models import DeliveryState
 from keys.fingerprint import fingerprint
-from keys.nodekeys import NodeKeys, passphrase_from_env
-from keys.sealed import MEMLIMIT_MODERATE, OPSLIMIT_MODERATE, KeyFileError, key_file_warnings
-from keys.trustlist import KeyUse, TrustError, key_entry
+from keys.nodekeys import PASSPHRASE_ENV, NodeKeys, passphrase_from_env
+from keys.sealed import (
+    MEMLIMIT_MODERATE,
+    OPSLIMIT_MODERATE,
+    KeyFileError,
+    atomic_write,
+    key_file_warnings,
+)
+from keys.trustlist import MAX_TIME, KeyUse, TrustError, key_entry
 
 # Row ids are 32-bit integers in PostgreSQL: larger ids cannot exist.
 ROW_ID = click.IntRange(1, 2**31 - 1)
@@ -111,6 +117,24 @@ def _fail(code: str, message: str) -> NoReturn:
 class GatewayGroup(click.Group):
     """Turns every project error into one line: ``error [code]: sentence``."""
 
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        for arg in args:
+            try:
+                arg.encode("utf-8")
+            except UnicodeEncodeError:  # bytes the shell passed that are not UTF-8
+                _fail(
+                    "bad-argument",
+                    f"argument {arg.encode('utf-8', 'replace').decode()!r} is not valid UTF-8 "
+                    "text; type it again in a UTF-8 terminal",
+                )
+        return super().make_context(info_name, args, parent, **extra)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -122,8 +146,18 @@ class GatewayGroup(click.Group):
                 f"cannot use the database: {' '.join(str(e.orig).split())[:300]}; "
                 "check database_url and that the database server is running",
             )
+        except DatabaseError as e:  # not a database, or a damaged one
+            _fail(
+                "database-damaged",
+                f"cannot read the database: {' '.join(str(e.orig).split())[:300]}; check "
+                "database_url, or restore the database from a backup",
+            )
         except FileNotFoundError as e:
-            _fail("file-not-found", f"{e.filename}: no such file; did you run 'gateway init'?")
+            hint = "; check the path given, or restore the file from a backup"
+            settings_file = Path(ctx.obj.instance) / "gateway.toml" if ctx.obj else None
+            if settings_file is not None and not settings_file.exists():
+                hint = "; did you run 'gateway init'?"
+            _fail("file-not-found", f"{e.filename}: no such file{hint}")
         except OSError as e:
             _fail("file-error", f"{e.filename or 'a file'}: {e.strerror}")
 
@@ -172,11 +206,12 @@ def init(obj: Context, node_id: str, database_url: str, trust_anchor: str, unsea
     """
     folder = obj.instance
     key_file = folder / "node-keys.json"
-    if key_file.exists():
-        _fail(
-            "already-initialised",
-            f"{key_file} exists; this folder already holds a node (use another --instance)",
-        )
+    for existing in (key_file, folder / "gateway.toml"):
+        if existing.exists() or existing.is_symlink():
+            _fail(
+                "already-initialised",
+                f"{existing} exists; this folder already holds a node (use another --instance)",
+            )
     # Check every option before anything is written, so a typo leaves no half-made node.
     if not NODE_RE.match(node_id):
         _fail(
@@ -190,6 +225,7 @@ def init(obj: Context, node_id: str, database_url: str, trust_anchor: str, unsea
         Settings(node=node_id, instance=str(folder), trust_anchor=trust_anchor.lower()).check()
     except ConfigError as e:
         _fail(e.code, e.message.replace("trust_anchor", "--trust-anchor", 1))
+    passphrase = _new_ring_passphrase(unsealed, None)  # asked before anything is written
     settings: dict[str, Any] = {"node": node_id}
     if database_url:
         settings["database_url"] = database_url
@@ -198,32 +234,87 @@ def init(obj: Context, node_id: str, database_url: str, trust_anchor: str, unsea
     # The folder holds the database (message contents) and the key file: owner only.
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     write_instance_file(folder, settings)
-    loaded = obj.settings()
-    if loaded.node != node_id:
-        _fail(
-            "config-node",
-            f"GATEWAY_NODE={loaded.node} in the environment overrides --node {node_id}; "
-            "unset it and run init again",
-        )
+    loaded = obj.settings()  # with the GATEWAY_* environment, as the node will run
+    problem = _init_problem(loaded, node_id, database_url)
+    if problem is not None:
+        (folder / "gateway.toml").unlink()
+        _fail(*problem)
     keys = NodeKeys.generate(node_id)
     obj.node(keys)  # creates the database; a database error leaves no key file behind
-    _write_new_ring(keys, key_file, unsealed)
+    _save_new_ring(keys, Path(loaded.key_file), passphrase)
     click.echo(f"Node {node_id} created in {folder}")
     _print_keys(keys)
 
 
-def _write_new_ring(keys: NodeKeys, key_file: Path, unsealed: bool) -> None:
+def _init_problem(loaded: Settings, node_id: str, database_url: str) -> tuple[str, str] | None:
+    """Why the configuration just written would not make a new node of its own."""
+    if loaded.node != node_id:
+        return (
+            "config-node",
+            f"GATEWAY_NODE={loaded.node} in the environment overrides --node {node_id}; "
+            "unset it and run init again",
+        )
+    if database_url and loaded.database_url != database_url:
+        return (
+            "config-database",
+            "GATEWAY_DATABASE_URL in the environment overrides --database-url; unset it or "
+            "leave the option out",
+        )
+    if Path(loaded.key_file).exists():
+        return (
+            "already-initialised",
+            f"{loaded.key_file} exists; it holds another node's keys (use another key_file)",
+        )
+    if _holds_a_node(loaded.database_url):
+        return (
+            "database-in-use",
+            "the database already holds a node's tables; give each node its own database",
+        )
+    return None
+
+
+def _holds_a_node(url: str) -> bool:
+    """Whether the database at ``url`` already has this project's tables."""
+    from sqlalchemy import create_engine, inspect
+
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return False  # not created by merely looking
+    engine = create_engine(url)
+    try:
+        return inspect(engine).has_table("alembic_version")
+    finally:
+        engine.dispose()
+
+
+def _new_ring_passphrase(unsealed: bool, configured: str | None) -> str | None:
+    """The passphrase to seal new node keys under (None: unsealed, said loudly)."""
     if unsealed:
         click.echo(
-            "WARNING: private keys are stored UNSEALED; anyone who reads "
-            f"{key_file} can sign and decrypt as {keys.node}.",
+            "WARNING: private keys are stored UNSEALED; anyone who reads the key file "
+            "can sign and decrypt as this node.",
             err=True,
         )
+        return None
+    return passphrase_from_env() or configured or _ask_new_passphrase(PASSPHRASE_ENV)
+
+
+def _ask_new_passphrase(variable: str) -> str:
+    if not sys.stdin.isatty():
+        _fail(
+            "key-file-passphrase",
+            f"no passphrase to seal the node keys: set {variable}, or run the command in a "
+            "terminal to type one",
+        )
+    text: str = click.prompt(
+        "Passphrase to seal the node keys", hide_input=True, confirmation_prompt=True
+    )
+    return text
+
+
+def _save_new_ring(keys: NodeKeys, key_file: Path, passphrase: str | None) -> None:
+    if passphrase is None:
         keys.save(key_file, None, unsafe_unsealed=True)
     else:
-        passphrase = passphrase_from_env() or click.prompt(
-            "Passphrase to seal the node keys", hide_input=True, confirmation_prompt=True
-        )
         keys.save(key_file, passphrase)
 
 
@@ -258,7 +349,7 @@ def keys_create(obj: Context, unsealed: bool) -> None:
             f"{key_file} exists; rotate keys with 'gateway keys rotate' instead of replacing them",
         )
     ring = NodeKeys.generate(settings.node)
-    _write_new_ring(ring, key_file, unsealed)
+    _save_new_ring(ring, key_file, _new_ring_passphrase(unsealed, settings.key_passphrase))
     click.echo(f"Keys of {settings.node} created in {key_file}")
     _print_keys(ring)
 
@@ -281,6 +372,12 @@ def _endpoint(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
     return value
 
 
+def _future(_ctx: click.Context, _param: click.Parameter, value: int | None) -> int | None:
+    if value is not None and value <= int(time.time()):
+        raise click.BadParameter(f"{value} is not in the future (Unix seconds, e.g. 1893456000)")
+    return value
+
+
 def _anchor(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
     if value is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", value.strip()):
         raise click.BadParameter(
@@ -300,9 +397,10 @@ def _anchor(_ctx: click.Context, _param: click.Parameter, value: str | None) -> 
 )
 @click.option(
     "--not-after",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=MAX_TIME),
     default=None,
-    help="Key expiry (Unix seconds); default two years from now.",
+    callback=_future,
+    help="Key expiry (Unix seconds, in the future); default two years from now.",
 )
 @click.pass_obj
 def keys_entry(obj: Context, name: str, endpoint: str, not_after: int | None) -> None:
@@ -351,9 +449,7 @@ def keys_reseal(obj: Context) -> None:
     dispatchers keep their keys; give them the new passphrase when they restart."""
     node = obj.node()
     ring = node.keys  # opened with the current passphrase first
-    passphrase = passphrase_from_env(NEW_PASSPHRASE_ENV) or click.prompt(
-        "New passphrase to seal the node keys", hide_input=True, confirmation_prompt=True
-    )
+    passphrase = passphrase_from_env(NEW_PASSPHRASE_ENV) or _ask_new_passphrase(NEW_PASSPHRASE_ENV)
     ring.save(node.settings.key_file, passphrase)
     click.echo(
         f"Keys of {node.id} sealed again in {node.settings.key_file} (argon2id, "
@@ -475,8 +571,23 @@ def trust_install(obj: Context, path: str, anchor: str | None) -> None:
     an anchor given here is then written into gateway.toml, so every later start
     re-verifies the stored list against it."""
     node = obj.node()
+    configured = node.settings.trust_anchor
+    if anchor and configured and anchor != configured:
+        # The configured anchor is what every later start checks version 1 against.
+        _fail(
+            "trust-anchor-mismatch",
+            f"--anchor {anchor} differs from trust_anchor {configured} in the configuration; "
+            "compare both with the anchor the administrators published and correct the wrong one",
+        )
     trust_list = node.install_trust_list(Path(path).read_bytes(), anchor=anchor)
-    if anchor and not node.settings.trust_anchor:
+    if node.id not in trust_list.node_ids:
+        click.echo(
+            f"WARNING: this node ({node.id}) is not in trust list version {trust_list.version}: "
+            "peers refuse what it sends and it can sign no checkpoint they accept; ask the "
+            "administrators to add its entry ('gateway keys entry')",
+            err=True,
+        )
+    if anchor and not configured:
         _pin_anchor(obj.instance, anchor)
         click.echo(f"Pinned trust anchor {anchor} in {obj.instance / INSTANCE_FILE}.")
     click.echo(
@@ -491,6 +602,12 @@ def _pin_anchor(instance: Path, anchor: str) -> None:
     if path.exists():
         with path.open("rb") as handle:
             values = tomllib.load(handle)
+    if "trust_anchor" not in values and path.exists():
+        # Added as a line, so the operator's comments and layout stay as written.
+        text = path.read_text(encoding="utf-8")
+        separator = "" if not text or text.endswith("\n") else "\n"
+        atomic_write(path, f'{text}{separator}trust_anchor = "{anchor}"\n'.encode(), mode=0o600)
+        return
     values["trust_anchor"] = anchor
     write_instance_file(instance, values)
 
@@ -745,9 +862,26 @@ def db_upgrade(obj: Context) -> None:
     click.echo("Database is at the current schema.")
 
 
+def _bind(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    """HOST:PORT ([IPv6]:PORT) or unix:PATH, as gunicorn takes it; nothing implicit."""
+    if value.startswith("unix:") and len(value) > len("unix:"):
+        return value
+    match = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})", value)
+    if match is None or not 1 <= int(match.group(2)) <= 65535:
+        raise click.BadParameter(
+            f"{value!r} is not HOST:PORT (e.g. 127.0.0.1:8080 or [::1]:8080, port 1-65535) "
+            "or unix:PATH"
+        )
+    return value
+
+
 @main.command()
 @click.option(
-    "--bind", default="127.0.0.1:8080", show_default=True, help="Address and port to listen on."
+    "--bind",
+    default="127.0.0.1:8080",
+    show_default=True,
+    callback=_bind,
+    help="HOST:PORT or unix:PATH to listen on.",
 )
 @click.option(
     "--workers",
@@ -797,6 +931,8 @@ def dispatch(obj: Context, once: bool, until_idle: bool) -> None:
     """
     from gateway.dispatcher import Dispatcher
 
+    if once and until_idle:
+        _fail("bad-option", "give --once or --until-idle, not both")
     dispatcher = Dispatcher(obj.node())
     if once:
         outcomes = dispatcher.run_once()
@@ -999,11 +1135,14 @@ def audit_export(obj: Context, message_id: str, out: str) -> None:
     inclusion proofs, the signed checkpoint, the trust list, envelope and receipts."""
     from gateway.audit import evidence
 
+    if os.path.lexists(out):
+        _fail("file-exists", f"{out} exists; choose another file name, nothing is overwritten")
     try:
         bundle = evidence.export(obj.node(), message_id)
     except evidence.EvidenceError as e:
         _fail(e.code, e.message)
-    Path(out).write_text(json.dumps(bundle, indent=2) + "\n", encoding="utf-8")
+    # Metadata of who exchanged what with whom: readable by its owner only.
+    atomic_write(out, (json.dumps(bundle, indent=2) + "\n").encode("utf-8"), mode=0o600)
     click.echo(
         f"Evidence for {message_id}: {len(bundle['entries'])} audit entries, "
         f"{len(bundle['envelopes'])} envelope(s), {len(bundle['receipts'])} receipt(s) "
@@ -1021,7 +1160,7 @@ def audit_check(bundle: str) -> None:
     try:
         data = json.loads(Path(bundle).read_text(encoding="utf-8"))
         summary = evidence.check(data)
-    except (ValueError, evidence.EvidenceError) as e:
+    except (ValueError, RecursionError, evidence.EvidenceError) as e:
         click.echo(f"EVIDENCE DOES NOT VERIFY: {getattr(e, 'message', e)}", err=True)
         sys.exit(1)
     click.echo(
@@ -1052,17 +1191,28 @@ def audit_witness(obj: Context, peer: str | None) -> None:
     node = obj.node()
     witness = Witness(node)
     peers = [peer] if peer else [p for p in node.trust().node_ids if p != node.id]
+    failed = []
     for member in peers:
-        state = witness.witness(member)
-        if state is None:
-            click.echo(f"{member}: no checkpoint yet")
-        elif state.problem:
-            click.echo(f"{member}: ALARM [{state.problem_code}] {state.problem}")
-        else:
-            click.echo(f"{member}: {state.size} entries, consistent, co-signed")
-        collected = witness.collect(member)
+        try:
+            state = witness.witness(member)
+            if state is None:
+                click.echo(f"{member}: no checkpoint yet")
+            elif state.problem:
+                click.echo(f"{member}: ALARM [{state.problem_code}] {state.problem}")
+            else:
+                click.echo(f"{member}: {state.size} entries, consistent, co-signed")
+            collected = witness.collect(member)
+        except (GatewayError, TrustError) as e:
+            if peer:  # the one asked for: its error is the answer
+                raise
+            # One unreachable member does not keep the others from being witnessed.
+            click.echo(f"{member}: error [{e.code}]: {getattr(e, 'message', e)}", err=True)
+            failed.append(member)
+            continue
         if collected:
             click.echo(f"{member}: co-signed this node's checkpoint; co-signature kept")
+    if failed:
+        _fail("witness-incomplete", f"could not witness {', '.join(failed)}; see above")
 
 
 @audit.command("reset-witness")
@@ -1082,6 +1232,12 @@ def audit_reset_witness(obj: Context, peer: str, reason: str, who: str) -> None:
         state = session.get(WitnessState, peer)
         if state is None:
             _fail("not-found", f"this node has not witnessed {peer}")
+        if state.problem is None:
+            _fail(
+                "no-alarm",
+                f"there is no alarm about {peer} to clear; its witness state is kept, so a "
+                "later rewrite of its log is still found",
+            )
         log.record(
             session,
             "witness-reset",
@@ -1108,7 +1264,9 @@ def audit_dpo(obj: Context, since: str | None, until: str | None, who: str, as_j
     justification), overdue case-data requests, and stored messages and refused
     envelopes' bytes due for purge. Exit 3 when anything is flagged or overdue."""
     from gateway.audit import oversight
+    from gateway.sovereignty import require_name
 
+    require_name(who)
     node = obj.node()
     result = oversight.report_for(node, since, until, by=f"cli {who}")
     if as_json:

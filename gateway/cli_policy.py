@@ -15,6 +15,7 @@ import click
 
 from gateway import policy as policy_module
 from gateway import purge as purge_module
+from gateway.errors import GatewayError
 
 
 def describe(policy: policy_module.Policy) -> str:
@@ -65,7 +66,15 @@ def policy_group() -> None:
 def policy_check(obj: Any, file: Path | None) -> None:
     """Check a policy file (default: the instance's) and print what it allows."""
     path = file or obj.instance / policy_module.POLICY_FILE
-    policy = policy_module.parse(path.read_text(encoding="utf-8"), path)
+    try:
+        text = policy_module.read(path)
+    except FileNotFoundError as e:
+        raise GatewayError(
+            "file-not-found",
+            f"{path}: no such file; give the policy file to check, or write "
+            f"{obj.instance / policy_module.POLICY_FILE} (docs/policy.md)",
+        ) from e
+    policy = policy_module.parse(text, path)
     click.echo(describe(policy))
 
 
@@ -73,6 +82,12 @@ def policy_check(obj: Any, file: Path | None) -> None:
 @click.pass_obj
 def policy_show(obj: Any) -> None:
     """The policy in force on this node."""
+    if not obj.instance.is_dir():  # not "no policy: everything allowed"
+        raise GatewayError(
+            "no-instance",
+            f"instance folder {obj.instance} does not exist; pass --instance (or set "
+            "GATEWAY_INSTANCE) to the node's folder",
+        )
     click.echo(describe(policy_module.load(obj.instance)))
 
 

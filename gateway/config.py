@@ -8,6 +8,7 @@ start with a sentence saying what to change.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import re
@@ -153,7 +154,48 @@ MINIMUM: dict[str, float] = {
     "hit_query_limit": 1,
     "purge_notice_days": 0,
 }
+DAY = 86400
+GIB = 1024**3
+# Upper bounds: far above any sensible value, and low enough that every time, size and
+# count computed from a setting fits the database's 64-bit integers and Python's
+# sleep and socket timeouts (a huge value would fail later, mid-work, with an
+# OverflowError instead of stopping the node at start).
+MAXIMUM: dict[str, float] = {
+    "max_envelope_bytes": GIB,
+    "clock_skew": DAY,
+    "max_ttl": 3650 * DAY,
+    "message_ttl": 3650 * DAY,
+    "peer_timeout": 3600,
+    "dispatch_lease": DAY,
+    "dispatch_batch": 10_000,
+    "dispatch_interval": 3600,
+    "backoff_base": DAY,
+    "backoff_cap": 365 * DAY,
+    "trust_refresh": DAY,
+    "max_rejection_bytes": GIB,
+    "checkpoint_entries": 1_000_000,
+    "checkpoint_interval": DAY,
+    "bulk_read_limit": 1_000_000,
+    "hit_query_limit": 1_000_000,
+    "purge_notice_days": 3650,
+}
 DATABASE_BACKENDS = ("sqlite", "postgresql")
+# The URL forms the node runs on: SQLite through Python's own sqlite3, PostgreSQL
+# through psycopg 3 (``postgresql://`` is opened with psycopg, see gateway/db.py).
+DATABASE_DRIVERS = {
+    "sqlite": "sqlite3",
+    "sqlite+pysqlite": "sqlite3",
+    "postgresql": "psycopg",
+    "postgresql+psycopg": "psycopg",
+}
+DATABASE_FORMS = (
+    "sqlite:////path/gateway.db (or sqlite+pysqlite://…) or postgresql://user@host/dbname "
+    "(or postgresql+psycopg://…)"
+)
+# Settings that name a file or a database: a control character there (a NUL, a newline)
+# is a slip, and a NUL would fail deep inside the file system calls.
+PATH_SETTINGS = ("key_file",)
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def _invalid(name: str, raw: Any, expected: str) -> ConfigError:
@@ -203,22 +245,36 @@ def _coerce(name: str, raw: Any, kind: Any) -> Any:
     else:  # str and str | None
         if not isinstance(raw, str):
             raise _invalid(name, raw, "a string in double quotes")
+        if name in PATH_SETTINGS and CONTROL.search(raw):
+            raise _invalid(name, raw, "a file path without control characters (NUL, newline, …)")
         return raw
-    minimum = MINIMUM.get(name)
-    if minimum is not None and value < minimum:
-        raise _invalid(name, raw, f"a value of at least {minimum:g}")
+    minimum, maximum = MINIMUM.get(name, -math.inf), MAXIMUM.get(name, math.inf)
+    if not minimum <= value <= maximum:
+        raise _invalid(name, raw, f"a value from {minimum:g} to {maximum:.0f}")
     return value
 
 
+def _driver_installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
 def check_database_url(url: str) -> str:
-    """``url`` if it names a database the node supports, else ``config-database``."""
+    """``url`` if it names a database the node supports through a driver that is
+    installed, else ``config-database``."""
+    control = CONTROL.search(url)
+    if control:  # not echoed: the URL may hold a password
+        raise ConfigError(
+            "config-database",
+            f"database_url contains the control character {control[0]!r} at position "
+            f"{control.start()}; remove it and use {DATABASE_FORMS}",
+        )
     try:
-        backend = make_url(url).get_backend_name()
+        parsed = make_url(url)
+        backend = parsed.get_backend_name()
     except ArgumentError as e:
         raise ConfigError(
             "config-database",
-            f"database_url {url!r} is not a database URL; use sqlite:////path/gateway.db "
-            "or postgresql://user@host/dbname",
+            f"database_url {url!r} is not a database URL; use {DATABASE_FORMS}",
         ) from e
     if backend not in DATABASE_BACKENDS:
         raise ConfigError(
@@ -226,11 +282,30 @@ def check_database_url(url: str) -> str:
             f"database_url uses {backend!r}; the node supports SQLite (sqlite:///…) and "
             "PostgreSQL (postgresql://…)",
         )
+    module = DATABASE_DRIVERS.get(parsed.drivername)
+    if module is None:
+        raise ConfigError(
+            "config-database",
+            f"database_url uses the driver {parsed.drivername!r}, which the node does not "
+            f"support; use {DATABASE_FORMS}",
+        )
+    if not _driver_installed(module):
+        raise ConfigError(
+            "config-database",
+            f"database_url needs the database driver {module}, which is not installed; "
+            "install the gateway with its postgres extra (pip install 'xb-gateway[postgres]')",
+        )
     return url
 
 
 def load_settings(instance: str | os.PathLike[str], **overrides: Any) -> Settings:
     """Read the layered configuration for the node whose instance folder is ``instance``."""
+    if CONTROL.search(os.fspath(instance)):
+        raise ConfigError(
+            "config-file",
+            f"instance folder {os.fspath(instance)!r} contains a control character (NUL, "
+            "newline, …); give the folder's path as --instance or GATEWAY_INSTANCE",
+        )
     folder = Path(instance).resolve()
     values: dict[str, Any] = {}
     toml_path = folder / INSTANCE_FILE
@@ -275,17 +350,73 @@ def load_settings(instance: str | os.PathLike[str], **overrides: Any) -> Setting
     return Settings(**values).check()
 
 
+# TOML basic strings: these characters are escaped by name, every other control character
+# (U+0000 to U+001F and U+007F) as \uXXXX; everything else is written as it is (UTF-8).
+_TOML_ESCAPES = {
+    "\b": "\\b",
+    "\t": "\\t",
+    "\n": "\\n",
+    "\f": "\\f",
+    "\r": "\\r",
+    '"': '\\"',
+    "\\": "\\\\",
+}
+
+
+def toml_string(text: str) -> str:
+    """``text`` as a TOML basic string (in double quotes) that reads back as ``text``."""
+    out = []
+    for char in text:
+        if char in _TOML_ESCAPES:
+            out.append(_TOML_ESCAPES[char])
+        elif char < " " or char == "\x7f":
+            out.append(f"\\u{ord(char):04X}")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
+
+
+def check_instance_values(instance: Path, settings: dict[str, Any]) -> None:
+    """Refuse, with the ``config-…`` error reading would give, settings that
+    ``load_settings`` would refuse in ``gateway.toml`` (``None`` values are skipped)."""
+    known = {f.name: f.type for f in fields(Settings)}
+    unknown = sorted(set(settings) - set(known) | ({"instance"} & set(settings)))
+    if unknown:
+        raise ConfigError(
+            "config-unknown",
+            f"unknown settings {unknown} cannot be written to {INSTANCE_FILE}; known settings "
+            f"are {', '.join(sorted(set(known) - {'instance'}))}",
+        )
+    values = {k: _coerce(k, v, known[k]) for k, v in settings.items() if v is not None}
+    for name, value in values.items():
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as e:
+                raise _invalid(name, value, "text without undecodable bytes") from e
+    if values.get("database_url"):
+        check_database_url(values["database_url"])
+    if "node" in values:  # without it, GATEWAY_NODE must name the node: checked on reading
+        values["trust_anchor"] = values.get("trust_anchor", "").strip().lower()
+        Settings(**{**values, "instance": str(instance)}).check()
+
+
 def write_instance_file(instance: Path, settings: dict[str, Any]) -> Path:
-    """Write ``gateway.toml`` (simple scalar values only)."""
+    """Write ``gateway.toml`` (simple scalar values only; ``None`` means not set).
+
+    Every value is checked first as reading the file would check it, so a value the node
+    would refuse is refused here (a ``config-…`` error) and nothing is written."""
+    check_instance_values(instance, settings)
     lines = ["# Node configuration; GATEWAY_<NAME> environment variables override these."]
     for key, value in settings.items():
+        if value is None:
+            continue
         if isinstance(value, bool):
             lines.append(f"{key} = {'true' if value else 'false'}")
         elif isinstance(value, (int, float)):
             lines.append(f"{key} = {value}")
         else:
-            escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
-            lines.append(f'{key} = "{escaped}"')
+            lines.append(f"{key} = {toml_string(str(value))}")
     path = instance / INSTANCE_FILE
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

@@ -14,11 +14,14 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.util.exc import CommandError
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.expression import ClauseElement
+
+from gateway.errors import NodeStateError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -142,7 +145,15 @@ def upgrade(engine: Engine) -> None:
     config = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        try:
+            command.upgrade(config, "head")
+        except CommandError as e:  # e.g. a revision a newer version of the gateway wrote
+            raise NodeStateError(
+                "database-revision",
+                f"the database's schema cannot be brought to this version's ({e}); was it "
+                "upgraded by a newer version of the gateway? Run that version, or restore "
+                "a backup",
+            ) from e
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -307,6 +307,41 @@ def _rule_id(path: Path, where: str, table: Mapping[str, Any], seen: set[str]) -
     return rule
 
 
+def _kind(value: object) -> str:
+    """What a TOML value is, in the words of ``docs/policy.md``."""
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, (int, float)):
+        return f"the number {value!r}"
+    if isinstance(value, str):
+        return f"the text {value!r}"
+    if isinstance(value, dict):
+        return "a single table"
+    if isinstance(value, list):
+        return "a list of values"
+    return f"a {type(value).__name__}"  # a date or time
+
+
+def _tables(path: Path, data: Mapping[str, Any], section: str) -> list[dict[str, Any]]:
+    """The ``[[section]]`` tables of the file (none if absent); anything else written
+    under that name (``agreement = 5``, a single ``[agreement]`` table, a list of
+    values) is refused, naming the section."""
+    tables = data.get(section, [])
+    if not isinstance(tables, list):
+        raise _fail(
+            path,
+            f"{section} must be written as [[{section}]] tables, one per rule, "
+            f"not as {_kind(tables)}",
+        )
+    for i, table in enumerate(tables):
+        if not isinstance(table, dict):
+            raise _fail(
+                path,
+                f"{section} #{i + 1} must be a table [[{section}]], not {_kind(table)}",
+            )
+    return tables
+
+
 def _types(path: Path, where: str, value: object) -> frozenset[str]:
     types = _strings(path, where, value)
     bad = sorted(t for t in types if not TYP_RE.match(t))
@@ -324,14 +359,14 @@ def parse(text: str, path: Path) -> Policy:
     unknown = set(data) - {"version", "agreement", "minimise", "retention", "agency", "route"}
     if unknown:
         raise _fail(path, f"unknown sections {sorted(unknown)}")
-    if data.get("version") != 1:
-        raise _fail(path, "must start with version = 1")
+    version = data.get("version")
+    # Exactly the integer 1: TOML 1.0 and true are equal to 1 in Python, but are not 1.
+    if type(version) is not int or version != 1:
+        raise _fail(path, "must start with version = 1 (the whole number 1)")
     seen: set[str] = set()
     agreements = []
-    for i, table in enumerate(data.get("agreement", [])):
+    for i, table in enumerate(_tables(path, data, "agreement")):
         where = f"agreement #{i + 1}"
-        if not isinstance(table, dict):
-            raise _fail(path, f"{where} must be a table [[agreement]]")
         extra = set(table) - {"id", "peer", "types", "purposes", "direction", "until"}
         if extra:
             raise _fail(path, f"{where} has unknown keys {sorted(extra)}")
@@ -360,10 +395,8 @@ def parse(text: str, path: Path) -> Policy:
         )
     rules = list(BUILT_IN_RULES)
     seen.update(r.id for r in BUILT_IN_RULES)
-    for i, table in enumerate(data.get("minimise", [])):
+    for i, table in enumerate(_tables(path, data, "minimise")):
         where = f"minimise #{i + 1}"
-        if not isinstance(table, dict):
-            raise _fail(path, f"{where} must be a table [[minimise]]")
         extra = set(table) - {"id", "audience", "types", "drop"}
         if extra:
             raise _fail(path, f"{where} has unknown keys {sorted(extra)}")
@@ -405,14 +438,14 @@ def parse(text: str, path: Path) -> Policy:
             raise _fail(
                 path, f"[retention] {typ} must be a whole number of days, 1 to {MAX_RETENTION_DAYS}"
             )
-    agencies = _agencies(path, data.get("agency", []))
+    agencies = _agencies(path, _tables(path, data, "agency"))
     return Policy(
         source=str(path),
         agreements=tuple(agreements),
         minimise_rules=tuple(rules),
         retention=dict(retention),
         agencies=agencies,
-        routes=_routes(path, data.get("route", []), {a.id for a in agencies}, seen),
+        routes=_routes(path, _tables(path, data, "route"), {a.id for a in agencies}, seen),
     )
 
 
@@ -420,13 +453,11 @@ _AGENCY_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,63}\Z")
 _SUBDIVISION = re.compile(r"[A-Z]{2}-[A-Z0-9]{1,3}\Z")
 
 
-def _agencies(path: Path, tables: object) -> tuple[LocalAgency, ...]:
-    if not isinstance(tables, list):
-        raise _fail(path, "[[agency]] must be a list of tables")
+def _agencies(path: Path, tables: list[dict[str, Any]]) -> tuple[LocalAgency, ...]:
     found: dict[str, LocalAgency] = {}
     for i, table in enumerate(tables):
         where = f"agency #{i + 1}"
-        if not isinstance(table, dict) or set(table) - {"id", "type", "name"}:
+        if set(table) - {"id", "type", "name"}:
             raise _fail(path, f"{where} has unknown keys; it takes id, type and name")
         agency_id, kind = table.get("id"), table.get("type")
         if not isinstance(agency_id, str) or not _AGENCY_ID.match(agency_id):
@@ -435,22 +466,22 @@ def _agencies(path: Path, tables: object) -> tuple[LocalAgency, ...]:
             raise _fail(
                 path, f"{where} ({agency_id}): type must be one of {', '.join(AGENCY_TYPES)}"
             )
+        if "name" in table and not isinstance(table["name"], str):
+            raise _fail(path, f"{where} ({agency_id}): name must be a text in quotes")
         if agency_id in found:
             raise _fail(path, f"{where}: agency {agency_id} is listed twice")
         found[agency_id] = LocalAgency(agency_id, kind)
     return tuple(found.values())
 
 
-def _routes(path: Path, tables: object, agencies: set[str], seen: set[str]) -> tuple[Route, ...]:
-    if not isinstance(tables, list):
-        raise _fail(path, "[[route]] must be a list of tables")
+def _routes(
+    path: Path, tables: list[dict[str, Any]], agencies: set[str], seen: set[str]
+) -> tuple[Route, ...]:
     if tables and not agencies:
         raise _fail(path, "routes need the local agencies they name, listed as [[agency]]")
     routes = []
     for i, table in enumerate(tables):
         where = f"route #{i + 1}"
-        if not isinstance(table, dict):
-            raise _fail(path, f"{where} must be a table [[route]]")
         extra = set(table) - {"id", "types", "kinds", "regions", "agencies"}
         if extra:
             raise _fail(path, f"{where} has unknown keys {sorted(extra)}")
@@ -480,11 +511,25 @@ def _routes(path: Path, tables: object, agencies: set[str], seen: set[str]) -> t
     return tuple(routes)
 
 
+def read(path: Path) -> str:
+    """The text of a policy file; a file that is not UTF-8 text is ``policy-invalid``
+    (a missing or unreadable file raises the ``OSError``)."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise _fail(
+            path,
+            f"not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); "
+            "save the file as UTF-8",
+        ) from e
+
+
 def load(instance: str | Path) -> Policy:
     """The policy of the node in ``instance``; open (with a warning) if it has none."""
     path = Path(instance) / POLICY_FILE
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read(path)
     except FileNotFoundError:
         log.warning(
             "no %s in %s: every exchange with every member is allowed; write the node's "
@@ -493,6 +538,6 @@ def load(instance: str | Path) -> Policy:
             instance,
         )
         return Policy(source="", open=True)
-    except (OSError, UnicodeDecodeError) as e:
+    except OSError as e:
         raise ConfigError("policy-invalid", f"cannot read {path}: {e}") from e
     return parse(text, path)

@@ -20,6 +20,7 @@ from gateway.audit import log as audit
 from gateway.envelope import NODE_RE, TYP_RE
 from gateway.errors import ApiError
 from gateway.models import Suspension, is_row_id
+from schemas.registry import MESSAGE_TYPES
 
 SCOPES = ("node", "type")
 
@@ -27,9 +28,12 @@ SCOPES = ("node", "type")
 def _check_value(scope: str, value: str) -> None:
     if scope == "node" and not NODE_RE.match(value):
         raise ApiError("bad-suspension", f"{value!r} is not a node id such as KG", status=422)
-    if scope == "type" and not TYP_RE.match(value):
+    if scope == "type" and (not TYP_RE.match(value) or value not in MESSAGE_TYPES):
+        # A misspelt type would suspend nothing, silently.
         raise ApiError(
-            "bad-suspension", f"{value!r} is not a message type such as alert/1", status=422
+            "bad-suspension",
+            f"{value!r} is not a message type of the standard: {', '.join(sorted(MESSAGE_TYPES))}",
+            status=422,
         )
     if scope not in SCOPES:
         raise ApiError("bad-suspension", f"scope must be one of {', '.join(SCOPES)}", status=422)
@@ -39,7 +43,12 @@ def require_reason_and_name(reason: str, who: str) -> None:
     """Every recorded decision says why and who (suspensions, quarantine releases)."""
     if not reason or not reason.strip() or len(reason) > 2000:
         raise ApiError("reason-required", "say why, in 1 to 2000 characters", status=422)
-    if not who or not who.strip() or len(who) > 200 or re.search(r"[\x00-\x1f]", who):
+    require_name(who)
+
+
+def require_name(who: str) -> None:
+    """A name recorded for who decides or asks: 1 to 200 characters, one line."""
+    if not who or not who.strip() or len(who) > 200 or re.search(r"[\x00-\x1f\x7f]", who):
         raise ApiError(
             "who-required", "say who decides (a name or role, up to 200 characters)", status=422
         )

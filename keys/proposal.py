@@ -109,6 +109,29 @@ def _endpoint(value: object, what: str) -> str:
     return value
 
 
+def _json_kind(value: object) -> str:
+    """What a JSON value is, for an error about a file that holds the wrong kind."""
+    if isinstance(value, bool) or value is None:
+        return f"the JSON value {'null' if value is None else str(value).lower()}"
+    if isinstance(value, (int, float)):
+        return f"the number {value!r}"
+    if isinstance(value, str):
+        return f"the string {value[:40]!r}"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return f"a {type(value).__name__}"
+
+
+def _as_object(value: object, what: str, members: str) -> dict[str, Any]:
+    """A JSON object given to a change (any ``Mapping``) as a dict to check; a scalar or a
+    list, as a file holding ``"x"`` or ``5`` reads, is ``proposal-bad-entry``."""
+    if not isinstance(value, Mapping):
+        raise _error(
+            "bad-entry", f"{what} must be a JSON object with {members}, not {_json_kind(value)}"
+        )
+    return dict(value)
+
+
 @contextlib.contextmanager
 def _bad_entry(what: str) -> Iterator[None]:
     """Turn the T1 parser's ``trust-malformed`` into ``proposal-bad-entry`` for an input."""
@@ -208,7 +231,8 @@ class AdminKey:
 
 def admin_from_entry(entry: object, what: str = "admin") -> dict[str, str]:
     """Check a public admin object ``{"kid", "pub", "label"}`` (a keygen ``.pub.json``)."""
-    if not isinstance(entry, dict) or set(entry) != {"kid", "pub", "label"}:
+    entry = _as_object(entry, what, "exactly kid, pub and label")
+    if set(entry) != {"kid", "pub", "label"}:
         raise _error("bad-entry", f"{what} must be an object with exactly kid, pub and label")
     with _bad_entry(what):
         pub = b64d(entry["pub"], length=KEY_BYTES, what="pub")
@@ -219,7 +243,8 @@ def admin_from_entry(entry: object, what: str = "admin") -> dict[str, str]:
 
 def node_from_entry(entry: object, what: str = "node entry") -> dict[str, Any]:
     """Check a §5 node object as ``gateway keys entry`` prints it; keys must be active."""
-    if not isinstance(entry, dict) or set(entry) != {"node", "name", "endpoint", "keys"}:
+    entry = _as_object(entry, what, "exactly node, name, endpoint and keys")
+    if set(entry) != {"node", "name", "endpoint", "keys"}:
         raise _error(
             "bad-entry", f"{what} must be an object with exactly node, name, endpoint and keys"
         )
@@ -244,6 +269,7 @@ def node_from_entry(entry: object, what: str = "node entry") -> dict[str, Any]:
 
 def key_from_entry(node: str, entry: object, what: str = "key") -> dict[str, Any]:
     """Check a §5 key object to be added to ``node``; a new key must be active."""
+    entry = _as_object(entry, what, "kid, use, pub, not_before, not_after and status")
     with _bad_entry(what):
         key = _parse_key(node, entry, what)
     if key.status != "active":
@@ -317,7 +343,7 @@ class AddNode:
     entry: Mapping[str, Any]
 
     def apply(self, draft: _Draft) -> None:
-        node = node_from_entry(dict(self.entry))
+        node = node_from_entry(self.entry)
         if any(n["node"] == node["node"] for n in draft.nodes):
             raise _error("duplicate-node", f"node {node['node']} is already on the trust list")
         for key in node["keys"]:
@@ -343,7 +369,7 @@ class AddKey:
 
     def apply(self, draft: _Draft) -> None:
         node = draft.node(self.node)
-        key = key_from_entry(self.node, dict(self.key), f"new key of {self.node}")
+        key = key_from_entry(self.node, self.key, f"new key of {self.node}")
         if draft.has_kid(key["kid"]):
             raise _error("duplicate-key", f"key {key['kid']} is already on the trust list")
         node["keys"].append(key)
@@ -377,6 +403,11 @@ class RetireKey:
         if key["status"] != "active":
             raise _error("key-status", f"key {self.kid} is {key['status']}, not active")
         _require_another_active(node, key, "retiring")
+        for name, value in (("overlap", self.overlap), ("not_after", self.not_after)):
+            if value is None and name == "not_after":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TIME:
+                raise _error("key-time", f"{name} must be a whole number of seconds, 0 to 2^53-1")
         if self.not_after is None:
             until = max(key["not_before"], min(key["not_after"], draft.issued_at + self.overlap))
         else:
@@ -457,7 +488,7 @@ class AddAdmin:
     entry: Mapping[str, Any]
 
     def apply(self, draft: _Draft) -> None:
-        admin = admin_from_entry(dict(self.entry))
+        admin = admin_from_entry(self.entry)
         if any(a["kid"] == admin["kid"] for a in draft.admins):
             raise _error("duplicate-admin", f"admin {admin['kid']} is already on the trust list")
         draft.admins.append(admin)

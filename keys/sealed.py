@@ -200,6 +200,8 @@ def open_keys(data: bytes, passphrase: str | None) -> dict[str, Any]:
         ciphertext = b64d(document["ciphertext"], what="ciphertext")
     except WireFormatError as e:
         raise _malformed(str(e)) from e
+    if len(ciphertext) < nacl.bindings.crypto_aead_xchacha20poly1305_ietf_ABYTES:
+        raise _malformed("ciphertext is shorter than its authentication tag")
     if passphrase is None:
         raise KeyFileError("key-file-passphrase", "the key file is sealed; a passphrase is needed")
     key = _derive(passphrase, salt, opslimit, memlimit)

@@ -4,7 +4,9 @@ when any byte of it changes."""
 from __future__ import annotations
 
 import json
+import stat
 import uuid
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -121,6 +123,49 @@ def test_export_and_check_commands(exchanged, tmp_path):
         env={"GATEWAY_KEY_PASSPHRASE": PASSPHRASE},
     )
     assert unknown.exit_code == 2 and "error [evidence-invalid]" in unknown.output
+
+    def export(message, to):
+        return runner.invoke(
+            main,
+            ["--instance", str(fed["KZ"].instance), "audit", "export", message, "--out", str(to)],
+            env={"GATEWAY_KEY_PASSPHRASE": PASSPHRASE},
+        )
+
+    # Any string is no message id: a substring of the log would match unrelated entries.
+    bad = export("a", tmp_path / "a.json")
+    assert bad.exit_code == 2 and "error [bad-message-id]" in bad.output
+    assert not (tmp_path / "a.json").exists()
+    # An existing file is never overwritten (it might be the node's keys).
+    keys_before = fed["KZ"].node.settings.key_file
+    kept = Path(keys_before).read_bytes()
+    refused = export(message_id, keys_before)
+    assert refused.exit_code == 2 and "error [file-exists]" in refused.output
+    assert Path(keys_before).read_bytes() == kept
+    fresh = tmp_path / "fresh.json"
+    assert export(message_id, fresh).exit_code == 0
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o600
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000)
+    nested = runner.invoke(main, ["audit", "check", str(deep)])
+    assert nested.exit_code == 1 and "EVIDENCE DOES NOT VERIFY" in nested.output
+
+
+def test_a_bundle_that_shows_nothing_or_has_wrong_types_fails(exchanged):
+    fed, message_id = exchanged
+    bundle = evidence.export(fed["KZ"].node, message_id)
+    for changed in (
+        {"entries": [], "envelopes": [], "receipts": []},
+        {"entries": [], "envelopes": [], "receipts": [], "message": str(uuid.uuid4())},
+        {"entries": {}},
+        {"envelopes": None},
+        {"receipts": "x"},
+        {"trust_list": None},
+        {"trust_list": 5},
+        {"entries": [5]},
+        {"entries": [{"seq": 1, "entry": 5, "proof": []}]},
+    ):
+        with pytest.raises(evidence.EvidenceError):
+            evidence.check({**bundle, **changed})
 
 
 def test_a_bundle_relabelled_for_another_message_fails(exchanged):

@@ -125,3 +125,28 @@ def test_revoked_keys_sign_no_checkpoint_and_no_cosignature(make_federation):
     log.checkpoint(kz.node)
     with pytest.raises(note.NoteError, match="not signed by any of its keys"):
         Witness(kg.node).witness("KZ")
+
+
+def test_the_witness_command_goes_on_past_an_unreachable_member(make_federation):
+    fed = make_federation(("KZ", "KG", "UZ"))
+    kz, kg, uz = fed["KZ"], fed["KG"], fed["UZ"]
+    submit(uz, ["KZ"])
+    log.checkpoint(uz.node)
+    kg.server.stop()  # KG comes first and does not answer
+
+    def gateway(*args):
+        return CliRunner().invoke(
+            main,
+            ["--instance", str(kz.instance), "audit", *args],
+            env={"GATEWAY_KEY_PASSPHRASE": PASSPHRASE},
+        )
+
+    result = gateway("witness")
+    assert result.exit_code == 2, result.output
+    assert "KG: error [peer-unreachable]" in result.stderr
+    assert "UZ: " in result.stdout and "consistent, co-signed" in result.stdout
+    assert "error [witness-incomplete]: could not witness KG" in result.stderr
+    # A healthy witness state is no alarm to clear: it is kept.
+    kept = gateway("reset-witness", "UZ", "--reason", "routine check", "--by", "KZ auditor")
+    assert kept.exit_code == 2 and "error [no-alarm]" in kept.stderr
+    assert Witness(kz.node).witness("UZ").problem is None

@@ -23,7 +23,7 @@ from typing import Any
 import click
 import pytest
 from click.testing import CliRunner, Result
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
 
 from gateway.cli import main
 from gateway.config import load_settings
@@ -194,6 +194,80 @@ def test_init_when_the_database_is_unreachable_leaves_no_keys(tmp_path: Path) ->
     assert not (instance / "node-keys.json").exists()
 
 
+def test_init_never_takes_over_an_existing_node(tmp_path: Path, monkeypatch) -> None:
+    kz = tmp_path / "kz"
+    succeeded(gateway(kz, "init", "--node", "KZ", "--unsealed"))
+    written = (kz / "gateway.toml").read_bytes()
+    # The keys moved elsewhere: the folder still holds a node (its configuration).
+    (kz / "node-keys.json").rename(tmp_path / "kz-keys.json")
+    assert "gateway.toml exists" in refused(
+        gateway(kz, "init", "--node", "KG", "--unsealed"), "already-initialised"
+    )
+    assert (kz / "gateway.toml").read_bytes() == written
+    # Another node's database, or a key file the environment points at, is not adopted.
+    kg = tmp_path / "kg"
+    database = f"sqlite:///{kz / 'gateway.db'}"
+    refused(
+        gateway(kg, "init", "--node", "KG", "--unsealed", "--database-url", database),
+        "database-in-use",
+    )
+    assert not (kg / "gateway.toml").exists()
+    monkeypatch.setenv("GATEWAY_KEY_FILE", str(tmp_path / "kz-keys.json"))
+    refused(gateway(kg, "init", "--node", "KG", "--unsealed"), "already-initialised")
+    assert not (kg / "gateway.toml").exists()
+    uz_keys = tmp_path / "uz-keys.json"
+    monkeypatch.setenv("GATEWAY_KEY_FILE", str(uz_keys))
+    succeeded(gateway(tmp_path / "uz", "init", "--node", "UZ", "--unsealed"))
+    assert uz_keys.exists() and not (tmp_path / "uz" / "node-keys.json").exists()
+    succeeded(gateway(tmp_path / "uz", "keys", "show"))
+
+
+def test_no_passphrase_and_no_terminal_is_an_error_before_anything_is_written(
+    tmp_path: Path,
+) -> None:
+    instance = tmp_path / "kz"
+    message = refused(gateway(instance, "init", "--node", "KZ"), "key-file-passphrase")
+    assert "GATEWAY_KEY_PASSPHRASE" in message
+    assert not instance.exists()
+    succeeded(gateway(instance, "init", "--node", "KZ", passphrase="old words"))
+    message = refused(
+        gateway(instance, "keys", "reseal", passphrase="old words"), "key-file-passphrase"
+    )
+    assert "GATEWAY_NEW_KEY_PASSPHRASE" in message
+
+
+def test_damaged_or_foreign_databases_and_bad_arguments_are_named(tmp_path: Path) -> None:
+    instance = tmp_path / "kz"
+    succeeded(gateway(instance, "init", "--node", "KZ", "--unsealed"))
+    database = instance / "gateway.db"
+    saved = database.read_bytes()
+    # A database a newer version upgraded to a revision this one does not know.
+    engine = create_engine(f"sqlite:///{database}")
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '0999'"))
+    engine.dispose()
+    assert "newer version" in refused(gateway(instance, "token", "list"), "database-revision")
+    for damage in (b"not a database at all" * 300, saved[:4096]):
+        database.write_bytes(damage)
+        for suffix in ("-wal", "-shm"):
+            Path(f"{database}{suffix}").unlink(missing_ok=True)
+        assert "backup" in refused(gateway(instance, "token", "list"), "database-damaged")
+    # Bytes that are not UTF-8, as a shell passes them (surrogate escapes).
+    undecodable = b"x\xff".decode("utf-8", "surrogateescape")
+    for args in (
+        ["token", "issue", "kz-police", "--label", undecodable],
+        ["user", "disable", undecodable],
+    ):
+        refused(gateway(instance, *args), "bad-argument")
+    refused(gateway(tmp_path / undecodable, "keys", "show"), "bad-argument")
+    # A missing file of a node that exists is not a hint to run init.
+    other = tmp_path / "kg"
+    succeeded(gateway(other, "init", "--node", "KG", "--unsealed"))
+    (other / "node-keys.json").unlink()
+    message = refused(gateway(other, "keys", "show"), "file-not-found")
+    assert "gateway init" not in message
+
+
 def test_unsealed_node_keys_entry_and_trust_list(tmp_path: Path) -> None:
     instance = tmp_path / "kz"
     init = gateway(instance, "init", "--node", "KZ", "--unsealed")
@@ -242,6 +316,15 @@ def test_unsealed_node_keys_entry_and_trust_list(tmp_path: Path) -> None:
         "--endpoint",
         "http(s)",
     )
+    for not_after in ("1", str(2**53)):  # in the past; beyond what a trust list holds
+        usage_error(
+            gateway(
+                instance,
+                *("keys", "entry", "--name", "X", "--endpoint", "https://xb1.kz.example"),
+                *("--not-after", not_after),
+            ),
+            "--not-after",
+        )
 
     # The administrators build and sign the list from that entry.
     now = int(time.time())
@@ -284,13 +367,22 @@ def test_unsealed_node_keys_entry_and_trust_list(tmp_path: Path) -> None:
     )
     usage_error(gateway(instance, "trust", "install", str(tmp_path / "missing.json")), "PATH")
 
+    # An operator's comments in the configuration survive the anchor being pinned.
+    config = instance / "gateway.toml"
+    config.write_text("# KZ production node\n" + config.read_text())
     installed = gateway(instance, "trust", "install", str(trust_file), "--anchor", anchor.upper())
     assert succeeded(installed).strip().splitlines() == [
         f"Pinned trust anchor {anchor} in {instance / 'gateway.toml'}.",
         "Installed trust list cli-federation version 1 (2 nodes, threshold 2).",
     ]
     # The anchor given once is pinned in the configuration for every later start.
-    assert f'trust_anchor = "{anchor}"' in (instance / "gateway.toml").read_text()
+    assert f'trust_anchor = "{anchor}"' in config.read_text()
+    assert config.read_text().startswith("# KZ production node\n")
+    # Another anchor given later does not contradict the pinned one: refused, not installed.
+    assert "published" in refused(
+        gateway(instance, "trust", "install", str(trust_file), "--anchor", wrong),
+        "trust-anchor-mismatch",
+    )
     shown = succeeded(gateway(instance, "trust", "show"))
     assert shown.startswith("cli-federation version 1, expires ")
     assert "EXPIRED" not in shown
@@ -302,6 +394,13 @@ def test_unsealed_node_keys_entry_and_trust_list(tmp_path: Path) -> None:
 
     # Installing version 1 again is refused by the trust rules, in one line.
     refused(gateway(instance, "trust", "install", str(trust_file)), "trust-rollback")
+    assert "WARNING" not in installed.stderr
+    # A node the list does not name installs it, and is told what that means.
+    tj = tmp_path / "tj"
+    succeeded(gateway(tj, "init", "--node", "TJ", "--unsealed"))
+    outside = gateway(tj, "trust", "install", str(trust_file), "--anchor", anchor)
+    succeeded(outside)
+    assert "WARNING: this node (TJ) is not in trust list version 1" in outside.stderr
 
 
 # ---------------------------------------------------------------------------- instance
@@ -501,3 +600,15 @@ def test_demo_json(tmp_path: Path) -> None:
     assert all(size > 0 for size in summary["audit_entries"].values())
     assert list(tmp_path.iterdir()) == []  # the demo cleans up after itself
     assert b"no policy.toml" not in finished.stderr  # each demo node has its agreements
+
+
+@pytest.mark.parametrize("bind", ["", ":8080", "127.0.0.1", "127.0.0.1:99999", "a b:80", "unix:"])
+def test_serve_refuses_an_address_that_is_not_host_and_port(tmp_path: Path, bind: str) -> None:
+    usage_error(gateway(tmp_path, "serve", "--bind", bind), "--bind")
+
+
+def test_small_misuses_are_named(tmp_path: Path) -> None:
+    refused(gateway(tmp_path / "nowhere", "policy", "show"), "no-instance")
+    instance = tmp_path / "kz"
+    succeeded(gateway(instance, "init", "--node", "KZ", "--unsealed"))
+    refused(gateway(instance, "dispatch", "--once", "--until-idle"), "bad-option")

@@ -131,6 +131,10 @@ def test_ciphertext_tampering_fails() -> None:
         assert e.value.code == "key-file-passphrase"
     with pytest.raises(KeyFileError):
         reopen(doc | {"ciphertext": b64e(bytes(ct[:-1]))})
+    for short in (b"", b"\x00" * 3, ct[:15]):  # shorter than the tag: malformed, no crash
+        with pytest.raises(KeyFileError) as e:
+            reopen(doc | {"ciphertext": b64e(short)})
+        assert e.value.code == "key-file-malformed"
 
 
 @pytest.mark.parametrize(

@@ -241,7 +241,13 @@ def test_period_parsing():
     assert (since, until) == (local("2026-11-01T00:00"), local("2026-12-01T00:00"))
     now = 100 * oversight.DAY
     assert oversight.period(settings, None, None, now) == (now + 1 - 30 * oversight.DAY, now + 1)
-    for since, until in (("2026-13-01", None), ("2026-11-30", "2026-11-01")):
+    for since, until in (
+        ("2026-13-01", None),
+        ("2026-11-30", "2026-11-01"),
+        (None, "9999-12-31"),  # the day after it is no date
+        ("9999-12-30", None),
+        ("0001-01-01", None),
+    ):
         with pytest.raises(ApiError) as raised:
             oversight.period(settings, since, until, 0)
         assert raised.value.code == "bad-period"
@@ -275,6 +281,12 @@ def test_report_through_the_admin_api_and_the_cli(exchanged):
         main, ["--instance", str(kg.instance), "audit", "dpo", "--by", "A. DPO"]
     )
     assert "Consultations (1):" in text.stdout and "test case 1" in text.stdout
+    assert [e["by"] for e in entries(kg, "oversight-report")][-1] == "cli A. DPO"
+    for who in ("", " ", "a\nb", "x" * 201):  # asked by nobody is not recorded
+        nobody = CliRunner().invoke(
+            main, ["--instance", str(kg.instance), "audit", "dpo", "--by", who]
+        )
+        assert nobody.exit_code == 2 and "error [who-required]" in nobody.stderr, who
     assert [e["by"] for e in entries(kg, "oversight-report")][-1] == "cli A. DPO"
 
 

@@ -100,6 +100,8 @@ def test_decisions_need_a_reason_and_a_name_and_are_not_doubled(make_federation)
     for args, code in (
         (("suspend", "node", "kg", "--reason", "x", "--by", "me"), "bad-suspension"),
         (("suspend", "type", "alert", "--reason", "x", "--by", "me"), "bad-suspension"),
+        (("suspend", "type", "alret/1", "--reason", "x", "--by", "me"), "bad-suspension"),
+        (("suspend", "node", "KG", "--reason", "x", "--by", "a\x7fb"), "who-required"),
         (("suspend", "node", "KG", "--reason", " ", "--by", "me"), "reason-required"),
         (("suspend", "node", "KG", "--reason", "x", "--by", ""), "who-required"),
         (("resume", "9", "--reason", "x", "--by", "me"), "not-found"),

@@ -58,9 +58,11 @@ FORMAT = "xb1-evidence/1"
 class EvidenceError(Exception):
     code = "evidence-invalid"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        if code is not None:
+            self.code = code
 
 
 def _signature_count(row: AuditCheckpoint) -> int:
@@ -74,6 +76,10 @@ def export(node: Any, message_id: str) -> dict[str, Any]:
     the one with the most co-signatures (then the newest), so that a verifier sees
     which other states witnessed the same log.
     """
+    if not UUID_RE.match(message_id):
+        raise EvidenceError(
+            f"{message_id[:40]!r} is not a message id (a lowercase UUID)", "bad-message-id"
+        )
     needle = message_id.encode()
     with node.sessions() as session:
         if latest(session) is None:
@@ -138,6 +144,8 @@ def export(node: Any, message_id: str) -> dict[str, Any]:
 
 
 def _trust_list(bundle: dict[str, Any]) -> TrustList:
+    if not isinstance(bundle.get("trust_list"), str):
+        raise EvidenceError("the bundle's trust_list must be the trust list as a string")
     wire = bundle["trust_list"].encode("utf-8")
     try:
         outer = xb1json.loads(wire)
@@ -152,6 +160,11 @@ def check(bundle: object, now: int | None = None) -> dict[str, Any]:
     at = int(time.time()) if now is None else now
     if not isinstance(bundle, dict) or bundle.get("format") != FORMAT:
         raise EvidenceError(f"not an {FORMAT} bundle")
+    for member in ("entries", "envelopes", "receipts"):
+        if not isinstance(bundle.get(member), list):
+            raise EvidenceError(f"the bundle's {member} must be a list")
+    if not bundle["entries"] and not bundle["envelopes"]:
+        raise EvidenceError("the bundle shows nothing: it holds no audit entry and no envelope")
     try:
         trust_list = _trust_list(bundle)
         node_id, message_id = bundle["node"], bundle["message"]
@@ -220,7 +233,15 @@ def check(bundle: object, now: int | None = None) -> dict[str, Any]:
                 shown.append("receipt")
             if "purged" in shown:
                 shown.append("payload purged")
-    except (KeyError, TypeError, ValueError, WireFormatError, note.NoteError, Rejected) as e:
+    except (
+        AttributeError,
+        KeyError,
+        TypeError,
+        ValueError,
+        WireFormatError,
+        note.NoteError,
+        Rejected,
+    ) as e:
         raise EvidenceError(f"the bundle does not verify: {e}") from e
     return {
         "node": node_id,

@@ -470,14 +470,13 @@ def _verify_entries(
                 0,
                 f"entry {row.seq} was changed: its contents do not match its leaf hash",
             )
-        indexed = json.loads(row.entry)  # hashed above, so these are the signed bytes
-        if (row.kind, row.at) != (indexed["kind"], indexed["at"]):
+        if (row.kind, row.at) != _indexed(row.entry):
             # The oversight report selects entries by these columns.
             return Finding(
                 False,
                 count,
                 0,
-                f"entry {row.seq}'s kind or at column was changed: they do not match its contents",
+                f"entry {row.seq} was changed: its kind and at columns do not match its contents",
             )
         frontier.append(row.leaf_hash, subtrees.completed)
         if subtrees.problem:
@@ -564,6 +563,15 @@ def _order(level: int, index: int) -> tuple[int, int]:
 
 def _span(level: int, index: int) -> str:
     return f"{(index << level) + 1}..{(index + 1) << level}"
+
+
+def _indexed(entry: bytes) -> tuple[Any, Any]:
+    """The kind and time an entry states (None, None for bytes that are no entry)."""
+    try:
+        parsed = json.loads(entry)
+    except (ValueError, RecursionError):
+        return None, None
+    return (parsed.get("kind"), parsed.get("at")) if isinstance(parsed, dict) else (None, None)
 
 
 def _check_checkpoint(

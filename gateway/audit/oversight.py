@@ -59,11 +59,14 @@ def period(settings: Settings, since: str | None, until: str | None, now: int) -
 
     def parse(text: str, name: str) -> date:
         try:
-            return date.fromisoformat(text)
+            day = date.fromisoformat(text)
         except ValueError as e:
             raise ApiError(
                 "bad-period", f"{name} must be a date such as 2026-11-01", status=422
             ) from e
+        if not 1970 <= day.year <= 9998:
+            raise ApiError("bad-period", f"{name} must be a date between 1970 and 9998", status=422)
+        return day
 
     end = now + 1 if until is None else _start_of(parse(until, "until") + timedelta(days=1), zone)
     start = end - DEFAULT_DAYS * DAY if since is None else _start_of(parse(since, "since"), zone)
