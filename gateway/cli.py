@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
-from sqlalchemy import select
+from sqlalchemy import create_engine, inspect, select
 from sqlalchemy.exc import DatabaseError, OperationalError
 
 from gateway.config import (
@@ -146,11 +146,19 @@ class GatewayGroup(click.Group):
                 f"cannot use the database: {' '.join(str(e.orig).split())[:300]}; "
                 "check database_url and that the database server is running",
             )
-        except DatabaseError as e:  # not a database, or a damaged one
+        except DatabaseError as e:
+            reason = " ".join(str(e.orig).split())[:300]
+            if type(e) is DatabaseError:  # not a database, or a damaged one
+                _fail(
+                    "database-damaged",
+                    f"cannot read the database: {reason}; check database_url, or restore "
+                    "the database from a backup",
+                )
+            # A conflict with another process's change, or a statement the database refused.
             _fail(
-                "database-damaged",
-                f"cannot read the database: {' '.join(str(e.orig).split())[:300]}; check "
-                "database_url, or restore the database from a backup",
+                "database-error",
+                f"the database refused the change: {reason}; try the command again, and "
+                "report it with this line if it repeats",
             )
         except FileNotFoundError as e:
             hint = "; check the path given, or restore the file from a backup"
@@ -233,17 +241,37 @@ def init(obj: Context, node_id: str, database_url: str, trust_anchor: str, unsea
         settings["trust_anchor"] = trust_anchor.lower()
     # The folder holds the database (message contents) and the key file: owner only.
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    write_instance_file(folder, settings)
-    loaded = obj.settings()  # with the GATEWAY_* environment, as the node will run
-    problem = _init_problem(loaded, node_id, database_url)
-    if problem is not None:
-        (folder / "gateway.toml").unlink()
-        _fail(*problem)
-    keys = NodeKeys.generate(node_id)
-    obj.node(keys)  # creates the database; a database error leaves no key file behind
-    _save_new_ring(keys, Path(loaded.key_file), passphrase)
+    made = [folder / INSTANCE_FILE]
+    try:
+        write_instance_file(folder, settings)
+        loaded = obj.settings()  # with the GATEWAY_* environment, as the node will run
+        problem = _init_problem(loaded, node_id, database_url)
+        if problem is not None:
+            _fail(*problem)
+        made += _sqlite_files(loaded.database_url)
+        keys = NodeKeys.generate(node_id)
+        obj.node(keys)  # creates the database; a database error leaves no key file behind
+        _save_new_ring(keys, Path(loaded.key_file), passphrase)
+    except BaseException:
+        # Whatever stopped it (an error line, a database down, Ctrl-C), a second try
+        # must find no half-made node: what this command created goes again.
+        if obj._node is not None:
+            obj._node.engine.dispose()
+        for path in made:
+            path.unlink(missing_ok=True)
+        raise
     click.echo(f"Node {node_id} created in {folder}")
     _print_keys(keys)
+
+
+def _sqlite_files(url: str) -> list[Path]:
+    """The files of a SQLite database at ``url`` that do not exist yet."""
+    if not url.startswith("sqlite:///"):
+        return []
+    base = Path(url.removeprefix("sqlite:///"))
+    if base.exists():
+        return []
+    return [base, Path(f"{base}-wal"), Path(f"{base}-shm"), Path(f"{base}-journal")]
 
 
 def _init_problem(loaded: Settings, node_id: str, database_url: str) -> tuple[str, str] | None:
@@ -275,8 +303,6 @@ def _init_problem(loaded: Settings, node_id: str, database_url: str) -> tuple[st
 
 def _holds_a_node(url: str) -> bool:
     """Whether the database at ``url`` already has this project's tables."""
-    from sqlalchemy import create_engine, inspect
-
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
         return False  # not created by merely looking
     engine = create_engine(url)
@@ -621,6 +647,8 @@ def trust_fetch(obj: Context, peer: str | None) -> None:
     from the current one before it is used."""
     from gateway.trust_sync import TrustFollower
 
+    if peer is not None and not peer:
+        _fail("unknown-node", "--from needs a member's node id, e.g. --from KG")
     node = obj.node()
     follower = TrustFollower(node)
     installed = follower.follow(peer) if peer else follower.run_once()
@@ -1141,8 +1169,14 @@ def audit_export(obj: Context, message_id: str, out: str) -> None:
         bundle = evidence.export(obj.node(), message_id)
     except evidence.EvidenceError as e:
         _fail(e.code, e.message)
-    # Metadata of who exchanged what with whom: readable by its owner only.
-    atomic_write(out, (json.dumps(bundle, indent=2) + "\n").encode("utf-8"), mode=0o600)
+    # Metadata of who exchanged what with whom: readable by its owner only; created
+    # here (O_EXCL), so a file that appeared meanwhile is not overwritten either.
+    try:
+        handle = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        _fail("file-exists", f"{out} exists; choose another file name, nothing is overwritten")
+    with os.fdopen(handle, "wb") as file:
+        file.write((json.dumps(bundle, indent=2) + "\n").encode("utf-8"))
     click.echo(
         f"Evidence for {message_id}: {len(bundle['entries'])} audit entries, "
         f"{len(bundle['envelopes'])} envelope(s), {len(bundle['receipts'])} receipt(s) "

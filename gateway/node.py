@@ -88,11 +88,17 @@ class Node:
             assert self._load_keys is not None
             self.keys = self._load_keys()
         elif self._load_keys is not None and self._key_file_changed():
+            stamp = self._stamp()
             try:
                 self.keys = self._load_keys()
             except KeyFileError as e:  # keep serving with the ring we have, and say so
+                # Once per change of the file, not on every refresh: a key file sealed
+                # again under a new passphrase costs a key derivation each try.
+                self._key_file_stamp = stamp
                 log.error(
-                    "key file %s changed but does not load: [%s] %s",
+                    "key file %s changed but does not load: [%s] %s; this process keeps "
+                    "its keys until it is restarted (with the new passphrase, after "
+                    "'gateway keys reseal')",
                     self.settings.key_file,
                     e.code,
                     e.message,
@@ -215,17 +221,20 @@ class Node:
 
     def _load_trust(self) -> TrustList | None:
         with self.sessions() as session:
-            newest = session.scalars(
-                select(TrustListVersion.version).order_by(TrustListVersion.version.desc()).limit(1)
-            ).first()
+            # The audit entry first: an install committed between the two reads (on
+            # PostgreSQL each statement sees the latest commits) can then only make the
+            # stored version newer, never look like a rollback.
             recorded = session.scalars(
                 select(AuditEntry.entry)
                 .where(AuditEntry.kind == "trust-list-installed")
                 .order_by(AuditEntry.seq.desc())
                 .limit(1)
             ).first()
+            newest = session.scalars(
+                select(TrustListVersion.version).order_by(TrustListVersion.version.desc()).limit(1)
+            ).first()
             known = max(
-                json.loads(recorded)["version"] if recorded is not None else 0,
+                _installed_version(recorded),
                 self._trust.version if self._trust is not None else 0,
             )
             if (newest or 0) < known:
@@ -355,3 +364,13 @@ class Node:
 
 
 __all__ = ["Node", "TrustError"]
+
+
+def _installed_version(entry: bytes | None) -> int:
+    """The version a ``trust-list-installed`` audit entry names (0 for none; an entry
+    that is not one is left to ``gateway audit verify``, which names it)."""
+    try:
+        version = json.loads(entry)["version"] if entry is not None else 0
+    except (ValueError, TypeError, KeyError):
+        return 0
+    return version if type(version) is int else 0

@@ -526,7 +526,11 @@ def list_messages(
         query = query.where(OutboundMessage.deliveries.any(Delivery.state == state))
     if before is not None:
         cursor = session.get(OutboundMessage, before) if UUID_RE.match(before) else None
-        if cursor is None or (agency is not None and cursor.agency != agency):
+        if (
+            cursor is None
+            or (agency is not None and cursor.agency != agency)
+            or (types is not None and cursor.typ not in types)  # not even where it sits
+        ):
             raise ApiError(
                 "bad-cursor",
                 f"before must be the id of a message of this agency, as given in next_before; "

@@ -10,7 +10,6 @@ envelopes it covers with a signed ``policy-denied`` receipt (PROTOCOL §3 step 8
 
 from __future__ import annotations
 
-import re
 import time
 
 from sqlalchemy import select
@@ -20,6 +19,7 @@ from gateway.audit import log as audit
 from gateway.envelope import NODE_RE, TYP_RE
 from gateway.errors import ApiError
 from gateway.models import Suspension, is_row_id
+from schemas.common import FORBIDDEN_SINGLE_LINE
 from schemas.registry import MESSAGE_TYPES
 
 SCOPES = ("node", "type")
@@ -48,7 +48,7 @@ def require_reason_and_name(reason: str, who: str) -> None:
 
 def require_name(who: str) -> None:
     """A name recorded for who decides or asks: 1 to 200 characters, one line."""
-    if not who or not who.strip() or len(who) > 200 or re.search(r"[\x00-\x1f\x7f]", who):
+    if not who or not who.strip() or len(who) > 200 or FORBIDDEN_SINGLE_LINE.search(who):
         raise ApiError(
             "who-required", "say who decides (a name or role, up to 200 characters)", status=422
         )

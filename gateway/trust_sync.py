@@ -102,7 +102,11 @@ class TrustFollower:
     def fetch(self, endpoint: str, have: int) -> list[bytes]:
         """The wire forms of versions have+1 … newest served at ``endpoint``."""
         if endpoint.startswith("http://") and not self.node.settings.allow_insecure_http:
-            raise PeerError("insecure-endpoint", f"{endpoint} is plain HTTP")
+            raise PeerError(
+                "insecure-endpoint",
+                f"{endpoint} is plain HTTP; allow_insecure_http is for tests and demonstrations "
+                "only: ask the administrators for an https:// endpoint",
+            )
         base = endpoint.rstrip("/") + "/xb1/trust-list"
         newest_wire = self._get(base)
         newest = _peek_version(newest_wire)
@@ -121,6 +125,12 @@ class TrustFollower:
         """Fetch from one member now, whatever it announced; None if it has nothing newer."""
         at = int(time.time()) if now is None else now
         current = self.node.trust()
+        if peer == self.node.id:
+            raise ApiError(
+                "unknown-node",
+                f"{peer} is this node; fetch from another member ('gateway trust show')",
+                status=422,
+            )
         entry = current.node(peer)
         if entry is None:
             raise ApiError(

@@ -228,7 +228,15 @@ def test_within_an_agency_each_role_sees_only_its_types_of_outbound_messages(nod
         json=alert(),
     )
     assert (reused.status_code, reused.get_json()["error"]) == (409, "idempotency-key-reused")
-    assert "case-request/1" in reused.get_json()["message"]
+    assert "case-request" not in reused.get_json()["message"]  # nor what it is
+    # Nor where it sits among the agency's messages, nor whether it can be retried.
+    cursor = client.get(
+        "/api/v1/messages", headers=headers["officer"], query_string={"before": case_id}
+    )
+    assert (cursor.status_code, cursor.get_json()["error"]) == (422, "bad-cursor")
+    [delivery] = case.get_json()["deliveries"]
+    retried = client.post(f"/api/v1/deliveries/{delivery['id']}/retry", headers=headers["officer"])
+    assert (retried.status_code, retried.get_json()["error"]) == (404, "not-found")
     assert listed("officer") == [alert_id]  # and nothing was submitted
 
 

@@ -85,8 +85,8 @@ def test_an_idempotency_key_with_control_characters_is_a_422(make_federation, ke
 
 
 def test_a_retry_needs_a_role_that_may_send_the_type(make_federation):
-    """Retrying sends the message again: an officer may not send a caseworker's
-    referral, not even by retrying a delivery of the same agency."""
+    """Retrying sends the message again: a role may retry only what it may send, and
+    a delivery of a type it may not see is not found."""
     fed = make_federation(("KZ", "KG"), serve=False)
     kz = fed["KZ"]
     caseworker = person(kz, "c.worker", "caseworker")
@@ -97,8 +97,18 @@ def test_a_retry_needs_a_role_that_may_send_the_type(make_federation):
     assert outcome.state == "retrying"
     delivery = message["deliveries"][0]["id"]
     client = kz.client()
+    # An officer does not even see a referral: as if it did not exist.
+    refusal(client.post(f"/api/v1/deliveries/{delivery}/retry", headers=officer), 404, "not-found")
+    # A prosecutor sees the agency's alerts (it may read them) but may not send one.
+    prosecutor = person(kz, "p.rosecutor", "prosecutor")
+    alert = post(kz, "alert/1", example_alert(), ["KG"], headers=officer)
+    [retrying] = Dispatcher(kz.node).run_once()
+    assert retrying.state == "retrying"
+    alert_delivery = alert["deliveries"][0]["id"]
     refusal(
-        client.post(f"/api/v1/deliveries/{delivery}/retry", headers=officer), 403, "not-permitted"
+        client.post(f"/api/v1/deliveries/{alert_delivery}/retry", headers=prosecutor),
+        403,
+        "not-permitted",
     )
     answer = client.post(f"/api/v1/deliveries/{delivery}/retry", headers=caseworker)
     assert answer.status_code == 200, answer.get_json()
@@ -267,6 +277,17 @@ def test_admin_text_with_a_nul_is_a_422(make_federation, path, body, code):
     kz = fed["KZ"]
     answer = kz.client().post(path, headers=admin_headers(kz), json={**body, "by": "B. Admin"})
     refusal(answer, 422, code)
+
+
+@pytest.mark.parametrize("by", ["x\ud800y", "duty\u2028admin", "\u202eNIMDA ytud", "a\x85b"])
+def test_a_recorded_name_is_one_plain_line(make_federation, by):
+    """Who decided is written into the audit log: one line, no bidi overrides, and a
+    lone surrogate is a 422, not a 500 at the database."""
+    fed = make_federation(("KZ", "KG"), serve=False)
+    kz = fed["KZ"]
+    body = {"scope": "node", "value": "KG", "reason": "test", "by": by}
+    answer = kz.client().post("/api/v1/admin/suspensions", headers=admin_headers(kz), json=body)
+    refusal(answer, 422, "who-required")
 
 
 def test_admin_disable_of_a_user_name_with_a_nul_is_not_found(make_federation):

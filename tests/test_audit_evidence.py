@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from gateway.audit import evidence, log, merkle, note
+from gateway.audit.witness import Witness
 from gateway.cli import main
 from gateway.dispatcher import Dispatcher
 from gateway.envelope import Recipient, seal
@@ -21,6 +22,7 @@ from schemas import xb1json
 from schemas.b64 import b64e
 from schemas.examples import example_alert
 from tests.conftest import PASSPHRASE
+from tests.test_rotation import revoke_signing_key
 from tests.test_trust_follow import submit
 
 
@@ -283,3 +285,33 @@ def test_revoked_keys_vouch_for_no_evidence():
     # Before the revocation the old keys were as good as the new ones.
     early = evidence.check(_bundle(KZ_OLD, KG_OLD, REVOKED_AT - 86400), now=REVOKED_AT - 1)
     assert early["witnesses"] == ["KG"]
+
+
+def test_an_export_after_a_revocation_still_checks(make_federation):
+    """A checkpoint co-signed with a key revoked since is exported without that line
+    (or passed over for one that still verifies), so a fresh bundle checks."""
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    message_id = submit(kz, ["KG"])
+    assert [o.state for o in Dispatcher(kz.node).run_once()] == ["delivered"]
+    log.checkpoint(kz.node)
+    assert Witness(kg.node).witness("KZ").problem is None  # KG co-signs KZ's checkpoint
+    assert Witness(kz.node).collect("KG") == 1
+    assert evidence.check(evidence.export(kz.node, message_id))["witnesses"] == ["KG"]
+    revoke_signing_key(fed, "KG", revoked_ago=5)
+    bundle = evidence.export(kz.node, message_id)
+    summary = evidence.check(json.loads(json.dumps(bundle)))
+    assert summary["witnesses"] == [] and summary["message"] == message_id
+    assert bundle["receipts"] == []  # KG's receipt was signed with the key revoked since
+    # KZ's own key revoked too: only a checkpoint signed with its new key will do.
+    rotated = revoke_signing_key(fed, "KZ", revoked_ago=5)
+    with pytest.raises(evidence.EvidenceError, match="usable now"):
+        evidence.export(kz.node, message_id)
+    kz.node.keys = rotated
+    submit(kz, ["KG"])  # something new for a checkpoint signed with the new key
+    log.checkpoint(kz.node)
+    # The envelope, signed with the revoked key, proves nothing now: it is left out, and
+    # the entries (under a checkpoint signed with the new key) are the evidence.
+    bundle = evidence.export(kz.node, message_id)
+    assert bundle["envelopes"] == [] and bundle["entries"]
+    assert evidence.check(bundle)["shown"][0] == "message-submitted"

@@ -192,6 +192,15 @@ def test_init_when_the_database_is_unreachable_leaves_no_keys(tmp_path: Path) ->
     )
     assert "database_url" in refused(result, "database-unavailable")
     assert not (instance / "node-keys.json").exists()
+    assert not (instance / "gateway.toml").exists()  # a second try is not refused
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"not a database" * 500)
+    damaged = gateway(
+        instance, "init", "--node", "KZ", "--unsealed", "--database-url", f"sqlite:///{junk}"
+    )
+    refused(damaged, "database-damaged")
+    assert sorted(p.name for p in instance.iterdir()) == [] and junk.exists()
+    succeeded(gateway(instance, "init", "--node", "KZ", "--unsealed"))
 
 
 def test_init_never_takes_over_an_existing_node(tmp_path: Path, monkeypatch) -> None:
@@ -260,6 +269,14 @@ def test_damaged_or_foreign_databases_and_bad_arguments_are_named(tmp_path: Path
     ):
         refused(gateway(instance, *args), "bad-argument")
     refused(gateway(tmp_path / undecodable, "keys", "show"), "bad-argument")
+    # The same bytes in the environment instead of an argument.
+    from_env = CliRunner().invoke(
+        main,
+        ["init", "--node", "KZ", "--unsealed"],
+        env={"GATEWAY_INSTANCE": str(tmp_path / undecodable)},
+        prog_name="gateway",
+    )
+    refused(from_env, "config-file")
     # A missing file of a node that exists is not a hint to run init.
     other = tmp_path / "kg"
     succeeded(gateway(other, "init", "--node", "KG", "--unsealed"))
@@ -612,3 +629,18 @@ def test_small_misuses_are_named(tmp_path: Path) -> None:
     instance = tmp_path / "kz"
     succeeded(gateway(instance, "init", "--node", "KZ", "--unsealed"))
     refused(gateway(instance, "dispatch", "--once", "--until-idle"), "bad-option")
+
+
+def test_a_refused_database_change_is_one_line_not_a_traceback(monkeypatch) -> None:
+    """A conflict with another process surfaces as an IntegrityError; it is not called
+    a damaged database, and it ends in one error line."""
+    import click
+    from sqlalchemy.exc import IntegrityError
+
+    @click.command("conflict")
+    def conflict() -> None:
+        raise IntegrityError("INSERT …", {}, Exception("UNIQUE constraint failed: users.name"))
+
+    monkeypatch.setitem(main.commands, "conflict", conflict)
+    message = refused(CliRunner().invoke(main, ["conflict"]), "database-error")
+    assert "UNIQUE constraint failed" in message

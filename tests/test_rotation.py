@@ -14,12 +14,15 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
+from gateway.audit import log
 from gateway.cli import main
+from gateway.config import load_settings
 from gateway.dispatcher import Dispatcher
 from gateway.models import Delivery, DeliveryEvent
+from gateway.node import Node
 from keys import sealed
 from keys.nodekeys import NodeKeys
-from keys.sealed import MEMLIMIT_INTERACTIVE, OPSLIMIT_INTERACTIVE
+from keys.sealed import MEMLIMIT_INTERACTIVE, MEMLIMIT_MIN, OPSLIMIT_INTERACTIVE, OPSLIMIT_MIN
 from keys.trustlist import key_entry
 from tests.conftest import PASSPHRASE
 from tests.test_trust_follow import next_version, submit
@@ -270,3 +273,46 @@ def test_reseal_changes_the_passphrase_and_strengthens_a_weak_file(make_federati
         warnings.simplefilter("error")
         ring = NodeKeys.load(kz.node.settings.key_file, "new words")
     assert ring.to_secret_json() == kz.keys.to_secret_json()
+
+
+def test_a_key_file_sealed_again_is_tried_once_per_change_by_a_running_node(
+    make_federation, caplog
+):
+    """A running process holds the old passphrase: after a reseal it keeps its keys
+    and says so once, instead of deriving a key from the old passphrase on every
+    refresh."""
+    fed = make_federation(("KZ", "KG"), serve=False)
+    kz = fed["KZ"]
+    tries = []
+
+    def load():
+        tries.append(1)
+        return NodeKeys.load(kz.node.settings.key_file, PASSPHRASE)
+
+    node = Node(load_settings(kz.instance), keys=load)  # as a server opens it
+    before = node.keys
+    kz.keys.save(node.settings.key_file, "new words", opslimit=OPSLIMIT_MIN, memlimit=MEMLIMIT_MIN)
+    for _ in range(3):
+        node._key_file_checked_at = float("-inf")  # whatever trust_refresh says
+        assert node.keys is before
+    assert len(tries) == 2  # at start, and once after the change
+    assert caplog.text.count("changed but does not load") == 1
+    node.engine.dispose()
+
+
+def test_checkpoints_go_on_after_the_key_of_the_last_one_leaves_the_list(make_federation):
+    """The stored state a new checkpoint continues from is checked against what the last
+    checkpoint states, not against a signature only keys still listed could verify."""
+    fed = make_federation(("KZ", "KG"), serve=False)
+    kz = fed["KZ"]
+    submit(kz, ["KG"])
+    first = log.checkpoint(kz.node)
+    now = int(time.time())
+    rotated = kz.keys.rotate_signing(now=now)
+    keys = [key for key in listed_keys(fed, "KZ") if key["use"] == "enc"]
+    keys.append(key_entry(rotated.current_signing.public, "sig", not_before=now - 60))
+    install_everywhere(fed, next_version(fed, kz.node.trust(), node_keys={"KZ": keys}))
+    kz.node.keys = rotated
+    submit(kz, ["KG"])
+    second = log.checkpoint(kz.node)
+    assert second is not None and second.size > first.size

@@ -172,6 +172,11 @@ def test_operator_can_follow_a_named_member(make_federation):
         main, ["--instance", str(kg.instance), "trust", "fetch", "--from", "TJ"], env=env
     )
     assert unknown.exit_code == 2 and "error [unknown-node]" in unknown.output
+    for peer in ("", "KG"):  # no member named; this node itself
+        named = runner.invoke(
+            main, ["--instance", str(kg.instance), "trust", "fetch", "--from", peer], env=env
+        )
+        assert named.exit_code == 2 and "error [unknown-node]" in named.output, named.output
 
 
 # --------------------------------------------------------------------------- forged announcements

@@ -139,8 +139,8 @@ def submit_message():  # type: ignore[no-untyped-def]
             # Another message (perhaps another role's) holds the key: not this one's answer.
             raise ApiError(
                 "idempotency-key-reused",
-                f"this Idempotency-Key was already used for a {submission.message.typ} "
-                "message of your agency; use a new key for a new message",
+                "this Idempotency-Key was already used for another message of your agency; "
+                "use a new key for a new message",
                 status=409,
             )
         message = outbox.get_message(session, submission.message.id)
@@ -200,6 +200,9 @@ def _require_resend(session: Session, delivery_id: int) -> None:
     if delivery is None or delivery.message.agency != g.agency:
         return
     message = delivery.message
+    visible = access.outbound_visible(g.role)
+    if visible is not None and message.typ not in visible:  # as if it did not exist
+        raise ApiError("not-found", f"no delivery {delivery_id} for this agency", status=404)
     body = json.loads(message.body_json) if message.body_json else None
     _require_may_send(message.typ, body)
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import select
 
@@ -65,10 +65,6 @@ class EvidenceError(Exception):
             self.code = code
 
 
-def _signature_count(row: AuditCheckpoint) -> int:
-    return len(note.signature_lines(row.note)[1])
-
-
 def export(node: Any, message_id: str) -> dict[str, Any]:
     """The bundle for ``message_id`` (an envelope or outbound message id).
 
@@ -104,7 +100,21 @@ def export(node: Any, message_id: str) -> dict[str, Any]:
                 f"the entries about {message_id} are newer than the last checkpoint: "
                 "run 'gateway audit checkpoint' first"
             )
-        checkpoint = max(covering, key=lambda row: (_signature_count(row), row.size))
+        # Of the checkpoints that still verify today, the most co-signed, then the newest;
+        # lines by keys revoked since are left out, so that the bundle checks.
+        trust_list = node.trust()
+        now = int(time.time())
+        usable = [
+            (evidence, row)
+            for row in covering
+            if (evidence := _as_evidence(row, trust_list, node.id, now)) is not None
+        ]
+        if not usable:
+            raise EvidenceError(
+                "no checkpoint covering the entries is signed by a key of this node that is "
+                "usable now: run 'gateway audit checkpoint' first"
+            )
+        (note_text, _), checkpoint = max(usable, key=lambda pair: (pair[0][1], pair[1].size))
         entries = []
         for seq in seqs:
             row = session.get(AuditEntry, seq)
@@ -129,6 +139,12 @@ def export(node: Any, message_id: str) -> dict[str, Any]:
             if inbound.wire:  # empty once purged
                 envelopes.append(b64e(inbound.wire))
             receipts.append(b64e(inbound.receipt))
+        # What was signed with a key revoked since proves nothing now and would fail the
+        # check: such receipts are left out, and with such an envelope all envelopes (the
+        # bundle is then as after a purge: the entries' hashes and the receipts naming them).
+        receipts = [text for text in receipts if _receipt_signed(b64d(text), trust_list, now)]
+        if not all(_still_signed(b64d(text), trust_list, now) for text in envelopes):
+            envelopes = []
     if not entries and not envelopes:
         raise EvidenceError(f"this node has no record of message {message_id}")
     return {
@@ -136,7 +152,7 @@ def export(node: Any, message_id: str) -> dict[str, Any]:
         "node": node.id,
         "message": message_id,
         "trust_list": node.trust().to_wire().decode("utf-8"),
-        "checkpoint": checkpoint.note,
+        "checkpoint": note_text,
         "entries": entries,
         "envelopes": envelopes,
         "receipts": receipts,
@@ -261,6 +277,23 @@ def _cosigners(text: str, trust_list: TrustList, node_id: str, now: int) -> list
     must fail when any byte changes, so every line must be a signature of the node
     or a co-signature of another member, and verify.
     """
+    lines = _sorted_lines(text, trust_list, node_id, now)
+    if lines.problem is not None:
+        raise EvidenceError(lines.problem)
+    return lines.witnesses
+
+
+class _Lines(NamedTuple):
+    body: str
+    good: list[str]  # the signature lines that verify
+    signed: bool  # a line of the node's own verifies
+    witnesses: list[str]  # the members whose co-signatures verify
+    problem: str | None  # what is wrong with the first line that does not
+
+
+def _sorted_lines(text: str, trust_list: TrustList, node_id: str, now: int) -> _Lines:
+    """A signed checkpoint's signature lines sorted into those that verify at ``now``
+    (the node's own, and co-signatures of other members by keys not revoked) and not."""
     body, lines = note.signature_lines(text)
     own = origin_of(trust_list.federation, node_id)
     members = {
@@ -268,25 +301,65 @@ def _cosigners(text: str, trust_list: TrustList, node_id: str, now: int) -> list
         for member in trust_list.node_ids
         if member != node_id
     }
-    witnesses: list[str] = []
+    found = _Lines(body, [], False, [], None)
     for name, line in lines:
-        if name == own:
-            if open_checkpoint(body + "\n" + line, trust_list, node_id, now) is None:
-                raise EvidenceError(f"a signature line of {node_id} does not verify")
-            continue
         member = members.get(name)
-        if member is None:
-            raise EvidenceError(f"the checkpoint carries a signature by {name!r}, not a member")
-        for key in trust_list.keys.keys_of(member):
-            if key.use != "sig" or key.revoked_by(now):
-                continue
-            try:
-                note.verify_cosignature(body, line, name, key.pub)
-            except note.NoteError:
-                continue
-            if member not in witnesses:
-                witnesses.append(member)
-            break
+        if name == own:
+            verified = open_checkpoint(body + "\n" + line, trust_list, node_id, now) is not None
+            wrong = f"a signature line of {node_id} does not verify"
+            if verified:
+                found = found._replace(signed=True)
+        elif member is None:
+            verified, wrong = False, f"the checkpoint carries a signature by {name!r}, not a member"
         else:
-            raise EvidenceError(f"the co-signature of {member} does not verify")
-    return witnesses
+            verified = any(
+                _cosigned(body, line, name, key.pub)
+                for key in trust_list.keys.keys_of(member)
+                if key.use == "sig" and not key.revoked_by(now)
+            )
+            wrong = f"the co-signature of {member} does not verify"
+            if verified and member not in found.witnesses:
+                found.witnesses.append(member)
+        if verified:
+            found.good.append(line)
+        elif found.problem is None:
+            found = found._replace(problem=wrong)
+    return found
+
+
+def _still_signed(raw: bytes, trust_list: TrustList, now: int) -> bool:
+    """Whether an envelope's signature verifies with its sender's key as usable now."""
+    try:
+        envelope = step2_parse_header(*step1_parse_outer(raw, Limits(max_bytes=len(raw))))
+        step4_verify_signature(envelope, step3_find_sender_key(envelope, trust_list.keys, now))
+    except Rejected:
+        return False
+    return True
+
+
+def _receipt_signed(raw: bytes, trust_list: TrustList, now: int) -> bool:
+    try:
+        verify_receipt(raw, trust=trust_list.keys, now=now)
+    except ReceiptInvalid:
+        return False
+    return True
+
+
+def _cosigned(body: str, line: str, name: str, public: bytes) -> bool:
+    try:
+        note.verify_cosignature(body, line, name, public)
+    except note.NoteError:
+        return False
+    return True
+
+
+def _as_evidence(
+    row: AuditCheckpoint, trust_list: TrustList, node_id: str, now: int
+) -> tuple[str, int] | None:
+    """``row``'s note with only the signature lines that verify now, and how many
+    co-signatures it keeps; None when no signature of the node itself verifies (its
+    key was revoked since, or is no longer listed)."""
+    lines = _sorted_lines(row.note, trust_list, node_id, now)
+    if not lines.signed:
+        return None
+    return lines.body + "\n" + "".join(lines.good), len(lines.witnesses)
