@@ -208,11 +208,7 @@ def check(bundle: object, now: int | None = None) -> dict[str, Any]:
                 hashes.add((parsed["ph"], parsed["ch"]))
         envelopes: list[Envelope] = []
         for text in bundle["envelopes"]:
-            raw = b64d(text)
-            envelope = step2_parse_header(
-                *step1_parse_outer(raw, Limits(max_bytes=16 * 1024 * 1024))
-            )
-            step4_verify_signature(envelope, step3_find_sender_key(envelope, trust_list.keys, at))
+            envelope = _signed_envelope(b64d(text), trust_list, at)
             if (
                 (b64e(envelope.ph), b64e(envelope.ch)) not in hashes
                 if hashes
@@ -327,11 +323,17 @@ def _sorted_lines(text: str, trust_list: TrustList, node_id: str, now: int) -> _
     return found
 
 
+def _signed_envelope(raw: bytes, trust_list: TrustList, now: int) -> Envelope:
+    """The envelope ``raw``, its signature verified with its sender's key as usable at
+    ``now`` (PROTOCOL §3 steps 1 to 4); raises ``Rejected``."""
+    envelope = step2_parse_header(*step1_parse_outer(raw, Limits(max_bytes=16 * 1024 * 1024)))
+    step4_verify_signature(envelope, step3_find_sender_key(envelope, trust_list.keys, now))
+    return envelope
+
+
 def _still_signed(raw: bytes, trust_list: TrustList, now: int) -> bool:
-    """Whether an envelope's signature verifies with its sender's key as usable now."""
     try:
-        envelope = step2_parse_header(*step1_parse_outer(raw, Limits(max_bytes=len(raw))))
-        step4_verify_signature(envelope, step3_find_sender_key(envelope, trust_list.keys, now))
+        _signed_envelope(raw, trust_list, now)
     except Rejected:
         return False
     return True
