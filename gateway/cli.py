@@ -31,7 +31,7 @@ from gateway.config import (
     write_instance_file,
 )
 from gateway.errors import ConfigError, GatewayError
-from gateway.models import DeliveryState
+from gateway.models import ApiToken, DeliveryState
 from keys.fingerprint import fingerprint
 from keys.nodekeys import PASSPHRASE_ENV, NodeKeys, passphrase_from_env
 from keys.sealed import (
@@ -107,6 +107,10 @@ def _load_keys(settings: Settings) -> tuple[NodeKeys, str | None]:
 def _keyrings_by_use(ring: NodeKeys) -> tuple[tuple[KeyUse, tuple[Any, ...]], ...]:
     """The node's signing and encryption keyrings, each with its trust-list use."""
     return (("sig", ring.signing), ("enc", ring.encryption))
+
+
+def _utc(when: int | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(when or 0))
 
 
 def _fail(code: str, message: str) -> NoReturn:
@@ -809,9 +813,16 @@ def token_revoke(obj: Context, token_id: int) -> None:
     from gateway import tokens
 
     with obj.node().sessions() as session:
+        earlier = session.get(ApiToken, token_id)
+        already = earlier is not None and earlier.revoked_at is not None
         row = tokens.revoke(session, token_id)
-        session.commit()
-        click.echo(f"Token {row.id} for {row.agency} revoked.")
+        session.commit()  # revoking twice changes nothing, and says so
+        if already:
+            click.echo(
+                f"Token {row.id} for {row.agency} was already revoked at {_utc(row.revoked_at)}."
+            )
+        else:
+            click.echo(f"Token {row.id} for {row.agency} revoked.")
 
 
 @main.group()
@@ -863,9 +874,16 @@ def user_disable(obj: Context, name: str, reason: str, who: str) -> None:
     from gateway import users
 
     with obj.node().sessions() as session:
-        users.disable(session, name, reason=reason, by=who)
-        session.commit()
-        click.echo(f"User {name} disabled.")
+        already = users.get(session, name).disabled_at is not None
+        row = users.disable(session, name, reason=reason, by=who)
+        session.commit()  # disabling twice keeps the first decision, and says so
+        if already:
+            click.echo(
+                f"User {name} was already disabled at {_utc(row.disabled_at)} by "
+                f"{row.disabled_by} ({row.disabled_reason}); nothing changed."
+            )
+        else:
+            click.echo(f"User {name} disabled.")
 
 
 # ---------------------------------------------------------------------------- running

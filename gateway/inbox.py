@@ -19,7 +19,7 @@ from typing import Any, cast
 from sqlalchemy import Connection, Table, bindparam, insert, or_, select
 from sqlalchemy.orm import Session
 
-from gateway import corrections, sovereignty
+from gateway import corrections, routing, sovereignty
 from gateway.audit import log as audit
 from gateway.db import DriverStatement, integrity_errors
 from gateway.envelope import (
@@ -341,10 +341,12 @@ def _after_accept(
             at=at,
         )
         if original is not None and policy.routing:
-            chosen = dict(destinations)
+            # The default rule (the central authority, so that nothing goes unseen) is
+            # not needed where the original's agencies take the correction.
+            chosen = {a: rule for a, rule in destinations if rule != routing.DEFAULT_RULE}
             for agency in corrections.routes_of(connection, original):
                 chosen.setdefault(agency, "correction-of-original")
-            destinations = sorted(chosen.items())
+            destinations = sorted(chosen.items()) if chosen else destinations
     if destinations:
         corrections.store_routes(connection, inbound_id, destinations)
         audit.record(
@@ -539,8 +541,10 @@ def _routed_to(agency: str, unrouted_too: bool) -> Any:
 def _corrects_readable(message: InboundMessage, types: frozenset[str]) -> bool:
     """A correction carries a body of the type it corrects: a role reads it only if
     it may read that type."""
-    if message.typ != corrections.CORRECTION or not message.body_json:
+    if message.typ != corrections.CORRECTION:
         return True
+    if not message.body_json:  # erased (withdrawn, purged): what it corrects is not known
+        return False
     return json.loads(message.body_json).get("refers_to_type") in types
 
 

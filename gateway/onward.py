@@ -32,7 +32,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, or_, select, update
+from sqlalchemy import Connection, delete, insert, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from gateway.models import H2Identifier, InboundMessage
@@ -47,22 +47,32 @@ def _key(kind: str, value: str) -> bytes:
     return hashlib.sha256(f"xb1-h2/{kind}/{value}".encode()).digest()
 
 
+_PHONE = re.compile(r"\+[0-9]{7,15}")  # E.164, as the standard writes phone numbers
+
+
 def identifier_keys(body: dict[str, Any]) -> set[bytes]:
     """Hashed identifiers of the people and things anywhere in ``body``."""
     keys: set[bytes] = set()
     for node in json_objects(body):
         for name in node.get("names") or ():
-            if isinstance(name, dict) and isinstance(name.get("latin"), str):
-                lang = name.get("lang") if isinstance(name.get("lang"), str) else None
-                keys.update(_key("name", k) for k in match_keys(name["latin"], lang))
+            if not isinstance(name, dict):
+                continue
+            lang = name.get("lang") if isinstance(name.get("lang"), str) else None
+            # The name as written too: a shortened Latin form must not hide it.
+            for written in (name.get("latin"), name.get("original")):
+                if isinstance(written, str):
+                    keys.update(_key("name", k) for k in match_keys(written, lang))
         number, country = node.get("number"), node.get("issuing_country")
         if isinstance(number, str) and isinstance(country, str):
             keys.add(_key("document", country + ":" + _DOC_NOISE.sub("", number).upper()))
-        if node.get("type") == "phone" and isinstance(node.get("value"), str):
-            keys.add(_key("phone", node["value"]))
+        value = node.get("value")
+        if isinstance(value, str) and (node.get("type") == "phone" or _PHONE.fullmatch(value)):
+            keys.add(_key("phone", value))  # a number used for a messenger is the same number
         if isinstance(node.get("iban"), str):
             keys.add(_key("account", node["iban"]))
-        elif isinstance(number, str) and "institution" in node:
+        elif isinstance(number, str) and country is None:
+            # Any account number (bank, card, crypto, mobile money), with or without the
+            # institution: leaving the institution out must not hide it.
             keys.add(_key("account", _DOC_NOISE.sub("", number).upper()))
     return keys
 
@@ -74,25 +84,38 @@ def catch_up(session: Session, now: int) -> int:
     rows = session.execute(
         # Rows without a body (purged or withdrawn first) are marked too, so that no
         # row is looked at twice.
-        select(InboundMessage.id, InboundMessage.sender, InboundMessage.body_json).where(
-            InboundMessage.h2_indexed_at.is_(None)
-        )
+        select(
+            InboundMessage.id,
+            InboundMessage.sender,
+            InboundMessage.body_json,
+            InboundMessage.state_by,
+        ).where(InboundMessage.h2_indexed_at.is_(None))
     ).all()
-    for inbound_id, sender, body_json in rows:
+    for inbound_id, sender, body_json, state_by in rows:
         body = json.loads(body_json or "{}")
-        if isinstance(body, dict) and (body.get("handling") or {}).get("code") == "H2":
-            keys = identifier_keys(body)
-            if keys:
-                session.execute(
-                    insert(H2Identifier),
-                    [{"inbound_id": inbound_id, "originator": sender, "key": k} for k in keys],
-                )
-    if rows:
-        session.execute(
+        h2 = isinstance(body, dict) and (body.get("handling") or {}).get("code") == "H2"
+        keys = identifier_keys(body) if h2 else set()
+        # Marked only if no correction changed the body since it was read (it waits for
+        # a concurrent one on PostgreSQL); a changed row is indexed on the next round.
+        marked = session.execute(
             update(InboundMessage)
-            .where(InboundMessage.id.in_([row[0] for row in rows]))
+            .where(
+                InboundMessage.id == inbound_id,
+                InboundMessage.h2_indexed_at.is_(None),
+                InboundMessage.state_by.is_(None)
+                if state_by is None
+                else InboundMessage.state_by == state_by,
+                # nor purged or withdrawn meanwhile
+                InboundMessage.body_json.is_not(None) if body_json is not None else true(),
+            )
             .values(h2_indexed_at=now)
+            .execution_options(synchronize_session=False)
         )
+        if marked.rowcount and keys:  # type: ignore[attr-defined]
+            session.execute(
+                insert(H2Identifier),
+                [{"inbound_id": inbound_id, "originator": sender, "key": k} for k in keys],
+            )
     return len(rows)
 
 

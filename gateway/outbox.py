@@ -312,7 +312,8 @@ def _correction_of(
     session: Session, agency: str, body: dict[str, Any], to: object
 ) -> tuple[OutboundMessage, object]:
     """The message a correction corrects, and its recipients: a correction or
-    withdrawal goes to every recipient of the original (``to`` defaults to them)."""
+    withdrawal goes to every recipient of the original and to no one else (``to``
+    defaults to them)."""
     original = session.get(OutboundMessage, body["refers_to"])
     if original is None or original.agency != agency:
         raise ApiError(
@@ -340,6 +341,16 @@ def _correction_of(
             "correction-recipients",
             f"a correction goes to every recipient of the original; add {', '.join(missing)} "
             "to 'to' (or leave 'to' out)",
+            status=422,
+        )
+    extra = sorted(set(to if isinstance(to, list) else []) - set(everyone))
+    if extra:
+        # Nothing to correct there, and a withdrawal passes no agreement: its reason
+        # must not reach a state that never received the original.
+        raise ApiError(
+            "correction-recipients",
+            f"a correction goes only to the recipients of the original; remove "
+            f"{', '.join(extra)} from 'to' (or leave 'to' out)",
             status=422,
         )
     return original, to
@@ -583,11 +594,13 @@ def retry(
             "rejected or retrying deliveries can be retried",
             status=409,
         )
-    if not delivery.envelope.wire:
+    if not delivery.envelope.wire or delivery.message.purged_at is not None:
+        # Its retention ended: the bytes kept for a delivery still open do not make it
+        # lawful to send again.
         raise ApiError(
             "purged",
             f"the message of delivery {delivery_id} was purged when its retention ended; "
-            "there is nothing left to send",
+            "it is not sent again",
             status=409,
         )
     if delivery.envelope.exp < at:

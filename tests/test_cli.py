@@ -508,6 +508,17 @@ def test_tokens_issue_list_revoke(make_federation: Any) -> None:
         gateway(kz.instance, "token", "revoke", str(token_id), passphrase=PASSPHRASE)
     )
     assert f"Token {token_id} for kz-police revoked." in revoked
+    again = succeeded(gateway(kz.instance, "token", "revoke", str(token_id), passphrase=PASSPHRASE))
+    assert f"Token {token_id} for kz-police was already revoked at " in again
+    # A user disabled twice keeps the first decision, and the second says so.
+    add = ("user", "add", "a.seitkali", "--full-name", "A. Seitkali", "--agency", "kz-police")
+    succeeded(gateway(kz.instance, *add, "--role", "officer", "--by", "KZ admin"))
+    disable = ("user", "disable", "a.seitkali", "--reason", "left the unit", "--by", "KZ admin")
+    succeeded(gateway(kz.instance, *disable))
+    second = succeeded(
+        gateway(kz.instance, "user", "disable", "a.seitkali", "--reason", "other", "--by", "B")
+    )
+    assert "already disabled" in second and "by KZ admin (left the unit)" in second
     assert inbox_status(secret) == 401
     assert inbox_status(kz.token) == 200  # the other token still works
     listed = succeeded(gateway(kz.instance, "token", "list", passphrase=PASSPHRASE))

@@ -12,7 +12,7 @@ from gateway.dispatcher import Dispatcher
 from gateway.envelope import seal
 from gateway.models import Delivery, DeliveryState, InboundMessage
 from gateway.outbox import _recipients
-from schemas.examples import example_alert, example_correction
+from schemas.examples import example_alert, example_correction, example_referral
 
 
 def post(member, typ, body, to=None, expect=202):
@@ -174,3 +174,55 @@ def test_a_correction_from_a_role_that_may_not_send_the_type(make_federation):
         json={"typ": "correction/1", "body": example_correction(refers_to=original)},
     )
     assert (answer.status_code, answer.get_json()["error"]) == (403, "not-permitted")
+
+
+def test_an_erased_correction_stays_hidden_from_roles_that_may_not_read_its_type(
+    make_federation,
+):
+    """A correction counts as the type it corrects; once a withdrawal erases its body,
+    that type is unknown, so a role with a limited set of types no longer sees it."""
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    original = post(kz, "referral/1", example_referral(), ["KG"])["id"]
+    deliver(kz)
+    fix = example_correction(
+        refers_to=original, refers_to_type="referral/1", body=example_referral()
+    )
+    correction = post(kz, "correction/1", fix)["id"]
+    deliver(kz)
+    with kg.node.sessions() as session:
+        person = users.add(
+            session, "o.fficer", full_name="O", agency=kg.agency, role="officer", by="t"
+        )
+        secret = tokens.issue(session, kg.agency, "t", user=person).secret
+        session.commit()
+    officer = {"Authorization": f"Bearer {secret}", "X-Justification": "case 1"}
+
+    def seen(headers):
+        answer = kg.client().get("/api/v1/inbox", headers=headers)
+        assert answer.status_code == 200, answer.get_json()
+        return {m["envelope_id"] for m in answer.get_json()["messages"]}
+
+    assert correction not in seen(officer)
+    withdrawal = example_correction(
+        refers_to=original, refers_to_type="referral/1", action="withdraw", reason_code="duplicate"
+    )
+    withdrawal.pop("body")
+    post(kz, "correction/1", withdrawal)
+    deliver(kz)
+    assert correction not in seen(officer)
+    assert correction in seen({**kg.auth(), "X-Justification": "case 1"})  # the agency system
+
+
+def test_a_correction_goes_to_no_state_that_never_received_the_original(make_federation):
+    """A withdrawal passes no agreement (it only erases), so its reason must not reach
+    a state the original never went to; a correction there would correct nothing."""
+    fed = make_federation(("KZ", "KG", "UZ"))
+    kz = fed["KZ"]
+    original = post(kz, "alert/1", example_alert(), ["KG"])["id"]
+    deliver(kz)
+    withdrawal = example_correction(refers_to=original, action="withdraw", reason_code="duplicate")
+    withdrawal.pop("body")
+    for body in (example_correction(refers_to=original), withdrawal):
+        extra = post(kz, "correction/1", body, ["KG", "UZ"], expect=422)
+        assert extra["error"] == "correction-recipients" and "remove UZ" in extra["message"]

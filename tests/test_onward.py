@@ -8,7 +8,7 @@ import time
 
 from sqlalchemy import select
 
-from gateway import purge
+from gateway import onward, purge
 from gateway.dispatcher import Dispatcher
 from gateway.models import AuditEntry, H2Identifier, InboundMessage
 from gateway.onward import identifier_keys
@@ -161,6 +161,30 @@ def test_identifier_keys_cover_names_documents_phones_and_accounts():
     assert identifier_keys({"title": "nothing identifying"}) == set()
 
 
+def test_identifier_keys_leave_no_gap_for_accounts_channels_and_names_as_written():
+    """Every account number (with or without its institution, crypto and mobile money
+    too), a phone number used for a messenger, and a name in its original script
+    whose Latin form was shortened."""
+    bank = {"type": "bank", "number": "40702810900000000001", "institution": "Halyk Bank"}
+    assert identifier_keys({"a": [bank]}) == identifier_keys(
+        {"a": [{"type": "bank", "number": "4070 2810 9000 0000 0001"}]}
+    )
+    for account in (
+        {"type": "crypto", "number": "TQ9xYzAbCdEf1234567890", "network": "tron"},
+        {"type": "mobile-money", "number": "+77000000001"},
+    ):
+        assert identifier_keys({"accounts": [account]}), account
+    phone = {"type": "phone", "value": "+77000000001"}
+    messenger = {"type": "messenger", "platform": "whatsapp", "value": "+77000000001"}
+    assert identifier_keys({"c": [phone]}) == identifier_keys({"c": [messenger]})
+    assert identifier_keys({"c": [{"type": "messenger", "value": "@handle"}]}) == set()
+    full = {
+        "names": [{"original": "Айгерим Нурланова", "latin": "Aigerim Nurlanova", "lang": "kk"}]
+    }
+    short = {"names": [{"original": "Айгерим Нурланова", "latin": "A. Nurlanova", "lang": "kk"}]}
+    assert identifier_keys(full) & identifier_keys(short)
+
+
 def test_h2_data_is_indexed_off_the_receive_path(make_federation):
     """Accepting an H2 message records nothing; the next check (or the dispatcher)
     records its identifiers once."""
@@ -179,3 +203,41 @@ def test_h2_data_is_indexed_off_the_receive_path(make_federation):
     post(kg, "alert/1", kg_alert_naming(example_alert()["subjects"][0]), ["UZ"], expect=403)
     with kg.node.sessions() as session:
         assert len(session.scalars(select(H2Identifier)).all()) == indexed  # not twice
+
+
+def test_a_correction_while_identifiers_are_recorded_is_not_overwritten(
+    make_federation, monkeypatch
+):
+    """The dispatcher reads an H2 message to record its identifiers; a correction of it
+    is applied meanwhile. The old body's identifiers are not recorded over it, and the
+    corrected body's are recorded on the next round."""
+    fed = make_federation(("KZ", "KG", "UZ"))
+    kz, kg = fed["KZ"], fed["KG"]
+    original = post(kz, "alert/1", example_alert(), ["KG"])["id"]
+    deliver(kz)
+    renamed = {"original": "Aliya Serikova", "script": "Latn", "latin": "Aliya Serikova"}
+    real = onward.identifier_keys
+
+    def corrected_meanwhile(body):  # type: ignore[no-untyped-def]
+        monkeypatch.setattr(onward, "identifier_keys", real)
+        correction = example_correction(refers_to=original)
+        correction["body"]["subjects"][0]["names"] = [renamed]
+        post(kz, "correction/1", correction, ["KG"])
+        deliver(kz)
+        return real(body)
+
+    monkeypatch.setattr(onward, "identifier_keys", corrected_meanwhile)
+    Dispatcher(kg.node)._index_h2()
+    with kg.node.sessions() as session:
+        assert session.scalars(select(H2Identifier)).first() is None  # nothing stale
+        assert (
+            session.scalars(
+                select(InboundMessage.h2_indexed_at).where(InboundMessage.envelope_id == original)
+            ).one()
+            is None
+        )
+    Dispatcher(kg.node)._index_h2()
+    with kg.node.sessions() as session:
+        recorded = set(session.scalars(select(H2Identifier.key)))
+    assert real({"names": [renamed]}) <= recorded
+    assert not real({"names": example_alert()["subjects"][0]["names"]}) & recorded

@@ -319,3 +319,20 @@ def test_an_open_reader_delays_emptying_the_log_by_a_second_at_most(make_federat
         assert purge.clear_write_ahead_log(session) is True
         # The session's connection waits as long as before for ordinary writes.
         assert session.execute(text("PRAGMA busy_timeout")).scalar() == 30_000
+
+
+def test_a_delivery_of_a_purged_message_is_not_retried(make_federation):
+    """With two recipients, the envelope bytes stay for the delivery still open after
+    the body is purged; they do not make a rejected delivery to the other one
+    retryable once the message's retention has ended."""
+    fed = make_federation(("KZ", "KG", "UZ"))
+    kz, kg, uz = fed["KZ"], fed["KG"], fed["UZ"]
+    (kg.instance / "policy.toml").write_text("version = 1\n", encoding="utf-8")  # no agreement
+    uz.server.stop()  # UZ's delivery stays open
+    sent = send(kz, ["KG", "UZ"], example_alert(retention_days=1))
+    Dispatcher(kz.node).run_once()
+    with kz.node.sessions() as session:
+        purge.run(session, kz.node.policy(), now=int(time.time()) + 2 * 86_400, by="test")
+    rejected = next(d["id"] for d in sent["deliveries"] if d["recipient"] == "KG")
+    answer = kz.client().post(f"/api/v1/deliveries/{rejected}/retry", headers=kz.auth())
+    assert (answer.status_code, answer.get_json()["error"]) == (409, "purged")

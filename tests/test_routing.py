@@ -12,9 +12,9 @@ from sqlalchemy import select
 from gateway import tokens
 from gateway.dispatcher import Dispatcher
 from gateway.errors import ConfigError
-from gateway.models import InboundRoute
+from gateway.models import InboundMessage, InboundRoute
 from gateway.policy import parse
-from schemas.examples import example_alert, example_referral
+from schemas.examples import example_alert, example_correction, example_referral
 
 KG_POLICY = """
 version = 1
@@ -116,6 +116,25 @@ def test_routing_by_type_kind_and_region(kg_routed):
     assert inbox(kg, headers, "kg-other") == {}  # deny by default
     answer = kg.client().get("/api/v1/inbox/1", headers=headers["kg-mvd"])
     assert answer.status_code == 404  # routed elsewhere: as if it did not exist
+
+
+def test_a_correction_goes_where_its_original_went_and_not_to_the_default(kg_routed):
+    """No route names corrections; they follow the original's agencies. The default
+    rule (the central authority, so that nothing goes unseen) is not added on top."""
+    kz, kg, headers = kg_routed
+    original = send(kz, "alert/1", example_alert())  # to the police and the shelter
+    correction = send(kz, "correction/1", example_correction(refers_to=original))
+    with kg.node.sessions() as session:
+        rows = session.scalars(
+            select(InboundRoute)
+            .join(InboundMessage, InboundMessage.id == InboundRoute.inbound_id)
+            .where(InboundMessage.envelope_id == correction)
+        ).all()
+    assert sorted((r.agency, r.rule) for r in rows) == [
+        ("kg-police", "correction-of-original"),
+        ("kg-shelter", "correction-of-original"),
+    ]
+    assert correction not in inbox(kg, headers, "kg-mvd")
 
 
 def test_an_ngo_reads_without_suspects(kg_routed):
