@@ -13,7 +13,8 @@ nothing and changes nothing (it is kept and audited as ``correction-unmatched``)
 
 The H2 identifiers of the original (``gateway/onward.py``) are replaced by those
 of the corrected body, or dropped on withdrawal. A correction of a purged
-message changes its state only: its data does not come back.
+message changes its state only: its data does not come back, and the correction's
+own copy of it is purged on arrival.
 
 A correction is routed to every local agency the original went to, besides the
 agencies its own routing names, so every reader of the original learns of it.
@@ -64,6 +65,24 @@ def apply_received(
         _erase_earlier_corrections(connection, sender, body["refers_to"], correction_id)
     elif original.purged_at is not None:
         values = {"state": "corrected"}  # retention over: the correction brings nothing back
+        # Nor does the correction's own copy of the data: it is purged on arrival, as its
+        # original was (metadata, hashes and receipt stay).
+        connection.execute(
+            update(_INBOUND)
+            .where(_INBOUND.c.sender == sender, _INBOUND.c.envelope_id == correction_id)
+            .values(body_json=None, wire=b"", purged_at=at, h2_indexed_at=at)
+        )
+        audit.record(
+            connection,
+            "purged",
+            at=at,
+            by="a correction of a purged message",
+            direction="received",
+            id=correction_id,
+            typ=CORRECTION,
+            retention_ends=original.purged_at,
+            part="body and envelope",
+        )
     else:
         # Its H2 identifiers are recorded again from the corrected body on first need.
         values = {

@@ -3,6 +3,7 @@ shows as corrected or withdrawn on the sending node and on every receiving node.
 
 from __future__ import annotations
 
+import json
 import time
 
 from sqlalchemy import select
@@ -152,10 +153,17 @@ def test_a_correction_of_a_purged_message_brings_nothing_back(make_federation):
     deliver(kz)
     with kg.node.sessions() as session:
         purge.run(session, kg.node.policy(), now=int(time.time()) + 4000 * 86_400, by="test")
-    post(kz, "correction/1", example_correction(refers_to=original))
+    correction = post(kz, "correction/1", example_correction(refers_to=original))["id"]
     deliver(kz)
     row = inbound(kg, original)
     assert (row.state, row.body_json) == ("corrected", None)
+    # Nor through the correction's own copy of the (H2) data: purged on arrival.
+    copy = inbound(kg, correction)
+    assert (copy.body_json, copy.wire) == (None, b"") and copy.purged_at is not None
+    assert copy.receipt  # what proves the exchange stays
+    listed = kg.client().get("/api/v1/inbox", headers=kg.auth()).get_json()["messages"]
+    shown = next(m for m in listed if m["envelope_id"] == correction)
+    assert "Nurlanova" not in json.dumps(shown)
 
 
 def test_a_correction_from_a_role_that_may_not_send_the_type(make_federation):
