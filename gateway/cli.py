@@ -27,6 +27,7 @@ from gateway.config import (
     NODE_RE,
     Settings,
     check_database_url,
+    is_utf8,
     load_settings,
     write_instance_file,
 )
@@ -129,9 +130,7 @@ class GatewayGroup(click.Group):
         **extra: Any,
     ) -> click.Context:
         for arg in args:
-            try:
-                arg.encode("utf-8")
-            except UnicodeEncodeError:  # bytes the shell passed that are not UTF-8
+            if not is_utf8(arg):  # bytes the shell passed that are not UTF-8
                 _fail(
                     "bad-argument",
                     f"argument {arg.encode('utf-8', 'replace').decode()!r} is not valid UTF-8 "
@@ -677,7 +676,7 @@ def trust_show(obj: Context) -> None:
     trust_list = obj.node().trust()
     click.echo(
         f"{trust_list.federation} version {trust_list.version}, expires "
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(trust_list.expires))}"
+        f"{_utc(trust_list.expires)}"
         f"{' (EXPIRED: sending frozen)' if trust_list.is_expired(int(time.time())) else ''}"
     )
     for node_id in trust_list.node_ids:

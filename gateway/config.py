@@ -258,7 +258,7 @@ def _driver_installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def _is_utf8(text: str) -> bool:
+def is_utf8(text: str) -> bool:
     """False for a str holding undecodable bytes (surrogate escapes from the OS)."""
     try:
         text.encode("utf-8")
@@ -270,7 +270,7 @@ def _is_utf8(text: str) -> bool:
 def check_database_url(url: str) -> str:
     """``url`` if it names a database the node supports through a driver that is
     installed, else ``config-database``."""
-    if not _is_utf8(url):
+    if not is_utf8(url):
         raise ConfigError(
             "config-database",
             f"database_url holds bytes that are not UTF-8 text; use {DATABASE_FORMS}",
@@ -314,7 +314,7 @@ def check_database_url(url: str) -> str:
 
 def load_settings(instance: str | os.PathLike[str], **overrides: Any) -> Settings:
     """Read the layered configuration for the node whose instance folder is ``instance``."""
-    if CONTROL.search(os.fspath(instance)) or not _is_utf8(os.fspath(instance)):
+    if CONTROL.search(os.fspath(instance)) or not is_utf8(os.fspath(instance)):
         raise ConfigError(
             "config-file",
             f"instance folder {os.fspath(instance)!r} contains a control character (NUL, "
@@ -404,7 +404,7 @@ def check_instance_values(instance: Path, settings: dict[str, Any]) -> None:
         )
     values = {k: _coerce(k, v, known[k]) for k, v in settings.items() if v is not None}
     for name, value in values.items():
-        if isinstance(value, str) and not _is_utf8(value):
+        if isinstance(value, str) and not is_utf8(value):
             raise _invalid(name, value, "text without undecodable bytes")
     if values.get("database_url"):
         check_database_url(values["database_url"])

@@ -335,7 +335,8 @@ def _correction_of(
     everyone = [delivery.recipient for delivery in original.deliveries]
     if to is None:
         return original, everyone
-    missing = sorted(set(everyone) - set(to if isinstance(to, list) else []))
+    named = set(to) if isinstance(to, list) else set()
+    missing = sorted(set(everyone) - named)
     if missing:
         raise ApiError(
             "correction-recipients",
@@ -343,7 +344,7 @@ def _correction_of(
             "to 'to' (or leave 'to' out)",
             status=422,
         )
-    extra = sorted(set(to if isinstance(to, list) else []) - set(everyone))
+    extra = sorted(named - set(everyone))
     if extra:
         # Nothing to correct there, and a withdrawal passes no agreement: its reason
         # must not reach a state that never received the original.
