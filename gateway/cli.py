@@ -14,11 +14,11 @@ import os
 import re
 import sys
 import time
-import tomllib
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
+from click.exceptions import NoArgsIsHelpError
 from sqlalchemy import create_engine, inspect, select
 from sqlalchemy.exc import DatabaseError, OperationalError
 
@@ -39,10 +39,9 @@ from keys.sealed import (
     MEMLIMIT_MODERATE,
     OPSLIMIT_MODERATE,
     KeyFileError,
-    atomic_write,
     key_file_warnings,
 )
-from keys.trustlist import MAX_TIME, KeyUse, TrustError, key_entry
+from keys.trustlist import ENDPOINT, MAX_TIME, KeyUse, TrustError, key_entry
 
 # Row ids are 32-bit integers in PostgreSQL: larger ids cannot exist.
 ROW_ID = click.IntRange(1, 2**31 - 1)
@@ -119,6 +118,15 @@ def _fail(code: str, message: str) -> NoReturn:
     sys.exit(2)
 
 
+def _usage(error: click.UsageError) -> NoReturn:
+    """A command line click could not parse: the same one-line form as every error
+    (a group given no command shows its help, as click does)."""
+    if isinstance(error, NoArgsIsHelpError):
+        raise error
+    where = f"; see '{error.ctx.command_path} --help'" if error.ctx is not None else ""
+    _fail("usage", f"{error.format_message().rstrip('.')}{where}")
+
+
 class GatewayGroup(click.Group):
     """Turns every project error into one line: ``error [code]: sentence``."""
 
@@ -136,11 +144,16 @@ class GatewayGroup(click.Group):
                     f"argument {arg.encode('utf-8', 'replace').decode()!r} is not valid UTF-8 "
                     "text; type it again in a UTF-8 terminal",
                 )
-        return super().make_context(info_name, args, parent, **extra)
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as e:
+            _usage(e)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as e:  # a subcommand's arguments
+            _usage(e)
         except (GatewayError, TrustError, KeyFileError) as e:
             _fail(getattr(e, "code", "error"), getattr(e, "message", None) or str(e))
         except OperationalError as e:
@@ -394,7 +407,7 @@ def keys_show(obj: Context) -> None:
 
 
 def _endpoint(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
-    if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
+    if not ENDPOINT.fullmatch(value):
         raise click.BadParameter(
             f"{value!r} is not an http(s) URL; peers need one like https://xb1.kz.example"
         )
@@ -601,13 +614,6 @@ def trust_install(obj: Context, path: str, anchor: str | None) -> None:
     re-verifies the stored list against it."""
     node = obj.node()
     configured = node.settings.trust_anchor
-    if anchor and configured and anchor != configured:
-        # The configured anchor is what every later start checks version 1 against.
-        _fail(
-            "trust-anchor-mismatch",
-            f"--anchor {anchor} differs from trust_anchor {configured} in the configuration; "
-            "compare both with the anchor the administrators published and correct the wrong one",
-        )
     trust_list = node.install_trust_list(Path(path).read_bytes(), anchor=anchor)
     if node.id not in trust_list.node_ids:
         click.echo(
@@ -616,29 +622,12 @@ def trust_install(obj: Context, path: str, anchor: str | None) -> None:
             "administrators to add its entry ('gateway keys entry')",
             err=True,
         )
-    if anchor and not configured:
-        _pin_anchor(obj.instance, anchor)
+    if node.settings.trust_anchor != configured:
         click.echo(f"Pinned trust anchor {anchor} in {obj.instance / INSTANCE_FILE}.")
     click.echo(
         f"Installed trust list {trust_list.federation} version {trust_list.version} "
         f"({len(trust_list.node_ids)} nodes, threshold {trust_list.threshold})."
     )
-
-
-def _pin_anchor(instance: Path, anchor: str) -> None:
-    path = instance / INSTANCE_FILE
-    values: dict[str, Any] = {}
-    if path.exists():
-        with path.open("rb") as handle:
-            values = tomllib.load(handle)
-    if "trust_anchor" not in values and path.exists():
-        # Added as a line, so the operator's comments and layout stay as written.
-        text = path.read_text(encoding="utf-8")
-        separator = "" if not text or text.endswith("\n") else "\n"
-        atomic_write(path, f'{text}{separator}trust_anchor = "{anchor}"\n'.encode(), mode=0o600)
-        return
-    values["trust_anchor"] = anchor
-    write_instance_file(instance, values)
 
 
 @trust.command("fetch")
@@ -1203,14 +1192,22 @@ def audit_export(obj: Context, message_id: str, out: str) -> None:
 
 @audit.command("check")
 @click.argument("bundle", type=click.Path(exists=True, dir_okay=False))
-def audit_check(bundle: str) -> None:
-    """Check an evidence bundle offline (no node, no database, no network). Compare
-    the printed trust-list hash with the one the federation published."""
+@click.option(
+    "--anchor",
+    default=None,
+    callback=_anchor,
+    help="The federation's published anchor (SHA-256 of trust list version 1) to "
+    "verify the bundle's trust list from.",
+)
+def audit_check(bundle: str, anchor: str | None) -> None:
+    """Check an evidence bundle offline (no node, no database, no network). Its trust
+    list is verified from version 1 along the versions it carries: give the
+    federation's published anchor with --anchor, or compare the printed one."""
     from gateway.audit import evidence
 
     try:
         data = json.loads(Path(bundle).read_text(encoding="utf-8"))
-        summary = evidence.check(data)
+        summary = evidence.check(data, anchor=bytes.fromhex(anchor) if anchor else None)
     except (ValueError, RecursionError, evidence.EvidenceError) as e:
         click.echo(f"EVIDENCE DOES NOT VERIFY: {getattr(e, 'message', e)}", err=True)
         sys.exit(1)
@@ -1224,10 +1221,17 @@ def audit_check(bundle: str) -> None:
         if witnesses
         else "Checkpoint not co-signed by any other member (witnessing had not reached it)."
     )
-    click.echo(
-        f"Trust list version {summary['trust_list_version']}, SHA-256 "
-        f"{summary['trust_list_sha256']}: compare it with the published one."
+    follows = (
+        f"Trust list version {summary['trust_list_version']}, verified from version "
+        f"{summary['anchor_version']}"
     )
+    if summary["anchor_checked"]:
+        click.echo(f"{follows}, whose SHA-256 is the anchor given.")
+    else:
+        click.echo(
+            f"{follows}, whose SHA-256 is {summary['anchor']}: compare it with the "
+            "anchor the federation published (or give it with --anchor)."
+        )
 
 
 @audit.command("witness")

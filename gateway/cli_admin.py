@@ -163,6 +163,19 @@ def _new_passphrase() -> str:
     return text
 
 
+def _confirmed(question: str) -> bool:
+    """Asked on the standard input; with no answer there (no terminal, or the input
+    ended) nothing is signed: check what was shown, then sign with --yes."""
+    try:
+        return click.confirm(question, default=False)
+    except click.Abort:
+        _fail(
+            "not-confirmed",
+            "no answer to confirm with (no terminal?), so nothing was signed or written: "
+            "check the proposal shown above, then run the command again with --yes",
+        )
+
+
 def _load_admin_key(path: str) -> AdminKey:
     passphrase = os.environ.get(PASSPHRASE_ENV) or None
     if passphrase is None:
@@ -482,9 +495,7 @@ def sign_command(
     key = _load_admin_key(key_file)
     click.echo(f"Signing as {shown(key.label)} ({key.kid}).")
     signed = sign(parsed.to_wire(), key, trust_list)  # refuses a key that is not an admin
-    if not yes and not click.confirm(
-        f"Sign {shown(parsed.federation)} version {parsed.version}?", default=False
-    ):
+    if not yes and not _confirmed(f"Sign {shown(parsed.federation)} version {parsed.version}?"):
         _fail("not-confirmed", "you did not confirm, so nothing was signed or written")
     _write(out or proposal, signed)
     click.echo(f"Signed; wrote {out or proposal}.")

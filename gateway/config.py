@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from gateway.errors import ConfigError
+from keys.sealed import atomic_write
 
 NODE_RE = re.compile(r"[A-Z]{2}(-[A-Z0-9]{1,16})?\Z")
 ENV_PREFIX = "GATEWAY_"
@@ -432,3 +433,22 @@ def write_instance_file(instance: Path, settings: dict[str, Any]) -> Path:
     path = instance / INSTANCE_FILE
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def pin_trust_anchor(instance: Path, anchor: str) -> None:
+    """Write ``trust_anchor`` into the instance's ``gateway.toml``, so that every later
+    start re-verifies the stored version 1 against it. The operator's comments and
+    layout stay as written."""
+    path = instance / INSTANCE_FILE
+    values: dict[str, Any] = {}
+    if path.exists():
+        with path.open("rb") as handle:
+            values = tomllib.load(handle)
+    if "trust_anchor" not in values and path.exists():
+        # Added as a line, so the operator's comments and layout stay as written.
+        text = path.read_text(encoding="utf-8")
+        separator = "" if not text or text.endswith("\n") else "\n"
+        atomic_write(path, f'{text}{separator}trust_anchor = "{anchor}"\n'.encode(), mode=0o600)
+        return
+    values["trust_anchor"] = anchor
+    write_instance_file(instance, values)

@@ -16,9 +16,19 @@ of the corrected body, or dropped on withdrawal. A correction of a purged
 message changes its state only: its data does not come back, and the correction's
 own copy of it is purged on arrival.
 
+Deliveries are retried independently, so the sender's messages may arrive in any
+order; the sender's later word holds whichever arrives last. A correction that
+comes before its original waits in ``early_corrections`` and is applied when the
+original arrives (``apply_early``); one signed before the correction already
+applied changes nothing, and one that comes after the withdrawal is erased on
+arrival (both ``correction-outdated``).
+
 A correction is routed to every local agency the original went to, besides the
 agencies its own routing names, so every reader of the original learns of it.
-Everything runs on the connection of the accepting transaction.
+Everything runs on the connection of the accepting transaction: on PostgreSQL
+after the accepting transaction's first audit append, which holds the audit lock
+until the commit, so an original and its correction accepted at the same time by
+two processes are applied in turn and each sees the other.
 """
 
 from __future__ import annotations
@@ -26,29 +36,59 @@ from __future__ import annotations
 import json
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, delete, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, delete, insert, select, update
 
 from gateway.audit import log as audit
-from gateway.models import H2Identifier, InboundMessage, InboundRoute
+from gateway.db import DriverStatement
+from gateway.models import EarlyCorrection, H2Identifier, InboundMessage, InboundRoute
 from schemas import xb1json
 
 CORRECTION = "correction/1"
 _INBOUND = cast(Table, InboundMessage.__table__)
 _ROUTES = cast(Table, InboundRoute.__table__)
 _H2 = cast(Table, H2Identifier.__table__)
+_EARLY = cast(Table, EarlyCorrection.__table__)
+# On the receive path of every message: compiled once, run on the driver's cursor.
+_FIND_EARLY = DriverStatement(
+    select(_EARLY.c.id).where(
+        _EARLY.c.sender == bindparam("sender"), _EARLY.c.refers_to == bindparam("refers_to")
+    )
+)
 
 
 def apply_received(
-    connection: Connection, *, sender: str, correction_id: str, body: dict[str, Any], at: int
+    connection: Connection,
+    *,
+    sender: str,
+    correction: int,
+    correction_id: str,
+    iat: int,
+    body: dict[str, Any],
+    at: int,
 ) -> int | None:
-    """Apply the correction; returns the inbound id of the original, or None if this
-    node holds no message of that id from that sender."""
+    """Apply the correction (inbound row ``correction``, message id ``correction_id``,
+    signed at ``iat``); returns the inbound id of the original when the correction
+    concerns it, or None if this node holds no message of that id and type from that
+    sender, or the original was withdrawn before."""
     original = connection.execute(
-        select(_INBOUND.c.id, _INBOUND.c.typ, _INBOUND.c.state, _INBOUND.c.purged_at).where(
-            _INBOUND.c.sender == sender, _INBOUND.c.envelope_id == body["refers_to"]
-        )
-    ).first()
-    if original is None or original.typ != body["refers_to_type"] or original.state == "withdrawn":
+        select(
+            _INBOUND.c.id, _INBOUND.c.typ, _INBOUND.c.state, _INBOUND.c.state_by,
+            _INBOUND.c.purged_at,
+        ).where(_INBOUND.c.sender == sender, _INBOUND.c.envelope_id == body["refers_to"])
+    ).first()  # fmt: skip
+    if original is None or original.typ != body["refers_to_type"]:
+        if original is None:
+            # The original may still be on its way (its delivery retried while this
+            # one got through): applied when it arrives (apply_early).
+            connection.execute(
+                insert(_EARLY).values(
+                    sender=sender,
+                    refers_to=body["refers_to"],
+                    refers_to_type=body["refers_to_type"],
+                    action=body["action"],
+                    correction_id=correction,
+                )
+            )
         audit.record(
             connection,
             "correction-unmatched",
@@ -56,8 +96,23 @@ def apply_received(
             sender=sender,
             id=correction_id,
             refers_to=body["refers_to"],
+            waiting=original is None,
         )
         return None
+    if original.state == "withdrawn" or (
+        original.state == "corrected"
+        and body["action"] == "correct"
+        and _signed_after(connection, sender, original.state_by, (iat, correction_id))
+    ):
+        # Sent before the withdrawal or correction already applied, and overtaken by
+        # it on the way: it changes nothing, and after a withdrawal the data it
+        # carries must not stay either.
+        if original.state == "withdrawn":
+            _erase(connection, correction, by=original.state_by)
+        _record(
+            connection, "correction-outdated", at, sender, correction_id, body, by=original.state_by
+        )
+        return None if original.state == "withdrawn" else int(original.id)
     # What this node knew of the original's H2 data no longer holds either way.
     connection.execute(delete(_H2).where(_H2.c.inbound_id == original.id))
     if body["action"] == "withdraw":
@@ -69,7 +124,7 @@ def apply_received(
         # original was (metadata, hashes and receipt stay).
         connection.execute(
             update(_INBOUND)
-            .where(_INBOUND.c.sender == sender, _INBOUND.c.envelope_id == correction_id)
+            .where(_INBOUND.c.id == correction)
             .values(body_json=None, wire=b"", purged_at=at, h2_indexed_at=at)
         )
         audit.record(
@@ -83,6 +138,10 @@ def apply_received(
             retention_ends=original.purged_at,
             part="body and envelope",
         )
+    elif "body" not in body:
+        # A correction applied late whose own copy was purged before the original came:
+        # the original's data is known to be wrong and the right data is gone.
+        values = {"state": "corrected", "body_json": None, "wire": b"", "h2_indexed_at": at}
     else:
         # Its H2 identifiers are recorded again from the corrected body on first need.
         values = {
@@ -95,37 +154,115 @@ def apply_received(
         .where(_INBOUND.c.id == original.id)
         .values(state_by=correction_id, **values)
     )
+    _record(connection, "correction-applied", at, sender, correction_id, body)
+    return int(original.id)
+
+
+def _record(
+    connection: Connection,
+    kind: str,
+    at: int,
+    sender: str,
+    correction_id: str,
+    body: dict[str, Any],
+    **more: Any,
+) -> None:
+    """The audit entry of what a correction did."""
     audit.record(
         connection,
-        "correction-applied",
+        kind,
         at=at,
         sender=sender,
         id=correction_id,
         refers_to=body["refers_to"],
         action=body["action"],
+        **more,
     )
-    return int(original.id)
+
+
+def apply_early(
+    connection: Connection, *, sender: str, original: int, original_id: str, at: int
+) -> None:
+    """When a message arrives, apply the corrections of it that came first (in the
+    order they were signed) and route them also where it went. One indexed lookup
+    for a message that has none."""
+    if _FIND_EARLY.first(connection, {"sender": sender, "refers_to": original_id}) is None:
+        return
+    early = connection.execute(
+        select(
+            _EARLY.c.id, _EARLY.c.refers_to_type, _EARLY.c.action, _INBOUND.c.id.label("inbound"),
+            _INBOUND.c.envelope_id, _INBOUND.c.iat, _INBOUND.c.body_json,
+        )
+        .join(_INBOUND, _INBOUND.c.id == _EARLY.c.correction_id)
+        .where(_EARLY.c.sender == sender, _EARLY.c.refers_to == original_id)
+        .order_by(_INBOUND.c.iat, _INBOUND.c.envelope_id)
+    ).all()  # fmt: skip
+    connection.execute(delete(_EARLY).where(_EARLY.c.id.in_([row.id for row in early])))
+    for row in early:
+        body = json.loads(row.body_json) if row.body_json else {}
+        if not body:  # purged or erased meanwhile: what the early row kept is enough
+            body = {"refers_to": original_id, "refers_to_type": row.refers_to_type}
+            body["action"] = row.action
+        if (
+            apply_received(
+                connection,
+                sender=sender,
+                correction=row.inbound,
+                correction_id=row.envelope_id,
+                iat=row.iat,
+                body=body,
+                at=at,
+            )
+            is None
+        ):
+            continue
+        routed = set(routes_of(connection, row.inbound))
+        added = [
+            (a, "correction-of-original")
+            for a in routes_of(connection, original)
+            if a not in routed
+        ]
+        store_routes(connection, row.inbound, added, envelope_id=row.envelope_id, at=at)
+
+
+def _signed_after(
+    connection: Connection, sender: str, applied: str | None, signed: tuple[int, str]
+) -> bool:
+    """Whether the correction ``applied`` was signed after ``signed`` (iat, id): the
+    sender's later word holds, whichever arrived last."""
+    iat = connection.scalar(
+        select(_INBOUND.c.iat).where(_INBOUND.c.sender == sender, _INBOUND.c.envelope_id == applied)
+    )
+    return iat is not None and (int(iat), str(applied)) > signed
+
+
+def _erase(connection: Connection, row_id: int, *, by: str | None) -> None:
+    """Erase a correction's body and envelope bytes: the message it corrects was withdrawn."""
+    connection.execute(delete(_H2).where(_H2.c.inbound_id == row_id))
+    connection.execute(
+        update(_INBOUND)
+        .where(_INBOUND.c.id == row_id)
+        .values(body_json=None, wire=b"", state="withdrawn", state_by=by)
+    )
 
 
 def _erase_earlier_corrections(
     connection: Connection, sender: str, original: str, withdrawal: str
 ) -> None:
     """A withdrawal also erases the corrected bodies that earlier corrections of the
-    same message carried: none of that data may stay in use."""
+    same message carried: none of that data may stay in use. The withdrawal itself,
+    which carries no data, keeps its reason."""
     for row_id, body_json in connection.execute(
         select(_INBOUND.c.id, _INBOUND.c.body_json).where(
             _INBOUND.c.sender == sender,
             _INBOUND.c.typ == CORRECTION,
-            _INBOUND.c.body_json.is_not(None),
+            _INBOUND.c.envelope_id != withdrawal,
+            # Stored bodies are canonical xb1-json: a cheap filter, checked below.
+            _INBOUND.c.body_json.contains(f'"refers_to":"{original}"', autoescape=True),
         )
     ):
         if json.loads(body_json).get("refers_to") == original:
-            connection.execute(delete(_H2).where(_H2.c.inbound_id == row_id))
-            connection.execute(
-                update(_INBOUND)
-                .where(_INBOUND.c.id == row_id)
-                .values(body_json=None, wire=b"", state="withdrawn", state_by=withdrawal)
-            )
+            _erase(connection, row_id, by=withdrawal)
 
 
 def routes_of(connection: Connection, inbound_id: int) -> list[str]:
@@ -134,9 +271,25 @@ def routes_of(connection: Connection, inbound_id: int) -> list[str]:
     )
 
 
-def store_routes(connection: Connection, inbound_id: int, routes: list[tuple[str, str]]) -> None:
+def store_routes(
+    connection: Connection,
+    inbound_id: int,
+    routes: list[tuple[str, str]],
+    *,
+    envelope_id: str,
+    at: int,
+) -> None:
+    """Record that the received message goes to these (agency, rule) pairs too, with
+    its ``routed`` audit entry."""
     if routes:
         connection.execute(
             insert(_ROUTES),
             [{"inbound_id": inbound_id, "agency": a, "rule": r} for a, r in routes],
+        )
+        audit.record(
+            connection,
+            "routed",
+            at=at,
+            id=envelope_id,
+            to=[f"{agency}:{rule}" for agency, rule in routes],
         )

@@ -321,6 +321,10 @@ def _record(connection: Connection, item: _Accepting, row_id: int) -> None:
     )
     if header.typ == corrections.CORRECTION or node.policy().routing:
         _after_accept(connection, node, opened, row_id, at)
+    if header.typ != corrections.CORRECTION:
+        corrections.apply_early(
+            connection, sender=header.sender.node, original=row_id, original_id=header.id, at=at
+        )
 
 
 def _after_accept(
@@ -336,7 +340,9 @@ def _after_accept(
         original = corrections.apply_received(
             connection,
             sender=header.sender.node,
+            correction=inbound_id,
             correction_id=header.id,
+            iat=header.iat,
             body=opened.body,
             at=at,
         )
@@ -347,15 +353,7 @@ def _after_accept(
             for agency in corrections.routes_of(connection, original):
                 chosen.setdefault(agency, "correction-of-original")
             destinations = sorted(chosen.items()) if chosen else destinations
-    if destinations:
-        corrections.store_routes(connection, inbound_id, destinations)
-        audit.record(
-            connection,
-            "routed",
-            at=at,
-            id=header.id,
-            to=[f"{agency}:{rule}" for agency, rule in destinations],
-        )
+    corrections.store_routes(connection, inbound_id, destinations, envelope_id=header.id, at=at)
 
 
 def refuse_unread(node: Node, error: Rejected, size: int, at: int) -> None:

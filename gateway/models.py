@@ -235,6 +235,24 @@ class InboundRoute(Base):
     rule: Mapped[str] = mapped_column(String(64))
 
 
+class EarlyCorrection(Base):
+    """A ``correction/1`` that arrived before the message it refers to (the original's
+    delivery was still being retried when the correction's got through). It is
+    applied when the original arrives (gateway/corrections.py), then removed."""
+
+    __tablename__ = "early_corrections"
+    __table_args__ = (Index("ix_early_corrections_original", "sender", "refers_to"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sender: Mapped[str] = mapped_column(String(20))
+    refers_to: Mapped[str] = mapped_column(String(36))
+    # Kept here too, so that a correction whose own body was purged meanwhile still
+    # withdraws (or erases) the original when it arrives.
+    refers_to_type: Mapped[str] = mapped_column(String(40))
+    action: Mapped[str] = mapped_column(String(16))
+    correction_id: Mapped[int] = mapped_column(ForeignKey("inbound_messages.id"))
+
+
 class H2Identifier(Base):
     """A hashed identifier (name match key, document, phone, account) found in a
     received H2 message: data its originator must allow before it goes to a third

@@ -8,6 +8,7 @@ trust list cached, re-reading the newest installed version at most every
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -15,6 +16,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -22,9 +24,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway import db, quarantine, sovereignty
 from gateway import policy as policy_module
 from gateway.audit import log as audit
-from gateway.config import Settings
+from gateway.config import Settings, pin_trust_anchor
 from gateway.envelope import Limits
-from gateway.errors import ConfigError, NodeStateError
+from gateway.errors import ConfigError, GatewayError, NodeStateError
 from gateway.models import AuditEntry, Suspension, TrustListVersion
 from gateway.policy import Policy
 from keys.keypair import SigningKeyPair
@@ -284,15 +286,30 @@ class Node:
             newest = session.scalars(
                 select(TrustListVersion).order_by(TrustListVersion.version.desc()).limit(1)
             ).first()
+            configured = self.settings.trust_anchor
+            if anchor and configured and anchor != configured:
+                # The configured anchor is what every later start checks against.
+                raise GatewayError(
+                    "trust-anchor-mismatch",
+                    f"the anchor given ({anchor}) differs from trust_anchor {configured} "
+                    "in the configuration; compare both with the anchor the "
+                    "administrators published and correct the wrong one",
+                    status=409,
+                )
             if newest is None:
-                pinned = anchor or self.settings.trust_anchor
+                pinned = configured or anchor
                 if not pinned:
                     raise NodeStateError(
                         "no-trust-anchor",
-                        "the first trust list needs its SHA-256 anchor: pass "
-                        "--anchor or set trust_anchor in gateway.toml",
+                        "the first trust list needs its SHA-256 anchor: give it (--anchor, "
+                        "or ?anchor= in the admin API) or set trust_anchor in gateway.toml",
                     )
                 trust_list = TrustList.from_anchor(wire, bytes.fromhex(pinned), at)
+                if not configured:
+                    # Pinned before the list is stored: every later start (and every
+                    # other process of this node, once restarted) checks against it.
+                    pin_trust_anchor(Path(self.settings.instance), pinned)
+                    self.settings = dataclasses.replace(self.settings, trust_anchor=pinned)
             else:
                 current = self.trust()
                 trust_list = current.verify_successor(wire, at)

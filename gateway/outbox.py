@@ -5,6 +5,7 @@ gets an answer. The dispatcher does the sending; nothing here talks to peers.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -258,10 +259,32 @@ def submit(
         session.flush()
         record_event(session, delivery, DeliveryState.QUEUED, detail="stored and sealed", at=at)
     if original is not None:
-        original.state = "withdrawn" if loaded["action"] == "withdraw" else "corrected"
-        original.state_by = header.id
-        if original.state == "withdrawn":
+        state = "withdrawn" if loaded["action"] == "withdraw" else "corrected"
+        # Conditional: a withdrawal committed since the original was read (another
+        # request at the same time) is not overwritten, and this one is refused.
+        changed = session.execute(
+            update(OutboundMessage)
+            .where(
+                OutboundMessage.id == original.id,
+                OutboundMessage.state.is_distinct_from("withdrawn"),
+            )
+            .values(state=state, state_by=header.id)
+            .execution_options(synchronize_session=False)
+        )
+        session.expire(original)
+        if changed.rowcount != 1:  # type: ignore[attr-defined]
+            raise ApiError(
+                "already-withdrawn",
+                f"{original.id} was withdrawn by {original.state_by} meanwhile",
+                status=409,
+            )
+        if state == "withdrawn":
             _stop_deliveries(session, original, header.id, at)
+            # An earlier correction still waiting to be delivered carries the data
+            # withdrawn now: it is stopped too, and shows as withdrawn like the original.
+            for earlier in _earlier_corrections(session, original, header.id):
+                earlier.state, earlier.state_by = "withdrawn", header.id
+                _stop_deliveries(session, earlier, header.id, at)
         audit.record(
             session,
             "correction-sent",
@@ -279,6 +302,23 @@ CORRECTION = "correction/1"
 
 
 WAITING = (DeliveryState.QUEUED, DeliveryState.RETRYING)
+
+
+def _earlier_corrections(
+    session: Session, original: OutboundMessage, withdrawal: str
+) -> list[OutboundMessage]:
+    """The corrections of ``original`` sent before ``withdrawal``, not withdrawn yet."""
+    found = session.scalars(
+        select(OutboundMessage).where(
+            OutboundMessage.agency == original.agency,
+            OutboundMessage.typ == CORRECTION,
+            OutboundMessage.id != withdrawal,
+            OutboundMessage.state.is_(None),
+            # Stored bodies are canonical xb1-json: a cheap filter, checked below.
+            OutboundMessage.body_json.contains(f'"refers_to":"{original.id}"', autoescape=True),
+        )
+    )
+    return [m for m in found if json.loads(m.body_json or "{}").get("refers_to") == original.id]
 
 
 def _stop_deliveries(session: Session, original: OutboundMessage, by: str, at: int) -> None:

@@ -471,6 +471,13 @@ def _agencies(path: Path, tables: list[dict[str, Any]]) -> tuple[LocalAgency, ..
         if agency_id in found:
             raise _fail(path, f"{where}: agency {agency_id} is listed twice")
         found[agency_id] = LocalAgency(agency_id, kind)
+    if found and not any(a.type == "central-authority" for a in found.values()):
+        raise _fail(
+            path,
+            "a policy that lists agencies routes received messages, and what no route "
+            "names goes to its central-authority agencies: list at least one "
+            '[[agency]] with type = "central-authority", or nothing would see it',
+        )
     return tuple(found.values())
 
 

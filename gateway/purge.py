@@ -37,7 +37,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, select, text, update
+from sqlalchemy import ColumnElement, Update, and_, select, text, update
 from sqlalchemy.orm import Session
 
 from gateway import onward
@@ -177,26 +177,36 @@ def run(session: Session, policy: Policy, *, now: int | None = None, by: str) ->
         if item.direction == "refused":
             refused.append(item)
             continue
+        # Each change is conditional: another purge run at the same time (the
+        # dispatcher's and an operator's) may have been quicker; then this one
+        # changes nothing and records nothing.
+        changed = 0
         if item.direction == "received":
-            session.execute(
+            changed += _count(
+                session,
                 update(InboundMessage)
-                .where(InboundMessage.id == item.row_id)
-                .values(body_json=None, wire=b"", purged_at=at)
+                .where(InboundMessage.id == item.row_id, InboundMessage.purged_at.is_(None))
+                .values(body_json=None, wire=b"", purged_at=at),
             )
             onward.forget(session, [item.row_id] if item.row_id is not None else [])
         else:
             if item.part != "envelope":
-                session.execute(
+                changed += _count(
+                    session,
                     update(OutboundMessage)
-                    .where(OutboundMessage.id == item.message)
-                    .values(body_json=None, purged_at=at)
+                    .where(OutboundMessage.id == item.message, OutboundMessage.purged_at.is_(None))
+                    .values(body_json=None, purged_at=at),
                 )
             if item.part != "body":
-                session.execute(
+                changed += _count(
+                    session,
                     update(SealedEnvelope)
-                    .where(SealedEnvelope.message_id == item.message)
-                    .values(wire=b"")
+                    .where(SealedEnvelope.message_id == item.message, SealedEnvelope.wire != b"")
+                    .values(wire=b""),
                 )
+        if not changed:
+            session.rollback()
+            continue
         audit.record(
             session,
             "purged",
@@ -214,6 +224,11 @@ def run(session: Session, policy: Policy, *, now: int | None = None, by: str) ->
         done += _purge_refused(session, refused, at, by=by, days=policy.refused_retention_days())
     clear_write_ahead_log(session)
     return done
+
+
+def _count(session: Session, statement: Update) -> int:
+    """Run an UPDATE; the number of rows it changed."""
+    return int(session.execute(statement).rowcount)  # type: ignore[attr-defined]
 
 
 def _purge_refused(

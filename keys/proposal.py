@@ -38,7 +38,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -62,6 +61,7 @@ from .sealed import (
 # The proposal format is the trust list format: parse it with the very T1 parser and count
 # signatures with the very T2 rule that nodes use, so a proposal that passes here passes there.
 from .trustlist import (
+    ENDPOINT,
     MAX_SIGNATURES,
     MAX_TEXT,
     MAX_TIME,
@@ -81,7 +81,6 @@ from .trustlist import (
 )
 
 DEFAULT_OVERLAP = 14 * 86400  # a retired key stays usable this long by default
-ENDPOINT = re.compile(r"https?://[^\s/]+(/\S*)?")
 _ADMIN_SECRET_MEMBERS = frozenset({"admin", "kid", "seed"})
 
 

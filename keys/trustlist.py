@@ -61,6 +61,11 @@ from .keypair import (
     verify_signature,
 )
 
+#: A node's endpoint: an http(s) URL with a host, in printable ASCII without spaces
+#: (an international domain name in its xn-- form); one check for the trust list,
+#: proposals and `gateway keys entry`.
+ENDPOINT = re.compile(r"https?://[!-.0-~]+(/[!-~]*)?")
+
 SUITE = "xb1"
 SIGNING_PREFIX = b"xb1:trust\0"
 NODE_ID = re.compile(r"[A-Z]{2}(-[A-Z0-9]{1,16})?")
@@ -408,8 +413,11 @@ def _parse_list(raw: bytes) -> _Contents:
         if not isinstance(node, str) or not NODE_ID.fullmatch(node):
             raise _malformed(f"nodes[{i}].node is not a node id")
         endpoint = _text(entry["endpoint"], f"nodes[{i}].endpoint")
-        if not endpoint.startswith(("https://", "http://")):
-            raise _malformed(f"nodes[{i}].endpoint must be an http(s) URL")
+        if not ENDPOINT.fullmatch(endpoint):
+            raise _malformed(
+                f"nodes[{i}].endpoint must be an http(s) URL with a host, in printable "
+                "ASCII without spaces"
+            )
         if not isinstance(entry["keys"], list):
             raise _malformed(f"nodes[{i}].keys must be a list")
         keys = tuple(

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.app import create_app
+from gateway.config import load_settings, write_instance_file
+from gateway.node import Node
 from gateway.tokens import issue
 from tests.test_trust_follow import next_version
 
@@ -138,3 +141,41 @@ def _alert():
     from schemas.examples import example_alert
 
     return example_alert()
+
+
+def test_the_first_list_installed_over_http_pins_its_anchor(make_federation, databases, tmp_path):
+    """Version 1 installed with ?anchor= pins the anchor in gateway.toml, as `gateway
+    trust install --anchor` does, so every later start re-verifies the stored list;
+    an anchor that contradicts the pinned one is refused."""
+    fed = make_federation(("KZ", "KG"), serve=False)
+    instance = tmp_path / "kz-new"
+    instance.mkdir()
+    write_instance_file(instance, {"node": "KZ", "database_url": databases.new_url("KZ-new")})
+    node = Node(load_settings(instance), keys=fed["KZ"].keys)
+    try:
+        with node.sessions() as session:
+            secret = issue(session, "kz-ops", "automation", role="admin").secret
+            session.commit()
+        client = create_app(node=node).test_client()
+        admin = {"Authorization": f"Bearer {secret}"}
+        wrong = "ab" * 32
+        refused = client.post(
+            f"/api/v1/admin/trust-list?anchor={wrong}", headers=admin, data=fed.trust_wire
+        )
+        assert refused.get_json()["error"] == "trust-anchor-mismatch"
+        assert "trust_anchor" not in (instance / "gateway.toml").read_text()
+        installed = client.post(
+            f"/api/v1/admin/trust-list?anchor={fed.anchor}", headers=admin, data=fed.trust_wire
+        )
+        assert installed.status_code == 201, installed.get_json()
+        assert f'trust_anchor = "{fed.anchor}"' in (instance / "gateway.toml").read_text()
+        assert load_settings(instance).trust_anchor == fed.anchor
+        contradicted = client.post(
+            f"/api/v1/admin/trust-list?anchor={wrong}", headers=admin, data=fed.trust_wire
+        )
+        assert (contradicted.status_code, contradicted.get_json()["error"]) == (
+            409,
+            "trust-anchor-mismatch",
+        )
+    finally:
+        node.engine.dispose()

@@ -197,8 +197,9 @@ def test_bootstrap_refuses_inconsistent_input() -> None:
     assert refused(admins=[forged]) == "proposal-bad-entry"
     assert refused(nodes=[{"node": "KZ"}]) == "proposal-bad-entry"
     assert refused(federation="") == "proposal-bad-entry"
-    bad_endpoint = {**entry("KZ"), "endpoint": "ftp://xb1.kz.example"}
-    assert refused(nodes=[bad_endpoint]) == "proposal-bad-entry"
+    for endpoint in ("ftp://xb1.kz.example", "https://xb1.kz.example/\u2028", "https://"):
+        bad_endpoint = {**entry("KZ"), "endpoint": endpoint}
+        assert refused(nodes=[bad_endpoint]) == "proposal-bad-entry"
 
 
 def test_sixth_state_signed_on_separate_machines_and_merged() -> None:
@@ -639,6 +640,10 @@ def test_cli_from_bootstrap_to_installed_versions(tmp_path: Path) -> None:
         run("sign", "--key", kz_key, copies["KZ"], passphrase="pw kz", input="n\n"),
         "not-confirmed",
     )
+    no_answer = refused(
+        run("sign", "--key", kz_key, copies["KZ"], passphrase="pw kz"), "not-confirmed"
+    )
+    assert "--yes" in no_answer and "Aborted" not in no_answer
     assert copies["KZ"].read_bytes() == v1.read_bytes()
     signing = ok(run("sign", "--key", kz_key, copies["KZ"], passphrase="pw kz", input="y\n"))
     assert (

@@ -22,6 +22,7 @@ from schemas import xb1json
 from schemas.b64 import b64e
 from schemas.examples import example_alert
 from tests.conftest import PASSPHRASE
+from tests.test_node_trust import rogue_version_1, successor
 from tests.test_rotation import revoke_signing_key
 from tests.test_trust_follow import submit
 
@@ -315,3 +316,44 @@ def test_an_export_after_a_revocation_still_checks(make_federation):
     bundle = evidence.export(kz.node, message_id)
     assert bundle["envelopes"] == [] and bundle["entries"]
     assert evidence.check(bundle)["shown"][0] == "message-submitted"
+
+
+def test_the_trust_list_is_verified_from_the_federations_anchor(exchanged, tmp_path):
+    """A bundle carries the versions before its trust list, so a checker verifies it
+    from version 1 against the published anchor; a list the bundle made up does not
+    follow from the anchor, however well it is signed."""
+    fed, message_id = exchanged
+    kz = fed["KZ"].node
+    kz.install_trust_list(successor(fed, kz.trust()))
+    log.checkpoint(kz)
+    bundle = json.loads(json.dumps(evidence.export(kz, message_id)))
+    anchor = bytes.fromhex(fed.anchor)
+    summary = evidence.check(bundle, anchor=anchor)
+    assert (summary["trust_list_version"], summary["anchor_version"]) == (2, 1)
+    assert (summary["anchor"], summary["anchor_checked"]) == (fed.anchor, True)
+    unchecked = evidence.check(bundle)  # the anchor to compare is version 1's
+    assert (unchecked["anchor"], unchecked["anchor_checked"]) == (fed.anchor, False)
+    with pytest.raises(evidence.EvidenceError, match="anchor"):
+        evidence.check(bundle, anchor=b"\x07" * 32)
+    # Without the versions before it, the list no longer follows from the anchor.
+    with pytest.raises(evidence.EvidenceError, match="anchor"):
+        evidence.check({**bundle, "trust_chain": []}, anchor=anchor)
+    assert evidence.check({**bundle, "trust_chain": []})["anchor_version"] == 2
+    # A version 1 of another federation's admins at the head of the chain.
+    forged = {**bundle, "trust_chain": [rogue_version_1(kz.trust()).decode()]}
+    with pytest.raises(evidence.EvidenceError, match="anchor"):
+        evidence.check(forged, anchor=anchor)
+    with pytest.raises(evidence.EvidenceError, match="trust list does not verify"):
+        evidence.check(forged)  # version 2 is not the rogue version 1's successor
+
+    out = tmp_path / "evidence.json"
+    out.write_text(json.dumps(bundle))
+    checked = CliRunner().invoke(main, ["audit", "check", str(out), "--anchor", fed.anchor])
+    assert checked.exit_code == 0, checked.output
+    assert "Trust list version 2, verified from version 1, whose SHA-256 is the anchor given" in (
+        checked.output
+    )
+    compared = CliRunner().invoke(main, ["audit", "check", str(out)])
+    assert f"whose SHA-256 is {fed.anchor}: compare it" in compared.output
+    wrong = CliRunner().invoke(main, ["audit", "check", str(out), "--anchor", "07" * 32])
+    assert wrong.exit_code == 1 and "EVIDENCE DOES NOT VERIFY" in wrong.output

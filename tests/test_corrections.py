@@ -6,12 +6,21 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
 from sqlalchemy import select
 
-from gateway import purge, tokens, users
+from gateway import outbox, purge, tokens, users
 from gateway.dispatcher import Dispatcher
 from gateway.envelope import seal
-from gateway.models import Delivery, DeliveryState, InboundMessage
+from gateway.errors import ApiError
+from gateway.models import (
+    AuditEntry,
+    Delivery,
+    DeliveryState,
+    EarlyCorrection,
+    InboundMessage,
+    OutboundMessage,
+)
 from gateway.outbox import _recipients
 from schemas.examples import example_alert, example_correction, example_referral
 
@@ -234,3 +243,161 @@ def test_a_correction_goes_to_no_state_that_never_received_the_original(make_fed
     for body in (example_correction(refers_to=original), withdrawal):
         extra = post(kz, "correction/1", body, ["KG", "UZ"], expect=422)
         assert extra["error"] == "correction-recipients" and "remove UZ" in extra["message"]
+
+
+# Envelopes sealed by hand, to make them arrive in an order a network may choose.
+
+
+def sealed(member, typ, body, iat):
+    return seal(
+        typ=typ,
+        body=body,
+        sender=member.node.id,
+        signing_key=member.node.signing_pair(iat),
+        recipients=_recipients(member.node, ["KG"], iat),
+        tl=member.node.trust().version,
+        iat=iat,
+        ttl=600,
+    )
+
+
+def arrive(member, envelope):
+    answer = member.client().post("/xb1/envelopes", data=envelope.to_wire())
+    assert answer.status_code == 200, answer.get_json()
+
+
+def correcting(original, birth):
+    body = example_correction(refers_to=original)
+    body["body"]["subjects"][0]["date_of_birth"] = birth
+    return body
+
+
+def withdrawing(original):
+    body = example_correction(refers_to=original, action="withdraw", reason_code="duplicate")
+    body.pop("body")
+    return body
+
+
+def audit_kinds(member, envelope_id):
+    with member.node.sessions() as session:
+        return [
+            json.loads(text)["kind"]
+            for (text,) in session.execute(select(AuditEntry.entry))
+            if json.loads(text).get("id") == envelope_id
+        ]
+
+
+def erased(member, envelope_id, *, by):
+    row = inbound(member, envelope_id)
+    assert (row.state, row.state_by, row.body_json, row.wire) == ("withdrawn", by, None, b"")
+
+
+def early_rows(member):
+    with member.node.sessions() as session:
+        return session.scalars(select(EarlyCorrection)).all()
+
+
+def test_corrections_that_overtake_their_original_are_applied_when_it_arrives(make_federation):
+    """The original's delivery may still be retried when its correction gets through:
+    the correction waits, and is applied the moment the original arrives."""
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    at = int(time.time())
+    original = sealed(kz, "alert/1", example_alert(), at)
+    fix = sealed(kz, "correction/1", correcting(original.header.id, "2001-08-03"), at + 1)
+    arrive(kg, fix)
+    assert audit_kinds(kg, fix.header.id)[-1] == "correction-unmatched"
+    assert len(early_rows(kg)) == 1
+    arrive(kg, original)
+    row = inbound(kg, original.header.id)
+    assert (row.state, row.state_by) == ("corrected", fix.header.id)
+    assert json.loads(row.body_json)["subjects"][0]["date_of_birth"] == "2001-08-03"
+    assert audit_kinds(kg, fix.header.id)[-1] == "correction-applied"
+    assert early_rows(kg) == []
+
+    # A correction and a withdrawal both ahead of their original, the withdrawal first:
+    # applied in the order they were signed, so the withdrawal has the last word.
+    second = sealed(kz, "alert/1", example_alert(), at)
+    fix = sealed(kz, "correction/1", correcting(second.header.id, "2001-08-03"), at + 1)
+    stop = sealed(kz, "correction/1", withdrawing(second.header.id), at + 2)
+    for envelope in (stop, fix, second):
+        arrive(kg, envelope)
+    erased(kg, second.header.id, by=stop.header.id)
+    erased(kg, fix.header.id, by=stop.header.id)
+    assert inbound(kg, stop.header.id).body_json  # the withdrawal keeps its reason
+    assert early_rows(kg) == []
+
+
+def test_a_correction_overtaken_by_a_later_one_or_by_the_withdrawal(make_federation):
+    """The sender's later word holds whichever arrives last: an older correction does
+    not replace a newer one, and one that arrives after the withdrawal is erased."""
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    at = int(time.time())
+    original = sealed(kz, "alert/1", example_alert(), at)
+    older = sealed(kz, "correction/1", correcting(original.header.id, "2001-08-03"), at + 1)
+    newer = sealed(kz, "correction/1", correcting(original.header.id, "2001-08-04"), at + 2)
+    for envelope in (original, newer, older):
+        arrive(kg, envelope)
+    row = inbound(kg, original.header.id)
+    assert (row.state, row.state_by) == ("corrected", newer.header.id)
+    assert json.loads(row.body_json)["subjects"][0]["date_of_birth"] == "2001-08-04"
+    assert audit_kinds(kg, older.header.id)[-1] == "correction-outdated"
+
+    stop = sealed(kz, "correction/1", withdrawing(original.header.id), at + 3)
+    late = sealed(kz, "correction/1", correcting(original.header.id, "2001-08-05"), at + 2)
+    arrive(kg, stop)
+    assert inbound(kg, stop.header.id).body_json  # the withdrawal keeps its reason
+    arrive(kg, late)
+    erased(kg, late.header.id, by=stop.header.id)
+    assert audit_kinds(kg, late.header.id)[-1] == "correction-outdated"
+    assert early_rows(kg) == []
+
+
+def test_a_withdrawal_stops_an_earlier_correction_still_waiting(make_federation):
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    original = post(kz, "alert/1", example_alert(), ["KG"])["id"]
+    deliver(kz)
+    waiting = post(kz, "correction/1", example_correction(refers_to=original))
+    with kz.node.sessions() as session:
+        delivery = session.get(Delivery, waiting["deliveries"][0]["id"])
+        delivery.state, delivery.next_attempt_at = DeliveryState.RETRYING, 2**40
+        session.commit()
+    stop = post(kz, "correction/1", withdrawing(original))["id"]
+    view = kz.client().get(f"/api/v1/messages/{waiting['id']}", headers=kz.auth()).get_json()
+    assert (view["state"], view["state_by"]) == ("withdrawn", stop)
+    [delivery_view] = view["deliveries"]
+    assert (delivery_view["state"], delivery_view["last_code"]) == ("expired", "withdrawn")
+    deliver(kz)  # the withdrawal alone
+    with kg.node.sessions() as session:
+        got = set(session.scalars(select(InboundMessage.envelope_id)))
+    assert waiting["id"] not in got and stop in got
+
+
+def test_a_correction_read_before_a_withdrawal_committed_is_refused(make_federation):
+    """Two requests at once: the original was read before the other's withdrawal
+    committed. The withdrawal is not overwritten and the correction is refused."""
+    fed = make_federation(("KZ", "KG"))
+    kz = fed["KZ"]
+    original = post(kz, "alert/1", example_alert(), ["KG"])["id"]
+    deliver(kz)
+    with kz.node.sessions() as session:
+        read = session.get(OutboundMessage, original)  # read now, still without a state
+        session.commit()  # (the session keeps what it read past a commit)
+        stop = post(kz, "correction/1", withdrawing(original))["id"]
+        with pytest.raises(ApiError) as refused:
+            outbox.submit(
+                session,
+                kz.node,
+                agency=kz.agency,
+                typ="correction/1",
+                body=example_correction(refers_to=original),
+                to=None,
+            )
+        assert (refused.value.code, refused.value.status) == ("already-withdrawn", 409)
+        assert stop in refused.value.message
+        assert read.state == "withdrawn"  # read again by the refusal
+        session.rollback()
+    view = kz.client().get(f"/api/v1/messages/{original}", headers=kz.auth()).get_json()
+    assert (view["state"], view["state_by"]) == ("withdrawn", stop)

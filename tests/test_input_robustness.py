@@ -299,7 +299,10 @@ def test_command_with_a_nul_in_the_key_file_path(node_folder: Path) -> None:
 # ---------------------------------------------------------------------------- 5. policy types
 
 AGREEMENT = "[[agreement]]\nid = 'a'\npeer = 'KG'\ntypes = ['alert/1']\n"
-AGENCY = "[[agency]]\nid = 'kz-police'\ntype = 'police'\n"
+AGENCY = (
+    "[[agency]]\nid = 'kz-police'\ntype = 'police'\n"
+    "[[agency]]\nid = 'kz-mvd'\ntype = 'central-authority'\n"
+)
 ROUTE = "[[route]]\nid = 'r'\ntypes = ['alert/1']\nagencies = ['kz-police']\n"
 MINIMISE = "[[minimise]]\nid = 'm'\naudience = ['ngo']\ndrop = ['channels']\n"
 

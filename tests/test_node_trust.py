@@ -12,7 +12,15 @@ from gateway.config import load_settings
 from gateway.errors import NodeStateError
 from gateway.models import TrustListVersion
 from gateway.node import Node
-from keys.trustlist import TrustError, TrustList, assemble, build_list, sign_list
+from keys.keypair import SigningKeyPair
+from keys.trustlist import (
+    TrustError,
+    TrustList,
+    admin_entry,
+    assemble,
+    build_list,
+    sign_list,
+)
 
 
 def successor(fed, current: TrustList, *, expires_in: int = 86400, issued_at=None) -> bytes:
@@ -36,6 +44,32 @@ def successor(fed, current: TrustList, *, expires_in: int = 86400, issued_at=Non
         ],
     )
     return assemble(raw, [sign_list(raw, admin) for admin in fed.admins[:2]])
+
+
+def rogue_version_1(current: TrustList, *, endpoint: str | None = None) -> bytes:
+    """A self-consistent version 1 signed by an administrator of no federation, listing
+    the nodes of ``current`` with their keys (at ``endpoint``, if given)."""
+    rogue = SigningKeyPair(b"r" * 32)
+    now = int(time.time())
+    raw = build_list(
+        federation=current.federation,
+        version=1,
+        issued_at=now,
+        expires=now + 86400,
+        prev=None,
+        threshold=1,
+        admins=[admin_entry(rogue, "rogue")],
+        nodes=[
+            {
+                "node": n.node,
+                "name": n.name,
+                "endpoint": endpoint or n.endpoint,
+                "keys": [k.to_entry() for k in n.keys],
+            }
+            for n in current.nodes
+        ],
+    )
+    return assemble(raw, [sign_list(raw, rogue)])
 
 
 def _b64(raw: bytes) -> str:
@@ -80,31 +114,7 @@ def test_a_trust_list_edited_in_the_database_is_not_trusted(make_federation):
     kz = fed["KZ"]
     # Someone with database access swaps version 1 for a self-consistent list of their
     # own (their admin, their keys for KG) and updates the stored hash to match.
-    from keys.keypair import SigningKeyPair
-    from keys.trustlist import admin_entry
-
-    rogue = SigningKeyPair(b"r" * 32)
-    current = kz.node.trust()
-    now = int(time.time())
-    raw = build_list(
-        federation=current.federation,
-        version=1,
-        issued_at=now,
-        expires=now + 86400,
-        prev=None,
-        threshold=1,
-        admins=[admin_entry(rogue, "rogue")],
-        nodes=[
-            {
-                "node": n.node,
-                "name": n.name,
-                "endpoint": "http://127.0.0.1:9",
-                "keys": [k.to_entry() for k in n.keys],
-            }
-            for n in current.nodes
-        ],
-    )
-    forged = assemble(raw, [sign_list(raw, rogue)])
+    forged = rogue_version_1(kz.node.trust(), endpoint="http://127.0.0.1:9")
     with kz.node.sessions() as session:
         session.execute(
             update(TrustListVersion).values(wire=forged, sha256=hashlib.sha256(forged).digest())

@@ -336,3 +336,22 @@ def test_a_delivery_of_a_purged_message_is_not_retried(make_federation):
     rejected = next(d["id"] for d in sent["deliveries"] if d["recipient"] == "KG")
     answer = kz.client().post(f"/api/v1/deliveries/{rejected}/retry", headers=kz.auth())
     assert (answer.status_code, answer.get_json()["error"]) == (409, "purged")
+
+
+def test_two_purge_runs_at_once_purge_and_record_each_message_once(exchanged, monkeypatch):
+    """The dispatcher's hourly run and an operator's `gateway purge` may both find the
+    same messages due: the slower one changes nothing and records nothing."""
+    fed, message_id = exchanged
+    later = int(time.time()) + 40 * DAY
+    for member in (fed["KZ"], fed["KG"]):
+        policy = member.node.policy()
+        with member.node.sessions() as session:
+            seen_by_both = purge.due(session, policy, later)
+        assert [item.message for item in seen_by_both] == [message_id]
+        with member.node.sessions() as session:
+            assert purge.run(session, policy, now=later, by="dispatcher") == seen_by_both
+        with monkeypatch.context() as patch, member.node.sessions() as session:
+            patch.setattr(purge, "due", lambda *args, stale=seen_by_both: stale)
+            assert purge.run(session, policy, now=later + 1, by="operator") == []
+        [entry] = purged_entries(member)
+        assert (entry["id"], entry["by"]) == (message_id, "dispatcher")

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from gateway import tokens
 from gateway.dispatcher import Dispatcher
 from gateway.errors import ConfigError
-from gateway.models import InboundMessage, InboundRoute
+from gateway.models import Delivery, DeliveryState, InboundMessage, InboundRoute
 from gateway.policy import parse
 from schemas.examples import example_alert, example_correction, example_referral
 
@@ -156,20 +156,25 @@ def test_a_referral_goes_to_the_shelter_only(kg_routed):
     assert inbox(kg, headers, "kg-police") == {}
 
 
+CENTRAL = '[[agency]]\nid = "kg-mvd"\ntype = "central-authority"\n'
 ROUTE_MISTAKES = [
     ('[[route]]\nid = "r"\ntypes = ["alert/1"]\nagencies = ["kg-police"]\n', "[[agency]]"),
     (
         '[[agency]]\nid = "kg-police"\ntype = "police"\n'
-        '[[route]]\nid = "r"\ntypes = ["alert/1"]\nagencies = ["kg-ngo"]\n',
+        + CENTRAL
+        + '[[route]]\nid = "r"\ntypes = ["alert/1"]\nagencies = ["kg-ngo"]\n',
         "not listed as [[agency]]",
     ),
     ('[[agency]]\nid = "kg-police"\ntype = "army"\n', "type must be one of"),
     (
         '[[agency]]\nid = "kg-police"\ntype = "police"\n'
-        '[[route]]\nid = "r"\ntypes = ["alert/1"]\nregions = ["Chui"]\nagencies = ["kg-police"]\n',
+        + CENTRAL
+        + '[[route]]\nid = "r"\ntypes = ["alert/1"]\nregions = ["Chui"]\n'
+        + 'agencies = ["kg-police"]\n',
         "ISO 3166-2",
     ),
     ('[[agency]]\nid = "a"\ntype = "police"\n[[agency]]\nid = "a"\ntype = "ngo"\n', "twice"),
+    ('[[agency]]\nid = "kg-police"\ntype = "police"\n', 'type = "central-authority"'),
 ]
 
 
@@ -177,3 +182,32 @@ ROUTE_MISTAKES = [
 def test_routing_mistakes_are_named(text, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         parse("version = 1\n" + text, Path("policy.toml"))
+
+
+def test_a_correction_that_came_first_also_goes_where_its_original_goes(kg_routed):
+    """The original's delivery is retried while its correction gets through: the
+    correction goes to the default until the original arrives, then to its agencies."""
+    kz, kg, headers = kg_routed
+    answer = kz.client().post(
+        "/api/v1/messages",
+        headers=kz.auth(),
+        json={"typ": "alert/1", "body": example_alert(), "to": ["KG"]},
+    )
+    original = answer.get_json()
+    delivery_id = original["deliveries"][0]["id"]
+    with kz.node.sessions() as session:
+        delivery = session.get(Delivery, delivery_id)
+        delivery.state, delivery.next_attempt_at = DeliveryState.RETRYING, 2**40
+        session.commit()
+    correction = send(kz, "correction/1", example_correction(refers_to=original["id"]))
+    assert set(inbox(kg, headers, "kg-mvd")) == {correction}
+    assert inbox(kg, headers, "kg-police") == {}
+    with kz.node.sessions() as session:
+        session.get(Delivery, delivery_id).next_attempt_at = 0
+        session.commit()
+    [outcome] = Dispatcher(kz.node).run_once()
+    assert outcome.state == "delivered", outcome
+    for agency in ("kg-police", "kg-shelter"):
+        seen = inbox(kg, headers, agency)
+        assert set(seen) == {original["id"], correction}
+        assert seen[original["id"]]["state"] == "corrected"

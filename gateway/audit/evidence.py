@@ -3,8 +3,11 @@
 A bundle is one JSON object holding everything needed to check, with no database
 and no network, what this node did with one message:
 
-* ``trust_list``: the node's current trust list (§5 wire form) — its anchor
-  (SHA-256 of L) is printed by the checker, for comparison with the published one;
+* ``trust_list``: the node's current trust list (§5 wire form), and
+  ``trust_chain``: the versions the node installed before it, oldest first. The
+  checker walks the chain from the oldest (version 1, whose SHA-256 of L is the
+  federation's anchor) with the successor rules of §5: against the anchor given
+  with ``--anchor``, or printing it for comparison with the published one;
 * ``node``: the exporting node; ``checkpoint``: its latest signed checkpoint,
   with any co-signatures it holds;
 * ``entries``: every audit entry that names the message, each with its position
@@ -46,6 +49,7 @@ from gateway.models import (
     InboundMessage,
     OutboundMessage,
     SealedEnvelope,
+    TrustListVersion,
 )
 from keys.trustlist import TrustError, TrustList
 from schemas import xb1json
@@ -151,7 +155,8 @@ def export(node: Any, message_id: str) -> dict[str, Any]:
         "format": FORMAT,
         "node": node.id,
         "message": message_id,
-        "trust_list": node.trust().to_wire().decode("utf-8"),
+        "trust_list": trust_list.to_wire().decode("utf-8"),
+        "trust_chain": _chain_below(node, trust_list.version),
         "checkpoint": note_text,
         "entries": entries,
         "envelopes": envelopes,
@@ -159,20 +164,55 @@ def export(node: Any, message_id: str) -> dict[str, Any]:
     }
 
 
-def _trust_list(bundle: dict[str, Any]) -> TrustList:
-    if not isinstance(bundle.get("trust_list"), str):
-        raise EvidenceError("the bundle's trust_list must be the trust list as a string")
-    wire = bundle["trust_list"].encode("utf-8")
+def _chain_below(node: Any, version: int) -> list[str]:
+    """The versions this node installed before ``version``, oldest first: with them a
+    checker walks from the federation's published anchor (version 1) to the list
+    the bundle's signatures are checked with."""
+    with node.sessions() as session:
+        return [
+            wire.decode("utf-8")
+            for wire in session.scalars(
+                select(TrustListVersion.wire)
+                .where(TrustListVersion.version < version)
+                .order_by(TrustListVersion.version)
+            )
+        ]
+
+
+class _Trust(NamedTuple):
+    current: TrustList
+    first: TrustList  # the oldest version the bundle carries: its anchor is compared
+
+
+def _trust_list(bundle: dict[str, Any], anchor: bytes | None, now: int) -> _Trust:
+    """The bundle's trust list, verified along its chain from the oldest version it
+    carries: against ``anchor`` when the checker gives one, else self-pinned (then the
+    printed anchor must be compared with the published one)."""
+    chain = bundle.get("trust_chain", [])
+    if not isinstance(bundle.get("trust_list"), str) or not (
+        isinstance(chain, list) and all(isinstance(wire, str) for wire in chain)
+    ):
+        raise EvidenceError(
+            "the bundle's trust_list must be the trust list as a string, and its "
+            "trust_chain a list of such strings"
+        )
+    wires = [wire.encode("utf-8") for wire in [*chain, bundle["trust_list"]]]
     try:
-        outer = xb1json.loads(wire)
-        raw = b64d(outer["list"])
-        return TrustList.from_pinned(wire, hashlib.sha256(raw).digest())
+        if anchor is not None:
+            first = TrustList.from_anchor(wires[0], anchor, now)
+        else:
+            raw = b64d(xb1json.loads(wires[0])["list"])
+            first = TrustList.from_pinned(wires[0], hashlib.sha256(raw).digest())
+        current = first.verify_chain(wires[1:], now, installed=True) if chain else first
     except (TrustError, WireFormatError, KeyError, TypeError) as e:
         raise EvidenceError(f"the trust list does not verify: {e}") from e
+    return _Trust(current, first)
 
 
-def check(bundle: object, now: int | None = None) -> dict[str, Any]:
-    """Verify a bundle offline; returns a summary (anchor to compare, what was shown)."""
+def check(bundle: object, now: int | None = None, *, anchor: bytes | None = None) -> dict[str, Any]:
+    """Verify a bundle offline; returns a summary (what was shown, and the anchor its
+    trust list follows from: ``anchor`` when given, else one to compare with the
+    published anchor)."""
     at = int(time.time()) if now is None else now
     if not isinstance(bundle, dict) or bundle.get("format") != FORMAT:
         raise EvidenceError(f"not an {FORMAT} bundle")
@@ -182,7 +222,8 @@ def check(bundle: object, now: int | None = None) -> dict[str, Any]:
     if not bundle["entries"] and not bundle["envelopes"]:
         raise EvidenceError("the bundle shows nothing: it holds no audit entry and no envelope")
     try:
-        trust_list = _trust_list(bundle)
+        trust = _trust_list(bundle, anchor, at)
+        trust_list = trust.current
         node_id, message_id = bundle["node"], bundle["message"]
         if not isinstance(message_id, str) or not UUID_RE.match(message_id):
             raise EvidenceError("the bundle's message is not a message id (a lowercase UUID)")
@@ -261,6 +302,11 @@ def check(bundle: object, now: int | None = None) -> dict[str, Any]:
         "checkpoint_size": checkpoint.size,
         "trust_list_version": trust_list.version,
         "trust_list_sha256": trust_list.sha256.hex(),
+        # The oldest version carried (1 for a node that began at the anchor) and its
+        # SHA-256 of L: the federation's anchor, checked when given.
+        "anchor_version": trust.first.version,
+        "anchor": trust.first.sha256.hex(),
+        "anchor_checked": anchor is not None,
         "witnesses": witnesses,
         "shown": shown,
     }
