@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, bindparam, insert, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Select, Table, bindparam, func, insert, or_, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from gateway import corrections, routing, sovereignty
 from gateway.audit import log as audit
@@ -560,7 +560,15 @@ def list_inbox(
 ) -> list[InboundMessage]:
     """Inbound messages after id ``after``. For an agency (``reader``), only what it may
     see, quarantined ones left out, and the ones returned count as read."""
-    return inbox_page(session, after=after, limit=limit, reader=reader)[0]
+    return inbox_page(session, after=after, limit=limit, reader=reader).messages
+
+
+@dataclass(frozen=True)
+class Page:
+    messages: list[InboundMessage]
+    next_after: int
+    # The release cursor to pass as ``released_after`` next time.
+    next_released_after: int
 
 
 def inbox_page(
@@ -569,13 +577,22 @@ def inbox_page(
     after: int = 0,
     limit: int = 100,
     reader: Reader | None = None,
-) -> tuple[list[InboundMessage], int]:
-    """:func:`list_inbox`, and the ``after`` of the next page: the last id returned, or,
-    when the page is not full, the last id read (rows the reader may not see are read
-    once, not again on every later page)."""
+    released_after: int | None = None,
+) -> Page:
+    """:func:`list_inbox`, with the cursors of the next page.
+
+    ``next_after`` is the last id returned, or, when the page is not full, the last id
+    read (rows the reader may not see are read once, not again on every later page).
+
+    A message held in quarantine is left out, and a pager may pass its id meanwhile;
+    once released it is not after that id. So a page starts with the messages
+    released after ``released_after`` (the order of releases, ``released_seq``) whose
+    id is not after ``after`` (later ones come in id order anyway); without
+    ``released_after`` none, and ``next_released_after`` is the latest release, from
+    which a pager follows them."""
     if limit < 1 or limit > 1000:
         raise ApiError("bad-limit", "limit must be between 1 and 1000", status=422)
-    query = select(InboundMessage).where(InboundMessage.id > after)
+    query = select(InboundMessage)
     types = reader.types if reader is not None else None
     if reader is not None:
         query = query.where(_NOT_HELD)
@@ -583,20 +600,53 @@ def inbox_page(
             query = query.where(_routed_to(reader.routed_to, reader.unrouted_too))
     if types is not None:
         query = query.where(InboundMessage.typ.in_(sorted(types)))
-    # A correction is readable only with the type it corrects, which its body says:
-    # such rows are left out after reading, and more are read until the page is full,
-    # the inbox ends, or MAX_SCAN rows beyond the page have been read; a short page
-    # then says, with its next ``after``, how far it looked.
     messages: list[InboundMessage] = []
+    if released_after is None:
+        next_released = session.scalar(select(func.max(InboundMessage.released_seq))) or 0
+    else:
+        released = query.where(
+            InboundMessage.released_seq > released_after, InboundMessage.id <= after
+        ).order_by(InboundMessage.released_seq)
+        next_released = _fill(
+            session, released, InboundMessage.released_seq, released_after, limit, types, messages
+        )
     scanned = after
+    if len(messages) < limit:
+        scanned = _fill(
+            session,
+            query.where(InboundMessage.id > after).order_by(InboundMessage.id),
+            InboundMessage.id,
+            after,
+            limit,
+            types,
+            messages,
+        )
+    if reader is not None:
+        _mark_fetched(session, messages, reader)
+    return Page(messages, scanned, next_released)
+
+
+def _fill(
+    session: Session,
+    query: Select[InboundMessage],
+    key: InstrumentedAttribute[Any],
+    start: int,
+    limit: int,
+    types: frozenset[str] | None,
+    messages: list[InboundMessage],
+) -> int:
+    """Append to ``messages`` the rows of ``query`` (ordered by ``key``) after ``start``
+    until ``limit``; returns how far it read: the key of the last message taken when the
+    page filled, else of the last row read.
+
+    A correction is readable only with the type it corrects, which its body says: such
+    rows are left out after reading, and more are read until the page is full, the
+    rows end, or MAX_SCAN rows beyond the page have been read."""
+    scanned = start
     budget = limit + MAX_SCAN
     while len(messages) < limit and budget > 0:
         batch = max(limit, min(budget, 500)) if types is not None else limit
-        rows = list(
-            session.scalars(
-                query.where(InboundMessage.id > scanned).order_by(InboundMessage.id).limit(batch)
-            )
-        )
+        rows = list(session.scalars(query.where(key > scanned).limit(batch)))
         if not rows:
             break
         budget -= len(rows)
@@ -608,14 +658,11 @@ def inbox_page(
         if len(readable) > room:
             # The page fills inside this batch: the next page starts after its last message.
             readable = readable[:room]
-            scanned = readable[-1].id
+            scanned = getattr(readable[-1], key.key)
         else:
-            scanned = rows[-1].id
+            scanned = getattr(rows[-1], key.key)
         messages.extend(readable)
-    if reader is not None:
-        _mark_fetched(session, messages, reader)
-    next_after = messages[-1].id if len(messages) == limit else scanned
-    return messages, next_after
+    return int(scanned)
 
 
 def get_inbound(

@@ -207,6 +207,9 @@ class InboundMessage(Base):
     released_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     released_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
     release_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The order of releases (1, 2, ...): agency pagers that passed a held message
+    # find it again by this (``released_after`` in the inbox API).
+    released_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True, index=True)
     # When its retention ended and body and envelope were removed (gateway/purge.py);
     # metadata, hashes and the receipt stay.
     purged_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

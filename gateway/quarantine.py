@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from gateway.audit import log as audit
@@ -91,4 +91,17 @@ def release(
         by=message.released_by,
         reason=message.release_reason,
     )
+    # Numbered after the audit entry: on PostgreSQL its lock, held to the commit,
+    # makes concurrent releases take turns, so no two get the same number.
+    session.execute(
+        update(InboundMessage)
+        .where(InboundMessage.id == message.id)
+        .values(
+            released_seq=select(
+                func.coalesce(func.max(InboundMessage.released_seq), 0) + 1
+            ).scalar_subquery()
+        )
+        .execution_options(synchronize_session=False)
+    )
+    session.expire(message, ["released_seq"])
     return message

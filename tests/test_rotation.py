@@ -18,7 +18,7 @@ from gateway.audit import log
 from gateway.cli import main
 from gateway.config import load_settings
 from gateway.dispatcher import Dispatcher
-from gateway.models import Delivery, DeliveryEvent
+from gateway.models import Delivery, DeliveryEvent, InboundMessage
 from gateway.node import Node
 from keys import sealed
 from keys.nodekeys import NodeKeys
@@ -316,3 +316,48 @@ def test_checkpoints_go_on_after_the_key_of_the_last_one_leaves_the_list(make_fe
     submit(kz, ["KG"])
     second = log.checkpoint(kz.node)
     assert second is not None and second.size > first.size
+
+
+def test_a_pager_past_a_held_message_finds_it_once_released(make_federation):
+    """Agency systems page with ``after``; a message held in quarantine is passed over.
+    Once released it comes back through ``released_after``, exactly once."""
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    client = kg.client()
+
+    def page(**cursors):
+        query = "&".join(f"{name}={value}" for name, value in cursors.items())
+        answer = client.get(f"/api/v1/inbox?{query}", headers=kg.auth())
+        assert answer.status_code == 200, answer.get_json()
+        body = answer.get_json()
+        return [m["envelope_id"] for m in body["messages"]], body
+
+    first = submit(kz, ["KG"])
+    Dispatcher(kz.node).run_once()
+    _, start = page(after=0)  # read: processed, never held
+    second, fourth = submit(kz, ["KG"]), submit(kz, ["KG"])
+    Dispatcher(kz.node).run_once()
+    kz.node.keys = revoke_signing_key(fed, "KZ", revoked_ago=3600)  # holds both
+    third = submit(kz, ["KG"])
+    Dispatcher(kz.node).run_once()
+    shown, body = page(after=start["next_after"])
+    assert shown == [third]
+    assert body["next_released_after"] == 0  # no release yet: the cursor to follow
+    after, released_after = body["next_after"], body["next_released_after"]
+    for held in (fourth, second):  # released in the other order than they came
+        with kg.node.sessions() as session:
+            held_id = session.scalars(
+                select(InboundMessage.id).where(InboundMessage.envelope_id == held)
+            ).one()
+        cli(kg, "inbox", "release", str(held_id), "--reason", "confirmed by phone", "--by", "op")
+
+    assert page(after=after)[0] == []  # without the release cursor: as before
+    assert page(after=after)[1]["next_released_after"] == 2
+    shown, body = page(after=after, released_after=released_after)
+    assert shown == [fourth, second] and body["next_after"] == after  # in release order
+    assert page(after=body["next_after"], released_after=body["next_released_after"])[0] == []
+    shown, body = page(after=after, released_after=released_after, limit=1)
+    assert shown == [fourth] and body["next_released_after"] == 1
+    # A pager that had not reached them yet gets each once, in id order.
+    shown = page(after=start["next_after"], released_after=released_after)[0]
+    assert sorted(shown) == sorted([second, fourth, third]) and first not in shown

@@ -236,19 +236,22 @@ def list_inbox():  # type: ignore[no-untyped-def]
     node = current_node()
     policy = node.policy()
     with node.sessions() as session:
-        messages, next_after = inbox.inbox_page(
+        released_after = request.args.get("released_after")
+        page = inbox.inbox_page(
             session,
             after=_int_arg("after", 0),
             limit=_int_arg("limit", 100),
             reader=_reader(policy),
+            released_after=None if released_after is None else _int_arg("released_after", 0),
         )
         audience = policy.agency_type(g.agency)
         return jsonify(
             {
                 "messages": [
-                    inbox.inbox_view(m, policy=policy, audience=audience) for m in messages
+                    inbox.inbox_view(m, policy=policy, audience=audience) for m in page.messages
                 ],
-                "next_after": next_after,
+                "next_after": page.next_after,
+                "next_released_after": page.next_released_after,
             }
         )
 
