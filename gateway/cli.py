@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
-from click.exceptions import NoArgsIsHelpError
 from sqlalchemy import create_engine, inspect, select
 from sqlalchemy.exc import DatabaseError, OperationalError
 
@@ -118,10 +117,14 @@ def _fail(code: str, message: str) -> NoReturn:
     sys.exit(2)
 
 
+# click 8.2 and later raise this for a group given no command (8.1 exits instead).
+_NO_ARGS_IS_HELP: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 def _usage(error: click.UsageError) -> NoReturn:
     """A command line click could not parse: the same one-line form as every error
     (a group given no command shows its help, as click does)."""
-    if isinstance(error, NoArgsIsHelpError):
+    if isinstance(error, _NO_ARGS_IS_HELP):
         raise error
     where = f"; see '{error.ctx.command_path} --help'" if error.ctx is not None else ""
     _fail("usage", f"{error.format_message().rstrip('.')}{where}")
@@ -1225,6 +1228,14 @@ def audit_check(bundle: str, anchor: str | None) -> None:
         f"Trust list version {summary['trust_list_version']}, verified from version "
         f"{summary['anchor_version']}"
     )
+    if summary["trust_list_expires"] < time.time():
+        click.echo(
+            f"WARNING: trust list version {summary['trust_list_version']} expired on "
+            f"{_utc(summary['trust_list_expires'])}: keys are judged by it, and a later "
+            "version may have revoked one this evidence relies on. Ask the node for a "
+            "fresh export, or compare its keys with the federation's current list.",
+            err=True,
+        )
     if summary["anchor_checked"]:
         click.echo(f"{follows}, whose SHA-256 is the anchor given.")
     else:

@@ -444,11 +444,26 @@ def pin_trust_anchor(instance: Path, anchor: str) -> None:
     if path.exists():
         with path.open("rb") as handle:
             values = tomllib.load(handle)
-    if "trust_anchor" not in values and path.exists():
-        # Added as a line, so the operator's comments and layout stay as written.
-        text = path.read_text(encoding="utf-8")
-        separator = "" if not text or text.endswith("\n") else "\n"
-        atomic_write(path, f'{text}{separator}trust_anchor = "{anchor}"\n'.encode(), mode=0o600)
+    if not path.exists():
+        write_instance_file(instance, {**values, "trust_anchor": anchor})
         return
-    values["trust_anchor"] = anchor
-    write_instance_file(instance, values)
+    # Written as a line, so the operator's comments and layout stay as written: an
+    # empty ``trust_anchor = ""`` line is replaced, otherwise one is added.
+    text = path.read_text(encoding="utf-8")
+    line = f'trust_anchor = "{anchor}"'
+    if "trust_anchor" in values:
+        text, count = _ANCHOR_LINE.subn(line, text, count=1)
+        if count != 1:
+            raise ConfigError(
+                "config-file",
+                f"{path}: cannot find the trust_anchor line to set; set it by hand to {anchor}",
+            )
+    else:
+        separator = "" if not text or text.endswith("\n") else "\n"
+        text = f"{text}{separator}{line}\n"
+    atomic_write(path, text.encode("utf-8"), mode=0o600)
+
+
+_ANCHOR_LINE = re.compile(
+    r"""^[ \t]*trust_anchor[ \t]*=[ \t]*(""|'')[ \t]*(#[^\n]*)?$""", re.MULTILINE
+)

@@ -89,6 +89,7 @@ def apply_received(
                     correction_id=correction,
                 )
             )
+            _settle_early(connection, sender, body["refers_to"])
         audit.record(
             connection,
             "correction-unmatched",
@@ -99,10 +100,16 @@ def apply_received(
             waiting=original is None,
         )
         return None
+    correcting = body["action"] == "correct"
+    if correcting and original.purged_at is not None:
+        # Retention over: the correction brings nothing back, nor does its own copy of
+        # the data, purged on arrival as its original was (metadata, hashes and
+        # receipt stay), whether it is applied or outdated.
+        _purge_copy(connection, correction, correction_id, retention_ends=original.purged_at, at=at)
     if original.state == "withdrawn" or (
         original.state == "corrected"
-        and body["action"] == "correct"
-        and _signed_after(connection, sender, original.state_by, (iat, correction_id))
+        and correcting
+        and _signed_after(connection, sender, original.state_by, _order(iat, correction_id, body))
     ):
         # Sent before the withdrawal or correction already applied, and overtaken by
         # it on the way: it changes nothing, and after a withdrawal the data it
@@ -113,31 +120,10 @@ def apply_received(
             connection, "correction-outdated", at, sender, correction_id, body, by=original.state_by
         )
         return None if original.state == "withdrawn" else int(original.id)
-    # What this node knew of the original's H2 data no longer holds either way.
-    connection.execute(delete(_H2).where(_H2.c.inbound_id == original.id))
-    if body["action"] == "withdraw":
+    if not correcting:
         values: dict[str, Any] = {"state": "withdrawn", "body_json": None, "wire": b""}
-        _erase_earlier_corrections(connection, sender, body["refers_to"], correction_id)
     elif original.purged_at is not None:
-        values = {"state": "corrected"}  # retention over: the correction brings nothing back
-        # Nor does the correction's own copy of the data: it is purged on arrival, as its
-        # original was (metadata, hashes and receipt stay).
-        connection.execute(
-            update(_INBOUND)
-            .where(_INBOUND.c.id == correction)
-            .values(body_json=None, wire=b"", purged_at=at, h2_indexed_at=at)
-        )
-        audit.record(
-            connection,
-            "purged",
-            at=at,
-            by="a correction of a purged message",
-            direction="received",
-            id=correction_id,
-            typ=CORRECTION,
-            retention_ends=original.purged_at,
-            part="body and envelope",
-        )
+        values = {"state": "corrected"}
     elif "body" not in body:
         # A correction applied late whose own copy was purged before the original came:
         # the original's data is known to be wrong and the right data is gone.
@@ -149,13 +135,65 @@ def apply_received(
             "body_json": xb1json.dumps(body["body"]).decode(),
             "h2_indexed_at": None,
         }
+    # The row first: on PostgreSQL its lock waits for a transaction recording its H2
+    # identifiers meanwhile, whose rows the delete below then sees.
     connection.execute(
         update(_INBOUND)
         .where(_INBOUND.c.id == original.id)
         .values(state_by=correction_id, **values)
     )
+    # What this node knew of the original's H2 data no longer holds either way.
+    connection.execute(delete(_H2).where(_H2.c.inbound_id == original.id))
+    if not correcting:
+        _erase_earlier_corrections(connection, sender, body["refers_to"], correction_id)
     _record(connection, "correction-applied", at, sender, correction_id, body)
     return int(original.id)
+
+
+def _purge_copy(
+    connection: Connection, row_id: int, correction_id: str, *, retention_ends: int, at: int
+) -> None:
+    connection.execute(
+        update(_INBOUND)
+        .where(_INBOUND.c.id == row_id)
+        .values(body_json=None, wire=b"", purged_at=at, h2_indexed_at=at)
+    )
+    connection.execute(delete(_H2).where(_H2.c.inbound_id == row_id))
+    audit.record(
+        connection,
+        "purged",
+        at=at,
+        by="a correction of a purged message",
+        direction="received",
+        id=correction_id,
+        typ=CORRECTION,
+        retention_ends=retention_ends,
+        part="body and envelope",
+    )
+
+
+def _order(iat: int, correction_id: str, body: dict[str, Any]) -> tuple[int, int, str]:
+    """Where a correction stands in its sender's order: by ``corrected_at`` (in the
+    body, so it survives the sender sealing the correction again under a new id and
+    time), then by when it was sealed, then by id."""
+    corrected_at = body.get("corrected_at")
+    return (corrected_at if isinstance(corrected_at, int) else 0, iat, correction_id)
+
+
+def _settle_early(connection: Connection, sender: str, original: str) -> None:
+    """Among the corrections waiting for ``original``: once a withdrawal is among them,
+    the data the others carry must not stay, even if the original never comes."""
+    waiting = connection.execute(
+        select(_EARLY.c.action, _INBOUND.c.id, _INBOUND.c.envelope_id, _INBOUND.c.body_json)
+        .join(_INBOUND, _INBOUND.c.id == _EARLY.c.correction_id)
+        .where(_EARLY.c.sender == sender, _EARLY.c.refers_to == original)
+    ).all()
+    withdrawal = next((row.envelope_id for row in waiting if row.action == "withdraw"), None)
+    if withdrawal is None:
+        return
+    for row in waiting:
+        if row.action == "correct" and row.body_json is not None:
+            _erase(connection, row.id, by=withdrawal)
 
 
 def _record(
@@ -184,22 +222,30 @@ def apply_early(
     connection: Connection, *, sender: str, original: int, original_id: str, at: int
 ) -> None:
     """When a message arrives, apply the corrections of it that came first (in the
-    order they were signed) and route them also where it went. One indexed lookup
-    for a message that has none."""
+    sender's order, ``_order``) and route them also where it went. One indexed lookup
+    for a message that has none. A correction held in quarantine meanwhile (its
+    signing key was revoked since) stays waiting until it is released."""
     if _FIND_EARLY.first(connection, {"sender": sender, "refers_to": original_id}) is None:
         return
-    early = connection.execute(
-        select(
-            _EARLY.c.id, _EARLY.c.refers_to_type, _EARLY.c.action, _INBOUND.c.id.label("inbound"),
-            _INBOUND.c.envelope_id, _INBOUND.c.iat, _INBOUND.c.body_json,
+    early = [
+        row
+        for row in connection.execute(
+            select(
+                _EARLY.c.id, _EARLY.c.refers_to_type, _EARLY.c.action,
+                _INBOUND.c.id.label("inbound"), _INBOUND.c.envelope_id, _INBOUND.c.iat,
+                _INBOUND.c.body_json, _INBOUND.c.quarantined_at, _INBOUND.c.released_at,
+            )
+            .join(_INBOUND, _INBOUND.c.id == _EARLY.c.correction_id)
+            .where(_EARLY.c.sender == sender, _EARLY.c.refers_to == original_id)
         )
-        .join(_INBOUND, _INBOUND.c.id == _EARLY.c.correction_id)
-        .where(_EARLY.c.sender == sender, _EARLY.c.refers_to == original_id)
-        .order_by(_INBOUND.c.iat, _INBOUND.c.envelope_id)
-    ).all()  # fmt: skip
+        if row.quarantined_at is None or row.released_at is not None
+    ]  # fmt: skip
+    if not early:
+        return
     connection.execute(delete(_EARLY).where(_EARLY.c.id.in_([row.id for row in early])))
-    for row in early:
-        body = json.loads(row.body_json) if row.body_json else {}
+    bodies = {row.id: json.loads(row.body_json) if row.body_json else {} for row in early}
+    for row in sorted(early, key=lambda r: _order(r.iat, r.envelope_id, bodies[r.id])):
+        body = bodies[row.id]
         if not body:  # purged or erased meanwhile: what the early row kept is enough
             body = {"refers_to": original_id, "refers_to_type": row.refers_to_type}
             body["action"] = row.action
@@ -225,25 +271,57 @@ def apply_early(
         store_routes(connection, row.inbound, added, envelope_id=row.envelope_id, at=at)
 
 
-def _signed_after(
-    connection: Connection, sender: str, applied: str | None, signed: tuple[int, str]
-) -> bool:
-    """Whether the correction ``applied`` was signed after ``signed`` (iat, id): the
-    sender's later word holds, whichever arrived last."""
-    iat = connection.scalar(
-        select(_INBOUND.c.iat).where(_INBOUND.c.sender == sender, _INBOUND.c.envelope_id == applied)
+def apply_released(connection: Connection, correction: int, at: int) -> None:
+    """A correction released from quarantine that was waiting for its original: apply
+    it now if the original has arrived meanwhile."""
+    waiting = connection.execute(
+        select(_EARLY.c.sender, _EARLY.c.refers_to).where(_EARLY.c.correction_id == correction)
+    ).first()
+    if waiting is None:
+        return
+    original = connection.scalar(
+        select(_INBOUND.c.id).where(
+            _INBOUND.c.sender == waiting.sender, _INBOUND.c.envelope_id == waiting.refers_to
+        )
     )
-    return iat is not None and (int(iat), str(applied)) > signed
+    if original is not None:
+        apply_early(
+            connection,
+            sender=waiting.sender,
+            original=int(original),
+            original_id=waiting.refers_to,
+            at=at,
+        )
+
+
+def _signed_after(
+    connection: Connection, sender: str, applied: str | None, order: tuple[int, int, str]
+) -> bool:
+    """Whether the correction ``applied`` comes after ``order`` in the sender's order
+    (``_order``): the sender's later word holds, whichever arrived last."""
+    row = connection.execute(
+        select(_INBOUND.c.iat, _INBOUND.c.body_json).where(
+            _INBOUND.c.sender == sender, _INBOUND.c.envelope_id == applied
+        )
+    ).first()
+    if row is None:
+        return False
+    body = json.loads(row.body_json) if row.body_json else {}
+    if not isinstance(body.get("corrected_at"), int):
+        # Its body is gone (purged with its original): by when each was sealed.
+        return (int(row.iat), str(applied)) > order[1:]
+    return _order(int(row.iat), str(applied), body) > order
 
 
 def _erase(connection: Connection, row_id: int, *, by: str | None) -> None:
-    """Erase a correction's body and envelope bytes: the message it corrects was withdrawn."""
-    connection.execute(delete(_H2).where(_H2.c.inbound_id == row_id))
+    """Erase a correction's body and envelope bytes: the message it corrects was withdrawn.
+    The row first, then its H2 identifiers (see apply_received)."""
     connection.execute(
         update(_INBOUND)
         .where(_INBOUND.c.id == row_id)
         .values(body_json=None, wire=b"", state="withdrawn", state_by=by)
     )
+    connection.execute(delete(_H2).where(_H2.c.inbound_id == row_id))
 
 
 def _erase_earlier_corrections(

@@ -255,7 +255,11 @@ def _store_accepted(connection: Connection, group: Sequence[_Accepting]) -> list
             continue
         stored.append((item, _insert(connection, item)))
         answers.append(item.receipt)
-    for item, row_id in stored:
+    # Originals before corrections: a correction in the same group as its original
+    # then finds the original's routes stored, and goes where it went.
+    for item, row_id in sorted(
+        stored, key=lambda pair: pair[0].opened.header.typ == corrections.CORRECTION
+    ):
         _record(connection, item, row_id)
     return answers
 
@@ -507,6 +511,8 @@ def _mark_fetched(session: Session, messages: list[InboundMessage], reader: Read
     """An agency has read these: from now on a revocation no longer holds them. Every
     consultation is in the audit log (who, with which token, when, which messages, why)."""
     now = int(time.time())
+    if messages:
+        audit.lock(session)  # before the rows change (gateway/audit/log.py)
     for message in messages:
         if message.fetched_at is None:
             message.fetched_at = now

@@ -294,7 +294,7 @@ class Node:
                     f"the anchor given ({anchor}) differs from trust_anchor {configured} "
                     "in the configuration; compare both with the anchor the "
                     "administrators published and correct the wrong one",
-                    status=409,
+                    status=400,  # as when the list does not match the anchor
                 )
             if newest is None:
                 pinned = configured or anchor
@@ -308,7 +308,16 @@ class Node:
                 if not configured:
                     # Pinned before the list is stored: every later start (and every
                     # other process of this node, once restarted) checks against it.
-                    pin_trust_anchor(Path(self.settings.instance), pinned)
+                    try:
+                        pin_trust_anchor(Path(self.settings.instance), pinned)
+                    except OSError as e:
+                        raise GatewayError(
+                            "trust-anchor-not-pinned",
+                            f"cannot write the anchor into {e.filename or 'gateway.toml'} "
+                            f"({e.strerror or e}); nothing was installed: set trust_anchor "
+                            "in gateway.toml or GATEWAY_TRUST_ANCHOR, then install again",
+                            status=500,
+                        ) from e
                     self.settings = dataclasses.replace(self.settings, trust_anchor=pinned)
             else:
                 current = self.trust()

@@ -19,6 +19,7 @@ from gateway.audit import log as audit
 from gateway.envelope import UUID_RE, Recipient, seal
 from gateway.errors import ApiError
 from gateway.models import (
+    AuditEntry,
     Delivery,
     DeliveryEvent,
     DeliveryState,
@@ -307,18 +308,27 @@ WAITING = (DeliveryState.QUEUED, DeliveryState.RETRYING)
 def _earlier_corrections(
     session: Session, original: OutboundMessage, withdrawal: str
 ) -> list[OutboundMessage]:
-    """The corrections of ``original`` sent before ``withdrawal``, not withdrawn yet."""
-    found = session.scalars(
-        select(OutboundMessage).where(
-            OutboundMessage.agency == original.agency,
-            OutboundMessage.typ == CORRECTION,
-            OutboundMessage.id != withdrawal,
-            OutboundMessage.state.is_(None),
-            # Stored bodies are canonical xb1-json: a cheap filter, checked below.
-            OutboundMessage.body_json.contains(f'"refers_to":"{original.id}"', autoescape=True),
+    """The corrections of ``original`` sent before ``withdrawal``, not withdrawn yet.
+    Found by their ``correction-sent`` audit entries, which stay when retention has
+    purged a correction's body while its envelope still waits for a delivery."""
+    ids = set()
+    # (A scan of this node's correction-sent entries, once per withdrawal: SQLite's
+    # LIKE does not look into the entries' bytes.)
+    for raw in session.scalars(
+        select(AuditEntry.entry).where(AuditEntry.kind == "correction-sent")
+    ):
+        entry = json.loads(raw)
+        if entry.get("refers_to") == original.id and entry.get("id") != withdrawal:
+            ids.add(entry.get("id"))
+    if not ids:
+        return []
+    return list(
+        session.scalars(
+            select(OutboundMessage).where(
+                OutboundMessage.id.in_(sorted(ids)), OutboundMessage.state.is_(None)
+            )
         )
     )
-    return [m for m in found if json.loads(m.body_json or "{}").get("refers_to") == original.id]
 
 
 def _stop_deliveries(session: Session, original: OutboundMessage, by: str, at: int) -> None:
@@ -348,6 +358,29 @@ def _stop_deliveries(session: Session, original: OutboundMessage, by: str, at: i
             )
 
 
+def _require_later(session: Session, original: OutboundMessage, body: dict[str, Any]) -> None:
+    """Recipients apply the corrections of a message in the order of their
+    ``corrected_at`` (gateway/corrections.py), whatever order they arrive in: a
+    correction must say a later time than the one applied before it. (A withdrawal
+    has the last word in any order.)"""
+    if body["action"] != "correct":
+        return
+    previous = session.get(OutboundMessage, original.state_by) if original.state_by else None
+    before = (
+        json.loads(previous.body_json).get("corrected_at")
+        if previous and previous.body_json
+        else None
+    )
+    if isinstance(before, int) and body["corrected_at"] <= before:
+        raise ApiError(
+            "correction-order",
+            f"corrected_at {body['corrected_at']} is not later than that of correction "
+            f"{original.state_by} ({before}); recipients apply corrections in the order of "
+            "corrected_at: give the time this correction was made",
+            status=422,
+        )
+
+
 def _correction_of(
     session: Session, agency: str, body: dict[str, Any], to: object
 ) -> tuple[OutboundMessage, object]:
@@ -372,6 +405,7 @@ def _correction_of(
         raise ApiError(
             "already-withdrawn", f"{original.id} was withdrawn by {original.state_by}", status=409
         )
+    _require_later(session, original, body)
     everyone = [delivery.recipient for delivery in original.deliveries]
     if to is None:
         return original, everyone

@@ -180,6 +180,7 @@ def run(session: Session, policy: Policy, *, now: int | None = None, by: str) ->
         # Each change is conditional: another purge run at the same time (the
         # dispatcher's and an operator's) may have been quicker; then this one
         # changes nothing and records nothing.
+        audit.lock(session)
         changed = 0
         if item.direction == "received":
             changed += _count(

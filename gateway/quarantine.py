@@ -17,6 +17,7 @@ import time
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from gateway import corrections
 from gateway.audit import log as audit
 from gateway.errors import ApiError
 from gateway.models import InboundMessage, is_row_id
@@ -79,6 +80,7 @@ def release(
     message = session.get(InboundMessage, inbound_id) if is_row_id(inbound_id) else None
     if message is None or not message.held:
         raise ApiError("not-held", f"inbound message {inbound_id} is not in quarantine", status=409)
+    audit.lock(session)  # before the row changes (gateway/audit/log.py)
     message.released_at = int(time.time()) if now is None else now
     message.released_by = who.strip()
     message.release_reason = reason.strip()
@@ -104,4 +106,6 @@ def release(
         .execution_options(synchronize_session=False)
     )
     session.expire(message, ["released_seq"])
+    if message.typ == corrections.CORRECTION:  # it may wait for its original
+        corrections.apply_released(session.connection(), message.id, message.released_at)
     return message

@@ -61,10 +61,14 @@ from .keypair import (
     verify_signature,
 )
 
-#: A node's endpoint: an http(s) URL with a host, in printable ASCII without spaces
-#: (an international domain name in its xn-- form); one check for the trust list,
-#: proposals and `gateway keys entry`.
-ENDPOINT = re.compile(r"https?://[!-.0-~]+(/[!-~]*)?")
+#: A node's endpoint: an http(s) URL with a host name (an international domain name
+#: in its xn-- form), an IPv4 address or a bracketed IPv6 address, an optional port and
+#: path, in printable ASCII without spaces, user names or fragments; one check for the
+#: trust list, proposals and `gateway keys entry`.
+ENDPOINT = re.compile(
+    r"https?://(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])"
+    r"(?::[0-9]{1,5})?(?:/[!-\"$-~]*)?"
+)
 
 SUITE = "xb1"
 SIGNING_PREFIX = b"xb1:trust\0"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from gateway import config
 from gateway.app import create_app
 from gateway.config import load_settings, write_instance_file
 from gateway.node import Node
@@ -143,39 +144,66 @@ def _alert():
     return example_alert()
 
 
-def test_the_first_list_installed_over_http_pins_its_anchor(make_federation, databases, tmp_path):
-    """Version 1 installed with ?anchor= pins the anchor in gateway.toml, as `gateway
-    trust install --anchor` does, so every later start re-verifies the stored list;
-    an anchor that contradicts the pinned one is refused."""
+@pytest.fixture
+def node_without_trust(make_federation, databases, tmp_path):
+    """A new node KZ of the federation, no trust list installed yet: (federation,
+    instance folder, test client, admin token headers)."""
     fed = make_federation(("KZ", "KG"), serve=False)
     instance = tmp_path / "kz-new"
     instance.mkdir()
     write_instance_file(instance, {"node": "KZ", "database_url": databases.new_url("KZ-new")})
     node = Node(load_settings(instance), keys=fed["KZ"].keys)
-    try:
-        with node.sessions() as session:
-            secret = issue(session, "kz-ops", "automation", role="admin").secret
-            session.commit()
-        client = create_app(node=node).test_client()
-        admin = {"Authorization": f"Bearer {secret}"}
-        wrong = "ab" * 32
-        refused = client.post(
-            f"/api/v1/admin/trust-list?anchor={wrong}", headers=admin, data=fed.trust_wire
-        )
-        assert refused.get_json()["error"] == "trust-anchor-mismatch"
-        assert "trust_anchor" not in (instance / "gateway.toml").read_text()
-        installed = client.post(
-            f"/api/v1/admin/trust-list?anchor={fed.anchor}", headers=admin, data=fed.trust_wire
-        )
-        assert installed.status_code == 201, installed.get_json()
-        assert f'trust_anchor = "{fed.anchor}"' in (instance / "gateway.toml").read_text()
-        assert load_settings(instance).trust_anchor == fed.anchor
-        contradicted = client.post(
-            f"/api/v1/admin/trust-list?anchor={wrong}", headers=admin, data=fed.trust_wire
-        )
-        assert (contradicted.status_code, contradicted.get_json()["error"]) == (
-            409,
-            "trust-anchor-mismatch",
-        )
-    finally:
-        node.engine.dispose()
+    with node.sessions() as session:
+        secret = issue(session, "kz-ops", "automation", role="admin").secret
+        session.commit()
+    yield fed, instance, create_app(node=node).test_client(), {"Authorization": f"Bearer {secret}"}
+    node.engine.dispose()
+
+
+def test_the_first_list_installed_over_http_pins_its_anchor(node_without_trust):
+    """Version 1 installed with ?anchor= pins the anchor in gateway.toml, as `gateway
+    trust install --anchor` does, so every later start re-verifies the stored list;
+    an anchor that contradicts the pinned one is refused."""
+    fed, instance, client, admin = node_without_trust
+    wrong = "ab" * 32
+    refused = client.post(
+        f"/api/v1/admin/trust-list?anchor={wrong}", headers=admin, data=fed.trust_wire
+    )
+    assert refused.get_json()["error"] == "trust-anchor-mismatch"
+    assert "trust_anchor" not in (instance / "gateway.toml").read_text()
+    installed = client.post(
+        f"/api/v1/admin/trust-list?anchor={fed.anchor}", headers=admin, data=fed.trust_wire
+    )
+    assert installed.status_code == 201, installed.get_json()
+    assert f'trust_anchor = "{fed.anchor}"' in (instance / "gateway.toml").read_text()
+    assert load_settings(instance).trust_anchor == fed.anchor
+    contradicted = client.post(
+        f"/api/v1/admin/trust-list?anchor={wrong}", headers=admin, data=fed.trust_wire
+    )
+    assert (contradicted.status_code, contradicted.get_json()["error"]) == (
+        400,
+        "trust-anchor-mismatch",
+    )
+
+
+def test_an_anchor_that_cannot_be_pinned_installs_nothing(node_without_trust, monkeypatch):
+    fed, _, client, admin = node_without_trust
+
+    def read_only(path, *args, **kwargs):
+        raise OSError(30, "Read-only file system", str(path))
+
+    monkeypatch.setattr(config, "atomic_write", read_only)
+    answer = client.post(
+        f"/api/v1/admin/trust-list?anchor={fed.anchor}", headers=admin, data=fed.trust_wire
+    )
+    assert (answer.status_code, answer.get_json()["error"]) == (500, "trust-anchor-not-pinned")
+    assert "GATEWAY_TRUST_ANCHOR" in answer.get_json()["message"]
+    assert client.get("/api/v1/admin/trust-list", headers=admin).status_code != 200
+
+
+def test_pinning_fills_an_empty_anchor_line_and_keeps_the_comments(tmp_path):
+    path = tmp_path / "gateway.toml"
+    path.write_text('# KZ node\nnode = "KZ"\ntrust_anchor = ""  # from the administrators\n')
+    config.pin_trust_anchor(tmp_path, "ab" * 32)
+    assert path.read_text() == f'# KZ node\nnode = "KZ"\ntrust_anchor = "{"ab" * 32}"\n'
+    assert load_settings(tmp_path).trust_anchor == "ab" * 32

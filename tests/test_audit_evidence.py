@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import stat
+import time
 import uuid
 from pathlib import Path
 
@@ -357,3 +358,17 @@ def test_the_trust_list_is_verified_from_the_federations_anchor(exchanged, tmp_p
     assert f"whose SHA-256 is {fed.anchor}: compare it" in compared.output
     wrong = CliRunner().invoke(main, ["audit", "check", str(out), "--anchor", "07" * 32])
     assert wrong.exit_code == 1 and "EVIDENCE DOES NOT VERIFY" in wrong.output
+
+
+def test_a_check_after_the_bundles_trust_list_expired_warns(exchanged, tmp_path, monkeypatch):
+    fed, message_id = exchanged
+    out = tmp_path / "evidence.json"
+    out.write_text(json.dumps(evidence.export(fed["KZ"].node, message_id)))
+    checked = CliRunner().invoke(main, ["audit", "check", str(out)])
+    assert checked.exit_code == 0 and "WARNING" not in checked.output
+    expires = fed["KZ"].node.trust().expires
+    monkeypatch.setattr(time, "time", lambda: expires + 86_400.0)  # a month later
+    later = CliRunner().invoke(main, ["audit", "check", str(out)])
+    assert later.exit_code == 0, later.output
+    assert "WARNING: trust list version 1 expired on" in later.stderr
+    assert "a later version may have revoked one" in later.stderr

@@ -4,12 +4,13 @@ shows as corrected or withdrawn on the sending node and on every receiving node.
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import pytest
 from sqlalchemy import select
 
-from gateway import outbox, purge, tokens, users
+from gateway import onward, outbox, purge, quarantine, tokens, users
 from gateway.dispatcher import Dispatcher
 from gateway.envelope import seal
 from gateway.errors import ApiError
@@ -18,11 +19,13 @@ from gateway.models import (
     Delivery,
     DeliveryState,
     EarlyCorrection,
+    H2Identifier,
     InboundMessage,
     OutboundMessage,
 )
 from gateway.outbox import _recipients
 from schemas.examples import example_alert, example_correction, example_referral
+from tests.conftest import postgres_only
 
 
 def post(member, typ, body, to=None, expect=202):
@@ -266,9 +269,11 @@ def arrive(member, envelope):
     assert answer.status_code == 200, answer.get_json()
 
 
-def correcting(original, birth):
+def correcting(original, birth, corrected_at=None):
     body = example_correction(refers_to=original)
     body["body"]["subjects"][0]["date_of_birth"] = birth
+    if corrected_at is not None:
+        body["corrected_at"] = corrected_at
     return body
 
 
@@ -401,3 +406,155 @@ def test_a_correction_read_before_a_withdrawal_committed_is_refused(make_federat
         session.rollback()
     view = kz.client().get(f"/api/v1/messages/{original}", headers=kz.auth()).get_json()
     assert (view["state"], view["state_by"]) == ("withdrawn", stop)
+
+
+def test_a_withdrawal_ahead_of_its_original_erases_the_corrections_waiting_with_it(
+    make_federation,
+):
+    """The sending node stops the original's delivery once withdrawn, so it may never
+    arrive: the data the corrections waiting for it carry goes at once."""
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    at = int(time.time())
+    original = sealed(kz, "alert/1", example_alert(), at)
+    fix = sealed(kz, "correction/1", correcting(original.header.id, "2001-08-03"), at + 1)
+    stop = sealed(kz, "correction/1", withdrawing(original.header.id), at + 2)
+    arrive(kg, fix)
+    arrive(kg, stop)
+    erased(kg, fix.header.id, by=stop.header.id)
+    # The other way round: a correction arriving after a waiting withdrawal.
+    other = sealed(kz, "alert/1", example_alert(), at)
+    stop = sealed(kz, "correction/1", withdrawing(other.header.id), at + 2)
+    fix = sealed(kz, "correction/1", correcting(other.header.id, "2001-08-03"), at + 1)
+    arrive(kg, stop)
+    arrive(kg, fix)
+    erased(kg, fix.header.id, by=stop.header.id)
+    assert inbound(kg, stop.header.id).body_json  # the withdrawal keeps its reason
+
+
+def test_an_outdated_correction_of_a_purged_original_is_purged_too(make_federation):
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    at = int(time.time())
+    original = sealed(kz, "alert/1", example_alert(), at)
+    older = sealed(kz, "correction/1", correcting(original.header.id, "2001-08-03", at), at + 1)
+    newer = sealed(kz, "correction/1", correcting(original.header.id, "2001-08-04", at + 1), at + 2)
+    arrive(kg, original)
+    with kg.node.sessions() as session:
+        purge.run(session, kg.node.policy(), now=at + 5000 * 86_400, by="test")
+    arrive(kg, newer)
+    arrive(kg, older)
+    for correction in (newer, older):
+        row = inbound(kg, correction.header.id)
+        assert (row.body_json, row.wire) == (None, b"") and row.purged_at is not None
+    assert audit_kinds(kg, older.header.id)[-2:] == ["purged", "correction-outdated"]
+
+
+def test_corrections_apply_in_the_order_of_corrected_at_even_when_sealed_again(
+    make_federation,
+):
+    """A correction sealed again (a key changed while it waited) carries a later iat
+    than a correction made after it; corrected_at, in the body, keeps the order."""
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    at = int(time.time())
+    original = sealed(kz, "alert/1", example_alert(), at)
+    made_first = correcting(original.header.id, "2001-01-01", corrected_at=at - 60)
+    made_later = correcting(original.header.id, "2002-02-02", corrected_at=at - 30)
+    later = sealed(kz, "correction/1", made_later, at + 1)
+    resealed_first = sealed(kz, "correction/1", made_first, at + 5)
+    for envelope in (original, later, resealed_first):
+        arrive(kg, envelope)
+    row = inbound(kg, original.header.id)
+    assert row.state_by == later.header.id
+    assert json.loads(row.body_json)["subjects"][0]["date_of_birth"] == "2002-02-02"
+    assert audit_kinds(kg, resealed_first.header.id)[-1] == "correction-outdated"
+
+
+def test_the_sending_node_keeps_corrected_at_in_order(make_federation):
+    fed = make_federation(("KZ", "KG"))
+    kz = fed["KZ"]
+    original = post(kz, "alert/1", example_alert(), ["KG"])["id"]
+    deliver(kz)
+    first = correcting(original, "2001-01-01", corrected_at=1_800_000_000)
+    post(kz, "correction/1", first)
+    again = correcting(original, "2002-02-02", corrected_at=1_800_000_000)
+    refused = post(kz, "correction/1", again, expect=422)
+    assert refused["error"] == "correction-order" and "1800000000" in refused["message"]
+    post(kz, "correction/1", correcting(original, "2002-02-02", corrected_at=1_800_000_001))
+    post(kz, "correction/1", withdrawing(original))  # a withdrawal has the last word anyway
+
+
+def test_a_withdrawal_stops_a_waiting_correction_whose_body_was_purged(make_federation):
+    """Retention may purge a correction's body while its envelope still waits for a
+    delivery: the withdrawal still finds it (by its audit entry) and stops it."""
+    fed = make_federation(("KZ", "KG"))
+    kz = fed["KZ"]
+    original = post(kz, "alert/1", example_alert(), ["KG"])["id"]
+    deliver(kz)
+    body = example_correction(refers_to=original)
+    body["retention_days"] = 1
+    waiting = post(kz, "correction/1", body)
+    with kz.node.sessions() as session:
+        delivery = session.get(Delivery, waiting["deliveries"][0]["id"])
+        delivery.state, delivery.next_attempt_at = DeliveryState.RETRYING, 2**40
+        session.commit()
+    with kz.node.sessions() as session:
+        [gone] = purge.run(session, kz.node.policy(), now=int(time.time()) + 2 * 86_400, by="t")
+    assert (gone.message, gone.part) == (waiting["id"], "body")
+    stop = post(kz, "correction/1", withdrawing(original))["id"]
+    view = kz.client().get(f"/api/v1/messages/{waiting['id']}", headers=kz.auth()).get_json()
+    assert (view["state"], view["state_by"]) == ("withdrawn", stop)
+    assert (view["deliveries"][0]["state"], view["deliveries"][0]["last_code"]) == (
+        "expired",
+        "withdrawn",
+    )
+
+
+def test_a_waiting_correction_held_in_quarantine_waits_until_released(make_federation):
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    at = int(time.time())
+    original = sealed(kz, "alert/1", example_alert(), at)
+    fix = sealed(kz, "correction/1", correcting(original.header.id, "2001-08-03"), at + 1)
+    arrive(kg, fix)
+    held_id = inbound(kg, fix.header.id).id
+    with kg.node.sessions() as session:  # as a revocation of its signing key would
+        session.get(InboundMessage, held_id).quarantined_at = at
+        session.commit()
+    arrive(kg, original)
+    assert inbound(kg, original.header.id).state is None
+    assert len(early_rows(kg)) == 1
+    with kg.node.sessions() as session:
+        quarantine.release(session, held_id, reason="confirmed by phone", who="KG operator")
+        session.commit()
+    row = inbound(kg, original.header.id)
+    assert (row.state, row.state_by) == ("corrected", fix.header.id)
+    assert early_rows(kg) == []
+
+
+@postgres_only
+def test_h2_identifiers_recorded_meanwhile_do_not_survive_a_withdrawal(make_federation):
+    """On PostgreSQL the withdrawal waits for a transaction recording the original's
+    H2 identifiers, then removes what it recorded."""
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    at = int(time.time())
+    original = sealed(kz, "alert/1", example_alert(), at)
+    arrive(kg, original)
+    stop = sealed(kz, "correction/1", withdrawing(original.header.id), at + 1)
+    recording = kg.node.sessions()
+    onward.catch_up(recording, at)  # the original's row locked, identifiers not committed
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (arrive(kg, stop), done.set()))
+    worker.start()
+    time.sleep(1.0)
+    recording.commit()
+    recording.close()
+    worker.join(30)
+    assert done.is_set()
+    row = inbound(kg, original.header.id)
+    assert row.state == "withdrawn"
+    with kg.node.sessions() as session:
+        left = session.scalars(select(H2Identifier).where(H2Identifier.inbound_id == row.id)).all()
+    assert left == []

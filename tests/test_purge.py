@@ -355,3 +355,23 @@ def test_two_purge_runs_at_once_purge_and_record_each_message_once(exchanged, mo
             assert purge.run(session, policy, now=later + 1, by="operator") == []
         [entry] = purged_entries(member)
         assert (entry["id"], entry["by"]) == (message_id, "dispatcher")
+
+
+def test_a_purge_takes_the_audit_lock_before_it_changes_a_row(exchanged, monkeypatch):
+    """On PostgreSQL the receive path appends to the audit log first and changes rows
+    after (a correction changes its original): a purge that changed the row first and
+    then waited for the audit lock could deadlock with it."""
+    fed, message_id = exchanged
+    kg = fed["KG"]
+    steps = []
+    take_lock, change = audit.lock, purge._count
+    monkeypatch.setattr(audit, "lock", lambda session: (steps.append("lock"), take_lock(session)))
+    monkeypatch.setattr(
+        purge,
+        "_count",
+        lambda session, statement: steps.append("change") or change(session, statement),
+    )
+    with kg.node.sessions() as session:
+        [item] = purge.run(session, kg.node.policy(), now=int(time.time()) + 40 * DAY, by="t")
+    assert item.message == message_id
+    assert steps[:2] == ["lock", "change"]

@@ -4,6 +4,7 @@ and region; an agency sees only what was routed to it, minimised for its type.""
 from __future__ import annotations
 
 import copy
+import time
 from pathlib import Path
 
 import pytest
@@ -211,3 +212,31 @@ def test_a_correction_that_came_first_also_goes_where_its_original_goes(kg_route
         seen = inbox(kg, headers, agency)
         assert set(seen) == {original["id"], correction}
         assert seen[original["id"]]["state"] == "corrected"
+
+
+def test_a_correction_and_its_original_in_one_group_commit_go_to_its_agencies(kg_routed):
+    """Envelopes accepted together are stored in one transaction: the correction,
+    first in the group, still finds its original's routes."""
+    from gateway import inbox as inbox_module
+    from gateway.envelope import authenticate, decrypt_and_validate, make_receipt
+    from tests.test_corrections import correcting, sealed
+
+    kz, kg, headers = kg_routed
+    node = kg.node
+    at = int(time.time())
+
+    def accepting(envelope):
+        raw = envelope.to_wire()
+        checked = authenticate(raw, trust=node.trust().keys, now=at, limits=node.limits)
+        opened = decrypt_and_validate(checked, node.id, node.keys.encryption_keys)
+        rule = inbox_module._local_policy(node, opened, at, {})
+        receipt = make_receipt(checked, receiver=node.id, signing_key=node.signing_pair(at), at=at)
+        return inbox_module._Accepting(node, raw, opened, receipt, at, rule)
+
+    original = sealed(kz, "alert/1", example_alert(), at)
+    fix = sealed(kz, "correction/1", correcting(original.header.id, "2001-08-03"), at + 1)
+    with node.engine.connect() as connection, connection.begin():
+        inbox_module._store_accepted(connection, [accepting(fix), accepting(original)])
+    for agency in ("kg-police", "kg-shelter"):
+        assert set(inbox(kg, headers, agency)) == {original.header.id, fix.header.id}
+    assert inbox(kg, headers, "kg-mvd") == {}

@@ -307,6 +307,9 @@ def check(bundle: object, now: int | None = None, *, anchor: bytes | None = None
         "anchor_version": trust.first.version,
         "anchor": trust.first.sha256.hex(),
         "anchor_checked": anchor is not None,
+        # Keys are judged by the bundle's own list: a later version may have revoked
+        # one since. A list past its expiry certainly has a successor.
+        "trust_list_expires": trust_list.expires,
         "witnesses": witnesses,
         "shown": shown,
     }

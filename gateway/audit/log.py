@@ -93,6 +93,15 @@ def record(session: Session | Any, kind: str, *, at: int | None = None, **fields
         _DRIVER_APPEND["plain"].first(session, values)
 
 
+def lock(session: Session) -> None:
+    """Take the audit log's append lock now, before changing rows (PostgreSQL; on
+    SQLite one writer holds the database anyway). The receive path appends first and
+    changes rows after (a correction changes its original); a transaction that changed
+    a row first and then waited to append could deadlock with it."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:lock_key)"), _locked({}))
+
+
 def _locked(values: dict[str, Any]) -> dict[str, Any]:
     return {**values, "lock_key": ADVISORY_LOCK_KEY}
 
