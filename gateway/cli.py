@@ -40,7 +40,7 @@ from keys.sealed import (
     KeyFileError,
     key_file_warnings,
 )
-from keys.trustlist import ENDPOINT, MAX_TIME, KeyUse, TrustError, key_entry
+from keys.trustlist import MAX_TIME, KeyUse, TrustError, is_endpoint, key_entry
 
 # Row ids are 32-bit integers in PostgreSQL: larger ids cannot exist.
 ROW_ID = click.IntRange(1, 2**31 - 1)
@@ -410,7 +410,7 @@ def keys_show(obj: Context) -> None:
 
 
 def _endpoint(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
-    if not ENDPOINT.fullmatch(value):
+    if not is_endpoint(value):
         raise click.BadParameter(
             f"{value!r} is not an http(s) URL; peers need one like https://xb1.kz.example"
         )

@@ -438,21 +438,23 @@ def write_instance_file(instance: Path, settings: dict[str, Any]) -> Path:
 def pin_trust_anchor(instance: Path, anchor: str) -> None:
     """Write ``trust_anchor`` into the instance's ``gateway.toml``, so that every later
     start re-verifies the stored version 1 against it. The operator's comments and
-    layout stay as written."""
+    layout stay as written: an empty ``trust_anchor = ""`` line is filled in (its
+    comment kept), otherwise a line is added. Raises OSError, or ConfigError when the
+    file cannot be read or holds a trust_anchor line this cannot fill in."""
     path = instance / INSTANCE_FILE
-    values: dict[str, Any] = {}
-    if path.exists():
-        with path.open("rb") as handle:
-            values = tomllib.load(handle)
-    if not path.exists():
-        write_instance_file(instance, {**values, "trust_anchor": anchor})
-        return
-    # Written as a line, so the operator's comments and layout stay as written: an
-    # empty ``trust_anchor = ""`` line is replaced, otherwise one is added.
-    text = path.read_text(encoding="utf-8")
     line = f'trust_anchor = "{anchor}"'
+    if not path.exists():
+        atomic_write(path, f"{line}\n".encode(), mode=0o600)
+        return
+    try:
+        text = path.read_text(encoding="utf-8")
+        values = tomllib.loads(text)
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError("config-file", f"{path} cannot be read: {e}") from e
     if "trust_anchor" in values:
-        text, count = _ANCHOR_LINE.subn(line, text, count=1)
+        text, count = _ANCHOR_LINE.subn(
+            lambda found: line + (f"  {found.group(2)}" if found.group(2) else ""), text, count=1
+        )
         if count != 1:
             raise ConfigError(
                 "config-file",
@@ -465,5 +467,5 @@ def pin_trust_anchor(instance: Path, anchor: str) -> None:
 
 
 _ANCHOR_LINE = re.compile(
-    r"""^[ \t]*trust_anchor[ \t]*=[ \t]*(""|'')[ \t]*(#[^\n]*)?$""", re.MULTILINE
+    r"""^[ \t]*trust_anchor[ \t]*=[ \t]*("[ \t]*"|'[ \t]*')[ \t]*(#[^\n]*)?$""", re.MULTILINE
 )

@@ -19,9 +19,10 @@ own copy of it is purged on arrival.
 Deliveries are retried independently, so the sender's messages may arrive in any
 order; the sender's later word holds whichever arrives last. A correction that
 comes before its original waits in ``early_corrections`` and is applied when the
-original arrives (``apply_early``); one signed before the correction already
-applied changes nothing, and one that comes after the withdrawal is erased on
-arrival (both ``correction-outdated``).
+original arrives (``apply_early``), and a withdrawal among the waiting ones erases
+the others at once; one that comes before the correction already applied in the
+sender's order (``corrected_at``, ``_order``) changes nothing, and one that comes
+after the withdrawal is erased on arrival (both ``correction-outdated``).
 
 A correction is routed to every local agency the original went to, besides the
 agencies its own routing names, so every reader of the original learns of it.
@@ -70,6 +71,12 @@ def apply_received(
     signed at ``iat``); returns the inbound id of the original when the correction
     concerns it, or None if this node holds no message of that id and type from that
     sender, or the original was withdrawn before."""
+    if isinstance(body.get("corrected_at"), int):  # kept beside the body: it orders
+        connection.execute(
+            update(_INBOUND)
+            .where(_INBOUND.c.id == correction)
+            .values(corrected_at=body["corrected_at"])
+        )
     original = connection.execute(
         select(
             _INBOUND.c.id, _INBOUND.c.typ, _INBOUND.c.state, _INBOUND.c.state_by,
@@ -109,13 +116,24 @@ def apply_received(
     if original.state == "withdrawn" or (
         original.state == "corrected"
         and correcting
-        and _signed_after(connection, sender, original.state_by, _order(iat, correction_id, body))
+        and _signed_after(
+            connection,
+            sender,
+            original.state_by,
+            _order(iat, correction_id, body.get("corrected_at")),
+        )
     ):
         # Sent before the withdrawal or correction already applied, and overtaken by
         # it on the way: it changes nothing, and after a withdrawal the data it
-        # carries must not stay either.
+        # carries must not stay either; otherwise it shows as outdated by the later one.
         if original.state == "withdrawn":
             _erase(connection, correction, by=original.state_by)
+        else:
+            connection.execute(
+                update(_INBOUND)
+                .where(_INBOUND.c.id == correction)
+                .values(state="outdated", state_by=original.state_by)
+            )
         _record(
             connection, "correction-outdated", at, sender, correction_id, body, by=original.state_by
         )
@@ -172,11 +190,11 @@ def _purge_copy(
     )
 
 
-def _order(iat: int, correction_id: str, body: dict[str, Any]) -> tuple[int, int, str]:
+def _order(iat: int, correction_id: str, corrected_at: object) -> tuple[int, int, str]:
     """Where a correction stands in its sender's order: by ``corrected_at`` (in the
     body, so it survives the sender sealing the correction again under a new id and
-    time), then by when it was sealed, then by id."""
-    corrected_at = body.get("corrected_at")
+    time; kept in its own column when retention purges the body), then by when it
+    was sealed, then by id."""
     return (corrected_at if isinstance(corrected_at, int) else 0, iat, correction_id)
 
 
@@ -184,11 +202,21 @@ def _settle_early(connection: Connection, sender: str, original: str) -> None:
     """Among the corrections waiting for ``original``: once a withdrawal is among them,
     the data the others carry must not stay, even if the original never comes."""
     waiting = connection.execute(
-        select(_EARLY.c.action, _INBOUND.c.id, _INBOUND.c.envelope_id, _INBOUND.c.body_json)
+        select(
+            _EARLY.c.action, _INBOUND.c.id, _INBOUND.c.envelope_id, _INBOUND.c.body_json,
+            _INBOUND.c.quarantined_at, _INBOUND.c.released_at,
+        )
         .join(_INBOUND, _INBOUND.c.id == _EARLY.c.correction_id)
         .where(_EARLY.c.sender == sender, _EARLY.c.refers_to == original)
-    ).all()
-    withdrawal = next((row.envelope_id for row in waiting if row.action == "withdraw"), None)
+    ).all()  # fmt: skip
+    withdrawal = next(
+        (
+            row.envelope_id
+            for row in waiting
+            if row.action == "withdraw" and (row.quarantined_at is None or row.released_at)
+        ),
+        None,
+    )  # one held in quarantine counts once released (apply_released)
     if withdrawal is None:
         return
     for row in waiting:
@@ -234,6 +262,7 @@ def apply_early(
                 _EARLY.c.id, _EARLY.c.refers_to_type, _EARLY.c.action,
                 _INBOUND.c.id.label("inbound"), _INBOUND.c.envelope_id, _INBOUND.c.iat,
                 _INBOUND.c.body_json, _INBOUND.c.quarantined_at, _INBOUND.c.released_at,
+                _INBOUND.c.corrected_at,
             )
             .join(_INBOUND, _INBOUND.c.id == _EARLY.c.correction_id)
             .where(_EARLY.c.sender == sender, _EARLY.c.refers_to == original_id)
@@ -243,12 +272,11 @@ def apply_early(
     if not early:
         return
     connection.execute(delete(_EARLY).where(_EARLY.c.id.in_([row.id for row in early])))
-    bodies = {row.id: json.loads(row.body_json) if row.body_json else {} for row in early}
-    for row in sorted(early, key=lambda r: _order(r.iat, r.envelope_id, bodies[r.id])):
-        body = bodies[row.id]
-        if not body:  # purged or erased meanwhile: what the early row kept is enough
+    for row in sorted(early, key=lambda r: _order(r.iat, r.envelope_id, r.corrected_at)):
+        body = json.loads(row.body_json) if row.body_json else {}
+        if not body:  # purged or erased meanwhile: what the rows kept is enough
             body = {"refers_to": original_id, "refers_to_type": row.refers_to_type}
-            body["action"] = row.action
+            body.update(action=row.action, corrected_at=row.corrected_at)
         if (
             apply_received(
                 connection,
@@ -279,6 +307,7 @@ def apply_released(connection: Connection, correction: int, at: int) -> None:
     ).first()
     if waiting is None:
         return
+    _settle_early(connection, waiting.sender, waiting.refers_to)  # a withdrawal counts now
     original = connection.scalar(
         select(_INBOUND.c.id).where(
             _INBOUND.c.sender == waiting.sender, _INBOUND.c.envelope_id == waiting.refers_to
@@ -300,17 +329,11 @@ def _signed_after(
     """Whether the correction ``applied`` comes after ``order`` in the sender's order
     (``_order``): the sender's later word holds, whichever arrived last."""
     row = connection.execute(
-        select(_INBOUND.c.iat, _INBOUND.c.body_json).where(
+        select(_INBOUND.c.iat, _INBOUND.c.corrected_at).where(
             _INBOUND.c.sender == sender, _INBOUND.c.envelope_id == applied
         )
     ).first()
-    if row is None:
-        return False
-    body = json.loads(row.body_json) if row.body_json else {}
-    if not isinstance(body.get("corrected_at"), int):
-        # Its body is gone (purged with its original): by when each was sealed.
-        return (int(row.iat), str(applied)) > order[1:]
-    return _order(int(row.iat), str(applied), body) > order
+    return row is not None and _order(int(row.iat), str(applied), row.corrected_at) > order
 
 
 def _erase(connection: Connection, row_id: int, *, by: str | None) -> None:

@@ -607,20 +607,29 @@ def inbox_page(
     if types is not None:
         query = query.where(InboundMessage.typ.in_(sorted(types)))
     messages: list[InboundMessage] = []
-    if released_after is None:
-        next_released = session.scalar(select(func.max(InboundMessage.released_seq))) or 0
-    else:
+    # Releases up to here are this page's; one committed later (between the
+    # statements below) is left to the next page's release part.
+    horizon = session.scalar(select(func.max(InboundMessage.released_seq))) or 0
+    next_released = horizon
+    if released_after is not None:
         released = query.where(
-            InboundMessage.released_seq > released_after, InboundMessage.id <= after
+            InboundMessage.released_seq > released_after,
+            InboundMessage.released_seq <= horizon,
+            InboundMessage.id <= after,
         ).order_by(InboundMessage.released_seq)
-        next_released = _fill(
+        read = _fill(
             session, released, InboundMessage.released_seq, released_after, limit, types, messages
         )
+        if len(messages) == limit:
+            next_released = read
     scanned = after
     if len(messages) < limit:
+        # A message released after the horizon comes through the release part of a
+        # later page, not here too.
+        current = or_(InboundMessage.released_seq.is_(None), InboundMessage.released_seq <= horizon)
         scanned = _fill(
             session,
-            query.where(InboundMessage.id > after).order_by(InboundMessage.id),
+            query.where(InboundMessage.id > after, current).order_by(InboundMessage.id),
             InboundMessage.id,
             after,
             limit,

@@ -109,6 +109,8 @@ class OutboundMessage(Base):
     # "corrected" or "withdrawn" by the correction/1 message ``state_by``.
     state: Mapped[str | None] = mapped_column(String(16), nullable=True)
     state_by: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    # Of a correction: its body's corrected_at (kept when retention purges the body).
+    corrected_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
     envelopes: Mapped[list[SealedEnvelope]] = relationship(back_populates="message")
     deliveries: Mapped[list[Delivery]] = relationship(
@@ -216,9 +218,13 @@ class InboundMessage(Base):
     # When the identifiers of its H2 data were recorded (gateway/onward.py); done on
     # first need, off the receive path.
     h2_indexed_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True, index=True)
-    # "corrected" or "withdrawn" by the sender's correction/1 ``state_by``.
+    # "corrected" or "withdrawn" by the sender's correction/1 ``state_by``; for a
+    # correction also "outdated" (a later one of the same message was applied).
     state: Mapped[str | None] = mapped_column(String(16), nullable=True)
     state_by: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    # Of a correction: its body's corrected_at, which orders the corrections of a
+    # message (gateway/corrections.py); kept when retention purges the body.
+    corrected_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
     @property
     def held(self) -> bool:

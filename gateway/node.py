@@ -310,12 +310,13 @@ class Node:
                     # other process of this node, once restarted) checks against it.
                     try:
                         pin_trust_anchor(Path(self.settings.instance), pinned)
-                    except OSError as e:
+                    except (OSError, ConfigError) as e:
+                        reason = e.message if isinstance(e, ConfigError) else e.strerror or e
                         raise GatewayError(
                             "trust-anchor-not-pinned",
-                            f"cannot write the anchor into {e.filename or 'gateway.toml'} "
-                            f"({e.strerror or e}); nothing was installed: set trust_anchor "
-                            "in gateway.toml or GATEWAY_TRUST_ANCHOR, then install again",
+                            f"cannot write the anchor into gateway.toml ({reason}); nothing "
+                            "was installed: set trust_anchor in gateway.toml or "
+                            "GATEWAY_TRUST_ANCHOR, then install again",
                             status=500,
                         ) from e
                     self.settings = dataclasses.replace(self.settings, trust_anchor=pinned)

@@ -206,6 +206,7 @@ def submit(
         body_json=payload.decode("utf-8"),
         idempotency_key=idempotency_key,
         audience=audience if isinstance(audience, str) else None,
+        corrected_at=loaded.get("corrected_at") if typ == CORRECTION else None,
     )
     session.add(message)
     session.add(
@@ -261,22 +262,30 @@ def submit(
         record_event(session, delivery, DeliveryState.QUEUED, detail="stored and sealed", at=at)
     if original is not None:
         state = "withdrawn" if loaded["action"] == "withdraw" else "corrected"
-        # Conditional: a withdrawal committed since the original was read (another
-        # request at the same time) is not overwritten, and this one is refused.
+        # Conditional on what was read: a withdrawal committed since (another request
+        # at the same time) is not overwritten, nor, for a correction, a correction
+        # whose corrected_at this one was not checked against (_require_later).
+        unchanged = [OutboundMessage.state.is_distinct_from("withdrawn")]
+        if state == "corrected":
+            unchanged.append(OutboundMessage.state_by.is_not_distinct_from(original.state_by))
         changed = session.execute(
             update(OutboundMessage)
-            .where(
-                OutboundMessage.id == original.id,
-                OutboundMessage.state.is_distinct_from("withdrawn"),
-            )
+            .where(OutboundMessage.id == original.id, *unchanged)
             .values(state=state, state_by=header.id)
             .execution_options(synchronize_session=False)
         )
         session.expire(original)
         if changed.rowcount != 1:  # type: ignore[attr-defined]
+            if original.state == "withdrawn":
+                raise ApiError(
+                    "already-withdrawn",
+                    f"{original.id} was withdrawn by {original.state_by} meanwhile",
+                    status=409,
+                )
             raise ApiError(
-                "already-withdrawn",
-                f"{original.id} was withdrawn by {original.state_by} meanwhile",
+                "correction-conflict",
+                f"another correction of {original.id} ({original.state_by}) was sent "
+                "meanwhile; read it, then send yours again with a later corrected_at",
                 status=409,
             )
         if state == "withdrawn":
@@ -366,12 +375,8 @@ def _require_later(session: Session, original: OutboundMessage, body: dict[str, 
     if body["action"] != "correct":
         return
     previous = session.get(OutboundMessage, original.state_by) if original.state_by else None
-    before = (
-        json.loads(previous.body_json).get("corrected_at")
-        if previous and previous.body_json
-        else None
-    )
-    if isinstance(before, int) and body["corrected_at"] <= before:
+    before = previous.corrected_at if previous is not None else None
+    if before is not None and body["corrected_at"] <= before:
         raise ApiError(
             "correction-order",
             f"corrected_at {body['corrected_at']} is not later than that of correction "

@@ -78,9 +78,12 @@ def release(
 ) -> InboundMessage:
     require_reason_and_name(reason, who)
     message = session.get(InboundMessage, inbound_id) if is_row_id(inbound_id) else None
+    if message is not None:
+        audit.lock(session)  # before the row changes (gateway/audit/log.py)
+        # Read again under the lock: another release at the same time has committed.
+        session.refresh(message)
     if message is None or not message.held:
         raise ApiError("not-held", f"inbound message {inbound_id} is not in quarantine", status=409)
-    audit.lock(session)  # before the row changes (gateway/audit/log.py)
     message.released_at = int(time.time()) if now is None else now
     message.released_by = who.strip()
     message.release_reason = reason.strip()

@@ -61,7 +61,6 @@ from .sealed import (
 # The proposal format is the trust list format: parse it with the very T1 parser and count
 # signatures with the very T2 rule that nodes use, so a proposal that passes here passes there.
 from .trustlist import (
-    ENDPOINT,
     MAX_SIGNATURES,
     MAX_TEXT,
     MAX_TIME,
@@ -77,6 +76,7 @@ from .trustlist import (
     _signers,
     assemble,
     build_list,
+    is_endpoint,
     sign_list,
 )
 
@@ -103,7 +103,7 @@ def _plain_text(value: object, what: str) -> str:
 
 
 def _endpoint(value: object, what: str) -> str:
-    if not isinstance(value, str) or len(value) > MAX_TEXT or not ENDPOINT.fullmatch(value):
+    if not isinstance(value, str) or len(value) > MAX_TEXT or not is_endpoint(value):
         raise _error("bad-entry", f"{what} {value!r} is not an http(s) URL")
     return value
 

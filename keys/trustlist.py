@@ -42,11 +42,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
+from urllib.parse import urlsplit
 
 from schemas import xb1json
 from schemas.b64 import b64d, b64e
@@ -61,14 +63,38 @@ from .keypair import (
     verify_signature,
 )
 
-#: A node's endpoint: an http(s) URL with a host name (an international domain name
-#: in its xn-- form), an IPv4 address or a bracketed IPv6 address, an optional port and
-#: path, in printable ASCII without spaces, user names or fragments; one check for the
-#: trust list, proposals and `gateway keys entry`.
-ENDPOINT = re.compile(
-    r"https?://(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])"
-    r"(?::[0-9]{1,5})?(?:/[!-\"$-~]*)?"
-)
+_HOST_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z")
+_PATH = re.compile(r"(/[!-\[\]-~]*)?\Z")  # printable ASCII but space and "\\"
+
+
+def is_endpoint(value: str) -> bool:
+    """A node's endpoint: an http(s) URL of a host name (an international domain name
+    in its xn-- form), an IPv4 address or a bracketed IPv6 address, an optional port
+    (1 to 65535) and path, in printable ASCII, without spaces, user names, query or
+    fragment (the dispatcher appends /xb1/... to it). One check for the trust list,
+    proposals and `gateway keys entry`."""
+    if not value.isascii() or not value.isprintable() or not _PATH_START.match(value):
+        return False
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        return False
+    if parts.username is not None or parts.netloc.endswith(":") or "?" in value or "#" in value:
+        return False
+    if port is not None and not 1 <= port <= 65535 or not _PATH.match(parts.path):
+        return False
+    host = parts.hostname or ""
+    if parts.netloc.startswith("["):
+        try:
+            return isinstance(ipaddress.ip_address(host), ipaddress.IPv6Address)
+        except ValueError:
+            return False
+    labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
+    return bool(host) and all(_HOST_LABEL.match(label) for label in labels)
+
+
+_PATH_START = re.compile(r"https?://[^/?#]")
 
 SUITE = "xb1"
 SIGNING_PREFIX = b"xb1:trust\0"
@@ -417,10 +443,10 @@ def _parse_list(raw: bytes) -> _Contents:
         if not isinstance(node, str) or not NODE_ID.fullmatch(node):
             raise _malformed(f"nodes[{i}].node is not a node id")
         endpoint = _text(entry["endpoint"], f"nodes[{i}].endpoint")
-        if not ENDPOINT.fullmatch(endpoint):
+        if not is_endpoint(endpoint):
             raise _malformed(
-                f"nodes[{i}].endpoint must be an http(s) URL with a host, in printable "
-                "ASCII without spaces"
+                f"nodes[{i}].endpoint must be an http(s) URL of a host, with an optional "
+                "port and path (docs/trust-administration.md)"
             )
         if not isinstance(entry["keys"], list):
             raise _malformed(f"nodes[{i}].keys must be a list")

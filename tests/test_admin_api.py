@@ -201,9 +201,21 @@ def test_an_anchor_that_cannot_be_pinned_installs_nothing(node_without_trust, mo
     assert client.get("/api/v1/admin/trust-list", headers=admin).status_code != 200
 
 
+def test_an_unreadable_configuration_pins_nothing_and_installs_nothing(node_without_trust):
+    fed, instance, client, admin = node_without_trust
+    (instance / "gateway.toml").write_text("node = [unfinished\n")  # edited since the start
+    answer = client.post(
+        f"/api/v1/admin/trust-list?anchor={fed.anchor}", headers=admin, data=fed.trust_wire
+    )
+    assert (answer.status_code, answer.get_json()["error"]) == (500, "trust-anchor-not-pinned")
+    assert client.get("/api/v1/admin/trust-list", headers=admin).status_code != 200
+
+
 def test_pinning_fills_an_empty_anchor_line_and_keeps_the_comments(tmp_path):
     path = tmp_path / "gateway.toml"
     path.write_text('# KZ node\nnode = "KZ"\ntrust_anchor = ""  # from the administrators\n')
     config.pin_trust_anchor(tmp_path, "ab" * 32)
-    assert path.read_text() == f'# KZ node\nnode = "KZ"\ntrust_anchor = "{"ab" * 32}"\n'
+    assert path.read_text() == (
+        f'# KZ node\nnode = "KZ"\ntrust_anchor = "{"ab" * 32}"  # from the administrators\n'
+    )
     assert load_settings(tmp_path).trust_anchor == "ab" * 32

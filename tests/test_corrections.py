@@ -348,6 +348,8 @@ def test_a_correction_overtaken_by_a_later_one_or_by_the_withdrawal(make_federat
     assert (row.state, row.state_by) == ("corrected", newer.header.id)
     assert json.loads(row.body_json)["subjects"][0]["date_of_birth"] == "2001-08-04"
     assert audit_kinds(kg, older.header.id)[-1] == "correction-outdated"
+    outdated = inbound(kg, older.header.id)  # kept, and shown as outdated by the newer one
+    assert (outdated.state, outdated.state_by) == ("outdated", newer.header.id)
 
     stop = sealed(kz, "correction/1", withdrawing(original.header.id), at + 3)
     late = sealed(kz, "correction/1", correcting(original.header.id, "2001-08-05"), at + 2)
@@ -511,6 +513,21 @@ def test_a_withdrawal_stops_a_waiting_correction_whose_body_was_purged(make_fede
     )
 
 
+def hold(member, envelope_id):
+    """Hold a received message in quarantine, as a revocation of its signing key would."""
+    row_id = inbound(member, envelope_id).id
+    with member.node.sessions() as session:
+        session.get(InboundMessage, row_id).quarantined_at = int(time.time())
+        session.commit()
+    return row_id
+
+
+def release(member, row_id):
+    with member.node.sessions() as session:
+        quarantine.release(session, row_id, reason="confirmed by phone", who="KG operator")
+        session.commit()
+
+
 def test_a_waiting_correction_held_in_quarantine_waits_until_released(make_federation):
     fed = make_federation(("KZ", "KG"))
     kz, kg = fed["KZ"], fed["KG"]
@@ -518,16 +535,11 @@ def test_a_waiting_correction_held_in_quarantine_waits_until_released(make_feder
     original = sealed(kz, "alert/1", example_alert(), at)
     fix = sealed(kz, "correction/1", correcting(original.header.id, "2001-08-03"), at + 1)
     arrive(kg, fix)
-    held_id = inbound(kg, fix.header.id).id
-    with kg.node.sessions() as session:  # as a revocation of its signing key would
-        session.get(InboundMessage, held_id).quarantined_at = at
-        session.commit()
+    held_id = hold(kg, fix.header.id)
     arrive(kg, original)
     assert inbound(kg, original.header.id).state is None
     assert len(early_rows(kg)) == 1
-    with kg.node.sessions() as session:
-        quarantine.release(session, held_id, reason="confirmed by phone", who="KG operator")
-        session.commit()
+    release(kg, held_id)
     row = inbound(kg, original.header.id)
     assert (row.state, row.state_by) == ("corrected", fix.header.id)
     assert early_rows(kg) == []
@@ -558,3 +570,100 @@ def test_h2_identifiers_recorded_meanwhile_do_not_survive_a_withdrawal(make_fede
     with kg.node.sessions() as session:
         left = session.scalars(select(H2Identifier).where(H2Identifier.inbound_id == row.id)).all()
     assert left == []
+
+
+def test_the_order_holds_when_the_applied_correction_was_purged(make_federation):
+    """Retention may purge the newer correction's own copy while the original keeps
+    the corrected body: its corrected_at stays, so an older one sealed again later
+    still does not replace it."""
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    at = int(time.time())
+    original = sealed(kz, "alert/1", example_alert(), at)
+    newer = sealed(
+        kz, "correction/1", correcting(original.header.id, "2002-02-02", at - 30), at + 1
+    )
+    older = sealed(
+        kz, "correction/1", correcting(original.header.id, "2001-01-01", at - 60), at + 5
+    )
+    arrive(kg, original)
+    arrive(kg, newer)
+    with kg.node.sessions() as session:  # as retention would purge it
+        row = session.scalars(
+            select(InboundMessage).where(InboundMessage.envelope_id == newer.header.id)
+        ).one()
+        row.body_json, row.wire, row.purged_at = None, b"", at
+        session.commit()
+    arrive(kg, older)
+    row = inbound(kg, original.header.id)
+    assert row.state_by == newer.header.id
+    assert json.loads(row.body_json)["subjects"][0]["date_of_birth"] == "2002-02-02"
+
+
+def test_the_sending_node_keeps_the_order_after_a_purge_and_against_a_concurrent_one(
+    make_federation,
+):
+    fed = make_federation(("KZ", "KG"))
+    kz = fed["KZ"]
+    original = post(kz, "alert/1", example_alert(), ["KG"])["id"]
+    deliver(kz)
+    first = correcting(original, "2001-01-01", corrected_at=1_800_000_010)
+    first["retention_days"] = 1
+    post(kz, "correction/1", first)
+    deliver(kz)
+    with kz.node.sessions() as session:
+        purge.run(session, kz.node.policy(), now=int(time.time()) + 2 * 86_400, by="t")
+    earlier = correcting(original, "2002-02-02", corrected_at=1_800_000_000)
+    assert post(kz, "correction/1", earlier, expect=422)["error"] == "correction-order"
+    # Two requests at once: this one read the original before the other committed.
+    with kz.node.sessions() as session:
+        read = session.get(OutboundMessage, original)
+        session.commit()
+        other = post(kz, "correction/1", correcting(original, "2003-03-03", 1_800_000_030))
+        with pytest.raises(ApiError) as refused:
+            outbox.submit(
+                session,
+                kz.node,
+                agency=kz.agency,
+                typ="correction/1",
+                body=correcting(original, "2004-04-04", 1_800_000_020),
+                to=None,
+            )
+        assert (refused.value.code, refused.value.status) == ("correction-conflict", 409)
+        assert other["id"] in refused.value.message and read.state_by == other["id"]
+        session.rollback()
+
+
+def test_a_withdrawal_held_in_quarantine_erases_nothing_until_released(make_federation):
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    at = int(time.time())
+    original = sealed(kz, "alert/1", example_alert(), at)
+    stop = sealed(kz, "correction/1", withdrawing(original.header.id), at + 2)
+    fix = sealed(kz, "correction/1", correcting(original.header.id, "2001-08-03"), at + 1)
+    arrive(kg, stop)
+    held_id = hold(kg, stop.header.id)
+    arrive(kg, fix)
+    assert inbound(kg, fix.header.id).body_json  # a held withdrawal does not count yet
+    release(kg, held_id)
+    erased(kg, fix.header.id, by=stop.header.id)
+
+
+def test_a_message_is_released_once_when_two_operators_release_it(make_federation):
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    at = int(time.time())
+    held = sealed(kz, "alert/1", example_alert(), at)
+    arrive(kg, held)
+    held_id = hold(kg, held.header.id)
+    with kg.node.sessions() as first:
+        seen = first.get(InboundMessage, held_id)  # read while still held
+        first.commit()
+        assert seen.held
+        with kg.node.sessions() as second:
+            quarantine.release(second, held_id, reason="checked by phone", who="operator A")
+            second.commit()
+        with pytest.raises(ApiError) as refused:
+            quarantine.release(first, held_id, reason="checked by phone", who="operator B")
+        assert refused.value.code == "not-held"
+    assert audit_kinds(kg, held.header.id).count("quarantine-release") == 1

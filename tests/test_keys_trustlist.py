@@ -19,6 +19,7 @@ from keys.trustlist import (
     admin_entry,
     assemble,
     build_list,
+    is_endpoint,
     key_entry,
     node_entry,
     sign_list,
@@ -403,6 +404,15 @@ def _mutations() -> list[Any]:
         pytest.param(set_(("nodes", 0, "endpoint"), "https://@x"), id="endpoint-user"),
         pytest.param(set_(("nodes", 0, "endpoint"), "https://?x"), id="endpoint-query-only"),
         pytest.param(set_(("nodes", 0, "endpoint"), "https://x/#f"), id="endpoint-fragment"),
+        pytest.param(set_(("nodes", 0, "endpoint"), "https://x:0"), id="endpoint-port-0"),
+        pytest.param(set_(("nodes", 0, "endpoint"), "https://x:99999"), id="endpoint-port-big"),
+        pytest.param(set_(("nodes", 0, "endpoint"), "https://x:"), id="endpoint-port-empty"),
+        pytest.param(
+            set_(("nodes", 0, "endpoint"), "https://[1.2.3.4]"), id="endpoint-v4-brackets"
+        ),
+        pytest.param(set_(("nodes", 0, "endpoint"), "https://a..b"), id="endpoint-empty-label"),
+        pytest.param(set_(("nodes", 0, "endpoint"), "https://x/b?q=1"), id="endpoint-query"),
+        pytest.param(set_(("nodes", 0, "endpoint"), "https://x/a\\b"), id="endpoint-backslash"),
         pytest.param(set_(("nodes", 0, "keys", 0, "pub"), other), id="key-kid-mismatch"),
         pytest.param(set_(("nodes", 0, "keys", 0, "pub"), b64e(bytes(32)) + "="), id="padded-b64"),
         pytest.param(set_(("nodes", 0, "keys", 0, "use"), "both"), id="bad-use"),
@@ -632,3 +642,17 @@ def test_from_entries_refuses_duplicate_kid() -> None:
     entry = {"node": "DE", "kid": SIG.kid, "pub": b64e(SIG.public)}
     with pytest.raises(TrustError):
         TrustedKeys.from_entries([entry, entry | {"node": "FR"}])
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "https://xb1.kz.example",
+        "https://xb1.kz.example.",
+        "http://127.0.0.1:18082",
+        "https://[2001:db8::1]:8443/xb1",
+        "https://xn--80ak6aa92e.kz/gateway/",
+    ],
+)
+def test_endpoints_of_every_usual_form_are_accepted(endpoint: str) -> None:
+    assert is_endpoint(endpoint)

@@ -358,6 +358,11 @@ def test_a_pager_past_a_held_message_finds_it_once_released(make_federation):
     assert page(after=body["next_after"], released_after=body["next_released_after"])[0] == []
     shown, body = page(after=after, released_after=released_after, limit=1)
     assert shown == [fourth] and body["next_released_after"] == 1
-    # A pager that had not reached them yet gets each once, in id order.
-    shown = page(after=start["next_after"], released_after=released_after)[0]
-    assert sorted(shown) == sorted([second, fourth, third]) and first not in shown
+    # A pager that had not reached them yet gets each once, in id order, page after
+    # page (one message a page), and nothing again after.
+    seen, cursors = [], {"after": start["next_after"], "released_after": released_after}
+    for _ in range(6):
+        shown, body = page(**cursors, limit=1)
+        seen += shown
+        cursors = {"after": body["next_after"], "released_after": body["next_released_after"]}
+    assert sorted(seen) == sorted([second, fourth, third]) and first not in seen
