@@ -102,8 +102,9 @@ def test_a_retry_needs_a_role_that_may_send_the_type(make_federation):
     # A prosecutor sees the agency's alerts (it may read them) but may not send one.
     prosecutor = person(kz, "p.rosecutor", "prosecutor")
     alert = post(kz, "alert/1", example_alert(), ["KG"], headers=officer)
-    [retrying] = Dispatcher(kz.node).run_once()
-    assert retrying.state == "retrying"
+    # (The referral's retry may be due again by now: the backoff in tests is short.)
+    retrying = Dispatcher(kz.node).run_once()
+    assert retrying and {outcome.state for outcome in retrying} == {"retrying"}
     alert_delivery = alert["deliveries"][0]["id"]
     refusal(
         client.post(f"/api/v1/deliveries/{alert_delivery}/retry", headers=prosecutor),
