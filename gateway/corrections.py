@@ -164,6 +164,17 @@ def apply_received(
     connection.execute(delete(_H2).where(_H2.c.inbound_id == original.id))
     if not correcting:
         _erase_earlier_corrections(connection, sender, body["refers_to"], correction_id)
+    elif original.state_by is not None:
+        # The correction applied before is outdated by this one, as one arriving late is.
+        connection.execute(
+            update(_INBOUND)
+            .where(
+                _INBOUND.c.sender == sender,
+                _INBOUND.c.envelope_id == original.state_by,
+                _INBOUND.c.state.is_(None),
+            )
+            .values(state="outdated", state_by=correction_id)
+        )
     _record(connection, "correction-applied", at, sender, correction_id, body)
     return int(original.id)
 
@@ -333,7 +344,11 @@ def _signed_after(
             _INBOUND.c.sender == sender, _INBOUND.c.envelope_id == applied
         )
     ).first()
-    return row is not None and _order(int(row.iat), str(applied), row.corrected_at) > order
+    if row is None:
+        return False
+    if row.corrected_at is None:  # purged before its corrected_at was kept: by sealing
+        return (int(row.iat), str(applied)) > order[1:]
+    return _order(int(row.iat), str(applied), row.corrected_at) > order
 
 
 def _erase(connection: Connection, row_id: int, *, by: str | None) -> None:

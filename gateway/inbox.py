@@ -617,17 +617,19 @@ def inbox_page(
             InboundMessage.released_seq <= horizon,
             InboundMessage.id <= after,
         ).order_by(InboundMessage.released_seq)
-        read = _fill(
+        read, done = _fill(
             session, released, InboundMessage.released_seq, released_after, limit, types, messages
         )
-        if len(messages) == limit:
+        if not done:  # the page filled, or its scan ended before the releases did
             next_released = read
+    else:
+        done = True
     scanned = after
-    if len(messages) < limit:
+    if done and len(messages) < limit:
         # A message released after the horizon comes through the release part of a
         # later page, not here too.
         current = or_(InboundMessage.released_seq.is_(None), InboundMessage.released_seq <= horizon)
-        scanned = _fill(
+        scanned, _ = _fill(
             session,
             query.where(InboundMessage.id > after, current).order_by(InboundMessage.id),
             InboundMessage.id,
@@ -649,10 +651,11 @@ def _fill(
     limit: int,
     types: frozenset[str] | None,
     messages: list[InboundMessage],
-) -> int:
+) -> tuple[int, bool]:
     """Append to ``messages`` the rows of ``query`` (ordered by ``key``) after ``start``
-    until ``limit``; returns how far it read: the key of the last message taken when the
-    page filled, else of the last row read.
+    until ``limit``; returns how far it read (the key of the last message taken when
+    the page filled, else of the last row read) and whether it read to the end of the
+    rows.
 
     A correction is readable only with the type it corrects, which its body says: such
     rows are left out after reading, and more are read until the page is full, the
@@ -663,7 +666,7 @@ def _fill(
         batch = max(limit, min(budget, 500)) if types is not None else limit
         rows = list(session.scalars(query.where(key > scanned).limit(batch)))
         if not rows:
-            break
+            return int(scanned), True
         budget -= len(rows)
         if types is not None:
             readable = [m for m in rows if _corrects_readable(m, types)]
@@ -677,7 +680,7 @@ def _fill(
         else:
             scanned = getattr(rows[-1], key.key)
         messages.extend(readable)
-    return int(scanned)
+    return int(scanned), False
 
 
 def get_inbound(

@@ -77,20 +77,30 @@ def release(
     session: Session, inbound_id: int, *, reason: str, who: str, now: int | None = None
 ) -> InboundMessage:
     require_reason_and_name(reason, who)
-    message = session.get(InboundMessage, inbound_id) if is_row_id(inbound_id) else None
-    if message is not None:
-        audit.lock(session)  # before the row changes (gateway/audit/log.py)
-        # Read again under the lock: another release at the same time has committed.
-        session.refresh(message)
-    if message is None or not message.held:
+    at = int(time.time()) if now is None else now
+    audit.lock(session)  # before the row changes (gateway/audit/log.py)
+    # Conditional, so that of two releases at the same time one releases and the
+    # other finds it released (on SQLite too, where the lock above is the database's
+    # single writer, taken only by this statement).
+    released = session.execute(
+        update(InboundMessage)
+        .where(
+            InboundMessage.id == (inbound_id if is_row_id(inbound_id) else -1),
+            InboundMessage.quarantined_at.is_not(None),
+            InboundMessage.released_at.is_(None),
+        )
+        .values(released_at=at, released_by=who.strip(), release_reason=reason.strip())
+        .execution_options(synchronize_session=False)
+    )
+    if released.rowcount != 1:  # type: ignore[attr-defined]
         raise ApiError("not-held", f"inbound message {inbound_id} is not in quarantine", status=409)
-    message.released_at = int(time.time()) if now is None else now
-    message.released_by = who.strip()
-    message.release_reason = reason.strip()
+    message = session.get(InboundMessage, inbound_id)
+    assert message is not None
+    session.refresh(message)
     audit.record(
         session,
         "quarantine-release",
-        at=message.released_at,
+        at=at,
         sender=message.sender,
         id=message.envelope_id,
         by=message.released_by,
@@ -110,5 +120,5 @@ def release(
     )
     session.expire(message, ["released_seq"])
     if message.typ == corrections.CORRECTION:  # it may wait for its original
-        corrections.apply_released(session.connection(), message.id, message.released_at)
+        corrections.apply_released(session.connection(), message.id, at)
     return message

@@ -48,7 +48,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
-from urllib.parse import urlsplit
 
 from schemas import xb1json
 from schemas.b64 import b64d, b64e
@@ -64,37 +63,45 @@ from .keypair import (
 )
 
 _HOST_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z")
-_PATH = re.compile(r"(/[!-\[\]-~]*)?\Z")  # printable ASCII but space and "\\"
+_ENDPOINT = re.compile(
+    r"https?://(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(?P<port>[0-9]{1,5}))?"
+    # RFC 3986 path characters (unreserved, percent-encoded, sub-delims, ":", "@").
+    r"(?P<path>(?:/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2})*)*)\Z"
+)
 
 
 def is_endpoint(value: str) -> bool:
     """A node's endpoint: an http(s) URL of a host name (an international domain name
-    in its xn-- form), an IPv4 address or a bracketed IPv6 address, an optional port
-    (1 to 65535) and path, in printable ASCII, without spaces, user names, query or
-    fragment (the dispatcher appends /xb1/... to it). One check for the trust list,
-    proposals and `gateway keys entry`."""
-    if not value.isascii() or not value.isprintable() or not _PATH_START.match(value):
+    in its xn-- form; a trailing dot allowed), a dotted IPv4 address or a bracketed
+    IPv6 address, an optional port (1 to 65535) and a path of RFC 3986 characters
+    without "." or ".." segments; no user name, query or fragment (the dispatcher
+    appends /xb1/... to it). One check for the trust list, proposals and `gateway
+    keys entry`."""
+    found = _ENDPOINT.match(value)
+    if found is None:
         return False
-    try:
-        parts = urlsplit(value)
-        port = parts.port
-    except ValueError:
+    if found["port"] is not None and not 1 <= int(found["port"]) <= 65535:
         return False
-    if parts.username is not None or parts.netloc.endswith(":") or "?" in value or "#" in value:
+    if any(segment in (".", "..") for segment in found["path"].split("/")[1:]):
         return False
-    if port is not None and not 1 <= port <= 65535 or not _PATH.match(parts.path):
-        return False
-    host = parts.hostname or ""
-    if parts.netloc.startswith("["):
+    host = found["host"]
+    if host.startswith("["):
         try:
-            return isinstance(ipaddress.ip_address(host), ipaddress.IPv6Address)
+            return ipaddress.ip_address(host[1:-1]).version == 6
         except ValueError:
             return False
-    labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
-    return bool(host) and all(_HOST_LABEL.match(label) for label in labels)
+    name = host[:-1] if host.endswith(".") else host
+    labels = name.split(".")
+    if not all(_HOST_LABEL.match(label) for label in labels):
+        return False
+    if labels[-1].isdigit() or labels[-1].lower().startswith("0x"):
+        # Numeric: resolvers read 10.1 or 0x7f.1 as addresses, so only a dotted quad.
+        try:
+            ipaddress.IPv4Address(name)
+        except ValueError:
+            return False
+    return True
 
-
-_PATH_START = re.compile(r"https?://[^/?#]")
 
 SUITE = "xb1"
 SIGNING_PREFIX = b"xb1:trust\0"

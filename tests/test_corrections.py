@@ -350,6 +350,11 @@ def test_a_correction_overtaken_by_a_later_one_or_by_the_withdrawal(make_federat
     assert audit_kinds(kg, older.header.id)[-1] == "correction-outdated"
     outdated = inbound(kg, older.header.id)  # kept, and shown as outdated by the newer one
     assert (outdated.state, outdated.state_by) == ("outdated", newer.header.id)
+    # In the sender's order too: the one applied before is outdated by the next.
+    third = sealed(kz, "correction/1", correcting(original.header.id, "2001-08-05", at + 5), at + 3)
+    arrive(kg, third)
+    replaced = inbound(kg, newer.header.id)
+    assert (replaced.state, replaced.state_by) == ("outdated", third.header.id)
 
     stop = sealed(kz, "correction/1", withdrawing(original.header.id), at + 3)
     late = sealed(kz, "correction/1", correcting(original.header.id, "2001-08-05"), at + 2)
@@ -572,19 +577,29 @@ def test_h2_identifiers_recorded_meanwhile_do_not_survive_a_withdrawal(make_fede
     assert left == []
 
 
-def test_the_order_holds_when_the_applied_correction_was_purged(make_federation):
-    """Retention may purge the newer correction's own copy while the original keeps
-    the corrected body: its corrected_at stays, so an older one sealed again later
-    still does not replace it."""
+@pytest.mark.parametrize(
+    ("sealed_at", "column_kept"),
+    [
+        # Retention purged the newer correction's own copy; its corrected_at stays, so
+        # an older one sealed again later still does not replace it.
+        ((1, 5), True),
+        # Purged before the upgrade that keeps corrected_at: compared by sealing time.
+        ((2, 1), False),
+    ],
+)
+def test_the_order_holds_when_the_applied_correction_was_purged(
+    make_federation, sealed_at, column_kept
+):
     fed = make_federation(("KZ", "KG"))
     kz, kg = fed["KZ"], fed["KG"]
     at = int(time.time())
     original = sealed(kz, "alert/1", example_alert(), at)
-    newer = sealed(
-        kz, "correction/1", correcting(original.header.id, "2002-02-02", at - 30), at + 1
-    )
-    older = sealed(
-        kz, "correction/1", correcting(original.header.id, "2001-01-01", at - 60), at + 5
+    newer, older = (
+        sealed(kz, "correction/1", correcting(original.header.id, birth, at - ago), at + after)
+        for birth, ago, after in (
+            ("2002-02-02", 30, sealed_at[0]),
+            ("2001-01-01", 60, sealed_at[1]),
+        )
     )
     arrive(kg, original)
     arrive(kg, newer)
@@ -593,6 +608,8 @@ def test_the_order_holds_when_the_applied_correction_was_purged(make_federation)
             select(InboundMessage).where(InboundMessage.envelope_id == newer.header.id)
         ).one()
         row.body_json, row.wire, row.purged_at = None, b"", at
+        if not column_kept:
+            row.corrected_at = None
         session.commit()
     arrive(kg, older)
     row = inbound(kg, original.header.id)
@@ -650,20 +667,31 @@ def test_a_withdrawal_held_in_quarantine_erases_nothing_until_released(make_fede
 
 
 def test_a_message_is_released_once_when_two_operators_release_it(make_federation):
+    """The second release waits for the first to commit, then finds it released."""
     fed = make_federation(("KZ", "KG"))
     kz, kg = fed["KZ"], fed["KG"]
-    at = int(time.time())
-    held = sealed(kz, "alert/1", example_alert(), at)
+    held = sealed(kz, "alert/1", example_alert(), int(time.time()))
     arrive(kg, held)
     held_id = hold(kg, held.header.id)
-    with kg.node.sessions() as first:
-        seen = first.get(InboundMessage, held_id)  # read while still held
-        first.commit()
-        assert seen.held
-        with kg.node.sessions() as second:
-            quarantine.release(second, held_id, reason="checked by phone", who="operator A")
-            second.commit()
-        with pytest.raises(ApiError) as refused:
-            quarantine.release(first, held_id, reason="checked by phone", who="operator B")
-        assert refused.value.code == "not-held"
+    first = kg.node.sessions()
+    quarantine.release(first, held_id, reason="checked by phone", who="operator A")
+    outcome = {}
+
+    def second() -> None:
+        with kg.node.sessions() as session:
+            try:
+                quarantine.release(session, held_id, reason="checked by phone", who="operator B")
+                session.commit()
+                outcome["second"] = "released"
+            except ApiError as e:
+                outcome["second"] = e.code
+
+    worker = threading.Thread(target=second)
+    worker.start()
+    time.sleep(0.5)
+    first.commit()
+    first.close()
+    worker.join(30)
+    assert outcome == {"second": "not-held"}
     assert audit_kinds(kg, held.header.id).count("quarantine-release") == 1
+    assert inbound(kg, held.header.id).released_by == "operator A"

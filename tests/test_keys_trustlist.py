@@ -656,3 +656,22 @@ def test_from_entries_refuses_duplicate_kid() -> None:
 )
 def test_endpoints_of_every_usual_form_are_accepted(endpoint: str) -> None:
     assert is_endpoint(endpoint)
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "https://[::1]x",  # junk after the bracket, which a URL parser would drop
+        "https://[2001:db8::1]evil.example/x",
+        "https://[fe80::1%25eth0]",  # a zone id names an interface of the sender's host
+        "https://0x7f.1",  # resolvers read numeric names as addresses (127.0.0.1)
+        "https://123",
+        "https://10.1",
+        "https://256.256.256.256",
+        "https://h/a/../b",  # clients collapse dot segments: another path than listed
+        "https://h/{x}",  # re-encoded by clients
+        "https://h/%zz",
+    ],
+)
+def test_endpoints_a_sender_would_read_differently_are_refused(endpoint: str) -> None:
+    assert not is_endpoint(endpoint)

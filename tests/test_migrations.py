@@ -113,3 +113,35 @@ def test_migrations_match_the_models(databases: Any) -> None:
         ]
     finally:
         engine.dispose()
+
+
+def test_corrected_at_is_kept_from_the_bodies_of_corrections_stored_before(
+    databases: Any,
+) -> None:
+    """Migration 0015 copies corrected_at out of stored correction bodies, and leaves
+    bodies it cannot read (not an object, not JSON, a boolean) alone."""
+    from alembic import command
+
+    engine = db.make_engine(databases.new_url("backfill"))
+    config = db.alembic_config(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0014")
+    bodies = ['{"corrected_at":1800000000}', "[1]", "null", "not json", '{"corrected_at":true}']
+    with engine.begin() as connection:
+        for number, body in enumerate(bodies, start=1):
+            connection.execute(
+                sa.text(
+                    "INSERT INTO inbound_messages (id, sender, envelope_id, typ, ph, ch, iat, "
+                    "exp, wire, body_json, receipt, received_at) VALUES (:id, 'KZ', :e, "
+                    "'correction/1', :h, :h, 1, 2, :w, :b, :w, 1)"
+                ),
+                {"id": number, "e": f"id-{number}", "h": b"\0" * 32, "w": b"", "b": body},
+            )
+    db.upgrade(engine)
+    with engine.connect() as connection:
+        kept = dict(
+            connection.execute(sa.text("SELECT id, corrected_at FROM inbound_messages")).all()
+        )
+    assert kept == {1: 1_800_000_000, 2: None, 3: None, 4: None, 5: None}
+    engine.dispose()

@@ -24,6 +24,7 @@ from keys import sealed
 from keys.nodekeys import NodeKeys
 from keys.sealed import MEMLIMIT_INTERACTIVE, MEMLIMIT_MIN, OPSLIMIT_INTERACTIVE, OPSLIMIT_MIN
 from keys.trustlist import key_entry
+from schemas.examples import example_alert, example_referral
 from tests.conftest import PASSPHRASE
 from tests.test_trust_follow import next_version, submit
 
@@ -366,3 +367,42 @@ def test_a_pager_past_a_held_message_finds_it_once_released(make_federation):
         seen += shown
         cursors = {"after": body["next_after"], "released_after": body["next_released_after"]}
     assert sorted(seen) == sorted([second, fourth, third]) and first not in seen
+
+
+def test_the_release_cursor_stops_where_the_scan_stopped(make_federation, monkeypatch):
+    """The release part of a page reads a bounded number of rows (corrections of types
+    the reader may not read are read and left out): where it stops, the next page
+    goes on, and no release behind it is passed over."""
+    from gateway import inbox
+    from tests.test_corrections import arrive, correcting
+    from tests.test_corrections import sealed as sealed_by
+
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    at = int(time.time())
+    referral = sealed_by(kz, "referral/1", example_referral(), at)
+    unreadable = correcting(referral.header.id, "2001-01-01")
+    unreadable.update(refers_to_type="referral/1", body=example_referral())
+    hidden = sealed_by(kz, "correction/1", unreadable, at)  # for an officer: a referral
+    alert = sealed_by(kz, "alert/1", example_alert(), at)
+    for envelope in (hidden, alert):
+        arrive(kg, envelope)
+    with kg.node.sessions() as session:
+        rows = session.scalars(select(InboundMessage).order_by(InboundMessage.id)).all()
+        for number, row in enumerate(rows, start=1):  # held, then released in this order
+            row.quarantined_at, row.released_at, row.released_seq = at, at, number
+        session.commit()
+        after = rows[-1].id
+    monkeypatch.setattr(inbox, "MAX_SCAN", 0)
+    officer = inbox.Reader(
+        "kg-police", "case 1", None, None, frozenset({"alert/1", "correction/1"}), None, False
+    )
+    seen, released_after = [], 0
+    for _ in range(3):
+        with kg.node.sessions() as session:
+            page = inbox.inbox_page(
+                session, after=after, limit=1, reader=officer, released_after=released_after
+            )
+            seen += [m.envelope_id for m in page.messages]
+        released_after = page.next_released_after
+    assert seen == [alert.header.id]

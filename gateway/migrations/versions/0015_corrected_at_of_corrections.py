@@ -36,8 +36,12 @@ def upgrade() -> None:
             )
         ).all()
         for row_id, body_json in rows:
-            corrected_at = json.loads(body_json).get("corrected_at")
-            if isinstance(corrected_at, int):
+            try:
+                body = json.loads(body_json)
+            except ValueError:  # not JSON: nothing to keep
+                continue
+            corrected_at = body.get("corrected_at") if isinstance(body, dict) else None
+            if isinstance(corrected_at, int) and not isinstance(corrected_at, bool):
                 connection.execute(
                     sa.update(table).where(table.c.id == row_id).values(corrected_at=corrected_at)
                 )
