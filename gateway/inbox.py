@@ -626,12 +626,16 @@ def inbox_page(
         done = True
     scanned = after
     if done and len(messages) < limit:
-        # A message released after the horizon comes through the release part of a
-        # later page, not here too.
-        current = or_(InboundMessage.released_seq.is_(None), InboundMessage.released_seq <= horizon)
+        by_id = query.where(InboundMessage.id > after)
+        if released_after is not None:
+            # A message released after the horizon comes through the release part of
+            # a later page, not here too.
+            by_id = by_id.where(
+                or_(InboundMessage.released_seq.is_(None), InboundMessage.released_seq <= horizon)
+            )
         scanned, _ = _fill(
             session,
-            query.where(InboundMessage.id > after, current).order_by(InboundMessage.id),
+            by_id.order_by(InboundMessage.id),
             InboundMessage.id,
             after,
             limit,
