@@ -182,11 +182,13 @@ def apply_received(
 def _purge_copy(
     connection: Connection, row_id: int, correction_id: str, *, retention_ends: int, at: int
 ) -> None:
-    connection.execute(
+    purged = connection.execute(
         update(_INBOUND)
-        .where(_INBOUND.c.id == row_id)
+        .where(_INBOUND.c.id == row_id, _INBOUND.c.purged_at.is_(None))
         .values(body_json=None, wire=b"", purged_at=at, h2_indexed_at=at)
     )
+    if purged.rowcount != 1:  # purged before (applied late, after its own retention)
+        return
     connection.execute(delete(_H2).where(_H2.c.inbound_id == row_id))
     audit.record(
         connection,

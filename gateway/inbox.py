@@ -513,6 +513,16 @@ def _mark_fetched(session: Session, messages: list[InboundMessage], reader: Read
     now = int(time.time())
     if messages:
         audit.lock(session)  # before the rows change (gateway/audit/log.py)
+        # A revocation that held some of them after the page was read (it installs
+        # its list under the same lock): they are not read now, but after a release.
+        held = set(
+            session.scalars(
+                select(InboundMessage.id).where(
+                    InboundMessage.id.in_([m.id for m in messages]), ~_NOT_HELD
+                )
+            )
+        )
+        messages[:] = [m for m in messages if m.id not in held]
     for message in messages:
         if message.fetched_at is None:
             message.fetched_at = now

@@ -533,7 +533,9 @@ def release(member, row_id):
         session.commit()
 
 
-def test_a_waiting_correction_held_in_quarantine_waits_until_released(make_federation):
+def held_correction_then_original(make_federation):
+    """A correction that came before its original, held in quarantine when the original
+    arrives: (KG, original, correction, the correction's row id)."""
     fed = make_federation(("KZ", "KG"))
     kz, kg = fed["KZ"], fed["KG"]
     at = int(time.time())
@@ -542,6 +544,11 @@ def test_a_waiting_correction_held_in_quarantine_waits_until_released(make_feder
     arrive(kg, fix)
     held_id = hold(kg, fix.header.id)
     arrive(kg, original)
+    return kg, original, fix, held_id
+
+
+def test_a_waiting_correction_held_in_quarantine_waits_until_released(make_federation):
+    kg, original, fix, held_id = held_correction_then_original(make_federation)
     assert inbound(kg, original.header.id).state is None
     assert len(early_rows(kg)) == 1
     release(kg, held_id)
@@ -695,3 +702,20 @@ def test_a_message_is_released_once_when_two_operators_release_it(make_federatio
     assert outcome == {"second": "not-held"}
     assert audit_kinds(kg, held.header.id).count("quarantine-release") == 1
     assert inbound(kg, held.header.id).released_by == "operator A"
+
+
+def test_a_correction_purged_before_it_applies_is_not_purged_again(make_federation):
+    """A correction waiting (held) for its original, whose own retention ended: when
+    it is applied to a purged original at last, its purge is not recorded twice."""
+    kg, original, fix, held_id = held_correction_then_original(make_federation)
+    purged_at = int(time.time()) - 10
+    with kg.node.sessions() as session:  # both past their retention: purged
+        for row in session.scalars(select(InboundMessage)):
+            row.body_json, row.wire, row.purged_at = None, b"", purged_at
+        session.commit()
+    release(kg, held_id)
+    assert (inbound(kg, original.header.id).state, inbound(kg, fix.header.id).purged_at) == (
+        "corrected",
+        purged_at,
+    )
+    assert "purged" not in audit_kinds(kg, fix.header.id)

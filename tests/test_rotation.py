@@ -406,3 +406,35 @@ def test_the_release_cursor_stops_where_the_scan_stopped(make_federation, monkey
             seen += [m.envelope_id for m in page.messages]
         released_after = page.next_released_after
     assert seen == [alert.header.id]
+
+
+def test_a_message_held_while_a_page_is_read_is_left_for_after_its_release(
+    make_federation, monkeypatch
+):
+    """A revocation may hold a message between the page's query and its marking as
+    read: the page leaves it out, unread, and the release cursor brings it later."""
+    from gateway import inbox
+    from tests.test_corrections import arrive, hold, inbound, release
+    from tests.test_corrections import sealed as sealed_by
+
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    message = sealed_by(kz, "alert/1", example_alert(), int(time.time()))
+    arrive(kg, message)
+    mark = inbox._mark_fetched
+
+    def held_meanwhile(session, messages, reader):
+        hold(kg, message.header.id)  # committed by another transaction
+        mark(session, messages, reader)
+
+    monkeypatch.setattr(inbox, "_mark_fetched", held_meanwhile)
+    client = kg.client()
+    first = client.get("/api/v1/inbox?after=0&released_after=0", headers=kg.auth()).get_json()
+    assert first["messages"] == []
+    monkeypatch.undo()
+    row = inbound(kg, message.header.id)
+    assert row.held and row.fetched_at is None
+    release(kg, row.id)
+    cursors = f"after={first['next_after']}&released_after={first['next_released_after']}"
+    later = client.get(f"/api/v1/inbox?{cursors}", headers=kg.auth()).get_json()
+    assert [m["envelope_id"] for m in later["messages"]] == [message.header.id]
