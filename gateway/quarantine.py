@@ -94,9 +94,9 @@ def release(
     )
     if released.rowcount != 1:  # type: ignore[attr-defined]
         raise ApiError("not-held", f"inbound message {inbound_id} is not in quarantine", status=409)
-    message = session.get(InboundMessage, inbound_id)
+    # As the update left it (also when this session had loaded it before).
+    message = session.get(InboundMessage, inbound_id, populate_existing=True)
     assert message is not None
-    session.refresh(message)
     audit.record(
         session,
         "quarantine-release",
