@@ -102,3 +102,16 @@ def test_exact_length_is_enforced() -> None:
     for wrong in (31, 33):
         with pytest.raises(WireFormatError, match="32"):
             b64d(text, length=wrong)
+
+
+@given(
+    st.text(alphabet=ALPHABET, max_size=12),
+    st.characters(blacklist_characters=ALPHABET, blacklist_categories=["Cs"]),
+    st.text(alphabet=ALPHABET, max_size=12),
+)
+def test_any_character_outside_the_alphabet_is_named_as_such(
+    before: str, intruder: str, after: str
+) -> None:
+    # Whatever the length: a stray character is reported as one, not as a bad length.
+    with pytest.raises(WireFormatError, match="outside the base64url alphabet"):
+        b64d(before + intruder + after)

@@ -170,3 +170,77 @@ def test_deep_nesting_is_malformed_not_a_crash() -> None:
         with pytest.raises(WireFormatError) as caught:
             xb1json.loads(b"[" * depth + b"]" * depth)
         assert caught.value.code == "malformed"
+
+
+# --- the fast path (orjson) decides as the strict path (the standard library) does --
+
+
+def test_every_character_is_written_as_the_reference_writes_it() -> None:
+    everything = "".join(chr(cp) for cp in range(0x110000) if not 0xD800 <= cp <= 0xDFFF)
+    assert xb1json.dumps(everything) == _reference(everything)
+    assert xb1json.dumps({"k": [everything, everything[::-1]]}) == _reference(
+        {"k": [everything, everything[::-1]]}
+    )
+
+
+def _outcome(read: Any, raw: bytes) -> Any:
+    try:
+        return ("value", read(raw))
+    except WireFormatError as e:
+        return ("error", e.code, str(e))
+
+
+def _reference_with_canonical(raw: bytes) -> Any:
+    """What loads_with_canonical answers, by the strict path and the reference encoder."""
+    value = xb1json._strict_loads(raw)
+    return value, _reference(value) == raw
+
+
+TRICKY = [
+    b'{"a":1,"a":1}',  # duplicate keys in canonical order
+    b'{"a":1,"a":2}',
+    b"1.0",
+    b"[1.0]",
+    b'{"a":-0}',
+    b"1E5",
+    b"18446744073709551616",
+    b"[1152921504606846976]",  # 2^60: an integer, out of the safe range
+    b'"\\u00e9"',
+    b'"\\/"',
+    b'"\\ud800"',
+    b'"\\ud83d\\ude00"',
+    b'"\xf0\x9f\x98\x80"',
+    b"\xef\xbb\xbf{}",
+    b'{"\xc3\xa9":1}',  # a non-ASCII key
+    b'"\xff"',
+    b"[" * 70 + b"]" * 70,
+    b"[" * 2000 + b"]" * 2000,
+    b"NaN",
+    b"[Infinity]",
+    b'{"b":1,"a":2}',
+    b"{}",
+    b"",
+    b"null",
+    b'"\x7f\xe2\x80\xa8"',  # DEL and U+2028 stay unescaped
+    b'"\\u007f"',
+]
+
+
+@pytest.mark.parametrize("raw", TRICKY)
+def test_tricky_inputs_read_as_the_strict_path_reads_them(raw: bytes) -> None:
+    assert _outcome(xb1json.loads, raw) == _outcome(xb1json._strict_loads, raw)
+    assert _outcome(xb1json.loads_with_canonical, raw) == _outcome(_reference_with_canonical, raw)
+
+
+@given(json_values, st.data())
+def test_changed_canonical_bytes_read_as_the_strict_path_reads_them(
+    value: Any, data: st.DataObject
+) -> None:
+    raw = bytearray(xb1json.dumps(value))
+    for _ in range(data.draw(st.integers(0, 3))):
+        position = data.draw(st.integers(0, len(raw)))
+        piece = data.draw(st.sampled_from([b",", b'"', b"\\", b"1.0", b" ", b"{", b"]", b"\xff"]))
+        raw[position:position] = piece
+    raw = bytes(raw)
+    assert _outcome(xb1json.loads, raw) == _outcome(xb1json._strict_loads, raw)
+    assert _outcome(xb1json.loads_with_canonical, raw) == _outcome(_reference_with_canonical, raw)
