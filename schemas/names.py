@@ -148,6 +148,9 @@ def _transliterate(name: str, lang: str | None) -> str:
     return to_latin(name, _known(lang) or "ru", "icao", keep_unknown=True)
 
 
+_MOST_PASSES = 3
+
+
 def normalise(name: str, lang: str | None = None) -> str:
     """The name in lower-case Latin letters without diacritics, words spaced once.
 
@@ -156,12 +159,19 @@ def normalise(name: str, lang: str | None = None) -> str:
     to every letter of the six alphabets and of Doc 9303's Slavic table).
     """
     text = unicodedata.normalize("NFKC", name)
-    if has_cyrillic(text):
-        text = _transliterate(text, lang)
-    text = text.casefold()
-    text = "".join(LETTER_VALUES.get(ch, ch) for ch in text)
-    text = _COMBINING.sub("", unicodedata.normalize("NFKD", text))
-    text = unicodedata.normalize("NFKC", text).casefold()
+    # A Cyrillic letter no table knows (kept as it is) may lose its marks below and
+    # become one a table knows (Ӫ: ө and a diaeresis): then transliterate again, so
+    # that normalising a normalised name changes nothing.
+    for _ in range(_MOST_PASSES):
+        before = text
+        if has_cyrillic(text):
+            text = _transliterate(text, lang)
+        text = text.casefold()
+        text = "".join(LETTER_VALUES.get(ch, ch) for ch in text)
+        text = _COMBINING.sub("", unicodedata.normalize("NFKD", text))
+        text = unicodedata.normalize("NFKC", text).casefold()
+        if text == before or not has_cyrillic(text):
+            break
     words: list[str] = []
     word: list[str] = []
     for ch in text:
