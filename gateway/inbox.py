@@ -16,12 +16,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Connection, Select, Table, bindparam, func, insert, or_, select
+from sqlalchemy import Connection, Select, Table, bindparam, func, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from gateway import corrections, routing, sovereignty
 from gateway.audit import log as audit
-from gateway.db import DriverStatement, integrity_errors
+from gateway.db import DriverStatement
 from gateway.envelope import (
     Envelope,
     Opened,
@@ -83,7 +84,18 @@ _STORED_COLUMNS = (
     "received_at",
     "sender_kid",
 )
-_STORE = DriverStatement(insert(_INBOUND).returning(_INBOUND.c.id), keys=_STORED_COLUMNS)
+# Step 6 and the insert of step 9 in one statement: a (sender, id) already stored
+# (or being stored by a transaction that then commits) inserts nothing and returns no
+# row, and only then is the stored copy read. The same text on SQLite and PostgreSQL.
+_STORE = {
+    dialect: DriverStatement(
+        module.insert(_INBOUND)
+        .on_conflict_do_nothing(index_elements=["sender", "envelope_id"])
+        .returning(_INBOUND.c.id),
+        keys=_STORED_COLUMNS,
+    )
+    for dialect, module in (("sqlite", sqlite), ("postgresql", postgresql))
+}
 
 
 def _stored(connection: Connection, envelope: Envelope) -> tuple[Any, ...] | None:
@@ -175,12 +187,9 @@ def receive(node: Node, raw: bytes, *, now: int | None = None) -> Answer:
         return _refuse(node, raw, error, signing_key, at, **denied_by)
     receipt = make_receipt(envelope, receiver=node.id, signing_key=signing_key, at=at)
     accepting = _Accepting(node, raw, opened, receipt, at, rule)
-    try:
-        outcome = _accepting(node).run(accepting)
-    except integrity_errors(node.engine):
-        # A concurrent request (another process) stored the same (sender, id) between
-        # this transaction's step 6 and its insert: step 6 again now sees that copy.
-        outcome = _accepting(node).run(accepting)
+    # A copy of the same envelope stored concurrently (another thread or process) is
+    # met by the insert itself, which then inserts nothing (see _store_accepted).
+    outcome = _accepting(node).run(accepting)
     if isinstance(outcome, Rejected):
         return _refuse(node, raw, outcome, signing_key, at)
     # Equal, not identical: a commit reported lost that went through answers with
@@ -244,17 +253,20 @@ def _store_accepted(connection: Connection, group: Sequence[_Accepting]) -> list
     answers: list[bytes | Rejected] = []
     stored: list[tuple[_Accepting, int]] = []
     for item in group:
+        row_id = _insert(connection, item)
+        if row_id is not None:
+            stored.append((item, row_id))
+            answers.append(item.receipt)
+            continue
         envelope = item.opened.envelope
         try:
             retry = _step6(envelope, _stored(connection, envelope))
         except Rejected as replay:
             answers.append(replay)
             continue
-        if retry is not None:
-            answers.append(retry)
-            continue
-        stored.append((item, _insert(connection, item)))
-        answers.append(item.receipt)
+        if retry is None:  # a conflict, yet nothing stored: never seen; written again alone
+            raise RuntimeError(f"envelope {envelope.header.id} conflicts with no stored row")
+        answers.append(retry)
     # Originals before corrections: a correction in the same group as its original
     # then finds the original's routes stored, and goes where it went.
     for item, row_id in sorted(
@@ -281,11 +293,12 @@ def _accepting(node: Node) -> GroupCommit[_Accepting, bytes | Rejected]:
     return group
 
 
-def _insert(connection: Connection, item: _Accepting) -> int:
-    """§3 step 9 for one envelope, first part: the message row with its receipt."""
+def _insert(connection: Connection, item: _Accepting) -> int | None:
+    """§3 step 9 for one envelope, first part: the message row with its receipt; its
+    id, or None when its (sender, id) is stored already (step 6 decides then)."""
     envelope = item.opened.envelope
     header = envelope.header
-    (row_id,) = _STORE.first(  # type: ignore[misc]
+    row = _STORE[connection.dialect.name].first(
         connection,
         {
             "sender": header.sender.node,
@@ -302,7 +315,7 @@ def _insert(connection: Connection, item: _Accepting) -> int:
             "sender_kid": header.sender.kid,
         },
     )
-    return int(row_id)
+    return None if row is None else int(row[0])
 
 
 def _record(connection: Connection, item: _Accepting, row_id: int) -> None:

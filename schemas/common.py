@@ -1166,45 +1166,46 @@ _REFERENCES_BY_HOLDER: Mapping[str, tuple[tuple[str, frozenset[str]], ...]] = Ma
 )
 
 
-def _collect_objects(
-    member: str | None, obj: dict[str, Any], found: list[tuple[Any, Mapping[str, Any]]]
-) -> None:
-    """Append (member that holds it, object) for ``obj`` and every object inside it.
-    Recursive: a loaded body is at most a few levels deep."""
-    found.append((member, obj))
-    for key, child in obj.items():
-        if isinstance(child, dict):
-            _collect_objects(key, child, found)
-        elif isinstance(child, list):
-            _collect_listed(key, child, found)
-
-
-def _collect_listed(
-    member: str, items: list[Any], found: list[tuple[Any, Mapping[str, Any]]]
-) -> None:
-    for item in items:
-        if isinstance(item, dict):
-            _collect_objects(member, item, found)
-        elif isinstance(item, list):
-            _collect_listed(member, item, found)
-
-
 def _references_hold(body: Mapping[str, Any]) -> bool:
     """Whether ``local_reference_errors`` would find nothing: the same rules, checked
-    without building the path of every object (paths are only needed for errors)."""
-    objects: list[tuple[Any, Mapping[str, Any]]] = []
-    if isinstance(body, dict):
-        _collect_objects(None, body, objects)
+    without building the path of every object (paths are only needed for errors).
+
+    One walk over the body with a stack (the order objects are met in does not
+    matter: a duplicate id is one whichever comes first, and references are checked
+    once every id is known); only the objects that hold references are kept."""
+    if not isinstance(body, dict):
+        return True
     kinds: dict[str, str] = {}
-    for member, obj in objects:
-        kind = ENTITY_MEMBERS.get(member) if member is not None else None
-        local_id = obj.get("id") if kind is not None else None
-        if isinstance(local_id, str):
-            if local_id in kinds:
-                return False
-            kinds[local_id] = kind  # type: ignore[assignment]
-    for member, obj in objects:
-        for ref_member, allowed in _REFERENCES_BY_HOLDER.get(member, ()):
+    referring: list[tuple[tuple[tuple[str, frozenset[str]], ...], Mapping[str, Any]]] = []
+    entity_kind, references_of = ENTITY_MEMBERS.get, _REFERENCES_BY_HOLDER.get
+    # (member that holds them, objects or lists); the body itself is held by no member.
+    stack: list[tuple[str | None, Any]] = [(None, (body,))]
+    while stack:
+        member, items = stack.pop()
+        for item in items:
+            if isinstance(item, list):
+                stack.append((member, item))
+                continue
+            if not isinstance(item, dict):
+                continue
+            if member is not None:
+                kind = entity_kind(member)
+                if kind is not None:
+                    local_id = item.get("id")
+                    if isinstance(local_id, str):
+                        if local_id in kinds:
+                            return False
+                        kinds[local_id] = kind
+                references = references_of(member)
+                if references:
+                    referring.append((references, item))
+            for key, child in item.items():
+                if isinstance(child, dict):
+                    stack.append((key, (child,)))
+                elif isinstance(child, list):
+                    stack.append((key, child))
+    for references, obj in referring:
+        for ref_member, allowed in references:
             if ref_member not in obj:
                 continue
             refs = obj[ref_member]

@@ -3,7 +3,9 @@
 Marshmallow spends most of a load in its generic machinery (error stores, getters,
 per-field ``deserialize`` wrappers, hook resolution), not in the checks the schemas
 declare. :func:`compile_loader` walks a schema's declared load fields once and
-builds plain closures that run the same checks in the same order:
+builds, for each object schema, one generated Python function (its members written
+out in declaration order, the plain leaf checks inline) and closures for the rest,
+which run the same checks in the same order:
 
 * the schema's own rules: a ``dict`` only, unknown members refused (``RAISE``),
   required members present, output keys in declaration order;
@@ -290,30 +292,6 @@ def _compile_schema(schema: Schema, unknown: str | None) -> _Loader | None:
     ):
         return None
 
-    members: list[tuple[str, str, bool, bool, _Loader, fields.Field[Any]]] = []
-    for attr_name, field in schema.load_fields.items():
-        in_key = field.data_key if field.data_key is not None else attr_name
-        out_key = field.attribute or attr_name
-        if "." in out_key:  # marshmallow's set_value would build nested dicts
-            return None
-        # A missing optional member is skipped unless the field has something to say
-        # about it (a load_default, or its own missing check).
-        plain_missing = (
-            field.load_default is missing
-            and type(field)._validate_missing is fields.Field._validate_missing
-        )
-        members.append(
-            (
-                in_key,
-                out_key,
-                field.required,
-                plain_missing,
-                _compile_field(field, in_key),
-                field,
-            )
-        )
-    allowed = frozenset(member[0] for member in members)
-
     # _invoke_schema_validators runs pass_collection hooks first, then the others,
     # each group in the order of schema._hooks; it looks the method up by name.
     ordered = [h for h in hooks[VALIDATES_SCHEMA] if h[1]] + [
@@ -323,29 +301,95 @@ def _compile_schema(schema: Schema, unknown: str | None) -> _Loader | None:
         (getattr(schema, name), bool(options.get("pass_original", False)))
         for name, _, options in ordered
     ]
-    partial = schema.partial
+    return _generate_load(schema, policy, validators)
 
-    def load(data: Any, _enclosing: Any) -> dict[str, Any]:
-        if type(data) is not dict or not allowed.issuperset(data):
-            raise _Reject
-        loaded: dict[str, Any] = {}
-        for in_key, out_key, required, plain_missing, field_loader, field in members:
-            value = data.get(in_key, missing)
-            if value is missing:
-                if required:
-                    raise _Reject
-                if plain_missing:
-                    continue
-                default = field.deserialize(missing, in_key, data)
-                if default is not missing:
-                    loaded[out_key] = default
-                continue
-            loaded[out_key] = field_loader(value, data)
-        for validator, pass_original in validators:
-            if pass_original:
-                validator(loaded, data, partial=partial, many=False, unknown=policy)
-            else:
-                validator(loaded, partial=partial, many=False, unknown=policy)
-        return loaded
 
-    return load
+def _generate_load(
+    schema: Schema, policy: str, validators: list[tuple[Callable[..., Any], bool]]
+) -> _Loader | None:
+    """The object loader of ``schema`` as one generated function: each declared member
+    in declaration order, written out (no loop over a member table), and the checks
+    of the plain leaf fields (``_inline_check``) written in place, without a call.
+
+    Only names bound in ``namespace`` and literals made by ``repr`` of the schema's
+    own member names and bounds appear in the source, never data."""
+    namespace: dict[str, Any] = {"_Reject": _Reject, "missing": missing, "partial": schema.partial}
+    lines = [
+        "def load(data, _enclosing):",
+        "    if type(data) is not dict or not allowed(data):",
+        "        raise _Reject",
+        "    get = data.get",
+        "    loaded = {}",
+    ]
+    keys: list[str] = []
+    for index, (attr_name, field) in enumerate(schema.load_fields.items()):
+        in_key = field.data_key if field.data_key is not None else attr_name
+        out_key = field.attribute or attr_name
+        if "." in out_key:  # marshmallow's set_value would build nested dicts
+            return None
+        keys.append(in_key)
+        lines.append(f"    value = get({in_key!r}, missing)")
+        lines.append("    if value is missing:")
+        if field.required:
+            lines.append("        raise _Reject")
+        elif (
+            field.load_default is missing
+            and type(field)._validate_missing is fields.Field._validate_missing
+        ):
+            # A missing optional member is skipped unless the field has something to
+            # say about it (a load_default, or its own missing check).
+            lines.append("        pass")
+        else:
+            namespace[f"field{index}"] = field
+            lines.append(f"        default = field{index}.deserialize(missing, {in_key!r}, data)")
+            lines.append("        if default is not missing:")
+            lines.append(f"            loaded[{out_key!r}] = default")
+        inline = _inline_check(field, index, namespace)
+        if inline is not None:
+            lines.append(f"    elif {inline}:")
+            lines.append(f"        loaded[{out_key!r}] = value")
+            lines.append("    else:")
+            lines.append("        raise _Reject")
+        else:
+            namespace[f"load{index}"] = _compile_field(field, in_key)
+            lines.append("    else:")
+            lines.append(f"        loaded[{out_key!r}] = load{index}(value, data)")
+    namespace["allowed"] = frozenset(keys).issuperset
+    for index, (validator, pass_original) in enumerate(validators):
+        namespace[f"validator{index}"] = validator
+        original = "data, " if pass_original else ""
+        lines.append(
+            f"    validator{index}(loaded, {original}partial=partial, many=False, "
+            f"unknown={policy!r})"
+        )
+    lines.append("    return loaded")
+    exec("\n".join(lines), namespace)  # noqa: S102 - our own source, see above
+    return namespace["load"]  # type: ignore[no-any-return]
+
+
+def _inline_check(field: fields.Field[Any], index: int, namespace: dict[str, Any]) -> str | None:
+    """For a field that ``_plain_leaf`` inlines and that has no validators: the same
+    accepting test as an expression on ``value`` (its constants bound in
+    ``namespace``), else None."""
+    if not _standard_field(field) or field.validators or _plain_leaf(field) is None:
+        return None
+    implementation = type(field)._deserialize
+    if implementation is common.Code._deserialize:
+        namespace[f"choices{index}"] = field.choices  # type: ignore[attr-defined]
+        return f"type(value) is str and value in choices{index}"
+    if implementation is common.Text._deserialize:
+        low, high = field.min_length, field.max_length  # type: ignore[attr-defined]
+        if type(low) is not int or type(high) is not int:
+            return None
+        namespace[f"forbidden{index}"] = field._forbidden.search  # type: ignore[attr-defined]
+        return (
+            f"type(value) is str and {low!r} <= len(value) <= {high!r} and value.strip() "
+            f"and not forbidden{index}(value)"
+        )
+    if implementation is common.PatternText._deserialize:
+        longest = field.max_length  # type: ignore[attr-defined]
+        if type(longest) is not int:
+            return None
+        namespace[f"pattern{index}"] = field.pattern.fullmatch  # type: ignore[attr-defined]
+        return f"type(value) is str and len(value) <= {longest!r} and pattern{index}(value)"
+    return "type(value) is int"  # the strict Integer of _plain_leaf (not bool)

@@ -95,33 +95,59 @@ def test_a_duplicate_on_the_driver_raises_an_error_the_inbox_catches(make_federa
         assert _COUNT.first(connection, {})[0] >= 1
 
 
-def test_a_copy_stored_between_replay_check_and_insert_gets_the_stored_receipt(
+def test_the_insert_decides_step_6_and_only_a_copy_reads_the_stored_row(
     make_federation, monkeypatch
 ):
-    """The race of two copies of one envelope, made deterministic: the second copy's
-    step 6 lookup finds nothing once (as if the first copy committed just after it), so
-    its insert meets the unique constraint, and the run that follows answers with the
-    first copy's receipt."""
+    """A new envelope is stored by one statement (its insert meets no row); a second
+    copy's insert meets the first (committed, or committing in another process, which
+    the insert waits for) and inserts nothing, and only then is the stored copy read,
+    whose receipt is the answer."""
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    sent = submit(kz, ["KG"])
+    wire = deliveries(kz)[0].envelope.wire
+    real_lookup = inbox._stored
+    lookups: list[str] = []
+
+    def counted(connection, envelope):
+        lookups.append(envelope.header.id)
+        return real_lookup(connection, envelope)
+
+    monkeypatch.setattr(inbox, "_stored", counted)
+    first = receive(kg.node, wire)
+    assert first.status == 200
+    assert lookups == []
+    second = receive(kg.node, wire)
+    assert (second.status, second.body) == (200, first.body)
+    assert lookups == [sent["id"]]
+    assert inbox_count(kg, "KZ", sent["id"]) == 1
+
+
+def test_a_conflict_without_a_stored_row_is_an_error_of_this_node_and_a_retry_heals_it(
+    make_federation, monkeypatch
+):
+    """Never seen (the insert met a row that the lookup then does not find): the
+    request fails as this node's error (nothing stored, nothing answered as accepted),
+    and the sender's retry gets the stored receipt."""
     fed = make_federation(("KZ", "KG"))
     kz, kg = fed["KZ"], fed["KG"]
     sent = submit(kz, ["KG"])
     wire = deliveries(kz)[0].envelope.wire
     first = receive(kg.node, wire)
-    assert first.status == 200
-
     real_lookup = inbox._stored
-    skipped = []
+    missed: list[bool] = []
 
     def miss_once(connection, envelope):
-        if skipped:
+        if missed:
             return real_lookup(connection, envelope)
-        skipped.append(True)
+        missed.append(True)
         return None
 
     monkeypatch.setattr(inbox, "_stored", miss_once)
-    second = receive(kg.node, wire)
-    assert skipped == [True]
-    assert (second.status, second.body) == (200, first.body)
+    with pytest.raises(RuntimeError, match="conflicts with no stored row"):
+        receive(kg.node, wire)
+    again = receive(kg.node, wire)
+    assert (again.status, again.body) == (200, first.body)
     assert inbox_count(kg, "KZ", sent["id"]) == 1
 
 
@@ -235,8 +261,8 @@ def test_a_group_and_another_process_storing_the_same_envelope_do_not_deadlock(
     inserts all its message rows before its first append, so when another process
     has inserted (not yet committed) a copy of one of them, the group waits for that
     copy without holding the lock, the other process appends and commits, and the
-    group fails on the unique key (and is written again item by item), instead of
-    both waiting for each other until PostgreSQL breaks the deadlock."""
+    group's insert of that copy inserts nothing and answers with the stored receipt,
+    instead of both waiting for each other until PostgreSQL breaks the deadlock."""
     fed = make_federation(("KZ", "KG"))
     kz, kg = fed["KZ"], fed["KG"]
     submit(kz, ["KG"])
@@ -249,7 +275,7 @@ def test_a_group_and_another_process_storing_the_same_envelope_do_not_deadlock(
             outcome["pid"] = connection.connection.dbapi_connection.info.backend_pid
             connection.begin()
             try:
-                inbox._store_accepted(connection, [first, second])
+                outcome["answers"] = inbox._store_accepted(connection, [first, second])
                 connection.commit()
                 outcome["group"] = "committed"
             except Exception as error:  # noqa: BLE001 - kept for the assertions
@@ -267,8 +293,9 @@ def test_a_group_and_another_process_storing_the_same_envelope_do_not_deadlock(
         inbox._record(other, second, row_id)  # takes the audit lock: free
         other.commit()
         writer.join(timeout=30)
-    assert isinstance(outcome["group"], integrity_errors(kg.node.engine)), outcome
-    assert inbox_count(kg, "KZ") == 1
+    assert outcome["group"] == "committed", outcome
+    assert outcome["answers"] == [first.receipt, second.receipt]
+    assert inbox_count(kg, "KZ") == 2
 
 
 def _waits_for_a_lock(node, pid: int | None) -> bool:
