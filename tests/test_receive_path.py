@@ -6,7 +6,10 @@ names."""
 from __future__ import annotations
 
 import copy
+import os
 import string
+import subprocess
+import sys
 import threading
 import time
 
@@ -33,6 +36,7 @@ from keys.keypair import EncryptionKeyPair
 from schemas import common
 from schemas.examples import EXAMPLES, example_alert
 from schemas.registry import validate_body
+from tests.conftest import PASSPHRASE
 from tests.test_exchange import deliveries, inbox_count, submit
 from tests.test_group_commit import cut_connection
 from tests.test_trust_follow import hints as trust_hints
@@ -495,3 +499,19 @@ def test_latin_names(text, accepted):
         assert not accepted
     else:
         assert accepted
+
+
+def test_a_worker_freezes_what_it_built_before_serving(make_federation):
+    """gateway.wsgi (what gunicorn imports in each worker) builds the app and then
+    moves every object built so far out of the cyclic collector's view."""
+    member = make_federation(("KZ",), serve=False)["KZ"]
+    env = dict(os.environ, GATEWAY_INSTANCE=str(member.instance), GATEWAY_KEY_PASSPHRASE=PASSPHRASE)
+    shown = subprocess.run(
+        [sys.executable, "-c", "import gc, gateway.wsgi; print(gc.get_freeze_count())"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert int(shown.stdout.split()[-1]) > 10_000
