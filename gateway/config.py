@@ -463,7 +463,28 @@ def pin_trust_anchor(instance: Path, anchor: str) -> None:
     else:
         separator = "" if not text or text.endswith("\n") else "\n"
         text = f"{text}{separator}{line}\n"
-    atomic_write(path, text.encode("utf-8"), mode=0o600)
+    _rewrite_in_kind(path, text.encode("utf-8"))
+
+
+def _rewrite_in_kind(path: Path, data: bytes) -> None:
+    """Give the file at ``path`` new contents and nothing else new: a symbolic link
+    stays a link (its target is rewritten), the file keeps its mode and its owner.
+    The contents are replaced atomically (a new file renamed over it) when the new
+    file can be given the old one's owner; a process that may not give files away
+    (not root, the file another user's) rewrites the file in place instead."""
+    target = path.resolve()
+    status = target.stat()
+    mode = status.st_mode & 0o7777
+    if status.st_uid != os.geteuid() and os.geteuid() != 0:
+        with target.open("r+b") as file:
+            file.write(data)
+            file.truncate()
+            file.flush()
+            os.fsync(file.fileno())
+        return
+    atomic_write(target, data, mode=mode)
+    if (status.st_uid, status.st_gid) != (os.geteuid(), os.getegid()):
+        os.chown(target, status.st_uid, status.st_gid)
 
 
 _ANCHOR_LINE = re.compile(

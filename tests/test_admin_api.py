@@ -3,6 +3,8 @@ and who asked recorded with every change."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from gateway import config
@@ -219,3 +221,34 @@ def test_pinning_fills_an_empty_anchor_line_and_keeps_the_comments(tmp_path):
         f'# KZ node\nnode = "KZ"\ntrust_anchor = "{"ab" * 32}"  # from the administrators\n'
     )
     assert load_settings(tmp_path).trust_anchor == "ab" * 32
+
+
+def test_pinning_keeps_the_files_mode_owner_and_link(tmp_path):
+    real = tmp_path / "etc" / "kz.toml"
+    real.parent.mkdir()
+    real.write_text('node = "KZ"\n')
+    real.chmod(0o640)
+    link = tmp_path / "gateway.toml"
+    link.symlink_to(real)
+    other = os.geteuid() + 4242 if os.geteuid() == 0 else None
+    if other is not None:  # only root may give a file away; the suite runs as root in CI
+        os.chown(real, other, other)
+    config.pin_trust_anchor(tmp_path, "cd" * 32)
+    assert link.is_symlink() and link.resolve() == real
+    assert real.read_text() == f'node = "KZ"\ntrust_anchor = "{"cd" * 32}"\n'
+    status = real.stat()
+    assert status.st_mode & 0o7777 == 0o640
+    if other is not None:
+        assert (status.st_uid, status.st_gid) == (other, other)
+
+
+def test_pinning_a_file_of_another_user_rewrites_it_in_place(tmp_path, monkeypatch):
+    path = tmp_path / "gateway.toml"
+    path.write_text('node = "KZ"\n')
+    path.chmod(0o644)
+    before = path.stat().st_ino
+    monkeypatch.setattr(config.os, "geteuid", lambda: path.stat().st_uid + 1)
+    config.pin_trust_anchor(tmp_path, "ef" * 32)
+    assert path.stat().st_ino == before  # the same file, so its owner is kept
+    assert path.stat().st_mode & 0o7777 == 0o644
+    assert load_settings(tmp_path).trust_anchor == "ef" * 32
