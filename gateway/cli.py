@@ -1327,8 +1327,9 @@ def audit_reset_witness(obj: Context, peer: str, reason: str, who: str) -> None:
 def audit_dpo(obj: Context, since: str | None, until: str | None, who: str, as_json: bool) -> None:
     """The data protection officer's report: who consulted and who disclosed what and
     why, unusual access (off-hours, bulk reads, many hit queries, reads without a
-    justification), overdue case-data requests, and stored messages and refused
-    envelopes' bytes due for purge. Exit 3 when anything is flagged or overdue."""
+    justification), overdue case-data requests, corrections still waiting for their
+    original, and stored messages and refused envelopes' bytes due for purge. Exit 3
+    when anything is flagged, overdue or stale."""
     from gateway.audit import oversight
     from gateway.sovereignty import require_name
 
@@ -1343,7 +1344,8 @@ def audit_dpo(obj: Context, since: str | None, until: str | None, who: str, as_j
         any(item["overdue"] for item in result["due_for_purge"])
         or result["refused_bytes"]["overdue"] > 0
     )
-    if result["unusual"] or result["overdue_requests"] or overdue:
+    stale = any(item["stale"] for item in result["waiting_corrections"])
+    if result["unusual"] or result["overdue_requests"] or overdue or stale:
         sys.exit(3)
 
 

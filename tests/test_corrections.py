@@ -719,3 +719,57 @@ def test_a_correction_purged_before_it_applies_is_not_purged_again(make_federati
         purged_at,
     )
     assert "purged" not in audit_kinds(kg, fix.header.id)
+
+
+def test_the_data_protection_report_lists_corrections_waiting_and_stale(make_federation):
+    """A correction waiting for its original is in the report; once its original can
+    no longer arrive under the id it names (max_ttl and the skew after sealing), it
+    is stale, and the report command exits 3."""
+    from click.testing import CliRunner
+
+    from gateway.audit import oversight
+    from gateway.cli import main
+
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    at = int(time.time())
+    original = sealed(kz, "alert/1", example_alert(), at)
+    stop = sealed(kz, "correction/1", withdrawing(original.header.id), at + 1)
+    arrive(kg, stop)
+    settings = kg.node.settings
+    horizon = stop.header.iat + settings.max_ttl + settings.clock_skew
+    with kg.node.sessions() as session:
+        [item] = oversight.waiting_corrections(session, settings, at + 10)
+        [last_moment] = oversight.waiting_corrections(session, settings, horizon)
+        [later] = oversight.waiting_corrections(session, settings, horizon + 1)
+    assert (last_moment["stale"], later["stale"]) == (False, True)
+    assert item == {
+        "sender": "KZ",
+        "correction": stop.header.id,
+        "action": "withdraw",
+        "refers_to": original.header.id,
+        "refers_to_type": "alert/1",
+        "received_at": item["received_at"],
+        "stale": False,
+    }
+    result = oversight.report_for(kg.node, None, None, by="test")
+    assert result["waiting_corrections"] == [item]
+    assert f"KZ withdraw {stop.header.id} of alert/1 {original.header.id}: waiting" in (
+        oversight.render(result, settings)
+    )
+    args = ["--instance", str(kg.instance), "audit", "dpo", "--by", "A. DPO"]
+    assert CliRunner().invoke(main, args).exit_code == 0  # nothing flagged, nothing stale
+    # Sealed longer ago than any envelope may live: stale.
+    with kg.node.sessions() as session:
+        session.execute(
+            InboundMessage.__table__.update()
+            .where(InboundMessage.envelope_id == stop.header.id)
+            .values(iat=at - settings.max_ttl - settings.clock_skew - 60)
+        )
+        session.commit()
+    answer = CliRunner().invoke(main, args)
+    assert answer.exit_code == 3, answer.output
+    assert "STALE: the original cannot arrive under this id any more" in answer.output
+    arrive(kg, original)  # it came after all: applied, and no longer waiting
+    with kg.node.sessions() as session:
+        assert oversight.waiting_corrections(session, settings, at) == []

@@ -13,6 +13,12 @@ national oversight body:
   by one agency in a local day), and reads without a justification;
 * **overdue requests**: case-data requests, received or sent, whose deadline has
   passed without a response that completes or refuses them;
+* **waiting corrections**: corrections and withdrawals received before the message
+  they refer to, still waiting for it; one waiting longer than any envelope may
+  live (``max_ttl`` and ``clock_skew`` after it was sealed) is ``stale``: its
+  original can no longer arrive under that id, so it never arrived here, or
+  arrived under another envelope id (sealed again by its sender, docs/policy.md),
+  and then what the sender corrected or withdrew is still here as it was first sent;
 * **due for purge**: stored message bodies whose retention (the body's
   ``retention_days`` capped by the policy for its type) ends within
   ``purge_notice_days`` days, or has already ended (``gateway purge``); and how
@@ -40,7 +46,13 @@ from gateway import purge
 from gateway.audit import log as audit
 from gateway.config import Settings
 from gateway.errors import ApiError
-from gateway.models import AuditEntry, InboundMessage, InboundRejection, OutboundMessage
+from gateway.models import (
+    AuditEntry,
+    EarlyCorrection,
+    InboundMessage,
+    InboundRejection,
+    OutboundMessage,
+)
 from gateway.policy import Policy
 from schemas import xb1json
 
@@ -291,6 +303,39 @@ def overdue_requests(session: Session, now: int) -> list[dict[str, Any]]:
     return sorted(found, key=lambda item: (item["deadline"], item["message"]))
 
 
+def waiting_corrections(session: Session, settings: Settings, now: int) -> list[dict[str, Any]]:
+    """Corrections and withdrawals still waiting for their original, oldest first;
+    ``stale`` once their original can no longer arrive under the id they name."""
+    horizon = settings.max_ttl + settings.clock_skew
+    rows = session.execute(
+        select(
+            EarlyCorrection.sender,
+            EarlyCorrection.refers_to,
+            EarlyCorrection.refers_to_type,
+            EarlyCorrection.action,
+            InboundMessage.envelope_id,
+            InboundMessage.iat,
+            InboundMessage.received_at,
+        )
+        .join(InboundMessage, InboundMessage.id == EarlyCorrection.correction_id)
+        .order_by(InboundMessage.received_at, EarlyCorrection.id)
+    )
+    return [
+        {
+            "sender": row.sender,
+            "correction": row.envelope_id,
+            "action": row.action,
+            "refers_to": row.refers_to,
+            "refers_to_type": row.refers_to_type,
+            "received_at": row.received_at,
+            # The original was sealed before its correction, and no envelope is
+            # accepted after its exp, at most max_ttl (and the skew) after sealing.
+            "stale": row.iat + horizon < now,
+        }
+        for row in rows
+    ]
+
+
 def report_for(node: Any, since: str | None, until: str | None, *, by: str) -> dict[str, Any]:
     """The report of ``node`` for the local dates ``since``..``until`` (see
     :func:`period`), recorded as produced by ``by`` and committed."""
@@ -340,6 +385,7 @@ def report(
         "disclosures": disclosures,
         "unusual": unusual,
         "overdue_requests": overdue_requests(session, now),
+        "waiting_corrections": waiting_corrections(session, settings, now),
         "due_for_purge": due_for_purge(session, policy, now, settings.purge_notice_days),
         "refused_bytes": refused_bytes(session, policy, now, settings.purge_notice_days),
     }
@@ -390,6 +436,18 @@ def render(result: dict[str, Any], settings: Settings) -> str:
         lines.append(
             f"  deadline {when(item['deadline'])}  {item['direction']} {item['message']} "
             f"({item['urgency']}; {waiting}; last outcome {item['last_outcome'] or 'none'})"
+        )
+    lines += ["", f"Corrections waiting for their original ({len(result['waiting_corrections'])}):"]
+    for item in result["waiting_corrections"]:
+        state = (
+            "STALE: the original cannot arrive under this id any more; ask the sender "
+            "which envelope id it reached this node under"
+            if item["stale"]
+            else "waiting"
+        )
+        lines.append(
+            f"  {when(item['received_at'])}  {item['sender']} {item['action']} "
+            f"{item['correction']} of {item['refers_to_type']} {item['refers_to']}: {state}"
         )
     lines += ["", f"Due for purge ({len(result['due_for_purge'])}):"]
     for item in result["due_for_purge"]:
