@@ -9,6 +9,7 @@ so CI can never go green by skipping them.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import threading
@@ -139,7 +140,47 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 def _serve(port: int, app: Any) -> Any:
-    return make_server("127.0.0.1", port, app, threaded=True, request_handler=_QuietHandler)
+    """A test server on ``port``, or for 0 on a port of this test process's own block
+    (``_server_ports``): a test that stops its server and starts it again on the same
+    port (a peer going down and coming back) then never finds the port taken by
+    another test process's server or by a client connection's local port."""
+    if port != 0:
+        return make_server("127.0.0.1", port, app, threaded=True, request_handler=_QuietHandler)
+    for candidate in _server_ports():
+        try:
+            server = make_server(
+                "127.0.0.1", candidate, app, threaded=True, request_handler=_QuietHandler
+            )
+        except OSError as error:
+            if error.errno != errno.EADDRINUSE:  # used by something else on this machine
+                raise
+            continue
+        _next_port[0] = candidate + 1  # a stopped server's port is not handed out soon
+        return server
+    raise RuntimeError("no free port left in this test process's block")
+
+
+PORT_BLOCK = 1000
+_next_port = [0]  # the next port to try (0: the block's first)
+
+
+def _server_ports() -> list[int]:
+    """One round through this process's block of ports, starting after the last one
+    handed out. The blocks lie below the kernel's range of ephemeral ports (the local
+    ports of client connections, and of servers bound to port 0), one per xdist
+    worker (gw0, gw1, ...); where that range starts too low for them, port 0 is used."""
+    try:
+        ephemeral = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text()
+        lowest_ephemeral = int(ephemeral.split()[0])
+    except (OSError, ValueError, IndexError):
+        lowest_ephemeral = 0
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:]
+    index = int(worker) if worker.isdigit() else 0
+    first = 10_000 + index * PORT_BLOCK
+    if first + PORT_BLOCK > lowest_ephemeral:
+        return [0]
+    start = max(_next_port[0] - first, 0)
+    return [first + (start + step) % PORT_BLOCK for step in range(PORT_BLOCK)]
 
 
 class _Switch:
