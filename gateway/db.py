@@ -93,9 +93,12 @@ class DriverStatement:
         """Run on ``connection``'s driver connection; return the first row (of a query
         or of ``RETURNING``), or None. The cursor is closed before returning, so no
         statement stays open across the commit."""
-        cursor = connection.connection.cursor()
+        # Both drivers (sqlite3, psycopg) execute on a new cursor of their own, without
+        # the pool's cursor wrapper.
+        driver = connection.connection.dbapi_connection
+        assert driver is not None  # a Connection in a begun transaction holds one
+        cursor = driver.execute(self.sql(connection.dialect), params)
         try:
-            cursor.execute(self.sql(connection.dialect), params)
             return cursor.fetchone() if cursor.description is not None else None
         finally:
             cursor.close()

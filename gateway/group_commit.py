@@ -133,6 +133,7 @@ class GroupCommit(Generic[Item, Result]):
         self._max_group = max_group
         self._changed = threading.Condition(threading.Lock())
         self._waiting: list[_Slot] = []
+        self._sleeping = 0  # callers in self._changed.wait(): only they need a notify
         self._writing = False
         self.groups = 0  # transactions committed (for tests and diagnosis)
         self.items = 0  # items in them
@@ -148,7 +149,11 @@ class GroupCommit(Generic[Item, Result]):
             try:
                 while not slot.done:
                     if self._writing:
-                        self._changed.wait()
+                        self._sleeping += 1
+                        try:
+                            self._changed.wait()
+                        finally:
+                            self._sleeping -= 1
                         continue
                     self._lead()
             except BaseException:
@@ -182,7 +187,8 @@ class GroupCommit(Generic[Item, Result]):
             raise
         finally:
             self._writing = False
-            self._changed.notify_all()
+            if self._sleeping:
+                self._changed.notify_all()
 
     def _commit(self, group: list[_Slot]) -> None:
         """Write ``group`` in one transaction; on failure, a group of one keeps its
