@@ -261,8 +261,9 @@ def _counting(member: Member, app: Any) -> Callable[..., Any]:
         if environ.get("PATH_INFO") == "/xb1/envelopes" and environ["REQUEST_METHOD"] == "POST":
             import io
 
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-            body = environ["wsgi.input"].read(length)
+            length = environ.get("CONTENT_LENGTH")
+            # Without a length (chunked), the server's dechunking input ends the body.
+            body = environ["wsgi.input"].read(int(length) if length else -1)
             member.posts.append(body)
             environ["wsgi.input"] = io.BytesIO(body)
         return app(environ, start_response)

@@ -387,3 +387,31 @@ def test_the_same_envelope_posted_concurrently_is_stored_once(make_federation):
     assert [a.status_code for a in answers] == [200] * 8
     assert len({a.content for a in answers}) == 1  # one receipt, the stored one
     assert inbox_count(kg, "KZ", sent["id"]) == 1
+
+
+def test_an_envelope_sent_in_chunks_is_accepted_like_one_with_a_length(make_federation):
+    """Without a Content-Length (chunked transfer coding) the body is read to its end
+    through the request's stream; with one, straight from the server's input."""
+    import http.client
+
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    submit(kz, ["KG"])
+    submit(kz, ["KG"])
+    chunked, plain = (d.envelope.wire for d in deliveries(kz))
+    answers = []
+    for wire, chunks in ((chunked, True), (plain, False)):
+        connection = http.client.HTTPConnection("127.0.0.1", kg.server.port, timeout=10)
+        body = iter([wire[:100], wire[100:]]) if chunks else wire
+        connection.request(
+            "POST",
+            "/xb1/envelopes",
+            body=body,
+            headers={"Content-Type": "application/xb1+json"},
+            encode_chunked=chunks,
+        )
+        answer = connection.getresponse()
+        answers.append((answer.status, answer.read()[:12]))
+        connection.close()
+    assert answers == [(200, b'{"protected"'), (200, b'{"protected"')]
+    assert inbox_count(kg, "KZ") == 2

@@ -6,6 +6,7 @@ import json
 import time
 
 from flask import Blueprint, Response, request
+from werkzeug.exceptions import ClientDisconnected
 
 from gateway.app import current_node
 from gateway.audit import log as audit
@@ -29,7 +30,16 @@ def post_envelope() -> Response:
         )
         refuse_unread(node, error, min(length, 2**31 - 1), _now())
         return Response(_error_json(error), status=STATUS["too-large"], mimetype="application/json")
-    raw = request.get_data(cache=False)
+    if length is not None:
+        # The announced length, read straight from the server's input stream (gunicorn
+        # and the test servers stop at it; a short body is refused as malformed),
+        # without the request's wrapper stream: a tenth of a worker's time on this
+        # route outside receive() went into building and draining that wrapper.
+        raw = request.environ["wsgi.input"].read(length)
+        if len(raw) != length:  # the peer hung up early: as the wrapper would say it
+            raise ClientDisconnected()
+    else:  # chunked: the wrapper knows where the body ends
+        raw = request.get_data(cache=False)
     answer = receive(node, raw)
     mimetype = MEDIA_TYPE if answer.body.startswith(b'{"protected"') else "application/json"
     return Response(answer.body, status=answer.status, mimetype=mimetype)
