@@ -410,6 +410,30 @@ def test_a_peer_reading_the_request_slowly_is_cut_at_the_deadline():
         listener.close()
 
 
+def _descriptors_connected_to(port: int) -> set[str] | None:
+    """This process's descriptors of TCP sockets whose remote port is ``port``, or None
+    where /proc does not say (not Linux)."""
+    try:
+        rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+        fds = os.listdir("/proc/self/fd")
+    except OSError:
+        return None
+    inodes = {
+        fields[9]
+        for fields in (row.split() for row in rows)
+        if int(fields[2].rsplit(":", 1)[1], 16) == port
+    }
+    found = set()
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:  # closed meanwhile
+            continue
+        if target.startswith("socket:[") and target[8:-1] in inodes:
+            found.add(fd)
+    return found
+
+
 def test_watching_keeps_one_thread_and_no_descriptors():
     """Many attempts: one watchdog thread at most, and every duplicated descriptor
     closed again; connections to a normal peer are reused."""
@@ -418,15 +442,18 @@ def test_watching_keeps_one_thread_and_no_descriptors():
         http = peer_http.session()
         url = f"http://127.0.0.1:{peer.port}/xb1/envelopes"
         assert _attempt(http, url)[0] == (200, b"{}")
-        # Descriptor numbers, not their count: other tests' peers may close theirs meanwhile.
-        fds = set(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
+        # The descriptors of this process's connections to the peer (a duplicate of one
+        # refers to the same socket), not all descriptors: other tests' threads in this
+        # process may open and close theirs meanwhile.
+        before = _descriptors_connected_to(peer.port)
         for _ in range(30):
             result, _, expired = _attempt(http, url)
             assert result == (200, b"{}") and not expired
         watchdogs = [t for t in threading.enumerate() if t.name == "peer-http-deadlines"]
         assert len(watchdogs) <= 1
-        if fds is not None:
-            assert not set(os.listdir("/proc/self/fd")) - fds
+        if before is not None:
+            assert len(before) == 1
+            assert _descriptors_connected_to(peer.port) == before
         assert peer.connections == 1
     finally:
         peer.close()
