@@ -14,4 +14,5 @@ import gc
 from gateway.app import create_app
 
 app = create_app()
+gc.collect()  # what building left unreachable goes now, not frozen for good
 gc.freeze()

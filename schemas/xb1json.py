@@ -44,13 +44,16 @@ def _check_scalar(value: Any, depth: int) -> None:
         raise WireFormatError(f"type {type(value).__name__} cannot be encoded as xb1-json")
 
 
-def _check(value: Any, depth: int = 0) -> None:
-    """Refuse anything outside the xb1-json subset.
+def _check(value: Any, depth: int = 0) -> bool:
+    """Refuse anything outside the xb1-json subset; return whether every value is of
+    an exact built-in type (no subclass: orjson reads a subclass's own storage, where
+    the reference encoder uses what its methods say, so only exact types go to orjson).
 
     This walk runs on every message sealed or opened, so scalars inside a
     container are checked inline (exact type tests) and only containers and
     unusual types cost a call.
     """
+    exact = True
     kind = type(value)
     if kind is dict:
         for key in value:
@@ -62,6 +65,7 @@ def _check(value: Any, depth: int = 0) -> None:
     else:
         elements = (value,)
         depth -= 1  # a bare scalar is not a level of nesting
+        # Checked below as an element; a top-level value of another type is not exact.
     if depth >= MAX_DEPTH:
         raise WireFormatError(f"JSON nested deeper than {MAX_DEPTH} levels")
     for element in elements:
@@ -75,11 +79,13 @@ def _check(value: Any, depth: int = 0) -> None:
                     f"integer {element} is outside ±(2^53-1); send it as a string"
                 )
         elif kind is dict or kind is list or kind is tuple:
-            _check(element, depth + 1)
+            exact = _check(element, depth + 1) and exact
         elif element is None or kind is bool:
             pass
         else:
             _check_scalar(element, depth + 1)
+            exact = False
+    return exact
 
 
 def check(value: Any) -> None:
@@ -106,12 +112,13 @@ _ENCODER = json.JSONEncoder(
 _SORTED = orjson.OPT_SORT_KEYS
 
 
-def _encode(value: Any) -> bytes:
-    """Canonical bytes of a value that ``_check`` accepted."""
-    try:
-        return orjson.dumps(value, option=_SORTED)
-    except TypeError:  # orjson.JSONEncodeError: a type it does not take (a named tuple)
-        pass
+def _encode(value: Any, exact: bool = True) -> bytes:
+    """Canonical bytes of a value that ``_check`` accepted (``exact``: as it said)."""
+    if exact:
+        try:
+            return orjson.dumps(value, option=_SORTED)
+        except TypeError:  # orjson.JSONEncodeError: a type it does not take
+            pass
     try:
         return _ENCODER.encode(value).encode("utf-8")
     except UnicodeEncodeError as e:  # lone surrogates
@@ -120,8 +127,7 @@ def _encode(value: Any) -> bytes:
 
 def dumps(value: Any) -> bytes:
     """Serialise to canonical xb1-json bytes."""
-    _check(value)
-    return _encode(value)
+    return _encode(value, _check(value))
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

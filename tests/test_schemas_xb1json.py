@@ -244,3 +244,25 @@ def test_changed_canonical_bytes_read_as_the_strict_path_reads_them(
     raw = bytes(raw)
     assert _outcome(xb1json.loads, raw) == _outcome(xb1json._strict_loads, raw)
     assert _outcome(xb1json.loads_with_canonical, raw) == _outcome(_reference_with_canonical, raw)
+
+
+class _ShownDict(dict):  # type: ignore[type-arg]
+    """What the reference encoder writes of a dict subclass is what items() says."""
+
+    def items(self):  # type: ignore[no-untyped-def, override]
+        return [(k, v) for k, v in super().items() if k != "hidden"]
+
+
+class _ShownList(list):  # type: ignore[type-arg]
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(list.__getitem__(self, slice(0, 1)))
+
+
+def test_subclasses_are_written_as_the_reference_writes_them() -> None:
+    for value in (
+        _ShownDict(a=1, hidden=2),
+        {"k": _ShownDict(a=1, hidden=2)},
+        _ShownList([1, 2]),
+        [_ShownList([1, 2])],
+    ):
+        assert xb1json.dumps(value) == _reference(value)
