@@ -469,22 +469,22 @@ def pin_trust_anchor(instance: Path, anchor: str) -> None:
 def _rewrite_in_kind(path: Path, data: bytes) -> None:
     """Give the file at ``path`` new contents and nothing else new: a symbolic link
     stays a link (its target is rewritten), the file keeps its mode and its owner.
-    The contents are replaced atomically (a new file renamed over it) when the new
-    file can be given the old one's owner; a process that may not give files away
-    (not root, the file another user's) rewrites the file in place instead."""
+    The contents are replaced atomically by a new file, given the old one's owner
+    and mode before it is renamed over it; a process that may not give a file away
+    (not root, the file another user's, or in a group it is not in) rewrites the
+    file in place instead."""
     target = path.resolve()
     status = target.stat()
     mode = status.st_mode & 0o7777
-    if status.st_uid != os.geteuid() and os.geteuid() != 0:
+    owner = (status.st_uid, status.st_gid)
+    try:
+        atomic_write(target, data, mode=mode, owner=owner)
+    except PermissionError:
         with target.open("r+b") as file:
             file.write(data)
             file.truncate()
             file.flush()
             os.fsync(file.fileno())
-        return
-    atomic_write(target, data, mode=mode)
-    if (status.st_uid, status.st_gid) != (os.geteuid(), os.getegid()):
-        os.chown(target, status.st_uid, status.st_gid)
 
 
 _ANCHOR_LINE = re.compile(

@@ -232,14 +232,24 @@ def open_keys(data: bytes, passphrase: str | None) -> dict[str, Any]:
     return keys
 
 
-def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int = 0o600) -> None:
-    """Write ``data`` to ``path`` atomically with ``mode``: temp file in the same directory,
-    fsync, ``os.replace``, then fsync the directory so the rename survives a crash."""
+def atomic_write(
+    path: str | os.PathLike[str],
+    data: bytes,
+    mode: int = 0o600,
+    *,
+    owner: tuple[int, int] | None = None,
+) -> None:
+    """Write ``data`` to ``path`` atomically with ``mode`` (and ``owner``, uid and gid,
+    when given): temp file in the same directory, fsync, ``os.replace``, then fsync
+    the directory so the rename survives a crash. The owner is given to the temp
+    file before it replaces anything: a PermissionError then leaves ``path`` as it was."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
+            if owner is not None:
+                os.fchown(f.fileno(), *owner)
             os.fchmod(f.fileno(), mode)
             f.write(data)
             f.flush()

@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+import keys.sealed
 from gateway import config
 from gateway.app import create_app
 from gateway.config import load_settings, write_instance_file
@@ -247,7 +248,11 @@ def test_pinning_a_file_of_another_user_rewrites_it_in_place(tmp_path, monkeypat
     path.write_text('node = "KZ"\n')
     path.chmod(0o644)
     before = path.stat().st_ino
-    monkeypatch.setattr(config.os, "geteuid", lambda: path.stat().st_uid + 1)
+
+    def may_not_give_away(fd: int, uid: int, gid: int) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(keys.sealed.os, "fchown", may_not_give_away)
     config.pin_trust_anchor(tmp_path, "ef" * 32)
     assert path.stat().st_ino == before  # the same file, so its owner is kept
     assert path.stat().st_mode & 0o7777 == 0o644
