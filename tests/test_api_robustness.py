@@ -268,11 +268,15 @@ def test_content_length_lies_on_the_peer_api(make_federation: Any) -> None:
     client = fed["KZ"].client()
     limit = fed["KZ"].node.settings.max_envelope_bytes
 
-    # A body shorter than announced (the peer hung up): a 400, not a hang or a 500.
+    # A body shorter than announced (the peer hung up): what arrived is refused as
+    # malformed and recorded, not a hang or a 500.
     truncated = client.post(
         "/xb1/envelopes", data=b'{"protected":', environ_overrides={"CONTENT_LENGTH": "500"}
     )
-    assert truncated.status_code == 400 and check_answer(truncated)["error"] == "bad-request"
+    assert truncated.status_code == 400 and check_answer(truncated)["error"] == "malformed"
+    with fed["KZ"].node.sessions() as session:
+        [kept] = session.scalars(select(InboundRejection.wire)).all()
+    assert kept == b'{"protected":'
 
     # A body longer than announced is cut at the announced length.
     cut = client.post(
