@@ -264,7 +264,7 @@ def _store_accepted(connection: Connection, group: Sequence[_Accepting]) -> list
         except Rejected as replay:
             answers.append(replay)
             continue
-        if retry is None:  # a conflict, yet nothing stored: never seen; written again alone
+        if retry is None:  # a conflict, yet nothing stored (never seen): this node's error
             raise RuntimeError(f"envelope {envelope.header.id} conflicts with no stored row")
         answers.append(retry)
     # Originals before corrections: a correction in the same group as its original
