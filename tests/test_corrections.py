@@ -773,3 +773,54 @@ def test_the_data_protection_report_lists_corrections_waiting_and_stale(make_fed
     arrive(kg, original)  # it came after all: applied, and no longer waiting
     with kg.node.sessions() as session:
         assert oversight.waiting_corrections(session, settings, at) == []
+
+
+def test_a_withdrawal_reaches_a_copy_stored_under_a_resealed_envelope(make_federation):
+    """The original was sealed again for KG (its key was revoked while the delivery
+    waited), so KG stored it under the new envelope's id. The withdrawal sent to KG
+    names that id, also when the withdrawal itself is sealed again; UZ, which got the
+    first envelope, gets one naming the message id."""
+    from tests.test_rotation import revoke_encryption_key
+
+    fed = make_federation(("KZ", "KG", "UZ"))
+    kz, kg, uz = fed["KZ"], fed["KG"], fed["UZ"]
+    original = post(kz, "alert/1", example_alert(), ["KG", "UZ"])["id"]
+    revoke_encryption_key(fed, "KG", int(time.time()))
+    deliver(kz)
+    with kz.node.sessions() as session:
+        copies = dict(
+            session.execute(
+                select(Delivery.recipient, Delivery.envelope_id).where(
+                    Delivery.message_id == original
+                )
+            ).all()
+        )
+    assert copies["UZ"] == original and copies["KG"] != original
+    inbound(kg, copies["KG"])  # KG holds it under the re-sealed envelope's id
+
+    stop = post(kz, "correction/1", withdrawing(original))
+    revoke_encryption_key(fed, "KG", int(time.time()))  # the withdrawal is sealed again too
+    deliver(kz)
+    to_kg = _envelope_to(kz, stop["id"], "KG")
+    assert to_kg != stop["id"]  # sealed apart for KG (and then again)
+    erased(kg, copies["KG"], by=to_kg)
+    erased(uz, original, by=stop["id"])
+    assert json.loads(inbound(kg, to_kg).body_json)["refers_to"] == copies["KG"]
+    assert json.loads(inbound(uz, stop["id"]).body_json)["refers_to"] == original
+    assert early_rows(kg) == [] and early_rows(uz) == []
+    [sent] = [e for e in _audit_entries(kz) if e["kind"] == "correction-sent"]
+    assert (sent["refers_to"], sent["names"]) == (original, {"KG": copies["KG"]})
+
+
+def _envelope_to(member, message_id, recipient):
+    with member.node.sessions() as session:
+        return session.scalar(
+            select(Delivery.envelope_id).where(
+                Delivery.message_id == message_id, Delivery.recipient == recipient
+            )
+        )
+
+
+def _audit_entries(member):
+    with member.node.sessions() as session:
+        return [json.loads(text) for (text,) in session.execute(select(AuditEntry.entry))]
