@@ -68,7 +68,7 @@ from gateway.models import (
     SealedEnvelope,
 )
 from gateway.node import Node
-from gateway.outbox import payload_for, record_event, stored_envelope
+from gateway.outbox import payload_for, record_event
 from gateway.trust_sync import TrustFollower
 from keys.sealed import KeyFileError
 from keys.trustlist import TrustError, TrustList
@@ -595,7 +595,16 @@ class Dispatcher:
                 # The message's expiry stays what it was: re-sealing is not a new message.
                 ttl=header.exp - now,
             )
-            replacement = stored_envelope(fresh, message.id)
+            replacement = SealedEnvelope(
+                id=fresh.header.id,
+                message_id=message.id,
+                wire=fresh.to_wire(),
+                ph=fresh.ph,
+                ch=fresh.ch,
+                iat=fresh.header.iat,
+                exp=fresh.header.exp,
+                tl=fresh.header.tl,
+            )
             session.add(replacement)
             session.flush()  # the new envelope's row, before the delivery points at it
             moved = session.execute(

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from gateway import onward, sovereignty
 from gateway.audit import log as audit
-from gateway.envelope import UUID_RE, Envelope, Recipient, seal
+from gateway.envelope import UUID_RE, Recipient, seal
 from gateway.errors import ApiError
 from gateway.models import (
     AuditEntry,
@@ -224,7 +224,18 @@ def submit(
     )
     session.add(message)
     for sealed, _ in envelopes:
-        session.add(stored_envelope(sealed, header.id))
+        session.add(
+            SealedEnvelope(
+                id=sealed.header.id,
+                message_id=header.id,
+                wire=sealed.to_wire(),
+                ph=sealed.ph,
+                ch=sealed.ch,
+                iat=sealed.header.iat,
+                exp=sealed.header.exp,
+                tl=sealed.header.tl,
+            )
+        )
     try:
         session.flush()
     except IntegrityError as e:
@@ -322,21 +333,6 @@ def submit(
 
 
 CORRECTION = "correction/1"
-
-
-def stored_envelope(sealed: Envelope, message_id: str) -> SealedEnvelope:
-    """The row that keeps ``sealed``, an envelope of the message ``message_id``."""
-    header = sealed.header
-    return SealedEnvelope(
-        id=header.id,
-        message_id=message_id,
-        wire=sealed.to_wire(),
-        ph=sealed.ph,
-        ch=sealed.ch,
-        iat=header.iat,
-        exp=header.exp,
-        tl=header.tl,
-    )
 
 
 def _copy_of(session: Session, original_id: str, recipient: str) -> str:
