@@ -68,7 +68,7 @@ from gateway.models import (
     SealedEnvelope,
 )
 from gateway.node import Node
-from gateway.outbox import payload_for, record_event
+from gateway.outbox import record_event
 from gateway.trust_sync import TrustFollower
 from keys.sealed import KeyFileError
 from keys.trustlist import TrustError, TrustList
@@ -586,7 +586,7 @@ class Dispatcher:
             key = trust_list.keys.encryption_key(delivery.recipient, now)
             fresh = seal(
                 typ=message.typ,
-                payload=payload_for(session, message, delivery.recipient),
+                payload=message.body_json.encode("utf-8"),
                 sender=self.node.id,
                 signing_key=self.node.signing_pair(now),
                 recipients=[Recipient(delivery.recipient, key.kid, key.pub)],

@@ -183,34 +183,20 @@ def submit(
     trust_list = node.trust()
     try:
         payload = xb1json.dumps(loaded)
-        # Recipients by the payload sealed for them: one envelope for all, unless a
-        # correction must name the original as a recipient stored it (_payload_for).
-        groups: dict[bytes, list[Recipient]] = {payload: []}  # the body as stored first
-        for recipient in recipients:
-            named = _payload_for(session, typ, loaded, payload, recipient.node)
-            groups.setdefault(named, []).append(recipient)
-        envelopes = [
-            (
-                seal(
-                    typ=typ,
-                    payload=named,
-                    sender=node.id,
-                    signing_key=node.signing_pair(at),
-                    recipients=group,
-                    tl=trust_list.version,
-                    iat=at,
-                    ttl=node.settings.message_ttl,
-                ),
-                group,
-            )
-            for named, group in groups.items()
-            if group
-        ]
+        envelope = seal(
+            typ=typ,
+            payload=payload,
+            sender=node.id,
+            signing_key=node.signing_pair(at),
+            recipients=recipients,
+            tl=trust_list.version,
+            iat=at,
+            ttl=node.settings.message_ttl,
+        )
     except WireFormatError as e:
         raise ApiError(
             "not-representable", f"the body cannot be sent as xb1-json: {e}", status=422
         ) from e
-    envelope = envelopes[0][0]  # its id is the message's
     header = envelope.header
     message = OutboundMessage(
         id=header.id,
@@ -223,19 +209,18 @@ def submit(
         corrected_at=loaded.get("corrected_at") if typ == CORRECTION else None,
     )
     session.add(message)
-    for sealed, _ in envelopes:
-        session.add(
-            SealedEnvelope(
-                id=sealed.header.id,
-                message_id=header.id,
-                wire=sealed.to_wire(),
-                ph=sealed.ph,
-                ch=sealed.ch,
-                iat=sealed.header.iat,
-                exp=sealed.header.exp,
-                tl=sealed.header.tl,
-            )
+    session.add(
+        SealedEnvelope(
+            id=header.id,
+            message_id=header.id,
+            wire=envelope.to_wire(),
+            ph=envelope.ph,
+            ch=envelope.ch,
+            iat=header.iat,
+            exp=header.exp,
+            tl=header.tl,
         )
+    )
     try:
         session.flush()
     except IntegrityError as e:
@@ -262,11 +247,10 @@ def submit(
         ph=b64e(envelope.ph),
         ch=b64e(envelope.ch),
     )
-    envelope_of = {r.node: sealed.header.id for sealed, group in envelopes for r in group}
     for recipient in recipients:
         delivery = Delivery(
             message_id=header.id,
-            envelope_id=envelope_of[recipient.node],
+            envelope_id=header.id,
             recipient=recipient.node,
             state=DeliveryState.QUEUED,
             attempts=0,
@@ -311,13 +295,6 @@ def submit(
             for earlier in _earlier_corrections(session, original, header.id):
                 earlier.state, earlier.state_by = "withdrawn", header.id
                 _stop_deliveries(session, earlier, header.id, at)
-        # Where a recipient stored the original under a re-sealed envelope's id, the
-        # correction sent to it names that id (one entry per such recipient).
-        renamed = {
-            r.node: copy
-            for r in recipients
-            if (copy := _copy_of(session, original.id, r.node)) != original.id
-        }
         audit.record(
             session,
             "correction-sent",
@@ -327,45 +304,11 @@ def submit(
             refers_to=original.id,
             action=loaded["action"],
             to=[r.node for r in recipients],
-            **({"names": renamed} if renamed else {}),
         )
     return Submission(message, created=True, minimised=minimised)
 
 
 CORRECTION = "correction/1"
-
-
-def _copy_of(session: Session, original_id: str, recipient: str) -> str:
-    """The id under which ``recipient`` has (or will get) the message ``original_id``:
-    the id of the envelope its delivery carries, which is another than the message's
-    when the message was sealed again for it (decision 0007)."""
-    envelope_id = session.scalar(
-        select(Delivery.envelope_id).where(
-            Delivery.message_id == original_id, Delivery.recipient == recipient
-        )
-    )
-    return original_id if envelope_id is None else envelope_id
-
-
-def _payload_for(
-    session: Session, typ: str, body: dict[str, Any], payload: bytes, recipient: str
-) -> bytes:
-    """The payload sealed for ``recipient``: ``payload`` (the body's xb1-json), except
-    that a correction names the original by the id under which ``recipient`` stored
-    it (``_copy_of``), so that it matches there also after a re-sealing."""
-    if typ != CORRECTION:
-        return payload
-    copy = _copy_of(session, body["refers_to"], recipient)
-    return payload if copy == body["refers_to"] else xb1json.dumps({**body, "refers_to": copy})
-
-
-def payload_for(session: Session, message: OutboundMessage, recipient: str) -> bytes:
-    """What sealing ``message`` again for ``recipient`` seals (``_payload_for``)."""
-    assert message.body_json is not None
-    payload = message.body_json.encode("utf-8")
-    if message.typ != CORRECTION:
-        return payload
-    return _payload_for(session, message.typ, json.loads(payload), payload, recipient)
 
 
 WAITING = (DeliveryState.QUEUED, DeliveryState.RETRYING)

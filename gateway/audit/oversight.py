@@ -17,9 +17,8 @@ national oversight body:
   they refer to, still waiting for it; one waiting longer than any envelope may
   live (``max_ttl`` and ``clock_skew`` after it was sealed) is ``stale``: its
   original can no longer arrive under that id, so it never arrived here, or
-  arrived under another envelope id (sealed again by its sender after the
-  correction was sent, docs/policy.md), and then what the sender corrected or
-  withdrew is still here as it was first sent;
+  arrived under another envelope id (sealed again by its sender, docs/policy.md),
+  and then what the sender corrected or withdrew is still here as it was first sent;
 * **due for purge**: stored message bodies whose retention (the body's
   ``retention_days`` capped by the policy for its type) ends within
   ``purge_notice_days`` days, or has already ended (``gateway purge``); and how
