@@ -72,6 +72,7 @@ from gateway.outbox import record_event
 from gateway.trust_sync import TrustFollower
 from keys.sealed import KeyFileError
 from keys.trustlist import TrustError, TrustList
+from schemas.b64 import b64e
 
 log = logging.getLogger(__name__)
 
@@ -576,6 +577,9 @@ class Dispatcher:
                 # is not set back to make room: iat is when it was sealed, and the
                 # signing key must be valid then.
                 return None
+            # The new envelope's hashes go into the audit log (below) after rows changed:
+            # take the log's lock first, as every such transaction does (PostgreSQL).
+            audit.lock(session)
             message = session.get(OutboundMessage, delivery.message_id)
             assert message is not None
             if message.body_json is None:
@@ -626,6 +630,20 @@ class Dispatcher:
                 at=now,
                 worker=self.worker,
                 detail=f"{reason}; envelope {header.id} replaced by {replacement.id}",
+            )
+            # Evidence: an exported bundle holds every envelope of the message, and each
+            # must be one the log names (gateway/audit/evidence.py).
+            audit.record(
+                session,
+                "message-resealed",
+                at=now,
+                id=message.id,
+                envelope=replacement.id,
+                replaces=header.id,
+                to=delivery.recipient,
+                reason=reason,
+                ph=b64e(fresh.ph),
+                ch=b64e(fresh.ch),
             )
             session.commit()
             session.expunge(replacement)

@@ -372,3 +372,21 @@ def test_a_check_after_the_bundles_trust_list_expired_warns(exchanged, tmp_path,
     assert later.exit_code == 0, later.output
     assert "WARNING: trust list version 1 expired on" in later.stderr
     assert "a later version may have revoked one" in later.stderr
+
+
+def test_a_message_sealed_again_for_a_recipient_has_evidence_that_checks(make_federation):
+    """Re-sealing (the recipient's key was revoked while the delivery waited) puts a
+    new envelope in the bundle: its hashes are in the log too (``message-resealed``),
+    so the sender's bundle checks."""
+    from tests.test_rotation import revoke_encryption_key
+
+    fed = make_federation(("KZ", "KG"))
+    kz = fed["KZ"]
+    message_id = submit(kz, ["KG"])
+    revoke_encryption_key(fed, "KG", int(time.time()))
+    assert [o.state for o in Dispatcher(kz.node).run_once()] == ["delivered"]
+    log.checkpoint(kz.node)
+    bundle = evidence.export(kz.node, message_id)
+    assert len(bundle["envelopes"]) == 2
+    summary = evidence.check(json.loads(json.dumps(bundle)))
+    assert "message-resealed" in summary["shown"] and "receipt" in summary["shown"]
