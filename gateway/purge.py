@@ -134,11 +134,13 @@ def due(session: Session, policy: Policy, now: int) -> list[Purged]:
             found.append(
                 Purged(direction, message_id, typ, ends, "body" if waiting else "body and envelope")
             )
-    # Sent messages purged earlier whose envelope waited for its deliveries.
+    # Sent messages purged earlier whose envelope waited for its deliveries (once each,
+    # also when the message was sealed again and has several envelopes).
     for message_id, typ, purged_at in session.execute(
         select(OutboundMessage.id, OutboundMessage.typ, OutboundMessage.purged_at)
         .join(SealedEnvelope, SealedEnvelope.message_id == OutboundMessage.id)
         .where(OutboundMessage.purged_at.is_not(None), SealedEnvelope.wire != b"")
+        .distinct()
     ):
         if message_id not in open_deliveries:
             found.append(Purged("sent", message_id, typ, purged_at or now, "envelope"))

@@ -375,3 +375,38 @@ def test_a_purge_takes_the_audit_lock_before_it_changes_a_row(exchanged, monkeyp
         [item] = purge.run(session, kg.node.policy(), now=int(time.time()) + 40 * DAY, by="t")
     assert item.message == message_id
     assert steps[:2] == ["lock", "change"]
+
+
+def test_a_message_sealed_again_is_purged_and_recorded_once(exchanged):
+    """A message with two envelopes (sealed again for a recipient) is one message:
+    its envelopes go in one purge item, and the report lists it once."""
+    fed, message_id = exchanged
+    kz = fed["KZ"]
+    policy = kz.node.policy()
+    with kz.node.sessions() as session:
+        created = session.get(OutboundMessage, message_id).created_at
+        first = session.get(SealedEnvelope, message_id)
+        session.add(
+            SealedEnvelope(
+                id="01a229ff-0000-7000-8000-000000000001",
+                message_id=message_id,
+                wire=first.wire,
+                ph=first.ph,
+                ch=first.ch,
+                iat=first.iat,
+                exp=first.exp,
+                tl=first.tl,
+            )
+        )
+        delivery = session.scalars(select(Delivery)).one()
+        delivery.state = DeliveryState.RETRYING
+        session.commit()
+        [item] = purge.run(session, policy, now=created + 30 * DAY, by="test")
+        assert item.part == "body"
+        delivery = session.scalars(select(Delivery)).one()
+        delivery.state = DeliveryState.REJECTED
+        session.commit()
+        assert [p.part for p in purge.due(session, policy, created + 32 * DAY)] == ["envelope"]
+        [item] = purge.run(session, policy, now=created + 32 * DAY, by="test")
+        assert set(session.scalars(select(SealedEnvelope.wire))) == {b""}
+    assert [e["part"] for e in purged_entries(kz)] == ["body", "envelope"]
