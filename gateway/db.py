@@ -16,7 +16,6 @@ from alembic import command
 from alembic.config import Config
 from alembic.util.exc import CommandError
 from sqlalchemy import Connection, Engine, create_engine, event, text
-from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.expression import ClauseElement
@@ -77,17 +76,22 @@ class DriverStatement:
     def __init__(self, statement: ClauseElement, *, keys: Sequence[str] | None = None) -> None:
         self._statement = statement
         self._keys = list(keys) if keys is not None else None  # an INSERT's columns
-        self._sql: dict[str, str] = {}
+        self._compiled: dict[str, tuple[str, tuple[str, ...] | None]] = {}
 
-    def sql(self, dialect: Dialect) -> str:
-        """The statement as the driver takes it, with named parameters."""
-        text = self._sql.get(dialect.name)
-        if text is None:
-            # pysqlite takes :name parameters as well as ?, and a mapping for either.
-            target = sqlite.dialect(paramstyle="named") if dialect.name == "sqlite" else dialect
-            text = str(self._statement.compile(dialect=target, column_keys=self._keys))
-            self._sql[dialect.name] = text
-        return text
+    def sql(self, dialect: Dialect) -> tuple[str, tuple[str, ...] | None]:
+        """The statement as the driver takes it, and, when its parameters are positional,
+        their names in order (None for named parameters)."""
+        compiled = self._compiled.get(dialect.name)
+        if compiled is None:
+            # SQLite's parameters are positional (?): the sqlite3 module looks up each
+            # named parameter's name with the interpreter lock let go, one more hand-over
+            # of the lock between a worker's threads per parameter (21 of the receive
+            # path's 44). psycopg takes its named parameters as they are.
+            statement = self._statement.compile(dialect=dialect, column_keys=self._keys)
+            names = getattr(statement, "positiontup", None)  # an SQLCompiler's, when positional
+            compiled = (str(statement), None if names is None else tuple(names))
+            self._compiled[dialect.name] = compiled
+        return compiled
 
     def first(self, connection: Connection, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
         """Run on ``connection``'s driver connection; return the first row (of a query
@@ -97,7 +101,8 @@ class DriverStatement:
         # the pool's cursor wrapper.
         driver = connection.connection.dbapi_connection
         assert driver is not None  # a Connection in a begun transaction holds one
-        cursor = driver.execute(self.sql(connection.dialect), params)
+        sql, names = self.sql(connection.dialect)
+        cursor = driver.execute(sql, params if names is None else [params[n] for n in names])
         try:
             return cursor.fetchone() if cursor.description is not None else None
         finally:

@@ -6,10 +6,10 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import Integer, bindparam, event, func, select
 from sqlalchemy.orm import Session
 
-from gateway.db import integrity_errors, make_engine
+from gateway.db import DriverStatement, integrity_errors, make_engine
 from tests.test_group_commit import _ITEMS, _META, ORPHAN, engine  # noqa: F401 - fixture
 
 
@@ -77,3 +77,17 @@ def test_a_connection_whose_rollback_fails_too_is_closed_not_reused(databases):
         connection.commit()
     assert _count(flaky) == 1
     flaky.dispose()
+
+
+@pytest.mark.usefixtures("engine")
+def test_a_driver_statement_binds_each_parameter_by_its_name(engine):  # noqa: F811
+    """Parameters are given by name and bound by position on SQLite (by name on
+    PostgreSQL): a name used twice, and names given in another order, bind alike."""
+    a, b = bindparam("a", type_=Integer), bindparam("b", type_=Integer)
+    statement = DriverStatement(select(a + b * a - bindparam("c", type_=Integer)))
+    with engine.connect() as connection:
+        connection.begin()
+        assert statement.first(connection, {"c": 1, "b": 3, "a": 2}) == (7,)
+        connection.rollback()
+    names = statement.sql(engine.dialect)[1]
+    assert names == (("a", "b", "a", "c") if engine.dialect.name == "sqlite" else None)
