@@ -420,6 +420,20 @@ class PartialDate(fields.Field[str]):
     }
     _FORM = re.compile(r"([0-9]{4})(?:-([0-9]{2})(?:-([0-9]{2}))?)?", re.ASCII)
 
+    @staticmethod
+    @functools.lru_cache(maxsize=4096)
+    def accepts(value: str) -> bool:
+        """Whether ``_deserialize`` accepts the string ``value`` (cached: dates repeat)."""
+        match = PartialDate._FORM.fullmatch(value)
+        if match is None:
+            return False
+        year, month, day = match.groups()
+        try:
+            dt.date(int(year), int(month or 1), int(day or 1))
+        except ValueError:
+            return False
+        return True
+
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         if not isinstance(value, str):
             raise self.make_error("invalid")
@@ -550,11 +564,26 @@ def _letters_outside_script(text: str, prefixes: tuple[str, ...]) -> list[str]:
 
     Modifier letters (category Lm, e.g. the Uzbek ʻ) belong to no single script.
     """
-    return [
+    # Whether a character passes depends on the character and the prefixes only, so
+    # the characters seen to pass are remembered per prefixes, and a text made only of
+    # them is let through by one set test (every name of every message is checked).
+    passing = _PASSING_CHARACTERS.setdefault(prefixes, set())
+    if passing.issuperset(text):
+        return []
+    stray = [
         ch
         for ch in text
         if (name := _letter_name(ch)) is not None and not name.startswith(prefixes)
     ]
+    if not stray and len(passing) < _MOST_PASSING_REMEMBERED:
+        passing.update(text)
+    return stray
+
+
+#: Characters seen to pass ``_letters_outside_script``, by the prefixes they passed for;
+#: each set is bounded (it only grows from texts that passed whole).
+_PASSING_CHARACTERS: dict[tuple[str, ...], set[str]] = {}
+_MOST_PASSING_REMEMBERED = 4096
 
 
 @functools.lru_cache(maxsize=4096)

@@ -4,8 +4,9 @@ Marshmallow spends most of a load in its generic machinery (error stores, getter
 per-field ``deserialize`` wrappers, hook resolution), not in the checks the schemas
 declare. :func:`compile_loader` walks a schema's declared load fields once and
 builds, for each object schema, one generated Python function (its members written
-out in declaration order, the plain leaf checks inline) and closures for the rest,
-which run the same checks in the same order:
+out in declaration order, the plain leaf checks inline, and for plain ASCII Latin
+names and partial dates an inline test of the common case before the field's own
+check) and closures for the rest, which run the same checks in the same order:
 
 * the schema's own rules: a ``dict`` only, unknown members refused (``RAISE``),
   required members present, output keys in declaration order;
@@ -346,10 +347,12 @@ def _generate_load(
             lines.append(f"            loaded[{out_key!r}] = default")
         inline = _inline_check(field, index, namespace)
         if inline is not None:
+            # What the inline test does not accept, the field's own loader decides.
+            namespace[f"load{index}"] = _compile_field(field, in_key)
             lines.append(f"    elif {inline}:")
             lines.append(f"        loaded[{out_key!r}] = value")
             lines.append("    else:")
-            lines.append("        raise _Reject")
+            lines.append(f"        loaded[{out_key!r}] = load{index}(value, data)")
         else:
             namespace[f"load{index}"] = _compile_field(field, in_key)
             lines.append("    else:")
@@ -368,12 +371,29 @@ def _generate_load(
 
 
 def _inline_check(field: fields.Field[Any], index: int, namespace: dict[str, Any]) -> str | None:
-    """For a field that ``_plain_leaf`` inlines and that has no validators: the same
-    accepting test as an expression on ``value`` (its constants bound in
-    ``namespace``), else None."""
-    if not _standard_field(field) or field.validators or _plain_leaf(field) is None:
+    """For a field without validators: an expression on ``value`` (its constants bound
+    in ``namespace``) that is true only for values the field accepts as they are, else
+    None. For the fields ``_plain_leaf`` inlines it is their whole accepting test; for
+    ``LatinText`` (plain ASCII names) and ``PartialDate`` it is the common case, and
+    the field's own loader decides the rest."""
+    if not _standard_field(field) or field.validators:
         return None
     implementation = type(field)._deserialize
+    if implementation is common.LatinText._deserialize:
+        low, high = field.min_length, field.max_length  # type: ignore[attr-defined]
+        if type(low) is not int or type(high) is not int:
+            return None
+        namespace[f"forbidden{index}"] = field._forbidden.search  # type: ignore[attr-defined]
+        namespace[f"ascii_name{index}"] = field._PLAIN_ASCII.fullmatch  # type: ignore[attr-defined]
+        return (
+            f"type(value) is str and {low!r} <= len(value) <= {high!r} and value.isascii() "
+            f"and value.strip() and not forbidden{index}(value) and ascii_name{index}(value)"
+        )
+    if implementation is common.PartialDate._deserialize:
+        namespace[f"partial_date{index}"] = common.PartialDate.accepts
+        return f"type(value) is str and partial_date{index}(value)"
+    if _plain_leaf(field) is None:
+        return None
     if implementation is common.Code._deserialize:
         namespace[f"choices{index}"] = field.choices  # type: ignore[attr-defined]
         return f"type(value) is str and value in choices{index}"

@@ -154,6 +154,36 @@ def test_names_in_many_scripts(name: dict[str, str]) -> None:
     assert validate_body("alert/1", body) == body
 
 
+def test_a_letter_of_another_script_is_refused_after_names_of_both_passed() -> None:
+    """Characters seen to pass are remembered per script: a Cyrillic name accepted
+    before does not let its letters into a Latin name, nor the reverse, and a name
+    refused once is refused again."""
+    cyrillic = {"original": "Асель Жакыпова", "script": "Cyrl", "latin": "Asel Zhakypova"}
+    latin = {"original": "Asel Zhakypova", "script": "Latn", "latin": "Asel Zhakypova"}
+    path = ("subjects", 0, "names", 1)
+    for name in (cyrillic, latin, cyrillic, latin):
+        body = set_at(example_alert(), path, name)
+        assert validate_body("alert/1", body) == body
+    for original, script in 2 * [("Асель Zhakypova", "Cyrl"), ("Asel Жакыпова", "Latn")]:
+        mixed = {"original": original, "script": script, "latin": "Asel Zhakypova"}
+        messages = error_at(errors_of(set_at(example_alert(), path, mixed)), (*path, "original"))
+        assert messages[0].startswith(f"Letters not in script {script}:")
+
+
+def test_names_are_checked_alike_once_the_remembered_letters_are_full(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from schemas import common
+
+    monkeypatch.setattr(common, "_MOST_PASSING_REMEMBERED", 10)
+    prefixes = ("CYRILLIC ", "CYRILLIC ")  # a key of its own, same rule as Cyrl
+    for text in ("Асель", "Жакыпова", "Нурлан", "Айгерим"):
+        assert common._letters_outside_script(text, prefixes) == []
+    remembered = common._PASSING_CHARACTERS.pop(prefixes)
+    assert 10 <= len(remembered) < 10 + len("Жакыпова")  # stops growing past the bound
+    assert common._letters_outside_script("Айгерим A", prefixes) == ["A"]
+
+
 # --- cross-field rules --------------------------------------------------------------
 
 
