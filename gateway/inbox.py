@@ -246,10 +246,15 @@ def _store_accepted(connection: Connection, group: Sequence[_Accepting]) -> list
     the ``replay`` refusal. A (sender, id) twice in one group is a retry or a replay
     of the first, as the first is visible to this transaction once inserted.
 
-    Every message row is inserted before the first audit entry is appended: on
-    PostgreSQL an append holds the audit lock until the commit, and a row insert
-    made while holding it could wait for another process's uncommitted copy of the
-    same envelope, whose own append waits for the lock (a deadlock)."""
+    On PostgreSQL the audit lock is taken before the first insert and held to the
+    commit, so transactions that store messages take their ids and commit one after
+    another: an inbox reader paging by id (``after``) never sees an id before a
+    smaller one is committed, which it would then pass for good. (Ids taken before
+    the lock could commit out of order between two worker processes.) And as every
+    such transaction holds the lock before it inserts, an insert never waits, lock
+    in hand, for another process's uncommitted copy of the same envelope. On SQLite
+    the first insert takes the database's one write lock, with the same effect."""
+    audit.lock(connection)
     answers: list[bytes | Rejected] = []
     stored: list[tuple[_Accepting, int]] = []
     for item in group:

@@ -20,6 +20,7 @@ from marshmallow import ValidationError
 from sqlalchemy import func, insert, select
 
 from gateway import inbox, sovereignty
+from gateway.audit import log as audit
 from gateway.db import DriverStatement, integrity_errors
 from gateway.envelope import (
     Recipient,
@@ -261,12 +262,12 @@ def test_a_retry_is_answered_even_when_steps_7_and_8_fail_on_this_nodes_side(
 def test_a_group_and_another_process_storing_the_same_envelope_do_not_deadlock(
     make_federation,
 ):
-    """On PostgreSQL an audit append holds the audit lock until the commit. A group
-    inserts all its message rows before its first append, so when another process
-    has inserted (not yet committed) a copy of one of them, the group waits for that
-    copy without holding the lock, the other process appends and commits, and the
-    group's insert of that copy inserts nothing and answers with the stored receipt,
-    instead of both waiting for each other until PostgreSQL breaks the deadlock."""
+    """On PostgreSQL a transaction storing messages takes the audit lock before its
+    first insert and holds it to the commit. When another process is storing a copy of
+    one of a group's envelopes, the group waits for the lock (not for that copy's row,
+    lock in hand), the other process appends and commits, and the group's insert of
+    that copy inserts nothing and answers with the stored receipt, instead of both
+    waiting for each other until PostgreSQL breaks the deadlock."""
     fed = make_federation(("KZ", "KG"))
     kz, kg = fed["KZ"], fed["KG"]
     submit(kz, ["KG"])
@@ -287,6 +288,7 @@ def test_a_group_and_another_process_storing_the_same_envelope_do_not_deadlock(
 
     with kg.node.engine.connect() as other:  # "another process", storing ``second``
         other.begin()
+        audit.lock(other)
         row_id = inbox._insert(other, second)
         writer = threading.Thread(target=group_of_two)
         writer.start()
@@ -294,12 +296,71 @@ def test_a_group_and_another_process_storing_the_same_envelope_do_not_deadlock(
         while not _waits_for_a_lock(kg.node, outcome.get("pid")):
             assert time.monotonic() < deadline and writer.is_alive(), outcome
             time.sleep(0.01)
-        inbox._record(other, second, row_id)  # takes the audit lock: free
+        inbox._record(other, second, row_id)
         other.commit()
         writer.join(timeout=30)
     assert outcome["group"] == "committed", outcome
     assert outcome["answers"] == [first.receipt, second.receipt]
     assert inbox_count(kg, "KZ") == 2
+
+
+def test_an_inbox_reader_paging_by_id_never_passes_a_message_stored_later(make_federation):
+    """Two worker processes store one message each; the first has inserted its row
+    and not yet committed when the second stores its own. A reader paging by id (the
+    agency API's ``after``) between the two commits must not get past the first
+    message's id before that message is committed: the second waits (for the audit
+    lock on PostgreSQL, for the write lock on SQLite) and takes the next id after."""
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    submit(kz, ["KG"])
+    submit(kz, ["KG"])
+    early, late = (d.envelope.wire for d in deliveries(kz))
+    inserted, release = threading.Event(), threading.Event()
+    writer_a: list[threading.Thread] = []
+    insert_row = inbox._insert
+
+    def paused_after_insert(connection, item):  # type: ignore[no-untyped-def]
+        row_id = insert_row(connection, item)
+        if threading.current_thread() in writer_a:
+            inserted.set()
+            assert release.wait(timeout=30)
+        return row_id
+
+    answers: dict[str, int] = {}
+    # Worker process A: its own group commit (its own connection), paused inside.
+    process_a = GroupCommit(kg.node.engine, inbox._store_accepted)
+
+    early_item, late_id = _accepting(kg.node, early), _accepting(kg.node, late).opened.header.id
+
+    def store_early() -> None:
+        process_a.run(early_item)
+        answers["early"] = 200
+
+    def store_late() -> None:  # worker process B: the node's own group commit
+        answers["late"] = receive(kg.node, late).status
+
+    inbox._insert = paused_after_insert
+    try:
+        writer_a.append(threading.Thread(target=store_early))
+        writer_a[0].start()
+        assert inserted.wait(timeout=30)
+        writer_b = threading.Thread(target=store_late)
+        writer_b.start()
+        writer_b.join(timeout=2)  # B would be done by now if nothing held it
+        with kg.node.sessions() as session:
+            cursor = inbox.inbox_page(session, after=0).next_after
+        release.set()
+        writer_a[0].join(timeout=30)
+        writer_b.join(timeout=30)
+    finally:
+        inbox._insert = insert_row
+        release.set()
+    assert answers == {"early": 200, "late": 200}
+    with kg.node.sessions() as session:
+        rest = inbox.inbox_page(session, after=cursor).messages
+        ids = {m.envelope_id: m.id for m in inbox.inbox_page(session, after=0).messages}
+    assert ids[early_item.opened.header.id] < ids[late_id]
+    assert len(rest) == 2  # neither was passed while the first was not committed
 
 
 def _waits_for_a_lock(node, pid: int | None) -> bool:

@@ -93,13 +93,22 @@ def record(session: Session | Any, kind: str, *, at: int | None = None, **fields
         _DRIVER_APPEND["plain"].first(session, values)
 
 
-def lock(session: Session) -> None:
+_LOCK = text("SELECT pg_advisory_xact_lock(:lock_key)")
+_DRIVER_LOCK = DriverStatement(_LOCK)
+
+
+def lock(session: Session | Any) -> None:
     """Take the audit log's append lock now, before changing rows (PostgreSQL; on
-    SQLite one writer holds the database anyway). The receive path appends first and
-    changes rows after (a correction changes its original); a transaction that changed
-    a row first and then waited to append could deadlock with it."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:lock_key)"), _locked({}))
+    SQLite one writer holds the database anyway). The receive path takes it before it
+    inserts and changes rows (a correction changes its original); a transaction that
+    changed a row first and then waited to append could deadlock with it.
+
+    ``session`` is an ORM Session or a Core ``Connection`` in a begun transaction."""
+    if isinstance(session, Session):
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(_LOCK, _locked({}))
+    elif session.dialect.name == "postgresql":
+        _DRIVER_LOCK.first(session, _locked({}))
 
 
 def _locked(values: dict[str, Any]) -> dict[str, Any]:
