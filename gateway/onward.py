@@ -29,10 +29,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, or_, select, true, update
+from sqlalchemy import Connection, Row, delete, insert, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from gateway.models import H2Identifier, InboundMessage
@@ -80,17 +81,36 @@ def identifier_keys(body: dict[str, Any]) -> set[bytes]:
 def catch_up(session: Session, now: int) -> int:
     """Record the identifiers of H2 data in received messages not looked at yet; returns
     how many messages were looked at. Run before every check (and by dispatchers), so
-    the receive path does no indexing of its own."""
-    rows = session.execute(
-        # Rows without a body (purged or withdrawn first) are marked too, so that no
-        # row is looked at twice.
-        select(
-            InboundMessage.id,
-            InboundMessage.sender,
-            InboundMessage.body_json,
-            InboundMessage.state_by,
-        ).where(InboundMessage.h2_indexed_at.is_(None))
-    ).all()
+    the receive path does no indexing of its own. Bodies are read a batch at a time
+    (after an upgrade that changed the match keys, every held body is read again)."""
+    looked, after = 0, 0
+    while True:
+        rows = session.execute(
+            # Rows without a body (purged or withdrawn first) are marked too, so that
+            # no row is looked at twice.
+            select(
+                InboundMessage.id,
+                InboundMessage.sender,
+                InboundMessage.body_json,
+                InboundMessage.state_by,
+            )
+            .where(InboundMessage.h2_indexed_at.is_(None), InboundMessage.id > after)
+            .order_by(InboundMessage.id)
+            .limit(_BATCH)
+        ).all()
+        if not rows:
+            return looked
+        _record(session, rows, now)
+        looked += len(rows)
+        after = rows[-1][0]
+
+
+_BATCH = 500
+
+
+def _record(
+    session: Session, rows: Sequence[Row[int, str, str | None, str | None]], now: int
+) -> None:
     for inbound_id, sender, body_json, state_by in rows:
         body = json.loads(body_json or "{}")
         h2 = isinstance(body, dict) and (body.get("handling") or {}).get("code") == "H2"
@@ -116,7 +136,6 @@ def catch_up(session: Session, now: int) -> int:
                 insert(H2Identifier),
                 [{"inbound_id": inbound_id, "originator": sender, "key": k} for k in keys],
             )
-    return len(rows)
 
 
 def forget(connection: Connection | Session, inbound_ids: list[int]) -> None:

@@ -8,7 +8,9 @@ sharing"). Two names *match* when their key sets intersect. Changing a rule
 here changes the keys, so every rule change must bump ``KEY_VERSION`` and
 the indexes must be rebuilt.
 
-``normalise`` is the first step: it transliterates Cyrillic (Doc 9303,
+``normalise`` is the first step: it drops invisible characters (Unicode's
+default-ignorable code points: soft hyphen, zero-width space and joiners,
+direction marks, variation selectors), transliterates Cyrillic (Doc 9303,
 ``schemas.translit``), applies NFKC, case-folds, writes letters whose
 diacritic makes another consonant as their digraph (``LETTER_VALUES``: Ş → sh,
 Ç → ch, Ž → zh), strips the remaining diacritics (Ä → a, Ñ → n, Ō → o),
@@ -54,8 +56,9 @@ __all__ = [
     "normalise",
 ]
 
-#: Prefix of every key; bump it whenever a rule below changes.
-KEY_VERSION = "n1"
+#: Prefix of every key; bump it whenever a rule below changes. (n2: invisible
+#: characters are dropped; under n1 a zero-width space split a word in two.)
+KEY_VERSION = "n2"
 
 #: Letters (after case folding) whose diacritic or shape makes a different
 #: sound, written as that sound instead of losing the diacritic.
@@ -69,6 +72,14 @@ LETTER_VALUES: Mapping[str, str] = MappingProxyType(
 
 _APOSTROPHES = frozenset("'`\u00b4\u02b9\u02bb\u02bc\u02bd\u2018\u2019\u2032")
 _COMBINING = re.compile(r"[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
+#: Unicode's Default_Ignorable_Code_Point (DerivedCoreProperties.txt): characters
+#: that show nothing, so a name written with one inside looks like the name without
+#: it. Dropped, not read as a word break: "Ai\u200bgerim" is "aigerim".
+_INVISIBLE = re.compile(
+    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f"
+    "\u202a-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8"
+    "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff]"
+)
 
 _C = "bcdfghjklmnpqrstvwxz"  # consonant letters; y is a glide or the vowel ы
 _V = "aeou"  # vowels that follow a glide
@@ -158,7 +169,8 @@ def normalise(name: str, lang: str | None = None) -> str:
     if not given or not one of ``schemas.translit.LANGUAGES``; it falls back
     to every letter of the six alphabets and of Doc 9303's Slavic table).
     """
-    text = unicodedata.normalize("NFKC", name)
+    # After NFKC, which maps a few visible compatibility characters to invisible ones.
+    text = _INVISIBLE.sub("", unicodedata.normalize("NFKC", name))
     # A Cyrillic letter no table knows (kept as it is) may lose its marks below and
     # become one a table knows (Ӫ: ө and a diaeresis): then transliterate again, so
     # that normalising a normalised name changes nothing.
@@ -253,7 +265,9 @@ def markdown_section() -> str:
         f"standard, and keys carry the version prefix `{KEY_VERSION}:`, which changes",
         "with any rule. Two names match when their key sets intersect.",
         "",
-        "1. `normalise`: NFKC; Cyrillic transliterated with the `icao` table of the",
+        "1. `normalise`: NFKC; invisible characters (Unicode's default-ignorable code",
+        "   points: soft hyphen, zero-width space and joiners, direction marks,",
+        "   variation selectors) dropped; Cyrillic transliterated with the `icao` table of the",
         "   name's language (Russian if unknown); case folding; the letters below",
         "   written as their sound; other diacritics stripped; apostrophes dropped;",
         "   anything else that is not a letter or digit separates words.",

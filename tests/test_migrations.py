@@ -4,6 +4,7 @@ to add (so a model cannot change without a migration)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import sqlalchemy as sa
@@ -11,9 +12,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect
+from sqlalchemy.orm import Session
 
 from gateway import db
-from gateway.models import Base
+from gateway.models import Base, H2Identifier
 
 
 def upgraded(databases: Any) -> Engine:
@@ -144,4 +146,63 @@ def test_corrected_at_is_kept_from_the_bodies_of_corrections_stored_before(
             connection.execute(sa.text("SELECT id, corrected_at FROM inbound_messages")).all()
         )
     assert kept == {1: 1_800_000_000, 2: None, 3: None, 4: None, 5: None}
+    engine.dispose()
+
+
+def test_identifiers_of_h2_data_are_recorded_again_under_the_new_match_keys(
+    databases: Any, monkeypatch: Any
+) -> None:
+    """Migration 0016 (match keys n2) forgets the identifiers recorded under the old
+    keys and unmarks every message whose body is held, so the next check records them
+    again (reading the bodies a batch at a time); a message whose body is gone stays
+    marked."""
+    from alembic import command
+
+    from gateway import onward
+    from schemas.examples import example_alert
+
+    engine = db.make_engine(databases.new_url("rekey"))
+    config = db.alembic_config(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0015")
+    body = example_alert()
+    body["handling"] = {**body["handling"], "code": "H2"}
+    with engine.begin() as connection:
+        for number, held in ((1, True), (2, False), (3, True)):
+            connection.execute(
+                sa.text(
+                    "INSERT INTO inbound_messages (id, sender, envelope_id, typ, ph, ch, iat, "
+                    "exp, wire, body_json, receipt, received_at, h2_indexed_at) VALUES (:id, "
+                    "'KZ', :e, 'alert/1', :h, :h, 1, 2, :w, :b, :w, 1, 5)"
+                ),
+                {
+                    "id": number,
+                    "e": f"id-{number}",
+                    "h": b"\0" * 32,
+                    "w": b"",
+                    "b": json.dumps(body) if held else None,
+                },
+            )
+        connection.execute(
+            sa.text(
+                "INSERT INTO h2_identifiers (inbound_id, originator, key) VALUES (1, 'KZ', :k)"
+            ),
+            {"k": b"n1" * 16},
+        )
+    db.upgrade(engine)
+    with engine.connect() as connection:
+        marked = dict(
+            connection.execute(sa.text("SELECT id, h2_indexed_at FROM inbound_messages")).all()
+        )
+        recorded = connection.execute(sa.text("SELECT count(*) FROM h2_identifiers")).scalar()
+    assert marked == {1: None, 2: 5, 3: None} and recorded == 0
+    monkeypatch.setattr(onward, "_BATCH", 1)
+    with Session(engine) as session:
+        assert onward.catch_up(session, 6) == 2
+        session.commit()
+        rows = session.execute(sa.select(H2Identifier.inbound_id, H2Identifier.key)).all()
+        assert onward.catch_up(session, 7) == 0
+    keys = onward.identifier_keys(body)
+    assert keys and sorted(rows) == sorted((n, k) for n in (1, 3) for k in keys)
     engine.dispose()

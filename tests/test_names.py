@@ -291,20 +291,43 @@ def test_rules_are_published_in_the_docs_page() -> None:
         assert f"| {variants} | {why} |" in page
 
 
+@pytest.mark.parametrize(
+    ("hidden", "visible", "lang"),
+    [
+        ("Ai\u200bgerim Nurlanova", "Aigerim Nurlanova", None),  # zero-width space
+        ("Айге\u00adрим Нурланова", "Айгерим Нурланова", "kk"),  # soft hyphen
+        ("\ufeffАйгерим Нурланова", "Айгерим Нурланова", "kk"),  # byte order mark
+        ("Yuldashev\u2060 Alisher", "Yuldashev Alisher", None),  # word joiner
+        ("Ю\u200dлдашев", "Юлдашев", "uz"),  # zero-width joiner
+        ("Aigerim\u200e Nurlanova", "Aigerim Nurlanova", None),  # left-to-right mark
+        ("محمد\u200cرضا", "محمدرضا", None),  # zero-width non-joiner (Persian)
+        ("Bat\ufe0fu", "Batu", None),  # variation selector
+        ("\uffa0Aigerim", "Aigerim", None),  # NFKC makes it a filler, also invisible
+    ],
+)
+def test_a_name_with_invisible_characters_has_the_keys_of_the_name_without(
+    hidden: str, visible: str, lang: str | None
+) -> None:
+    """An invisible character inside a name (pasted from a document, or put there to
+    dodge a match) neither splits a word nor changes a letter."""
+    assert normalise(hidden, lang) == normalise(visible, lang)
+    assert match_keys(hidden, lang) == match_keys(visible, lang)
+
+
 # Exact keys, for implementations in other languages and to catch a rule change
 # that forgot to bump KEY_VERSION (every index built with the old rules would
 # silently stop matching).
 GOLDEN_KEYS = [
-    ("Юлдашев", "uz", {"n1:yuldashev"}),
-    ("Juldaschew", None, {"n1:juldashev", "n1:yuldashev"}),
-    ("Нұрсұлтан Әбішұлы Қожахметов", "kk", {"n1:abishuli kojahmetov nursultan"}),
-    ("Ўғилой Тошматова", "uz", {"n1:ogiloy toshmatova", "n1:toshmatova ugiloy"}),
-    ("Огулджерен Ходжаева", "tk", {"n1:hojaeva oguljeren"}),
-    ("Ҷамшед Раҳмонов", "tg", {"n1:jamshed rahmonov"}),
-    ("Ёлкина", "ru", {"n1:elkina", "n1:yolkina"}),
-    ("Дарья Ильинична", "ru", {"n1:daria ilinichna"}),
-    ("Айгүл Өмүрбекова", "ky", {"n1:aygul omurbekova"}),
-    ("Mirziyoyev Shavkat", None, {"n1:mirzioev shavkat"}),
+    ("Юлдашев", "uz", {"n2:yuldashev"}),
+    ("Juldaschew", None, {"n2:juldashev", "n2:yuldashev"}),
+    ("Нұрсұлтан Әбішұлы Қожахметов", "kk", {"n2:abishuli kojahmetov nursultan"}),
+    ("Ўғилой Тошматова", "uz", {"n2:ogiloy toshmatova", "n2:toshmatova ugiloy"}),
+    ("Огулджерен Ходжаева", "tk", {"n2:hojaeva oguljeren"}),
+    ("Ҷамшед Раҳмонов", "tg", {"n2:jamshed rahmonov"}),
+    ("Ёлкина", "ru", {"n2:elkina", "n2:yolkina"}),
+    ("Дарья Ильинична", "ru", {"n2:daria ilinichna"}),
+    ("Айгүл Өмүрбекова", "ky", {"n2:aygul omurbekova"}),
+    ("Mirziyoyev Shavkat", None, {"n2:mirzioev shavkat"}),
 ]
 
 

@@ -185,6 +185,16 @@ def test_identifier_keys_leave_no_gap_for_accounts_channels_and_names_as_written
     assert identifier_keys(full) & identifier_keys(short)
 
 
+def test_a_name_written_with_invisible_characters_has_the_same_identifiers():
+    """Originator control cannot be dodged by writing an H2 person's name with a
+    zero-width space, soft hyphen or other invisible character inside."""
+    latin = "A. Nurlanova"  # a shortened Latin form: the original must carry the match
+    plain = {"names": [{"original": "Айгерим Нурланова", "latin": latin, "lang": "kk"}]}
+    for hidden in ("Ай\u200bгерим Нурланова", "Айге\u00adрим Нурланова", "\ufeffАйгерим Нурланова"):
+        masked = {"names": [{"original": hidden, "latin": latin, "lang": "kk"}]}
+        assert identifier_keys(masked) == identifier_keys(plain), hidden
+
+
 def test_h2_data_is_indexed_off_the_receive_path(make_federation):
     """Accepting an H2 message records nothing; the next check (or the dispatcher)
     records its identifiers once."""
@@ -227,9 +237,11 @@ def test_a_correction_while_identifiers_are_recorded_is_not_overwritten(
         return real(body)
 
     monkeypatch.setattr(onward, "identifier_keys", corrected_meanwhile)
+    old_names = real({"names": example_alert()["subjects"][0]["names"]})
     Dispatcher(kg.node)._index_h2()
     with kg.node.sessions() as session:
-        assert session.scalars(select(H2Identifier)).first() is None  # nothing stale
+        # Nothing stale (the correction that arrived meanwhile may be recorded already).
+        assert not old_names & set(session.scalars(select(H2Identifier.key)))
         assert (
             session.scalars(
                 select(InboundMessage.h2_indexed_at).where(InboundMessage.envelope_id == original)
@@ -240,4 +252,4 @@ def test_a_correction_while_identifiers_are_recorded_is_not_overwritten(
     with kg.node.sessions() as session:
         recorded = set(session.scalars(select(H2Identifier.key)))
     assert real({"names": [renamed]}) <= recorded
-    assert not real({"names": example_alert()["subjects"][0]["names"]}) & recorded
+    assert not old_names & recorded
