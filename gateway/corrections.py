@@ -27,9 +27,9 @@ after the withdrawal is erased on arrival (both ``correction-outdated``).
 A correction is routed to every local agency the original went to, besides the
 agencies its own routing names, so every reader of the original learns of it.
 Everything runs on the connection of the accepting transaction: on PostgreSQL
-after the accepting transaction's first audit append, which holds the audit lock
-until the commit, so an original and its correction accepted at the same time by
-two processes are applied in turn and each sees the other.
+after that transaction took the audit lock (before its first insert), which it
+holds until the commit, so an original and its correction accepted at the same
+time by two processes are applied in turn and each sees the other.
 """
 
 from __future__ import annotations
@@ -152,6 +152,7 @@ def apply_received(
             "state": "corrected",
             "body_json": xb1json.dumps(body["body"]).decode(),
             "h2_indexed_at": None,
+            "h2_keys_version": 0,
         }
     # The row first: on PostgreSQL its lock waits for a transaction recording its H2
     # identifiers meanwhile, whose rows the delete below then sees.

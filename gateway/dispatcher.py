@@ -651,9 +651,7 @@ class Dispatcher:
 
     def _index_h2(self) -> None:
         """Record H2 identifiers of new received messages ahead of the next submission."""
-        with self.node.sessions() as session:
-            if onward.catch_up(session, int(time.time())):
-                session.commit()
+        onward.index_pending(self.node, int(time.time()))
 
     def _purge(self) -> None:
         try:

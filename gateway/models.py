@@ -218,6 +218,12 @@ class InboundMessage(Base):
     # When the identifiers of its H2 data were recorded (gateway/onward.py); done on
     # first need, off the receive path.
     h2_indexed_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True, index=True)
+    # The match-key version (schemas/names.py KEY_NUMBER) they were recorded with; 0:
+    # to be recorded. A process of an older version records its keys without saying so,
+    # so what it recorded is recorded again by this one.
+    h2_keys_version: Mapped[int] = mapped_column(
+        Integer, nullable=False, server_default="0", index=True
+    )
     # "corrected" or "withdrawn" by the sender's correction/1 ``state_by``; for a
     # correction also "outdated" (a later one of the same message was applied).
     state: Mapped[str | None] = mapped_column(String(16), nullable=True)

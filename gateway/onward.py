@@ -37,8 +37,9 @@ from sqlalchemy import Connection, Row, delete, insert, or_, select, true, updat
 from sqlalchemy.orm import Session
 
 from gateway.models import H2Identifier, InboundMessage
+from gateway.node import Node
 from schemas.common import json_objects
-from schemas.names import match_keys
+from schemas.names import KEY_NUMBER, match_keys
 
 GRANT = "grant/1"
 _DOC_NOISE = re.compile(r"[\s./-]+")
@@ -79,33 +80,56 @@ def identifier_keys(body: dict[str, Any]) -> set[bytes]:
 
 
 def catch_up(session: Session, now: int) -> int:
-    """Record the identifiers of H2 data in received messages not looked at yet; returns
-    how many messages were looked at. Run before every check (and by dispatchers), so
-    the receive path does no indexing of its own. Bodies are read a batch at a time
-    (after an upgrade that changed the match keys, every held body is read again)."""
+    """Record the identifiers of H2 data in received messages not looked at yet, in
+    the caller's transaction; returns how many messages were looked at. Run before
+    every check, so the receive path does no indexing of its own. A backlog (all held
+    bodies after an upgrade that changed the match keys) is for :func:`index_pending`,
+    which the dispatcher and the agency API run first."""
     looked, after = 0, 0
     while True:
-        rows = session.execute(
-            # Rows without a body (purged or withdrawn first) are marked too, so that
-            # no row is looked at twice.
-            select(
-                InboundMessage.id,
-                InboundMessage.sender,
-                InboundMessage.body_json,
-                InboundMessage.state_by,
-            )
-            .where(InboundMessage.h2_indexed_at.is_(None), InboundMessage.id > after)
-            .order_by(InboundMessage.id)
-            .limit(_BATCH)
-        ).all()
-        if not rows:
+        count, after = _catch_up_batch(session, now, after)
+        looked += count
+        if count < _BATCH:
             return looked
-        _record(session, rows, now)
-        looked += len(rows)
-        after = rows[-1][0]
+
+
+def index_pending(node: Node, now: int) -> int:
+    """:func:`catch_up`, a batch at a time, each batch in a transaction of its own, so
+    that a backlog holds no transaction (nor its row locks) open for long; returns
+    how many messages were looked at."""
+    looked, after = 0, 0
+    while True:
+        with node.sessions() as session:
+            count, after = _catch_up_batch(session, now, after)
+            session.commit()
+        looked += count
+        if count < _BATCH:
+            return looked
 
 
 _BATCH = 500
+
+
+def _catch_up_batch(session: Session, now: int, after: int) -> tuple[int, int]:
+    """Up to ``_BATCH`` messages not looked at yet, of ids above ``after``: how many,
+    and the last id read."""
+    rows = session.execute(
+        # Rows without a body (purged or withdrawn first) are marked too, so that no
+        # row is looked at twice.
+        select(
+            InboundMessage.id,
+            InboundMessage.sender,
+            InboundMessage.body_json,
+            InboundMessage.state_by,
+        )
+        .where(InboundMessage.h2_keys_version < KEY_NUMBER, InboundMessage.id > after)
+        .order_by(InboundMessage.id)
+        .limit(_BATCH)
+    ).all()
+    if rows:
+        _record(session, rows, now)
+        after = rows[-1][0]
+    return len(rows), after
 
 
 def _record(
@@ -121,17 +145,21 @@ def _record(
             update(InboundMessage)
             .where(
                 InboundMessage.id == inbound_id,
-                InboundMessage.h2_indexed_at.is_(None),
+                InboundMessage.h2_keys_version < KEY_NUMBER,
                 InboundMessage.state_by.is_(None)
                 if state_by is None
                 else InboundMessage.state_by == state_by,
                 # nor purged or withdrawn meanwhile
                 InboundMessage.body_json.is_not(None) if body_json is not None else true(),
             )
-            .values(h2_indexed_at=now)
+            .values(h2_indexed_at=now, h2_keys_version=KEY_NUMBER)
             .execution_options(synchronize_session=False)
         )
-        if marked.rowcount and keys:  # type: ignore[attr-defined]
+        if not marked.rowcount:  # type: ignore[attr-defined]
+            continue
+        # Whatever was recorded before (by a process of an older version) goes.
+        session.execute(delete(H2Identifier).where(H2Identifier.inbound_id == inbound_id))
+        if keys:
             session.execute(
                 insert(H2Identifier),
                 [{"inbound_id": inbound_id, "originator": sender, "key": k} for k in keys],

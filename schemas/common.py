@@ -423,7 +423,8 @@ class PartialDate(fields.Field[str]):
     @staticmethod
     @functools.lru_cache(maxsize=4096)
     def accepts(value: str) -> bool:
-        """Whether ``_deserialize`` accepts the string ``value`` (cached: dates repeat)."""
+        """Whether ``_deserialize`` accepts the string ``value`` (cached: dates repeat;
+        callers pass strings of at most 10 characters, so the cache stays small)."""
         match = PartialDate._FORM.fullmatch(value)
         if match is None:
             return False

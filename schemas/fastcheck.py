@@ -391,7 +391,8 @@ def _inline_check(field: fields.Field[Any], index: int, namespace: dict[str, Any
         )
     if implementation is common.PartialDate._deserialize:
         namespace[f"partial_date{index}"] = common.PartialDate.accepts
-        return f"type(value) is str and partial_date{index}(value)"
+        # Only date-sized strings reach the cache: a long one is refused anyway.
+        return f"type(value) is str and len(value) <= 10 and partial_date{index}(value)"
     if _plain_leaf(field) is None:
         return None
     if implementation is common.Code._deserialize:

@@ -8,11 +8,11 @@ sharing"). Two names *match* when their key sets intersect. Changing a rule
 here changes the keys, so every rule change must bump ``KEY_VERSION`` and
 the indexes must be rebuilt.
 
-``normalise`` is the first step: it drops invisible characters (Unicode's
-default-ignorable code points: soft hyphen, zero-width space and joiners,
-direction marks, variation selectors), transliterates Cyrillic (Doc 9303,
-``schemas.translit``), applies NFKC, case-folds, writes letters whose
-diacritic makes another consonant as their digraph (``LETTER_VALUES``: Ş → sh,
+``normalise`` is the first step: it applies NFKC, drops invisible characters
+(Unicode's default-ignorable code points: soft hyphen, zero-width space and
+joiners, direction marks, variation selectors), transliterates Cyrillic
+(Doc 9303, ``schemas.translit``), applies NFKC again, case-folds, writes
+letters whose diacritic makes another consonant as their digraph (``LETTER_VALUES``: Ş → sh,
 Ç → ch, Ž → zh), strips the remaining diacritics (Ä → a, Ñ → n, Ō → o),
 drops apostrophes (Oʻ, O', O‘ → o) and turns hyphens, whitespace and other
 punctuation into single spaces. It is idempotent.
@@ -48,6 +48,7 @@ from schemas.translit import LANGUAGES, TABLES, has_cyrillic, to_latin
 
 __all__ = [
     "COLLAPSED",
+    "KEY_NUMBER",
     "KEY_VERSION",
     "LETTER_VALUES",
     "NOT_COLLAPSED",
@@ -59,6 +60,8 @@ __all__ = [
 #: Prefix of every key; bump it whenever a rule below changes. (n2: invisible
 #: characters are dropped; under n1 a zero-width space split a word in two.)
 KEY_VERSION = "n2"
+#: The number of ``KEY_VERSION``, which only grows (stored beside recorded keys).
+KEY_NUMBER = int(KEY_VERSION[1:])
 
 #: Letters (after case folding) whose diacritic or shape makes a different
 #: sound, written as that sound instead of losing the diacritic.
@@ -169,7 +172,7 @@ def normalise(name: str, lang: str | None = None) -> str:
     if not given or not one of ``schemas.translit.LANGUAGES``; it falls back
     to every letter of the six alphabets and of Doc 9303's Slavic table).
     """
-    # After NFKC, which maps a few visible compatibility characters to invisible ones.
+    # After NFKC, so that what NFKC yields is checked (it keeps invisible ones invisible).
     text = _INVISIBLE.sub("", unicodedata.normalize("NFKC", name))
     # A Cyrillic letter no table knows (kept as it is) may lose its marks below and
     # become one a table knows (Ӫ: ө and a diaeresis): then transliterate again, so

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, inspect
 from sqlalchemy.orm import Session
 
 from gateway import db
-from gateway.models import Base, H2Identifier
+from gateway.models import Base, H2Identifier, InboundMessage
 
 
 def upgraded(databases: Any) -> Engine:
@@ -152,14 +152,15 @@ def test_corrected_at_is_kept_from_the_bodies_of_corrections_stored_before(
 def test_identifiers_of_h2_data_are_recorded_again_under_the_new_match_keys(
     databases: Any, monkeypatch: Any
 ) -> None:
-    """Migration 0016 (match keys n2) forgets the identifiers recorded under the old
-    keys and unmarks every message whose body is held, so the next check records them
-    again (reading the bodies a batch at a time); a message whose body is gone stays
-    marked."""
+    """Migrations 0016 and 0017 (match keys n2): every received message is recorded
+    again under the new keys, on first need and a batch at a time, also one that a
+    process of the previous version recorded (with n1 keys) after the migration ran;
+    what it recorded goes. A message whose body is gone gets no identifiers."""
     from alembic import command
 
     from gateway import onward
     from schemas.examples import example_alert
+    from schemas.names import KEY_NUMBER
 
     engine = db.make_engine(databases.new_url("rekey"))
     config = db.alembic_config(engine.url.render_as_string(hide_password=False))
@@ -168,14 +169,18 @@ def test_identifiers_of_h2_data_are_recorded_again_under_the_new_match_keys(
         command.upgrade(config, "0015")
     body = example_alert()
     body["handling"] = {**body["handling"], "code": "H2"}
+    insert_row = sa.text(
+        "INSERT INTO inbound_messages (id, sender, envelope_id, typ, ph, ch, iat, exp, wire, "
+        "body_json, receipt, received_at, h2_indexed_at) VALUES (:id, 'KZ', :e, 'alert/1', "
+        ":h, :h, 1, 2, :w, :b, :w, 1, 5)"
+    )
+    stale = sa.text(
+        "INSERT INTO h2_identifiers (inbound_id, originator, key) VALUES (:id, 'KZ', :k)"
+    )
     with engine.begin() as connection:
         for number, held in ((1, True), (2, False), (3, True)):
             connection.execute(
-                sa.text(
-                    "INSERT INTO inbound_messages (id, sender, envelope_id, typ, ph, ch, iat, "
-                    "exp, wire, body_json, receipt, received_at, h2_indexed_at) VALUES (:id, "
-                    "'KZ', :e, 'alert/1', :h, :h, 1, 2, :w, :b, :w, 1, 5)"
-                ),
+                insert_row,
                 {
                     "id": number,
                     "e": f"id-{number}",
@@ -184,25 +189,25 @@ def test_identifiers_of_h2_data_are_recorded_again_under_the_new_match_keys(
                     "b": json.dumps(body) if held else None,
                 },
             )
-        connection.execute(
-            sa.text(
-                "INSERT INTO h2_identifiers (inbound_id, originator, key) VALUES (1, 'KZ', :k)"
-            ),
-            {"k": b"n1" * 16},
-        )
+        connection.execute(stale, {"id": 1, "k": b"n1" * 16})
     db.upgrade(engine)
-    with engine.connect() as connection:
+    with engine.begin() as connection:
         marked = dict(
             connection.execute(sa.text("SELECT id, h2_indexed_at FROM inbound_messages")).all()
         )
         recorded = connection.execute(sa.text("SELECT count(*) FROM h2_identifiers")).scalar()
-    assert marked == {1: None, 2: 5, 3: None} and recorded == 0
+        assert marked == {1: None, 2: 5, 3: None} and recorded == 0
+        # A process of the previous version, still running, records message 1 its way.
+        connection.execute(sa.text("UPDATE inbound_messages SET h2_indexed_at = 6 WHERE id = 1"))
+        connection.execute(stale, {"id": 1, "k": b"n1" * 16})
     monkeypatch.setattr(onward, "_BATCH", 1)
     with Session(engine) as session:
-        assert onward.catch_up(session, 6) == 2
+        assert onward.catch_up(session, 7) == 3
         session.commit()
         rows = session.execute(sa.select(H2Identifier.inbound_id, H2Identifier.key)).all()
-        assert onward.catch_up(session, 7) == 0
+        versions = set(session.scalars(sa.select(InboundMessage.h2_keys_version)))
+        assert onward.catch_up(session, 8) == 0
     keys = onward.identifier_keys(body)
     assert keys and sorted(rows) == sorted((n, k) for n in (1, 3) for k in keys)
+    assert versions == {KEY_NUMBER}
     engine.dispose()

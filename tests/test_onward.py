@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import time
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from gateway import onward, purge
 from gateway.dispatcher import Dispatcher
@@ -213,6 +213,28 @@ def test_h2_data_is_indexed_off_the_receive_path(make_federation):
     post(kg, "alert/1", kg_alert_naming(example_alert()["subjects"][0]), ["UZ"], expect=403)
     with kg.node.sessions() as session:
         assert len(session.scalars(select(H2Identifier)).all()) == indexed  # not twice
+
+
+def test_a_backlog_is_recorded_a_batch_per_transaction(make_federation, monkeypatch):
+    """After an upgrade every held body waits to be recorded again: the dispatcher (and
+    the agency API, before a submission) records them a batch per committed
+    transaction, so no long transaction holds their rows or the database."""
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    for _ in range(3):
+        post(kz, "alert/1", example_alert(), ["KG"])
+    deliver(kz)
+    monkeypatch.setattr(onward, "_BATCH", 2)
+    commits: list[int] = []
+    event.listen(kg.node.engine, "commit", lambda connection: commits.append(1))
+    assert onward.index_pending(kg.node, int(time.time())) == 3
+    assert len(commits) == 2  # batches of 2 and 1
+    with kg.node.sessions() as session:
+        assert not session.scalars(
+            select(InboundMessage.id).where(InboundMessage.h2_indexed_at.is_(None))
+        ).all()
+        assert session.scalars(select(H2Identifier)).first() is not None
+    assert onward.index_pending(kg.node, int(time.time())) == 0
 
 
 def test_a_correction_while_identifiers_are_recorded_is_not_overwritten(

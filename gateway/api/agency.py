@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 from flask import Blueprint, g, jsonify, request
 from sqlalchemy.orm import Session
 
-from gateway import access, inbox, outbox, tokens
+from gateway import access, inbox, onward, outbox, tokens
 from gateway.api import json_object
 from gateway.app import current_node
 from gateway.errors import ApiError
@@ -123,6 +124,9 @@ def submit_message():  # type: ignore[no-untyped-def]
             status=422,
         )
     node = current_node()
+    # H2 identifiers not recorded yet, a batch per transaction, before the submission's
+    # own transaction (which holds the audit lock) checks against them.
+    onward.index_pending(node, int(time.time()))
     with node.sessions() as session:
         submission = outbox.submit(
             session,
