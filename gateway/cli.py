@@ -888,15 +888,21 @@ def db() -> None:
 @db.command("upgrade")
 @click.pass_obj
 def db_upgrade(obj: Context) -> None:
-    """Apply pending migrations (also done whenever the node starts)."""
+    """Apply pending migrations (also done whenever the node starts), then record the
+    identifiers of received H2 data not recorded yet (after an upgrade that changed the
+    match keys: every message's), a batch of 500 per transaction."""
     from gateway import db as database
+    from gateway import onward
 
     engine = database.make_engine(obj.settings().database_url)
     try:
         database.upgrade(engine)
+        recorded = onward.index_pending(database.session_factory(engine), int(time.time()))
     finally:
         engine.dispose()
     click.echo("Database is at the current schema.")
+    if recorded:
+        click.echo(f"{recorded} received messages looked at for H2 identifiers.")
 
 
 def _bind(_ctx: click.Context, _param: click.Parameter, value: str) -> str:

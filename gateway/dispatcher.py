@@ -43,6 +43,7 @@ from dataclasses import dataclass
 import requests
 import urllib3
 from sqlalchemy import and_, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from gateway import onward, peer_http, purge, sovereignty
@@ -650,8 +651,12 @@ class Dispatcher:
         return replacement, fresh, False
 
     def _index_h2(self) -> None:
-        """Record H2 identifiers of new received messages ahead of the next submission."""
-        onward.index_pending(self.node, int(time.time()))
+        """Record H2 identifiers of new received messages ahead of the next submission
+        (a submission's own check records what is left)."""
+        try:
+            onward.index_pending(self.node.sessions, int(time.time()))
+        except SQLAlchemyError as e:  # a lock timeout, a deadlock: the next round retries
+            log.warning("recording H2 identifiers failed, retried next round: %s", e)
 
     def _purge(self) -> None:
         try:

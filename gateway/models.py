@@ -187,7 +187,11 @@ class InboundMessage(Base):
     """An accepted envelope. (sender, envelope_id) is unique: the replay table."""
 
     __tablename__ = "inbound_messages"
-    __table_args__ = (UniqueConstraint("sender", "envelope_id", name="uq_inbound_sender_id"),)
+    __table_args__ = (
+        UniqueConstraint("sender", "envelope_id", name="uq_inbound_sender_id"),
+        # The messages whose H2 identifiers are to be recorded, in id order (onward.py).
+        Index("ix_inbound_messages_h2_pending", "h2_keys_version", "id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     sender: Mapped[str] = mapped_column(String(20))
@@ -220,10 +224,9 @@ class InboundMessage(Base):
     h2_indexed_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True, index=True)
     # The match-key version (schemas/names.py KEY_NUMBER) they were recorded with; 0:
     # to be recorded. A process of an older version records its keys without saying so,
-    # so what it recorded is recorded again by this one.
-    h2_keys_version: Mapped[int] = mapped_column(
-        Integer, nullable=False, server_default="0", index=True
-    )
+    # so what it recorded is recorded again by this one; a migration that changes the
+    # keys sets every row back to 0.
+    h2_keys_version: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     # "corrected" or "withdrawn" by the sender's correction/1 ``state_by``; for a
     # correction also "outdated" (a later one of the same message was applied).
     state: Mapped[str | None] = mapped_column(String(16), nullable=True)

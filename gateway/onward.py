@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +37,6 @@ from sqlalchemy import Connection, Row, delete, insert, or_, select, true, updat
 from sqlalchemy.orm import Session
 
 from gateway.models import H2Identifier, InboundMessage
-from gateway.node import Node
 from schemas.common import json_objects
 from schemas.names import KEY_NUMBER, match_keys
 
@@ -84,7 +83,7 @@ def catch_up(session: Session, now: int) -> int:
     the caller's transaction; returns how many messages were looked at. Run before
     every check, so the receive path does no indexing of its own. A backlog (all held
     bodies after an upgrade that changed the match keys) is for :func:`index_pending`,
-    which the dispatcher and the agency API run first."""
+    which ``gateway db upgrade`` and the dispatcher run."""
     looked, after = 0, 0
     while True:
         count, after = _catch_up_batch(session, now, after)
@@ -93,39 +92,48 @@ def catch_up(session: Session, now: int) -> int:
             return looked
 
 
-def index_pending(node: Node, now: int) -> int:
-    """:func:`catch_up`, a batch at a time, each batch in a transaction of its own, so
-    that a backlog holds no transaction (nor its row locks) open for long; returns
-    how many messages were looked at."""
-    looked, after = 0, 0
-    while True:
-        with node.sessions() as session:
-            count, after = _catch_up_batch(session, now, after)
+def index_pending(sessions: Callable[[], Session], now: int, *, batches: int | None = None) -> int:
+    """:func:`catch_up`, a batch at a time (at most ``batches``), each batch in a
+    transaction of its own, so that a backlog holds no transaction open for long;
+    returns how many messages were looked at. On PostgreSQL a batch takes its rows'
+    locks when it reads them and skips rows another transaction holds (they are
+    recorded later), so it never waits for a row while holding others."""
+    looked, after, done = 0, 0, 0
+    while batches is None or done < batches:
+        with sessions() as session:
+            count, after = _catch_up_batch(session, now, after, skip_locked=True)
             session.commit()
-        looked += count
+        looked, done = looked + count, done + 1
         if count < _BATCH:
-            return looked
+            break
+    return looked
 
 
 _BATCH = 500
 
 
-def _catch_up_batch(session: Session, now: int, after: int) -> tuple[int, int]:
+def _catch_up_batch(
+    session: Session, now: int, after: int, *, skip_locked: bool = False
+) -> tuple[int, int]:
     """Up to ``_BATCH`` messages not looked at yet, of ids above ``after``: how many,
     and the last id read."""
-    rows = session.execute(
+    query = (
         # Rows without a body (purged or withdrawn first) are marked too, so that no
-        # row is looked at twice.
+        # row is looked at twice. "Not looked at" is version 0 (an equality, so that
+        # the index on (h2_keys_version, id) serves it on both databases).
         select(
             InboundMessage.id,
             InboundMessage.sender,
             InboundMessage.body_json,
             InboundMessage.state_by,
         )
-        .where(InboundMessage.h2_keys_version < KEY_NUMBER, InboundMessage.id > after)
-        .order_by(InboundMessage.id)
+        .where(InboundMessage.h2_keys_version == 0, InboundMessage.id > after)
+        .order_by(InboundMessage.h2_keys_version, InboundMessage.id)
         .limit(_BATCH)
-    ).all()
+    )
+    if skip_locked:
+        query = query.with_for_update(skip_locked=True)  # PostgreSQL; nothing on SQLite
+    rows = session.execute(query).all()
     if rows:
         _record(session, rows, now)
         after = rows[-1][0]
@@ -135,17 +143,22 @@ def _catch_up_batch(session: Session, now: int, after: int) -> tuple[int, int]:
 def _record(
     session: Session, rows: Sequence[Row[int, str, str | None, str | None]], now: int
 ) -> None:
+    # Every body's keys first: no write (nor SQLite's write lock) waits for them.
+    found = []
     for inbound_id, sender, body_json, state_by in rows:
         body = json.loads(body_json or "{}")
         h2 = isinstance(body, dict) and (body.get("handling") or {}).get("code") == "H2"
-        keys = identifier_keys(body) if h2 else set()
+        found.append(
+            (inbound_id, sender, body_json, state_by, identifier_keys(body) if h2 else set())
+        )
+    for inbound_id, sender, body_json, state_by, keys in found:
         # Marked only if no correction changed the body since it was read (it waits for
         # a concurrent one on PostgreSQL); a changed row is indexed on the next round.
         marked = session.execute(
             update(InboundMessage)
             .where(
                 InboundMessage.id == inbound_id,
-                InboundMessage.h2_keys_version < KEY_NUMBER,
+                InboundMessage.h2_keys_version == 0,
                 InboundMessage.state_by.is_(None)
                 if state_by is None
                 else InboundMessage.state_by == state_by,

@@ -227,14 +227,40 @@ def test_a_backlog_is_recorded_a_batch_per_transaction(make_federation, monkeypa
     monkeypatch.setattr(onward, "_BATCH", 2)
     commits: list[int] = []
     event.listen(kg.node.engine, "commit", lambda connection: commits.append(1))
-    assert onward.index_pending(kg.node, int(time.time())) == 3
-    assert len(commits) == 2  # batches of 2 and 1
+    assert onward.index_pending(kg.node.sessions, int(time.time()), batches=1) == 2
+    assert onward.index_pending(kg.node.sessions, int(time.time())) == 1
+    assert len(commits) == 2  # a batch of 2, then one of 1
     with kg.node.sessions() as session:
         assert not session.scalars(
             select(InboundMessage.id).where(InboundMessage.h2_indexed_at.is_(None))
         ).all()
         assert session.scalars(select(H2Identifier)).first() is not None
-    assert onward.index_pending(kg.node, int(time.time())) == 0
+    assert onward.index_pending(kg.node.sessions, int(time.time())) == 0
+
+
+def test_a_correction_of_a_recorded_message_has_its_identifiers_recorded_again(
+    make_federation,
+):
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    original = post(kz, "alert/1", example_alert(), ["KG"])["id"]
+    deliver(kz)
+    Dispatcher(kg.node)._index_h2()
+    renamed = {"original": "Aliya Serikova", "script": "Latn", "latin": "Aliya Serikova"}
+    correction = example_correction(refers_to=original)
+    correction["body"]["subjects"][0]["names"] = [renamed]
+    post(kz, "correction/1", correction, ["KG"])
+    deliver(kz)
+    Dispatcher(kg.node)._index_h2()
+    with kg.node.sessions() as session:
+        original_id = session.scalars(
+            select(InboundMessage.id).where(InboundMessage.envelope_id == original)
+        ).one()
+        of_original = set(
+            session.scalars(select(H2Identifier.key).where(H2Identifier.inbound_id == original_id))
+        )
+    assert identifier_keys({"names": [renamed]}) <= of_original
+    assert not identifier_keys({"names": example_alert()["subjects"][0]["names"]}) & of_original
 
 
 def test_a_correction_while_identifiers_are_recorded_is_not_overwritten(
@@ -260,18 +286,22 @@ def test_a_correction_while_identifiers_are_recorded_is_not_overwritten(
 
     monkeypatch.setattr(onward, "identifier_keys", corrected_meanwhile)
     old_names = real({"names": example_alert()["subjects"][0]["names"]})
-    Dispatcher(kg.node)._index_h2()
+    with kg.node.sessions() as session:  # the check's own catch-up, without row locks
+        onward.catch_up(session, int(time.time()))
+        session.commit()
     with kg.node.sessions() as session:
         # Nothing stale (the correction that arrived meanwhile may be recorded already).
         assert not old_names & set(session.scalars(select(H2Identifier.key)))
-        assert (
-            session.scalars(
-                select(InboundMessage.h2_indexed_at).where(InboundMessage.envelope_id == original)
-            ).one()
-            is None
-        )
+        row = session.scalars(
+            select(InboundMessage).where(InboundMessage.envelope_id == original)
+        ).one()
+        assert (row.h2_indexed_at, row.h2_keys_version) == (None, 0)  # to record again
+        original_id = row.id
     Dispatcher(kg.node)._index_h2()
     with kg.node.sessions() as session:
         recorded = set(session.scalars(select(H2Identifier.key)))
-    assert real({"names": [renamed]}) <= recorded
+        of_original = set(
+            session.scalars(select(H2Identifier.key).where(H2Identifier.inbound_id == original_id))
+        )
+    assert real({"names": [renamed]}) <= of_original
     assert not old_names & recorded

@@ -9,10 +9,12 @@ case number), which goes into the audit log with who read what and when.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 
 from flask import Blueprint, g, jsonify, request
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from gateway import access, inbox, onward, outbox, tokens
@@ -24,6 +26,7 @@ from gateway.policy import Policy
 from schemas.common import FORBIDDEN_SINGLE_LINE
 
 agency = Blueprint("agency", __name__, url_prefix="/api/v1")
+log = logging.getLogger(__name__)
 
 
 @agency.before_request
@@ -124,9 +127,12 @@ def submit_message():  # type: ignore[no-untyped-def]
             status=422,
         )
     node = current_node()
-    # H2 identifiers not recorded yet, a batch per transaction, before the submission's
-    # own transaction (which holds the audit lock) checks against them.
-    onward.index_pending(node, int(time.time()))
+    # H2 identifiers not recorded yet: one batch in a transaction of its own, before the
+    # submission's transaction (which holds the audit lock) records the rest and checks.
+    try:
+        onward.index_pending(node.sessions, int(time.time()), batches=1)
+    except SQLAlchemyError as e:  # the submission's own check records them
+        log.warning("recording H2 identifiers before a submission failed: %s", e)
     with node.sessions() as session:
         submission = outbox.submit(
             session,
