@@ -220,8 +220,9 @@ class InboundMessage(Base):
     # metadata, hashes and the receipt stay.
     purged_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     # When the identifiers of its H2 data were recorded (gateway/onward.py); done on
-    # first need, off the receive path.
-    h2_indexed_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True, index=True)
+    # first need, off the receive path. Not indexed: rows to record are found by
+    # h2_keys_version below.
+    h2_indexed_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     # The match-key version (schemas/names.py KEY_NUMBER) they were recorded with; 0:
     # to be recorded. A process of an older version records its keys without saying so,
     # so what it recorded is recorded again by this one; a migration that changes the
