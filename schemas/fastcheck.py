@@ -380,15 +380,11 @@ def _inline_check(field: fields.Field[Any], index: int, namespace: dict[str, Any
         return None
     implementation = type(field)._deserialize
     if implementation is common.LatinText._deserialize:
-        low, high = field.min_length, field.max_length  # type: ignore[attr-defined]
-        if type(low) is not int or type(high) is not int:
+        text = _text_check(field, index, namespace)  # LatinText is a Text, then ASCII
+        if text is None:
             return None
-        namespace[f"forbidden{index}"] = field._forbidden.search  # type: ignore[attr-defined]
         namespace[f"ascii_name{index}"] = field._PLAIN_ASCII.fullmatch  # type: ignore[attr-defined]
-        return (
-            f"type(value) is str and {low!r} <= len(value) <= {high!r} and value.isascii() "
-            f"and value.strip() and not forbidden{index}(value) and ascii_name{index}(value)"
-        )
+        return f"{text} and value.isascii() and ascii_name{index}(value)"
     if implementation is common.PartialDate._deserialize:
         namespace[f"partial_date{index}"] = common.PartialDate.accepts
         # Only date-sized strings reach the cache: a long one is refused anyway.
@@ -399,14 +395,7 @@ def _inline_check(field: fields.Field[Any], index: int, namespace: dict[str, Any
         namespace[f"choices{index}"] = field.choices  # type: ignore[attr-defined]
         return f"type(value) is str and value in choices{index}"
     if implementation is common.Text._deserialize:
-        low, high = field.min_length, field.max_length  # type: ignore[attr-defined]
-        if type(low) is not int or type(high) is not int:
-            return None
-        namespace[f"forbidden{index}"] = field._forbidden.search  # type: ignore[attr-defined]
-        return (
-            f"type(value) is str and {low!r} <= len(value) <= {high!r} and value.strip() "
-            f"and not forbidden{index}(value)"
-        )
+        return _text_check(field, index, namespace)
     if implementation is common.PatternText._deserialize:
         longest = field.max_length  # type: ignore[attr-defined]
         if type(longest) is not int:
@@ -414,3 +403,15 @@ def _inline_check(field: fields.Field[Any], index: int, namespace: dict[str, Any
         namespace[f"pattern{index}"] = field.pattern.fullmatch  # type: ignore[attr-defined]
         return f"type(value) is str and len(value) <= {longest!r} and pattern{index}(value)"
     return "type(value) is int"  # the strict Integer of _plain_leaf (not bool)
+
+
+def _text_check(field: fields.Field[Any], index: int, namespace: dict[str, Any]) -> str | None:
+    """``Text._deserialize``'s accepting test as an expression on ``value``."""
+    low, high = field.min_length, field.max_length  # type: ignore[attr-defined]
+    if type(low) is not int or type(high) is not int:
+        return None
+    namespace[f"forbidden{index}"] = field._forbidden.search  # type: ignore[attr-defined]
+    return (
+        f"type(value) is str and {low!r} <= len(value) <= {high!r} and value.strip() "
+        f"and not forbidden{index}(value)"
+    )
