@@ -267,13 +267,16 @@ def run(args: argparse.Namespace) -> None:
         keys = NodeKeys.generate(NODE, now=now)
         fed = federation(1, now=now, rings={NODE: keys})
         settings = {"node": NODE, "trust_anchor": fed.anchor}
-        database = "SQLite (WAL, synchronous=NORMAL) in a temporary folder"
+        database = ""
         if args.postgres:
             settings["database_url"] = scratch_postgres(args.postgres, stack)
             scratch = urlsplit(settings["database_url"]).path[1:]
             database = f"PostgreSQL, scratch database {scratch} (dropped at the end)"
         write_instance_file(instance, settings)
         node = Node(load_settings(instance), keys=keys)
+        if not args.postgres:
+            database = (f"SQLite (WAL, synchronous={node.settings.sqlite_synchronous.upper()})"
+                        " in a temporary folder")
         stack.callback(node.engine.dispose)
         node.install_trust_list(fed.wire)
         counter = StatementCounter(node.engine)

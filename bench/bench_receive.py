@@ -308,9 +308,10 @@ def run(args: argparse.Namespace) -> None:
                            opslimit=OPSLIMIT_INTERACTIVE, memlimit=MEMLIMIT_INTERACTIVE)
         fed = federation(1, now=now, rings={RECEIVER: receiver_keys},
                          endpoints={RECEIVER: f"http://127.0.0.1:{port}"})
-        settings = {"node": RECEIVER, "trust_anchor": fed.anchor}
-        database = "SQLite (WAL, synchronous=NORMAL) in a temporary folder"
+        settings = {"node": RECEIVER, "trust_anchor": fed.anchor,
+                    "sqlite_synchronous": args.sqlite_synchronous}
         db_pids: Callable[[], list[int]] = list
+        database = ""
         if args.postgres:
             settings["database_url"] = scratch_postgres(args.postgres, stack)
             scratch = urlsplit(settings["database_url"]).path[1:]
@@ -318,6 +319,9 @@ def run(args: argparse.Namespace) -> None:
             db_pids = backend_pids(args.postgres, scratch)
         write_instance_file(instance, settings)
         node = Node(load_settings(instance), keys=receiver_keys)
+        if not args.postgres:
+            database = (f"SQLite (WAL, synchronous={node.settings.sqlite_synchronous.upper()})"
+                        " in a temporary folder")
         stack.callback(node.engine.dispose)
         node.install_trust_list(fed.wire)
 
@@ -437,6 +441,9 @@ def main() -> None:
     parser.add_argument("--postgres", metavar="URL",
                         help="run the receiver on a scratch database created (and dropped) "
                              "on this PostgreSQL server, e.g. postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--sqlite-synchronous", choices=("full", "normal"),
+                        help="the node's sqlite_synchronous setting (default: the node's "
+                             "default, full)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--clients", type=int, default=8, help="concurrent client threads")

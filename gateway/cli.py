@@ -894,7 +894,10 @@ def db_upgrade(obj: Context) -> None:
     from gateway import db as database
     from gateway import onward
 
-    engine = database.make_engine(obj.settings().database_url)
+    settings = obj.settings()
+    engine = database.make_engine(
+        settings.database_url, sqlite_synchronous=settings.sqlite_synchronous
+    )
     try:
         database.upgrade(engine)
         recorded = onward.index_pending(database.session_factory(engine), int(time.time()))

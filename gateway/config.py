@@ -69,6 +69,11 @@ class Settings:
     hit_query_limit: int = 20
     # Messages whose retention ends within this many days are listed as due for purge.
     purge_notice_days: int = 14
+    # SQLite only: "full" syncs the write-ahead log to disk at every commit, so what
+    # was answered with a receipt or a 202 survives a power loss or an operating
+    # system crash; "normal" syncs only at checkpoints (faster; such a crash can undo
+    # the last commits). PostgreSQL has its own settings (synchronous_commit).
+    sqlite_synchronous: str = "full"
 
     @property
     def clock_bound(self) -> float:
@@ -101,6 +106,14 @@ class Settings:
             )
         if self.message_ttl > self.max_ttl:
             raise ConfigError("config-ttl", "message_ttl must not exceed max_ttl")
+        if self.sqlite_synchronous not in SQLITE_SYNCHRONOUS:
+            raise ConfigError(
+                "config-synchronous",
+                f'sqlite_synchronous {self.sqlite_synchronous!r} must be "full" (every '
+                'commit synced to disk: receipts survive a power loss) or "normal" '
+                "(synced at checkpoints only: faster, but a power loss or system crash can "
+                "undo the last commits)",
+            )
         self.zone()
         self.office()
         return self
@@ -180,6 +193,8 @@ MAXIMUM: dict[str, float] = {
     "hit_query_limit": 1_000_000,
     "purge_notice_days": 3650,
 }
+# SQLite's PRAGMA synchronous levels a node may run with (gateway/db.py).
+SQLITE_SYNCHRONOUS = ("full", "normal")
 DATABASE_BACKENDS = ("sqlite", "postgresql")
 # The URL forms the node runs on: SQLite through Python's own sqlite3, PostgreSQL
 # through psycopg 3 (``postgresql://`` is opened with psycopg, see gateway/db.py).
@@ -357,6 +372,8 @@ def load_settings(instance: str | os.PathLike[str], **overrides: Any) -> Setting
         if name in values and values[name] is not None:
             values[name] = _coerce(name, values[name], kind)
     values["trust_anchor"] = values.get("trust_anchor", "").strip().lower()
+    if isinstance(values.get("sqlite_synchronous"), str):
+        values["sqlite_synchronous"] = values["sqlite_synchronous"].strip().lower()
     values.setdefault("database_url", "")
     if not values["database_url"]:
         values["database_url"] = f"sqlite:///{folder / 'gateway.db'}"
@@ -409,6 +426,8 @@ def check_instance_values(instance: Path, settings: dict[str, Any]) -> None:
             raise _invalid(name, value, "text without undecodable bytes")
     if values.get("database_url"):
         check_database_url(values["database_url"])
+    if isinstance(values.get("sqlite_synchronous"), str):
+        values["sqlite_synchronous"] = values["sqlite_synchronous"].strip().lower()
     if "node" in values:  # without it, GATEWAY_NODE must name the node: checked on reading
         values["trust_anchor"] = values.get("trust_anchor", "").strip().lower()
         Settings(**{**values, "instance": str(instance)}).check()

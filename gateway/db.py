@@ -7,6 +7,8 @@ table: ``upgrade`` brings any database to the current head.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -26,7 +28,15 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, sqlite_synchronous: str = "full") -> Engine:
+    """An engine for ``url``. On SQLite every connection runs in WAL mode with
+    ``PRAGMA synchronous`` at ``sqlite_synchronous`` (``full``: each commit is synced
+    to disk, so an answer given after it survives a power loss; ``normal``: synced at
+    checkpoints only). PostgreSQL keeps the server's own durability settings."""
+    if sqlite_synchronous not in ("full", "normal"):
+        raise ValueError(
+            f"sqlite_synchronous must be 'full' or 'normal', not {sqlite_synchronous!r}"
+        )
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     if url.startswith("sqlite"):
@@ -37,7 +47,7 @@ def make_engine(url: str) -> Engine:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute(f"PRAGMA synchronous={sqlite_synchronous.upper()}")
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             # Overwrite freed space with zeros, so purged and withdrawn payloads do not
             # linger in the file (gateway/purge.py also empties the write-ahead log).
@@ -107,6 +117,74 @@ class DriverStatement:
             return cursor.fetchone() if cursor.description is not None else None
         finally:
             cursor.close()
+
+
+class WriterLock:
+    """A lock file beside a SQLite database (``gateway.db-lock``), taken by the group
+    commits of every process around their write transactions (gateway/group_commit.py).
+
+    SQLite lets one connection write at a time. A connection that finds the write
+    lock taken waits in SQLite's busy handler, which sleeps 1, 2, 5, 10 ms and more
+    between tries: with every commit synced to disk (``synchronous=FULL``) a writer
+    holds the lock for about as long as the sync takes, often less than the first
+    sleep, so a worker process could stay idle for longer than the write it waited
+    for. A writer here waits for the lock file in ``flock``, which the kernel ends
+    the moment the other process lets go. The database's own lock still decides who
+    writes (writers that do not take this file, such as the agency API and the
+    dispatcher, meet it as before, with its busy timeout); this only shortens waits.
+
+    The wait has no timeout of its own: the file is held only for one write
+    transaction of a receiving process, whose statements give up after SQLite's
+    busy timeout; a process that ends lets go of it, and gunicorn replaces a worker
+    that stopped answering after its own timeout. If the file cannot be opened or
+    locked (a file system without ``flock``), writers go on without it.
+
+    Locks of ``flock`` belong to an open file, so each process opens the file for
+    itself (one opened before a fork is left to the parent). Threads of one process
+    share it; only one of them writes at a time (:class:`GroupCommit`)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd = -1
+        self._pid = 0
+        self._unusable = False
+
+    @classmethod
+    def for_engine(cls, engine: Engine) -> WriterLock | None:
+        """The lock of ``engine``'s SQLite database file; None for another database,
+        an in-memory one, or a URI filename (no single file to put it beside)."""
+        url = engine.url
+        if url.get_backend_name() != "sqlite" or url.query.get("uri"):
+            return None
+        if not url.database or url.database == ":memory:":
+            return None
+        return cls(url.database + "-lock")
+
+    def _file(self) -> int:
+        if self._pid != os.getpid():
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self._pid = os.getpid()
+        return self._fd
+
+    def acquire(self) -> bool:
+        """Wait for the lock; False (and never again in this process) when the file
+        cannot be used, so that the caller writes without it."""
+        if self._unusable:
+            return False
+        try:
+            fcntl.flock(self._file(), fcntl.LOCK_EX)
+        except OSError:
+            self._unusable = True
+            return False
+        return True
+
+    def release(self) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._fd >= 0 and self._pid == os.getpid():
+            os.close(self._fd)
+        self._fd, self._pid = -1, 0
 
 
 def host_clock() -> float:

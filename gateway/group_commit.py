@@ -22,6 +22,11 @@ write to the next unless another connection wrote in between. A held connection
 that failed is never used again; one that went stale between transactions (a
 restarted PostgreSQL) is replaced and the transaction run once more.
 
+On SQLite the transactions of a node's worker processes also queue on a lock file
+beside the database (:class:`gateway.db.WriterLock`), so that a process waiting for
+another's commit to end starts writing when it ends, not when SQLite's busy handler
+wakes up.
+
 docs/decisions/0012-group-commit.md has the measurements and the alternatives.
 """
 
@@ -36,6 +41,8 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
+
+from gateway.db import WriterLock
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -138,7 +145,10 @@ class GroupCommit(Generic[Item, Result]):
         self.groups = 0  # transactions committed (for tests and diagnosis)
         self.items = 0  # items in them
         self._held = _HeldConnection(engine)
+        self._writer_lock = WriterLock.for_engine(engine)  # SQLite: shared by processes
         weakref.finalize(self, self._held.close)
+        if self._writer_lock is not None:
+            weakref.finalize(self, self._writer_lock.close)
 
     def run(self, item: Item) -> Result:
         """Write ``item`` (with whatever else is waiting) and return its result, once
@@ -238,12 +248,18 @@ class GroupCommit(Generic[Item, Result]):
             raise
 
     def _in_transaction(self, connection: Connection, items: list[Item]) -> list[Result]:
-        connection.begin()
-        results = self._write(connection, items)
-        if len(results) != len(items):
-            raise RuntimeError(f"{len(results)} results for {len(items)} items")
-        connection.commit()
-        return results
+        lock = self._writer_lock
+        locked = lock is not None and lock.acquire()
+        try:
+            connection.begin()
+            results = self._write(connection, items)
+            if len(results) != len(items):
+                raise RuntimeError(f"{len(results)} results for {len(items)} items")
+            connection.commit()
+            return results
+        finally:
+            if lock is not None and locked:
+                lock.release()
 
 
 def _is_disconnect(connection: Connection, error: Exception) -> bool:

@@ -53,7 +53,9 @@ class Node:
         seconds, so running servers and dispatchers use new keys without a restart."""
         self.settings = settings
         self.id = settings.node
-        self.engine = db.make_engine(settings.database_url)
+        self.engine = db.make_engine(
+            settings.database_url, sqlite_synchronous=settings.sqlite_synchronous
+        )
         if migrate:
             db.upgrade(self.engine)
         self.sessions: sessionmaker[Session] = db.session_factory(self.engine)

@@ -255,6 +255,27 @@ def test_unsupported_database_url(tmp_path: Path, url: str) -> None:
     refused("config-database", folder_with(tmp_path, f'node = "KZ"\ndatabase_url = "{url}"\n'))
 
 
+def test_sqlite_commits_are_synced_to_disk_unless_told_otherwise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = folder_with(tmp_path, 'node = "KZ"\n')
+    assert load_settings(folder).sqlite_synchronous == "full"
+    monkeypatch.setenv("GATEWAY_SQLITE_SYNCHRONOUS", " Normal ")
+    assert load_settings(folder).sqlite_synchronous == "normal"
+
+
+@pytest.mark.parametrize("level", ["off", "extra", "1", ""])
+def test_a_sqlite_synchronous_level_other_than_full_or_normal_is_refused(
+    tmp_path: Path, level: str
+) -> None:
+    folder = folder_with(tmp_path, f'node = "KZ"\nsqlite_synchronous = "{level}"\n')
+    error = refused("config-synchronous", folder)
+    assert "power loss" in error.message
+    with pytest.raises(ConfigError) as caught:
+        write_instance_file(tmp_path / "new", {"node": "KZ", "sqlite_synchronous": level})
+    assert caught.value.code == "config-synchronous"
+
+
 def test_settings_are_frozen(tmp_path: Path) -> None:
     settings = load_settings(folder_with(tmp_path, 'node = "KZ"\n'))
     with pytest.raises(AttributeError):

@@ -91,3 +91,25 @@ def test_a_driver_statement_binds_each_parameter_by_its_name(engine):  # noqa: F
         connection.rollback()
     names = statement.sql(engine.dialect)[1]
     assert names == (("a", "b", "a", "c") if engine.dialect.name == "sqlite" else None)
+
+
+@pytest.mark.parametrize(("level", "pragma"), [(None, 2), ("normal", 1), ("full", 2)])
+def test_a_node_on_sqlite_syncs_every_commit_unless_set_to_normal(tmp_path, level, pragma):
+    """``synchronous=FULL`` (2) by default: an envelope answered with a receipt, or a
+    submission answered 202, survives a power loss; ``normal`` (1) only when chosen."""
+    from gateway.config import load_settings, write_instance_file
+    from gateway.node import Node
+
+    write_instance_file(tmp_path, {"node": "KZ", "sqlite_synchronous": level})
+    node = Node(load_settings(tmp_path), keys=lambda: pytest.fail("keys not needed"))
+    try:
+        with node.engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == pragma
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    finally:
+        node.engine.dispose()
+
+
+def test_make_engine_refuses_an_unknown_synchronous_level(tmp_path):
+    with pytest.raises(ValueError, match="full' or 'normal"):
+        make_engine(f"sqlite:///{tmp_path / 'x.db'}", sqlite_synchronous="off")

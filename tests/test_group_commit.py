@@ -4,17 +4,20 @@ has committed, and a failure reaches only the caller whose item caused it."""
 
 from __future__ import annotations
 
+import fcntl
 import gc
+import os
 import sqlite3
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Column, Connection, ForeignKey, Integer, MetaData, Table, event, select, text
 
-from gateway.db import integrity_errors, make_engine
+from gateway.db import WriterLock, integrity_errors, make_engine
 from gateway.group_commit import GroupCommit
 
 _META = MetaData()
@@ -320,3 +323,68 @@ def test_a_group_commit_installs_no_engine_event_listener(engine):
     group = GroupCommit(engine, _insert)
     assert group.run(1) == "stored 1"
     assert not engine._has_events
+
+
+# --------------------------------------------------------------------------- SQLite's lock file
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'gateway.db'}")
+    _META.create_all(engine)
+    yield engine
+    engine.dispose()
+
+
+def test_sqlite_writers_of_every_process_take_a_lock_file_beside_the_database(sqlite_engine):
+    """Another process holding ``gateway.db-lock`` (an open file of its own) keeps a
+    group commit from writing until it lets go; the write then goes through."""
+    group = GroupCommit(sqlite_engine, _insert)
+    other = WriterLock(sqlite_engine.url.database + "-lock")
+    assert other.acquire()
+    outcomes: dict[int, object] = {}
+    writer = threading.Thread(target=lambda: outcomes.update({1: group.run(1)}))
+    try:
+        writer.start()
+        writer.join(timeout=0.3)
+        assert writer.is_alive() and _stored(sqlite_engine) == []
+    finally:
+        other.release()
+        other.close()
+    writer.join(timeout=10)
+    assert outcomes == {1: "stored 1"}
+    assert _stored(sqlite_engine) == [1]
+    assert (Path(sqlite_engine.url.database + "-lock").stat().st_mode & 0o777) == 0o600
+
+
+def test_a_forked_process_opens_the_lock_file_for_itself(tmp_path, monkeypatch):
+    """``flock`` belongs to an open file: a child using its parent's descriptor would
+    hold whatever the parent holds."""
+    lock = WriterLock(str(tmp_path / "gateway.db-lock"))
+    assert lock.acquire()
+    parents, parent = lock._fd, os.getpid()
+    monkeypatch.setattr(os, "getpid", lambda: parent + 1)
+    try:
+        childs = lock._file()  # as the child: its own open file, which the parent's lock blocks
+        assert childs != parents
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(childs, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(parents)
+        lock.close()
+
+
+def test_writers_go_on_without_a_lock_file_that_cannot_be_made(tmp_path):
+    lock = WriterLock(str(tmp_path / "no such folder" / "gateway.db-lock"))
+    assert lock.acquire() is False
+    assert lock.acquire() is False  # not tried again
+
+
+def test_only_a_sqlite_database_file_gets_a_lock_file(tmp_path):
+    assert WriterLock.for_engine(make_engine("sqlite://")) is None
+    assert WriterLock.for_engine(make_engine("sqlite:///:memory:")) is None
+    uri = make_engine(f"sqlite:///file:{tmp_path / 'x.db'}?mode=rwc&uri=true")
+    assert WriterLock.for_engine(uri) is None
+    assert WriterLock.for_engine(make_engine("postgresql://u@127.0.0.1:1/none")) is None
+    lock = WriterLock.for_engine(make_engine(f"sqlite:///{tmp_path / 'x.db'}"))
+    assert lock is not None and lock.path == f"{tmp_path / 'x.db'}-lock"
