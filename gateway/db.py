@@ -7,9 +7,13 @@ table: ``upgrade`` brings any database to the current head.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
+import sqlite3
+import threading
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -128,26 +132,35 @@ class WriterLock:
     between tries: with every commit synced to disk (``synchronous=FULL``) a writer
     holds the lock for about as long as the sync takes, often less than the first
     sleep, so a worker process could stay idle for longer than the write it waited
-    for. A writer here waits for the lock file in ``flock``, which the kernel ends
-    the moment the other process lets go. The database's own lock still decides who
-    writes (writers that do not take this file, such as the agency API and the
-    dispatcher, meet it as before, with its busy timeout); this only shortens waits.
+    for. A writer here tries the lock file instead, every ``FIRST_PAUSE`` at first
+    and at least every ``LONGEST_PAUSE``, and so starts soon after the other's
+    commit ends. The database's own lock still decides who writes (writers that do
+    not take this file, such as the agency API and the dispatcher, meet it with its
+    busy timeout); this only shortens the waits of receiving processes.
 
-    The wait has no timeout of its own: the file is held only for one write
-    transaction of a receiving process, whose statements give up after SQLite's
-    busy timeout; a process that ends lets go of it, and gunicorn replaces a worker
-    that stopped answering after its own timeout. If the file cannot be opened or
-    locked (a file system without ``flock``), writers go on without it.
+    A wait ends after ``timeout`` (SQLite's busy timeout) with the driver's
+    ``OperationalError``, as SQLite's own wait would: a process stopped while it
+    holds the file, or one waiting for a long write of another kind, makes the
+    others fail after that time, each counted from its own start, not one after
+    another. If the file cannot be opened or locked (a file system without
+    ``flock``), writers go on without it.
 
     Locks of ``flock`` belong to an open file, so each process opens the file for
-    itself (one opened before a fork is left to the parent). Threads of one process
-    share it; only one of them writes at a time (:class:`GroupCommit`)."""
+    itself (a child closes its copy of its parent's). Within a process, the
+    threads that write take turns on a lock of their own, since they share the
+    open file."""
 
-    def __init__(self, path: str) -> None:
+    FIRST_PAUSE = 20e-6
+    LONGEST_PAUSE = 250e-6
+
+    def __init__(self, path: str, timeout: float = SQLITE_BUSY_TIMEOUT_MS / 1000) -> None:
         self.path = path
+        self._timeout = timeout
         self._fd = -1
         self._pid = 0
         self._unusable = False
+        self._turn = threading.Lock()  # the writing threads of this process
+        _WRITER_LOCKS.add(self)
 
     @classmethod
     def for_engine(cls, engine: Engine) -> WriterLock | None:
@@ -166,25 +179,69 @@ class WriterLock:
             self._pid = os.getpid()
         return self._fd
 
+    def _locked(self) -> sqlite3.OperationalError:
+        return sqlite3.OperationalError(
+            f"database is locked: another writer held {self.path} for {self._timeout:g} s"
+        )
+
     def acquire(self) -> bool:
-        """Wait for the lock; False (and never again in this process) when the file
-        cannot be used, so that the caller writes without it."""
+        """Wait for the lock: True once held; False (and never again in this process)
+        when the file cannot be used, so that the caller writes without it."""
         if self._unusable:
             return False
+        deadline = time.monotonic() + self._timeout
+        if not self._turn.acquire(timeout=self._timeout):
+            raise self._locked()
         try:
-            fcntl.flock(self._file(), fcntl.LOCK_EX)
+            fd = self._file()
+            pause = self.FIRST_PAUSE
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return True
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise self._locked() from None
+                time.sleep(pause)
+                pause = min(pause * 2, self.LONGEST_PAUSE)
         except OSError:
             self._unusable = True
+            self._turn.release()
             return False
-        return True
+        except BaseException:
+            self._turn.release()
+            raise
 
     def release(self) -> None:
-        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._turn.release()
 
     def close(self) -> None:
         if self._fd >= 0 and self._pid == os.getpid():
             os.close(self._fd)
         self._fd, self._pid = -1, 0
+
+    def _after_fork(self) -> None:
+        """In a child: let go of the parent's open file (its lock stays the parent's
+        while the parent keeps it open) and of a turn a parent's thread held."""
+        if self._fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+        self._fd, self._pid = -1, 0
+        self._turn = threading.Lock()
+
+
+_WRITER_LOCKS: weakref.WeakSet[WriterLock] = weakref.WeakSet()
+
+
+def _writer_locks_after_fork() -> None:
+    for lock in list(_WRITER_LOCKS):
+        lock._after_fork()
+
+
+os.register_at_fork(after_in_child=_writer_locks_after_fork)
 
 
 def host_clock() -> float:

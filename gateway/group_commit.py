@@ -24,8 +24,8 @@ restarted PostgreSQL) is replaced and the transaction run once more.
 
 On SQLite the transactions of a node's worker processes also queue on a lock file
 beside the database (:class:`gateway.db.WriterLock`), so that a process waiting for
-another's commit to end starts writing when it ends, not when SQLite's busy handler
-wakes up.
+another's commit starts writing soon after it ends, not when SQLite's busy handler
+wakes up (milliseconds later).
 
 docs/decisions/0012-group-commit.md has the measurements and the alternatives.
 """

@@ -56,6 +56,13 @@ class Node:
         self.engine = db.make_engine(
             settings.database_url, sqlite_synchronous=settings.sqlite_synchronous
         )
+        if self.engine.dialect.name == "sqlite" and settings.sqlite_synchronous != "full":
+            log.warning(
+                "sqlite_synchronous is %s: a power loss or operating-system crash can undo "
+                "the last commits, envelopes already answered with a receipt included; set "
+                "it to full unless the disk survives such a crash (docs/operations.md)",
+                settings.sqlite_synchronous,
+            )
         if migrate:
             db.upgrade(self.engine)
         self.sessions: sessionmaker[Session] = db.session_factory(self.engine)

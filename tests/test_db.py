@@ -94,20 +94,52 @@ def test_a_driver_statement_binds_each_parameter_by_its_name(engine):  # noqa: F
 
 
 @pytest.mark.parametrize(("level", "pragma"), [(None, 2), ("normal", 1), ("full", 2)])
-def test_a_node_on_sqlite_syncs_every_commit_unless_set_to_normal(tmp_path, level, pragma):
+def test_a_node_on_sqlite_syncs_every_commit_unless_set_to_normal(tmp_path, caplog, level, pragma):
     """``synchronous=FULL`` (2) by default: an envelope answered with a receipt, or a
-    submission answered 202, survives a power loss; ``normal`` (1) only when chosen."""
+    submission answered 202, survives a power loss; ``normal`` (1) only when chosen,
+    and then the node says what it risks when it starts."""
     from gateway.config import load_settings, write_instance_file
     from gateway.node import Node
 
     write_instance_file(tmp_path, {"node": "KZ", "sqlite_synchronous": level})
-    node = Node(load_settings(tmp_path), keys=lambda: pytest.fail("keys not needed"))
+    with caplog.at_level("WARNING", logger="gateway.node"):
+        node = Node(load_settings(tmp_path), keys=lambda: pytest.fail("keys not needed"))
     try:
         with node.engine.connect() as connection:
             assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == pragma
             assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     finally:
         node.engine.dispose()
+    warned = [r.getMessage() for r in caplog.records if "sqlite_synchronous" in r.getMessage()]
+    assert len(warned) == (level == "normal")
+    assert all("power loss" in message for message in warned)
+
+
+@pytest.mark.parametrize("level", ["full", "normal"])
+def test_every_new_sqlite_connection_is_set_to_the_synchronous_level(tmp_path, level):
+    """What the engine says to each new connection, whatever the SQLite build's default
+    (which may already be FULL in WAL mode)."""
+
+    class Recording:
+        said: list[str] = []
+
+        def cursor(self):
+            return self
+
+        def execute(self, sql):
+            self.said.append(sql)
+
+        def close(self):
+            pass
+
+        def __getattr__(self, name):  # what the dialect's own listener calls
+            return lambda *args, **kwargs: None
+
+    made = make_engine(f"sqlite:///{tmp_path / 'x.db'}", sqlite_synchronous=level)
+    for listener in made.pool.dispatch.connect:
+        listener(Recording(), None)
+    assert f"PRAGMA synchronous={level.upper()}" in Recording.said
+    assert "PRAGMA journal_mode=WAL" in Recording.said
 
 
 def test_make_engine_refuses_an_unknown_synchronous_level(tmp_path):

@@ -4,7 +4,7 @@ has committed, and a failure reaches only the caller whose item caused it."""
 
 from __future__ import annotations
 
-import fcntl
+import contextlib
 import gc
 import os
 import sqlite3
@@ -357,27 +357,84 @@ def test_sqlite_writers_of_every_process_take_a_lock_file_beside_the_database(sq
     assert (Path(sqlite_engine.url.database + "-lock").stat().st_mode & 0o777) == 0o600
 
 
-def test_a_forked_process_opens_the_lock_file_for_itself(tmp_path, monkeypatch):
-    """``flock`` belongs to an open file: a child using its parent's descriptor would
-    hold whatever the parent holds."""
+def test_waiting_for_the_lock_file_longer_than_the_timeout_is_a_locked_database(tmp_path):
+    """As SQLite's busy timeout would: each waiter gives up after its own timeout."""
+    holder = WriterLock(str(tmp_path / "gateway.db-lock"))
+    waiter = WriterLock(str(tmp_path / "gateway.db-lock"), timeout=0.05)
+    assert holder.acquire()
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+            waiter.acquire()
+    finally:
+        holder.release()
+    assert waiter.acquire()  # free again, and the failed wait left nothing held
+    waiter.release()
+    holder.close()
+    waiter.close()
+
+
+def test_threads_of_one_process_take_turns_on_the_lock_file(tmp_path):
+    """They share one open file, on which ``flock`` would let both in at once."""
     lock = WriterLock(str(tmp_path / "gateway.db-lock"))
     assert lock.acquire()
-    parents, parent = lock._fd, os.getpid()
-    monkeypatch.setattr(os, "getpid", lambda: parent + 1)
+    second: list[bool] = []
+    thread = threading.Thread(target=lambda: second.append(lock.acquire()))
     try:
-        childs = lock._file()  # as the child: its own open file, which the parent's lock blocks
-        assert childs != parents
-        with pytest.raises(BlockingIOError):
-            fcntl.flock(childs, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        thread.start()
+        thread.join(timeout=0.3)
+        assert thread.is_alive() and second == []
     finally:
-        os.close(parents)
+        lock.release()
+    thread.join(timeout=10)
+    assert second == [True]
+    other = WriterLock(str(tmp_path / "gateway.db-lock"), timeout=0.05)
+    with pytest.raises(sqlite3.OperationalError):
+        other.acquire()  # the second thread holds the file now
+    lock.release()
+    lock.close()
+
+
+def test_a_forked_process_opens_the_lock_file_for_itself(tmp_path):
+    """``flock`` belongs to an open file: a child using its parent's would hold whatever
+    the parent holds. The child waits for the parent's lock like any other process."""
+    lock = WriterLock(str(tmp_path / "gateway.db-lock"), timeout=0.2)
+    assert lock.acquire()
+    parents = lock._fd
+    try:
+        child = os.fork()
+        if child == 0:  # pragma: no cover - the child reports by its exit code
+            code = 3
+            try:
+                code = 2
+                # The parent's open file is closed here (so the parent dying with the
+                # lock lets go of it), and the parent's thread's turn is not inherited.
+                with contextlib.suppress(OSError):
+                    os.fstat(parents)
+                    raise SystemExit
+                if not lock._turn.acquire(blocking=False):
+                    raise SystemExit
+                lock._turn.release()
+                code = 1
+                lock.acquire()  # it would get the parent's lock through the parent's file
+            except sqlite3.OperationalError:
+                code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(child, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        lock.release()
         lock.close()
 
 
-def test_writers_go_on_without_a_lock_file_that_cannot_be_made(tmp_path):
+def test_writers_go_on_without_a_lock_file_that_cannot_be_made(tmp_path, sqlite_engine):
     lock = WriterLock(str(tmp_path / "no such folder" / "gateway.db-lock"))
     assert lock.acquire() is False
     assert lock.acquire() is False  # not tried again
+    group = GroupCommit(sqlite_engine, _insert)
+    group._writer_lock = lock
+    assert group.run(1) == "stored 1"
+    assert _stored(sqlite_engine) == [1]
 
 
 def test_only_a_sqlite_database_file_gets_a_lock_file(tmp_path):
