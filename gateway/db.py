@@ -8,7 +8,9 @@ table: ``upgrade`` brings any database to the current head.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
+import logging
 import os
 import sqlite3
 import threading
@@ -27,6 +29,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.expression import ClauseElement
 
 from gateway.errors import NodeStateError
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -123,6 +127,11 @@ class DriverStatement:
             cursor.close()
 
 
+class WriterLockTimeout(sqlite3.OperationalError):
+    """A wait for :class:`WriterLock` that reached its timeout (answered like SQLite's
+    own "database is locked": 503 storage-unavailable)."""
+
+
 class WriterLock:
     """A lock file beside a SQLite database (``gateway.db-lock``), taken by the group
     commits of every process around their write transactions (gateway/group_commit.py).
@@ -134,16 +143,20 @@ class WriterLock:
     sleep, so a worker process could stay idle for longer than the write it waited
     for. A writer here tries the lock file instead, every ``FIRST_PAUSE`` at first
     and at least every ``LONGEST_PAUSE``, and so starts soon after the other's
-    commit ends. The database's own lock still decides who writes (writers that do
-    not take this file, such as the agency API and the dispatcher, meet it with its
-    busy timeout); this only shortens the waits of receiving processes.
+    commit ends. (These are the pauses asked for; the kernel's timer slack stretches
+    them, to about 0.1 and 0.35 ms on the test machine.) The database's own lock
+    still decides who writes (writers that do not take this file, such as the agency
+    API and the dispatcher, meet it with its busy timeout); this only shortens the
+    waits of receiving processes.
 
-    A wait ends after ``timeout`` (SQLite's busy timeout) with the driver's
-    ``OperationalError``, as SQLite's own wait would: a process stopped while it
-    holds the file, or one waiting for a long write of another kind, makes the
-    others fail after that time, each counted from its own start, not one after
-    another. If the file cannot be opened or locked (a file system without
-    ``flock``), writers go on without it.
+    A wait ends ``timeout`` (SQLite's busy timeout) after the time it is given as
+    its start, with :class:`WriterLockTimeout`, the driver's ``OperationalError``,
+    as SQLite's own wait would: a process stopped while it holds the file, or one
+    waiting for a long write of another kind, makes the others fail after that
+    time, each counted from its own start (:class:`GroupCommit` gives a group's
+    oldest caller's), not one after another. If the file cannot be opened or
+    locked (a file system without ``flock``), writers go on without it, and the
+    process logs a warning once.
 
     Locks of ``flock`` belong to an open file, so each process opens the file for
     itself (a child closes its copy of its parent's). Within a process, the
@@ -179,18 +192,20 @@ class WriterLock:
             self._pid = os.getpid()
         return self._fd
 
-    def _locked(self) -> sqlite3.OperationalError:
-        return sqlite3.OperationalError(
+    def _locked(self) -> WriterLockTimeout:
+        return WriterLockTimeout(
             f"database is locked: another writer held {self.path} for {self._timeout:g} s"
         )
 
-    def acquire(self) -> bool:
-        """Wait for the lock: True once held; False (and never again in this process)
-        when the file cannot be used, so that the caller writes without it."""
+    def acquire(self, started: float | None = None) -> bool:
+        """Wait for the lock, until ``timeout`` after ``started`` (a ``time.monotonic()``
+        reading; now if None): True once held. False when the file cannot be used, so
+        that the caller writes without it (for good in this process, unless the
+        process or the system had too many open files)."""
         if self._unusable:
             return False
-        deadline = time.monotonic() + self._timeout
-        if not self._turn.acquire(timeout=self._timeout):
+        deadline = (time.monotonic() if started is None else started) + self._timeout
+        if not self._turn.acquire(timeout=max(deadline - time.monotonic(), 0)):
             raise self._locked()
         try:
             fd = self._file()
@@ -204,17 +219,26 @@ class WriterLock:
                         raise self._locked() from None
                 time.sleep(pause)
                 pause = min(pause * 2, self.LONGEST_PAUSE)
-        except OSError:
-            self._unusable = True
+        except OSError as error:
             self._turn.release()
+            if error.errno not in (errno.EMFILE, errno.ENFILE):
+                self._unusable = True
+                log.warning(
+                    "cannot use the lock file %s (%s): receiving processes wait in "
+                    "SQLite's busy handler instead, which is slower",
+                    self.path,
+                    error.strerror,
+                )
             return False
         except BaseException:
             self._turn.release()
             raise
 
     def release(self) -> None:
+        # The file closed meanwhile (at exit) holds no lock any more: nothing to undo.
         try:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
         finally:
             self._turn.release()
 

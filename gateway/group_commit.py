@@ -34,15 +34,16 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from gateway.db import WriterLock
+from gateway.db import WriterLock, WriterLockTimeout
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -112,6 +113,7 @@ _FORKED_AWAY: list[Connection] = []  # connections opened before a fork, kept fr
 @dataclass(eq=False)
 class _Slot:
     item: Any
+    started: float = field(default_factory=time.monotonic)  # when its caller came
     done: bool = False
     alone: bool = False  # the group failed: write this item in its own transaction
     result: Any = None
@@ -172,7 +174,7 @@ class GroupCommit(Generic[Item, Result]):
                 raise
         if slot.alone:
             with self._engine.connect() as connection:
-                return self._in_transaction(connection, [item])[0]
+                return self._in_transaction(connection, [item], slot.started)[0]
         if slot.error is not None:
             raise slot.error
         return slot.result  # type: ignore[no-any-return]
@@ -202,17 +204,23 @@ class GroupCommit(Generic[Item, Result]):
 
     def _commit(self, group: list[_Slot]) -> None:
         """Write ``group`` in one transaction; on failure, a group of one keeps its
-        error and a larger group is sent back to be written item by item."""
+        error and a larger group is sent back to be written item by item (but every
+        item keeps a timed-out wait for the lock file)."""
         try:
-            results = self._on_held([slot.item for slot in group])
+            results = self._on_held(
+                [slot.item for slot in group], min(slot.started for slot in group)
+            )
         except BaseException as error:
             # An error of a group of one is its caller's; a larger group, or an
             # interruption of the leader (which it raises itself), is written again
-            # item by item by each caller.
-            mine = isinstance(error, Exception) and len(group) == 1
+            # item by item by each caller. A wait for the lock file that timed out
+            # is everyone's: the oldest caller's time is up, and writing again would
+            # make the others wait as long once more.
+            timeout = isinstance(error, WriterLockTimeout)
+            mine = timeout or (isinstance(error, Exception) and len(group) == 1)
             for slot in group:
                 if mine:
-                    slot.error = error
+                    slot.error = WriterLockTimeout(*error.args) if timeout else error
                 else:
                     slot.alone = True
                 slot.done = True
@@ -224,13 +232,15 @@ class GroupCommit(Generic[Item, Result]):
         for slot, result in zip(group, results, strict=True):
             slot.result, slot.done = result, True
 
-    def _on_held(self, items: list[Item]) -> list[Result]:
+    def _on_held(self, items: list[Item], started: float) -> list[Result]:
         """One transaction of ``items`` on the held connection. After an error the
         connection is discarded; if it was a reused connection that had gone stale
         (the database restarted since), the transaction runs once more on a new one."""
         connection, reused = self._held.take()
         try:
-            return self._in_transaction(connection, items)
+            return self._in_transaction(connection, items, started)
+        except WriterLockTimeout:
+            raise  # before any transaction began: the connection is as it was
         except BaseException as error:
             try:
                 stale = (
@@ -242,14 +252,18 @@ class GroupCommit(Generic[Item, Result]):
                 raise
         connection, _ = self._held.take()
         try:
-            return self._in_transaction(connection, items)
+            return self._in_transaction(connection, items, started)
         except BaseException:
             self._held.discard()
             raise
 
-    def _in_transaction(self, connection: Connection, items: list[Item]) -> list[Result]:
+    def _in_transaction(
+        self, connection: Connection, items: list[Item], started: float
+    ) -> list[Result]:
+        """One transaction of ``items``; on SQLite, the lock file is waited for until
+        its timeout after ``started`` (when the oldest of the items' callers came)."""
         lock = self._writer_lock
-        locked = lock is not None and lock.acquire()
+        locked = lock is not None and lock.acquire(started)
         try:
             connection.begin()
             results = self._write(connection, items)

@@ -5,6 +5,7 @@ has committed, and a failure reaches only the caller whose item caused it."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import os
 import sqlite3
@@ -437,6 +438,28 @@ def test_writers_go_on_without_a_lock_file_that_cannot_be_made(tmp_path, sqlite_
     assert _stored(sqlite_engine) == [1]
 
 
+def test_too_many_open_files_skips_the_lock_file_once_not_for_good(tmp_path, monkeypatch, caplog):
+    lock = WriterLock(str(tmp_path / "gateway.db-lock"))
+    real_open = os.open
+
+    def exhausted(*args, **kwargs):
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(os, "open", exhausted)
+    with caplog.at_level("WARNING", logger="gateway.db"):
+        assert lock.acquire() is False
+    assert caplog.records == []
+    monkeypatch.setattr(os, "open", real_open)
+    assert lock.acquire() is True
+    lock.release()
+    lock.close()
+    broken = WriterLock(str(tmp_path / "no such folder" / "gateway.db-lock"))
+    with caplog.at_level("WARNING", logger="gateway.db"):
+        assert broken.acquire() is False
+        assert broken.acquire() is False
+    assert ["busy handler" in r.getMessage() for r in caplog.records] == [True]
+
+
 def test_only_a_sqlite_database_file_gets_a_lock_file(tmp_path):
     assert WriterLock.for_engine(make_engine("sqlite://")) is None
     assert WriterLock.for_engine(make_engine("sqlite:///:memory:")) is None
@@ -445,3 +468,48 @@ def test_only_a_sqlite_database_file_gets_a_lock_file(tmp_path):
     assert WriterLock.for_engine(make_engine("postgresql://u@127.0.0.1:1/none")) is None
     lock = WriterLock.for_engine(make_engine(f"sqlite:///{tmp_path / 'x.db'}"))
     assert lock is not None and lock.path == f"{tmp_path / 'x.db'}-lock"
+
+
+def test_a_timed_out_wait_for_the_lock_file_fails_the_whole_group_at_once(sqlite_engine):
+    """Writing each item again alone would make every caller wait as long once more;
+    the group's wait started with its oldest caller, and its time is up for all."""
+    group = GroupCommit(sqlite_engine, _insert)
+    assert group._writer_lock is not None
+    group._writer_lock._timeout = 0.3
+    tried: list[list[int]] = []
+    in_transaction = group._in_transaction
+
+    def counted(connection: Connection, items: list[int], started: float) -> list[str]:
+        tried.append(list(items))
+        return in_transaction(connection, items, started)
+
+    group._in_transaction = counted  # type: ignore[method-assign]
+    other = WriterLock(sqlite_engine.url.database + "-lock")
+    assert other.acquire()
+    try:
+        outcomes = _run_all(group, [1, 2, 3, 4, 5])
+    finally:
+        other.release()
+        other.close()
+    assert all(isinstance(outcome, sqlite3.OperationalError) for outcome in outcomes.values())
+    assert all("database is locked" in str(outcome) for outcome in outcomes.values())
+    assert _stored(sqlite_engine) == []
+    # Each item was in one wait only: none was tried again alone after its group's.
+    assert sorted(n for items in tried for n in items) == [1, 2, 3, 4, 5]
+    held = group._held._connection
+    assert group.run(6) == "stored 6"
+    assert group._held._connection is held  # kept: no transaction had begun on it
+
+
+def test_a_wait_for_the_lock_file_counts_from_the_given_start(tmp_path):
+    holder = WriterLock(str(tmp_path / "gateway.db-lock"))
+    waiter = WriterLock(str(tmp_path / "gateway.db-lock"), timeout=5)
+    assert holder.acquire()
+    try:
+        began = time.monotonic()
+        with pytest.raises(sqlite3.OperationalError):
+            waiter.acquire(started=time.monotonic() - 4.9)  # 0.1 s of it left
+        assert time.monotonic() - began < 2
+    finally:
+        holder.release()
+        holder.close()
