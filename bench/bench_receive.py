@@ -1,7 +1,7 @@
 """Envelopes per second accepted by one node's ``POST /xb1/envelopes`` under gunicorn,
 beside the trivial ``GET /healthz`` of the same app and server, in one run.
 
-    python bench/bench_receive.py [--quick] [--postgres URL] [--profile]
+    python bench/bench_receive.py [--quick] [--postgres URL] [--profile] [--with-submissions]
 
 Set-up: a receiving node KG (instance folder in a temporary directory, SQLite in
 WAL mode, or a scratch PostgreSQL database created and dropped for the run with
@@ -21,6 +21,12 @@ The load generator and the server share this machine's cores; on a 2-core box
 the client threads take a real share of the CPU, more so for the trivial route.
 After the HTTP runs, ``receive()`` is also timed in-process on one thread (no
 HTTP, no Flask) to separate the receive pipeline from the web stack.
+
+With ``--with-submissions``, as many envelopes again are then sent while an agency
+submits alerts (about another person) through ``POST /api/v1/messages`` every
+5 ms: the submissions' latency alone and during the envelopes, and the envelope
+rate meanwhile, are printed (each submission first records the identifiers of H2
+data received since the last, gateway/onward.py).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import argparse
 import cProfile
 import http.client
 import itertools
+import json
 import os
 import pstats
 import secrets
@@ -52,6 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _setup import alert_body, federation, machine_lines, payload_size, percentile  # noqa: E402
 
+from gateway import tokens  # noqa: E402
 from gateway.config import load_settings, write_instance_file  # noqa: E402
 from gateway.db import DriverStatement  # noqa: E402
 from gateway.envelope import seal  # noqa: E402
@@ -60,6 +68,7 @@ from gateway.models import InboundMessage  # noqa: E402
 from gateway.node import Node  # noqa: E402
 from keys.nodekeys import NodeKeys  # noqa: E402
 from keys.sealed import MEMLIMIT_INTERACTIVE, OPSLIMIT_INTERACTIVE  # noqa: E402
+from schemas.examples import example_alert_uzbek_latin  # noqa: E402
 
 RECEIVE_TARGET = 0.40
 RECEIVER, SENDER = "KG", "KZ"
@@ -216,6 +225,52 @@ def fire(label: str, port: int, method: str, path: str, bodies: list[bytes] | No
                  [x for mine in latencies for x in mine], server_cpu, client_cpu, extra_cpu)
 
 
+def submissions_beside(port: int, token: str, envelopes: list[bytes], clients: int,
+                       server: int) -> None:
+    """An agency submitting alerts (about another person than the envelopes', to the
+    sender KZ) through ``POST /api/v1/messages`` every 5 ms: first alone for 2 s,
+    then while ``envelopes`` are sent; submission latency and envelope rate."""
+    body = json.dumps({"typ": "alert/1", "body": example_alert_uzbek_latin(), "to": [SENDER]})
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    latencies: list[float] = []
+    answers: dict[int, int] = {}
+    stop = threading.Event()
+
+    def agency() -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        while not stop.is_set():
+            began = time.perf_counter()
+            connection.request("POST", "/api/v1/messages", body=body, headers=headers)
+            answer = connection.getresponse()
+            answer.read()
+            latencies.append(time.perf_counter() - began)
+            answers[answer.status] = answers.get(answer.status, 0) + 1
+            time.sleep(0.005)
+        connection.close()
+
+    def summary(label: str) -> str:
+        ordered = sorted(latencies)
+        p50, p99 = percentile(ordered, 0.5), percentile(ordered, 0.99)
+        return (f"  submissions {label}: {len(ordered)}, p50 {1000 * p50:.1f} ms, "
+                f"p99 {1000 * p99:.1f} ms, max {1000 * ordered[-1]:.1f} ms")
+
+    submitter = threading.Thread(target=agency)
+    submitter.start()
+    try:
+        time.sleep(2)
+        print()
+        print(summary("alone for 2 s"))
+        latencies.clear()
+        phase = fire("POST /xb1/envelopes", port, "POST", "/xb1/envelopes", envelopes,
+                     len(envelopes), clients, server)
+    finally:
+        stop.set()
+        submitter.join()
+    print(summary("while envelopes arrive"))
+    print(f"  envelopes meanwhile: {phase.ok}/{phase.sent} accepted, {phase.rate:,.0f}/s; "
+          f"answers to submissions by status: {dict(sorted(answers.items()))}")
+
+
 def pooled(rounds: list[Phase]) -> Phase:
     """The rounds of one route as one phase: requests, time and CPU summed."""
     return Phase(rounds[0].label, sum(p.sent for p in rounds), sum(p.ok for p in rounds),
@@ -330,13 +385,20 @@ def run(args: argparse.Namespace) -> None:
         signing_key = fed.sender.current_signing
         inproc = 0 if args.quick else args.inproc
         profiled = args.profile_messages if args.profile else 0
-        total = args.warmup + args.messages + inproc + profiled
+        mixed = args.messages if args.with_submissions else 0
+        total = args.warmup + args.messages + mixed + inproc + profiled
         seal_began = time.perf_counter()
         wires = [seal(typ="alert/1", body=body, sender=SENDER, signing_key=signing_key,
                       recipients=recipients, tl=1).to_wire() for _ in range(total)]
         seal_seconds = time.perf_counter() - seal_began
         warm, timed = wires[: args.warmup], wires[args.warmup: args.warmup + args.messages]
-        rest = wires[args.warmup + args.messages:]
+        during = wires[args.warmup + args.messages: args.warmup + args.messages + mixed]
+        rest = wires[args.warmup + args.messages + mixed:]
+        token = ""
+        if mixed:
+            with node.sessions() as session:
+                token = tokens.issue(session, "kg-police", "bench").secret
+                session.commit()
 
         server_args = gunicorn_args(port, args.workers, args.threads)
         server = start_server(instance, server_args, passphrase)
@@ -405,10 +467,13 @@ def run(args: argparse.Namespace) -> None:
         print(f"  server CPU per accepted envelope is {per_envelope / per_health:.1f}x that of a "
               f"healthz request (CPU-only ratio {per_health / per_envelope:.1%})")
 
+        if mixed:
+            submissions_beside(port, token, during, args.clients, server.pid)
+
         stop_server(server)
         with node.sessions() as session:
             stored = session.query(InboundMessage).count()
-        print(f"  inbox holds {stored} messages (expected {len(warm) + len(timed)})")
+        print(f"  inbox holds {stored} messages (expected {len(warm) + len(timed) + len(during)})")
 
         if inproc:
             batch = rest[:inproc]
@@ -454,6 +519,9 @@ def main() -> None:
                         help="interleaved healthz/envelope rounds the requests are split into")
     parser.add_argument("--profile", action="store_true",
                         help="also cProfile receive() in-process")
+    parser.add_argument("--with-submissions", action="store_true",
+                        help="then send as many envelopes again while an agency submits "
+                             "alerts every 5 ms, and report both")
     args = parser.parse_args()
     args.messages = args.messages or (600 if args.quick else 3000)
     args.health_requests = args.health_requests or (1500 if args.quick else 6000)

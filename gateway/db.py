@@ -16,7 +16,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -134,7 +134,8 @@ class WriterLockTimeout(sqlite3.OperationalError):
 
 class WriterLock:
     """A lock file beside a SQLite database (``gateway.db-lock``), taken by the group
-    commits of every process around their write transactions (gateway/group_commit.py).
+    commits of every process around their write transactions (gateway/group_commit.py)
+    and by the agency API around a submission's (:func:`writing`).
 
     SQLite lets one connection write at a time. A connection that finds the write
     lock taken waits in SQLite's busy handler, which sleeps 1, 2, 5, 10 ms and more
@@ -145,9 +146,9 @@ class WriterLock:
     and at least every ``LONGEST_PAUSE``, and so starts soon after the other's
     commit ends. (These are the pauses asked for; the kernel's timer slack stretches
     them, to about 0.1 and 0.35 ms on the test machine.) The database's own lock
-    still decides who writes (writers that do not take this file, such as the agency
-    API and the dispatcher, meet it with its busy timeout); this only shortens the
-    waits of receiving processes.
+    still decides who writes (writers that do not take this file, such as the
+    dispatcher and the commands, meet it with its busy timeout); this only shortens
+    the waits of the server's writers.
 
     A wait ends ``timeout`` (SQLite's busy timeout) after the time it is given as
     its start, with :class:`WriterLockTimeout`, the driver's ``OperationalError``,
@@ -177,14 +178,20 @@ class WriterLock:
 
     @classmethod
     def for_engine(cls, engine: Engine) -> WriterLock | None:
-        """The lock of ``engine``'s SQLite database file; None for another database,
-        an in-memory one, or a URI filename (no single file to put it beside)."""
+        """The lock of ``engine``'s SQLite database file, one per engine in a process
+        (its writers take turns on it); None for another database, an in-memory one,
+        or a URI filename (no single file to put it beside)."""
         url = engine.url
         if url.get_backend_name() != "sqlite" or url.query.get("uri"):
             return None
         if not url.database or url.database == ":memory:":
             return None
-        return cls(url.database + "-lock")
+        with _SHARED_LOCK:
+            lock = _SHARED.get(engine)
+            if lock is None:
+                lock = _SHARED[engine] = cls(url.database + "-lock")
+                weakref.finalize(engine, lock.close)
+            return lock
 
     def _file(self) -> int:
         if self._pid != os.getpid():
@@ -258,6 +265,22 @@ class WriterLock:
 
 
 _WRITER_LOCKS: weakref.WeakSet[WriterLock] = weakref.WeakSet()
+# One per engine in a process, shared by its writers (the group commit, the agency API).
+_SHARED: weakref.WeakKeyDictionary[Engine, WriterLock] = weakref.WeakKeyDictionary()
+_SHARED_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def writing(engine: Engine) -> Iterator[None]:
+    """Hold ``engine``'s :class:`WriterLock` (SQLite) for the write transaction run
+    inside; nothing on another database."""
+    lock = WriterLock.for_engine(engine)
+    locked = lock is not None and lock.acquire()
+    try:
+        yield
+    finally:
+        if lock is not None and locked:
+            lock.release()
 
 
 def _writer_locks_after_fork() -> None:

@@ -149,8 +149,6 @@ class GroupCommit(Generic[Item, Result]):
         self._held = _HeldConnection(engine)
         self._writer_lock = WriterLock.for_engine(engine)  # SQLite: shared by processes
         weakref.finalize(self, self._held.close)
-        if self._writer_lock is not None:
-            weakref.finalize(self, self._writer_lock.close)
 
     def run(self, item: Item) -> Result:
         """Write ``item`` (with whatever else is waiting) and return its result, once

@@ -144,39 +144,43 @@ def _record(
     session: Session, rows: Sequence[Row[int, str, str | None, str | None]], now: int
 ) -> None:
     # Every body's keys first: no write (nor SQLite's write lock) waits for them.
-    found = []
+    found: dict[int, tuple[str, set[bytes]]] = {}
+    alike: dict[tuple[str | None, bool], list[int]] = {}  # read with the same state
     for inbound_id, sender, body_json, state_by in rows:
         body = json.loads(body_json or "{}")
         h2 = isinstance(body, dict) and (body.get("handling") or {}).get("code") == "H2"
-        found.append(
-            (inbound_id, sender, body_json, state_by, identifier_keys(body) if h2 else set())
-        )
-    for inbound_id, sender, body_json, state_by, keys in found:
+        found[inbound_id] = (sender, identifier_keys(body) if h2 else set())
+        alike.setdefault((state_by, body_json is not None), []).append(inbound_id)
+    marked: list[int] = []
+    for (state_by, had_body), ids in alike.items():
         # Marked only if no correction changed the body since it was read (it waits for
         # a concurrent one on PostgreSQL); a changed row is indexed on the next round.
-        marked = session.execute(
+        marked += session.scalars(
             update(InboundMessage)
             .where(
-                InboundMessage.id == inbound_id,
+                InboundMessage.id.in_(ids),
                 InboundMessage.h2_keys_version == 0,
                 InboundMessage.state_by.is_(None)
                 if state_by is None
                 else InboundMessage.state_by == state_by,
                 # nor purged or withdrawn meanwhile
-                InboundMessage.body_json.is_not(None) if body_json is not None else true(),
+                InboundMessage.body_json.is_not(None) if had_body else true(),
             )
             .values(h2_indexed_at=now, h2_keys_version=KEY_NUMBER)
+            .returning(InboundMessage.id)
             .execution_options(synchronize_session=False)
-        )
-        if not marked.rowcount:  # type: ignore[attr-defined]
-            continue
-        # Whatever was recorded before (by a process of an older version) goes.
-        session.execute(delete(H2Identifier).where(H2Identifier.inbound_id == inbound_id))
-        if keys:
-            session.execute(
-                insert(H2Identifier),
-                [{"inbound_id": inbound_id, "originator": sender, "key": k} for k in keys],
-            )
+        ).all()
+    if not marked:
+        return
+    # Whatever was recorded before (by a process of an older version) goes.
+    session.execute(delete(H2Identifier).where(H2Identifier.inbound_id.in_(marked)))
+    identifiers = [
+        {"inbound_id": inbound_id, "originator": found[inbound_id][0], "key": key}
+        for inbound_id in sorted(marked)
+        for key in sorted(found[inbound_id][1])
+    ]
+    if identifiers:
+        session.execute(insert(H2Identifier), identifiers)
 
 
 def forget(connection: Connection | Session, inbound_ids: list[int]) -> None:

@@ -16,12 +16,14 @@ import requests
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
+from gateway.db import WriterLock
 from gateway.dispatcher import Dispatcher
 from gateway.envelope import step1_parse_outer, step2_parse_header, verify_receipt
 from gateway.models import Delivery, DeliveryState, InboundMessage, InboundRejection
 from keys.nodekeys import NodeKeys
 from schemas.examples import example_alert, example_alert_uzbek_latin
 from tests.conftest import PASSPHRASE
+from tests.test_group_commit import held_up_by_the_lock_file
 
 
 def submit(member, to, body=None, *, key=None):
@@ -35,6 +37,26 @@ def submit(member, to, body=None, *, key=None):
     )
     assert answer.status_code in (200, 202), answer.get_json()
     return answer.get_json()
+
+
+def test_a_submission_on_sqlite_queues_with_the_receiving_workers(make_federation):
+    """On SQLite the agency API's write waits for the lock file the receiving workers
+    take turns on (gateway/db.py WriterLock) rather than in SQLite's busy handler; a
+    PostgreSQL node has no lock file."""
+    kz = make_federation(("KZ", "KG"), serve=False)["KZ"]
+    lock = WriterLock.for_engine(kz.node.engine)
+    if kz.node.engine.dialect.name != "sqlite":
+        assert lock is None
+        submit(kz, ["KG"])
+        return
+    assert lock is not None
+
+    def submitted() -> bool:
+        with kz.node.sessions() as session:
+            return bool(session.scalar(select(func.count()).select_from(Delivery)))
+
+    answer = held_up_by_the_lock_file(lock.path, lambda: submit(kz, ["KG"]), submitted)
+    assert [d["state"] for d in answer["deliveries"]] == ["queued"]
 
 
 def inbox_count(member, sender=None, envelope_id=None):

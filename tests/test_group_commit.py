@@ -11,7 +11,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -337,25 +337,39 @@ def sqlite_engine(tmp_path):
     engine.dispose()
 
 
-def test_sqlite_writers_of_every_process_take_a_lock_file_beside_the_database(sqlite_engine):
-    """Another process holding ``gateway.db-lock`` (an open file of its own) keeps a
-    group commit from writing until it lets go; the write then goes through."""
-    group = GroupCommit(sqlite_engine, _insert)
-    other = WriterLock(sqlite_engine.url.database + "-lock")
+def held_up_by_the_lock_file(
+    path: str, write: Callable[[], Any], written: Callable[[], bool]
+) -> Any:
+    """Run ``write`` in a thread while another process (an open file of its own) holds
+    the lock file ``path``: it must not have ``written()`` 0.3 s later; once the file
+    is let go it finishes, and its result is returned."""
+    other = WriterLock(path)
     assert other.acquire()
-    outcomes: dict[int, object] = {}
-    writer = threading.Thread(target=lambda: outcomes.update({1: group.run(1)}))
+    results: list[Any] = []
+    writer = threading.Thread(target=lambda: results.append(write()))
     try:
         writer.start()
         writer.join(timeout=0.3)
-        assert writer.is_alive() and _stored(sqlite_engine) == []
+        assert writer.is_alive() and results == [] and not written()
     finally:
         other.release()
         other.close()
     writer.join(timeout=10)
-    assert outcomes == {1: "stored 1"}
+    assert len(results) == 1
+    return results[0]
+
+
+def test_sqlite_writers_of_every_process_take_a_lock_file_beside_the_database(sqlite_engine):
+    """Another process holding ``gateway.db-lock`` keeps a group commit from writing
+    until it lets go; the write then goes through."""
+    group = GroupCommit(sqlite_engine, _insert)
+    path = sqlite_engine.url.database + "-lock"
+    assert (
+        held_up_by_the_lock_file(path, lambda: group.run(1), lambda: bool(_stored(sqlite_engine)))
+        == "stored 1"
+    )
     assert _stored(sqlite_engine) == [1]
-    assert (Path(sqlite_engine.url.database + "-lock").stat().st_mode & 0o777) == 0o600
+    assert (Path(path).stat().st_mode & 0o777) == 0o600
 
 
 def test_waiting_for_the_lock_file_longer_than_the_timeout_is_a_locked_database(tmp_path):

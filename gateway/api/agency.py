@@ -17,7 +17,7 @@ from flask import Blueprint, g, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from gateway import access, inbox, onward, outbox, tokens
+from gateway import access, db, inbox, onward, outbox, tokens
 from gateway.api import json_object
 from gateway.app import current_node
 from gateway.errors import ApiError
@@ -129,11 +129,14 @@ def submit_message():  # type: ignore[no-untyped-def]
     node = current_node()
     # H2 identifiers not recorded yet: one batch in a transaction of its own, before the
     # submission's transaction (which holds the audit lock) records the rest and checks.
+    # On SQLite both transactions queue with the receiving threads on the lock file
+    # (gateway/db.py WriterLock) instead of sleeping in SQLite's busy handler.
     try:
-        onward.index_pending(node.sessions, int(time.time()), batches=1)
+        with db.writing(node.engine):
+            onward.index_pending(node.sessions, int(time.time()), batches=1)
     except SQLAlchemyError as e:  # the submission's own check records them
         log.warning("recording H2 identifiers before a submission failed: %s", e)
-    with node.sessions() as session:
+    with db.writing(node.engine), node.sessions() as session:
         submission = outbox.submit(
             session,
             node,
