@@ -147,8 +147,8 @@ class WriterLock:
     commit ends. (These are the pauses asked for; the kernel's timer slack stretches
     them, to about 0.1 and 0.35 ms on the test machine.) The database's own lock
     still decides who writes (writers that do not take this file, such as the
-    dispatcher and the commands, meet it with its busy timeout); this only shortens
-    the waits of the server's writers.
+    dispatcher, the commands and the API's other writes, meet it with its busy
+    timeout); this only shortens the waits of those that take it.
 
     A wait ends ``timeout`` (SQLite's busy timeout) after the time it is given as
     its start, with :class:`WriterLockTimeout`, the driver's ``OperationalError``,

@@ -30,6 +30,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,19 +93,33 @@ def catch_up(session: Session, now: int) -> int:
             return looked
 
 
-def index_pending(sessions: Callable[[], Session], now: int, *, batches: int | None = None) -> int:
+def index_pending(
+    sessions: Callable[[], Session],
+    now: int,
+    *,
+    batches: int | None = None,
+    writing: Callable[[], AbstractContextManager[Any]] = nullcontext,
+) -> int:
     """:func:`catch_up`, a batch at a time (at most ``batches``), each batch in a
     transaction of its own, so that a backlog holds no transaction open for long;
     returns how many messages were looked at. On PostgreSQL a batch takes its rows'
     locks when it reads them and skips rows another transaction holds (they are
-    recorded later), so it never waits for a row while holding others."""
+    recorded later), so it never waits for a row while holding others. ``writing``
+    is entered around each batch's writes and commit only, after its rows were read
+    and their match keys computed (the agency API queues there on SQLite's lock
+    file, gateway/db.py)."""
     looked, after, done = 0, 0, 0
     while batches is None or done < batches:
         with sessions() as session:
-            count, after = _catch_up_batch(session, now, after, skip_locked=True)
-            session.commit()
-        looked, done = looked + count, done + 1
-        if count < _BATCH:
+            rows = _pending(session, after, skip_locked=True)
+            if rows:
+                found = _identifiers(rows)
+                with writing():
+                    _mark(session, found, now)
+                    session.commit()
+                after = rows[-1][0]
+        looked, done = looked + len(rows), done + 1
+        if len(rows) < _BATCH:
             break
     return looked
 
@@ -112,11 +127,22 @@ def index_pending(sessions: Callable[[], Session], now: int, *, batches: int | N
 _BATCH = 500
 
 
-def _catch_up_batch(
-    session: Session, now: int, after: int, *, skip_locked: bool = False
-) -> tuple[int, int]:
-    """Up to ``_BATCH`` messages not looked at yet, of ids above ``after``: how many,
-    and the last id read."""
+def _catch_up_batch(session: Session, now: int, after: int) -> tuple[int, int]:
+    """Up to ``_BATCH`` messages not looked at yet, of ids above ``after``, recorded in
+    the caller's transaction: how many, and the last id read."""
+    rows = _pending(session, after)
+    if rows:
+        _mark(session, _identifiers(rows), now)
+        after = rows[-1][0]
+    return len(rows), after
+
+
+_Pending = Row[int, str, str | None, str | None]
+_Found = tuple[int, str, str | None, str | None, set[bytes]]
+
+
+def _pending(session: Session, after: int, *, skip_locked: bool = False) -> Sequence[_Pending]:
+    """Up to ``_BATCH`` messages not looked at yet, of ids above ``after``."""
     query = (
         # Rows without a body (purged or withdrawn first) are marked too, so that no
         # row is looked at twice. "Not looked at" is version 0 (an equality, so that
@@ -133,24 +159,30 @@ def _catch_up_batch(
     )
     if skip_locked:
         query = query.with_for_update(skip_locked=True)  # PostgreSQL; nothing on SQLite
-    rows = session.execute(query).all()
-    if rows:
-        _record(session, rows, now)
-        after = rows[-1][0]
-    return len(rows), after
+    return session.execute(query).all()
 
 
-def _record(
-    session: Session, rows: Sequence[Row[int, str, str | None, str | None]], now: int
-) -> None:
-    # Every body's keys first: no write (nor SQLite's write lock) waits for them.
-    found: dict[int, tuple[str, set[bytes]]] = {}
-    alike: dict[tuple[str | None, bool], list[int]] = {}  # read with the same state
+def _identifiers(rows: Sequence[_Pending]) -> list[_Found]:
+    """Each row with the match keys of its H2 data: computed before any write, so no
+    write (nor SQLite's write lock) waits for them."""
+    found = []
     for inbound_id, sender, body_json, state_by in rows:
         body = json.loads(body_json or "{}")
         h2 = isinstance(body, dict) and (body.get("handling") or {}).get("code") == "H2"
-        found[inbound_id] = (sender, identifier_keys(body) if h2 else set())
+        found.append(
+            (inbound_id, sender, body_json, state_by, identifier_keys(body) if h2 else set())
+        )
+    return found
+
+
+def _mark(session: Session, found: list[_Found], now: int) -> None:
+    """Record the identifiers of ``found`` and mark its rows as looked at: those whose
+    state is still what it was when read."""
+    alike: dict[tuple[str | None, bool], list[int]] = {}  # read with the same state
+    keys_of: dict[int, tuple[str, set[bytes]]] = {}
+    for inbound_id, sender, body_json, state_by, keys in found:
         alike.setdefault((state_by, body_json is not None), []).append(inbound_id)
+        keys_of[inbound_id] = (sender, keys)
     marked: list[int] = []
     for (state_by, had_body), ids in alike.items():
         # Marked only if no correction changed the body since it was read (it waits for
@@ -175,9 +207,9 @@ def _record(
     # Whatever was recorded before (by a process of an older version) goes.
     session.execute(delete(H2Identifier).where(H2Identifier.inbound_id.in_(marked)))
     identifiers = [
-        {"inbound_id": inbound_id, "originator": found[inbound_id][0], "key": key}
+        {"inbound_id": inbound_id, "originator": keys_of[inbound_id][0], "key": key}
         for inbound_id in sorted(marked)
-        for key in sorted(found[inbound_id][1])
+        for key in sorted(keys_of[inbound_id][1])
     ]
     if identifiers:
         session.execute(insert(H2Identifier), identifiers)

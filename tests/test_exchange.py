@@ -16,6 +16,7 @@ import requests
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
+from gateway import onward
 from gateway.db import WriterLock
 from gateway.dispatcher import Dispatcher
 from gateway.envelope import step1_parse_outer, step2_parse_header, verify_receipt
@@ -39,7 +40,7 @@ def submit(member, to, body=None, *, key=None):
     return answer.get_json()
 
 
-def test_a_submission_on_sqlite_queues_with_the_receiving_workers(make_federation):
+def test_a_submission_on_sqlite_queues_with_the_receiving_workers(make_federation, monkeypatch):
     """On SQLite the agency API's write waits for the lock file the receiving workers
     take turns on (gateway/db.py WriterLock) rather than in SQLite's busy handler; a
     PostgreSQL node has no lock file."""
@@ -51,12 +52,20 @@ def test_a_submission_on_sqlite_queues_with_the_receiving_workers(make_federatio
         return
     assert lock is not None
 
-    def submitted() -> bool:
+    def deliveries() -> int:
         with kz.node.sessions() as session:
-            return bool(session.scalar(select(func.count()).select_from(Delivery)))
+            return int(session.scalar(select(func.count()).select_from(Delivery)) or 0)
 
-    answer = held_up_by_the_lock_file(lock.path, lambda: submit(kz, ["KG"]), submitted)
+    answer = held_up_by_the_lock_file(lock.path, lambda: submit(kz, ["KG"]), deliveries)
     assert [d["state"] for d in answer["deliveries"]] == ["queued"]
+    # The submission's own transaction too, not only the recording of identifiers
+    # before it.
+    monkeypatch.setattr(onward, "index_pending", lambda *args, **kwargs: 0)
+    answer = held_up_by_the_lock_file(
+        lock.path, lambda: submit(kz, ["KG"]), lambda: deliveries() > 1
+    )
+    assert [d["state"] for d in answer["deliveries"]] == ["queued"]
+    assert deliveries() == 2
 
 
 def inbox_count(member, sender=None, envelope_id=None):
