@@ -28,6 +28,7 @@ from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.expression import ClauseElement
 
+from gateway.config import SQLITE_SYNCHRONOUS
 from gateway.errors import NodeStateError
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ def make_engine(url: str, *, sqlite_synchronous: str = "full") -> Engine:
     ``PRAGMA synchronous`` at ``sqlite_synchronous`` (``full``: each commit is synced
     to disk, so an answer given after it survives a power loss; ``normal``: synced at
     checkpoints only). PostgreSQL keeps the server's own durability settings."""
-    if sqlite_synchronous not in ("full", "normal"):
+    if sqlite_synchronous not in SQLITE_SYNCHRONOUS:
         raise ValueError(
             f"sqlite_synchronous must be 'full' or 'normal', not {sqlite_synchronous!r}"
         )
@@ -241,6 +242,16 @@ class WriterLock:
             self._turn.release()
             raise
 
+    @contextlib.contextmanager
+    def holding(self, started: float | None = None) -> Iterator[None]:
+        """Hold the lock (see :meth:`acquire`) for the write transaction run inside."""
+        locked = self.acquire(started)
+        try:
+            yield
+        finally:
+            if locked:
+                self.release()
+
     def release(self) -> None:
         # The file closed meanwhile (at exit) holds no lock any more: nothing to undo.
         try:
@@ -275,12 +286,8 @@ def writing(engine: Engine) -> Iterator[None]:
     """Hold ``engine``'s :class:`WriterLock` (SQLite) for the write transaction run
     inside; nothing on another database."""
     lock = WriterLock.for_engine(engine)
-    locked = lock is not None and lock.acquire()
-    try:
+    with lock.holding() if lock is not None else contextlib.nullcontext():
         yield
-    finally:
-        if lock is not None and locked:
-            lock.release()
 
 
 def _writer_locks_after_fork() -> None:

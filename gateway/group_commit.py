@@ -37,6 +37,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -261,17 +262,13 @@ class GroupCommit(Generic[Item, Result]):
         """One transaction of ``items``; on SQLite, the lock file is waited for until
         its timeout after ``started`` (when the oldest of the items' callers came)."""
         lock = self._writer_lock
-        locked = lock is not None and lock.acquire(started)
-        try:
+        with lock.holding(started) if lock is not None else nullcontext():
             connection.begin()
             results = self._write(connection, items)
             if len(results) != len(items):
                 raise RuntimeError(f"{len(results)} results for {len(items)} items")
             connection.commit()
             return results
-        finally:
-            if lock is not None and locked:
-                lock.release()
 
 
 def _is_disconnect(connection: Connection, error: Exception) -> bool:
