@@ -25,7 +25,9 @@ restarted PostgreSQL) is replaced and the transaction run once more.
 On SQLite the transactions of a node's worker processes also queue on a lock file
 beside the database (:class:`gateway.db.WriterLock`), so that a process waiting for
 another's commit starts writing soon after it ends, not when SQLite's busy handler
-wakes up (milliseconds later).
+wakes up (milliseconds later). The leader waits for the lock file first and takes
+its group after: the callers that came while another process was committing (and
+syncing its commit to disk) join this transaction instead of waiting for the next.
 
 docs/decisions/0012-group-commit.md has the measurements and the alternatives.
 """
@@ -36,8 +38,8 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -172,25 +174,31 @@ class GroupCommit(Generic[Item, Result]):
                     self._waiting.remove(slot)  # never written for a caller that is gone
                 raise
         if slot.alone:
-            with self._engine.connect() as connection:
-                return self._in_transaction(connection, [item], slot.started)[0]
+            lock = self._writer_lock
+            with lock.holding(slot.started) if lock is not None else nullcontext():
+                with self._engine.connect() as connection:
+                    return self._in_transaction(connection, [item])[0]
         if slot.error is not None:
             raise slot.error
         return slot.result  # type: ignore[no-any-return]
 
     def _lead(self) -> None:
-        """Write the next group, as its leader (called holding the lock, which is let
-        go while writing); whatever happens, let the next leader go on after."""
+        """Write the next group, as its leader (called holding ``_changed``, which is
+        let go while waiting for the lock file and while writing); whatever happens,
+        let the next leader go on after."""
         self._writing = True
         group: list[_Slot] = []
         try:
-            group = self._waiting[: self._max_group]
-            del self._waiting[: self._max_group]
-            self._changed.release()
-            try:
-                self._commit(group)
-            finally:
-                self._changed.acquire()
+            with self._lock_file() as turn:
+                if not turn:
+                    return
+                group = self._waiting[: self._max_group]
+                del self._waiting[: self._max_group]
+                self._changed.release()
+                try:
+                    self._commit(group)
+                finally:
+                    self._changed.acquire()
         except BaseException:
             for slot in group:  # taken, then interrupted before _commit could say
                 if not slot.done:
@@ -201,25 +209,51 @@ class GroupCommit(Generic[Item, Result]):
             if self._sleeping:
                 self._changed.notify_all()
 
+    @contextmanager
+    def _lock_file(self) -> Iterator[bool]:
+        """Hold the lock file (SQLite; nothing on another database) for the group
+        written inside, waiting for it with ``_changed`` let go. True once it is held
+        (or written without); False if the wait timed out: it counted from the oldest
+        caller waiting when it began, and every caller then waiting gets the error,
+        rather than each waiting as long once more."""
+        lock = self._writer_lock
+        if lock is None:
+            yield True
+            return
+        waited = self._waiting[: self._max_group]
+        timeout: WriterLockTimeout | None = None
+        self._changed.release()
+        try:
+            locked = lock.acquire(min(slot.started for slot in waited))
+        except WriterLockTimeout as error:
+            locked, timeout = False, error
+        finally:
+            self._changed.acquire()
+        if timeout is not None:
+            for slot in waited:
+                slot.error, slot.done = WriterLockTimeout(*timeout.args), True
+            self._waiting = [slot for slot in self._waiting if not slot.done]
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            if locked:
+                lock.release()
+
     def _commit(self, group: list[_Slot]) -> None:
         """Write ``group`` in one transaction; on failure, a group of one keeps its
-        error and a larger group is sent back to be written item by item (but every
-        item keeps a timed-out wait for the lock file)."""
+        error and a larger group is sent back to be written item by item."""
         try:
-            results = self._on_held(
-                [slot.item for slot in group], min(slot.started for slot in group)
-            )
+            results = self._on_held([slot.item for slot in group])
         except BaseException as error:
             # An error of a group of one is its caller's; a larger group, or an
             # interruption of the leader (which it raises itself), is written again
-            # item by item by each caller. A wait for the lock file that timed out
-            # is everyone's: the oldest caller's time is up, and writing again would
-            # make the others wait as long once more.
-            timeout = isinstance(error, WriterLockTimeout)
-            mine = timeout or (isinstance(error, Exception) and len(group) == 1)
+            # item by item by each caller.
+            mine = isinstance(error, Exception) and len(group) == 1
             for slot in group:
                 if mine:
-                    slot.error = WriterLockTimeout(*error.args) if timeout else error
+                    slot.error = error
                 else:
                     slot.alone = True
                 slot.done = True
@@ -231,15 +265,13 @@ class GroupCommit(Generic[Item, Result]):
         for slot, result in zip(group, results, strict=True):
             slot.result, slot.done = result, True
 
-    def _on_held(self, items: list[Item], started: float) -> list[Result]:
+    def _on_held(self, items: list[Item]) -> list[Result]:
         """One transaction of ``items`` on the held connection. After an error the
         connection is discarded; if it was a reused connection that had gone stale
         (the database restarted since), the transaction runs once more on a new one."""
         connection, reused = self._held.take()
         try:
-            return self._in_transaction(connection, items, started)
-        except WriterLockTimeout:
-            raise  # before any transaction began: the connection is as it was
+            return self._in_transaction(connection, items)
         except BaseException as error:
             try:
                 stale = (
@@ -251,24 +283,19 @@ class GroupCommit(Generic[Item, Result]):
                 raise
         connection, _ = self._held.take()
         try:
-            return self._in_transaction(connection, items, started)
+            return self._in_transaction(connection, items)
         except BaseException:
             self._held.discard()
             raise
 
-    def _in_transaction(
-        self, connection: Connection, items: list[Item], started: float
-    ) -> list[Result]:
-        """One transaction of ``items``; on SQLite, the lock file is waited for until
-        its timeout after ``started`` (when the oldest of the items' callers came)."""
-        lock = self._writer_lock
-        with lock.holding(started) if lock is not None else nullcontext():
-            connection.begin()
-            results = self._write(connection, items)
-            if len(results) != len(items):
-                raise RuntimeError(f"{len(results)} results for {len(items)} items")
-            connection.commit()
-            return results
+    def _in_transaction(self, connection: Connection, items: list[Item]) -> list[Result]:
+        """One transaction of ``items`` (the caller holds the lock file, on SQLite)."""
+        connection.begin()
+        results = self._write(connection, items)
+        if len(results) != len(items):
+            raise RuntimeError(f"{len(results)} results for {len(items)} items")
+        connection.commit()
+        return results
 
 
 def _is_disconnect(connection: Connection, error: Exception) -> bool:

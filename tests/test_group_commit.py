@@ -484,35 +484,86 @@ def test_only_a_sqlite_database_file_gets_a_lock_file(tmp_path):
     assert lock is not None and lock.path == f"{tmp_path / 'x.db'}-lock"
 
 
-def test_a_timed_out_wait_for_the_lock_file_fails_the_whole_group_at_once(sqlite_engine):
-    """Writing each item again alone would make every caller wait as long once more;
-    the group's wait started with its oldest caller, and its time is up for all."""
+def test_a_timed_out_wait_for_the_lock_file_fails_the_waiting_callers_at_once(sqlite_engine):
+    """A leader's wait counts from the oldest caller then waiting, and when it times
+    out every caller then waiting gets the error: none waits again alone, and callers
+    that came during the wait are failed by the time their own start allows, so no
+    caller waits much longer than the timeout; no transaction begins meanwhile."""
+    timeout = 0.6
     group = GroupCommit(sqlite_engine, _insert)
     assert group._writer_lock is not None
-    group._writer_lock._timeout = 0.3
+    group._writer_lock._timeout = timeout
     tried: list[list[int]] = []
     in_transaction = group._in_transaction
 
-    def counted(connection: Connection, items: list[int], started: float) -> list[str]:
+    def counted(connection: Connection, items: list[int]) -> list[str]:
         tried.append(list(items))
-        return in_transaction(connection, items, started)
+        return in_transaction(connection, items)
 
     group._in_transaction = counted  # type: ignore[method-assign]
+    waits: dict[int, float] = {}
+    outcomes: dict[int, object] = {}
+
+    def timed(items: list[int]) -> None:
+        began = time.monotonic()
+        outcomes.update(_run_all(group, items))
+        waits[items[0]] = time.monotonic() - began
+
     other = WriterLock(sqlite_engine.url.database + "-lock")
     assert other.acquire()
     try:
-        outcomes = _run_all(group, [1, 2, 3, 4, 5])
+        first = threading.Thread(target=timed, args=([1, 2],))
+        first.start()
+        deadline = time.monotonic() + 30
+        while not group._writing:
+            assert time.monotonic() < deadline, "no leader started waiting"
+            time.sleep(0.005)
+        time.sleep(timeout / 2)
+        later = threading.Thread(target=timed, args=([3, 4, 5],))
+        later.start()
+        first.join(timeout=30)
+        later.join(timeout=30)
     finally:
         other.release()
         other.close()
+    assert sorted(outcomes) == [1, 2, 3, 4, 5]
     assert all(isinstance(outcome, sqlite3.OperationalError) for outcome in outcomes.values())
     assert all("database is locked" in str(outcome) for outcome in outcomes.values())
     assert _stored(sqlite_engine) == []
-    # Each item was in one wait only: none was tried again alone after its group's.
-    assert sorted(n for items in tried for n in items) == [1, 2, 3, 4, 5]
-    held = group._held._connection
-    assert group.run(6) == "stored 6"
-    assert group._held._connection is held  # kept: no transaction had begun on it
+    assert tried == []
+    assert max(waits.values()) < timeout * 1.25, waits
+    assert group.run(6) == "stored 6"  # the lock let go: writing goes on
+
+
+def test_callers_that_come_while_the_leader_waits_for_the_lock_file_join_its_group(
+    sqlite_engine,
+):
+    """The leader takes its group once it holds the lock file, not before: callers
+    that came while another process was committing share its transaction."""
+    group = GroupCommit(sqlite_engine, _insert)
+    other = WriterLock(sqlite_engine.url.database + "-lock")
+    assert other.acquire()
+    outcomes: dict[int, object] = {}
+    try:
+        leader = threading.Thread(target=lambda: outcomes.update(_run_all(group, [1])))
+        leader.start()
+        deadline = time.monotonic() + 30
+        while not group._writing:
+            assert time.monotonic() < deadline, "the leader did not start waiting"
+            time.sleep(0.005)
+        others = threading.Thread(target=lambda: outcomes.update(_run_all(group, [2, 3, 4])))
+        others.start()
+        while group._sleeping < 3:
+            assert time.monotonic() < deadline, "the callers did not queue up"
+            time.sleep(0.005)
+    finally:
+        other.release()
+        other.close()
+    leader.join(timeout=30)
+    others.join(timeout=30)
+    assert outcomes == {n: f"stored {n}" for n in (1, 2, 3, 4)}
+    assert (group.groups, group.items) == (1, 4)
+    assert _stored(sqlite_engine) == [1, 2, 3, 4]
 
 
 def test_a_wait_for_the_lock_file_counts_from_the_given_start(tmp_path):

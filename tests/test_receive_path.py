@@ -424,8 +424,8 @@ def test_a_commit_lost_after_it_went_through_answers_as_if_nothing_had_happened(
     commit_once = GroupCommit._in_transaction
     lost: list[bool] = []
 
-    def commit_then_lose_the_connection(self, connection, items, started):
-        results = commit_once(self, connection, items, started)
+    def commit_then_lose_the_connection(self, connection, items):
+        results = commit_once(self, connection, items)
         if not lost:
             lost.append(True)
             driver = connection.connection.dbapi_connection
