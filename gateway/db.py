@@ -170,7 +170,7 @@ class WriterLock:
 
     def __init__(self, path: str, timeout: float = SQLITE_BUSY_TIMEOUT_MS / 1000) -> None:
         self.path = path
-        self._timeout = timeout
+        self.timeout = timeout  # seconds a wait may last
         self._fd = -1
         self._pid = 0
         self._unusable = False
@@ -202,7 +202,7 @@ class WriterLock:
 
     def _locked(self) -> WriterLockTimeout:
         return WriterLockTimeout(
-            f"database is locked: another writer held {self.path} for {self._timeout:g} s"
+            f"database is locked: another writer held {self.path} for {self.timeout:g} s"
         )
 
     def acquire(self, started: float | None = None) -> bool:
@@ -212,7 +212,7 @@ class WriterLock:
         process or the system had too many open files)."""
         if self._unusable:
             return False
-        deadline = (time.monotonic() if started is None else started) + self._timeout
+        deadline = (time.monotonic() if started is None else started) + self.timeout
         if not self._turn.acquire(timeout=max(deadline - time.monotonic(), 0)):
             raise self._locked()
         try:

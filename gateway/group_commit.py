@@ -28,6 +28,9 @@ another's commit starts writing soon after it ends, not when SQLite's busy handl
 wakes up (milliseconds later). The leader waits for the lock file first and takes
 its group after: the callers that came while another process was committing (and
 syncing its commit to disk) join this transaction instead of waiting for the next.
+In the same way a transaction may wait for something of its own before the group is
+taken (``first``: on PostgreSQL, the receive path's audit lock, which the other
+processes' transactions hold until they commit).
 
 docs/decisions/0012-group-commit.md has the measurements and the alternatives.
 """
@@ -129,6 +132,9 @@ class GroupCommit(Generic[Item, Result]):
 
     ``write`` runs inside a begun transaction (``connection.begin()``) that is
     committed after it returns; it must return one result per item, in order.
+    ``first``, if given, runs in that transaction before the items are taken: what it
+    waits for (a lock) is waited for before the group is made, so the callers that
+    come meanwhile join it.
     """
 
     def __init__(
@@ -136,12 +142,14 @@ class GroupCommit(Generic[Item, Result]):
         engine: Engine,
         write: Callable[[Connection, Sequence[Item]], list[Result]],
         *,
+        first: Callable[[Connection], object] | None = None,
         max_group: int = MAX_GROUP,
     ) -> None:
         if max_group < 1:
             raise ValueError(f"max_group must be at least 1, not {max_group}")
         self._engine = engine
         self._write = write
+        self._first = first
         self._max_group = max_group
         self._changed = threading.Condition(threading.Lock())
         self._waiting: list[_Slot] = []
@@ -177,7 +185,7 @@ class GroupCommit(Generic[Item, Result]):
             lock = self._writer_lock
             with lock.holding(slot.started) if lock is not None else nullcontext():
                 with self._engine.connect() as connection:
-                    return self._in_transaction(connection, [item])[0]
+                    return self._in_transaction(connection, lambda: [item])[0]
         if slot.error is not None:
             raise slot.error
         return slot.result  # type: ignore[no-any-return]
@@ -192,13 +200,11 @@ class GroupCommit(Generic[Item, Result]):
             with self._lock_file() as turn:
                 if not turn:
                     return
-                group = self._waiting[: self._max_group]
-                del self._waiting[: self._max_group]
                 self._changed.release()
                 try:
                     self._commit(group)
                 finally:
-                    self._changed.acquire()
+                    self._relock()
         except BaseException:
             for slot in group:  # taken, then interrupted before _commit could say
                 if not slot.done:
@@ -209,44 +215,78 @@ class GroupCommit(Generic[Item, Result]):
             if self._sleeping:
                 self._changed.notify_all()
 
+    def _relock(self) -> None:
+        """Take ``_changed`` back after letting it go: the state it guards is changed
+        next, so even an interruption while waiting for it (``KeyboardInterrupt``) is
+        raised only once it is held."""
+        interrupted: BaseException | None = None
+        while True:
+            try:
+                self._changed.acquire()
+                break
+            except BaseException as error:  # noqa: BLE001 - raised below, lock held
+                interrupted = interrupted or error
+        if interrupted is not None:
+            raise interrupted
+
     @contextmanager
     def _lock_file(self) -> Iterator[bool]:
         """Hold the lock file (SQLite; nothing on another database) for the group
         written inside, waiting for it with ``_changed`` let go. True once it is held
-        (or written without); False if the wait timed out: it counted from the oldest
-        caller waiting when it began, and every caller then waiting gets the error,
-        rather than each waiting as long once more."""
+        (or written without); False if the wait timed out. The wait counts from the
+        oldest caller waiting when it began; when it times out, every caller whose own
+        time is up gets the error at once (rather than each waiting as long once
+        more), and the others stay queued for the next leader, counting from their own
+        start."""
         lock = self._writer_lock
         if lock is None:
             yield True
             return
         waited = self._waiting[: self._max_group]
-        timeout: WriterLockTimeout | None = None
         self._changed.release()
         try:
             locked = lock.acquire(min(slot.started for slot in waited))
         except WriterLockTimeout as error:
-            locked, timeout = False, error
-        finally:
-            self._changed.acquire()
-        if timeout is not None:
+            self._relock()
+            now = time.monotonic()
             for slot in waited:
-                slot.error, slot.done = WriterLockTimeout(*timeout.args), True
+                if slot.started + lock.timeout <= now:
+                    slot.error, slot.done = WriterLockTimeout(*error.args), True
             self._waiting = [slot for slot in self._waiting if not slot.done]
             yield False
             return
+        except BaseException:
+            self._relock()
+            raise
+        try:
+            self._relock()
+        except BaseException:
+            if locked:
+                lock.release()
+            raise
         try:
             yield True
         finally:
             if locked:
                 lock.release()
 
+    def _take(self, group: list[_Slot]) -> list[Item]:
+        """The items of the group (``group`` filled with the waiting callers' slots, up
+        to ``max_group``, the first time), called without holding ``_changed``."""
+        if not group:
+            with self._changed:
+                group += self._waiting[: self._max_group]
+                del self._waiting[: self._max_group]
+        return [slot.item for slot in group]
+
     def _commit(self, group: list[_Slot]) -> None:
-        """Write ``group`` in one transaction; on failure, a group of one keeps its
+        """Write the group in one transaction, filling ``group`` with its callers' slots
+        once the transaction is ready for them; on failure, a group of one keeps its
         error and a larger group is sent back to be written item by item."""
         try:
-            results = self._on_held([slot.item for slot in group])
+            results = self._on_held(lambda: self._take(group))
         except BaseException as error:
+            self._take(group)  # failed before taking it: the group of now has the error
             # An error of a group of one is its caller's; a larger group, or an
             # interruption of the leader (which it raises itself), is written again
             # item by item by each caller.
@@ -265,13 +305,14 @@ class GroupCommit(Generic[Item, Result]):
         for slot, result in zip(group, results, strict=True):
             slot.result, slot.done = result, True
 
-    def _on_held(self, items: list[Item]) -> list[Result]:
-        """One transaction of ``items`` on the held connection. After an error the
-        connection is discarded; if it was a reused connection that had gone stale
-        (the database restarted since), the transaction runs once more on a new one."""
+    def _on_held(self, take: Callable[[], list[Item]]) -> list[Result]:
+        """One transaction of the items ``take`` gives, on the held connection. After an
+        error the connection is discarded; if it was a reused connection that had gone
+        stale (the database restarted since), the transaction runs once more on a new
+        one (``take`` then gives the same items again)."""
         connection, reused = self._held.take()
         try:
-            return self._in_transaction(connection, items)
+            return self._in_transaction(connection, take)
         except BaseException as error:
             try:
                 stale = (
@@ -283,14 +324,20 @@ class GroupCommit(Generic[Item, Result]):
                 raise
         connection, _ = self._held.take()
         try:
-            return self._in_transaction(connection, items)
+            return self._in_transaction(connection, take)
         except BaseException:
             self._held.discard()
             raise
 
-    def _in_transaction(self, connection: Connection, items: list[Item]) -> list[Result]:
-        """One transaction of ``items`` (the caller holds the lock file, on SQLite)."""
+    def _in_transaction(
+        self, connection: Connection, take: Callable[[], list[Item]]
+    ) -> list[Result]:
+        """One transaction: ``first``, then the items ``take`` gives (the caller holds
+        the lock file, on SQLite)."""
         connection.begin()
+        if self._first is not None:
+            self._first(connection)
+        items = take()
         results = self._write(connection, items)
         if len(results) != len(items):
             raise RuntimeError(f"{len(results)} results for {len(items)} items")

@@ -246,15 +246,16 @@ def _store_accepted(connection: Connection, group: Sequence[_Accepting]) -> list
     the ``replay`` refusal. A (sender, id) twice in one group is a retry or a replay
     of the first, as the first is visible to this transaction once inserted.
 
-    On PostgreSQL the audit lock is taken before the first insert and held to the
-    commit, so transactions that store messages take their ids and commit one after
-    another: an inbox reader paging by id (``after``) never sees an id before a
-    smaller one is committed, which it would then pass for good. (Ids taken before
+    On PostgreSQL the audit lock must be taken before the first insert and held to the
+    commit (:func:`accepting_group` takes it before it takes the group; a caller of
+    this function takes it itself), so
+    transactions that store messages take their ids and commit one after another:
+    an inbox reader paging by id (``after``) never sees an id before a smaller one
+    is committed, which it would then pass for good. (Ids taken before
     the lock could commit out of order between two worker processes.) And as every
     such transaction holds the lock before it inserts, an insert never waits, lock
     in hand, for another process's uncommitted copy of the same envelope. On SQLite
     the first insert takes the database's one write lock, with the same effect."""
-    audit.lock(connection)
     answers: list[bytes | Rejected] = []
     stored: list[tuple[_Accepting, int]] = []
     for item in group:
@@ -294,8 +295,15 @@ def _accepting(node: Node) -> GroupCommit[_Accepting, bytes | Rejected]:
         with _GROUPS_LOCK:
             group = _GROUPS.get(node)
             if group is None:
-                group = _GROUPS[node] = GroupCommit(node.engine, _store_accepted)
+                group = _GROUPS[node] = accepting_group(node)
     return group
+
+
+def accepting_group(node: Node) -> GroupCommit[_Accepting, bytes | Rejected]:
+    """A new group commit of accepted envelopes. Its transactions take the audit lock
+    (PostgreSQL) before the group is taken, as :func:`_store_accepted` needs: a leader
+    waiting for another process's commit takes every envelope that came meanwhile."""
+    return GroupCommit(node.engine, _store_accepted, first=audit.lock)
 
 
 def _insert(connection: Connection, item: _Accepting) -> int | None:

@@ -214,6 +214,85 @@ def cut_connection(engine, driver_connection: Any) -> None:
         other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
 
 
+def test_callers_that_come_while_the_transaction_waits_in_first_join_its_group(engine):
+    """What a transaction waits for before its items (``first``: the receive path's
+    audit lock on PostgreSQL) is waited for before the group is taken: the callers
+    that came meanwhile are written in that same transaction."""
+    entered, release = threading.Event(), threading.Event()
+    began: list[bool] = []
+
+    def first(connection: Connection) -> None:
+        began.append(connection.in_transaction())
+        if not entered.is_set():
+            entered.set()
+            assert release.wait(timeout=30)
+
+    group: GroupCommit[int, str] = GroupCommit(engine, _insert, first=first)
+    outcomes: dict[int, object] = {}
+    leader = threading.Thread(target=lambda: outcomes.update(_run_all(group, [1])))
+    leader.start()
+    assert entered.wait(timeout=30)
+    others = threading.Thread(target=lambda: outcomes.update(_run_all(group, [2, 3, 4])))
+    others.start()
+    deadline = time.monotonic() + 30
+    while group._sleeping < 3:
+        assert time.monotonic() < deadline, "the callers did not queue up"
+        time.sleep(0.005)
+    release.set()
+    leader.join(timeout=30)
+    others.join(timeout=30)
+    assert outcomes == {n: f"stored {n}" for n in (1, 2, 3, 4)}
+    assert (group.groups, group.items) == (1, 4)
+    assert began == [True]
+    assert _stored(engine) == [1, 2, 3, 4]
+
+
+def test_a_failure_of_first_is_the_failure_of_the_group_it_would_have_taken(engine):
+    """An error in ``first`` (before the group was taken) is a group of one's error,
+    and sends a larger group (the callers waiting by then) to be written item by
+    item, as any failure of a group."""
+    calls: list[int] = []
+
+    def fails_once(connection: Connection) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ValueError("the lock could not be taken")
+
+    alone: GroupCommit[int, str] = GroupCommit(engine, _insert, first=fails_once)
+    with pytest.raises(ValueError, match="could not be taken"):
+        alone.run(1)
+    assert alone.run(2) == "stored 2"
+
+    entered, release = threading.Event(), threading.Event()
+    tries: list[int] = []
+
+    def fails_after_a_wait(connection: Connection) -> None:
+        tries.append(1)
+        if len(tries) == 1:
+            entered.set()
+            assert release.wait(timeout=30)
+            raise ValueError("the lock could not be taken")
+
+    group: GroupCommit[int, str] = GroupCommit(engine, _insert, first=fails_after_a_wait)
+    outcomes: dict[int, object] = {}
+    leader = threading.Thread(target=lambda: outcomes.update(_run_all(group, [3])))
+    leader.start()
+    assert entered.wait(timeout=30)
+    others = threading.Thread(target=lambda: outcomes.update(_run_all(group, [4, 5, 6])))
+    others.start()
+    deadline = time.monotonic() + 30
+    while group._sleeping < 3:
+        assert time.monotonic() < deadline, "the callers did not queue up"
+        time.sleep(0.005)
+    release.set()
+    leader.join(timeout=30)
+    others.join(timeout=30)
+    assert outcomes == {n: f"stored {n}" for n in (3, 4, 5, 6)}
+    assert len(tries) == 5  # the failed wait, then each of the four alone
+    assert group.groups == 0
+    assert _stored(engine) == [2, 3, 4, 5, 6]
+
+
 def test_the_writing_thread_keeps_one_connection_from_group_to_group(engine):
     group = GroupCommit(engine, _insert)
     taken = _checkouts(engine)
@@ -484,55 +563,96 @@ def test_only_a_sqlite_database_file_gets_a_lock_file(tmp_path):
     assert lock is not None and lock.path == f"{tmp_path / 'x.db'}-lock"
 
 
-def test_a_timed_out_wait_for_the_lock_file_fails_the_waiting_callers_at_once(sqlite_engine):
-    """A leader's wait counts from the oldest caller then waiting, and when it times
-    out every caller then waiting gets the error: none waits again alone, and callers
-    that came during the wait are failed by the time their own start allows, so no
-    caller waits much longer than the timeout; no transaction begins meanwhile."""
+def test_a_wait_for_the_lock_file_fails_each_caller_when_its_own_time_is_up(sqlite_engine):
+    """A leader's wait counts from the oldest caller then waiting. When it times out,
+    every caller whose own time is up gets the error at once (none waits again
+    alone), and callers that came during the wait stay queued until their own time is
+    up, not failed early: each caller fails about ``timeout`` after it came. No
+    transaction begins meanwhile, and the held connection is kept."""
     timeout = 0.6
     group = GroupCommit(sqlite_engine, _insert)
     assert group._writer_lock is not None
-    group._writer_lock._timeout = timeout
+    assert group.run(0) == "stored 0"
+    held = group._held._connection
+    group._writer_lock.timeout = timeout
     tried: list[list[int]] = []
     in_transaction = group._in_transaction
 
-    def counted(connection: Connection, items: list[int]) -> list[str]:
+    def counted(connection: Connection, take: Callable[[], list[int]]) -> list[str]:
+        items = take()
         tried.append(list(items))
-        return in_transaction(connection, items)
+        return in_transaction(connection, lambda: items)
 
     group._in_transaction = counted  # type: ignore[method-assign]
     waits: dict[int, float] = {}
     outcomes: dict[int, object] = {}
 
-    def timed(items: list[int]) -> None:
+    def timed(n: int) -> None:
         began = time.monotonic()
-        outcomes.update(_run_all(group, items))
-        waits[items[0]] = time.monotonic() - began
+        outcomes.update(_run_all(group, [n]))
+        waits[n] = time.monotonic() - began
 
     other = WriterLock(sqlite_engine.url.database + "-lock")
     assert other.acquire()
     try:
-        first = threading.Thread(target=timed, args=([1, 2],))
+        first = threading.Thread(target=timed, args=(1,))
         first.start()
         deadline = time.monotonic() + 30
         while not group._writing:
             assert time.monotonic() < deadline, "no leader started waiting"
             time.sleep(0.005)
-        time.sleep(timeout / 2)
-        later = threading.Thread(target=timed, args=([3, 4, 5],))
-        later.start()
-        first.join(timeout=30)
-        later.join(timeout=30)
+        later = []
+        for n in (2, 3, 4):  # one after another during the first wait
+            time.sleep(timeout / 4)
+            later.append(threading.Thread(target=timed, args=(n,)))
+            later[-1].start()
+        for thread in [first, *later]:
+            thread.join(timeout=30)
     finally:
         other.release()
         other.close()
-    assert sorted(outcomes) == [1, 2, 3, 4, 5]
+    assert sorted(outcomes) == [1, 2, 3, 4]
     assert all(isinstance(outcome, sqlite3.OperationalError) for outcome in outcomes.values())
     assert all("database is locked" in str(outcome) for outcome in outcomes.values())
-    assert _stored(sqlite_engine) == []
+    assert all(timeout * 0.9 <= wait < timeout * 1.25 for wait in waits.values()), waits
     assert tried == []
-    assert max(waits.values()) < timeout * 1.25, waits
+    assert _stored(sqlite_engine) == [0]
     assert group.run(6) == "stored 6"  # the lock let go: writing goes on
+    assert group._held._connection is held  # kept: no transaction had begun on it
+
+
+def test_an_interruption_while_taking_the_group_back_lets_go_of_the_lock_file(sqlite_engine):
+    """A ``KeyboardInterrupt`` that comes while the leader, holding the lock file,
+    waits to take the group's condition back is raised with the condition held and
+    the lock file let go: the next write of the process goes through at once."""
+    group = GroupCommit(sqlite_engine, _insert)
+    lock = group._writer_lock
+    assert lock is not None
+    real_acquire, real_relock = lock.acquire, group._changed.acquire
+    armed: list[bool] = []
+
+    def acquire(started: float | None = None) -> bool:
+        held = real_acquire(started)
+        armed.append(True)
+        return held
+
+    def interrupted(*args: Any) -> bool:
+        if armed:
+            armed.clear()
+            raise KeyboardInterrupt
+        return real_relock(*args)
+
+    lock.acquire = acquire  # type: ignore[method-assign]
+    group._changed.acquire = interrupted  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        group.run(1)
+    lock.acquire = real_acquire  # type: ignore[method-assign]
+    group._changed.acquire = real_relock  # type: ignore[method-assign]
+    assert not lock._turn.locked()
+    assert not group._writing and group._waiting == []
+    lock.timeout = 2
+    assert group.run(2) == "stored 2"
+    assert _stored(sqlite_engine) == [2]
 
 
 def test_callers_that_come_while_the_leader_waits_for_the_lock_file_join_its_group(

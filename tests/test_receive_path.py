@@ -276,12 +276,12 @@ def test_a_group_and_another_process_storing_the_same_envelope_do_not_deadlock(
     outcome: dict[str, object] = {}
 
     def group_of_two() -> None:
+        # The node's own group commit's transaction (the audit lock is its ``first``).
+        node_group = inbox._accepting(kg.node)
         with kg.node.engine.connect() as connection:
             outcome["pid"] = connection.connection.dbapi_connection.info.backend_pid
-            connection.begin()
             try:
-                outcome["answers"] = inbox._store_accepted(connection, [first, second])
-                connection.commit()
+                outcome["answers"] = node_group._in_transaction(connection, lambda: [first, second])
                 outcome["group"] = "committed"
             except Exception as error:  # noqa: BLE001 - kept for the assertions
                 outcome["group"] = error
@@ -330,7 +330,7 @@ def test_an_inbox_reader_paging_by_id_never_passes_a_message_stored_later(make_f
 
     answers: dict[str, int] = {}
     # Worker process A: its own group commit (its own connection), paused inside.
-    process_a = GroupCommit(kg.node.engine, inbox._store_accepted)
+    process_a = inbox.accepting_group(kg.node)
 
     early_item, late_id = _accepting(kg.node, early), _accepting(kg.node, late).opened.header.id
 
@@ -394,6 +394,7 @@ def test_two_copies_in_one_group_are_an_accept_and_a_retry_or_a_replay(make_fede
         entries = session.scalar(select(func.count()).select_from(AuditEntry))
     with node.engine.connect() as connection:
         connection.begin()
+        audit.lock(connection)
         answers = inbox._store_accepted(connection, group)
         connection.commit()
     assert answers[0] == answers[1] == group[0].receipt
@@ -424,8 +425,8 @@ def test_a_commit_lost_after_it_went_through_answers_as_if_nothing_had_happened(
     commit_once = GroupCommit._in_transaction
     lost: list[bool] = []
 
-    def commit_then_lose_the_connection(self, connection, items):
-        results = commit_once(self, connection, items)
+    def commit_then_lose_the_connection(self, connection, take):
+        results = commit_once(self, connection, take)
         if not lost:
             lost.append(True)
             driver = connection.connection.dbapi_connection

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from gateway import tokens
+from gateway.audit import log as audit
 from gateway.dispatcher import Dispatcher
 from gateway.errors import ConfigError
 from gateway.models import Delivery, DeliveryState, InboundMessage, InboundRoute
@@ -236,6 +237,7 @@ def test_a_correction_and_its_original_in_one_group_commit_go_to_its_agencies(kg
     original = sealed(kz, "alert/1", example_alert(), at)
     fix = sealed(kz, "correction/1", correcting(original.header.id, "2001-08-03"), at + 1)
     with node.engine.connect() as connection, connection.begin():
+        audit.lock(connection)
         inbox_module._store_accepted(connection, [accepting(fix), accepting(original)])
     for agency in ("kg-police", "kg-shelter"):
         assert set(inbox(kg, headers, agency)) == {original.header.id, fix.header.id}
