@@ -214,6 +214,32 @@ def cut_connection(engine, driver_connection: Any) -> None:
         other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
 
 
+def _queued_while_first_waits(
+    group: GroupCommit[int, str],
+    entered: threading.Event,
+    release: threading.Event,
+    leading: list[int],
+    others: list[int],
+) -> dict[int, object]:
+    """``leading`` written by one thread, whose transaction's ``first`` sets ``entered``
+    and waits for ``release``; meanwhile ``others`` queue, each from its own thread;
+    then ``release`` is set. Every item's result or exception once all are done."""
+    outcomes: dict[int, object] = {}
+    leader = threading.Thread(target=lambda: outcomes.update(_run_all(group, leading)))
+    leader.start()
+    assert entered.wait(timeout=30)
+    queued = threading.Thread(target=lambda: outcomes.update(_run_all(group, others)))
+    queued.start()
+    deadline = time.monotonic() + 30
+    while group._sleeping < len(others):
+        assert time.monotonic() < deadline, "the callers did not queue up"
+        time.sleep(0.005)
+    release.set()
+    leader.join(timeout=30)
+    queued.join(timeout=30)
+    return outcomes
+
+
 def test_callers_that_come_while_the_transaction_waits_in_first_join_its_group(engine):
     """What a transaction waits for before its items (``first``: the receive path's
     audit lock on PostgreSQL) is waited for before the group is taken: the callers
@@ -228,19 +254,7 @@ def test_callers_that_come_while_the_transaction_waits_in_first_join_its_group(e
             assert release.wait(timeout=30)
 
     group: GroupCommit[int, str] = GroupCommit(engine, _insert, first=first)
-    outcomes: dict[int, object] = {}
-    leader = threading.Thread(target=lambda: outcomes.update(_run_all(group, [1])))
-    leader.start()
-    assert entered.wait(timeout=30)
-    others = threading.Thread(target=lambda: outcomes.update(_run_all(group, [2, 3, 4])))
-    others.start()
-    deadline = time.monotonic() + 30
-    while group._sleeping < 3:
-        assert time.monotonic() < deadline, "the callers did not queue up"
-        time.sleep(0.005)
-    release.set()
-    leader.join(timeout=30)
-    others.join(timeout=30)
+    outcomes = _queued_while_first_waits(group, entered, release, [1], [2, 3, 4])
     assert outcomes == {n: f"stored {n}" for n in (1, 2, 3, 4)}
     assert (group.groups, group.items) == (1, 4)
     assert began == [True]
@@ -274,19 +288,7 @@ def test_a_failure_of_first_is_the_failure_of_the_group_it_would_have_taken(engi
             raise ValueError("the lock could not be taken")
 
     group: GroupCommit[int, str] = GroupCommit(engine, _insert, first=fails_after_a_wait)
-    outcomes: dict[int, object] = {}
-    leader = threading.Thread(target=lambda: outcomes.update(_run_all(group, [3])))
-    leader.start()
-    assert entered.wait(timeout=30)
-    others = threading.Thread(target=lambda: outcomes.update(_run_all(group, [4, 5, 6])))
-    others.start()
-    deadline = time.monotonic() + 30
-    while group._sleeping < 3:
-        assert time.monotonic() < deadline, "the callers did not queue up"
-        time.sleep(0.005)
-    release.set()
-    leader.join(timeout=30)
-    others.join(timeout=30)
+    outcomes = _queued_while_first_waits(group, entered, release, [3], [4, 5, 6])
     assert outcomes == {n: f"stored {n}" for n in (3, 4, 5, 6)}
     assert len(tries) == 5  # the failed wait, then each of the four alone
     assert group.groups == 0
