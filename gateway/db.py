@@ -25,8 +25,9 @@ from alembic.config import Config
 from alembic.util.exc import CommandError
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine.interfaces import Dialect
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.sql.expression import ClauseElement
+from sqlalchemy.sql.expression import ClauseElement, TextClause, TextualSelect
 
 from gateway.config import SQLITE_SYNCHRONOUS
 from gateway.errors import NodeStateError
@@ -134,9 +135,13 @@ class WriterLockTimeout(sqlite3.OperationalError):
 
 
 class WriterLock:
-    """A lock file beside a SQLite database (``gateway.db-lock``), taken by the group
-    commits of every process around their write transactions (gateway/group_commit.py)
-    and by the agency API around a submission's (:func:`writing`).
+    """A lock file beside a SQLite database (``gateway.db-lock``), taken by every
+    writer of a node's processes: the group commits around their write transactions
+    (gateway/group_commit.py), and every ORM session of :func:`session_factory` from
+    its first write to the end of its transaction (the dispatcher, the agency and
+    admin APIs, refusals, the commands). Schema migrations, the checkpoint of the
+    write-ahead log after a purge, and statements run on a session's own
+    ``connection()`` do not take it (they never wait for it either).
 
     SQLite lets one connection write at a time. A connection that finds the write
     lock taken waits in SQLite's busy handler, which sleeps 1, 2, 5, 10 ms and more
@@ -147,9 +152,9 @@ class WriterLock:
     and at least every ``LONGEST_PAUSE``, and so starts soon after the other's
     commit ends. (These are the pauses asked for; the kernel's timer slack stretches
     them, to about 0.1 and 0.35 ms on the test machine.) The database's own lock
-    still decides who writes (writers that do not take this file, such as the
-    dispatcher, the commands and the API's other writes, meet it with its busy
-    timeout); this only shortens the waits of those that take it.
+    still decides who writes (a writer that does not take this file, such as an older
+    version's process or the ``sqlite3`` shell, meets it with its busy timeout); this
+    only shortens the waits of those that take it.
 
     A wait ends ``timeout`` (SQLite's busy timeout) after the time it is given as
     its start, with :class:`WriterLockTimeout`, the driver's ``OperationalError``,
@@ -163,7 +168,10 @@ class WriterLock:
     Locks of ``flock`` belong to an open file, so each process opens the file for
     itself (a child closes its copy of its parent's). Within a process, the
     threads that write take turns on a lock of their own, since they share the
-    open file."""
+    open file. A thread that holds the lock may take it again without waiting for
+    itself (a session holding it has not written yet, say a flush whose statement
+    failed, and another session of the same thread writes): it is let go when the
+    outermost holder lets go."""
 
     FIRST_PAUSE = 20e-6
     LONGEST_PAUSE = 250e-6
@@ -175,6 +183,8 @@ class WriterLock:
         self._pid = 0
         self._unusable = False
         self._turn = threading.Lock()  # the writing threads of this process
+        self._owner = 0  # the thread holding the lock (threading.get_ident()), or 0
+        self._depth = 0  # how many times it took it
         _WRITER_LOCKS.add(self)
 
     @classmethod
@@ -212,6 +222,9 @@ class WriterLock:
         process or the system had too many open files)."""
         if self._unusable:
             return False
+        if self._owner == threading.get_ident():
+            self._depth += 1
+            return True
         deadline = (time.monotonic() if started is None else started) + self.timeout
         if not self._turn.acquire(timeout=max(deadline - time.monotonic(), 0)):
             raise self._locked()
@@ -221,6 +234,7 @@ class WriterLock:
             while True:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    self._owner, self._depth = threading.get_ident(), 1
                     return True
                 except BlockingIOError:
                     if time.monotonic() >= deadline:
@@ -253,6 +267,10 @@ class WriterLock:
                 self.release()
 
     def release(self) -> None:
+        if self._depth > 1:
+            self._depth -= 1
+            return
+        self._owner, self._depth = 0, 0
         # The file closed meanwhile (at exit) holds no lock any more: nothing to undo.
         try:
             with contextlib.suppress(OSError):
@@ -273,21 +291,13 @@ class WriterLock:
                 os.close(self._fd)
         self._fd, self._pid = -1, 0
         self._turn = threading.Lock()
+        self._owner, self._depth = 0, 0
 
 
 _WRITER_LOCKS: weakref.WeakSet[WriterLock] = weakref.WeakSet()
-# One per engine in a process, shared by its writers (the group commit, the agency API).
+# One per engine in a process, shared by its writers (the group commit, the sessions).
 _SHARED: weakref.WeakKeyDictionary[Engine, WriterLock] = weakref.WeakKeyDictionary()
 _SHARED_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def writing(engine: Engine) -> Iterator[None]:
-    """Hold ``engine``'s :class:`WriterLock` (SQLite) for the write transaction run
-    inside; nothing on another database."""
-    lock = WriterLock.for_engine(engine)
-    with lock.holding() if lock is not None else contextlib.nullcontext():
-        yield
 
 
 def _writer_locks_after_fork() -> None:
@@ -354,4 +364,92 @@ def upgrade(engine: Engine) -> None:
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+    """Sessions of ``engine``. On a SQLite file, a session takes the database's
+    :class:`WriterLock` just before its first write (a flush, or an ``INSERT``,
+    ``UPDATE`` or ``DELETE`` it executes, textual ones included) and lets go when its
+    transaction ends, so
+    that its writes queue with the receiving workers' instead of sleeping in SQLite's
+    busy handler (docs/decisions/0012-group-commit.md). A wait that times out raises
+    SQLAlchemy's ``OperationalError`` (its ``orig`` the :class:`WriterLockTimeout`), as
+    SQLite's own "database is locked" would. A session whose connection is already
+    writing without the lock (a statement run on ``session.connection()``) does not
+    wait for it: it holds SQLite's write lock, and whoever holds the file may be
+    waiting for that. A session dropped without being closed lets go of the lock when
+    it is collected."""
+    factory = sessionmaker(engine, expire_on_commit=False)
+    lock = WriterLock.for_engine(engine)
+    if lock is not None:
+        _queue_writes(factory, lock)
+    return factory
+
+
+_HOLDING = "gateway.writer_lock"  # in Session.info: the _Hold of the lock it holds
+_WRITING_VERBS = frozenset({"INSERT", "UPDATE", "DELETE", "REPLACE"})
+
+
+def _writes(statement: Any) -> bool:
+    """Whether a textual statement (``text()``, such as the audit log's append, or one
+    with ``.columns()``) writes. One that begins with ``WITH`` is taken for a read."""
+    if isinstance(statement, TextualSelect):
+        statement = statement.element
+    if not isinstance(statement, TextClause):
+        return False
+    words = statement.text.split(None, 1)
+    return bool(words) and words[0].upper() in _WRITING_VERBS
+
+
+class _Hold:
+    """A session's hold of the lock: let go when its transaction ends, or when the
+    session is collected without having been closed (which would otherwise keep
+    every writer of the process waiting until their timeouts, for good)."""
+
+    def __init__(self, session: Session, lock: WriterLock) -> None:
+        self._lock: WriterLock | None = lock
+        self._collected = weakref.finalize(session, self.release)
+
+    def release(self) -> None:
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            self._collected.detach()
+            lock.release()
+
+
+def _queue_writes(factory: sessionmaker[Session], lock: WriterLock) -> None:
+    def before_writing(session: Session) -> None:
+        if _HOLDING in session.info:
+            return
+        driver = session.connection().connection.dbapi_connection
+        if driver is not None and driver.in_transaction:
+            return  # written already without the lock: never wait for it now
+        try:
+            held = lock.acquire()
+        except WriterLockTimeout as error:
+            # As SQLAlchemy raises SQLite's own "database is locked", so that the
+            # handlers of database errors (the API's 503, the commands', the
+            # dispatcher's) meet it alike.
+            raise OperationalError(None, None, error) from error
+        if held:
+            session.info[_HOLDING] = _Hold(session, lock)
+
+    @event.listens_for(factory, "before_flush")
+    def _flushing(session: Session, _context: Any, _instances: Any) -> None:
+        # Only objects with a change to write: an attribute set to its own value
+        # makes an object dirty without any statement.
+        if (
+            session.new
+            or session.deleted
+            or any(session.is_modified(instance) for instance in session.dirty)
+        ):
+            before_writing(session)
+
+    @event.listens_for(factory, "do_orm_execute")
+    def _executing(state: Any) -> None:
+        if state.is_insert or state.is_update or state.is_delete or _writes(state.statement):
+            before_writing(state.session)
+
+    @event.listens_for(factory, "after_transaction_end")
+    def _ended(session: Session, transaction: Any) -> None:
+        if transaction.parent is None:
+            held = session.info.pop(_HOLDING, None)
+            if held is not None:
+                held.release()

@@ -30,7 +30,6 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,30 +92,22 @@ def catch_up(session: Session, now: int) -> int:
             return looked
 
 
-def index_pending(
-    sessions: Callable[[], Session],
-    now: int,
-    *,
-    batches: int | None = None,
-    writing: Callable[[], AbstractContextManager[Any]] = nullcontext,
-) -> int:
+def index_pending(sessions: Callable[[], Session], now: int, *, batches: int | None = None) -> int:
     """:func:`catch_up`, a batch at a time (at most ``batches``), each batch in a
     transaction of its own, so that a backlog holds no transaction open for long;
     returns how many messages were looked at. On PostgreSQL a batch takes its rows'
     locks when it reads them and skips rows another transaction holds (they are
-    recorded later), so it never waits for a row while holding others. ``writing``
-    is entered around each batch's writes and commit only, after its rows were read
-    and their match keys computed (the agency API queues there on SQLite's lock
-    file, gateway/db.py)."""
+    recorded later), so it never waits for a row while holding others. Each batch's
+    rows are read and their match keys computed before it writes (on SQLite a
+    session takes the lock file at its first write, gateway/db.py)."""
     looked, after, done = 0, 0, 0
     while batches is None or done < batches:
         with sessions() as session:
             rows = _pending(session, after, skip_locked=True)
             if rows:
                 found = _identifiers(rows)
-                with writing():
-                    _mark(session, found, now)
-                    session.commit()
+                _mark(session, found, now)
+                session.commit()
                 after = rows[-1][0]
         looked, done = looked + len(rows), done + 1
         if len(rows) < _BATCH:

@@ -41,9 +41,9 @@ def submit(member, to, body=None, *, key=None):
 
 
 def test_a_submission_on_sqlite_queues_with_the_receiving_workers(make_federation, monkeypatch):
-    """On SQLite the agency API's write waits for the lock file the receiving workers
-    take turns on (gateway/db.py WriterLock) rather than in SQLite's busy handler; a
-    PostgreSQL node has no lock file."""
+    """On SQLite the agency API's writes wait for the lock file the receiving workers
+    take turns on (gateway/db.py WriterLock, taken by every session at its first
+    write) rather than in SQLite's busy handler; a PostgreSQL node has no lock file."""
     kz = make_federation(("KZ", "KG"), serve=False)["KZ"]
     lock = WriterLock.for_engine(kz.node.engine)
     if kz.node.engine.dialect.name != "sqlite":
@@ -66,6 +66,26 @@ def test_a_submission_on_sqlite_queues_with_the_receiving_workers(make_federatio
     )
     assert [d["state"] for d in answer["deliveries"]] == ["queued"]
     assert deliveries() == 2
+
+
+def test_the_dispatcher_queues_its_writes_with_the_receiving_workers(make_federation):
+    """Its claim, like every write of the node's sessions, waits for the lock file
+    rather than in SQLite's busy handler, and goes through once it is let go."""
+    kz = make_federation(("KZ", "KG"), serve=False)["KZ"]
+    submit(kz, ["KG"])
+    lock = WriterLock.for_engine(kz.node.engine)
+    if kz.node.engine.dialect.name != "sqlite":
+        assert lock is None
+        return
+    assert lock is not None
+
+    def sending() -> bool:
+        return [d.state for d in deliveries(kz)] == [DeliveryState.SENDING]
+
+    claimed = held_up_by_the_lock_file(
+        lock.path, lambda: Dispatcher(kz.node).claim(int(time.time())), sending
+    )
+    assert len(claimed) == 1 and sending()
 
 
 def inbox_count(member, sender=None, envelope_id=None):

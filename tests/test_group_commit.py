@@ -17,8 +17,17 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Column, Connection, ForeignKey, Integer, MetaData, Table, event, select, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import registry
 
-from gateway.db import WriterLock, integrity_errors, make_engine
+from gateway.db import (
+    _HOLDING,
+    WriterLock,
+    WriterLockTimeout,
+    integrity_errors,
+    make_engine,
+    session_factory,
+)
 from gateway.group_commit import GroupCommit
 
 _META = MetaData()
@@ -35,6 +44,16 @@ _ITEMS = Table(
         nullable=True,
     ),
 )
+
+
+class _Item:
+    """``group_items`` rows as ORM objects (for the sessions' tests)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+
+registry().map_imperatively(_Item, _ITEMS)
 ORPHAN = 1000  # items from 1000 up name a parent that does not exist
 INTERRUPT = 999  # writing this item raises KeyboardInterrupt
 
@@ -700,3 +719,183 @@ def test_a_wait_for_the_lock_file_counts_from_the_given_start(tmp_path):
     finally:
         holder.release()
         holder.close()
+
+
+def _lock_is_free(path: str) -> bool:
+    probe = WriterLock(path, timeout=0.2)
+    try:
+        probe.acquire()
+    except sqlite3.OperationalError:
+        return False
+    probe.release()
+    probe.close()
+    return True
+
+
+@pytest.mark.parametrize("how", ["flush", "update", "insert", "delete", "text"])
+def test_a_session_takes_the_lock_file_at_its_first_write_until_its_transaction_ends(
+    sqlite_engine, how
+):
+    """The node's sessions (the dispatcher, the APIs, the commands) queue on the lock
+    file with the receiving workers: a write, by a flush or a statement, waits while
+    another process holds it, and the file is let go at commit."""
+    with sqlite_engine.begin() as connection:
+        connection.execute(_ITEMS.insert().values(n=1))
+    sessions = session_factory(sqlite_engine)
+    path = sqlite_engine.url.database + "-lock"
+
+    def write() -> str:
+        with sessions() as session:
+            session.scalars(select(_ITEMS.c.n)).all()  # reading does not take it
+            if how == "flush":
+                session.add(_Item(2))
+            elif how == "update":
+                session.execute(_ITEMS.update().where(_ITEMS.c.n == 1).values(n=2))
+            elif how == "insert":
+                session.execute(_ITEMS.insert().values(n=2))
+            elif how == "text":  # as the audit log appends
+                session.execute(text("  insert INTO group_items (n) VALUES (2)"))
+            else:
+                session.execute(_ITEMS.delete().where(_ITEMS.c.n == 1))
+            session.commit()
+            # committed: another process may write while this session goes on
+            assert _lock_is_free(path)
+            return "written"
+
+    def written() -> bool:
+        return _stored(sqlite_engine) != [1]
+
+    assert held_up_by_the_lock_file(path, write, written) == "written"
+    assert _stored(sqlite_engine) == {"update": [2], "delete": []}.get(how, [1, 2])
+    assert _lock_is_free(path)
+
+
+def test_a_session_that_fails_or_only_reads_leaves_the_lock_file_free(sqlite_engine):
+    sessions = session_factory(sqlite_engine)
+    path = sqlite_engine.url.database + "-lock"
+    with sessions() as session:
+        session.execute(_ITEMS.insert().values(n=5))
+        assert not _lock_is_free(path)
+        session.rollback()
+    assert _lock_is_free(path)
+    with pytest.raises(ValueError), sessions() as session:
+        session.add(_Item(6))
+        session.flush()
+        raise ValueError("the request failed after its write")
+    assert _lock_is_free(path)
+    other = WriterLock(path)
+    assert other.acquire()
+    try:
+        with sessions() as session:  # reads while another process holds the file
+            assert session.scalars(select(_ITEMS.c.n)).all() == []
+    finally:
+        other.release()
+        other.close()
+
+
+def test_a_session_already_writing_without_the_lock_file_does_not_wait_for_it(sqlite_engine):
+    """It holds SQLite's write lock, which whoever holds the file may be waiting for:
+    waiting for the file then would deadlock both until their timeouts."""
+    sessions = session_factory(sqlite_engine)
+    other = WriterLock(sqlite_engine.url.database + "-lock")
+    assert other.acquire()
+    done: list[bool] = []
+
+    def write() -> None:
+        with sessions() as session:
+            session.connection().exec_driver_sql("INSERT INTO group_items (n) VALUES (7)")
+            session.execute(_ITEMS.insert().values(n=8))
+            session.add(_Item(9))
+            session.commit()
+        done.append(True)
+
+    writer = threading.Thread(target=write)
+    try:
+        writer.start()
+        writer.join(timeout=10)
+        assert done == [True]
+    finally:
+        other.release()
+        other.close()
+        writer.join(timeout=30)
+    assert _stored(sqlite_engine) == [7, 8, 9]
+
+
+def test_a_session_holds_the_lock_file_once_to_the_end_of_its_outer_transaction(sqlite_engine):
+    """Taken once however many writes (an execute, then the autoflush of a pending
+    object), kept past the end of a savepoint, let go at the outer commit."""
+    sessions = session_factory(sqlite_engine)
+    path = sqlite_engine.url.database + "-lock"
+    with sessions() as session:
+        session.add(_Item(1))
+        session.execute(_ITEMS.update().where(_ITEMS.c.n == 1).values(n=2))  # autoflush
+        with session.begin_nested():
+            session.add(_Item(3))
+        assert not _lock_is_free(path)
+        session.commit()
+        assert _lock_is_free(path)
+    assert _stored(sqlite_engine) == [2, 3]
+
+
+def test_a_flush_without_a_change_does_not_take_the_lock_file(sqlite_engine):
+    sessions = session_factory(sqlite_engine)
+    path = sqlite_engine.url.database + "-lock"
+    with sessions() as session:
+        session.add(_Item(1))
+        session.commit()
+    other = WriterLock(path)
+    assert other.acquire()
+    try:
+        with sessions() as session:
+            item = session.get(_Item, 1)
+            assert item is not None
+            item.n = 1  # set to what it was: dirty, but nothing to write
+            session.flush()
+            assert _HOLDING not in session.info
+    finally:
+        other.release()
+        other.close()
+
+
+def test_a_session_dropped_without_closing_lets_go_of_the_lock_file(sqlite_engine):
+    sessions = session_factory(sqlite_engine)
+    path = sqlite_engine.url.database + "-lock"
+    session = sessions()
+    session.execute(_ITEMS.insert().values(n=1))
+    assert not _lock_is_free(path)
+    del session
+    gc.collect()
+    assert _lock_is_free(path)
+
+
+def test_a_session_write_that_times_out_is_a_database_error(sqlite_engine):
+    """As SQLAlchemy raises SQLite's own "database is locked": the API answers 503,
+    the dispatcher retries next round, a command says the database is unavailable."""
+    lock = WriterLock.for_engine(sqlite_engine)
+    assert lock is not None
+    lock.timeout = 0.3
+    other = WriterLock(lock.path)
+    assert other.acquire()
+    try:
+        with session_factory(sqlite_engine)() as session:
+            with pytest.raises(OperationalError) as raised:
+                session.execute(_ITEMS.insert().values(n=1))
+            assert isinstance(raised.value.orig, WriterLockTimeout)
+            assert "database is locked" in str(raised.value)
+    finally:
+        other.release()
+        other.close()
+
+
+def test_a_thread_holding_the_lock_file_may_take_it_again(tmp_path):
+    path = str(tmp_path / "gateway.db-lock")
+    lock = WriterLock(path, timeout=5)
+    assert lock.acquire()
+    assert lock.acquire()  # no wait for itself
+    lock.release()
+    assert not _lock_is_free(path)  # the outer hold goes on
+    lock.release()
+    assert _lock_is_free(path)
+    lock.close()
+    # (other threads of the process still take turns: see
+    # test_threads_of_one_process_take_turns_on_the_lock_file)

@@ -130,15 +130,15 @@ def submit_message():  # type: ignore[no-untyped-def]
     # H2 identifiers not recorded yet: one batch in a transaction of its own, before the
     # submission's transaction (which holds the audit lock) records the rest and checks.
     # On SQLite both transactions' writes queue with the receiving threads on the lock
-    # file (gateway/db.py WriterLock) instead of sleeping in SQLite's busy handler; a
-    # wait for it that times out is answered 503 storage-unavailable, as SQLite's own.
+    # file (gateway/db.py session_factory) instead of sleeping in SQLite's busy handler;
+    # a wait for it that times out is answered 503 storage-unavailable, as SQLite's own.
     try:
-        onward.index_pending(
-            node.sessions, int(time.time()), batches=1, writing=lambda: db.writing(node.engine)
-        )
+        onward.index_pending(node.sessions, int(time.time()), batches=1)
     except SQLAlchemyError as e:  # the submission's own check records them
+        if isinstance(getattr(e, "orig", None), db.WriterLockTimeout):
+            raise  # waiting as long again for the submission's own write: 503 now
         log.warning("recording H2 identifiers before a submission failed: %s", e)
-    with db.writing(node.engine), node.sessions() as session:
+    with node.sessions() as session:
         submission = outbox.submit(
             session,
             node,
