@@ -699,7 +699,9 @@ class Dispatcher:
                     Witness(self.node, self.http).run_once()
                 except (GatewayError, TrustError) as e:
                     log.warning("witnessing failed: [%s] %s", e.code, e)
-                self._index_h2()
+            # Every round (one indexed query when nothing is new), so that an agency's
+            # next submission finds little left to record in its own transaction.
+            self._index_h2()
             if time.monotonic() - last_purge >= PURGE_INTERVAL:
                 last_purge = time.monotonic()
                 self._purge()

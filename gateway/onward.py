@@ -9,7 +9,7 @@ declares:
   transliteration variants meet), document numbers with their issuing state,
   phone numbers and financial accounts — with the originating member. This is
   done on first need (before the next check of an outgoing message, and by the
-  dispatcher every checkpoint interval), so the receive path does no indexing;
+  dispatcher at every round), so the receive path does no indexing;
 * when an agency submits a message, the node computes the same identifiers of
   the outgoing body; for every recipient other than the originator of H2 data
   it names, the originator must have sent a ``grant/1`` covering that H2
