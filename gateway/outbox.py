@@ -526,6 +526,10 @@ def _check_agreements(
         )
 
 
+DENIALS_SAID = 10
+"""H2 denials spelled out in a refusal's message at most (the details list them all)."""
+
+
 def _check_onward(
     session: Session,
     agency: str,
@@ -552,9 +556,17 @@ def _check_onward(
         )
     denied = [d for d in decisions if not d.allowed]
     if denied:
+        reasons = "; ".join(d.reason for d in denied[:DENIALS_SAID])
+        if len(denied) > DENIALS_SAID:
+            # A name common in received H2 data can touch thousands of messages: the
+            # answer stays readable, the details name them all, the audit log has each.
+            reasons += (
+                f"; and {len(denied) - DENIALS_SAID} more (details.sources names every "
+                "H2 message concerned)"
+            )
         raise _denial(
             session,
-            "; ".join(d.reason for d in denied),
+            reasons,
             {
                 "rules": sorted({d.rule for d in denied}),
                 "sources": sorted({d.source for d in denied}),

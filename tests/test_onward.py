@@ -11,7 +11,7 @@ import time
 from sqlalchemy import event, insert, select, update
 from sqlalchemy.orm import sessionmaker
 
-from gateway import db, onward, purge
+from gateway import db, onward, outbox, purge
 from gateway.dispatcher import Dispatcher
 from gateway.models import AuditEntry, H2Identifier, InboundMessage
 from gateway.onward import identifier_keys
@@ -110,6 +110,32 @@ def test_h2_data_needs_the_originators_grant_to_reach_a_third_state(make_federat
     post(kz, "correction/1", withdrawal, ["KG"])
     deliver(kz)
     post(kg, "alert/1", kg_alert_naming(victim), ["UZ"], expect=403)
+
+
+def test_a_refusal_touching_many_h2_messages_says_a_few_and_lists_them_all(
+    make_federation, monkeypatch
+):
+    monkeypatch.setattr(outbox, "DENIALS_SAID", 2)
+    fed = make_federation(("KZ", "KG", "UZ"))
+    kz, kg = fed["KZ"], fed["KG"]
+    original = example_alert()
+    sources = sorted(post(kz, "alert/1", original, ["KG"])["id"] for _ in range(4))
+    deliver(kz)
+    victim = copy.deepcopy(original["subjects"][0])
+    refused = post(kg, "alert/1", kg_alert_naming(victim), ["UZ"], expect=403)
+    assert refused["details"] == {"rules": ["h2-no-grant"], "sources": sources}
+    assert refused["message"].count("without KZ's grant") == 2
+    assert refused["message"].endswith(
+        "; and 2 more (details.sources names every H2 message concerned)"
+    )
+    with kg.node.sessions() as session:
+        recorded = [
+            json.loads(entry)
+            for entry in session.scalars(
+                select(AuditEntry.entry).where(AuditEntry.kind == "policy")
+            )
+        ]
+    assert sorted(e["source"] for e in recorded if e.get("rule") == "h2-no-grant") == sources
 
 
 def test_a_grant_from_someone_else_or_expired_does_not_count(make_federation):
