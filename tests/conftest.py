@@ -152,7 +152,12 @@ def _serve(port: int, app: Any) -> Any:
                 "127.0.0.1", candidate, app, threaded=True, request_handler=_QuietHandler
             )
         except OSError as error:
-            if error.errno != errno.EADDRINUSE:  # used by something else on this machine
+            if error.errno != errno.EADDRINUSE:
+                raise
+            continue  # used by something else on this machine
+        except SystemExit as stopped:  # how werkzeug reports a port it could not bind
+            cause = stopped.__context__
+            if not (isinstance(cause, OSError) and cause.errno == errno.EADDRINUSE):
                 raise
             continue
         _next_port[0] = candidate + 1  # a stopped server's port is not handed out soon
