@@ -365,11 +365,11 @@ def upgrade(engine: Engine) -> None:
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     """Sessions of ``engine``. On a SQLite file, a session takes the database's
-    :class:`WriterLock` just before its first write (a flush, or an ``INSERT``,
-    ``UPDATE`` or ``DELETE`` it executes, textual ones included) and lets go when its
-    transaction ends, so
-    that its writes queue with the receiving workers' instead of sleeping in SQLite's
-    busy handler (docs/decisions/0012-group-commit.md). A wait that times out raises
+    :class:`WriterLock` just before its first write (a flush with changes, or an
+    ``INSERT``, ``UPDATE`` or ``DELETE`` it executes, textual ones included) and lets
+    go when its outer transaction ends, so that its writes queue with the receiving
+    workers' instead of sleeping in SQLite's busy handler
+    (docs/decisions/0012-group-commit.md). A wait that times out raises
     SQLAlchemy's ``OperationalError`` (its ``orig`` the :class:`WriterLockTimeout`), as
     SQLite's own "database is locked" would. A session whose connection is already
     writing without the lock (a statement run on ``session.connection()``) does not
