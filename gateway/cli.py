@@ -973,7 +973,9 @@ def dispatch(obj: Context, once: bool, until_idle: bool) -> None:
     Without --once or --until-idle it runs until interrupted (Ctrl-C). On PostgreSQL,
     while this host's clock is further off the database server's than the leases
     allow, it claims nothing: the loop logs error clock-skew and waits; --once and
-    --until-idle exit with that error (status 2).
+    --until-idle exit with that error (status 2). A round that fails on the database
+    is logged and tried again after 5 s; --once and --until-idle exit with
+    database-unavailable instead.
     """
     from gateway.dispatcher import Dispatcher
 

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import requests
 import urllib3
 from sqlalchemy import and_, or_, select, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from gateway import onward, peer_http, purge, sovereignty
@@ -132,6 +132,11 @@ def backoff_delay(attempts: int, base: float, cap: float, rng: random.Random) ->
     but at least ``base``/2 so a dead peer is not hammered."""
     ceiling = min(cap, base * (2 ** min(attempts, 32)))
     return max(base / 2, rng.uniform(0, ceiling))
+
+
+DATABASE_PAUSE = 5.0
+"""Seconds a running dispatcher waits after a round failed on the database (down,
+restarting, or locked past its busy timeout) before the next round."""
 
 
 class Dispatcher:
@@ -681,41 +686,67 @@ class Dispatcher:
     def run(self, *, stop_after: float | None = None, until_idle: bool = False) -> None:
         """Loop until stopped (or until nothing is due, with ``until_idle``). While
         this host's clock is skewed it logs the error and waits; with ``until_idle``
-        it raises :class:`ClockSkew` instead, as nothing would ever become idle."""
+        it raises :class:`ClockSkew` instead, as nothing would ever become idle. A round
+        that fails on the database (down, restarting, or locked past its busy timeout)
+        is logged and tried again after ``DATABASE_PAUSE``; with ``until_idle`` the
+        error is raised."""
         started = time.monotonic()
-        follower = TrustFollower(self.node, self.http)
-        last_checkpoint = time.monotonic()
-        last_witness = float("-inf")
-        last_purge = float("-inf")
+        rounds = _Rounds(TrustFollower(self.node, self.http), time.monotonic())
         while stop_after is None or time.monotonic() - started < stop_after:
             try:
-                follower.run_once()
-            except (GatewayError, TrustError) as e:  # e.g. no trust list installed yet
-                log.warning("trust list follow-up failed: [%s] %s", e.code, e)
-            last_checkpoint = self._maybe_checkpoint(last_checkpoint)
-            if time.monotonic() - last_witness >= self.node.settings.checkpoint_interval:
-                last_witness = time.monotonic()
-                try:
-                    Witness(self.node, self.http).run_once()
-                except (GatewayError, TrustError) as e:
-                    log.warning("witnessing failed: [%s] %s", e.code, e)
-            # Every round (one indexed query when nothing is new), so that an agency's
-            # next submission finds little left to record in its own transaction.
-            self._index_h2()
-            if time.monotonic() - last_purge >= PURGE_INTERVAL:
-                last_purge = time.monotonic()
-                self._purge()
-            try:
-                outcomes = self.run_once()
-            except ClockSkew as e:
-                log.error("[%s] %s", e.code, e.message)
-                if until_idle:  # it would never be idle: say so instead of waiting
+                outcomes = self._round(rounds, until_idle=until_idle)
+            except OperationalError as e:
+                if until_idle:
                     raise
-                outcomes = []
+                log.error(
+                    "the database could not be used (%s); the dispatcher tries again in %g s",
+                    " ".join(str(e.orig).split())[:300],
+                    DATABASE_PAUSE,
+                )
+                time.sleep(DATABASE_PAUSE)
+                continue
             if not outcomes:
                 if until_idle:
                     return
                 time.sleep(self.node.settings.dispatch_interval)
+
+    def _round(self, rounds: _Rounds, *, until_idle: bool) -> list[Outcome]:
+        """One round of :meth:`run`: the periodic duties that are due, then what is
+        due to be sent; the outcomes."""
+        try:
+            rounds.follower.run_once()
+        except (GatewayError, TrustError) as e:  # e.g. no trust list installed yet
+            log.warning("trust list follow-up failed: [%s] %s", e.code, e)
+        rounds.last_checkpoint = self._maybe_checkpoint(rounds.last_checkpoint)
+        if time.monotonic() - rounds.last_witness >= self.node.settings.checkpoint_interval:
+            rounds.last_witness = time.monotonic()
+            try:
+                Witness(self.node, self.http).run_once()
+            except (GatewayError, TrustError) as e:
+                log.warning("witnessing failed: [%s] %s", e.code, e)
+        # Every round (one indexed query when nothing is new), so that an agency's next
+        # submission finds little left to record in its own transaction.
+        self._index_h2()
+        if time.monotonic() - rounds.last_purge >= PURGE_INTERVAL:
+            rounds.last_purge = time.monotonic()
+            self._purge()
+        try:
+            return self.run_once()
+        except ClockSkew as e:
+            log.error("[%s] %s", e.code, e.message)
+            if until_idle:  # it would never be idle: say so instead of waiting
+                raise
+            return []
+
+
+@dataclass
+class _Rounds:
+    """What :meth:`Dispatcher.run` keeps from one round to the next."""
+
+    follower: TrustFollower
+    last_checkpoint: float
+    last_witness: float = float("-inf")
+    last_purge: float = float("-inf")
 
 
 class ClockSkew(GatewayError):

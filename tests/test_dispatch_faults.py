@@ -6,13 +6,16 @@ does not overwrite what a dispatcher is doing."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from dataclasses import replace
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 import gateway.db
+from gateway import dispatcher as dispatcher_module
 from gateway import outbox
 from gateway.dispatcher import ClockSkew, Dispatcher
 from gateway.errors import ApiError
@@ -480,3 +483,35 @@ def test_a_host_whose_clock_is_off_the_database_servers_claims_nothing(
     assert [o.state for o in dispatcher.run_once()] == [DeliveryState.DELIVERED]
     assert inbox_count(kg, "KZ") == 1 and kz.client().get("/readyz").status_code == 200
     assert inbox_count(kg, "KZ", message_id) == 1
+
+
+def test_a_round_that_fails_on_the_database_is_logged_and_tried_again(
+    make_federation, monkeypatch, caplog
+):
+    """PostgreSQL restarting, or SQLite locked past its busy timeout: a running
+    dispatcher says so and tries again after a pause, instead of ending; with
+    ``until_idle`` (a command that should finish) the error is raised."""
+    fed = make_federation(("KZ", "KG"))
+    kz = fed["KZ"]
+    sent = submit(kz, ["KG"])
+    monkeypatch.setattr(dispatcher_module, "DATABASE_PAUSE", 0.01)
+    dispatcher = Dispatcher(kz.node)
+    run_once = dispatcher.run_once
+    failures: list[Exception] = []
+
+    def flaky(now: int | None = None) -> list:
+        if failures:
+            raise failures.pop()
+        return run_once(now)
+
+    dispatcher.run_once = flaky  # type: ignore[method-assign]
+    locked = OperationalError(None, None, sqlite3.OperationalError("database is locked"))
+    failures.append(locked)
+    with caplog.at_level("ERROR", logger="gateway.dispatcher"):
+        dispatcher.run(stop_after=1.0)
+    assert "the database could not be used (database is locked)" in caplog.text
+    assert failures == []
+    assert inbox_count(fed["KG"], "KZ", sent["id"]) == 1
+    failures.append(locked)
+    with pytest.raises(OperationalError):
+        dispatcher.run(until_idle=True)
