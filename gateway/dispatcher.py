@@ -136,7 +136,16 @@ def backoff_delay(attempts: int, base: float, cap: float, rng: random.Random) ->
 
 DATABASE_PAUSE = 5.0
 """Seconds a running dispatcher waits after a round failed on the database (down,
-restarting, or locked past its busy timeout) before the next round."""
+restarting, or locked past its busy timeout) before the next round; doubled after
+each further failed round, up to ``DATABASE_PAUSE_LONGEST``."""
+DATABASE_PAUSE_LONGEST = 60.0
+INDEX_BATCHES = 4
+"""Batches of H2 identifiers (gateway/onward.py) a dispatcher records per round at
+most, so that a backlog delays its sending by a few tenths of a second a round."""
+
+
+def _pause(seconds: float) -> None:
+    time.sleep(seconds)
 
 
 class Dispatcher:
@@ -659,7 +668,7 @@ class Dispatcher:
         """Record H2 identifiers of new received messages ahead of the next submission
         (a submission's own check records what is left)."""
         try:
-            onward.index_pending(self.node.sessions, int(time.time()))
+            onward.index_pending(self.node.sessions, int(time.time()), batches=INDEX_BATCHES)
         except SQLAlchemyError as e:  # a lock timeout, a deadlock: the next round retries
             log.warning("recording H2 identifiers failed, retried next round: %s", e)
 
@@ -688,23 +697,31 @@ class Dispatcher:
         this host's clock is skewed it logs the error and waits; with ``until_idle``
         it raises :class:`ClockSkew` instead, as nothing would ever become idle. A round
         that fails on the database (down, restarting, or locked past its busy timeout)
-        is logged and tried again after ``DATABASE_PAUSE``; with ``until_idle`` the
-        error is raised."""
+        is logged (with its traceback the first time) and tried again after
+        ``DATABASE_PAUSE``, doubled after each further failure up to
+        ``DATABASE_PAUSE_LONGEST``; with ``until_idle`` the error is raised."""
         started = time.monotonic()
         rounds = _Rounds(TrustFollower(self.node, self.http), time.monotonic())
+        failed = 0  # rounds failed on the database in a row
         while stop_after is None or time.monotonic() - started < stop_after:
             try:
                 outcomes = self._round(rounds, until_idle=until_idle)
             except OperationalError as e:
                 if until_idle:
                     raise
+                pause = min(DATABASE_PAUSE * 2**failed, DATABASE_PAUSE_LONGEST)
+                failed += 1
                 log.error(
                     "the database could not be used (%s); the dispatcher tries again in %g s",
                     " ".join(str(e.orig).split())[:300],
-                    DATABASE_PAUSE,
+                    pause,
+                    exc_info=failed == 1,  # the traceback once, not at every try
                 )
-                time.sleep(DATABASE_PAUSE)
+                _pause(pause)
                 continue
+            if failed:
+                log.warning("the database is usable again after %d failed rounds", failed)
+                failed = 0
             if not outcomes:
                 if until_idle:
                     return
@@ -718,18 +735,22 @@ class Dispatcher:
         except (GatewayError, TrustError) as e:  # e.g. no trust list installed yet
             log.warning("trust list follow-up failed: [%s] %s", e.code, e)
         rounds.last_checkpoint = self._maybe_checkpoint(rounds.last_checkpoint)
+        # A duty's time is taken once it has run: one that failed on the database is
+        # tried again in the next round, not an interval later.
         if time.monotonic() - rounds.last_witness >= self.node.settings.checkpoint_interval:
-            rounds.last_witness = time.monotonic()
+            began = time.monotonic()
             try:
                 Witness(self.node, self.http).run_once()
             except (GatewayError, TrustError) as e:
                 log.warning("witnessing failed: [%s] %s", e.code, e)
+            rounds.last_witness = began
         # Every round (one indexed query when nothing is new), so that an agency's next
         # submission finds little left to record in its own transaction.
         self._index_h2()
         if time.monotonic() - rounds.last_purge >= PURGE_INTERVAL:
-            rounds.last_purge = time.monotonic()
+            began = time.monotonic()
             self._purge()
+            rounds.last_purge = began
         try:
             return self.run_once()
         except ClockSkew as e:

@@ -527,7 +527,8 @@ def _check_agreements(
 
 
 DENIALS_SAID = 10
-"""H2 denials spelled out in a refusal's message at most (the details list them all)."""
+"""H2 denials (one per H2 message and recipient) spelled out in a refusal's message at
+most; its details name every message and recipient concerned."""
 
 
 def _check_onward(
@@ -561,8 +562,8 @@ def _check_onward(
             # A name common in received H2 data can touch thousands of messages: the
             # answer stays readable, the details name them all, the audit log has each.
             reasons += (
-                f"; and {len(denied) - DENIALS_SAID} more (details.sources names every "
-                "H2 message concerned)"
+                f"; and {len(denied) - DENIALS_SAID} more denials (details.sources names "
+                "every H2 message concerned, details.recipients every recipient refused)"
             )
         raise _denial(
             session,
@@ -570,6 +571,7 @@ def _check_onward(
             {
                 "rules": sorted({d.rule for d in denied}),
                 "sources": sorted({d.source for d in denied}),
+                "recipients": sorted({d.recipient for d in denied}),
             },
         )
 

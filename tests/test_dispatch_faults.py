@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
@@ -489,29 +490,39 @@ def test_a_round_that_fails_on_the_database_is_logged_and_tried_again(
     make_federation, monkeypatch, caplog
 ):
     """PostgreSQL restarting, or SQLite locked past its busy timeout: a running
-    dispatcher says so and tries again after a pause, instead of ending; with
-    ``until_idle`` (a command that should finish) the error is raised."""
+    dispatcher says so (the traceback once), pauses longer after each failure, tries
+    the failed duty again in the next round (not an interval later), and says when
+    the database is usable again; with ``until_idle`` (a command that should finish)
+    the error is raised."""
     fed = make_federation(("KZ", "KG"))
     kz = fed["KZ"]
     sent = submit(kz, ["KG"])
-    monkeypatch.setattr(dispatcher_module, "DATABASE_PAUSE", 0.01)
+    pauses: list[float] = []
+    monkeypatch.setattr(dispatcher_module, "_pause", pauses.append)
+    monkeypatch.setattr(dispatcher_module, "DATABASE_PAUSE", 1.0)
     dispatcher = Dispatcher(kz.node)
-    run_once = dispatcher.run_once
-    failures: list[Exception] = []
-
-    def flaky(now: int | None = None) -> list:
-        if failures:
-            raise failures.pop()
-        return run_once(now)
-
-    dispatcher.run_once = flaky  # type: ignore[method-assign]
     locked = OperationalError(None, None, sqlite3.OperationalError("database is locked"))
-    failures.append(locked)
-    with caplog.at_level("ERROR", logger="gateway.dispatcher"):
+    purges: list[int] = []
+
+    def purge_fails(times: int) -> Callable[[], None]:
+        def purge() -> None:
+            purges.append(1)
+            if len(purges) <= times:
+                raise locked
+
+        return purge
+
+    dispatcher._purge = purge_fails(2)  # type: ignore[method-assign]
+    with caplog.at_level("INFO", logger="gateway.dispatcher"):
         dispatcher.run(stop_after=1.0)
-    assert "the database could not be used (database is locked)" in caplog.text
-    assert failures == []
+    assert pauses == [1.0, 2.0]
+    assert len(purges) == 3  # the third round purged, and only then did it send
+    failures = [r for r in caplog.records if "could not be used" in r.getMessage()]
+    assert [bool(r.exc_info) for r in failures] == [True, False]
+    assert "(database is locked)" in failures[0].getMessage()
+    assert "usable again after 2 failed rounds" in caplog.text
     assert inbox_count(fed["KG"], "KZ", sent["id"]) == 1
-    failures.append(locked)
+    purges.clear()
+    dispatcher._purge = purge_fails(1)  # type: ignore[method-assign]
     with pytest.raises(OperationalError):
         dispatcher.run(until_idle=True)

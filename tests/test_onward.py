@@ -72,7 +72,11 @@ def test_h2_data_needs_the_originators_grant_to_reach_a_third_state(make_federat
 
     refused = post(kg, "alert/1", kg_alert_naming(victim), ["UZ"], expect=403)
     assert refused["error"] == "policy-denied"
-    assert refused["details"] == {"rules": ["h2-no-grant"], "sources": [source]}
+    assert refused["details"] == {
+        "rules": ["h2-no-grant"],
+        "sources": [source],
+        "recipients": ["UZ"],
+    }
     assert "KZ" in refused["message"] and "UZ" in refused["message"]
     # The same data back to its originator needs no grant.
     post(kg, "alert/1", kg_alert_naming(victim), ["KZ"])
@@ -123,10 +127,15 @@ def test_a_refusal_touching_many_h2_messages_says_a_few_and_lists_them_all(
     deliver(kz)
     victim = copy.deepcopy(original["subjects"][0])
     refused = post(kg, "alert/1", kg_alert_naming(victim), ["UZ"], expect=403)
-    assert refused["details"] == {"rules": ["h2-no-grant"], "sources": sources}
+    assert refused["details"] == {
+        "rules": ["h2-no-grant"],
+        "sources": sources,
+        "recipients": ["UZ"],
+    }
     assert refused["message"].count("without KZ's grant") == 2
     assert refused["message"].endswith(
-        "; and 2 more (details.sources names every H2 message concerned)"
+        "; and 2 more denials (details.sources names every H2 message concerned, "
+        "details.recipients every recipient refused)"
     )
     with kg.node.sessions() as session:
         recorded = [

@@ -8,15 +8,27 @@ import socket
 from tests import conftest
 
 
+def _held_port() -> tuple[socket.socket, int]:
+    """A listening socket on the first port of the block that is free now."""
+    for port in conftest._server_ports():
+        blocker = socket.socket()
+        try:
+            blocker.bind(("127.0.0.1", port))
+        except OSError:
+            blocker.close()
+            continue
+        blocker.listen()
+        return blocker, port
+    raise AssertionError("no free port in the block")
+
+
 def test_a_taken_port_of_the_block_is_skipped(monkeypatch):
     monkeypatch.setattr(conftest, "_next_port", [0])
-    first = conftest._server_ports()[0]
-    with socket.socket() as blocker:
-        blocker.bind(("127.0.0.1", first))
-        blocker.listen()
-        monkeypatch.setattr(conftest, "_next_port", [0])
+    blocker, taken = _held_port()
+    with blocker:
+        monkeypatch.setattr(conftest, "_next_port", [taken])
         server = conftest._serve(0, lambda environ, start_response: [])
         try:
-            assert server.server_address[1] != first
+            assert server.server_address[1] != taken
         finally:
             server.server_close()
