@@ -144,6 +144,12 @@ INDEX_BATCHES = 4
 most, so that a backlog delays its sending by a few tenths of a second a round."""
 
 
+def database_pause(failed: int) -> float:
+    """The pause after the ``failed``-th round in a row that failed on the database."""
+    # The exponent bounded: a database down for days must not overflow the float.
+    return min(DATABASE_PAUSE * 2 ** min(failed - 1, 16), DATABASE_PAUSE_LONGEST)
+
+
 def _pause(seconds: float) -> None:
     time.sleep(seconds)
 
@@ -709,8 +715,8 @@ class Dispatcher:
             except OperationalError as e:
                 if until_idle:
                     raise
-                pause = min(DATABASE_PAUSE * 2**failed, DATABASE_PAUSE_LONGEST)
                 failed += 1
+                pause = database_pause(failed)
                 log.error(
                     "the database could not be used (%s); the dispatcher tries again in %g s",
                     " ".join(str(e.orig).split())[:300],

@@ -526,3 +526,8 @@ def test_a_round_that_fails_on_the_database_is_logged_and_tried_again(
     dispatcher._purge = purge_fails(1)  # type: ignore[method-assign]
     with pytest.raises(OperationalError):
         dispatcher.run(until_idle=True)
+
+
+def test_the_pause_after_database_failures_doubles_up_to_a_minute():
+    pauses = [dispatcher_module.database_pause(n) for n in (1, 2, 3, 4, 5, 10, 100_000)]
+    assert pauses == [5.0, 10.0, 20.0, 40.0, 60.0, 60.0, 60.0]
