@@ -253,7 +253,11 @@ def test_a_reused_connection_is_bounded_and_one_cut_is_not_reused(impostor):
     second = submit(kz, ["KG"])
     [cut], took = _timed(dispatcher)
     assert took < LIMIT + SLACK, took
-    assert (cut.state, cut.code) == ("retrying", "answer-unreadable"), cut
+    # Unreadable (the status line had come); on a machine loaded enough that the client
+    # had not read it by the deadline, unreachable. Which code a trickle gets is the
+    # test above's; this one is about the bound and the pool.
+    assert cut.state == "retrying", cut
+    assert cut.code in ("answer-unreadable", "peer-unreachable"), cut
 
     third = submit(kz, ["KG"])
     outcomes = dispatcher.run_once(now=int(time.time()) + 5)  # the second is due again too
