@@ -974,8 +974,8 @@ def dispatch(obj: Context, once: bool, until_idle: bool) -> None:
     while this host's clock is further off the database server's than the leases
     allow, it claims nothing: the loop logs error clock-skew and waits; --once and
     --until-idle exit with that error (status 2). A round that fails on the database
-    is logged and tried again after 5 s (doubling up to 60 s); --once and --until-idle exit with
-    database-unavailable instead.
+    is logged and tried again after 5 s (doubling up to 60 s); --once and
+    --until-idle exit with database-unavailable instead.
     """
     from gateway.dispatcher import Dispatcher
 

@@ -248,14 +248,14 @@ def _store_accepted(connection: Connection, group: Sequence[_Accepting]) -> list
 
     On PostgreSQL the audit lock must be taken before the first insert and held to the
     commit (:func:`accepting_group` takes it before it takes the group; a caller of
-    this function takes it itself), so
-    transactions that store messages take their ids and commit one after another:
-    an inbox reader paging by id (``after``) never sees an id before a smaller one
-    is committed, which it would then pass for good. (Ids taken before
-    the lock could commit out of order between two worker processes.) And as every
-    such transaction holds the lock before it inserts, an insert never waits, lock
-    in hand, for another process's uncommitted copy of the same envelope. On SQLite
-    the first insert takes the database's one write lock, with the same effect."""
+    this function takes it itself), so transactions that store messages take their
+    ids and commit one after another: an inbox reader paging by id (``after``) never
+    sees an id before a smaller one is committed, which it would then pass for good.
+    (Ids taken before the lock could commit out of order between two worker
+    processes.) And as every such transaction holds the lock before it inserts, an
+    insert never waits, lock in hand, for another process's uncommitted copy of the
+    same envelope. On SQLite the first insert takes the database's one write lock,
+    with the same effect."""
     answers: list[bytes | Rejected] = []
     stored: list[tuple[_Accepting, int]] = []
     for item in group:
