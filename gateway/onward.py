@@ -103,14 +103,10 @@ def index_pending(sessions: Callable[[], Session], now: int, *, batches: int | N
     looked, after, done = 0, 0, 0
     while batches is None or done < batches:
         with sessions() as session:
-            rows = _pending(session, after, skip_locked=True)
-            if rows:
-                found = _identifiers(rows)
-                _mark(session, found, now)
-                session.commit()
-                after = rows[-1][0]
-        looked, done = looked + len(rows), done + 1
-        if len(rows) < _BATCH:
+            count, after = _catch_up_batch(session, now, after, skip_locked=True)
+            session.commit()
+        looked, done = looked + count, done + 1
+        if count < _BATCH:
             break
     return looked
 
@@ -118,10 +114,12 @@ def index_pending(sessions: Callable[[], Session], now: int, *, batches: int | N
 _BATCH = 500
 
 
-def _catch_up_batch(session: Session, now: int, after: int) -> tuple[int, int]:
+def _catch_up_batch(
+    session: Session, now: int, after: int, *, skip_locked: bool = False
+) -> tuple[int, int]:
     """Up to ``_BATCH`` messages not looked at yet, of ids above ``after``, recorded in
     the caller's transaction: how many, and the last id read."""
-    rows = _pending(session, after)
+    rows = _pending(session, after, skip_locked=skip_locked)
     if rows:
         _mark(session, _identifiers(rows), now)
         after = rows[-1][0]
