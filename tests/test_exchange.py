@@ -245,7 +245,8 @@ def test_envelope_expires_while_peer_is_down(make_federation):
 
 
 def test_concurrent_dispatcher_processes_never_send_one_message_twice(make_federation):
-    fed = make_federation(("KZ", "KG"))
+    # Timeouts no loaded machine meets: a timed-out attempt would be sent again.
+    fed = make_federation(("KZ", "KG"), settings={"peer_timeout": 10.0, "dispatch_lease": 40})
     kz, kg = fed["KZ"], fed["KG"]
     ids = [submit(kz, ["KG"])["id"] for _ in range(30)]
     env = dict(os.environ, GATEWAY_KEY_PASSPHRASE=PASSPHRASE)
@@ -278,7 +279,9 @@ def test_concurrent_dispatcher_processes_never_send_one_message_twice(make_feder
 
 
 def test_dispatcher_killed_mid_send_and_restarted(make_federation):
-    fed = make_federation(("KZ", "KG"), settings={"dispatch_lease": 3, "peer_timeout": 1.0})
+    # A peer timeout the kill comes well within, even on a loaded machine (the worker
+    # would otherwise record a retry first), and a lease longer than an attempt.
+    fed = make_federation(("KZ", "KG"), settings={"dispatch_lease": 30, "peer_timeout": 10.0})
     kz, kg = fed["KZ"], fed["KG"]
     message_id = submit(kz, ["KG"])["id"]
 
@@ -302,9 +305,9 @@ def test_dispatcher_killed_mid_send_and_restarted(make_federation):
     )
     try:
         assert stored.wait(60), "the dispatcher never reached KG"
-        assert inbox_count(kg, "KZ", message_id) == 1
         os.killpg(worker.pid, signal.SIGKILL)  # dies before it can record the receipt
         worker.wait(10)
+        assert inbox_count(kg, "KZ", message_id) == 1
     finally:
         release.set()
         if worker.poll() is None:
@@ -315,7 +318,7 @@ def test_dispatcher_killed_mid_send_and_restarted(make_federation):
     kg.server.switch.app = inner
     restarted = Dispatcher(kz.node, worker="restarted")
     assert restarted.run_once() == []  # the dead worker's lease still holds
-    [outcome] = restarted.run_once(now=int(time.time()) + 5)
+    [outcome] = restarted.run_once(now=int(time.time()) + 31)
     assert outcome.state == "delivered"
     assert inbox_count(kg, "KZ", message_id) == 1  # the resend was answered as a retry
     assert len(kg.posts) == 2 and kg.posts[0] == kg.posts[1]  # byte-identical envelope

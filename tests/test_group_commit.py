@@ -589,8 +589,12 @@ def test_a_wait_for_the_lock_file_fails_each_caller_when_its_own_time_is_up(sqli
     every caller whose own time is up gets the error at once (none waits again
     alone), and callers that came during the wait stay queued until their own time is
     up, not failed early: each caller fails about ``timeout`` after it came. No
-    transaction begins meanwhile, and the held connection is kept."""
-    timeout = 0.6
+    transaction begins meanwhile, and the held connection is kept.
+
+    The bounds leave half a timeout for the hand-overs after a wait ends (a loaded
+    machine), and still catch a caller that waits twice (2x) or whose wait counts from
+    the later leader's start instead of its own (the second caller: 1.75x)."""
+    timeout = 1.0
     group = GroupCommit(sqlite_engine, _insert)
     assert group._writer_lock is not None
     assert group.run(0) == "stored 0"
@@ -635,7 +639,7 @@ def test_a_wait_for_the_lock_file_fails_each_caller_when_its_own_time_is_up(sqli
     assert sorted(outcomes) == [1, 2, 3, 4]
     assert all(isinstance(outcome, sqlite3.OperationalError) for outcome in outcomes.values())
     assert all("database is locked" in str(outcome) for outcome in outcomes.values())
-    assert all(timeout * 0.9 <= wait < timeout * 1.25 for wait in waits.values()), waits
+    assert all(timeout * 0.9 <= wait < timeout * 1.5 for wait in waits.values()), waits
     assert tried == []
     assert _stored(sqlite_engine) == [0]
     assert group.run(6) == "stored 6"  # the lock let go: writing goes on

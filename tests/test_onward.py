@@ -3,6 +3,7 @@ recognises the data itself (names in any spelling, documents), not a declaration
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import threading
@@ -243,13 +244,20 @@ def test_the_dispatcher_records_h2_identifiers_at_every_round(make_federation):
     dispatcher = Dispatcher(kg.node)
     rounds: list[int] = []
     index_h2 = dispatcher._index_h2
+    stop = threading.Event()  # set by the test once it has seen what it waits for
 
     def counted() -> None:
+        if stop.is_set():
+            raise _Stopped
         rounds.append(1)
         index_h2()
 
+    def running_until_stopped() -> None:
+        with contextlib.suppress(_Stopped):
+            dispatcher.run(stop_after=20)  # stopped sooner, once the test has seen it
+
     dispatcher._index_h2 = counted  # type: ignore[method-assign]
-    running = threading.Thread(target=lambda: dispatcher.run(stop_after=4))
+    running = threading.Thread(target=running_until_stopped)
     running.start()
     try:
         deadline = time.monotonic() + 10
@@ -265,9 +273,14 @@ def test_the_dispatcher_records_h2_identifiers_at_every_round(make_federation):
                 indexed = session.scalars(select(InboundMessage.h2_indexed_at)).one()
             time.sleep(0.05)
     finally:
+        stop.set()
         running.join(timeout=30)
     assert indexed is not None
     assert len(rounds) > first_round
+
+
+class _Stopped(Exception):
+    """Raised in a running dispatcher's round to stop it."""
 
 
 def test_h2_data_is_indexed_off_the_receive_path(make_federation):
