@@ -976,12 +976,20 @@ def dispatch(obj: Context, once: bool, until_idle: bool) -> None:
     --until-idle exit with that error (status 2). A round that fails on the database
     is logged and tried again after 5 s (doubling up to 60 s); --once and
     --until-idle exit with database-unavailable instead.
+
+    It needs the node's keys (GATEWAY_KEY_PASSPHRASE, or a prompt at the start): it
+    signs the audit log's checkpoints, co-signs the peers' it witnesses, and seals
+    a message again when keys changed under it.
     """
     from gateway.dispatcher import Dispatcher
 
     if once and until_idle:
         _fail("bad-option", "give --once or --until-idle, not both")
-    dispatcher = Dispatcher(obj.node())
+    node = obj.node()
+    # Now, not at the first checkpoint or witnessing of a loop that runs for days: a
+    # missing passphrase is said before anything is sent.
+    node.keys  # noqa: B018 - loading them is the point
+    dispatcher = Dispatcher(node)
     if once:
         outcomes = dispatcher.run_once()
         if not outcomes:
@@ -1330,7 +1338,9 @@ def audit_reset_witness(obj: Context, peer: str, reason: str, who: str) -> None:
 
 
 @audit.command("dpo")
-@click.option("--since", help="First local day (YYYY-MM-DD); default 30 days ago.")
+@click.option(
+    "--since", help="First local day (YYYY-MM-DD); default 30 days before the end of --until."
+)
 @click.option("--until", help="Last local day (YYYY-MM-DD), included; default now.")
 @click.option("--by", "who", required=True, help="Who asks (recorded in the audit log).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")

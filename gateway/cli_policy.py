@@ -81,7 +81,11 @@ def policy_check(obj: Any, file: Path | None) -> None:
 @policy_group.command("show")
 @click.pass_obj
 def policy_show(obj: Any) -> None:
-    """The policy in force on this node."""
+    """The policy in the node's policy.toml now: what a process starting now uses.
+
+    Running processes re-read the file within trust_refresh seconds; while it does
+    not parse, or after it was deleted, they keep the last policy they loaded (and
+    log an error), which this command does not show."""
     if not obj.instance.is_dir():  # not "no policy: everything allowed"
         raise GatewayError(
             "no-instance",

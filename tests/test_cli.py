@@ -581,6 +581,12 @@ def test_outbox_inbox_and_dispatch(make_federation: Any) -> None:
 
     listed = succeeded(on(kz, "outbox", "list"))
     assert re.search(rf"^{message_id} alert/1\s+kz-police\s+KG:queued$", listed, re.M), listed
+    # The dispatcher needs the keys (it signs and co-signs checkpoints, and re-seals):
+    # without the passphrase it says so at the start, not in a round days later.
+    for mode in (["--once"], ["--until-idle"], []):  # the loop last: it would not end
+        message = refused(gateway(kz.instance, "dispatch", *mode), "key-file-passphrase")
+        assert "GATEWAY_KEY_PASSPHRASE" in message
+    assert succeeded(on(kz, "outbox", "list")) == listed  # nothing was attempted
 
     sent = succeeded(on(kz, "dispatch", "--once"))
     assert sent.strip() == "1 deliveries attempted: retrying/peer-unreachable"
