@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from gateway.errors import ConfigError
@@ -301,7 +301,8 @@ def check_database_url(url: str) -> str:
     try:
         parsed = make_url(url)
         backend = parsed.get_backend_name()
-    except ArgumentError as e:
+        parsed.port  # noqa: B018 - a port that is not a number raises here
+    except (ArgumentError, ValueError) as e:  # ValueError: a port that is not a number
         raise ConfigError(
             "config-database",
             f"database_url {url!r} is not a database URL; use {DATABASE_FORMS}",
@@ -312,6 +313,7 @@ def check_database_url(url: str) -> str:
             f"database_url uses {backend!r}; the node supports SQLite (sqlite:///…) and "
             "PostgreSQL (postgresql://…)",
         )
+    _check_database_name(parsed)
     module = DATABASE_DRIVERS.get(parsed.drivername)
     if module is None:
         raise ConfigError(
@@ -326,6 +328,35 @@ def check_database_url(url: str) -> str:
             "install the gateway with its postgres extra (pip install 'xb-gateway[postgres]')",
         )
     return url
+
+
+def _check_database_name(parsed: URL) -> None:
+    """A node's database is one named file or one named PostgreSQL database: not an
+    in-memory SQLite database (every write lost when the process ends, and each
+    process would have its own), not a relative path (a command run from another
+    folder would open a new, empty database), not the server's default database."""
+    database = parsed.database or ""
+    if parsed.get_backend_name() == "sqlite":
+        uri = str(parsed.query.get("uri", "")).lower() in ("true", "1")
+        memory = str(parsed.query.get("mode", "")).lower() == "memory"
+        if database in ("", ":memory:") or (uri and (memory or "mode=memory" in database)):
+            raise ConfigError(
+                "config-database",
+                "database_url names an in-memory SQLite database, which keeps nothing once "
+                "the process ends; name a file: sqlite:////path/gateway.db",
+            )
+        if not uri and not os.path.isabs(database):
+            raise ConfigError(
+                "config-database",
+                f"database_url names the relative path {database!r}, which each command "
+                "would look for in the folder it runs in; give an absolute path: "
+                f"sqlite:///{os.path.abspath(database)} (four slashes in all)",
+            )
+    elif not database:
+        raise ConfigError(
+            "config-database",
+            "database_url names no database; name the node's own: postgresql://user@host/dbname",
+        )
 
 
 def load_settings(instance: str | os.PathLike[str], **overrides: Any) -> Settings:
@@ -346,6 +377,10 @@ def load_settings(instance: str | os.PathLike[str], **overrides: Any) -> Setting
                 values.update(tomllib.load(handle))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise ConfigError("config-file", f"{toml_path} is not valid TOML: {e}") from e
+        except RecursionError as e:
+            raise ConfigError(
+                "config-file", f"{toml_path} nests arrays or tables too deeply to read"
+            ) from e
         except OSError as e:
             raise ConfigError("config-file", f"cannot read {toml_path}: {e.strerror}") from e
     known = {f.name: f.type for f in fields(Settings)}
@@ -380,6 +415,13 @@ def load_settings(instance: str | os.PathLike[str], **overrides: Any) -> Setting
     check_database_url(values["database_url"])
     if not values.get("key_file"):
         values["key_file"] = str(folder / "node-keys.json")
+    elif not os.path.isabs(values["key_file"]):
+        raise ConfigError(
+            "config-value",
+            f"key_file {values['key_file']!r} is a relative path, which each command would "
+            f"look for in the folder it runs in; give an absolute path such as "
+            f"{folder / values['key_file']}",
+        )
     return Settings(**values).check()
 
 

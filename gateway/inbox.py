@@ -388,7 +388,8 @@ def _after_accept(
 
 def refuse_unread(node: Node, error: Rejected, size: int, at: int) -> None:
     """Record a refusal decided before the body was read (an announced size over the
-    limit): no bytes are kept, only the size announced."""
+    limit, or chunks the server could not read): no bytes are kept, only the size
+    announced (0 when none was)."""
     with node.sessions() as session:
         _record_refusal(session, node, b"", error, None, at, size=size)
         session.commit()

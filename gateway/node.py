@@ -102,17 +102,19 @@ class Node:
             stamp = self._stamp()
             try:
                 self.keys = self._load_keys()
-            except KeyFileError as e:  # keep serving with the ring we have, and say so
+            except (KeyFileError, OSError) as e:  # keep serving with the ring we have
                 # Once per change of the file, not on every refresh: a key file sealed
-                # again under a new passphrase costs a key derivation each try.
+                # again under a new passphrase costs a key derivation each try. (An
+                # OSError: a file this process may no longer read, say rewritten by
+                # another user, or replaced by a folder.)
                 self._key_file_stamp = stamp
                 log.error(
                     "key file %s changed but does not load: [%s] %s; this process keeps "
                     "its keys until it is restarted (with the new passphrase, after "
                     "'gateway keys reseal')",
                     self.settings.key_file,
-                    e.code,
-                    e.message,
+                    getattr(e, "code", "file-unreadable"),
+                    getattr(e, "message", None) or getattr(e, "strerror", None) or str(e),
                 )
         assert self._keys is not None
         return self._keys

@@ -356,6 +356,8 @@ def parse(text: str, path: Path) -> Policy:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise _fail(path, f"not valid TOML: {e}") from e
+    except RecursionError as e:
+        raise _fail(path, "arrays or tables nested too deeply to read") from e
     unknown = set(data) - {"version", "agreement", "minimise", "retention", "agency", "route"}
     if unknown:
         raise _fail(path, f"unknown sections {sorted(unknown)}")

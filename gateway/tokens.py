@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session
 from gateway.access import PERSON_ROLES
 from gateway.audit import log as audit
 from gateway.errors import ApiError
-from gateway.models import ApiToken, User
+from gateway.models import ApiToken, User, is_row_id
+from schemas.common import FORBIDDEN_SINGLE_LINE
 
 TOKEN_PREFIX = "gwt_"  # noqa: S105 (a prefix, not a secret)
 AGENCY_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,63}\Z")
@@ -65,6 +66,13 @@ def issue(
     if not AGENCY_RE.match(agency):
         raise ApiError(
             "bad-agency", "agency names are lowercase letters, digits and dashes, e.g. kz-police"
+        )
+    if len(label) > 200 or FORBIDDEN_SINGLE_LINE.search(label):
+        raise ApiError(
+            "bad-label",
+            "a label is up to 200 characters on one line, without control characters, "
+            "bidirectional overrides or bytes that are not text",
+            status=422,
         )
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     row = ApiToken(
@@ -132,7 +140,7 @@ def authenticate(
 
 
 def revoke(session: Session, token_id: int) -> ApiToken:
-    row = session.get(ApiToken, token_id)
+    row = session.get(ApiToken, token_id) if is_row_id(token_id) else None
     if row is None:
         raise ApiError("no-such-token", f"there is no token with id {token_id}", status=404)
     if row.revoked_at is None:

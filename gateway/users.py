@@ -21,6 +21,7 @@ from gateway.errors import ApiError
 from gateway.models import User
 from gateway.sovereignty import require_reason_and_name
 from gateway.tokens import AGENCY_RE
+from schemas.common import FORBIDDEN_SINGLE_LINE
 
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{1,63}\Z")
 
@@ -38,8 +39,13 @@ def add(session: Session, name: str, *, full_name: str, agency: str, role: str, 
         raise ApiError(
             "bad-agency", "agency names are lowercase letters, digits and dashes", status=422
         )
-    if not full_name.strip() or len(full_name) > 200:
-        raise ApiError("bad-user", "give the person's full name (1-200 characters)", status=422)
+    if not full_name.strip() or len(full_name) > 200 or FORBIDDEN_SINGLE_LINE.search(full_name):
+        raise ApiError(
+            "bad-user",
+            "give the person's full name (1-200 characters on one line, without control "
+            "characters, bidirectional overrides or bytes that are not text)",
+            status=422,
+        )
     require_reason_and_name("user added", by)
     now = int(time.time())
     user = User(

@@ -115,7 +115,13 @@ def _check_limits(opslimit: object, memlimit: object) -> tuple[int, int]:
 def _derive(passphrase: str, salt: bytes, opslimit: int, memlimit: int) -> bytes:
     if not isinstance(passphrase, str) or not passphrase:
         raise KeyFileError("key-file-passphrase", "a non-empty passphrase is needed")
-    secret = unicodedata.normalize("NFC", passphrase).encode("utf-8")
+    try:
+        secret = unicodedata.normalize("NFC", passphrase).encode("utf-8")
+    except UnicodeEncodeError as e:  # bytes from the environment that are not UTF-8
+        raise KeyFileError(
+            "key-file-passphrase",
+            "the passphrase holds bytes that are not UTF-8 text; set it again as text",
+        ) from e
     return argon2id.kdf(KEY_BYTES, secret, salt, opslimit=opslimit, memlimit=memlimit)
 
 

@@ -3,9 +3,11 @@ and who asked recorded with every change."""
 
 from __future__ import annotations
 
+import io
 import os
 
 import pytest
+from gunicorn.http.errors import InvalidChunkSize
 
 import keys.sealed
 from gateway import config
@@ -257,3 +259,118 @@ def test_pinning_a_file_of_another_user_rewrites_it_in_place(tmp_path, monkeypat
     assert path.stat().st_ino == before  # the same file, so its owner is kept
     assert path.stat().st_mode & 0o7777 == 0o644
     assert load_settings(tmp_path).trust_anchor == "ef" * 32
+
+
+class _BrokenChunks(io.BytesIO):
+    """A server's input stream for a chunked body it cannot read: ``error`` is what
+    its reads raise (gunicorn raises ``InvalidChunkSize`` for a chunk size that is not
+    hex; a stream cut short raises an ``OSError``, which werkzeug's wrapper turns into
+    ``ClientDisconnected``)."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
+
+    def read(self, *_: object) -> bytes:
+        raise self.error
+
+    readline = read
+
+    def readinto(self, _: object) -> int:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    "error", [InvalidChunkSize(b"zz"), OSError("cut short")], ids=["bad-size", "cut-short"]
+)
+@pytest.mark.parametrize(
+    ("path", "role", "status", "code"),
+    [
+        ("/xb1/envelopes", None, 400, "malformed"),
+        ("/api/v1/messages", "agency", 400, "bad-body"),
+        ("/api/v1/admin/trust-list", "admin", 400, "bad-body"),
+        ("/api/v1/admin/trust-list/fetch", "admin", 400, "bad-body"),
+        ("/api/v1/admin/suspensions", "admin", 400, "bad-body"),
+    ],
+)
+def test_a_chunked_body_the_server_cannot_read_is_a_400_not_a_500(
+    node_with_roles, path, role, status, code, error
+):
+    _, kz, auth = node_with_roles
+    answer = kz.client().post(
+        path,
+        headers={**(auth[role] if role else {}), "Transfer-Encoding": "chunked"},
+        content_type="application/json",
+        input_stream=_BrokenChunks(error),
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert (answer.status_code, answer.get_json()["error"]) == (status, code), answer.get_data()
+    assert "chunks" in answer.get_json()["message"]
+    if path == "/xb1/envelopes":  # a refusal of the peer API is recorded, as every one is
+        from gateway.inbox import list_rejections
+
+        with kz.node.sessions() as session:
+            [rejection] = list_rejections(session)
+        assert rejection.code == "malformed"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "role", "body", "status", "code"),
+    [
+        ("get", "/xb1/proofs/inclusion?index=%C2%B2&size=1", None, None, 422, "bad-parameter"),
+        ("get", "/xb1/proofs/consistency?old=%C2%B3&new=5", None, None, 422, "bad-parameter"),
+        ("get", "/xb1/witness/%00", None, None, 404, "not-found"),
+        ("get", "/xb1/witness/kz", None, None, 404, "not-found"),
+        ("post", "/api/v1/admin/tokens/9223372036854775808/revoke", "admin", None, 404, None),
+        ("post", "/api/v1/admin/tokens/2147483648/revoke", "admin", None, 404, None),
+        (
+            "post",
+            "/api/v1/admin/tokens",
+            "admin",
+            r'{"holder":"kz-police","label":"\ud800"}',
+            422,
+            "bad-label",
+        ),
+        (
+            "post",
+            "/api/v1/admin/tokens",
+            "admin",
+            '{"holder":"kz-police","label":"a\\nb"}',
+            422,
+            "bad-label",
+        ),
+        (
+            "post",
+            "/api/v1/admin/tokens",
+            "admin",
+            '{"holder":"kz-police","label":"\u202eab"}',
+            422,
+            "bad-label",
+        ),
+        (
+            "post",
+            "/api/v1/admin/users",
+            "admin",
+            r'{"name":"c.d","full_name":"C\ud800","agency":"kz-police","role":"officer","by":"me"}',
+            422,
+            "bad-user",
+        ),
+        ("post", "/api/v1/admin/trust-list/fetch", "admin", "[" * 10_000, 400, "bad-json"),
+        ("post", "/api/v1/admin/trust-list/fetch", "admin", "[1]", 400, "bad-json"),
+    ],
+)
+def test_odd_parameters_and_fields_are_refused_not_500(
+    node_with_roles, method, path, role, body, status, code
+):
+    """Inputs a hunt for 500s found: digits that are not ASCII, a NUL where a node id
+    goes, ids beyond the integers the database holds, lone surrogates, line breaks and
+    bidirectional overrides in a label or a name, a body nested past the JSON parser."""
+    _, kz, auth = node_with_roles
+    answer = getattr(kz.client(), method)(
+        path,
+        headers=auth[role] if role else {},
+        data=body.encode("utf-8", "surrogatepass") if body is not None else None,
+        content_type="application/json",
+    )
+    assert answer.status_code == status, answer.get_data()
+    assert answer.get_json()["error"] == (code or "no-such-token")

@@ -320,7 +320,7 @@ def test_content_length_lies_on_the_agency_api(make_federation: Any) -> None:
         headers=headers,
         environ_overrides={"CONTENT_LENGTH": "4000"},
     )
-    assert truncated.status_code == 400 and check_answer(truncated)["error"] == "bad-request"
+    assert truncated.status_code == 400 and check_answer(truncated)["error"] == "bad-body"
     oversized = kz.client().post(
         "/api/v1/messages",
         data=b"{}",

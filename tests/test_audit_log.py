@@ -163,6 +163,26 @@ def test_verify_command_and_checkpoint_command(make_federation):
     assert broken.exit_code == 1 and "entry 1 is missing" in broken.output
 
 
+def test_a_checkpoint_signed_by_a_key_the_trust_list_does_not_list_is_said_as_such(
+    make_federation,
+):
+    """The signature fails, not the entries: verify names both possible causes, and
+    does not claim that an entry was changed."""
+    fed = make_federation(("KZ", "KG"), serve=False)
+    kz = fed["KZ"]
+    submit(kz, ["KG"])
+    env = {"GATEWAY_KEY_PASSPHRASE": PASSPHRASE}
+    made = CliRunner().invoke(
+        main, ["--instance", str(kz.instance), "audit", "checkpoint"], env=env
+    )
+    assert made.exit_code == 0
+    with kz.node.sessions() as session:  # as a node whose keys the trust list does not list
+        problem = log.verify(session, kz.node.trust(), "KG").problem
+    assert problem is not None
+    assert "is not signed by any signing key the trust list lists for KG" in problem
+    assert "gateway keys show" in problem and "changed, deleted or reordered" not in problem
+
+
 def test_concurrent_appends_get_dense_positions(make_federation):
     fed = make_federation(("KZ", "KG"), serve=False)
     kz = fed["KZ"]

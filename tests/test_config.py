@@ -113,7 +113,7 @@ def test_write_instance_file_round_trips(tmp_path: Path) -> None:
         "backoff_base": 0.25,
         "dispatch_lease": 30,
         "allow_insecure_http": True,
-        "database_url": 'sqlite:///C:\\odd "path"\\gw.db',
+        "database_url": 'sqlite:////srv/C:\\odd "path"\\gw.db',
     }
     write_instance_file(tmp_path, written)
     settings = load_settings(tmp_path)

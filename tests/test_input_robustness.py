@@ -187,6 +187,58 @@ def test_postgresql_without_its_driver_installed(
     assert load_settings(folder, database_url=f"sqlite:///{tmp_path}/kz.db").node == "KZ"
 
 
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("sqlite:///:memory:", "in-memory"),
+        ("sqlite://", "in-memory"),
+        ("sqlite:///file:kz.db?mode=memory&uri=true", "in-memory"),
+        ("sqlite:///gateway.db", "relative path 'gateway.db'"),
+        ("sqlite:///data/kz.db", "relative path 'data/kz.db'"),
+        ("postgresql://", "names no database"),
+        ("postgresql://gw@db.example", "names no database"),
+        ("postgresql://gw@db.example:abc/kz", "is not a database URL"),
+        ("postgresql://gw@[::1/kz", "is not a database URL"),
+    ],
+)
+def test_a_database_that_would_not_keep_the_node_is_refused(
+    tmp_path: Path, url: str, said: str
+) -> None:
+    """A database that keeps nothing (in memory), that depends on the folder a command
+    runs in (a relative path: another folder would get a new, empty one), or that is no
+    database the node names (the server's default; a port that is not a number)."""
+    message = config_error("config-database", with_toml(tmp_path, f'database_url = "{url}"'))
+    assert said in message
+
+
+def test_init_refuses_a_relative_database_path_before_writing(tmp_path: Path) -> None:
+    instance = tmp_path / "kz"
+    result = gateway(
+        "init", "--node", "KZ", "--unsealed", "--database-url", "sqlite:///kz.db", instance=instance
+    )
+    assert "absolute path" in refused(result, "config-database")
+    assert not instance.exists()
+
+
+def test_toml_nested_too_deeply_is_a_clear_error(tmp_path: Path) -> None:
+    """Python's TOML reader recurses per level: a file nested hundreds deep is refused
+    as a bad file, not a RecursionError (a traceback, a 500, a dead dispatcher)."""
+    from gateway import policy
+
+    deep = "x = " + "[" * 2000 + "]" * 2000
+    assert "too deeply" in config_error("config-file", with_toml(tmp_path / "config", deep))
+    folder = with_toml(tmp_path / "policy", "")
+    (folder / policy.POLICY_FILE).write_text(f"version = 1\n{deep}\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        policy.load(folder)
+    assert caught.value.code == "policy-invalid" and "too deeply" in caught.value.message
+
+
+def test_a_relative_key_file_is_refused(tmp_path: Path) -> None:
+    message = config_error("config-value", with_toml(tmp_path, 'key_file = "keys.json"'))
+    assert "relative path" in message and str(tmp_path) in message
+
+
 def test_supported_database_url_forms_are_accepted(tmp_path: Path) -> None:
     for url in (
         f"sqlite:///{tmp_path}/a.db",

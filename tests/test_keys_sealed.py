@@ -234,3 +234,12 @@ def test_a_weakly_sealed_file_opens_with_a_warning(tmp_path: Path, monkeypatch) 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert read_key_file(path, PASS) == SECRET
+
+
+def test_a_passphrase_that_is_not_utf8_text_is_refused_as_such():
+    """The environment may hold bytes that are not UTF-8 (Python keeps them as lone
+    surrogates): refused with key-file-passphrase, not a UnicodeEncodeError."""
+    sealed = seal_keys({"x": 1}, "right words", opslimit=OPSLIMIT_MIN, memlimit=MEMLIMIT_MIN)
+    with pytest.raises(KeyFileError) as e:
+        open_keys(sealed, "\udcff")
+    assert e.value.code == "key-file-passphrase" and "not UTF-8" in e.value.message

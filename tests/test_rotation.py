@@ -301,6 +301,28 @@ def test_a_key_file_sealed_again_is_tried_once_per_change_by_a_running_node(
     node.engine.dispose()
 
 
+def test_a_key_file_a_running_node_can_no_longer_read_keeps_its_keys(make_federation, caplog):
+    """A key file replaced by something the process cannot read (here a folder; as
+    well a file rewritten by another user): the node keeps its keys and logs the
+    error once, instead of failing the requests that use them."""
+    fed = make_federation(("KZ", "KG"), serve=False)
+    kz = fed["KZ"]
+    node = Node(
+        load_settings(kz.instance),
+        keys=lambda: NodeKeys.load(kz.node.settings.key_file, PASSPHRASE),
+    )
+    before = node.keys
+    key_file = Path(node.settings.key_file)
+    key_file.unlink()
+    key_file.mkdir()
+    for _ in range(3):
+        node._key_file_checked_at = float("-inf")
+        assert node.keys is before
+    assert caplog.text.count("changed but does not load") == 1
+    assert "IsADirectoryError" not in caplog.text  # a line, not a traceback
+    node.engine.dispose()
+
+
 def test_checkpoints_go_on_after_the_key_of_the_last_one_leaves_the_list(make_federation):
     """The stored state a new checkpoint continues from is checked against what the last
     checkpoint states, not against a signature only keys still listed could verify."""

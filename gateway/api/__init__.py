@@ -4,12 +4,41 @@
 from typing import Any
 
 from flask import request
+from gunicorn.http.errors import ParseException
+from werkzeug.exceptions import ClientDisconnected
 
 from gateway.errors import ApiError
 
+#: What reading a request body raises when the client framed it badly: gunicorn's
+#: parse errors (a chunk size that is not hex, a chunk without its terminator), an
+#: ``OSError`` (a body cut short), and werkzeug's ``ClientDisconnected``, which its
+#: input stream raises for an ``OSError`` of the server's stream.
+UNREADABLE_BODY = (ParseException, OSError, ClientDisconnected)
+
+
+def unreadable(error: Exception) -> ApiError:
+    """The 400 for a body the server could not read as the client framed it."""
+    return ApiError(
+        "bad-body",
+        f"the request body could not be read as sent ({type(error).__name__}: shorter than "
+        "its Content-Length, or chunks that are malformed); send it again whole, with "
+        "Content-Length or as well-formed chunks",
+        status=400,
+    )
+
+
+def body_bytes() -> bytes:
+    """The request body, or a 400 ``bad-body`` when its framing is broken."""
+    try:
+        return request.get_data()
+    except UNREADABLE_BODY as e:
+        raise unreadable(e) from e
+
 
 def json_object() -> dict[str, Any]:
-    """The request body as a JSON object, or a 400 ``bad-json`` (never a 500)."""
+    """The request body as a JSON object, or a 400 ``bad-json`` (never a 500); a 400
+    ``bad-body`` when the body could not be read as framed."""
+    body_bytes()  # read (and kept) first, so that a broken body is said as such
     try:
         payload = request.get_json(silent=True)
     except RecursionError:  # nesting deeper than the JSON parser can follow

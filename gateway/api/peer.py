@@ -7,9 +7,10 @@ import time
 
 from flask import Blueprint, Response, request
 
+from gateway.api import UNREADABLE_BODY
 from gateway.app import current_node
 from gateway.audit import log as audit
-from gateway.envelope import Rejected
+from gateway.envelope import NODE_RE, Rejected
 from gateway.errors import ApiError
 from gateway.inbox import STATUS, receive, refuse_unread
 from gateway.models import is_row_id
@@ -37,7 +38,16 @@ def post_envelope() -> Response:
         # is what arrived: refused as malformed and recorded, like any bad envelope.
         raw = request.environ["wsgi.input"].read(length)
     else:  # chunked: the wrapper knows where the body ends
-        raw = request.get_data(cache=False)
+        try:
+            raw = request.get_data(cache=False)
+        except UNREADABLE_BODY as e:  # chunks the server cannot read (a bad size, …)
+            error = Rejected(
+                "malformed",
+                f"the chunked body could not be read ({type(e).__name__}); send the envelope "
+                "with Content-Length, or as well-formed chunks",
+            )
+            refuse_unread(node, error, 0, _now())
+            return Response(_error_json(error), status=400, mimetype="application/json")
     answer = receive(node, raw)
     mimetype = MEDIA_TYPE if answer.body.startswith(b'{"protected"') else "application/json"
     return Response(answer.body, status=answer.status, mimetype=mimetype)
@@ -62,7 +72,8 @@ def get_checkpoint() -> Response:
 
 def _size_arg(name: str) -> int:
     raw = request.args.get(name, "")
-    if not raw.isdigit() or len(raw) > 15:
+    # ASCII digits only: "²" is a digit to str.isdigit, not to int().
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 15:
         raise ApiError(
             "bad-parameter", f"query parameter {name} must be a positive integer", status=422
         )
@@ -75,7 +86,8 @@ def get_witnessed(peer_id: str) -> Response:
     from gateway.models import WitnessState
 
     with current_node().sessions() as session:
-        state = session.get(WitnessState, peer_id) if len(peer_id) <= 20 else None
+        # Only what could be a node id is looked up (PostgreSQL refuses a NUL in text).
+        state = session.get(WitnessState, peer_id) if NODE_RE.match(peer_id) else None
         if state is None:
             raise ApiError("not-found", f"this node has not witnessed {peer_id[:20]!r}", status=404)
         return Response(state.cosigned, mimetype="text/plain; charset=utf-8")

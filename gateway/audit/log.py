@@ -500,13 +500,12 @@ def _verify_entries(
         while target is not None and target.size == frontier.size:
             problem = _check_checkpoint(target, frontier, trust_list, node_id)
             if problem:
-                return Finding(
-                    False,
-                    count,
-                    0,
-                    f"{problem}: an entry in {good_upto + 1}.."
-                    f"{target.size} was changed, deleted or reordered",
-                )
+                if not problem.startswith(_UNSIGNED):  # the entries it covers differ
+                    problem += (
+                        f": an entry in {good_upto + 1}..{target.size} was changed, deleted "
+                        "or reordered"
+                    )
+                return Finding(False, count, 0, problem)
             good_upto = target.size
             target = next(pending, None)
     if target is not None:
@@ -590,6 +589,11 @@ def _indexed(entry: bytes) -> tuple[Any, Any]:
     return (parsed.get("kind"), parsed.get("at")) if isinstance(parsed, dict) else (None, None)
 
 
+# How the problem of a checkpoint whose signature fails begins (the others begin
+# "checkpoint at size"): nothing says then that the entries it covers differ.
+_UNSIGNED = "the checkpoint at size"
+
+
 def _check_checkpoint(
     row: AuditCheckpoint, frontier: merkle.CompactRange, trust_list: TrustList, node_id: str
 ) -> str | None:
@@ -597,7 +601,12 @@ def _check_checkpoint(
     the root of the entries before it, as must the frontier stored to continue from."""
     opened = open_checkpoint(row.note, trust_list, node_id, None)
     if opened is None:
-        return f"checkpoint at size {row.size} is not signed by this node's keys"
+        return (
+            f"{_UNSIGNED} {row.size} is not signed by any signing key the trust list lists for "
+            f"{node_id}: the checkpoint was changed, or it was signed with a key the trust "
+            "list does not list for this node (compare 'gateway keys show' with 'gateway "
+            "trust show')"
+        )
     parsed = opened[1]
     if parsed.size != row.size or parsed.root != frontier.root() or row.root != parsed.root:
         return f"checkpoint at size {row.size} does not match the entries"
