@@ -9,9 +9,11 @@ traceback means a bug.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import socket
 import sys
 import time
 from pathlib import Path
@@ -160,6 +162,12 @@ class GatewayGroup(click.Group):
         except (GatewayError, TrustError, KeyFileError) as e:
             _fail(getattr(e, "code", "error"), getattr(e, "message", None) or str(e))
         except OperationalError as e:
+            if _missing_table(e):
+                _fail(
+                    "database-damaged",
+                    f"the database lacks a table of the node: {' '.join(str(e.orig).split())[:300]}"
+                    "; restore it from a backup (a table dropped by hand is not made again)",
+                )
             _fail(
                 "database-unavailable",
                 f"cannot use the database: {' '.join(str(e.orig).split())[:300]}; "
@@ -167,7 +175,7 @@ class GatewayGroup(click.Group):
             )
         except DatabaseError as e:
             reason = " ".join(str(e.orig).split())[:300]
-            if type(e) is DatabaseError:  # not a database, or a damaged one
+            if type(e) is DatabaseError or _missing_table(e):  # not a database, or damaged
                 _fail(
                     "database-damaged",
                     f"cannot read the database: {reason}; check database_url, or restore "
@@ -187,6 +195,12 @@ class GatewayGroup(click.Group):
             _fail("file-not-found", f"{e.filename}: no such file{hint}")
         except OSError as e:
             _fail("file-error", f"{e.filename or 'a file'}: {e.strerror}")
+
+
+def _missing_table(error: DatabaseError) -> bool:
+    """A table of the node is not there (SQLite: "no such table"; PostgreSQL's
+    ``undefined_table``, SQLSTATE 42P01): a damaged database, not an unreachable one."""
+    return "no such table" in str(error.orig) or getattr(error.orig, "sqlstate", None) == "42P01"
 
 
 @click.group(cls=GatewayGroup)
@@ -921,6 +935,27 @@ def _bind(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
     return value
 
 
+def _cannot_listen(bind: str) -> str | None:
+    """Why gunicorn could not listen on ``bind`` now (a port another process holds, an
+    address not of this host, a socket folder that does not exist), or None."""
+    if bind.startswith("unix:"):
+        folder = Path(bind.removeprefix("unix:")).parent
+        if not folder.is_dir():
+            return f"cannot listen on {bind}: the folder {folder} does not exist"
+        return None
+    host, _, port = bind.rpartition(":")
+    host = host.strip("[]")
+    try:
+        family = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn does
+            probe.bind((host, int(port)))
+    except OSError as e:
+        why = "another process listens there" if e.errno == errno.EADDRINUSE else e.strerror
+        return f"cannot listen on {bind}: {why}; choose another --bind"
+    return None
+
+
 @main.command()
 @click.option(
     "--bind",
@@ -941,6 +976,9 @@ def serve(obj: Context, bind: str, workers: int | None) -> None:
 
     A passphrase typed at the prompt is handed to the workers in their environment."""
     _ = obj.node().keys  # fail here, with a clear error, rather than in every worker
+    problem = _cannot_listen(bind)
+    if problem is not None:  # said once, not as gunicorn's retries for 5 s
+        _fail("bind-failed", problem)
     argv = [
         sys.executable,
         "-m",
@@ -988,7 +1026,7 @@ def dispatch(obj: Context, once: bool, until_idle: bool) -> None:
     node = obj.node()
     # Now, not at the first checkpoint or witnessing of a loop that runs for days: a
     # missing passphrase is said before anything is sent.
-    node.keys  # noqa: B018 - loading them is the point
+    _ = node.keys
     dispatcher = Dispatcher(node)
     if once:
         outcomes = dispatcher.run_once()

@@ -374,3 +374,22 @@ def test_odd_parameters_and_fields_are_refused_not_500(
     )
     assert answer.status_code == status, answer.get_data()
     assert answer.get_json()["error"] == (code or "no-such-token")
+
+
+@pytest.mark.parametrize(
+    ("path", "role"),
+    [("/api/v1/messages", "agency"), ("/api/v1/admin/trust-list", "admin")],
+)
+def test_a_chunked_body_over_the_limit_is_too_large_not_cut(node_with_roles, path, role):
+    """A chunked body (no Content-Length) is read only up to the size limit; one that
+    reaches it is refused as too large, not parsed as if the part read were all."""
+    _, kz, auth = node_with_roles
+    limit = kz.node.settings.max_envelope_bytes + 4096
+    answer = kz.client().post(
+        path,
+        headers={**auth[role], "Transfer-Encoding": "chunked"},
+        content_type="application/json",
+        input_stream=io.BytesIO(b'{"typ": "' + b"x" * limit + b'"}'),
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert (answer.status_code, answer.get_json()["error"]) == (413, "too-large")

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import socket
 import stat
 import subprocess
 import sys
@@ -190,6 +191,19 @@ def test_init_refuses_bad_options_before_writing_anything(
     message = refused(gateway(instance, "init", *options, passphrase="x"), code)
     assert hint in message
     assert not instance.exists()
+
+
+def test_a_table_dropped_by_hand_is_a_damaged_database_not_an_unreachable_one(
+    make_federation: Any,
+) -> None:
+    fed = make_federation(("KZ", "KG"), serve=False)
+    kz = fed["KZ"]
+    with kz.node.engine.begin() as connection:
+        connection.exec_driver_sql("DROP TABLE api_tokens")
+    message = refused(
+        gateway(kz.instance, "token", "list", passphrase=PASSPHRASE), "database-damaged"
+    )
+    assert "api_tokens" in message and "backup" in message
 
 
 def test_init_when_the_database_is_unreachable_leaves_no_keys(tmp_path: Path) -> None:
@@ -653,6 +667,34 @@ def test_demo_json(tmp_path: Path) -> None:
 @pytest.mark.parametrize("bind", ["", ":8080", "127.0.0.1", "127.0.0.1:99999", "a b:80", "unix:"])
 def test_serve_refuses_an_address_that_is_not_host_and_port(tmp_path: Path, bind: str) -> None:
     usage_error(gateway(tmp_path, "serve", "--bind", bind), "--bind")
+
+
+@sqlite_only
+def test_serve_says_at_once_when_it_cannot_listen(make_federation: Any, monkeypatch: Any) -> None:
+    """A port another process listens on, or a socket in a folder that does not exist:
+    one error line, instead of gunicorn's retries for five seconds."""
+    fed = make_federation(("KZ", "KG"), serve=False)
+    kz = fed["KZ"]
+
+    def not_started(*_: Any) -> None:
+        raise AssertionError("gunicorn was started")
+
+    monkeypatch.setattr(os, "execv", not_started)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        message = refused(
+            gateway(kz.instance, "serve", "--bind", f"127.0.0.1:{port}", passphrase=PASSPHRASE),
+            "bind-failed",
+        )
+    assert "another process listens there" in message and "--bind" in message
+    missing = kz.instance / "no-such-folder" / "gw.sock"
+    message = refused(
+        gateway(kz.instance, "serve", "--bind", f"unix:{missing}", passphrase=PASSPHRASE),
+        "bind-failed",
+    )
+    assert "does not exist" in message
 
 
 def test_small_misuses_are_named(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from typing import Any
 
 from flask import request
 from gunicorn.http.errors import ParseException
-from werkzeug.exceptions import ClientDisconnected
+from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
 from gateway.errors import ApiError
 
@@ -28,11 +28,20 @@ def unreadable(error: Exception) -> ApiError:
 
 
 def body_bytes() -> bytes:
-    """The request body, or a 400 ``bad-body`` when its framing is broken."""
+    """The request body; a 400 ``bad-body`` when its framing is broken, a 413
+    ``too-large`` when a chunked body reaches the size limit (werkzeug stops reading
+    such a body at the limit without saying so: what came would be parsed as if it
+    were all)."""
     try:
-        return request.get_data()
+        data = request.get_data()
     except UNREADABLE_BODY as e:
         raise unreadable(e) from e
+    limit = request.max_content_length
+    if request.content_length is None and limit is not None and len(data) >= limit:
+        raise RequestEntityTooLarge(
+            f"the request body is {limit} bytes or more; the limit is {limit - 1} bytes"
+        )
+    return data
 
 
 def json_object() -> dict[str, Any]:
