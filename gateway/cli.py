@@ -80,12 +80,14 @@ class Context:
         return self._node
 
     def _load_keys(self, settings: Settings) -> NodeKeys:
-        keys, self.passphrase = _load_keys(settings)
+        # A passphrase typed once is used again when a long-running command (dispatch)
+        # reloads a changed key file: it never prompts in the middle of its work.
+        keys, self.passphrase = _load_keys(settings, typed=self.passphrase)
         return keys
 
 
-def _load_keys(settings: Settings) -> tuple[NodeKeys, str | None]:
-    passphrase = settings.key_passphrase
+def _load_keys(settings: Settings, typed: str | None = None) -> tuple[NodeKeys, str | None]:
+    passphrase = settings.key_passphrase if settings.key_passphrase is not None else typed
     # An unsealed or weakly sealed key file is allowed (demos, tests) but said once, as a
     # line, not a traceback.
     with key_file_warnings(settings.key_file, lambda line: click.echo(line, err=True)):
@@ -945,8 +947,8 @@ def _cannot_listen(bind: str) -> str | None:
         return None
     host, _, port = bind.rpartition(":")
     host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET  # as gunicorn chooses
     try:
-        family = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)[0][0]
         with socket.socket(family, socket.SOCK_STREAM) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn does
             probe.bind((host, int(port)))
@@ -1013,7 +1015,8 @@ def dispatch(obj: Context, once: bool, until_idle: bool) -> None:
     allow, it claims nothing: the loop logs error clock-skew and waits; --once and
     --until-idle exit with that error (status 2). A round that fails on the database
     is logged and tried again after 5 s (doubling up to 60 s); --once and
-    --until-idle exit with database-unavailable instead.
+    --until-idle exit with database-unavailable instead (database-damaged when a table
+    of the node is missing).
 
     It needs the node's keys (GATEWAY_KEY_PASSPHRASE, or a prompt at the start): it
     signs the audit log's checkpoints, co-signs the peers' it witnesses, and seals

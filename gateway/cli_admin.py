@@ -107,7 +107,7 @@ class Time(click.ParamType):
         if isinstance(value, int):
             return value
         text = str(value).strip()
-        if text.isdigit():
+        if text.isascii() and text.isdigit():  # "²" is a digit to isdigit, not to int()
             return int(text)
         try:
             moment = datetime.fromisoformat(text)

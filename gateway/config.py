@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
+from sqlalchemy.util import asbool
 
 from gateway.errors import ConfigError
 from keys.sealed import atomic_write
@@ -336,26 +337,32 @@ def _check_database_name(parsed: URL) -> None:
     process would have its own), not a relative path (a command run from another
     folder would open a new, empty database), not the server's default database."""
     database = parsed.database or ""
+    query = {k: str(v) for k, v in parsed.query.items()}
     if parsed.get_backend_name() == "sqlite":
-        uri = str(parsed.query.get("uri", "")).lower() in ("true", "1")
-        memory = str(parsed.query.get("mode", "")).lower() == "memory"
-        if database in ("", ":memory:") or (uri and (memory or "mode=memory" in database)):
+        uri = asbool(query.get("uri", False))  # as SQLAlchemy's SQLite dialect reads it
+        path = database.removeprefix("file:").split("?")[0] if uri else database
+        if (
+            path in ("", ":memory:")
+            or (uri and query.get("mode", "").lower() == "memory")
+            or (uri and query.get("vfs", "").lower() == "memdb")
+        ):
             raise ConfigError(
                 "config-database",
                 "database_url names an in-memory SQLite database, which keeps nothing once "
                 "the process ends; name a file: sqlite:////path/gateway.db",
             )
-        if not uri and not os.path.isabs(database):
+        if not os.path.isabs(path):
             raise ConfigError(
                 "config-database",
-                f"database_url names the relative path {database!r}, which each command "
-                "would look for in the folder it runs in; give an absolute path: "
-                f"sqlite:///{os.path.abspath(database)} (four slashes in all)",
+                f"database_url names the relative path {path!r}, which each command would "
+                "look for in the folder it runs in; give an absolute path, such as "
+                "sqlite:////srv/xb1/kz/gateway.db (four slashes in all)",
             )
-    elif not database:
+    elif not database and not ({"dbname", "service"} & set(query)):
         raise ConfigError(
             "config-database",
-            "database_url names no database; name the node's own: postgresql://user@host/dbname",
+            "database_url names no database; name the node's own: "
+            "postgresql://user@host/dbname (or give ?dbname= or ?service=)",
         )
 
 
@@ -415,14 +422,18 @@ def load_settings(instance: str | os.PathLike[str], **overrides: Any) -> Setting
     check_database_url(values["database_url"])
     if not values.get("key_file"):
         values["key_file"] = str(folder / "node-keys.json")
-    elif not os.path.isabs(values["key_file"]):
+    else:
+        _check_key_file(values["key_file"], folder)
+    return Settings(**values).check()
+
+
+def _check_key_file(key_file: str, instance: Path) -> None:
+    if not os.path.isabs(key_file):
         raise ConfigError(
             "config-value",
-            f"key_file {values['key_file']!r} is a relative path, which each command would "
-            f"look for in the folder it runs in; give an absolute path such as "
-            f"{folder / values['key_file']}",
+            f"key_file {key_file!r} is a relative path, which each command would look for "
+            f"in the folder it runs in; give an absolute path such as {instance / key_file}",
         )
-    return Settings(**values).check()
 
 
 # TOML basic strings: these characters are escaped by name, every other control character
@@ -468,6 +479,8 @@ def check_instance_values(instance: Path, settings: dict[str, Any]) -> None:
             raise _invalid(name, value, "text without undecodable bytes")
     if values.get("database_url"):
         check_database_url(values["database_url"])
+    if values.get("key_file"):
+        _check_key_file(values["key_file"], instance)
     if isinstance(values.get("sqlite_synchronous"), str):
         values["sqlite_synchronous"] = values["sqlite_synchronous"].strip().lower()
     if "node" in values:  # without it, GATEWAY_NODE must name the node: checked on reading

@@ -102,16 +102,17 @@ class Node:
             stamp = self._stamp()
             try:
                 self.keys = self._load_keys()
-            except (KeyFileError, OSError) as e:  # keep serving with the ring we have
+            except (KeyFileError, NodeStateError, OSError) as e:  # keep the ring we have
                 # Once per change of the file, not on every refresh: a key file sealed
                 # again under a new passphrase costs a key derivation each try. (An
                 # OSError: a file this process may no longer read, say rewritten by
-                # another user, or replaced by a folder.)
+                # another user, or replaced by a folder; NodeStateError: another
+                # node's keys.)
                 self._key_file_stamp = stamp
                 log.error(
                     "key file %s changed but does not load: [%s] %s; this process keeps "
-                    "its keys until it is restarted (with the new passphrase, after "
-                    "'gateway keys reseal')",
+                    "its keys until it is restarted (after a 'gateway keys reseal', with "
+                    "the new passphrase)",
                     self.settings.key_file,
                     getattr(e, "code", "file-unreadable"),
                     getattr(e, "message", None) or getattr(e, "strerror", None) or str(e),

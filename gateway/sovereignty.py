@@ -19,7 +19,7 @@ from gateway.audit import log as audit
 from gateway.envelope import NODE_RE, TYP_RE
 from gateway.errors import ApiError
 from gateway.models import Suspension, is_row_id
-from schemas.common import FORBIDDEN_SINGLE_LINE
+from schemas.common import FORBIDDEN_MULTI_LINE, FORBIDDEN_SINGLE_LINE
 from schemas.registry import MESSAGE_TYPES
 
 SCOPES = ("node", "type")
@@ -41,8 +41,18 @@ def _check_value(scope: str, value: str) -> None:
 
 def require_reason_and_name(reason: str, who: str) -> None:
     """Every recorded decision says why and who (suspensions, quarantine releases)."""
-    if not reason or not reason.strip() or len(reason) > 2000:
-        raise ApiError("reason-required", "say why, in 1 to 2000 characters", status=422)
+    if (
+        not reason
+        or not reason.strip()
+        or len(reason) > 2000
+        or FORBIDDEN_MULTI_LINE.search(reason)
+    ):
+        raise ApiError(
+            "reason-required",
+            "say why, in 1 to 2000 characters of text (line breaks allowed; no other control "
+            "characters, bidirectional overrides or bytes that are not text)",
+            status=422,
+        )
     require_name(who)
 
 

@@ -355,6 +355,14 @@ def test_a_chunked_body_the_server_cannot_read_is_a_400_not_a_500(
             422,
             "bad-user",
         ),
+        (
+            "post",
+            "/api/v1/admin/suspensions",
+            "admin",
+            r'{"scope":"node","value":"KG","reason":"x\ud800","by":"me"}',
+            422,
+            "reason-required",
+        ),
         ("post", "/api/v1/admin/trust-list/fetch", "admin", "[" * 10_000, 400, "bad-json"),
         ("post", "/api/v1/admin/trust-list/fetch", "admin", "[1]", 400, "bad-json"),
     ],
@@ -393,3 +401,20 @@ def test_a_chunked_body_over_the_limit_is_too_large_not_cut(node_with_roles, pat
         environ_overrides={"wsgi.input_terminated": True},
     )
     assert (answer.status_code, answer.get_json()["error"]) == (413, "too-large")
+
+
+def test_an_envelope_whose_body_breaks_off_is_refused_and_recorded(node_with_roles):
+    """A connection reset while the announced body is read: 400 malformed, recorded."""
+    _, kz, _ = node_with_roles
+    answer = kz.client().post(
+        "/xb1/envelopes",
+        content_type="application/xb1+json",
+        input_stream=_BrokenChunks(ConnectionResetError("reset by peer")),
+        environ_overrides={"CONTENT_LENGTH": "100"},
+    )
+    assert (answer.status_code, answer.get_json()["error"]) == (400, "malformed")
+    from gateway.inbox import list_rejections
+
+    with kz.node.sessions() as session:
+        [rejection] = list_rejections(session)
+    assert (rejection.code, rejection.size) == ("malformed", 100)

@@ -32,7 +32,7 @@ from gateway.models import Base
 from keys.fingerprint import fingerprint
 from keys.keypair import SigningKeyPair
 from keys.nodekeys import NodeKeys
-from keys.sealed import UnsealedKeyWarning
+from keys.sealed import KeyFileError, UnsealedKeyWarning
 from keys.trustlist import admin_entry, assemble, build_list, node_entry, sign_list
 from schemas.examples import example_alert
 from tests.conftest import PASSPHRASE, sqlite_only
@@ -575,7 +575,7 @@ def test_tokens_issue_list_revoke(make_federation: Any) -> None:
 
 
 @sqlite_only
-def test_outbox_inbox_and_dispatch(make_federation: Any) -> None:
+def test_outbox_inbox_and_dispatch(make_federation: Any, monkeypatch: Any) -> None:
     fed = make_federation(("KZ", "KG"))
     kz, kg = fed["KZ"], fed["KG"]
 
@@ -597,9 +597,17 @@ def test_outbox_inbox_and_dispatch(make_federation: Any) -> None:
     assert re.search(rf"^{message_id} alert/1\s+kz-police\s+KG:queued$", listed, re.M), listed
     # The dispatcher needs the keys (it signs and co-signs checkpoints, and re-seals):
     # without the passphrase it says so at the start, not in a round days later.
-    for mode in (["--once"], ["--until-idle"], []):  # the loop last: it would not end
-        message = refused(gateway(kz.instance, "dispatch", *mode), "key-file-passphrase")
-        assert "GATEWAY_KEY_PASSPHRASE" in message
+    from gateway.dispatcher import Dispatcher
+
+    def not_run(*_: Any, **__: Any) -> None:  # a check that came too late fails, not hangs
+        raise AssertionError("the dispatcher ran without its keys")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Dispatcher, "run", not_run)
+        patched.setattr(Dispatcher, "run_once", not_run)
+        for mode in (["--once"], ["--until-idle"], []):
+            message = refused(gateway(kz.instance, "dispatch", *mode), "key-file-passphrase")
+            assert "GATEWAY_KEY_PASSPHRASE" in message
     assert succeeded(on(kz, "outbox", "list")) == listed  # nothing was attempted
 
     sent = succeeded(on(kz, "dispatch", "--once"))
@@ -695,6 +703,23 @@ def test_serve_says_at_once_when_it_cannot_listen(make_federation: Any, monkeypa
         "bind-failed",
     )
     assert "does not exist" in message
+
+
+def test_a_passphrase_typed_once_is_used_again_when_the_keys_are_reloaded(
+    make_federation: Any, monkeypatch: Any
+) -> None:
+    """A dispatcher started at a terminal reloads a changed key file with the
+    passphrase typed at its start instead of prompting in the middle of its work."""
+    from gateway.cli import _load_keys
+
+    fed = make_federation(("KZ", "KG"), serve=False)
+    monkeypatch.delenv("GATEWAY_KEY_PASSPHRASE", raising=False)
+    settings = load_settings(fed["KZ"].instance)
+    assert settings.key_passphrase is None
+    keys, used = _load_keys(settings, typed=PASSPHRASE)
+    assert keys.node == "KZ" and used == PASSPHRASE
+    with pytest.raises(KeyFileError):  # nothing typed, no terminal: said, not asked
+        _load_keys(settings)
 
 
 def test_small_misuses_are_named(tmp_path: Path) -> None:

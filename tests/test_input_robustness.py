@@ -193,6 +193,10 @@ def test_postgresql_without_its_driver_installed(
         ("sqlite:///:memory:", "in-memory"),
         ("sqlite://", "in-memory"),
         ("sqlite:///file:kz.db?mode=memory&uri=true", "in-memory"),
+        ("sqlite:///file::memory:?uri=true", "in-memory"),
+        ("sqlite:///file::memory:?cache=shared&uri=true", "in-memory"),
+        ("sqlite:////srv/kz.db?vfs=memdb&uri=true", "in-memory"),
+        ("sqlite:///file:kz.db?uri=true", "relative path 'kz.db'"),
         ("sqlite:///gateway.db", "relative path 'gateway.db'"),
         ("sqlite:///data/kz.db", "relative path 'data/kz.db'"),
         ("postgresql://", "names no database"),
@@ -237,6 +241,10 @@ def test_toml_nested_too_deeply_is_a_clear_error(tmp_path: Path) -> None:
 def test_a_relative_key_file_is_refused(tmp_path: Path) -> None:
     message = config_error("config-value", with_toml(tmp_path, 'key_file = "keys.json"'))
     assert "relative path" in message and str(tmp_path) in message
+    with pytest.raises(ConfigError) as caught:  # and not written in the first place
+        write_instance_file(tmp_path / "other", {"node": "KZ", "key_file": "keys.json"})
+    assert caught.value.code == "config-value"
+    assert not (tmp_path / "other" / "gateway.toml").exists()
 
 
 def test_supported_database_url_forms_are_accepted(tmp_path: Path) -> None:
@@ -245,6 +253,10 @@ def test_supported_database_url_forms_are_accepted(tmp_path: Path) -> None:
         f"sqlite+pysqlite:///{tmp_path}/b.db",
         "postgresql://gw@db.example/kz",
         "postgresql+psycopg://gw@db.example/kz",
+        "postgresql://gw@db.example/?dbname=kz",
+        "postgresql://?service=xb1",
+        f"sqlite:///file:{tmp_path}/c.db?mode=rwc&uri=true",
+        f"sqlite:///file:{tmp_path}/d.db?uri=yes",
     ):
         assert load_settings(with_toml(tmp_path, f'database_url = "{url}"')).database_url == url
 

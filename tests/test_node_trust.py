@@ -133,6 +133,7 @@ def test_an_expired_list_freezes_sending_and_readiness_reports_it(make_federatio
     # Version 2 expires a few seconds from now (time enough to install it and submit
     # on a loaded machine); once it has, the node still loads it.
     kz.node.install_trust_list(successor(fed, kz.node.trust(), expires_in=5))
+    assert kz.node.trust().version == 2  # else the sleep below would be version 1's
     expires = kz.node.trust().expires
     from schemas.examples import example_alert
 

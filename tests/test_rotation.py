@@ -323,6 +323,24 @@ def test_a_key_file_a_running_node_can_no_longer_read_keeps_its_keys(make_federa
     node.engine.dispose()
 
 
+def test_another_nodes_key_file_put_in_place_is_not_taken(make_federation, caplog):
+    """The key file replaced by another node's (same passphrase): the running node
+    keeps its own keys and says so once."""
+    fed = make_federation(("KZ", "KG"), serve=False)
+    kz, kg = fed["KZ"], fed["KG"]
+    node = Node(
+        load_settings(kz.instance),
+        keys=lambda: NodeKeys.load(kz.node.settings.key_file, PASSPHRASE),
+    )
+    before = node.keys
+    kg.keys.save(node.settings.key_file, PASSPHRASE, opslimit=OPSLIMIT_MIN, memlimit=MEMLIMIT_MIN)
+    for _ in range(3):
+        node._key_file_checked_at = float("-inf")
+        assert node.keys is before
+    assert caplog.text.count("changed but does not load: [keys-wrong-node]") == 1
+    node.engine.dispose()
+
+
 def test_checkpoints_go_on_after_the_key_of_the_last_one_leaves_the_list(make_federation):
     """The stored state a new checkpoint continues from is checked against what the last
     checkpoint states, not against a signature only keys still listed could verify."""

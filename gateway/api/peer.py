@@ -30,24 +30,25 @@ def post_envelope() -> Response:
         )
         refuse_unread(node, error, min(length, 2**31 - 1), _now())
         return Response(_error_json(error), status=STATUS["too-large"], mimetype="application/json")
-    if length is not None:
-        # The announced length, read straight from the server's input stream (gunicorn
-        # and the test servers stop at it), without the request's wrapper stream: a
-        # tenth of a worker's time on this route outside receive() went into building
-        # and draining that wrapper. A body shorter than announced (the peer hung up)
-        # is what arrived: refused as malformed and recorded, like any bad envelope.
-        raw = request.environ["wsgi.input"].read(length)
-    else:  # chunked: the wrapper knows where the body ends
-        try:
+    try:
+        if length is not None:
+            # The announced length, read straight from the server's input stream
+            # (gunicorn and the test servers stop at it), without the request's wrapper
+            # stream: a tenth of a worker's time on this route outside receive() went
+            # into building and draining that wrapper. A body shorter than announced
+            # (the peer hung up) is what arrived: refused as malformed and recorded,
+            # like any bad envelope.
+            raw = request.environ["wsgi.input"].read(length)
+        else:  # chunked: the wrapper knows where the body ends
             raw = request.get_data(cache=False)
-        except UNREADABLE_BODY as e:  # chunks the server cannot read (a bad size, …)
-            error = Rejected(
-                "malformed",
-                f"the chunked body could not be read ({type(e).__name__}); send the envelope "
-                "with Content-Length, or as well-formed chunks",
-            )
-            refuse_unread(node, error, 0, _now())
-            return Response(_error_json(error), status=400, mimetype="application/json")
+    except UNREADABLE_BODY as e:  # chunks the server cannot read (a bad size, …), a reset
+        error = Rejected(
+            "malformed",
+            f"the body could not be read ({type(e).__name__}); send the envelope again whole, "
+            "with Content-Length or as well-formed chunks",
+        )
+        refuse_unread(node, error, length or 0, _now())
+        return Response(_error_json(error), status=400, mimetype="application/json")
     answer = receive(node, raw)
     mimetype = MEDIA_TYPE if answer.body.startswith(b'{"protected"') else "application/json"
     return Response(answer.body, status=answer.status, mimetype=mimetype)
