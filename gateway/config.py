@@ -16,6 +16,7 @@ import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.engine import URL, make_url
@@ -339,17 +340,30 @@ def _check_database_name(parsed: URL) -> None:
     database = parsed.database or ""
     query = {k: str(v) for k, v in parsed.query.items()}
     if parsed.get_backend_name() == "sqlite":
-        uri = asbool(query.get("uri", False))  # as SQLAlchemy's SQLite dialect reads it
-        path = database.removeprefix("file:").split("?")[0] if uri else database
-        if (
-            path in ("", ":memory:")
-            or (uri and query.get("mode", "").lower() == "memory")
-            or (uri and query.get("vfs", "").lower() == "memdb")
-        ):
+        try:
+            given = parsed.query.get("uri", False)
+            if isinstance(given, tuple):  # given twice
+                raise ValueError(given)
+            uri = asbool(given)  # as SQLite's dialect reads it
+        except ValueError as e:  # neither true nor false, or given twice
+            raise ConfigError(
+                "config-database", "database_url: uri= must be given once, true or false"
+            ) from e
+        path, embedded = database, ""
+        if uri:  # the file: URI's own parameters count as much as the URL's
+            path, _, embedded = database.removeprefix("file:").partition("?")
+        options = {(k.lower(), v.lower()) for k, v in parse_qsl(embedded) + list(query.items())}
+        if path in ("", ":memory:") or (uri and options & {("mode", "memory"), ("vfs", "memdb")}):
             raise ConfigError(
                 "config-database",
                 "database_url names an in-memory SQLite database, which keeps nothing once "
                 "the process ends; name a file: sqlite:////path/gateway.db",
+            )
+        if uri and options & {("nolock", "1"), ("nolock", "true"), ("vfs", "unix-none")}:
+            raise ConfigError(
+                "config-database",
+                "database_url turns SQLite's file locking off (nolock, vfs=unix-none); the "
+                "node's processes write to one file and need it",
             )
         if not os.path.isabs(path):
             raise ConfigError(

@@ -45,7 +45,7 @@ def require_reason_and_name(reason: str, who: str) -> None:
         not reason
         or not reason.strip()
         or len(reason) > 2000
-        or FORBIDDEN_MULTI_LINE.search(reason)
+        or FORBIDDEN_MULTI_LINE.search(reason.replace("\r\n", "\n"))  # a form's line ends
     ):
         raise ApiError(
             "reason-required",

@@ -418,3 +418,17 @@ def test_an_envelope_whose_body_breaks_off_is_refused_and_recorded(node_with_rol
     with kz.node.sessions() as session:
         [rejection] = list_rejections(session)
     assert (rejection.code, rejection.size) == ("malformed", 100)
+
+
+def test_a_reason_over_several_lines_is_kept(node_with_roles):
+    """Line breaks (a form's CRLF too) and tabs are text in a reason; only other
+    control characters are refused."""
+    _, kz, auth = node_with_roles
+    reason = "agreement paused\r\nby the ministry\tpending review"
+    answer = kz.client().post(
+        "/api/v1/admin/suspensions",
+        headers=auth["admin"],
+        json={"scope": "node", "value": "KG", "reason": reason, "by": "duty officer"},
+    )
+    assert answer.status_code == 201, answer.get_json()
+    assert answer.get_json()["reason"] == reason
