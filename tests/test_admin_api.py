@@ -13,6 +13,7 @@ import keys.sealed
 from gateway import config
 from gateway.app import create_app
 from gateway.config import load_settings, write_instance_file
+from gateway.inbox import list_rejections
 from gateway.node import Node
 from gateway.tokens import issue
 from tests.test_trust_follow import next_version
@@ -307,8 +308,6 @@ def test_a_chunked_body_the_server_cannot_read_is_a_400_not_a_500(
     assert (answer.status_code, answer.get_json()["error"]) == (status, code), answer.get_data()
     assert "chunks" in answer.get_json()["message"]
     if path == "/xb1/envelopes":  # a refusal of the peer API is recorded, as every one is
-        from gateway.inbox import list_rejections
-
         with kz.node.sessions() as session:
             [rejection] = list_rejections(session)
         assert rejection.code == "malformed"
@@ -413,8 +412,6 @@ def test_an_envelope_whose_body_breaks_off_is_refused_and_recorded(node_with_rol
         environ_overrides={"CONTENT_LENGTH": "100"},
     )
     assert (answer.status_code, answer.get_json()["error"]) == (400, "malformed")
-    from gateway.inbox import list_rejections
-
     with kz.node.sessions() as session:
         [rejection] = list_rejections(session)
     assert (rejection.code, rejection.size) == ("malformed", 100)

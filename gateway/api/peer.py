@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import TYPE_CHECKING
 
 from flask import Blueprint, Response, request
 
@@ -14,6 +15,9 @@ from gateway.envelope import NODE_RE, Rejected
 from gateway.errors import ApiError
 from gateway.inbox import STATUS, receive, refuse_unread
 from gateway.models import is_row_id
+
+if TYPE_CHECKING:
+    from gateway.node import Node
 
 peer = Blueprint("peer", __name__, url_prefix="/xb1")
 
@@ -28,8 +32,7 @@ def post_envelope() -> Response:
         error = Rejected(
             "too-large", f"envelope is {length} bytes; the limit is {node.limits.max_bytes}"
         )
-        refuse_unread(node, error, min(length, 2**31 - 1), _now())
-        return Response(_error_json(error), status=STATUS["too-large"], mimetype="application/json")
+        return _refused_unread(node, error, min(length, 2**31 - 1))
     try:
         if length is not None:
             # The announced length, read straight from the server's input stream
@@ -47,8 +50,7 @@ def post_envelope() -> Response:
             f"the body could not be read ({type(e).__name__}); send the envelope again whole, "
             "with Content-Length or as well-formed chunks",
         )
-        refuse_unread(node, error, length or 0, _now())
-        return Response(_error_json(error), status=400, mimetype="application/json")
+        return _refused_unread(node, error, length or 0)
     answer = receive(node, raw)
     mimetype = MEDIA_TYPE if answer.body.startswith(b'{"protected"') else "application/json"
     return Response(answer.body, status=answer.status, mimetype=mimetype)
@@ -122,6 +124,14 @@ def get_trust_list_version(version: int) -> Response:
 
 def _now() -> int:
     return int(time.time())
+
+
+def _refused_unread(node: Node, error: Rejected, size: int) -> Response:
+    """A refusal decided without the envelope's bytes: recorded, and its answer."""
+    refuse_unread(node, error, size, _now())
+    return Response(
+        _error_json(error), status=STATUS.get(error.code, 400), mimetype="application/json"
+    )
 
 
 def _error_json(error: Rejected) -> bytes:

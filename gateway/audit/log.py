@@ -498,13 +498,8 @@ def _verify_entries(
         if subtrees.problem:
             return Finding(False, count, 0, subtrees.problem)
         while target is not None and target.size == frontier.size:
-            problem = _check_checkpoint(target, frontier, trust_list, node_id)
+            problem = _check_checkpoint(target, frontier, trust_list, node_id, good_upto)
             if problem:
-                if not problem.startswith(_UNSIGNED):  # the entries it covers differ
-                    problem += (
-                        f": an entry in {good_upto + 1}..{target.size} was changed, deleted "
-                        "or reordered"
-                    )
                 return Finding(False, count, 0, problem)
             good_upto = target.size
             target = next(pending, None)
@@ -589,28 +584,33 @@ def _indexed(entry: bytes) -> tuple[Any, Any]:
     return (parsed.get("kind"), parsed.get("at")) if isinstance(parsed, dict) else (None, None)
 
 
-# How the problem of a checkpoint whose signature fails begins (the others begin
-# "checkpoint at size"): nothing says then that the entries it covers differ.
-_UNSIGNED = "the checkpoint at size"
-
-
 def _check_checkpoint(
-    row: AuditCheckpoint, frontier: merkle.CompactRange, trust_list: TrustList, node_id: str
+    row: AuditCheckpoint,
+    frontier: merkle.CompactRange,
+    trust_list: TrustList,
+    node_id: str,
+    good_upto: int,
 ) -> str | None:
     """The checkpoint must be signed by one of the node's signing keys and state exactly
-    the root of the entries before it, as must the frontier stored to continue from."""
+    the root of the entries before it, as must the frontier stored to continue from.
+    (Entries up to ``good_upto`` were proved by the checkpoint before.)"""
     opened = open_checkpoint(row.note, trust_list, node_id, None)
-    if opened is None:
+    if opened is None:  # nothing says then that the entries it covers differ
         return (
-            f"{_UNSIGNED} {row.size} is not signed by any signing key the trust list lists for "
-            f"{node_id}: the checkpoint was changed, or it was signed with a key the trust "
-            "list does not list for this node (compare 'gateway keys show' with 'gateway "
-            "trust show')"
+            f"the checkpoint at size {row.size} is not signed by any signing key the trust "
+            f"list lists for {node_id}: the checkpoint was changed, or it was signed with a "
+            "key the trust list does not list for this node (compare 'gateway keys show' "
+            "with 'gateway trust show')"
         )
     parsed = opened[1]
+    problem: str | None
     if parsed.size != row.size or parsed.root != frontier.root() or row.root != parsed.root:
-        return f"checkpoint at size {row.size} does not match the entries"
-    return _frontier_problem(row, parsed)
+        problem = f"checkpoint at size {row.size} does not match the entries"
+    else:
+        problem = _frontier_problem(row, parsed)
+    if problem is None:
+        return None
+    return f"{problem}: an entry in {good_upto + 1}..{row.size} was changed, deleted or reordered"
 
 
 def _stated(text: str) -> note.Checkpoint | None:
