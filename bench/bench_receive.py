@@ -86,8 +86,8 @@ def free_port() -> int:
 
 def gunicorn_args(port: int, workers: int, threads: int) -> list[str]:
     return ["--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads", str(threads),
-            "--worker-class", "gthread", "--keep-alive", "10", "--log-level", "warning",
-            "gateway.wsgi:app"]
+            "--worker-class", "gateway.gunicorn_worker.ThreadWorker", "--keep-alive", "10",
+            "--log-level", "warning", "gateway.wsgi:app"]
 
 
 def start_server(instance: Path, args: list[str], passphrase: str) -> subprocess.Popen[bytes]:
@@ -137,14 +137,19 @@ def server_pids(master: int) -> list[int]:
 
 def cpu_seconds(pids: list[int]) -> float:
     """User + system CPU time of the given processes (all their threads)."""
-    total = 0
+    return sum(cpu_split(pids))
+
+
+def cpu_split(pids: list[int]) -> tuple[float, float]:
+    """User and system CPU time of the given processes (all their threads)."""
+    user = system = 0
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
-    return total / CLOCK_TICKS
+        user, system = user + int(fields[11]), system + int(fields[12])  # fields 14 and 15
+    return user / CLOCK_TICKS, system / CLOCK_TICKS
 
 
 # --------------------------------------------------------------------------- load
@@ -161,6 +166,7 @@ class Phase:
     server_cpu: float
     client_cpu: float
     extra_cpu: float
+    server_system: float  # the kernel's share of server_cpu
 
     @property
     def rate(self) -> float:
@@ -211,18 +217,20 @@ def fire(label: str, port: int, method: str, path: str, bodies: list[bytes] | No
     for thread in threads:
         thread.start()
     pids, others = server_pids(server), extra_pids()
-    server_before, client_before = cpu_seconds(pids), sum(os.times()[:2])
+    server_before, client_before = cpu_split(pids), sum(os.times()[:2])
     extra_before = cpu_seconds(others)  # processes appearing later start from zero
     start_gate.wait()
     began = time.perf_counter()
     for thread in threads:
         thread.join()
     seconds = time.perf_counter() - began
-    server_cpu = cpu_seconds(pids) - server_before
+    server_user, server_system = (after - before for after, before in
+                                  zip(cpu_split(pids), server_before, strict=True))
     client_cpu = sum(os.times()[:2]) - client_before
     extra_cpu = cpu_seconds(sorted(set(others) | set(extra_pids()))) - extra_before
     return Phase(label, count, sum(o[0] for o in outcome), sum(o[1] for o in outcome), seconds,
-                 [x for mine in latencies for x in mine], server_cpu, client_cpu, extra_cpu)
+                 [x for mine in latencies for x in mine], server_user + server_system, client_cpu,
+                 extra_cpu, server_system)
 
 
 def submissions_beside(port: int, token: str, envelopes: list[bytes], clients: int,
@@ -276,7 +284,8 @@ def pooled(rounds: list[Phase]) -> Phase:
     return Phase(rounds[0].label, sum(p.sent for p in rounds), sum(p.ok for p in rounds),
                  sum(p.errors for p in rounds), sum(p.seconds for p in rounds),
                  [x for p in rounds for x in p.latencies], sum(p.server_cpu for p in rounds),
-                 sum(p.client_cpu for p in rounds), sum(p.extra_cpu for p in rounds))
+                 sum(p.client_cpu for p in rounds), sum(p.extra_cpu for p in rounds),
+                 sum(p.server_system for p in rounds))
 
 
 # --------------------------------------------------------------------------- database
@@ -447,7 +456,9 @@ def run(args: argparse.Namespace) -> None:
         print(health.row())
         print(envelopes.row())
         print("  srv ms / cli ms = CPU milliseconds per request spent by gunicorn (master +")
-        print("  workers) / by this load-generating process")
+        print("  workers) / by this load-generating process; in the kernel (system time): "
+              f"healthz {1000 * health.server_system / max(health.ok, 1):.2f}, envelopes "
+              f"{1000 * envelopes.server_system / max(envelopes.ok, 1):.2f} ms per request")
         if args.postgres:
             print(f"  PostgreSQL backends of the scratch database (not in srv ms): "
                   f"{1000 * envelopes.extra_cpu / max(envelopes.ok, 1):.2f} ms CPU per "

@@ -21,6 +21,7 @@ from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 from gateway.config import load_settings
+from gateway.db import missing_table
 from gateway.errors import GatewayError
 from gateway.node import Node
 from keys.trustlist import TrustError
@@ -83,6 +84,18 @@ def create_app(
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception):  # type: ignore[no-untyped-def]
+        if missing_table(error):  # on SQLite an OperationalError, on PostgreSQL not
+            log.exception("the database lacks a table of the node")
+            answer = jsonify(
+                {
+                    "error": "database-damaged",
+                    "message": "the node's database lacks one of its tables, so the request "
+                    "was not completed; retry later (an envelope as it is, a submission with "
+                    "the same Idempotency-Key); operator: restore the database from a backup",
+                }
+            )
+            answer.headers["Retry-After"] = str(STORAGE_RETRY_AFTER)
+            return answer, 503
         if isinstance(error, storage_errors):
             log.exception("the database could not be used")
             answer = jsonify(

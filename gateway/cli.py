@@ -32,6 +32,7 @@ from gateway.config import (
     load_settings,
     write_instance_file,
 )
+from gateway.db import missing_table
 from gateway.errors import ConfigError, GatewayError
 from gateway.models import ApiToken, DeliveryState
 from keys.fingerprint import fingerprint
@@ -164,7 +165,7 @@ class GatewayGroup(click.Group):
         except (GatewayError, TrustError, KeyFileError) as e:
             _fail(getattr(e, "code", "error"), getattr(e, "message", None) or str(e))
         except OperationalError as e:
-            if _missing_table(e):
+            if missing_table(e):
                 _fail(
                     "database-damaged",
                     f"the database lacks a table of the node: {' '.join(str(e.orig).split())[:300]}"
@@ -177,7 +178,7 @@ class GatewayGroup(click.Group):
             )
         except DatabaseError as e:
             reason = " ".join(str(e.orig).split())[:300]
-            if type(e) is DatabaseError or _missing_table(e):  # not a database, or damaged
+            if type(e) is DatabaseError or missing_table(e):  # not a database, or damaged
                 _fail(
                     "database-damaged",
                     f"cannot read the database: {reason}; check database_url, or restore "
@@ -197,12 +198,6 @@ class GatewayGroup(click.Group):
             _fail("file-not-found", f"{e.filename}: no such file{hint}")
         except OSError as e:
             _fail("file-error", f"{e.filename or 'a file'}: {e.strerror}")
-
-
-def _missing_table(error: DatabaseError) -> bool:
-    """A table of the node is not there (SQLite: "no such table"; PostgreSQL's
-    ``undefined_table``, SQLSTATE 42P01): a damaged database, not an unreachable one."""
-    return "no such table" in str(error.orig) or getattr(error.orig, "sqlstate", None) == "42P01"
 
 
 @click.group(cls=GatewayGroup)

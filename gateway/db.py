@@ -78,6 +78,15 @@ def make_engine(url: str, *, sqlite_synchronous: str = "full") -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
+def missing_table(error: BaseException) -> bool:
+    """A table of the node is not there (SQLite: "no such table"; PostgreSQL's
+    ``undefined_table``, SQLSTATE 42P01): a damaged database, not an unreachable one.
+    ``error`` is SQLAlchemy's (the driver's error in ``orig``) or the driver's own, as
+    raised by a :class:`DriverStatement`."""
+    cause = getattr(error, "orig", None) or error
+    return "no such table" in str(cause) or getattr(cause, "sqlstate", None) == "42P01"
+
+
 class DriverStatement:
     """A statement compiled once per database dialect, then run on the database
     driver's own cursor inside a SQLAlchemy ``Connection``'s transaction.

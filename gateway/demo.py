@@ -95,7 +95,7 @@ def _start_server(instance: Path, port: int, passphrase: str) -> subprocess.Pope
             "--threads",
             "4",
             "--worker-class",
-            "gthread",
+            "gateway.gunicorn_worker.ThreadWorker",
             "--log-level",
             "warning",
             "gateway.wsgi:app",

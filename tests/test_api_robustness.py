@@ -557,3 +557,38 @@ def test_hostile_identifiers_on_both_databases(make_federation: Any) -> None:
                 ("POST", "/xb1/envelopes", f"Content-Length {length}", response.status_code)
             )
     assert failures == [], "answers that should be 4xx:\n" + "\n".join(map(str, failures))
+
+
+def test_a_table_dropped_by_hand_is_answered_as_damage_not_an_internal_error(
+    make_federation: Any,
+) -> None:
+    """A database that lacks a table of the node (dropped by hand, a bad restore) is
+    answered 503 ``database-damaged`` on both databases (on PostgreSQL it used to be an
+    internal error): the peer sends the envelope again later, nothing is lost."""
+    fed = make_federation(("KZ", "KG"), serve=False)
+    kz, kg = fed["KZ"], fed["KG"]
+    key = kz.node.trust().keys.encryption_key("KZ", int(time.time()))
+    envelope = seal(
+        typ="alert/1",
+        body=example_alert(),
+        sender="KG",
+        signing_key=kg.keys.current_signing,
+        recipients=[Recipient("KZ", key.kid, key.pub)],
+        tl=1,
+    )
+    with kz.node.engine.begin() as connection:
+        connection.exec_driver_sql("DROP TABLE audit_entries")
+    client = kz.client()
+    answers = [
+        client.post("/xb1/envelopes", data=envelope.to_wire()),
+        client.post(
+            "/api/v1/messages",
+            headers=kz.auth(),
+            json={"typ": "alert/1", "body": example_alert(), "to": ["KG"]},
+        ),
+    ]
+    for answer in answers:
+        assert answer.status_code == 503, answer.get_data()
+        assert answer.get_json()["error"] == "database-damaged"
+        assert "backup" in answer.get_json()["message"]
+        assert answer.headers["Retry-After"]
