@@ -420,6 +420,29 @@ def keys_show(obj: Context) -> None:
     _print_keys(ring)
 
 
+@keys.command("check")
+@click.pass_obj
+def keys_check(obj: Context) -> None:
+    """Compare the key file with the current trust list: exit 1, naming each problem,
+    if peers would encrypt to a key the file lacks or refuse what this node signs."""
+    node = obj.node()
+    ring = node.keys
+    trust_list = node.trust()
+    from gateway.node import listing_problems
+
+    problems = listing_problems(node.id, ring, trust_list)
+    for problem in problems:
+        click.echo(f"PROBLEM: {problem}", err=True)
+    if problems:
+        sys.exit(1)
+    now = int(time.time())
+    click.echo(
+        f"Key file and trust list version {trust_list.version} agree: this node signs with "
+        f"{node.signing_pair(now).kid}, peers encrypt to "
+        f"{trust_list.keys.encryption_key(node.id, now).kid}."
+    )
+
+
 def _endpoint(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
     if not is_endpoint(value):
         raise click.BadParameter(
@@ -629,19 +652,36 @@ def trust_install(obj: Context, path: str, anchor: str | None) -> None:
     node = obj.node()
     configured = node.settings.trust_anchor
     trust_list = node.install_trust_list(Path(path).read_bytes(), anchor=anchor)
-    if node.id not in trust_list.node_ids:
-        click.echo(
-            f"WARNING: this node ({node.id}) is not in trust list version {trust_list.version}: "
-            "peers refuse what it sends and it can sign no checkpoint they accept; ask the "
-            "administrators to add its entry ('gateway keys entry')",
-            err=True,
-        )
+    _warn_listing(node, trust_list)
     if node.settings.trust_anchor != configured:
         click.echo(f"Pinned trust anchor {anchor} in {obj.instance / INSTANCE_FILE}.")
     click.echo(
         f"Installed trust list {trust_list.federation} version {trust_list.version} "
         f"({len(trust_list.node_ids)} nodes, threshold {trust_list.threshold})."
     )
+
+
+def _warn_listing(node: Any, trust_list: Any) -> None:
+    """Warn of what keeps the node from exchanging under the list just installed,
+    comparing the key file when it opens without a prompt (installing needs no key)."""
+    from gateway.node import listing_problems
+
+    settings = node.settings
+    ring: NodeKeys | None = node.keys_if_loaded()
+    if ring is None:
+        try:
+            with key_file_warnings(settings.key_file, lambda _line: None):
+                ring = NodeKeys.load(settings.key_file, settings.key_passphrase)
+        except (KeyFileError, OSError) as e:
+            if node.id in trust_list.node_ids:
+                reason = e.message if isinstance(e, KeyFileError) else f"{e.strerror}: {e.filename}"
+                click.echo(
+                    f"Note: the key file was not compared with the list ({reason}); run "
+                    "'gateway keys check'.",
+                    err=True,
+                )
+    for problem in listing_problems(node.id, ring, trust_list):
+        click.echo(f"WARNING: {problem}", err=True)
 
 
 @trust.command("fetch")
@@ -669,6 +709,7 @@ def trust_fetch(obj: Context, peer: str | None) -> None:
                     f"{hint.last_error or 'not tried yet'}"
                 )
         return
+    _warn_listing(node, installed)
     click.echo(f"Installed trust list {installed.federation} version {installed.version}.")
 
 

@@ -131,6 +131,10 @@ class Node:
         if self._load_keys is not None:
             self._key_file_stamp = self._stamp()
 
+    def keys_if_loaded(self) -> NodeKeys | None:
+        """The key ring if this process has loaded it already (never prompts or reads)."""
+        return self._keys
+
     def _stamp(self) -> tuple[int, int] | None:
         try:
             status = os.stat(self.settings.key_file)
@@ -402,7 +406,28 @@ class Node:
         return trust_list
 
 
-__all__ = ["Node", "TrustError"]
+def listing_problems(
+    node_id: str, ring: NodeKeys | None, trust_list: TrustList, now: int | None = None
+) -> list[str]:
+    """What keeps node ``node_id`` from exchanging under ``trust_list`` with the key
+    ring ``ring`` (with None, only whether the list names the node), one sentence each
+    (:meth:`NodeKeys.listing_problems`)."""
+    if node_id not in trust_list.node_ids:
+        return [
+            f"this node ({node_id}) is not in trust list version {trust_list.version}: "
+            "peers refuse what it sends and it can sign no checkpoint they accept; ask the "
+            "administrators to add its entry ('gateway keys entry')"
+        ]
+    at = int(time.time()) if now is None else now
+    return [
+        f"{problem}; compare 'gateway keys show' with 'gateway trust show' (a key file "
+        "restored from another backup, or an entry the administrators built from other "
+        "keys)"
+        for problem in (ring.listing_problems(trust_list.keys, at) if ring else [])
+    ]
+
+
+__all__ = ["Node", "TrustError", "listing_problems"]
 
 
 def _installed_version(entry: bytes | None) -> int:

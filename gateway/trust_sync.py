@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 
 from gateway.errors import ApiError, GatewayError, PeerError
 from gateway.models import TrustHint
-from gateway.node import Node
+from gateway.node import Node, listing_problems
 from keys.trustlist import TrustError, TrustList
 from schemas import xb1json
 from schemas.b64 import b64d
@@ -140,7 +140,21 @@ class TrustFollower:
                 status=422,
             )
         wires = self.fetch(entry.endpoint, current.version)
-        return self.node.install_trust_chain(wires, now=at) if wires else None
+        if not wires:
+            return None
+        installed = self.node.install_trust_chain(wires, now=at)
+        self._warn(installed)
+        return installed
+
+    def _warn(self, installed: TrustList) -> None:
+        """Log what keeps this node from exchanging under the version just installed,
+        with the keys this process runs on (the dispatcher's; a command that has not
+        opened the key file says it itself: gateway/cli.py)."""
+        ring = self.node.keys_if_loaded()
+        if ring is None:
+            return
+        for problem in listing_problems(self.node.id, ring, installed):
+            log.warning("under trust list version %s: %s", installed.version, problem)
 
     def _sources(self, trust_list: TrustList, peer: str) -> list[str]:
         """The announcing peer first, then every other member."""
@@ -177,6 +191,7 @@ class TrustFollower:
                     errors.append(f"{endpoint}: [{e.code}] {getattr(e, 'message', e)}")
                     continue
                 log.info("trust list version %s installed from %s", installed.version, endpoint)
+                self._warn(installed)
                 with self.node.sessions() as session:
                     session.execute(delete(TrustHint).where(TrustHint.version <= installed.version))
                     session.commit()

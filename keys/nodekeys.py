@@ -31,6 +31,7 @@ from .sealed import (
     read_key_file,
     write_key_file,
 )
+from .trustlist import TrustedKeys, TrustError
 
 NODE_ID = re.compile(r"[A-Z]{2}(-[A-Z0-9]{1,16})?")
 PASSPHRASE_ENV = "GATEWAY_KEY_PASSPHRASE"  # noqa: S105 - a variable name, not a secret
@@ -155,6 +156,50 @@ class NodeKeys:
     def encryption_keys(self) -> tuple[EncryptionKeyPair, ...]:
         """Every encryption pair on the ring, active and retired."""
         return tuple(k.pair for k in self.encryption)
+
+    def listing_problems(self, listed: TrustedKeys, now: int) -> list[str]:
+        """What stops this node exchanging under a trust list's keys at ``now``, one
+        sentence each; empty when its entry and this ring agree (or when the list does
+        not name the node at all, which callers say in their own words).
+
+        Peers seal to the newest active encryption key the list gives for the node
+        (§5), which must be on this ring; and at least one signing key of this ring
+        must be usable under the list, or peers refuse everything the node signs."""
+        entry = listed.keys_of(self.node)
+        if not entry:
+            return []
+        problems = []
+        signing = [k.kid for k in self.signing]
+        usable = []
+        for kid in signing:
+            try:
+                listed.signing_key(self.node, kid, now, now)
+            except TrustError:
+                continue
+            usable.append(kid)
+        if not usable:
+            named = ", ".join(k.kid for k in entry if k.use == "sig") or "none"
+            problems.append(
+                f"no signing key of the key file ({', '.join(signing)}) is usable under the "
+                f"trust list (it lists {named} for {self.node}): peers refuse everything "
+                "this node sends (unknown-sender or key-not-valid)"
+            )
+        try:
+            sealed_to = listed.encryption_key(self.node, now)
+        except TrustError:
+            problems.append(
+                f"the trust list gives no usable encryption key for {self.node}: peers "
+                "cannot send to this node"
+            )
+        else:
+            if self.encryption_key(sealed_to.kid) is None:
+                problems.append(
+                    f"peers encrypt to {sealed_to.kid}, the encryption key the trust list "
+                    f"gives for {self.node}, which is not in the key file "
+                    f"({', '.join(k.kid for k in self.encryption)}): this node refuses "
+                    "everything sent to it (not-a-recipient)"
+                )
+        return problems
 
     # -- storage ------------------------------------------------------------------------
 

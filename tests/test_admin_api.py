@@ -16,6 +16,7 @@ from gateway.config import load_settings, write_instance_file
 from gateway.inbox import list_rejections
 from gateway.node import Node
 from gateway.tokens import issue
+from keys.nodekeys import NodeKeys
 from tests.test_trust_follow import next_version
 
 READS = [
@@ -88,6 +89,17 @@ def test_admin_operations_over_http(node_with_roles):
     view = client.get("/api/v1/admin/trust-list", headers=admin).get_json()
     assert view["version"] == 1 and [n["node"] for n in view["nodes"]] == ["KZ", "KG"]
     assert all(len(k["fingerprint"].split()) == 8 for n in view["nodes"] for k in n["keys"])
+    assert view["key_problems"] == []
+    # Keys that are not the ones the list carries for this node: said in the view.
+    own_keys = kz.node.keys
+    kz.node.keys = NodeKeys.generate("KZ")
+    try:
+        problems = client.get("/api/v1/admin/trust-list", headers=admin).get_json()
+    finally:
+        kz.node.keys = own_keys
+    assert len(problems["key_problems"]) == 2
+    assert "no signing key" in problems["key_problems"][0]
+    assert "not-a-recipient" in problems["key_problems"][1]
 
     wire = next_version(fed, kz.node.trust())
     installed = client.post("/api/v1/admin/trust-list", headers=admin, data=wire)

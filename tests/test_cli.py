@@ -446,6 +446,41 @@ def test_unsealed_node_keys_entry_and_trust_list(tmp_path: Path) -> None:
     outside = gateway(tj, "trust", "install", str(trust_file), "--anchor", anchor)
     succeeded(outside)
     assert "WARNING: this node (TJ) is not in trust list version 1" in outside.stderr
+    assert "PROBLEM: this node (TJ) is not in" in gateway(tj, "keys", "check").stderr
+
+    # The node whose entry the list carries: its key file and the list agree.
+    agree = gateway(instance, "keys", "check")
+    assert succeeded(agree).strip() == (
+        f"Key file and trust list version 1 agree: this node signs with {printed['sig'][0]}, "
+        f"peers encrypt to {printed['enc'][0]}."
+    )
+    # A node whose key file is not the one its entry was built from (a backup of
+    # another node's folder, keys created again): warned at install, and `keys check`
+    # fails naming both keys, before any peer's envelope is refused.
+    other_kg = tmp_path / "kg"
+    succeeded(gateway(other_kg, "init", "--node", "KG", "--unsealed"))
+    mismatched = gateway(other_kg, "trust", "install", str(trust_file), "--anchor", anchor)
+    succeeded(mismatched)
+    warnings = [line for line in mismatched.stderr.splitlines() if line.startswith("WARNING: ")]
+    assert len(warnings) == 2, mismatched.stderr
+    assert "no signing key of the key file" in warnings[0]
+    assert kg.current_signing.kid in warnings[0]
+    assert f"peers encrypt to {kg.current_encryption.kid}" in warnings[1]
+    assert "not-a-recipient" in warnings[1]
+    check = gateway(other_kg, "keys", "check")
+    assert check.exit_code == 1 and check.stdout == ""
+    assert [
+        line.removeprefix("PROBLEM")
+        for line in check.stderr.splitlines()
+        if line.startswith("PROBLEM: ")
+    ] == [w.removeprefix("WARNING") for w in warnings]
+    # Sealed without the passphrase at hand: installing says the keys were not compared.
+    sealed_kg = tmp_path / "kg-sealed"
+    succeeded(gateway(sealed_kg, "init", "--node", "KG", passphrase="correct horse battery"))
+    unchecked = gateway(sealed_kg, "trust", "install", str(trust_file), "--anchor", anchor)
+    succeeded(unchecked)
+    assert "Note: the key file was not compared with the list" in unchecked.stderr
+    assert "gateway keys check" in unchecked.stderr and "WARNING" not in unchecked.stderr
 
 
 # ---------------------------------------------------------------------------- instance

@@ -9,6 +9,7 @@ import pytest
 from keys.keypair import EncryptionKeyPair, SigningKeyPair
 from keys.nodekeys import NodeKeys, RingKey, passphrase_from_env
 from keys.sealed import MEMLIMIT_MIN, OPSLIMIT_MIN, KeyFileError, UnsealedKeyWarning
+from keys.trustlist import TrustedKeys
 from schemas.b64 import b64e
 
 FAST: dict[str, Any] = {"opslimit": OPSLIMIT_MIN, "memlimit": MEMLIMIT_MIN}
@@ -136,3 +137,57 @@ def test_passphrase_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     assert passphrase_from_env() == "s3cret words"
     monkeypatch.setenv("OTHER_VAR", "x")
     assert passphrase_from_env("OTHER_VAR") == "x"
+
+
+def _listed(*entries: tuple[str, Any, str, str]) -> TrustedKeys:
+    """A trust list's keys from (node, pair, use, status) tuples."""
+    return TrustedKeys.from_entries(
+        [
+            {"node": node, "kid": pair.kid, "pub": b64e(pair.public), "use": use, "status": status}
+            for node, pair, use, status in entries
+        ]
+    )
+
+
+def test_listing_problems_compare_the_ring_with_its_trust_list_entry() -> None:
+    other = NodeKeys.deterministic("DE", b"another seed")
+    listed = _listed(
+        ("DE", DE.current_signing, "sig", "active"), ("DE", DE.current_encryption, "enc", "active")
+    )
+    assert DE.listing_problems(listed, now=1_800_000_000) == []
+    # A ring the entry was not built from: both directions broken, each key named.
+    signing, encryption = other.listing_problems(listed, now=1_800_000_000)
+    assert "no signing key of the key file" in signing
+    assert other.current_signing.kid in signing and DE.current_signing.kid in signing
+    assert f"peers encrypt to {DE.current_encryption.kid}" in encryption
+    assert other.current_encryption.kid in encryption
+    # Only the encryption key differs.
+    half = _listed(
+        ("DE", DE.current_signing, "sig", "active"),
+        ("DE", other.current_encryption, "enc", "active"),
+    )
+    (only,) = DE.listing_problems(half, now=1_800_000_000)
+    assert only.startswith(f"peers encrypt to {other.current_encryption.kid}")
+    # The listed signing key revoked: nothing this ring signs is accepted.
+    revoked = _listed(
+        ("DE", DE.current_signing, "sig", "revoked"), ("DE", DE.current_encryption, "enc", "active")
+    )
+    (only,) = DE.listing_problems(revoked, now=1_800_000_000)
+    assert "no signing key" in only
+    # No usable encryption key for the node at all.
+    no_enc = _listed(("DE", DE.current_signing, "sig", "active"))
+    (only,) = DE.listing_problems(no_enc, now=1_800_000_000)
+    assert "no usable encryption key" in only
+    # A list that does not name the node is for the caller to say.
+    assert DE.listing_problems(_listed(("FR", other.current_signing, "sig", "active")), 0) == []
+
+
+def test_listing_problems_accept_a_rotation_the_list_has_not_caught_up_with() -> None:
+    # Rotated on the ring while the list still carries the previous keys: the retired
+    # encryption key still opens what peers seal to it, the retired signing key still
+    # signs (gateway.node.Node.signing_pair picks it): not a problem.
+    listed = _listed(
+        ("DE", DE.current_signing, "sig", "active"), ("DE", DE.current_encryption, "enc", "active")
+    )
+    rotated = DE.rotate_encryption(now=10).rotate_signing(now=11)
+    assert rotated.listing_problems(listed, now=1_800_000_000) == []

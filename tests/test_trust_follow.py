@@ -12,6 +12,7 @@ from gateway.dispatcher import Dispatcher
 from gateway.models import InboundMessage, TrustHint
 from gateway.trust_sync import TrustFollower
 from keys.keypair import SigningKeyPair
+from keys.nodekeys import NodeKeys
 from keys.trustlist import TrustList, admin_entry, assemble, build_list, key_entry, sign_list
 from schemas.examples import example_alert
 
@@ -73,6 +74,33 @@ def test_a_higher_tl_makes_the_receiver_fetch_verify_and_use_the_chain(make_fede
     assert kg.node.trust().sha256 == kz.node.trust().sha256
     assert kg.node.trust_list_version(2) is not None  # the walked version is kept
     assert hints(kg) == {}
+
+
+def test_following_a_version_with_other_keys_for_this_node_is_logged(make_federation, caplog):
+    # The administrators built version 2 with another KG entry (say, from an old key
+    # file): KG follows it, as the chain verifies, and its log says what will fail.
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    stranger = NodeKeys.generate("KG")
+    _ = kg.node.keys  # loaded, as in a running dispatcher
+    v2 = next_version(
+        fed,
+        kz.node.trust(),
+        node_keys={
+            "KG": [
+                key_entry(stranger.current_signing.public, "sig"),
+                key_entry(stranger.current_encryption.public, "enc"),
+            ]
+        },
+    )
+    kz.node.install_trust_list(v2)
+    with caplog.at_level("WARNING", logger="gateway.trust_sync"):
+        installed = TrustFollower(kg.node).follow("KZ")
+    assert installed is not None and installed.version == 2
+    said = [r.getMessage() for r in caplog.records if r.name == "gateway.trust_sync"]
+    assert len(said) == 2, said
+    assert said[0].startswith("under trust list version 2: no signing key of the key file")
+    assert f"peers encrypt to {stranger.current_encryption.kid}" in said[1]
 
 
 def test_a_forged_newer_list_is_refused_and_stays_visible(make_federation):

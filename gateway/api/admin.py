@@ -22,6 +22,7 @@ from gateway.api import body_bytes, json_object
 from gateway.app import current_node
 from gateway.errors import ApiError
 from gateway.models import ApiToken, Suspension, TrustHint, User
+from gateway.node import listing_problems
 from keys.fingerprint import fingerprint
 
 admin_api = Blueprint("admin_api", __name__, url_prefix="/api/v1/admin")
@@ -106,6 +107,8 @@ def _trust_view() -> dict[str, Any]:
             for entry in trust_list.nodes
         ],
         "announced_by_peers": announced,
+        # What keeps this node from exchanging under the list with the keys it runs on.
+        "key_problems": listing_problems(node.id, node.keys, trust_list),
     }
 
 
