@@ -200,12 +200,21 @@ class GatewayGroup(click.Group):
             _fail("file-error", f"{e.filename or 'a file'}: {e.strerror}")
 
 
+def _instance(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    if not value.strip():
+        raise click.BadParameter(
+            "an empty name would be the current folder; give the node's folder, e.g. /srv/xb1/kz"
+        )
+    return value
+
+
 @click.group(cls=GatewayGroup)
 @click.option(
     "--instance",
     envvar="GATEWAY_INSTANCE",
     default="instance",
     show_default=True,
+    callback=_instance,
     help="The node's instance folder (configuration, keys, SQLite database).",
 )
 @click.pass_context

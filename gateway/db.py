@@ -84,7 +84,12 @@ def missing_table(error: BaseException) -> bool:
     ``error`` is SQLAlchemy's (the driver's error in ``orig``) or the driver's own, as
     raised by a :class:`DriverStatement`."""
     cause = getattr(error, "orig", None) or error
-    return "no such table" in str(cause) or getattr(cause, "sqlstate", None) == "42P01"
+    if isinstance(cause, sqlite3.OperationalError):
+        return str(cause).startswith("no such table:")
+    # psycopg's UndefinedTable (psycopg is an optional dependency: not imported here).
+    return type(cause).__module__.startswith("psycopg") and (
+        getattr(cause, "sqlstate", None) == "42P01"
+    )
 
 
 class DriverStatement:

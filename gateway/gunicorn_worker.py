@@ -157,12 +157,32 @@ REASONS = {
 }
 
 
+# Set on a request once the app's answer to it has been sent.
+_ANSWERED = "_xb1_answered"
+
+
 class ThreadWorker(_GunicornThreadWorker):  # type: ignore[misc]
     """gunicorn's ``gthread`` worker answering its own refusals in the node's format."""
+
+    def handle_request(self, req: Any, conn: Any) -> Any:
+        keepalive = super().handle_request(req, conn)
+        setattr(req, _ANSWERED, True)
+        return keepalive
 
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
         started = datetime.now()
         addr = addr or ("", -1)  # a unix socket
+        if req is not None and getattr(req, _ANSWERED, False):
+            # The request was answered; gunicorn then read the rest of a body the app
+            # left unread (to keep the connection) and that failed. A second answer
+            # would be read as the answer to the client's next request: the
+            # connection is closed instead (gunicorn closes it after this returns).
+            self.log.warning(
+                "Invalid request from ip=%s after its answer: %s; connection closed",
+                addr[0],
+                exc,
+            )
+            return
         refused = refusal(exc)
         if refused is not None:
             status, code, message = refused

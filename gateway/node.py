@@ -418,13 +418,14 @@ def listing_problems(
             "peers refuse what it sends and it can sign no checkpoint they accept; ask the "
             "administrators to add its entry ('gateway keys entry')"
         ]
-    at = int(time.time()) if now is None else now
-    return [
-        f"{problem}; compare 'gateway keys show' with 'gateway trust show' (a key file "
-        "restored from another backup, or an entry the administrators built from other "
-        "keys)"
-        for problem in (ring.listing_problems(trust_list.keys, at) if ring else [])
-    ]
+    if ring is None:
+        return []
+    if ring.node != node_id:
+        return [
+            f"the key file holds the keys of {ring.node}, not of {node_id}: restore this "
+            "node's own key file (or check the instance folder)"
+        ]
+    return ring.listing_problems(trust_list.keys, int(time.time()) if now is None else now)
 
 
 __all__ = ["Node", "TrustError", "listing_problems"]

@@ -150,9 +150,9 @@ class TrustFollower:
         """Log what keeps this node from exchanging under the version just installed,
         with the keys this process runs on (the dispatcher's; a command that has not
         opened the key file says it itself: gateway/cli.py)."""
-        ring = self.node.keys_if_loaded()
-        if ring is None:
+        if self.node.keys_if_loaded() is None:
             return
+        ring = self.node.keys  # as loaded, or reloaded if the key file changed since
         for problem in listing_problems(self.node.id, ring, installed):
             log.warning("under trust list version %s: %s", installed.version, problem)
 

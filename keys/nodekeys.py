@@ -31,7 +31,7 @@ from .sealed import (
     read_key_file,
     write_key_file,
 )
-from .trustlist import TrustedKeys, TrustError
+from .trustlist import NodeKey, TrustedKeys, TrustError
 
 NODE_ID = re.compile(r"[A-Z]{2}(-[A-Z0-9]{1,16})?")
 PASSPHRASE_ENV = "GATEWAY_KEY_PASSPHRASE"  # noqa: S105 - a variable name, not a secret
@@ -159,8 +159,9 @@ class NodeKeys:
 
     def listing_problems(self, listed: TrustedKeys, now: int) -> list[str]:
         """What stops this node exchanging under a trust list's keys at ``now``, one
-        sentence each; empty when its entry and this ring agree (or when the list does
-        not name the node at all, which callers say in their own words).
+        sentence each with what to do; empty when its entry and this ring agree (or
+        when the list does not name the node at all, which callers say in their own
+        words).
 
         Peers seal to the newest active encryption key the list gives for the node
         (§5), which must be on this ring; and at least one signing key of this ring
@@ -169,6 +170,7 @@ class NodeKeys:
         if not entry:
             return []
         problems = []
+        listed_by_kid = {k.kid: k for k in entry}
         signing = [k.kid for k in self.signing]
         usable = []
         for kid in signing:
@@ -178,18 +180,30 @@ class NodeKeys:
                 continue
             usable.append(kid)
         if not usable:
-            named = ", ".join(k.kid for k in entry if k.use == "sig") or "none"
-            problems.append(
-                f"no signing key of the key file ({', '.join(signing)}) is usable under the "
-                f"trust list (it lists {named} for {self.node}): peers refuse everything "
-                "this node sends (unknown-sender or key-not-valid)"
-            )
+            on_list = [listed_by_kid[kid] for kid in signing if kid in listed_by_kid]
+            if on_list:
+                states = "; ".join(_key_state(k) for k in on_list)
+                problems.append(
+                    f"the trust list has this node's signing key but not as usable now "
+                    f"({states}): peers refuse everything this node sends (key-not-valid); "
+                    "ask the administrators for a version that lists a usable signing key "
+                    "of this node (after 'gateway keys rotate', its new one)"
+                )
+            else:
+                named = ", ".join(k.kid for k in entry if k.use == "sig") or "none"
+                problems.append(
+                    f"no signing key of the key file ({', '.join(signing)}) is in the trust "
+                    f"list, which lists {named} for {self.node}: peers refuse everything "
+                    f"this node sends (unknown-sender); {_COMPARE}"
+                )
         try:
             sealed_to = listed.encryption_key(self.node, now)
         except TrustError:
+            states = "; ".join(_key_state(k) for k in entry if k.use == "enc") or "none listed"
             problems.append(
-                f"the trust list gives no usable encryption key for {self.node}: peers "
-                "cannot send to this node"
+                f"the trust list gives no usable encryption key for {self.node} ({states}): "
+                "peers cannot send to this node; ask the administrators for a version that "
+                "lists its current one ('gateway keys entry')"
             )
         else:
             if self.encryption_key(sealed_to.kid) is None:
@@ -197,7 +211,7 @@ class NodeKeys:
                     f"peers encrypt to {sealed_to.kid}, the encryption key the trust list "
                     f"gives for {self.node}, which is not in the key file "
                     f"({', '.join(k.kid for k in self.encryption)}): this node refuses "
-                    "everything sent to it (not-a-recipient)"
+                    f"everything sent to it (not-a-recipient); {_COMPARE}"
                 )
         return problems
 
@@ -267,6 +281,19 @@ class NodeKeys:
     def load(cls, path: str | os.PathLike[str], passphrase: str | None) -> NodeKeys:
         """Read a ring written by ``save``; raises ``KeyFileError``."""
         return cls.from_secret_json(read_key_file(path, passphrase))
+
+
+_COMPARE = (
+    "compare 'gateway keys show' with 'gateway trust show' (a key file restored from "
+    "another backup, or an entry the administrators built from other keys)"
+)
+
+
+def _key_state(key: NodeKey) -> str:
+    """A listed key's status and window, for a person."""
+    if key.status == "revoked":
+        return f"{key.kid} revoked" + (f" at {key.revoked_at}" if key.revoked_at else "")
+    return f"{key.kid} {key.status}, valid {key.not_before} to {key.not_after} (Unix seconds)"
 
 
 def _entries(value: object, secret_name: str) -> list[dict[str, Any]]:

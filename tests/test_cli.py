@@ -474,6 +474,14 @@ def test_unsealed_node_keys_entry_and_trust_list(tmp_path: Path) -> None:
         for line in check.stderr.splitlines()
         if line.startswith("PROBLEM: ")
     ] == [w.removeprefix("WARNING") for w in warnings]
+    # Another node's key file in this node's folder: said, not compared as if it were its own.
+    swapped = tmp_path / "kz-swapped"
+    succeeded(gateway(swapped, "init", "--node", "KZ", "--unsealed"))
+    (swapped / "node-keys.json").write_bytes((other_kg / "node-keys.json").read_bytes())
+    wrong_file = gateway(swapped, "trust", "install", str(trust_file), "--anchor", anchor)
+    succeeded(wrong_file)
+    assert "WARNING: the key file holds the keys of KG, not of KZ" in wrong_file.stderr
+    refused(gateway(swapped, "keys", "check"), "keys-wrong-node")
     # Sealed without the passphrase at hand: installing says the keys were not compared.
     sealed_kg = tmp_path / "kg-sealed"
     succeeded(gateway(sealed_kg, "init", "--node", "KG", passphrase="correct horse battery"))
@@ -511,6 +519,15 @@ def test_instance_folder_from_the_environment(
     monkeypatch.setenv("GATEWAY_INSTANCE", str(tmp_path / "elsewhere"))
     result = CliRunner().invoke(main, ["token", "list"])
     assert str(tmp_path / "elsewhere") in refused(result, "no-instance")
+
+
+@pytest.mark.parametrize("name", ["", "  "])
+def test_an_empty_instance_name_is_refused_not_taken_as_the_current_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    usage_error(gateway(name, "init", "--node", "KZ", "--unsealed"), "--instance", "current")
+    assert list(tmp_path.iterdir()) == []  # no node made in the current folder
 
 
 def test_db_upgrade(tmp_path: Path) -> None:

@@ -12,9 +12,11 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import gunicorn
 import pytest
-from gunicorn.http.errors import InvalidResponseHeader
+from gunicorn.http import errors
 from gunicorn.util import load_class
 
 from gateway import gunicorn_conf
@@ -22,6 +24,10 @@ from gateway.gunicorn_worker import ThreadWorker, answer, refusal
 from tests.conftest import _server_ports
 
 ROOT = Path(__file__).resolve().parent.parent
+# The parser of gunicorn 27 (the version the project is tested with) refuses what the
+# cases marked NEWER_PARSER send; older versions accept them or drop the connection.
+GUNICORN_27 = tuple(int(part) for part in gunicorn.__version__.split(".")[:1]) >= (27,)
+NEWER_PARSER = pytest.mark.skipif(not GUNICORN_27, reason="gunicorn before 27 accepts it")
 
 
 def _free_port() -> int:
@@ -108,7 +114,7 @@ def _parse(response: bytes) -> tuple[int, dict[str, str], dict[str, str]]:
 
 
 GOOD = b"GET / HTTP/1.1\r\nHost: t\r\n"
-CASES = {
+CASES: dict[str, Any] = {
     "not-http": (b"GARBAGE\r\n\r\n", 400, "bad-request-line"),
     "bad-method": (b"G(T / HTTP/1.1\r\nHost: t\r\n\r\n", 400, "bad-method"),
     "bad-version": (b"GET / HTTP/7.1\r\nHost: t\r\n\r\n", 400, "bad-http-version"),
@@ -138,7 +144,13 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(name, marks=NEWER_PARSER) if name in ("bad-version", "folded-header") else name
+        for name in sorted(CASES)
+    ],
+)
 def test_a_request_gunicorn_refuses_gets_the_nodes_json_error(server: int, name: str) -> None:
     raw, status, code = CASES[name]
     answered, headers, body = _parse(_exchange(server, raw))
@@ -162,10 +174,22 @@ def test_serve_and_the_deploy_config_use_the_nodes_worker() -> None:
     assert '"gateway.gunicorn_worker.ThreadWorker"' in demo
 
 
+@NEWER_PARSER
+def test_a_bad_chunk_left_unread_by_the_app_gets_no_second_answer(server: int) -> None:
+    # The app answers without reading the body; gunicorn then reads the rest to keep
+    # the connection, and the bad chunk must not become a second answer (which the
+    # client would take for the answer to its next request): the connection is closed.
+    raw = b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n0\r\n\r\n"
+    response = _exchange(server, raw)
+    assert response.startswith(b"HTTP/1.1 200") and response.endswith(b"ok")
+    assert response.count(b"HTTP/1.1 ") == 1
+
+
 def test_what_is_not_the_clients_fault_is_not_a_refusal() -> None:
     # A header the app tried to send is the node's own error (gunicorn: 500), as is
     # anything that is not one of gunicorn's request errors.
-    assert refusal(InvalidResponseHeader("X-Bad\n")) is None
+    if GUNICORN_27:
+        assert refusal(errors.InvalidResponseHeader("X-Bad\n")) is None
     assert refusal(ValueError("boom")) is None
 
 

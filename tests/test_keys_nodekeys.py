@@ -157,7 +157,8 @@ def test_listing_problems_compare_the_ring_with_its_trust_list_entry() -> None:
     assert DE.listing_problems(listed, now=1_800_000_000) == []
     # A ring the entry was not built from: both directions broken, each key named.
     signing, encryption = other.listing_problems(listed, now=1_800_000_000)
-    assert "no signing key of the key file" in signing
+    assert "no signing key of the key file" in signing and "unknown-sender" in signing
+    assert "backup" in signing and "backup" in encryption
     assert other.current_signing.kid in signing and DE.current_signing.kid in signing
     assert f"peers encrypt to {DE.current_encryption.kid}" in encryption
     assert other.current_encryption.kid in encryption
@@ -168,16 +169,22 @@ def test_listing_problems_compare_the_ring_with_its_trust_list_entry() -> None:
     )
     (only,) = DE.listing_problems(half, now=1_800_000_000)
     assert only.startswith(f"peers encrypt to {other.current_encryption.kid}")
-    # The listed signing key revoked: nothing this ring signs is accepted.
+    # The listed signing key revoked: nothing this ring signs is accepted, and the fault
+    # is the list's state, not another key file.
     revoked = _listed(
         ("DE", DE.current_signing, "sig", "revoked"), ("DE", DE.current_encryption, "enc", "active")
     )
     (only,) = DE.listing_problems(revoked, now=1_800_000_000)
-    assert "no signing key" in only
-    # No usable encryption key for the node at all.
-    no_enc = _listed(("DE", DE.current_signing, "sig", "active"))
+    assert only.startswith("the trust list has this node's signing key but not as usable")
+    assert f"{DE.current_signing.kid} revoked" in only and "key-not-valid" in only
+    assert "backup" not in only and "administrators" in only
+    # No usable encryption key for the node at all (its one retired).
+    no_enc = _listed(
+        ("DE", DE.current_signing, "sig", "active"), ("DE", DE.current_encryption, "enc", "retired")
+    )
     (only,) = DE.listing_problems(no_enc, now=1_800_000_000)
     assert "no usable encryption key" in only
+    assert f"{DE.current_encryption.kid} retired, valid" in only and "backup" not in only
     # A list that does not name the node is for the caller to say.
     assert DE.listing_problems(_listed(("FR", other.current_signing, "sig", "active")), 0) == []
 
