@@ -170,7 +170,7 @@ class NodeKeys:
         if not entry:
             return []
         problems = []
-        listed_by_kid = {k.kid: k for k in entry}
+        listed_signing = {k.kid: k for k in entry if k.use == "sig"}
         signing = [k.kid for k in self.signing]
         usable = []
         for kid in signing:
@@ -180,7 +180,7 @@ class NodeKeys:
                 continue
             usable.append(kid)
         if not usable:
-            on_list = [listed_by_kid[kid] for kid in signing if kid in listed_by_kid]
+            on_list = [listed_signing[kid] for kid in signing if kid in listed_signing]
             if on_list:
                 states = "; ".join(_key_state(k) for k in on_list)
                 problems.append(
@@ -291,9 +291,12 @@ _COMPARE = (
 
 def _key_state(key: NodeKey) -> str:
     """A listed key's status and window, for a person."""
+    window = f"valid {key.not_before} to {key.not_after} (Unix seconds)"
     if key.status == "revoked":
-        return f"{key.kid} revoked" + (f" at {key.revoked_at}" if key.revoked_at else "")
-    return f"{key.kid} {key.status}, valid {key.not_before} to {key.not_after} (Unix seconds)"
+        return f"{key.kid} revoked" + (
+            f" at {key.revoked_at}, {window}" if key.revoked_at is not None else ""
+        )
+    return f"{key.kid} {key.status}, {window}"
 
 
 def _entries(value: object, secret_name: str) -> list[dict[str, Any]]:

@@ -139,12 +139,19 @@ def test_passphrase_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     assert passphrase_from_env("OTHER_VAR") == "x"
 
 
-def _listed(*entries: tuple[str, Any, str, str]) -> TrustedKeys:
-    """A trust list's keys from (node, pair, use, status) tuples."""
+def _listed(*entries: tuple[Any, ...]) -> TrustedKeys:
+    """A trust list's keys from (node, pair, use, status[, other key fields]) tuples."""
     return TrustedKeys.from_entries(
         [
-            {"node": node, "kid": pair.kid, "pub": b64e(pair.public), "use": use, "status": status}
-            for node, pair, use, status in entries
+            {
+                "node": node,
+                "kid": pair.kid,
+                "pub": b64e(pair.public),
+                "use": use,
+                "status": status,
+                **(more[0] if more else {}),
+            }
+            for node, pair, use, status, *more in entries
         ]
     )
 
@@ -185,8 +192,27 @@ def test_listing_problems_compare_the_ring_with_its_trust_list_entry() -> None:
     (only,) = DE.listing_problems(no_enc, now=1_800_000_000)
     assert "no usable encryption key" in only
     assert f"{DE.current_encryption.kid} retired, valid" in only and "backup" not in only
+    only_sig = _listed(("DE", DE.current_signing, "sig", "active"))
+    (only,) = DE.listing_problems(only_sig, now=1_800_000_000)
+    assert "(none listed)" in only
     # A list that does not name the node is for the caller to say.
     assert DE.listing_problems(_listed(("FR", other.current_signing, "sig", "active")), 0) == []
+
+
+def test_listing_problems_say_why_a_listed_signing_key_is_not_usable() -> None:
+    enc = ("DE", DE.current_encryption, "enc", "active")
+    sig = DE.current_signing
+    now = 1_800_000_000
+    retired = _listed(("DE", sig, "sig", "retired", {"not_before": 10, "not_after": now - 5}), enc)
+    (only,) = DE.listing_problems(retired, now=now)
+    assert f"({sig.kid} retired, valid 10 to {now - 5} (Unix seconds))" in only
+    revoked = _listed(("DE", sig, "sig", "revoked", {"revoked_at": now - 60}), enc)
+    (only,) = DE.listing_problems(revoked, now=now)
+    assert f"{sig.kid} revoked at {now - 60}, valid" in only
+    # The signing key listed as an encryption key: not a signing key of the node at all.
+    as_enc = _listed(("DE", sig, "enc", "active"), enc)
+    problems = DE.listing_problems(as_enc, now=now)
+    assert problems[0].startswith("no signing key of the key file") and "backup" in problems[0]
 
 
 def test_listing_problems_accept_a_rotation_the_list_has_not_caught_up_with() -> None:
