@@ -95,8 +95,15 @@ def test_admin_operations_over_http(node_with_roles):
     kz.node.keys = NodeKeys.generate("KZ")
     try:
         problems = client.get("/api/v1/admin/trust-list", headers=admin).get_json()
+        ready = client.get("/readyz")
     finally:
         kz.node.keys = own_keys
+    # ... and readiness fails with an alarm for each, for the operator's monitoring.
+    assert ready.status_code == 503
+    assert ready.get_json()["alarms"] == [
+        {"code": "key-listing", "message": problem} for problem in problems["key_problems"]
+    ]
+    assert client.get("/readyz").get_json() == {"alarms": [], "node": "KZ", "status": "ready"}
     assert len(problems["key_problems"]) == 2
     assert "no signing key" in problems["key_problems"][0]
     assert "not-a-recipient" in problems["key_problems"][1]

@@ -209,3 +209,23 @@ def test_deleting_the_newest_installed_version_is_a_rollback_not_an_older_list(
             node.trust()
         assert refused.value.code == "trust-rollback"
     fresh.engine.dispose()
+
+
+def test_keys_that_do_not_load_are_a_readiness_alarm_not_an_error(make_federation):
+    from gateway.app import create_app
+    from keys.sealed import KeyFileError
+
+    fed = make_federation(("KZ", "KG"), serve=False)
+
+    def no_keys():
+        raise KeyFileError("key-file-passphrase", "wrong passphrase, or the key file was edited")
+
+    node = Node(load_settings(fed["KZ"].instance), keys=no_keys)
+    try:
+        ready = create_app(node=node).test_client().get("/readyz")
+    finally:
+        node.engine.dispose()
+    assert ready.status_code == 503
+    assert ready.get_json()["alarms"] == [
+        {"code": "key-file-passphrase", "message": "wrong passphrase, or the key file was edited"}
+    ]

@@ -1,5 +1,6 @@
 """Liveness and readiness: readiness fails, with the reason, when the node cannot
-do its job (no trust list, an expired one, or no database)."""
+do its job (no trust list, an expired one, keys the list does not carry, or no
+database)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from gateway.app import current_node
 from gateway.db import clock_offset
 from gateway.errors import GatewayError
 from gateway.models import TrustHint
+from gateway.node import listing_problems
+from keys.sealed import KeyFileError
 
 health = Blueprint("health", __name__)
 
@@ -37,6 +40,15 @@ def _trust_list_behind(node) -> list[dict[str, str]]:  # type: ignore[no-untyped
             f"failed: {hint.last_error[:300]}",
         }
         for hint in failed
+    ]
+
+
+def _key_alarms(node) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
+    """The trust list does not carry this node's keys as the node holds them
+    (``gateway keys check``): peers refuse what it sends, or it what they send."""
+    return [
+        {"code": "key-listing", "message": problem}
+        for problem in listing_problems(node.id, node.keys, node.trust())
     ]
 
 
@@ -85,9 +97,10 @@ def ready():  # type: ignore[no-untyped-def]
     else:
         try:
             node.require_sending_allowed(int(time.time()))
+            alarms.extend(_key_alarms(node))
             alarms.extend(_trust_list_behind(node))
             alarms.extend(_witness_alarms(node))
-        except GatewayError as e:
+        except (GatewayError, KeyFileError) as e:  # KeyFileError: keys that do not load
             alarms.append({"code": e.code, "message": e.message})
         except SQLAlchemyError as e:
             alarms.append(_database_alarm(e))
