@@ -19,6 +19,6 @@ limit_request_fields = 50
 accesslog = "-"
 errorlog = "-"
 loglevel = os.environ.get("GATEWAY_LOG_LEVEL", "info")
-# No control socket (gunicorn 25 and later open one in the service user's home or
+# No control socket (gunicorn 26 and later open one in the service user's home or
 # runtime folder): the node is managed with signals, by systemd or by hand.
 control_socket_disable = True

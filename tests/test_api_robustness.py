@@ -592,3 +592,15 @@ def test_a_table_dropped_by_hand_is_answered_as_damage_not_an_internal_error(
         assert answer.get_json()["error"] == "database-damaged"
         assert "backup" in answer.get_json()["message"]
         assert answer.headers["Retry-After"]
+
+
+def test_readiness_names_a_missing_table_as_damage(make_federation: Any) -> None:
+    fed = make_federation(("KZ", "KG"), serve=False)
+    kz = fed["KZ"]
+    assert kz.client().get("/readyz").status_code == 200
+    with kz.node.engine.begin() as connection:
+        connection.exec_driver_sql("DROP TABLE trust_hints")
+    ready = kz.client().get("/readyz")
+    assert ready.status_code == 503
+    [alarm] = ready.get_json()["alarms"]
+    assert alarm["code"] == "database-damaged" and "trust_hints" in alarm["message"]

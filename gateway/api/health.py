@@ -11,7 +11,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.app import current_node
-from gateway.db import clock_offset
+from gateway.db import clock_offset, missing_table
 from gateway.errors import GatewayError
 from gateway.models import TrustHint
 from gateway.node import listing_problems
@@ -82,7 +82,9 @@ def _clock_alarms(node) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
 
 
 def _database_alarm(error: SQLAlchemyError) -> dict[str, str]:
-    return {"code": "database-unavailable", "message": str(error).splitlines()[0][:300]}
+    # A table of the node missing is damage (restore from a backup), not an outage.
+    code = "database-damaged" if missing_table(error) else "database-unavailable"
+    return {"code": code, "message": str(error).splitlines()[0][:300]}
 
 
 @health.get("/readyz")
@@ -107,7 +109,7 @@ def ready():  # type: ignore[no-untyped-def]
         try:  # whatever the trust list's state: a wrong clock is a problem of its own
             alarms.extend(_clock_alarms(node))
         except SQLAlchemyError as e:
-            if not any(alarm["code"] == "database-unavailable" for alarm in alarms):
+            if not any(alarm["code"].startswith("database-") for alarm in alarms):
                 alarms.append(_database_alarm(e))
     status = 200 if not alarms else 503
     return jsonify(
