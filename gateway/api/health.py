@@ -43,12 +43,12 @@ def _trust_list_behind(node) -> list[dict[str, str]]:  # type: ignore[no-untyped
     ]
 
 
-def _key_alarms(node) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
-    """The trust list does not carry this node's keys as the node holds them
+def _key_alarms(node, trust_list) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
+    """``trust_list`` does not carry this node's keys as the node holds them
     (``gateway keys check``): peers refuse what it sends, or it what they send."""
     return [
         {"code": "key-listing", "message": problem}
-        for problem in listing_problems(node.id, node.keys, node.trust())
+        for problem in listing_problems(node.id, node.keys, trust_list)
     ]
 
 
@@ -98,8 +98,8 @@ def ready():  # type: ignore[no-untyped-def]
         alarms.append(_database_alarm(e))
     else:
         try:
-            node.require_sending_allowed(int(time.time()))
-            alarms.extend(_key_alarms(node))
+            trust_list = node.require_sending_allowed(int(time.time()))
+            alarms.extend(_key_alarms(node, trust_list))
             alarms.extend(_trust_list_behind(node))
             alarms.extend(_witness_alarms(node))
         except (GatewayError, KeyFileError) as e:  # KeyFileError: keys that do not load
