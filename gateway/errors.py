@@ -13,6 +13,15 @@ from __future__ import annotations
 
 from typing import Any
 
+#: Headers of every answer of the node: added by the app to each answer that does not
+#: set them itself, and sent with the refusals of its HTTP server's worker.
+SECURITY_HEADERS = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("Cache-Control", "no-store"),
+    ("Content-Security-Policy", "default-src 'none'"),
+    ("Referrer-Policy", "no-referrer"),
+)
+
 
 class GatewayError(Exception):
     code = "gateway-error"

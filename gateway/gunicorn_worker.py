@@ -21,6 +21,8 @@ from gunicorn.http.wsgi import Response, default_environ
 from gunicorn.util import write_nonblock
 from gunicorn.workers.gthread import ThreadWorker as _GunicornThreadWorker
 
+from gateway.errors import SECURITY_HEADERS
+
 # How much of gunicorn's description of the offending input an answer repeats.
 DETAIL_CHARS = 200
 
@@ -140,9 +142,8 @@ def answer(status: int, reason: str, code: str, message: str) -> bytes:
         "Connection: close\r\n"
         "Content-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n"
-        "X-Content-Type-Options: nosniff\r\n"
-        "Cache-Control: no-store\r\n"
-        "\r\n"
+        + "".join(f"{name}: {value}\r\n" for name, value in SECURITY_HEADERS)
+        + "\r\n"
     )
     return head.encode("ascii") + body
 

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from gateway.envelope import REJECTION_CODES, TYP_RE, Recipient, seal, verify_receipt
+from gateway.errors import SECURITY_HEADERS
 from gateway.models import AuditEntry, InboundRejection
 from schemas.examples import example_alert
 from schemas.xb1json import dumps as xb1_dumps
@@ -128,8 +129,8 @@ def check_answer(response: Any, *, receipt: bool = False) -> Any:
     status = response.status_code
     body = response.get_data()
     assert status < 500, (status, body[:300])
-    assert response.headers.get("X-Content-Type-Options") == "nosniff"
-    assert response.headers.get("Cache-Control") == "no-store"
+    for name, value in SECURITY_HEADERS:
+        assert response.headers.get_all(name) == [value], name
     if response.request.method == "HEAD":
         assert not body
         return None
@@ -521,6 +522,27 @@ def test_doubled_slash_is_answered_in_json(make_federation: Any) -> None:
     for path in ("/api/v1//inbox", "/xb1//trust-list"):
         response = fed["KZ"].client().get(path, headers=fed["KZ"].auth())
         check_answer(response)
+
+
+@sqlite_only
+def test_security_headers_are_added_once_and_a_views_own_is_kept(make_federation: Any) -> None:
+    from flask import Response
+
+    from gateway.app import create_app
+
+    fed = make_federation(("KZ", "KG"), serve=False)
+    app = create_app(node=fed["KZ"].node)
+    # A view that sets one of the headers itself (in another spelling of its name).
+    app.add_url_rule(
+        "/own-cache", "own", lambda: Response("{}", headers={"cache-control": "max-age=5"})
+    )
+    client = app.test_client()
+    answer = client.get("/own-cache")
+    assert answer.headers.get_all("Cache-Control") == ["max-age=5"]
+    for name, value in SECURITY_HEADERS:
+        if name != "Cache-Control":
+            assert answer.headers.get_all(name) == [value], name
+    check_answer(client.get("/healthz"))
 
 
 # -------------------------------------------------------------------------- both databases

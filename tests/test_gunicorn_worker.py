@@ -20,6 +20,7 @@ from gunicorn.http import errors
 from gunicorn.util import load_class
 
 from gateway import gunicorn_conf
+from gateway.errors import SECURITY_HEADERS
 from gateway.gunicorn_worker import ThreadWorker, answer, refusal
 from tests.conftest import _server_ports
 
@@ -157,7 +158,8 @@ def test_a_request_gunicorn_refuses_gets_the_nodes_json_error(server: int, name:
     assert (answered, body["error"]) == (status, code)
     assert headers["content-type"] == "application/json"
     assert headers["connection"] == "close"
-    assert headers["x-content-type-options"] == "nosniff"
+    for name, value in SECURITY_HEADERS:
+        assert headers[name.lower()] == value, name
     assert set(body) == {"error", "message"}
     assert len(body["message"]) > 30 and "<" not in body["message"][:10]
 
