@@ -435,12 +435,19 @@ class RevokeKey:
         at = draft.issued_at if self.revoked_at is None else self.revoked_at
         if isinstance(at, bool) or not isinstance(at, int) or not 0 <= at <= MAX_TIME:
             raise _error("key-time", "revoked_at must be an integer time in [0, 2^53-1]")
-        if key["status"] == "revoked" and at >= key["revoked_at"]:
-            raise _error(
-                "key-status",
-                f"key {self.kid} is already revoked at {key['revoked_at']}; it can only be "
-                "revoked earlier",
-            )
+        if key["status"] == "revoked":
+            since = key.get("revoked_at")  # optional in §5: none means for everything
+            if since is None:
+                raise _error(
+                    "key-status",
+                    f"key {self.kid} is already revoked without a time (refused for "
+                    "everything); giving it one would make it usable again for older messages",
+                )
+            if at >= since:
+                raise _error(
+                    "key-status",
+                    f"key {self.kid} is already revoked at {since}; it can only be revoked earlier",
+                )
         key["status"] = "revoked"
         key["revoked_at"] = at
 
@@ -687,11 +694,17 @@ def shown(text: str) -> str:
 
 def _key_line(node: str, key: NodeKey) -> str:
     validity = f"from {when(key.not_before)} until {when(key.not_after)}"
-    status = key.status + (f" at {when(key.revoked_at)}" if key.revoked_at is not None else "")
+    status = key.status + (f" {_revoked_since(key)}" if key.status == "revoked" else "")
     return (
         f"+ {node} key {key.kid} {key.use} {status}, {validity} "
         f"(fingerprint {fingerprint(key.pub)})"
     )
+
+
+def _revoked_since(key: NodeKey) -> str:
+    if key.revoked_at is None:  # optional in §5
+        return "without a time (refused for everything)"
+    return f"at {when(key.revoked_at)}"
 
 
 def _key_changes(old: NodeKey, new: NodeKey) -> list[str]:
@@ -700,11 +713,14 @@ def _key_changes(old: NodeKey, new: NodeKey) -> list[str]:
         parts.append(f"use {old.use} → {new.use}")
     if old.status != new.status:
         status = f"{old.status} → {new.status}"
-        if new.status == "revoked" and new.revoked_at is not None:
-            status += f" at {when(new.revoked_at)}"
+        if new.status == "revoked":
+            status += f" {_revoked_since(new)}"
         parts.append(status)
-    elif old.revoked_at != new.revoked_at and new.revoked_at is not None:
-        parts.append(f"revoked at {when(old.revoked_at or 0)} → {when(new.revoked_at)}")
+    elif old.revoked_at is not None and new.revoked_at is not None:
+        if old.revoked_at != new.revoked_at:
+            parts.append(f"revoked at {when(old.revoked_at)} → {when(new.revoked_at)}")
+    elif old.revoked_at != new.revoked_at:
+        parts.append(f"revoked {_revoked_since(old)} → {_revoked_since(new)}")
     if old.not_before != new.not_before:
         parts.append(f"not_before {when(old.not_before)} → {when(new.not_before)}")
     if old.not_after != new.not_after:

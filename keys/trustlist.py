@@ -379,10 +379,14 @@ def _parse_wire(wire: bytes) -> tuple[bytes, tuple[Mapping[str, str], ...]]:
     return raw, tuple(checked)
 
 
+_REVOKED_AT = frozenset({"revoked_at"})
+
+
 def _parse_key(node: str, value: object, what: str) -> NodeKey:
-    # revoked_at is present exactly when the key is revoked (§5 K1 needs the time).
+    # §5 makes revoked_at optional: a revoked key without it is refused for everything
+    # (NodeKey.usable). It is meaningless on a key that is not revoked, and refused there.
     revoked = isinstance(value, dict) and value.get("status") == "revoked"
-    entry = _object(value, _KEY_MEMBERS | ({"revoked_at"} if revoked else set()), what)
+    entry = _object(value, _KEY_MEMBERS, what, _REVOKED_AT if revoked else frozenset())
     pub = _pub(entry, what)
     try:
         return NodeKey(

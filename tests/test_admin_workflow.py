@@ -284,6 +284,23 @@ def test_key_rotation_with_overlap_then_revocation() -> None:
         f"~ KG key {kg_sig.kid} sig: revoked at 2027-02-14 08:00:00 UTC → 2027-02-09 08:00:00 UTC"
     )
 
+    # Another tool's version revokes it without a time (optional in §5): shown as such,
+    # and it cannot be given a time (that would make it usable for older messages).
+    doc = json.loads(L(earlier))
+    [kg] = [n for n in doc["nodes"] if n["node"] == "KG"]
+    [key] = [k for k in kg["keys"] if k["kid"] == kg_sig.kid]
+    del key["revoked_at"]
+    timeless = assemble(xb1json.dumps(doc), [])
+    assert diff(v3, L(timeless))[0] == (
+        f"~ KG key {kg_sig.kid} sig: revoked at 2027-02-14 08:00:00 UTC → without a time "
+        "(refused for everything)"
+    )
+    v4 = v3.verify_successor(signed(timeless, "KG", "TM", "UZ", current=v3), stolen_at)
+    with pytest.raises(ProposalError) as untimed:
+        propose(v4, changes=[RevokeKey(kg_sig.kid, revoked_at=T0)], issued_at=stolen_at + DAY)
+    assert code_of(untimed) == "proposal-key-status"
+    assert "without a time" in str(untimed.value)
+
 
 def test_admin_set_change_needs_both_thresholds() -> None:
     v1 = version_1()

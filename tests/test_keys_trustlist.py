@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -401,6 +402,12 @@ def _mutations() -> list[Any]:
     def dup_kid(doc: dict[str, Any]) -> None:
         doc["nodes"][1]["keys"][0] = doc["nodes"][0]["keys"][0]
 
+    def revoked_at(when: Any) -> Callable[[dict[str, Any]], None]:
+        def mutate(doc: dict[str, Any]) -> None:
+            doc["nodes"][0]["keys"][0].update(status="revoked", revoked_at=when)
+
+        return mutate
+
     def window_reversed(doc: dict[str, Any]) -> None:
         doc["nodes"][0]["keys"][0].update(not_before=10, not_after=5)
 
@@ -433,7 +440,8 @@ def _mutations() -> list[Any]:
         pytest.param(set_(("nodes", 0, "keys", 0, "pub"), other), id="key-kid-mismatch"),
         pytest.param(set_(("nodes", 0, "keys", 0, "pub"), b64e(bytes(32)) + "="), id="padded-b64"),
         pytest.param(set_(("nodes", 0, "keys", 0, "use"), "both"), id="bad-use"),
-        pytest.param(set_(("nodes", 0, "keys", 0, "status"), "revoked"), id="revoked-no-time"),
+        pytest.param(revoked_at("soon"), id="revoked-at-not-a-time"),
+        pytest.param(revoked_at(-1), id="revoked-at-negative"),
         pytest.param(set_(("nodes", 0, "keys", 0, "revoked_at"), 5), id="revoked-at-on-active"),
         pytest.param(window_reversed, id="window-reversed"),
         pytest.param(set_(("nodes", 0, "keys"), []), id="node-without-keys"),
@@ -449,6 +457,27 @@ def test_malformed_list_refused(mutate: Any) -> None:
     with pytest.raises(TrustError) as e:
         V1.verify_successor(wire(raw, A1, A2), NOW)
     assert code_of(e) == "trust-malformed"
+
+
+def test_a_key_revoked_without_a_time_is_accepted_and_refused_for_everything() -> None:
+    """§5 lists ``revoked_at`` as optional: a version revoking a key without saying
+    since when is well formed (refusing it would keep the node on the version where
+    the key is still trusted), and the key then vouches for nothing."""
+    doc = _doc()
+    key = doc["nodes"][0]["keys"][0]
+    assert key["use"] == "sig"
+    key["status"] = "revoked"
+    raw = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+    v2 = V1.verify_successor(wire(raw, A1, A2), NOW)
+    [listed] = [k for k in v2.keys.keys_of(doc["nodes"][0]["node"]) if k.kid == key["kid"]]
+    assert (listed.status, listed.revoked_at) == ("revoked", None)
+    assert "revoked_at" not in listed.to_entry()
+    for iat in (key["not_before"], NOW - DAY, NOW):
+        assert not listed.usable(iat, NOW)
+    assert listed.revoked_by(0)
+    with pytest.raises(TrustError) as e:
+        v2.keys.signing_key(doc["nodes"][0]["node"], key["kid"], NOW - DAY, NOW)
+    assert code_of(e) == "key-not-valid"
 
 
 def test_builder_validates_unless_told_not_to() -> None:
