@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway import db, quarantine, sovereignty
@@ -298,6 +299,17 @@ class Node:
         """Verify ``wire`` and install it: version 1 against the pinned anchor, later
         versions as successors of the current one (PROTOCOL §5)."""
         at = int(time.time()) if now is None else now
+        verified: list[TrustList] = []  # the list, once verified
+        try:
+            return self._install_list(wire, anchor, at, verified)
+        except IntegrityError as e:
+            if not verified:
+                raise
+            return self._installed_meanwhile(e, verified)
+
+    def _install_list(
+        self, wire: bytes, anchor: str | None, at: int, verified: list[TrustList]
+    ) -> TrustList:
         with self.sessions() as session, session.begin():
             newest = session.scalars(
                 select(TrustListVersion).order_by(TrustListVersion.version.desc()).limit(1)
@@ -338,7 +350,10 @@ class Node:
                     self.settings = dataclasses.replace(self.settings, trust_anchor=pinned)
             else:
                 current = self.trust()
+                if newest.version != current.version:  # another process installed one since
+                    current = self._fresh_trust()
                 trust_list = current.verify_successor(wire, at)
+            verified.append(trust_list)
             self._store(session, [trust_list], at)
             quarantine.hold_revoked(session, trust_list, at)
         self._use(trust_list)
@@ -349,16 +364,51 @@ class Node:
         step with both thresholds) and install them all, or none."""
         at = int(time.time()) if now is None else now
         current = self.trust()
-        with self.sessions() as session, session.begin():
-            verified: list[TrustList] = []
-            for index, wire in enumerate(wires):
-                base = verified[-1] if verified else current
-                verified.append(base.verify_chain([wire], at, installed=index < len(wires) - 1))
-            self._store(session, verified, at)
-            for trust_list in verified:  # a key revoked in N+1 may be gone from N+2
-                quarantine.hold_revoked(session, trust_list, at)
+        verified: list[TrustList] = []
+        for index, wire in enumerate(wires):
+            base = verified[-1] if verified else current
+            verified.append(base.verify_chain([wire], at, installed=index < len(wires) - 1))
+        try:
+            with self.sessions() as session, session.begin():
+                self._store(session, verified, at)
+                for trust_list in verified:  # a key revoked in N+1 may be gone from N+2
+                    quarantine.hold_revoked(session, trust_list, at)
+        except IntegrityError as e:
+            return self._installed_meanwhile(e, verified)
         self._use(verified[-1])
         return verified[-1]
+
+    def _installed_meanwhile(self, error: IntegrityError, lists: list[TrustList]) -> TrustList:
+        """After an insert of ``lists`` failed on a version already stored: another
+        process of this node (a second dispatcher following the same announcement, an
+        operator's command) verified and installed the same version against the same
+        predecessor first. The same lists: in force, returned as the node's current one.
+        Other lists of the same version numbers: refused, as nothing of ours was stored."""
+        versions = [trust_list.version for trust_list in lists]
+        with self.sessions() as session:
+            rows = session.execute(
+                select(TrustListVersion.version, TrustListVersion.sha256).where(
+                    TrustListVersion.version.in_(versions)
+                )
+            )
+            stored = {version: sha256 for version, sha256 in rows}
+        if not stored:
+            raise error  # not a version stored twice: some other constraint
+        for trust_list in lists:
+            if stored.get(trust_list.version, trust_list.sha256) != trust_list.sha256:
+                raise TrustError(
+                    "trust-chain",
+                    f"trust list version {trust_list.version} was installed meanwhile by "
+                    "another process of this node, with other contents; this one was not "
+                    "installed: show both to the administrators ('gateway trust show')",
+                )
+        return self._fresh_trust()
+
+    def _fresh_trust(self) -> TrustList:
+        """The newest verified trust list, read from the database now."""
+        with self._lock:
+            self._trust_checked_at = float("-inf")
+        return self.trust()
 
     def trust_list_version(self, version: int) -> bytes | None:
         """The wire form of an installed version, for peers walking the chain."""

@@ -23,8 +23,9 @@ ends after a while with nothing to watch and starts again when needed.
 A connection cut so never serves another request: released while its attempt
 is still open, it is closed on its way back to the pool; released after that,
 the pool finds it dropped (a shut-down socket reads as closed) and opens a new
-one. Requests outside ``deadline`` (trust-list follow-up, witnessing) are not
-watched: their timeouts are per operation, as before.
+one. Requests outside ``deadline`` are not watched: their timeouts are per
+operation. :func:`get` is a whole GET under one deadline, for the requests that
+follow up on peers beside deliveries (trust lists, audit checkpoints and proofs).
 
 Not bounded by the deadline: resolving the peer's host name (the resolver's own
 timeouts), and connecting, which takes up to the connect timeout per address
@@ -48,6 +49,8 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+from gateway.errors import PeerError
 
 # Seconds the watchdog thread waits with nothing to watch before it ends.
 _IDLE = 30.0
@@ -241,3 +244,36 @@ def session(http: requests.Session | None = None) -> requests.Session:
     http.mount("https://", adapter)
     http.mount("http://", adapter)
     return http
+
+
+def get(http: requests.Session, url: str, *, timeout: float, max_bytes: int) -> bytes:
+    """GET ``url`` through ``http`` (a :func:`session`), the whole exchange within
+    twice ``timeout`` (an envelope's attempt gets as long): the body of a 200 answer,
+    which may be at most ``max_bytes``. A peer that trickles its answer, or sends
+    more, costs that time and no more memory. Raises :class:`PeerError`:
+    ``peer-unreachable`` when no status arrived, ``peer-error`` for another status
+    ("answered HTTP N") or when the body did not arrive whole in time, broke off, or
+    was too large."""
+    limit = 2 * timeout
+    status: int | None = None
+    chunks: list[bytes] = []
+    size = 0
+    with deadline(time.monotonic() + limit) as attempt:
+        try:
+            with http.get(url, timeout=timeout, stream=True, allow_redirects=False) as answer:
+                status = answer.status_code
+                if status != 200:
+                    raise PeerError("peer-error", f"{url} answered HTTP {status}")
+                for chunk in answer.iter_content(64 * 1024):
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise PeerError("peer-error", f"{url} sent more than {max_bytes} bytes")
+                    chunks.append(chunk)
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as e:
+            if attempt.expired:
+                what = "nothing answered" if status is None else f"HTTP {status}, then too slow"
+                problem = f"{url}: no complete answer within {limit:g} s ({what})"
+            else:
+                problem = f"{url}: {type(e).__name__}: {e}"[:300]
+            raise PeerError("peer-unreachable" if status is None else "peer-error", problem) from e
+    return b"".join(chunks)

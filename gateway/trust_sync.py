@@ -23,6 +23,7 @@ import requests
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
+from gateway import peer_http
 from gateway.errors import ApiError, GatewayError, PeerError
 from gateway.models import TrustHint
 from gateway.node import Node, listing_problems
@@ -82,22 +83,14 @@ def _peek_version(wire: bytes) -> int:
 class TrustFollower:
     def __init__(self, node: Node, http: requests.Session | None = None) -> None:
         self.node = node
-        self.http = http or requests.Session()
+        self.http = peer_http.session(http)
 
     def _get(self, url: str) -> bytes:
-        chunks, size = [], 0
-        try:
-            with self.http.get(url, timeout=self.node.settings.peer_timeout, stream=True) as answer:
-                if answer.status_code != 200:
-                    raise PeerError("peer-error", f"{url} answered HTTP {answer.status_code}")
-                for chunk in answer.iter_content(64 * 1024):
-                    size += len(chunk)
-                    if size > MAX_LIST_BYTES:
-                        raise PeerError("peer-error", f"{url} sent more than {MAX_LIST_BYTES} B")
-                    chunks.append(chunk)
-        except requests.RequestException as e:
-            raise PeerError("peer-unreachable", f"{url}: {type(e).__name__}: {e}"[:300]) from e
-        return b"".join(chunks)
+        # Each request within one deadline: a member serving its list a byte at a time
+        # must not hold the dispatcher, which follows up before it sends.
+        return peer_http.get(
+            self.http, url, timeout=self.node.settings.peer_timeout, max_bytes=MAX_LIST_BYTES
+        )
 
     def fetch(self, endpoint: str, have: int) -> list[bytes]:
         """The wire forms of versions have+1 … newest served at ``endpoint``."""

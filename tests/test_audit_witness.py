@@ -10,12 +10,13 @@ from click.testing import CliRunner
 from sqlalchemy import delete
 
 from gateway.audit import log, note
-from gateway.audit.witness import Witness
+from gateway.audit.witness import MAX_NOTE_BYTES, Witness
 from gateway.cli import main
+from gateway.errors import PeerError
 from gateway.models import AuditCheckpoint, AuditEntry
-from tests.conftest import PASSPHRASE
+from tests.conftest import PASSPHRASE, sqlite_only
 from tests.test_rotation import revoke_signing_key
-from tests.test_trust_follow import submit
+from tests.test_trust_follow import _trickling, submit
 
 
 def test_consistent_growth_is_cosigned_and_served(make_federation):
@@ -150,3 +151,27 @@ def test_the_witness_command_goes_on_past_an_unreachable_member(make_federation)
     kept = gateway("reset-witness", "UZ", "--reason", "routine check", "--by", "KZ auditor")
     assert kept.exit_code == 2 and "error [no-alarm]" in kept.stderr
     assert Witness(kz.node).witness("UZ").problem is None
+
+
+@sqlite_only
+def test_a_peer_trickling_or_inflating_its_checkpoint_is_cut_off(make_federation):
+    """Witnessing runs between deliveries: a checkpoint served a byte at a time ends
+    after two peer timeouts, and one larger than a note can be is refused unread."""
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    _trickling(kz, "/xb1/checkpoint")
+    began = time.monotonic()
+    with pytest.raises(PeerError) as slow:
+        Witness(kg.node).witness("KZ")
+    limit = 2 * kg.node.settings.peer_timeout
+    assert limit <= time.monotonic() - began < limit + 3
+    assert (slow.value.code, f"within {limit:g} s" in slow.value.message) == ("peer-error", True)
+
+    def inflated(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"x" * (MAX_NOTE_BYTES + 1)]
+
+    kz.server.switch.app = inflated
+    with pytest.raises(PeerError) as large:
+        Witness(kg.node).witness("KZ")
+    assert "more than" in large.value.message

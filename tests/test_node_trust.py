@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 
@@ -80,6 +81,66 @@ def _b64(raw: bytes) -> str:
 
 def reopened(member) -> Node:
     return Node(load_settings(member.instance), keys=member.keys)
+
+
+def _stale(member) -> Node:
+    """Another process of ``member``'s node that read its trust list a moment ago (and
+    would read it again only after ``trust_refresh``)."""
+    other = reopened(member)
+    other.settings = dataclasses.replace(other.settings, trust_refresh=300.0)
+    other.trust()
+    return other
+
+
+def test_a_version_another_process_installed_first_counts_as_installed(make_federation):
+    """Two dispatchers follow the same announcement, or an operator installs what a
+    dispatcher just fetched: the second insert of a version must not end in a database
+    error (it stopped the dispatcher); the same list is simply in force. A different
+    list of the same version is refused."""
+    fed = make_federation(("KZ", "KG"), serve=False)
+    kz = fed["KZ"]
+    by_chain, by_command, by_other = _stale(kz), _stale(kz), _stale(kz)
+    v1 = kz.node.trust()
+    v2 = successor(fed, v1)
+    installed = kz.node.install_trust_list(v2)
+    assert by_chain.install_trust_chain([v2]).sha256 == installed.sha256
+    assert by_chain.trust().version == 2
+    # A command checks against the newest stored version, not what it read before.
+    with pytest.raises(TrustError) as again:
+        by_command.install_trust_list(v2)
+    assert again.value.code == "trust-rollback" and by_command.trust().version == 2
+    with pytest.raises(TrustError) as other:
+        by_other.install_trust_chain([successor(fed, v1, issued_at=int(time.time()) - 60)])
+    assert other.value.code == "trust-chain"
+    assert "installed meanwhile" in other.value.message
+    with kz.node.sessions() as session:
+        assert session.query(TrustListVersion).count() == 2
+    for node in (by_chain, by_command, by_other):
+        node.engine.dispose()
+
+
+def test_a_command_racing_another_install_of_the_same_version_counts_it_installed(
+    make_federation, monkeypatch
+):
+    """Both read version 1 as the newest, both verify version 2: the second to store it
+    meets the first's row, and takes it as installed when it is the same list."""
+    fed = make_federation(("KZ", "KG"), serve=False)
+    kz = fed["KZ"]
+    racing = _stale(kz)
+    v2 = successor(fed, kz.node.trust())
+    verify = TrustList.verify_successor
+
+    def verify_while_the_other_installs(self, wire, now):
+        verified = verify(self, wire, now)
+        monkeypatch.undo()
+        kz.node.install_trust_list(v2)  # the other process commits meanwhile
+        return verified
+
+    monkeypatch.setattr(TrustList, "verify_successor", verify_while_the_other_installs)
+    assert racing.install_trust_list(v2).version == 2
+    with kz.node.sessions() as session:
+        assert session.query(TrustListVersion).count() == 2
+    racing.engine.dispose()
 
 
 def test_successor_is_installed_and_the_chain_reloads(make_federation):

@@ -15,6 +15,7 @@ from keys.keypair import SigningKeyPair
 from keys.nodekeys import NodeKeys
 from keys.trustlist import TrustList, admin_entry, assemble, build_list, key_entry, sign_list
 from schemas.examples import example_alert
+from tests.conftest import sqlite_only
 
 
 def next_version(fed, current: TrustList, *, signers=None, node_keys=None) -> bytes:
@@ -128,6 +129,48 @@ def test_a_forged_newer_list_is_refused_and_stays_visible(make_federation):
     ready = kg.client().get("/readyz")
     assert ready.status_code == 503
     assert [a["code"] for a in ready.get_json()["alarms"]] == ["trust-list-behind"]
+
+
+def _trickling(member, path: str):
+    """Make ``member`` answer ``path`` with a large body sent a byte every 0.2 s (well
+    within the peer timeout of 2 s each, for far longer in all: 30 s at most)."""
+    served = member.server.switch.app
+
+    def app(environ, start_response):
+        if environ["PATH_INFO"] != path:
+            return served(environ, start_response)
+        start_response("200 OK", [("Content-Type", "application/json")])
+
+        def body():
+            for _ in range(150):
+                yield b" "
+                time.sleep(0.2)
+
+        return body()
+
+    member.server.switch.app = app
+
+
+@sqlite_only
+def test_a_member_trickling_its_list_holds_the_follower_two_peer_timeouts_at_most(
+    make_federation,
+):
+    """The dispatcher follows announcements before it sends: a member that serves its
+    trust list a byte at a time, each within the peer timeout, must not hold every
+    delivery for as long as it likes."""
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    _trickling(kz, "/xb1/trust-list")
+    from gateway.trust_sync import note_announcement
+
+    note_announcement(kg.node, "KZ", 2, int(time.time()))
+    began = time.monotonic()
+    assert TrustFollower(kg.node).run_once() is None
+    took = time.monotonic() - began
+    limit = 2 * kg.node.settings.peer_timeout
+    assert limit <= took < limit + 3, took
+    version, error = hints(kg)["KZ"]
+    assert version == 2 and f"no complete answer within {limit:g} s" in error
 
 
 def test_nodes_on_different_versions_converge_without_losing_a_message(make_federation):

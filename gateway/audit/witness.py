@@ -28,6 +28,7 @@ someone signed a checkpoint of this node with its key.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 
@@ -35,6 +36,7 @@ import requests
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from gateway import peer_http
 from gateway.audit import merkle, note
 from gateway.audit.log import open_checkpoint, origin_of
 from gateway.errors import GatewayError, PeerError
@@ -51,18 +53,17 @@ MAX_NOTE_BYTES = 64 * 1024
 class Witness:
     def __init__(self, node: Node, http: requests.Session | None = None) -> None:
         self.node = node
-        self.http = http or requests.Session()
+        self.http = peer_http.session(http)
 
-    def _get(self, url: str) -> requests.Response:
-        try:
-            answer = self.http.get(url, timeout=self.node.settings.peer_timeout)
-        except requests.RequestException as e:
-            raise PeerError("peer-unreachable", f"{url}: {type(e).__name__}") from e
-        if answer.status_code != 200:
-            raise PeerError("peer-error", f"{url} answered HTTP {answer.status_code}")
-        if len(answer.content) > MAX_NOTE_BYTES:
-            raise PeerError("peer-error", f"{url} sent more than {MAX_NOTE_BYTES} bytes")
-        return answer
+    def _get(self, url: str) -> bytes:
+        # Within one deadline and a size bound: a peer trickling or inflating its answer
+        # must not hold the dispatcher, which witnesses between deliveries.
+        return peer_http.get(
+            self.http, url, timeout=self.node.settings.peer_timeout, max_bytes=MAX_NOTE_BYTES
+        )
+
+    def _text(self, url: str) -> str:
+        return self._get(url).decode("utf-8", "replace")  # a note is UTF-8 text
 
     def witness(self, peer: str, now: int | None = None) -> WitnessState | None:
         """Witness one peer's latest checkpoint; returns the stored state (None if the
@@ -75,7 +76,7 @@ class Witness:
             raise PeerError("unknown-recipient", f"{peer} is not in the trust list")
         base = entry.endpoint.rstrip("/")
         try:
-            text = self._get(f"{base}/xb1/checkpoint").text
+            text = self._text(f"{base}/xb1/checkpoint")
         except PeerError as e:
             if e.code == "peer-error" and "404" in e.message:
                 return None
@@ -141,8 +142,8 @@ class Witness:
             return None
         answer = self._get(f"{base}/xb1/proofs/consistency?old={state.size}&new={checkpoint.size}")
         try:
-            proof = [b64d(h, length=32) for h in answer.json()["proof"]]
-        except (ValueError, KeyError, TypeError, WireFormatError):
+            proof = [b64d(h, length=32) for h in json.loads(answer)["proof"]]
+        except (ValueError, KeyError, TypeError, RecursionError, WireFormatError):
             return (
                 "audit-fork",
                 f"{state.peer} sent no valid consistency proof from "
@@ -167,7 +168,7 @@ class Witness:
         if entry is None:
             raise PeerError("unknown-recipient", f"{peer} is not in the trust list")
         try:
-            text = self._get(f"{entry.endpoint.rstrip('/')}/xb1/witness/{node.id}").text
+            text = self._text(f"{entry.endpoint.rstrip('/')}/xb1/witness/{node.id}")
         except PeerError as e:
             if e.code == "peer-error" and "404" in e.message:
                 return 0  # the peer has not witnessed this node yet
