@@ -51,6 +51,7 @@ from gateway.audit import log as audit
 from gateway.audit.witness import Witness
 from gateway.db import clock_offset
 from gateway.envelope import (
+    REJECTION_CODES,
     Envelope,
     Header,
     ReceiptInvalid,
@@ -116,6 +117,11 @@ TRANSIENT_REJECTIONS = frozenset({"unknown-sender", "key-not-valid", "not-yet-va
 # recipient checks for a stored copy (step 6) before giving them (gateway/inbox.py).
 CANNOT_OPEN = frozenset({"not-a-recipient", "unwrap-failed", "key-commitment-mismatch"})
 RESEAL_NEEDED = "reseal-needed"
+# A claim that took over a delivery whose lease ran out with its attempt unrecorded (a
+# dispatcher stopped mid-send, or outlived its lease): that attempt may have arrived.
+INTERRUPTED = "attempt-interrupted"
+# The longest worker id the database keeps (lease_owner, delivery_events.worker).
+WORKER_ID_LENGTH = 80
 
 
 @dataclass(frozen=True)
@@ -150,6 +156,12 @@ def database_pause(failed: int) -> float:
     return min(DATABASE_PAUSE * 2 ** min(failed - 1, 16), DATABASE_PAUSE_LONGEST)
 
 
+def _worker_id(host: str, pid: int, instance: int) -> str:
+    """``host:pid:instance``, the host name shortened to fit the database's column."""
+    rest = f":{pid}:{instance:x}"
+    return host[: WORKER_ID_LENGTH - len(rest)] + rest
+
+
 def _pause(seconds: float) -> None:
     time.sleep(seconds)
 
@@ -164,10 +176,13 @@ class Dispatcher:
         rng: random.Random | None = None,
     ) -> None:
         self.node = node
-        self.worker = worker or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.worker = worker or _worker_id(socket.gethostname(), os.getpid(), id(self))
+        if len(self.worker) > WORKER_ID_LENGTH:
+            raise ValueError(f"a worker id has at most {WORKER_ID_LENGTH} characters")
         # A session given is sent through too: each attempt must end by its deadline.
         self.http = peer_http.session(http)
         self.rng = rng or random.Random()
+        self._taken_over: set[int] = set()  # claimed from a dispatcher whose lease ran out
 
     # ------------------------------------------------------------------ claiming
 
@@ -204,22 +219,78 @@ class Dispatcher:
                 .limit(settings.dispatch_batch)
             ).all()
             for delivery_id in candidates:
-                result = session.execute(
-                    update(Delivery)
-                    .where(Delivery.id == delivery_id, self._claimable(now))
-                    .values(
-                        state=DeliveryState.SENDING,
-                        lease_owner=self.worker,
-                        lease_until=now + settings.dispatch_lease,
-                        updated_at=now,
-                        attempts=Delivery.attempts + 1,
-                    )
-                    .execution_options(synchronize_session=False)
-                )
-                session.commit()
-                if result.rowcount == 1:  # type: ignore[attr-defined]
+                if self._take_over(session, delivery_id, now) or self._take(
+                    session, delivery_id, now
+                ):
                     claimed.append(delivery_id)
         return claimed
+
+    def _claim_values(self, now: int) -> dict[str, object]:
+        return {
+            "state": DeliveryState.SENDING,
+            "lease_owner": self.worker,
+            "lease_until": now + self.node.settings.dispatch_lease,
+            "updated_at": now,
+            "attempts": Delivery.attempts + 1,
+        }
+
+    def _take(self, session: Session, delivery_id: int, now: int) -> bool:
+        """Claim a queued or retrying delivery that is due."""
+        result = session.execute(
+            update(Delivery)
+            .where(
+                Delivery.id == delivery_id,
+                Delivery.state.in_((DeliveryState.QUEUED, DeliveryState.RETRYING)),
+                Delivery.next_attempt_at <= now,
+            )
+            .values(**self._claim_values(now))
+            .execution_options(synchronize_session=False)
+        )
+        session.commit()
+        return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
+
+    def _take_over(self, session: Session, delivery_id: int, now: int) -> bool:
+        """Claim a delivery left ``sending`` by a dispatcher whose lease ran out. Its
+        attempt ended unrecorded, so the envelope may have arrived: :meth:`deliver`
+        records that first (``attempt-interrupted``), and the envelope is not replaced
+        by a new one (a new id) until the recipient proves it holds none
+        (:meth:`_may_have_arrived`)."""
+        result = session.execute(
+            update(Delivery)
+            .where(
+                Delivery.id == delivery_id,
+                Delivery.state == DeliveryState.SENDING,
+                Delivery.lease_until < now,
+            )
+            .values(**self._claim_values(now))
+            .execution_options(synchronize_session=False)
+        )
+        session.commit()
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            return False
+        self._taken_over.add(delivery_id)
+        return True
+
+    def _record_interruption(self, delivery_id: int, now: int) -> None:
+        """The event of :meth:`_take_over`, in a transaction of its own before the attempt:
+        it appends to the audit log, whose lock (PostgreSQL) a transaction holding the
+        delivery's row must not wait for, as re-sealing takes that lock first."""
+        self._taken_over.discard(delivery_id)
+        with self.node.sessions() as session:
+            delivery = session.get(Delivery, delivery_id)
+            assert delivery is not None
+            record_event(
+                session,
+                delivery,
+                DeliveryState.SENDING,
+                code=INTERRUPTED,
+                detail="the attempt before this one ended without an outcome (its "
+                "dispatcher stopped, or its lease ran out first); the envelope may have "
+                "arrived",
+                worker=self.worker,
+                at=now,
+            )
+            session.commit()
 
     # ------------------------------------------------------------------ sending
 
@@ -437,6 +508,8 @@ class Dispatcher:
 
     def deliver(self, delivery_id: int, now: int | None = None) -> Outcome:
         at = int(time.time()) if now is None else now
+        if delivery_id in self._taken_over:
+            self._record_interruption(delivery_id, at)
         with self.node.sessions() as session:
             delivery = session.get(Delivery, delivery_id)
             assert delivery is not None
@@ -455,6 +528,15 @@ class Dispatcher:
                 # Withdrawn while this delivery was being sent (its attempt then did not
                 # deliver it), or claimed again after a dispatcher stopped mid-send.
                 outcome = _withdrawn(withdrawn_by)
+            elif not envelope.wire:
+                # Erased by a purge that raced an operator's retry (gateway/outbox.py):
+                # the retention ended, so it is not sent, and says so once.
+                outcome = Outcome(
+                    DeliveryState.EXPIRED,
+                    "purged",
+                    "the message was purged when its retention ended, before this delivery "
+                    "was delivered; it is not sent",
+                )
             elif at > envelope.exp:
                 # Before any re-sealing: a new envelope must not outlive the message.
                 outcome = Outcome(
@@ -555,8 +637,11 @@ class Dispatcher:
     def _may_have_arrived(session: Session, delivery_id: int) -> bool:
         """Whether an earlier attempt with the current envelope may have been stored by
         the recipient: one that ended ``retrying`` (a timeout, a lost or unsigned
-        answer, or a signed refusal from before the recipient's replay check) after the
-        envelope was last sealed, and before any signed proof that it was not stored."""
+        answer, or a signed refusal from before the recipient's replay check) or ended
+        unrecorded (``attempt-interrupted``) after the envelope was last sealed, and
+        before any signed proof that it was not stored. (Only the dispatcher writes the
+        codes ``reseal-needed`` and ``resealed``: a peer's unsigned ``error`` is recorded
+        only when it is a rejection code of PROTOCOL §3, see :func:`_error_code`.)"""
         codes = session.execute(
             select(DeliveryEvent.state, DeliveryEvent.code)
             .where(DeliveryEvent.delivery_id == delivery_id)
@@ -565,7 +650,7 @@ class Dispatcher:
         for state, code in codes:
             if code in (RESEAL_NEEDED, "resealed") or state == DeliveryState.REJECTED:
                 return False
-            if state == DeliveryState.RETRYING:
+            if state == DeliveryState.RETRYING or code == INTERRUPTED:
                 return True
         return False
 
@@ -827,10 +912,14 @@ def _checkpoint_due(node: Node, since: float) -> int:
 
 
 def _error_code(body: bytes) -> str | None:
-    """The ``error`` member of a peer's unsigned JSON answer, if it has a short one."""
+    """The ``error`` member of a peer's unsigned JSON answer, if it is a rejection code of
+    PROTOCOL §3 (what §7 has a peer answer before it has authenticated the sender).
+    Anyone on the path can write an unsigned answer, so no other string becomes a
+    delivery's code: not one the dispatcher gives a meaning (``reseal-needed`` is a
+    signed proof that nothing was stored). The whole answer is in the detail anyway."""
     try:
         parsed = json.loads(body)
     except (ValueError, RecursionError):  # RecursionError: nested deeper than Python parses
         return None
     code = parsed.get("error") if isinstance(parsed, dict) else None
-    return code if isinstance(code, str) and len(code) < 40 else None
+    return code if isinstance(code, str) and code in REJECTION_CODES else None

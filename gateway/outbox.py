@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -704,12 +704,21 @@ def retry(
             f"{delivery.envelope.exp}; submit the message again",
             status=409,
         )
-    # Conditional: a dispatcher may have claimed it since it was read.
+    # Conditional: a dispatcher may have claimed it, or a purge erased its envelope,
+    # since it was read. (A purge that erases it after this statement, before this
+    # transaction commits, is not seen on PostgreSQL: the dispatcher then ends the
+    # delivery as purged, gateway/dispatcher.py. A purge that comes later sees the
+    # delivery open and keeps the envelope, gateway/purge.py.)
     requeued = session.execute(
         update(Delivery)
         .where(
             Delivery.id == delivery.id,
             Delivery.state.in_((DeliveryState.REJECTED, DeliveryState.RETRYING)),
+            exists(
+                select(SealedEnvelope.id).where(
+                    SealedEnvelope.id == Delivery.envelope_id, SealedEnvelope.wire != b""
+                )
+            ),
         )
         .values(state=DeliveryState.QUEUED, next_attempt_at=at, updated_at=at)
         .execution_options(synchronize_session=False)
@@ -719,7 +728,7 @@ def retry(
         raise ApiError(
             "not-retryable",
             f"delivery {delivery_id} changed while the retry was asked for (a dispatcher "
-            "is sending it); look at its state again",
+            "is sending it, or its message was purged); look at its state again",
             status=409,
         )
     record_event(

@@ -363,6 +363,99 @@ def test_bytes_sealed_to_a_revoked_key_are_not_sent_again(make_federation):
     assert kg.posts.count(old.wire) == 1 and "resealed" in _events(kz)
 
 
+class _Stopped(BaseException):
+    """The dispatcher's process ends here (killed, a power cut)."""
+
+
+def test_an_attempt_cut_short_then_a_replaced_key_sends_the_same_bytes_first(
+    make_federation, monkeypatch
+):
+    """A dispatcher sends the envelope, the recipient stores it, and the dispatcher
+    stops before recording anything; then the recipient's key is replaced. The
+    dispatcher that takes the delivery over must not seal anew (a new id: the message
+    twice in the recipient's inbox) but send the same bytes, which get the stored
+    receipt."""
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    submit(kz, ["KG"])
+    first = Dispatcher(kz.node, worker="first")
+
+    def stop(*args, **kwargs):
+        raise _Stopped
+
+    monkeypatch.setattr(first, "_record", stop)
+    now = int(time.time())
+    with pytest.raises(_Stopped):
+        first.run_once(now=now)
+    assert inbox_count(kg) == 1
+    revoke_encryption_key(fed, "KG", now, drop=True)
+    later = now + kz.node.settings.dispatch_lease + 5
+    [outcome] = Dispatcher(kz.node, worker="second").run_once(now=later)
+    assert outcome.state == "delivered"
+    assert inbox_count(kg) == 1 and len(_envelopes(kz)) == 1
+    assert _events(kz) == [None, "attempt-interrupted", None]
+
+
+def test_an_unsigned_answer_cannot_pass_for_the_proof_that_nothing_was_stored(
+    make_federation,
+):
+    """``reseal-needed`` is recorded only for a signed refusal that proves the
+    recipient stored nothing. Anyone on the path can answer ``{"error":
+    "reseal-needed"}`` unsigned: that must not make the next attempt seal anew."""
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    submit(kz, ["KG"])
+    inner = _losing_the_answer(kg, stored=True)
+    Dispatcher(kz.node).run_once()
+    assert inbox_count(kg) == 1
+    revoke_encryption_key(fed, "KG", int(time.time()), drop=True)
+
+    def forged(start_response):
+        start_response("400 Bad Request", [("Content-Type", "application/json")])
+        return [b'{"error": "reseal-needed", "message": "unsigned"}']
+
+    _answering(kg, forged)
+    now = int(time.time())
+    [refused] = Dispatcher(kz.node).run_once(now=now + 5)
+    assert (refused.state, refused.code) == ("retrying", "peer-refused")
+    assert "reseal-needed" in (refused.detail or "")
+    kg.server.switch.app = inner
+    [outcome] = Dispatcher(kz.node).run_once(now=now + 10)
+    assert outcome.state == "delivered"
+    assert inbox_count(kg) == 1 and len(_envelopes(kz)) == 1
+
+
+def test_a_peers_unsigned_rejection_code_is_shown(make_federation):
+    """An unsigned refusal with a code of PROTOCOL §3 keeps that code (what §7 has a
+    peer answer before it authenticated the sender)."""
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    submit(kz, ["KG"])
+
+    def unknown(start_response):
+        start_response("401 Unauthorized", [("Content-Type", "application/json")])
+        return [b'{"error": "unknown-sender", "message": "who are you?"}']
+
+    _answering(kg, unknown)
+    [outcome] = Dispatcher(kz.node).run_once()
+    assert (outcome.state, outcome.code) == ("retrying", "unknown-sender")
+
+
+def test_a_long_host_name_still_fits_the_worker_column(make_federation, monkeypatch):
+    """The worker id (host:pid:instance) is kept in 80-character columns, which
+    PostgreSQL enforces: a long host name is shortened, not a dispatcher that stops."""
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    submit(kz, ["KG"])
+    monkeypatch.setattr(dispatcher_module.socket, "gethostname", lambda: "n" * 253)
+    dispatcher = Dispatcher(kz.node)
+    assert len(dispatcher.worker) == 80 and dispatcher.worker.startswith("n" * 40)
+    [outcome] = dispatcher.run_once()
+    assert outcome.state == "delivered" and inbox_count(kg) == 1
+    with pytest.raises(ValueError, match="at most 80"):
+        Dispatcher(kz.node, worker="w" * 81)
+
+
 # --------------------------------------------------------------------------- operators
 
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 
 from gateway import purge, sovereignty
 from gateway.audit import evidence
@@ -336,6 +336,90 @@ def test_a_delivery_of_a_purged_message_is_not_retried(make_federation):
     rejected = next(d["id"] for d in sent["deliveries"] if d["recipient"] == "KG")
     answer = kz.client().post(f"/api/v1/deliveries/{rejected}/retry", headers=kz.auth())
     assert (answer.status_code, answer.get_json()["error"]) == (409, "purged")
+
+
+def test_a_retry_asked_for_while_a_purge_runs_keeps_the_envelope_it_needs(
+    make_federation, monkeypatch
+):
+    """The purge found no open delivery, then an operator put the rejected one back in
+    the queue before the purge erased anything: the envelope stays for it (the body
+    goes), so the dispatcher does not meet an empty envelope; it goes once the delivery
+    has ended. A retry after the purge is refused."""
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    (kg.instance / "policy.toml").write_text("version = 1\n", encoding="utf-8")  # no agreement
+    sent = send(kz, ["KG"], example_alert(retention_days=1))
+    [rejected] = Dispatcher(kz.node).run_once()
+    assert rejected.state == "rejected"
+    [delivery] = sent["deliveries"]
+    later = int(time.time()) + 2 * DAY
+    due = purge.due
+
+    def due_then_a_retry(session, policy, now):
+        found = due(session, policy, now)
+        monkeypatch.undo()
+        answer = kz.client().post(f"/api/v1/deliveries/{delivery['id']}/retry", headers=kz.auth())
+        assert answer.status_code == 200, answer.get_json()
+        return found
+
+    monkeypatch.setattr(purge, "due", due_then_a_retry)
+    with kz.node.sessions() as session:
+        [item] = purge.run(session, kz.node.policy(), now=later, by="test")
+    assert (item.message, item.part) == (sent["id"], "body")
+    with kz.node.sessions() as session:
+        message = session.get(OutboundMessage, sent["id"])
+        assert message.body_json is None and message.purged_at == later
+        assert all(envelope.wire for envelope in message.envelopes)
+    [again] = Dispatcher(kz.node).run_once()
+    assert again.state == "rejected"  # sent, and refused again: not an empty envelope
+    with kz.node.sessions() as session:
+        [item] = purge.run(session, kz.node.policy(), now=later + 1, by="test")
+    assert item.part == "envelope"
+    answer = kz.client().post(f"/api/v1/deliveries/{delivery['id']}/retry", headers=kz.auth())
+    assert (answer.status_code, answer.get_json()["error"]) == (409, "purged")
+
+
+def test_a_retry_meeting_an_envelope_erased_meanwhile_is_refused(make_federation, monkeypatch):
+    """The other order: a purge erased the envelope after the retry read the delivery
+    and before it put it back in the queue. The retry changes nothing."""
+    from gateway import outbox
+
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    (kg.instance / "policy.toml").write_text("version = 1\n", encoding="utf-8")  # no agreement
+    sent = send(kz, ["KG"], example_alert(retention_days=1))
+    assert Dispatcher(kz.node).run_once()[0].state == "rejected"
+    [delivery] = sent["deliveries"]
+    update = outbox.update
+
+    def erased_first(table):
+        if table is Delivery:
+            with kz.node.engine.begin() as connection:
+                connection.execute(update(SealedEnvelope).values(wire=b""))
+        return update(table)
+
+    monkeypatch.setattr(outbox, "update", erased_first)
+    answer = kz.client().post(f"/api/v1/deliveries/{delivery['id']}/retry", headers=kz.auth())
+    assert (answer.status_code, answer.get_json()["error"]) == (409, "not-retryable")
+    with kz.node.sessions() as session:
+        assert session.get(Delivery, delivery["id"]).state == "rejected"
+
+
+def test_a_queued_delivery_whose_envelope_a_purge_erased_ends_as_purged(make_federation):
+    """What is left of that race on PostgreSQL (the purge erases the envelope after the
+    retry's statement, before its commit): the dispatcher ends the delivery, once and
+    visibly, instead of failing on the empty envelope at every attempt."""
+    fed = make_federation(("KZ", "KG"))
+    kz = fed["KZ"]
+    fed["KG"].server.stop()
+    sent = send(kz, ["KG"], example_alert(retention_days=1))
+    with kz.node.engine.begin() as connection:
+        connection.execute(update(SealedEnvelope).values(wire=b""))
+    [outcome] = Dispatcher(kz.node).run_once()
+    assert (outcome.state, outcome.code) == ("expired", "purged")
+    [delivery] = sent["deliveries"]
+    with kz.node.sessions() as session:
+        assert session.get(Delivery, delivery["id"]).state == "expired"
 
 
 def test_two_purge_runs_at_once_purge_and_record_each_message_once(exchanged, monkeypatch):
