@@ -305,7 +305,8 @@ class Node:
         except IntegrityError as e:
             if not verified:
                 raise
-            return self._installed_meanwhile(e, verified)
+            self._installed_meanwhile(e, verified)
+            return self._fresh_trust()
 
     def _install_list(
         self, wire: bytes, anchor: str | None, at: int, verified: list[TrustList]
@@ -374,16 +375,20 @@ class Node:
                 for trust_list in verified:  # a key revoked in N+1 may be gone from N+2
                     quarantine.hold_revoked(session, trust_list, at)
         except IntegrityError as e:
-            return self._installed_meanwhile(e, verified)
+            self._installed_meanwhile(e, verified)
+            # The versions after those installed meanwhile, if any, on top of them.
+            fresh = self._fresh_trust()
+            rest = [trust_list for trust_list in verified if trust_list.version > fresh.version]
+            return self.install_trust_chain([t.to_wire() for t in rest], now=at) if rest else fresh
         self._use(verified[-1])
         return verified[-1]
 
-    def _installed_meanwhile(self, error: IntegrityError, lists: list[TrustList]) -> TrustList:
+    def _installed_meanwhile(self, error: IntegrityError, lists: list[TrustList]) -> None:
         """After an insert of ``lists`` failed on a version already stored: another
         process of this node (a second dispatcher following the same announcement, an
         operator's command) verified and installed the same version against the same
-        predecessor first. The same lists: in force, returned as the node's current one.
-        Other lists of the same version numbers: refused, as nothing of ours was stored."""
+        predecessor first. The same lists: in force (nothing to do). Another list of a
+        version number stored: refused, as nothing of ours was stored."""
         versions = [trust_list.version for trust_list in lists]
         with self.sessions() as session:
             rows = session.execute(
@@ -402,7 +407,6 @@ class Node:
                     "another process of this node, with other contents; this one was not "
                     "installed: show both to the administrators ('gateway trust show')",
                 )
-        return self._fresh_trust()
 
     def _fresh_trust(self) -> TrustList:
         """The newest verified trust list, read from the database now."""

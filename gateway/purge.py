@@ -212,8 +212,8 @@ def run(session: Session, policy: Policy, *, now: int | None = None, by: str) ->
                 )
             if item.part != "body":
                 # Only while no delivery is open: one put back in the queue since ``due``
-                # looked (an operator's retry, taken before this run's audit lock) still
-                # needs the bytes; they go at a later run, once it has ended.
+                # looked (an operator's retry) still needs the bytes; they go at a later
+                # run, once it has ended.
                 envelope = _count(
                     session,
                     update(SealedEnvelope)

@@ -119,6 +119,22 @@ def test_a_version_another_process_installed_first_counts_as_installed(make_fede
         node.engine.dispose()
 
 
+def test_a_chain_whose_first_version_another_process_installed_installs_the_rest(
+    make_federation,
+):
+    fed = make_federation(("KZ", "KG"), serve=False)
+    kz = fed["KZ"]
+    following = _stale(kz)
+    v2 = successor(fed, kz.node.trust())
+    kz.node.install_trust_list(v2)
+    v3 = successor(fed, kz.node.trust())
+    installed = following.install_trust_chain([v2, v3])
+    assert installed.version == following.trust().version == 3
+    with kz.node.sessions() as session:
+        assert session.query(TrustListVersion).count() == 3
+    following.engine.dispose()
+
+
 def test_a_command_racing_another_install_of_the_same_version_counts_it_installed(
     make_federation, monkeypatch
 ):
