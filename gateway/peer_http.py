@@ -246,19 +246,29 @@ def session(http: requests.Session | None = None) -> requests.Session:
     return http
 
 
-def get(http: requests.Session, url: str, *, timeout: float, max_bytes: int) -> bytes:
+def get(
+    http: requests.Session,
+    url: str,
+    *,
+    timeout: float,
+    max_bytes: int,
+    until: float | None = None,
+) -> bytes:
     """GET ``url`` through ``http`` (a :func:`session`), the whole exchange within
-    twice ``timeout`` (an envelope's attempt gets as long): the body of a 200 answer,
-    which may be at most ``max_bytes``. A peer that trickles its answer, or sends
-    more, costs that time and no more memory. Raises :class:`PeerError`:
-    ``peer-unreachable`` when no status arrived, ``peer-error`` for another status
-    ("answered HTTP N") or when the body did not arrive whole in time, broke off, or
-    was too large."""
-    limit = 2 * timeout
+    twice ``timeout`` (an envelope's attempt gets as long) and by ``until``
+    (``time.monotonic()`` seconds) if given, for several requests sharing one budget:
+    the body of a 200 answer, which may be at most ``max_bytes``. A peer that
+    trickles its answer, or sends more, costs that time and no more memory. Raises
+    :class:`PeerError`: ``peer-unreachable`` when no status arrived, ``peer-error``
+    for another status ("answered HTTP N") or when the body did not arrive whole in
+    time, broke off, or was too large."""
+    began = time.monotonic()
+    ends = began + 2 * timeout if until is None else min(began + 2 * timeout, until)
+    limit = max(0.0, ends - began)
     status: int | None = None
     chunks: list[bytes] = []
     size = 0
-    with deadline(time.monotonic() + limit) as attempt:
+    with deadline(ends) as attempt:
         try:
             with http.get(url, timeout=timeout, stream=True, allow_redirects=False) as answer:
                 status = answer.status_code
@@ -276,4 +286,8 @@ def get(http: requests.Session, url: str, *, timeout: float, max_bytes: int) -> 
             else:
                 problem = f"{url}: {type(e).__name__}: {e}"[:300]
             raise PeerError("peer-unreachable" if status is None else "peer-error", problem) from e
+    if attempt.expired:
+        # A body that ends with the connection (no length given) reads as complete when
+        # the deadline shuts the socket: what came is not all there was.
+        raise PeerError("peer-error", f"{url}: no complete answer within {limit:g} s")
     return b"".join(chunks)

@@ -85,11 +85,13 @@ class TrustFollower:
         self.node = node
         self.http = peer_http.session(http)
 
-    def _get(self, url: str) -> bytes:
-        # Each request within one deadline: a member serving its list a byte at a time
-        # must not hold the dispatcher, which follows up before it sends.
+    def _get(self, url: str, until: float) -> bytes:
         return peer_http.get(
-            self.http, url, timeout=self.node.settings.peer_timeout, max_bytes=MAX_LIST_BYTES
+            self.http,
+            url,
+            timeout=self.node.settings.peer_timeout,
+            max_bytes=MAX_LIST_BYTES,
+            until=until,
         )
 
     def fetch(self, endpoint: str, have: int) -> list[bytes]:
@@ -101,7 +103,12 @@ class TrustFollower:
                 "only: ask the administrators for an https:// endpoint",
             )
         base = endpoint.rstrip("/") + "/xb1/trust-list"
-        newest_wire = self._get(base)
+        # One budget for everything fetched from this member (its list and the versions
+        # in between): a member serving them a byte at a time, or claiming a hundred
+        # versions and sending each slowly, holds the dispatcher, which follows up
+        # before it sends, for twice peer_timeout at most.
+        until = time.monotonic() + 2 * self.node.settings.peer_timeout
+        newest_wire = self._get(base, until)
         newest = _peek_version(newest_wire)
         if newest <= have:
             return []
@@ -111,7 +118,7 @@ class TrustFollower:
                 f"{endpoint} claims version {newest}, {newest - have} versions ahead of ours; "
                 "install the missing versions by hand",
             )
-        wires = [self._get(f"{base}/versions/{v}") for v in range(have + 1, newest)]
+        wires = [self._get(f"{base}/versions/{v}", until) for v in range(have + 1, newest)]
         return [*wires, newest_wire]
 
     def follow(self, peer: str, now: int | None = None) -> TrustList | None:

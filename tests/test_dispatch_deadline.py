@@ -26,6 +26,7 @@ from sqlalchemy import select
 from gateway import dispatcher as dispatcher_module
 from gateway import peer_http
 from gateway.dispatcher import Dispatcher
+from gateway.errors import PeerError
 from gateway.models import DeliveryEvent
 from tests.test_dispatch_faults import _row
 from tests.test_exchange import inbox_count, submit
@@ -414,6 +415,40 @@ def test_a_peer_reading_the_request_slowly_is_cut_at_the_deadline():
         result, took, expired = _attempt(peer_http.session(), url, data=iter([b"x" * 65536] * 128))
         assert isinstance(result, requests.ConnectionError) and expired, result
         assert took < LIMIT + SLACK, took
+    finally:
+        stop.set()
+        listener.close()
+
+
+def test_a_get_whose_body_ends_with_the_connection_is_not_whole_when_cut():
+    """``peer_http.get`` (trust lists, checkpoints): an answer without a length, whose
+    body ends when the connection closes, reads as complete when the deadline shuts the
+    socket. What came is not all there was: refused, not returned."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{")
+            give_up = time.monotonic() + GIVE_UP
+            while time.monotonic() < give_up and not stop.is_set():
+                try:
+                    conn.sendall(b" ")
+                except OSError:
+                    return
+                time.sleep(INTERVAL)
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/xb1/checkpoint"
+        began = time.monotonic()
+        with pytest.raises(PeerError) as cut:
+            peer_http.get(peer_http.session(), url, timeout=TIMEOUT, max_bytes=65536)
+        assert time.monotonic() - began < LIMIT + SLACK
+        assert cut.value.code == "peer-error"
+        assert f"no complete answer within {LIMIT:g} s" in cut.value.message
     finally:
         stop.set()
         listener.close()

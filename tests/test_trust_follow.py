@@ -4,6 +4,7 @@ visible; nodes briefly on different versions converge without losing a message."
 
 from __future__ import annotations
 
+import json
 import time
 
 from sqlalchemy import select
@@ -14,6 +15,7 @@ from gateway.trust_sync import TrustFollower
 from keys.keypair import SigningKeyPair
 from keys.nodekeys import NodeKeys
 from keys.trustlist import TrustList, admin_entry, assemble, build_list, key_entry, sign_list
+from schemas.b64 import b64e
 from schemas.examples import example_alert
 from tests.conftest import sqlite_only
 
@@ -171,6 +173,41 @@ def test_a_member_trickling_its_list_holds_the_follower_two_peer_timeouts_at_mos
     assert limit <= took < limit + 3, took
     version, error = hints(kg)["KZ"]
     assert version == 2 and f"no complete answer within {limit:g} s" in error
+
+
+@sqlite_only
+def test_a_member_claiming_many_versions_and_serving_each_slowly_is_bounded_too(
+    make_federation,
+):
+    """One budget for all a member serves: a list claiming version 30 comes at once,
+    then each version in between takes most of a request's own limit."""
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    current = kg.node.trust()
+    claimed = {"list": b64e(json.dumps({"version": current.version + 29}).encode())}
+    served = kz.server.switch.app
+    per_request = 2 * kg.node.settings.peer_timeout
+
+    def app(environ, start_response):
+        if environ["PATH_INFO"] == "/xb1/trust-list":
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return [json.dumps(claimed).encode()]
+        if environ["PATH_INFO"].startswith("/xb1/trust-list/versions/"):
+            time.sleep(0.8 * kg.node.settings.peer_timeout)  # in time for one request
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return [b"{}"]
+        return served(environ, start_response)
+
+    kz.server.switch.app = app
+    from gateway.trust_sync import note_announcement
+
+    note_announcement(kg.node, "KZ", current.version + 29, int(time.time()))
+    began = time.monotonic()
+    assert TrustFollower(kg.node).run_once() is None
+    took = time.monotonic() - began
+    assert took < per_request + 3, took
+    version, error = hints(kg)["KZ"]
+    assert "no complete answer within" in error
 
 
 def test_nodes_on_different_versions_converge_without_losing_a_message(make_federation):
