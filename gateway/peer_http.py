@@ -264,7 +264,7 @@ def get(
     time, broke off, or was too large."""
     began = time.monotonic()
     ends = began + 2 * timeout if until is None else min(began + 2 * timeout, until)
-    limit = max(0.0, ends - began)
+    limit = round(max(0.0, ends - began), 1)  # as said in errors
     status: int | None = None
     chunks: list[bytes] = []
     size = 0
