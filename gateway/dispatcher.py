@@ -202,6 +202,7 @@ class Dispatcher:
         run out would be wrong."""
         settings = self.node.settings
         claimed = []
+        self._taken_over.clear()  # from a round cut short: taken over again if needed
         with self.node.sessions() as session:
             offset = clock_offset(session)
             if offset is not None and abs(offset) > settings.clock_bound:
@@ -272,10 +273,10 @@ class Dispatcher:
         return True
 
     def _record_interruption(self, delivery_id: int, now: int) -> None:
-        """The event of :meth:`_take_over`, in a transaction of its own before the attempt:
-        it appends to the audit log, whose lock (PostgreSQL) a transaction holding the
-        delivery's row must not wait for, as re-sealing takes that lock first."""
-        self._taken_over.discard(delivery_id)
+        """The event of :meth:`_take_over`, recorded by :meth:`deliver` once it has renewed
+        the lease, in a transaction of its own: it appends to the audit log, whose lock
+        (PostgreSQL) a transaction holding the delivery's row must not wait for, as
+        re-sealing takes that lock first."""
         with self.node.sessions() as session:
             delivery = session.get(Delivery, delivery_id)
             assert delivery is not None
@@ -508,8 +509,8 @@ class Dispatcher:
 
     def deliver(self, delivery_id: int, now: int | None = None) -> Outcome:
         at = int(time.time()) if now is None else now
-        if delivery_id in self._taken_over:
-            self._record_interruption(delivery_id, at)
+        taken_over = delivery_id in self._taken_over
+        self._taken_over.discard(delivery_id)
         with self.node.sessions() as session:
             delivery = session.get(Delivery, delivery_id)
             assert delivery is not None
@@ -521,6 +522,8 @@ class Dispatcher:
             # Another dispatcher claimed it after this one's lease ran out (a long batch
             # behind slow peers): it is that one's to send now, not this one's.
             return _lease_lost(delivery_id)
+        if taken_over:  # still this dispatcher's, its lease just renewed
+            self._record_interruption(delivery_id, at)
         decision = sovereignty.covering(self.node.suspensions(), delivery.recipient, typ)
         try:
             trust_list = self.node.require_sending_allowed(at)

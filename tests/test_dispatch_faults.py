@@ -396,6 +396,32 @@ def test_an_attempt_cut_short_then_a_replaced_key_sends_the_same_bytes_first(
     assert _events(kz) == [None, "attempt-interrupted", None]
 
 
+def test_only_the_dispatcher_holding_a_delivery_records_its_interruption(make_federation):
+    """A took over a delivery left unrecorded, and lost it to B before sending (its
+    lease ran out first): B records the interruption and delivers; A records nothing.
+    A takeover that a round cut short before sending is not recorded later either."""
+    fed = make_federation(("KZ", "KG"))
+    kz = fed["KZ"]
+    submit(kz, ["KG"])
+    lease = kz.node.settings.dispatch_lease
+    now = int(time.time())
+    [delivery_id] = Dispatcher(kz.node, worker="stopped").claim(now)
+    a = Dispatcher(kz.node, worker="A")
+    assert a.claim(now + lease + 1) == [delivery_id]
+    [outcome] = Dispatcher(kz.node, worker="B").run_once(now=now + 2 * lease + 2)
+    assert outcome.state == "delivered"
+    assert a.deliver(delivery_id, now=now + 2 * lease + 3).code == "lease-lost"
+    with kz.node.sessions() as session:
+        events = session.execute(
+            select(DeliveryEvent.code, DeliveryEvent.worker).order_by(DeliveryEvent.id)
+        ).all()
+    assert [tuple(e) for e in events] == [(None, None), ("attempt-interrupted", "B"), (None, "B")]
+    # A's set of takeovers does not outlive its round.
+    submit(kz, ["KG"])
+    [second] = a.claim(int(time.time()))
+    assert a._taken_over == set() and second != delivery_id
+
+
 def test_an_unsigned_answer_cannot_pass_for_the_proof_that_nothing_was_stored(
     make_federation,
 ):
