@@ -165,12 +165,24 @@ class Policy:
         self, direction: str, peer: str, typ: str, body: Mapping[str, Any], now: int
     ) -> Decision:
         """``decide`` for a message body: a withdrawal carries no data and may always
-        reach the recipients of what it withdraws, even after an agreement ended."""
+        reach the recipients of what it withdraws, even after an agreement ended. A
+        correction carries a whole body of the type it corrects, with its own purpose:
+        an agreement must allow that type and purpose too, or a correction (of a
+        message that never came) would carry what no agreement allows."""
         if typ == CORRECTION and body.get("action") == "withdraw":
             return Decision(
                 True, "withdrawal", "a withdrawal always reaches the recipients of the original"
             )
-        return self.decide(direction, peer, typ, body.get("purpose"), now)
+        decision = self.decide(direction, peer, typ, body.get("purpose"), now)
+        carried = body.get("body") if typ == CORRECTION else None
+        if decision.allowed and isinstance(carried, Mapping):
+            corrected = str(body.get("refers_to_type"))
+            inner = self.decide(direction, peer, corrected, carried.get("purpose"), now)
+            if not inner.allowed:
+                return Decision(
+                    False, inner.rule, f"the corrected {corrected} it carries: {inner.reason}"
+                )
+        return decision
 
     # -- minimisation ----------------------------------------------------------
 

@@ -192,3 +192,74 @@ def test_an_inbound_denial_names_its_rule_in_the_audit_log(fed):
         "no-agreement",
         example_alert()["purpose"],
     )
+
+
+def test_a_correction_carries_only_what_an_agreement_allows(make_federation):
+    """A correction carries a whole body of the type it corrects, with its own purpose:
+    KG agreed to receive alerts (and their corrections) from KZ, never referrals, and a
+    correction of a referral that never came must not bring one in."""
+    import uuid
+
+    from schemas.examples import example_correction, example_referral
+    from tests.test_corrections import sealed
+
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    write_policy(
+        kg,
+        'version = 1\n[[agreement]]\nid = "KG-KZ"\npeer = "KZ"\n'
+        'types = ["alert/1", "correction/1"]\n',
+    )
+    at = int(time.time())
+    referral = sealed(kz, "referral/1", example_referral(), at)
+    refused = kg.client().post("/xb1/envelopes", data=referral.to_wire())
+    assert refused.status_code == 403
+    smuggled = example_correction(
+        refers_to=str(uuid.uuid4()), refers_to_type="referral/1", body=example_referral()
+    )
+    answer = kg.client().post(
+        "/xb1/envelopes", data=sealed(kz, "correction/1", smuggled, at + 1).to_wire()
+    )
+    assert answer.status_code == 403
+    with kg.node.sessions() as session:
+        refusals = session.scalars(select(InboundRejection)).all()
+    assert [r.code for r in refusals] == ["policy-denied", "policy-denied"]
+    assert "the corrected referral/1 it carries" in refusals[1].detail
+    inbox = kg.client().get("/api/v1/inbox", headers=kg.auth()).get_json()
+    assert inbox["messages"] == []
+    # A correction of an alert still comes in.
+    alert = example_correction(refers_to=str(uuid.uuid4()))
+    assert (
+        kg.client()
+        .post("/xb1/envelopes", data=sealed(kz, "correction/1", alert, at + 2).to_wire())
+        .status_code
+        == 200
+    )
+
+
+def test_a_correction_may_not_change_its_message_to_a_purpose_not_agreed(fed):
+    """KZ shares alerts with KG for one purpose only; correcting an alert into another
+    purpose is refused at submission, as a new alert for it would be."""
+    kz = fed["KZ"]
+    write_policy(
+        kz,
+        KZ_POLICY.replace('purposes = ["*"]', 'purposes = ["victim-protection"]').replace(
+            'types = ["alert/1"]', 'types = ["alert/1", "correction/1"]'
+        )
+        + '\n[[agreement]]\nid = "corrections"\npeer = "KG"\n'
+        'types = ["correction/1"]\npurposes = ["*"]\n',
+    )
+    sent = post(kz, ["KG"])
+    assert sent.status_code == 202, sent.get_json()
+    from schemas.examples import example_correction
+
+    correction = example_correction(refers_to=sent.get_json()["id"])
+    assert correction["body"]["purpose"] == "victim-protection"
+    correction["body"]["purpose"] = "prosecution"
+    answer = kz.client().post(
+        "/api/v1/messages",
+        headers=kz.auth(),
+        json={"typ": "correction/1", "body": correction},
+    )
+    assert answer.status_code == 403, answer.get_json()
+    assert "the corrected alert/1 it carries" in answer.get_json()["message"]
