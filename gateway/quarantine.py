@@ -7,15 +7,17 @@ may have been forged with the stolen key. Those no agency has read yet are held:
 they disappear from the agency inbox and stay visible to the operator, who releases
 each one, with a reason, after checking it with the sender by other means. Messages
 an agency already read are left as they are (the revocation cannot unread them), and
-the operator can list them.
+the operator can list them. A message corrected by a held correction is held too,
+read or not: what it shows now came from that correction.
 """
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy.orm import Session, aliased
 
 from gateway import corrections
 from gateway.audit import log as audit
@@ -26,41 +28,73 @@ from keys.trustlist import TrustList
 
 
 def hold_revoked(session: Session, trust_list: TrustList, now: int) -> int:
-    """Hold every unread inbound message signed with a key this list revokes.
-    Runs in the transaction that installs the list; returns how many were held."""
+    """Hold every unread inbound message signed with a key this list revokes, and every
+    message whose body such a held correction replaced, read or not: the revocation
+    cannot unread what an agency saw, but what the message shows from now on may have
+    been forged with the stolen key. Runs in the transaction that installs the list;
+    returns how many were held."""
     held = 0
+    version = trust_list.version
     for entry in trust_list.nodes:
         for key in entry.keys:
             if key.use != "sig" or key.status != "revoked":
                 continue
-            result = session.execute(
-                update(InboundMessage)
-                .where(
-                    InboundMessage.sender == entry.node,
-                    InboundMessage.sender_kid == key.kid,
-                    InboundMessage.fetched_at.is_(None),
-                    InboundMessage.quarantined_at.is_(None),
-                )
-                .values(
-                    quarantined_at=now,
-                    quarantine_reason=f"signed with {entry.node}'s key {key.kid}, revoked in "
-                    f"trust list version {trust_list.version}",
-                )
-                .execution_options(synchronize_session=False)
+            sender, kid = entry.node, key.kid
+            signed = f"signed with {sender}'s key {kid}, revoked in trust list version {version}"
+            held += _hold(
+                session,
+                (InboundMessage.sender_kid == kid, InboundMessage.fetched_at.is_(None)),
+                signed,
+                now,
+                sender=sender,
+                kid=kid,
+                version=version,
             )
-            count = result.rowcount or 0  # type: ignore[attr-defined]
-            if count:
-                audit.record(
-                    session,
-                    "quarantine-hold",
-                    at=now,
-                    sender=entry.node,
-                    kid=key.kid,
-                    messages=count,
-                    version=trust_list.version,
-                )
-            held += count
+            correction = aliased(InboundMessage)
+            held_corrections = select(correction.envelope_id).where(
+                correction.sender == sender,
+                correction.sender_kid == kid,
+                correction.typ == corrections.CORRECTION,
+                correction.quarantined_at.is_not(None),
+                correction.released_at.is_(None),
+            )
+            held += _hold(
+                session,
+                (
+                    InboundMessage.state == "corrected",
+                    InboundMessage.state_by.in_(held_corrections),
+                ),
+                f"corrected by a message {signed}, which is held",
+                now,
+                sender=sender,
+                kid=kid,
+                version=version,
+                corrected_by_held=True,
+            )
     return held
+
+
+def _hold(
+    session: Session,
+    which: tuple[ColumnElement[bool], ...],
+    reason: str,
+    now: int,
+    *,
+    sender: str,
+    **recorded: Any,
+) -> int:
+    """Hold ``sender``'s messages matching ``which`` that are not held yet, with one
+    audit entry for them (if any); how many."""
+    result = session.execute(
+        update(InboundMessage)
+        .where(InboundMessage.sender == sender, InboundMessage.quarantined_at.is_(None), *which)
+        .values(quarantined_at=now, quarantine_reason=reason)
+        .execution_options(synchronize_session=False)
+    )
+    count = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    if count:
+        audit.record(session, "quarantine-hold", at=now, sender=sender, messages=count, **recorded)
+    return count
 
 
 def held(session: Session) -> list[InboundMessage]:

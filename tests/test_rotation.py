@@ -231,6 +231,37 @@ def test_unread_messages_signed_with_a_key_revoked_later_are_held(make_federatio
     assert cli(kg, "inbox", "quarantined").strip() == ""
 
 
+def test_a_message_corrected_by_a_held_correction_is_held_too(make_federation):
+    """An agency read an alert; a correction of it arrived (and replaced its body) but
+    was not read yet; then the sender's key is found stolen. The correction is held,
+    and so is the alert, read or not: what it shows now came from the correction."""
+    from schemas.examples import example_correction
+
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    original = submit(kz, ["KG"])
+    Dispatcher(kz.node).run_once()
+    [read] = kg.client().get("/api/v1/inbox", headers=kg.auth()).get_json()["messages"]
+    assert read["envelope_id"] == original
+    fix = example_correction(refers_to=original)
+    fix["body"]["subjects"][0]["date_of_birth"] = "1999-09-09"
+    answer = kz.client().post(
+        "/api/v1/messages", headers=kz.auth(), json={"typ": "correction/1", "body": fix}
+    )
+    assert answer.status_code == 202, answer.get_json()
+    Dispatcher(kz.node).run_once()
+    shown = kg.client().get(f"/api/v1/inbox/{read['id']}", headers=kg.auth()).get_json()
+    assert shown["body"]["subjects"][0]["date_of_birth"] == "1999-09-09"
+
+    revoke_signing_key(fed, "KZ", revoked_ago=3600)
+
+    answer = kg.client().get(f"/api/v1/inbox/{read['id']}", headers=kg.auth())
+    assert (answer.status_code, answer.get_json()["error"]) == (409, "quarantined")
+    assert kg.client().get("/api/v1/inbox", headers=kg.auth()).get_json()["messages"] == []
+    held = cli(kg, "inbox", "quarantined")
+    assert original in held and "corrected by a message signed" in held
+
+
 def test_keys_create_makes_a_ring_once(tmp_path):
     folder = tmp_path / "node"
     folder.mkdir()
