@@ -37,7 +37,7 @@ from __future__ import annotations
 import json
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, delete, insert, or_, select, update
 
 from gateway.audit import log as audit
 from gateway.db import DriverStatement
@@ -215,27 +215,29 @@ def _order(iat: int, correction_id: str, corrected_at: object) -> tuple[int, int
 def _settle_early(connection: Connection, sender: str, original: str) -> None:
     """Among the corrections waiting for ``original``: once a withdrawal is among them,
     the data the others carry must not stay, even if the original never comes."""
-    waiting = connection.execute(
-        select(
-            _EARLY.c.action, _INBOUND.c.id, _INBOUND.c.envelope_id, _INBOUND.c.body_json,
-            _INBOUND.c.quarantined_at, _INBOUND.c.released_at,
-        )
-        .join(_INBOUND, _INBOUND.c.id == _EARLY.c.correction_id)
+    # The withdrawal first, by the index, without reading any body: corrections of one
+    # id may pile up while their original never comes, and this runs for each.
+    waiting = (
+        select(_INBOUND.c.id)
+        .join(_EARLY, _INBOUND.c.id == _EARLY.c.correction_id)
         .where(_EARLY.c.sender == sender, _EARLY.c.refers_to == original)
-    ).all()  # fmt: skip
-    withdrawal = next(
-        (
-            row.envelope_id
-            for row in waiting
-            if row.action == "withdraw" and (row.quarantined_at is None or row.released_at)
-        ),
-        None,
-    )  # one held in quarantine counts once released (apply_released)
+    )
+    withdrawal = connection.execute(
+        select(_INBOUND.c.envelope_id)
+        .where(
+            _INBOUND.c.id.in_(waiting.where(_EARLY.c.action == "withdraw")),
+            # One held in quarantine counts once released (apply_released).
+            or_(_INBOUND.c.quarantined_at.is_(None), _INBOUND.c.released_at.is_not(None)),
+        )
+        .limit(1)
+    ).scalar()
     if withdrawal is None:
         return
-    for row in waiting:
-        if row.action == "correct" and row.body_json is not None:
-            _erase(connection, row.id, by=withdrawal)
+    carrying = connection.execute(
+        waiting.where(_EARLY.c.action == "correct", _INBOUND.c.body_json.is_not(None))
+    ).scalars()
+    for row_id in list(carrying):
+        _erase(connection, row_id, by=withdrawal)
 
 
 def _record(
