@@ -1203,6 +1203,30 @@ def inbox_release(obj: Context, inbound_id: int, reason: str, who: str) -> None:
         click.echo(f"Inbound message {message.id} released by {who}.")
 
 
+@inbox.command("dismiss-correction")
+@click.argument("inbound_id", type=ROW_ID)
+@click.option(
+    "--reason",
+    required=True,
+    help="What was done instead (e.g. applied by hand to the message it reached us as).",
+)
+@click.option("--by", "who", required=True, help="Who decides (name or role).")
+@click.pass_obj
+def inbox_dismiss_correction(obj: Context, inbound_id: int, reason: str, who: str) -> None:
+    """Stop a correction waiting for its original from waiting, with a recorded reason.
+
+    For one the data protection report shows as STALE: its original never came under
+    the id it names (its sender sealed it again under another one, or it never will).
+    The correction stays in the inbox; it is no longer applied if the original comes
+    after all, nor reported as waiting."""
+    from gateway import corrections
+
+    with obj.node().sessions() as session:
+        message = corrections.dismiss_waiting(session, inbound_id, reason=reason, who=who)
+        session.commit()
+        click.echo(f"Correction {message.envelope_id} (inbound {message.id}) no longer waits.")
+
+
 @inbox.command("rejected")
 @click.option("--limit", type=LIMIT, default=50, show_default=True, help="At most this many.")
 @click.pass_obj

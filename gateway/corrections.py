@@ -35,13 +35,16 @@ time by two processes are applied in turn and each sees the other.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any, cast
 
 from sqlalchemy import Connection, Table, bindparam, delete, insert, or_, select, update
+from sqlalchemy.orm import Session
 
 from gateway.audit import log as audit
 from gateway.db import DriverStatement
-from gateway.models import EarlyCorrection, H2Identifier, InboundMessage, InboundRoute
+from gateway.errors import ApiError
+from gateway.models import EarlyCorrection, H2Identifier, InboundMessage, InboundRoute, is_row_id
 from schemas import xb1json
 
 CORRECTION = "correction/1"
@@ -337,6 +340,50 @@ def apply_released(connection: Connection, correction: int, at: int) -> None:
             original_id=waiting.refers_to,
             at=at,
         )
+
+
+def dismiss_waiting(
+    session: Session, inbound_id: int, *, reason: str, who: str, now: int | None = None
+) -> InboundMessage:
+    """Stop a correction waiting for its original from waiting, with a recorded reason:
+    the operator has dealt with it otherwise (its original reached this node under
+    another envelope id after the sender sealed it again, decision 0007, and the
+    operator acted on that message; or it will never come). The correction stays a
+    received message; it is no longer applied should its original come after all, and
+    no longer reported as waiting. Raises ``not-waiting`` if it does not wait."""
+    from gateway.sovereignty import require_reason_and_name
+
+    require_reason_and_name(reason, who)
+    at = int(time.time()) if now is None else now
+    audit.lock(session)  # before the row changes (gateway/audit/log.py)
+    message = session.get(InboundMessage, inbound_id) if is_row_id(inbound_id) else None
+    waiting = (
+        session.scalars(
+            select(EarlyCorrection).where(EarlyCorrection.correction_id == message.id)
+        ).first()
+        if message is not None
+        else None
+    )
+    if message is None or waiting is None:
+        raise ApiError(
+            "not-waiting",
+            f"inbound message {inbound_id} is not a correction waiting for its original "
+            "('gateway audit dpo' lists those that are)",
+            status=409,
+        )
+    session.delete(waiting)
+    audit.record(
+        session,
+        "correction-dismissed",
+        at=at,
+        sender=message.sender,
+        id=message.envelope_id,
+        refers_to=waiting.refers_to,
+        action=waiting.action,
+        by=who.strip(),
+        reason=reason.strip(),
+    )
+    return message
 
 
 def _signed_after(

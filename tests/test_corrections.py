@@ -750,6 +750,7 @@ def test_the_data_protection_report_lists_corrections_waiting_and_stale(make_fed
         "refers_to": original.header.id,
         "refers_to_type": "alert/1",
         "received_at": item["received_at"],
+        "held": False,
         "stale": False,
     }
     result = oversight.report_for(kg.node, None, None, by="test")
@@ -773,3 +774,62 @@ def test_the_data_protection_report_lists_corrections_waiting_and_stale(make_fed
     arrive(kg, original)  # it came after all: applied, and no longer waiting
     with kg.node.sessions() as session:
         assert oversight.waiting_corrections(session, settings, at) == []
+
+
+def test_a_stale_correction_is_dismissed_with_a_reason_and_a_held_one_is_not_stale(
+    make_federation,
+):
+    """The operator dealt with a correction whose original never came under its id:
+    dismissing it (recorded) ends the report's alarm; the correction stays, and is not
+    applied should the original come after all. A held one is shown as held."""
+    from click.testing import CliRunner
+
+    from gateway.audit import oversight
+    from gateway.cli import main
+
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    at = int(time.time())
+    original = sealed(kz, "alert/1", example_alert(), at)
+    fix = sealed(kz, "correction/1", correcting(original.header.id, "1999-09-09"), at + 1)
+    arrive(kg, fix)
+    settings = kg.node.settings
+    later = at + settings.max_ttl + settings.clock_skew + 60
+    row_id = inbound(kg, fix.header.id).id
+    with kg.node.sessions() as session:
+        [item] = oversight.waiting_corrections(session, settings, later)
+    assert (item["held"], item["stale"]) == (False, True)
+    held_id = hold(kg, fix.header.id)
+    with kg.node.sessions() as session:
+        [item] = oversight.waiting_corrections(session, settings, later)
+    assert (item["held"], item["stale"]) == (True, False)
+    assert "held in quarantine" in oversight.render(
+        {**oversight.report_for(kg.node, None, None, by="test"), "waiting_corrections": [item]},
+        settings,
+    )
+    release(kg, held_id)
+
+    runner, base = CliRunner(), ["--instance", str(kg.instance), "inbox", "dismiss-correction"]
+    missing = runner.invoke(main, [*base, str(row_id), "--by", "KG operator"])
+    assert missing.exit_code == 2 and "--reason" in missing.output
+    done = runner.invoke(
+        main,
+        [
+            *base,
+            str(row_id),
+            "--reason",
+            "applied by hand to the copy KZ sealed again",
+            "--by",
+            "KG operator",
+        ],
+    )
+    assert done.exit_code == 0, done.output
+    assert f"Correction {fix.header.id} (inbound {row_id}) no longer waits." in done.output
+    assert "correction-dismissed" in audit_kinds(kg, fix.header.id)
+    again = runner.invoke(main, [*base, str(row_id), "--reason", "again", "--by", "KG operator"])
+    assert again.exit_code != 0 and "not-waiting" in again.output
+    with kg.node.sessions() as session:
+        assert oversight.waiting_corrections(session, settings, later) == []
+    arrive(kg, original)  # it came after all: the dismissed correction is not applied
+    assert inbound(kg, original.header.id).state is None
+    assert inbound(kg, fix.header.id).body_json  # the correction itself stays

@@ -305,7 +305,9 @@ def overdue_requests(session: Session, now: int) -> list[dict[str, Any]]:
 
 def waiting_corrections(session: Session, settings: Settings, now: int) -> list[dict[str, Any]]:
     """Corrections and withdrawals still waiting for their original, oldest first;
-    ``stale`` once their original can no longer arrive under the id they name."""
+    ``held`` while held in quarantine (they count once released, whether or not their
+    original has come); otherwise ``stale`` once their original can no longer arrive
+    under the id they name (``gateway inbox dismiss-correction`` ends the wait)."""
     horizon = settings.max_ttl + settings.clock_skew
     rows = session.execute(
         select(
@@ -316,24 +318,30 @@ def waiting_corrections(session: Session, settings: Settings, now: int) -> list[
             InboundMessage.envelope_id,
             InboundMessage.iat,
             InboundMessage.received_at,
+            InboundMessage.quarantined_at,
+            InboundMessage.released_at,
         )
         .join(InboundMessage, InboundMessage.id == EarlyCorrection.correction_id)
         .order_by(InboundMessage.received_at, EarlyCorrection.id)
     )
-    return [
-        {
-            "sender": row.sender,
-            "correction": row.envelope_id,
-            "action": row.action,
-            "refers_to": row.refers_to,
-            "refers_to_type": row.refers_to_type,
-            "received_at": row.received_at,
-            # The original was sealed before its correction, and no envelope is
-            # accepted after its exp, at most max_ttl (and the skew) after sealing.
-            "stale": row.iat + horizon < now,
-        }
-        for row in rows
-    ]
+    found = []
+    for row in rows:
+        held = row.quarantined_at is not None and row.released_at is None
+        found.append(
+            {
+                "sender": row.sender,
+                "correction": row.envelope_id,
+                "action": row.action,
+                "refers_to": row.refers_to,
+                "refers_to_type": row.refers_to_type,
+                "received_at": row.received_at,
+                "held": held,
+                # The original was sealed before its correction, and no envelope is
+                # accepted after its exp, at most max_ttl (and the skew) after sealing.
+                "stale": not held and row.iat + horizon < now,
+            }
+        )
+    return found
 
 
 def report_for(node: Any, since: str | None, until: str | None, *, by: str) -> dict[str, Any]:
@@ -439,12 +447,16 @@ def render(result: dict[str, Any], settings: Settings) -> str:
         )
     lines += ["", f"Corrections waiting for their original ({len(result['waiting_corrections'])}):"]
     for item in result["waiting_corrections"]:
-        state = (
-            "STALE: the original cannot arrive under this id any more; ask the sender "
-            "which envelope id it reached this node under"
-            if item["stale"]
-            else "waiting"
-        )
+        if item.get("held"):
+            state = "held in quarantine ('gateway inbox quarantined')"
+        elif item["stale"]:
+            state = (
+                "STALE: the original cannot arrive under this id any more; ask the sender "
+                "which envelope id it reached this node under, act on that message, then "
+                "'gateway inbox dismiss-correction'"
+            )
+        else:
+            state = "waiting"
         lines.append(
             f"  {when(item['received_at'])}  {item['sender']} {item['action']} "
             f"{item['correction']} of {item['refers_to_type']} {item['refers_to']}: {state}"
