@@ -748,7 +748,11 @@ def get_inbound(
     ):
         raise ApiError("not-found", f"no inbound message {inbound_id}", status=404)
     if reader is not None:
-        if message.held:
+        read = [message] if not message.held else []
+        # A revocation may hold it between the check above and the audit lock that
+        # _mark_fetched takes: it then leaves it out, and it is not given either.
+        _mark_fetched(session, read, reader)
+        if not read:
             raise ApiError(
                 "quarantined",
                 f"inbound message {inbound_id} is held: the key it "
@@ -756,7 +760,6 @@ def get_inbound(
                 "whether to release it",
                 status=409,
             )
-        _mark_fetched(session, [message], reader)
     return message
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from gateway import corrections
@@ -66,6 +66,7 @@ def hold_revoked(session: Session, trust_list: TrustList, now: int) -> int:
                 ),
                 f"corrected by a message {signed}, which is held",
                 now,
+                again=True,
                 sender=sender,
                 kid=kid,
                 version=version,
@@ -81,14 +82,21 @@ def _hold(
     now: int,
     *,
     sender: str,
+    again: bool = False,
     **recorded: Any,
 ) -> int:
-    """Hold ``sender``'s messages matching ``which`` that are not held yet, with one
-    audit entry for them (if any); how many."""
+    """Hold ``sender``'s messages matching ``which`` that are not held now (``again``:
+    also those released before, for a new reason), with one audit entry for them (if
+    any); how many."""
+    not_held: ColumnElement[bool] = InboundMessage.quarantined_at.is_(None)
+    values: dict[str, Any] = {"quarantined_at": now, "quarantine_reason": reason}
+    if again:
+        not_held = or_(not_held, InboundMessage.released_at.is_not(None))
+        values.update(released_at=None, released_by=None, release_reason=None, released_seq=None)
     result = session.execute(
         update(InboundMessage)
-        .where(InboundMessage.sender == sender, InboundMessage.quarantined_at.is_(None), *which)
-        .values(quarantined_at=now, quarantine_reason=reason)
+        .where(InboundMessage.sender == sender, not_held, *which)
+        .values(**values)
         .execution_options(synchronize_session=False)
     )
     count = int(result.rowcount or 0)  # type: ignore[attr-defined]

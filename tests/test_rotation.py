@@ -18,7 +18,7 @@ from gateway.audit import log
 from gateway.cli import main
 from gateway.config import load_settings
 from gateway.dispatcher import Dispatcher
-from gateway.models import Delivery, DeliveryEvent, InboundMessage
+from gateway.models import AuditEntry, Delivery, DeliveryEvent, InboundMessage
 from gateway.node import Node
 from keys import sealed
 from keys.nodekeys import NodeKeys
@@ -260,6 +260,32 @@ def test_a_message_corrected_by_a_held_correction_is_held_too(make_federation):
     assert kg.client().get("/api/v1/inbox", headers=kg.auth()).get_json()["messages"] == []
     held = cli(kg, "inbox", "quarantined")
     assert original in held and "corrected by a message signed" in held
+
+
+def test_a_released_message_is_held_again_when_a_held_correction_replaced_it(make_federation):
+    """A message held once and released after checking, then corrected: when the
+    correction is held, so is the message again, with the new reason."""
+    from schemas.examples import example_correction
+    from tests.test_corrections import hold, inbound, release
+
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    original = submit(kz, ["KG"])
+    Dispatcher(kz.node).run_once()
+    release(kg, hold(kg, original))  # an earlier episode, checked and released
+    fix = example_correction(refers_to=original)
+    answer = kz.client().post(
+        "/api/v1/messages", headers=kz.auth(), json={"typ": "correction/1", "body": fix}
+    )
+    assert answer.status_code == 202, answer.get_json()
+    Dispatcher(kz.node).run_once()
+    assert inbound(kg, original).state == "corrected"
+
+    revoke_signing_key(fed, "KZ", revoked_ago=3600)
+
+    row = inbound(kg, original)
+    assert row.held and row.released_at is None and row.released_seq is None
+    assert row.quarantine_reason.startswith("corrected by a message signed")
 
 
 def test_keys_create_makes_a_ring_once(tmp_path):
@@ -509,3 +535,32 @@ def test_a_message_held_while_a_page_is_read_is_left_for_after_its_release(
     cursors = f"after={first['next_after']}&released_after={first['next_released_after']}"
     later = client.get(f"/api/v1/inbox?{cursors}", headers=kg.auth()).get_json()
     assert [m["envelope_id"] for m in later["messages"]] == [message.header.id]
+
+
+def test_a_message_held_while_it_is_read_alone_is_not_given(make_federation, monkeypatch):
+    """The same between the check of one message and its marking: 409, not its body,
+    and no read recorded."""
+    from gateway import inbox
+    from tests.test_corrections import arrive, hold, inbound
+    from tests.test_corrections import sealed as sealed_by
+
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    message = sealed_by(kz, "alert/1", example_alert(), int(time.time()))
+    arrive(kg, message)
+    row_id = inbound(kg, message.header.id).id
+    mark = inbox._mark_fetched
+
+    def held_meanwhile(session, messages, reader):
+        hold(kg, message.header.id)  # committed by another transaction
+        mark(session, messages, reader)
+
+    monkeypatch.setattr(inbox, "_mark_fetched", held_meanwhile)
+    answer = kg.client().get(f"/api/v1/inbox/{row_id}", headers=kg.auth())
+    assert (answer.status_code, answer.get_json()["error"]) == (409, "quarantined")
+    assert "body" not in answer.get_json()
+    row = inbound(kg, message.header.id)
+    assert row.held and row.fetched_at is None
+    with kg.node.sessions() as session:
+        reads = session.scalars(select(AuditEntry).where(AuditEntry.kind == "inbox-read")).all()
+    assert reads == []
