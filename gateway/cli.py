@@ -10,6 +10,7 @@ traceback means a bug.
 from __future__ import annotations
 
 import errno
+import getpass
 import json
 import os
 import re
@@ -832,15 +833,24 @@ def token_issue(
     with node.sessions() as session:
         if user_name is not None:
             person = users.get(session, user_name)
-            issued = tokens.issue(session, person.agency, label, user=person)
+            issued = tokens.issue(session, person.agency, label, user=person, by=_operator())
             holder = f"{person.name} ({person.role}, {person.agency})"
         else:
             assert agency is not None
-            issued = tokens.issue(session, agency, label, role=role)
+            issued = tokens.issue(session, agency, label, role=role, by=_operator())
             holder = issued.agency
         session.commit()
     click.echo(f"Token {issued.id} for {holder} (shown once, store it safely):")
     click.echo(issued.secret)
+
+
+def _operator() -> str:
+    """Who ran a command, for the audit log: the operating-system account."""
+    try:
+        account = getpass.getuser()
+    except (KeyError, OSError):  # no name for this user id (a container)
+        account = f"uid {os.getuid()}"
+    return f"command line ({account[:100]})"
 
 
 @token.command("list")
@@ -867,7 +877,7 @@ def token_revoke(obj: Context, token_id: int) -> None:
     with obj.node().sessions() as session:
         earlier = session.get(ApiToken, token_id)
         already = earlier is not None and earlier.revoked_at is not None
-        row = tokens.revoke(session, token_id)
+        row = tokens.revoke(session, token_id, by=_operator())
         session.commit()  # revoking twice changes nothing, and says so
         if already:
             click.echo(

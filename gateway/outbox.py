@@ -132,10 +132,13 @@ def submit(
     idempotency_key: str | None = None,
     now: int | None = None,
     audience: object = None,
+    token: int | None = None,
+    user: str | None = None,
 ) -> Submission:
     """Validate, apply the node's policy (agreements, minimisation for ``audience``),
     seal and queue a message. The caller commits the session; a policy denial is
-    recorded in the audit log and committed before it is raised."""
+    recorded in the audit log and committed before it is raised. The audit entry names
+    the agency and, when given, the token and the person that submitted it."""
     at = int(time.time()) if now is None else now
     if idempotency_key is not None:
         existing = session.scalars(
@@ -235,6 +238,8 @@ def submit(
         "message-submitted",
         at=at,
         agency=agency,
+        token=token,
+        user=user,
         id=header.id,
         typ=typ,
         to=[r.node for r in recipients],
@@ -300,6 +305,8 @@ def submit(
             "correction-sent",
             at=at,
             agency=agency,
+            token=token,
+            user=user,
             id=header.id,
             refers_to=original.id,
             action=loaded["action"],

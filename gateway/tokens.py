@@ -47,9 +47,12 @@ def issue(
     label: str = "",
     role: str = "agency",
     user: User | None = None,
+    *,
+    by: str | None = None,
 ) -> IssuedToken:
     """Issue a token for ``agency`` (for the admin and observer roles: the holder), or,
-    with ``user``, for that person: the token takes the person's agency and role."""
+    with ``user``, for that person: the token takes the person's agency and role.
+    ``by`` (who asked: a name and the calling token, or the command line) is recorded."""
     if user is not None:
         if user.disabled_at is not None:
             raise ApiError("user-disabled", f"user {user.name} is disabled", status=409)
@@ -94,6 +97,7 @@ def issue(
         role=role,
         holder=agency,
         user=user.name if user is not None else None,
+        by=by,
     )
     return IssuedToken(row.id, agency, secret)
 
@@ -139,13 +143,16 @@ def authenticate(
     return row
 
 
-def revoke(session: Session, token_id: int) -> ApiToken:
+def revoke(session: Session, token_id: int, *, by: str | None = None) -> ApiToken:
+    """Revoke a token (once; again changes nothing); ``by``, who asked, is recorded."""
     row = session.get(ApiToken, token_id) if is_row_id(token_id) else None
     if row is None:
         raise ApiError("no-such-token", f"there is no token with id {token_id}", status=404)
     if row.revoked_at is None:
         row.revoked_at = int(time.time())
-        audit.record(session, "token-revoked", at=row.revoked_at, token=row.id, holder=row.agency)
+        audit.record(
+            session, "token-revoked", at=row.revoked_at, token=row.id, holder=row.agency, by=by
+        )
     return row
 
 

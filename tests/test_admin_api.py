@@ -381,6 +381,23 @@ def test_a_chunked_body_the_server_cannot_read_is_a_400_not_a_500(
             422,
             "reason-required",
         ),
+        ("post", "/api/v1/admin/tokens", "admin", r'{"user":"\ud800"}', 404, "no-such-user"),
+        (
+            "post",
+            "/api/v1/admin/suspensions",
+            "admin",
+            '{"scope":"node","value":"KG","reason":"x","by":""}',
+            422,
+            "who-required",
+        ),
+        (
+            "post",
+            "/api/v1/admin/suspensions",
+            "admin",
+            '{"scope":"node","value":"KG","reason":"x","by":"   "}',
+            422,
+            "who-required",
+        ),
         ("post", "/api/v1/admin/trust-list/fetch", "admin", "[" * 10_000, 400, "bad-json"),
         ("post", "/api/v1/admin/trust-list/fetch", "admin", "[1]", 400, "bad-json"),
     ],
@@ -448,3 +465,40 @@ def test_a_reason_over_several_lines_is_kept(node_with_roles):
     )
     assert answer.status_code == 201, answer.get_json()
     assert answer.get_json()["reason"] == reason
+
+
+def test_issuing_and_revoking_a_token_records_who_asked(node_with_roles):
+    """The calling token always, and the name given as ``by``."""
+    import json as json_module
+
+    from sqlalchemy import select
+
+    from gateway.models import AuditEntry
+
+    _, kz, auth = node_with_roles
+    client = kz.client()
+    made = client.post(
+        "/api/v1/admin/tokens",
+        headers=auth["admin"],
+        json={"holder": "kz-x", "role": "admin", "by": "A. Admin"},
+    )
+    assert made.status_code == 201, made.get_json()
+    token_id = made.get_json()["id"]
+    revoked = client.post(f"/api/v1/admin/tokens/{token_id}/revoke", headers=auth["admin"])
+    assert revoked.status_code == 200, revoked.get_json()
+    with kz.node.sessions() as session:
+        entries = {
+            e["kind"]: e
+            for e in (
+                json_module.loads(raw)
+                for raw in session.scalars(
+                    select(AuditEntry.entry).where(
+                        AuditEntry.kind.in_(["token-issued", "token-revoked"])
+                    )
+                )
+            )
+            if e["token"] == token_id
+        }
+    assert entries["token-issued"]["by"].startswith("A. Admin (admin token ")
+    assert entries["token-revoked"]["by"].startswith("admin token ")
+    assert "kz-ops" in entries["token-revoked"]["by"]

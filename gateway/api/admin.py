@@ -65,7 +65,16 @@ def _text(payload: dict[str, Any], name: str) -> str:
 
 
 def _who(payload: dict[str, Any]) -> str:
-    return f"{_text(payload, 'by')} (admin token {g.token_id}, {g.holder})"
+    """Who asks: the ``by`` member (checked on its own: a name, not empty) and the
+    calling token."""
+    by = _text(payload, "by")
+    sovereignty.require_name(by)
+    return f"{by} (admin token {g.token_id}, {g.holder})"
+
+
+def _caller(payload: dict[str, Any]) -> str:
+    """Who asks, for a call where ``by`` may be left out: then the calling token alone."""
+    return _who(payload) if "by" in payload else f"admin token {g.token_id} ({g.holder})"
 
 
 # ----------------------------------------------------------------------------- trust list
@@ -260,12 +269,20 @@ def token_issue():  # type: ignore[no-untyped-def]
     if not isinstance(label, str):  # its content: tokens.issue
         raise ApiError("bad-label", "'label' must be a string", status=422)
     with current_node().sessions() as session:
+        by = _caller(payload)
         if "user" in payload:
-            person = users.get(session, _text(payload, "user"))
-            issued = tokens.issue(session, person.agency, label, user=person)
+            name = _text(payload, "user")
+            if not users.NAME_RE.match(name):  # the database cannot look up every string
+                raise ApiError("no-such-user", f"there is no user {name[:40]!r}", status=404)
+            person = users.get(session, name)
+            issued = tokens.issue(session, person.agency, label, user=person, by=by)
         else:
             issued = tokens.issue(
-                session, _text(payload, "holder"), label, role=payload.get("role", "agency")
+                session,
+                _text(payload, "holder"),
+                label,
+                role=payload.get("role", "agency"),
+                by=by,
             )
         session.commit()
         row = session.get(ApiToken, issued.id)
@@ -280,8 +297,9 @@ def token_revoke(token_id: int):  # type: ignore[no-untyped-def]
         raise ApiError(
             "own-token", "a token cannot revoke itself; use another admin token", status=409
         )
+    payload = json_object() if body_bytes().strip() else {}
     with current_node().sessions() as session:
-        row = tokens.revoke(session, token_id)
+        row = tokens.revoke(session, token_id, by=_caller(payload))
         session.commit()
         return jsonify(_token_view(row))
 

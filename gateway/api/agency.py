@@ -148,6 +148,8 @@ def submit_message():  # type: ignore[no-untyped-def]
             to=to,
             idempotency_key=key,
             audience=payload.get("audience"),
+            token=g.token_id,
+            user=g.user,
         )
         session.commit()
         if not submission.created and submission.message.typ != payload.get("typ"):
