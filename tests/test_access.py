@@ -121,6 +121,21 @@ def test_consultations_name_the_person(node):
     assert (read["user"], read["agency"]) == ("officer.one", "kz-police")
 
 
+def test_submissions_name_the_person_and_token(node):
+    kz, headers = node
+    answer = kz.client().post("/api/v1/messages", headers=headers["officer"], json=alert())
+    assert answer.status_code == 202, answer.get_json()
+    with kz.node.sessions() as session:
+        [raw] = session.scalars(
+            select(AuditEntry.entry).where(AuditEntry.kind == "message-submitted")
+        ).all()
+        [token] = [
+            t for t in tokens.listing(session) if t.user_id is not None and t.agency == "kz-police"
+        ][:1]
+    sent = xb1json.loads(raw)
+    assert (sent["user"], sent["agency"], sent["token"]) == ("officer.one", "kz-police", token.id)
+
+
 def test_a_disabled_person_is_locked_out_at_once(node):
     kz, headers = node
     with kz.node.sessions() as session:
