@@ -218,7 +218,7 @@ def _local_policy(node: Node, opened: Opened, at: int, denied_by: dict[str, Any]
         "receive", opened.header.sender.node, opened.header.typ, opened.body, at
     )
     if not agreed.allowed:
-        denied_by.update(rule=agreed.rule, purpose=opened.body.get("purpose"))
+        denied_by.update(agreed.recorded(), purpose=opened.body.get("purpose"))
         raise Rejected(
             "policy-denied",
             f"{agreed.reason} (rule {agreed.rule})",

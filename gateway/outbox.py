@@ -521,7 +521,7 @@ def _check_agreements(
             body,
             peer=recipient.node,
             allowed=decision.allowed,
-            rule=decision.rule,
+            **decision.recorded(),
         )
         if not decision.allowed:
             denied.append(decision)

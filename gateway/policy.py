@@ -66,6 +66,19 @@ class Decision:
     allowed: bool
     rule: str
     reason: str
+    # Set when the refusal was of what a correction carries: that type and purpose.
+    carried: tuple[str, object] | None = None
+
+    def recorded(self) -> dict[str, object]:
+        """What an audit entry says of the decision besides the message's own type and
+        purpose: the rule, and the corrected type and purpose a refusal was about."""
+        if self.carried is None:
+            return {"rule": self.rule}
+        return {
+            "rule": self.rule,
+            "corrected_typ": self.carried[0],
+            "corrected_purpose": self.carried[1],
+        }
 
 
 @dataclass(frozen=True)
@@ -180,7 +193,10 @@ class Policy:
             inner = self.decide(direction, peer, corrected, carried.get("purpose"), now)
             if not inner.allowed:
                 return Decision(
-                    False, inner.rule, f"the corrected {corrected} it carries: {inner.reason}"
+                    False,
+                    inner.rule,
+                    f"the corrected {corrected} it carries: {inner.reason}",
+                    carried=(corrected, carried.get("purpose")),
                 )
         return decision
 

@@ -225,6 +225,16 @@ def test_a_correction_carries_only_what_an_agreement_allows(make_federation):
         refusals = session.scalars(select(InboundRejection)).all()
     assert [r.code for r in refusals] == ["policy-denied", "policy-denied"]
     assert "the corrected referral/1 it carries" in refusals[1].detail
+    with kg.node.sessions() as session:
+        [entry] = [
+            xb1json.loads(raw)
+            for raw in session.scalars(
+                select(AuditEntry.entry).where(AuditEntry.kind == "envelope-refused")
+            )
+            if b"corrected_typ" in raw
+        ]
+    assert (entry["rule"], entry["corrected_typ"]) == ("no-agreement", "referral/1")
+    assert entry["corrected_purpose"] == example_referral()["purpose"]
     inbox = kg.client().get("/api/v1/inbox", headers=kg.auth()).get_json()
     assert inbox["messages"] == []
     # A correction of an alert still comes in.
@@ -263,3 +273,7 @@ def test_a_correction_may_not_change_its_message_to_a_purpose_not_agreed(fed):
     )
     assert answer.status_code == 403, answer.get_json()
     assert "the corrected alert/1 it carries" in answer.get_json()["message"]
+    denied = [e for e in policy_entries(kz) if not e["allowed"]]
+    assert [(e["typ"], e["corrected_typ"], e["corrected_purpose"]) for e in denied] == [
+        ("correction/1", "alert/1", "prosecution")
+    ]
