@@ -38,7 +38,7 @@ import json
 import time
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, bindparam, delete, insert, or_, select, update
+from sqlalchemy import Connection, Table, bindparam, case, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from gateway.audit import log as audit
@@ -281,7 +281,7 @@ def apply_early(
                 _EARLY.c.id, _EARLY.c.refers_to_type, _EARLY.c.action,
                 _INBOUND.c.id.label("inbound"), _INBOUND.c.envelope_id, _INBOUND.c.iat,
                 _INBOUND.c.body_json, _INBOUND.c.quarantined_at, _INBOUND.c.released_at,
-                _INBOUND.c.corrected_at,
+                _INBOUND.c.corrected_at, _INBOUND.c.state,
             )
             .join(_INBOUND, _INBOUND.c.id == _EARLY.c.correction_id)
             .where(_EARLY.c.sender == sender, _EARLY.c.refers_to == original_id)
@@ -291,7 +291,9 @@ def apply_early(
     if not early:
         return
     connection.execute(delete(_EARLY).where(_EARLY.c.id.in_([row.id for row in early])))
-    for row in sorted(early, key=lambda r: _order(r.iat, r.envelope_id, r.corrected_at)):
+    # One an operator dismissed (dismiss_waiting) is not applied now the original came.
+    applicable = [row for row in early if row.state != "dismissed"]
+    for row in sorted(applicable, key=lambda r: _order(r.iat, r.envelope_id, r.corrected_at)):
         body = json.loads(row.body_json) if row.body_json else {}
         if not body:  # purged or erased meanwhile: what the rows kept is enough
             body = {"refers_to": original_id, "refers_to_type": row.refers_to_type}
@@ -349,29 +351,42 @@ def dismiss_waiting(
     the operator has dealt with it otherwise (its original reached this node under
     another envelope id after the sender sealed it again, decision 0007, and the
     operator acted on that message; or it will never come). The correction stays a
-    received message; it is no longer applied should its original come after all, and
-    no longer reported as waiting. Raises ``not-waiting`` if it does not wait."""
+    received message (state ``dismissed``); it is no longer applied should its original
+    come after all, nor reported as waiting, and a withdrawal of the same original that
+    comes later still erases what it carries. Raises ``not-waiting`` if it does not
+    wait."""
     from gateway.sovereignty import require_reason_and_name
 
     require_reason_and_name(reason, who)
     at = int(time.time()) if now is None else now
     audit.lock(session)  # before the row changes (gateway/audit/log.py)
-    message = session.get(InboundMessage, inbound_id) if is_row_id(inbound_id) else None
-    waiting = (
-        session.scalars(
-            select(EarlyCorrection).where(EarlyCorrection.correction_id == message.id)
-        ).first()
-        if message is not None
-        else None
+    # Conditional, in one statement: an original applying it meanwhile, or another
+    # dismissal, leaves nothing to dismiss (on SQLite too, where the lock above is a
+    # no-op and this statement is the database's single writer).
+    dismissed = session.execute(
+        update(InboundMessage)
+        .where(
+            InboundMessage.id == (inbound_id if is_row_id(inbound_id) else -1),
+            InboundMessage.state.is_(None),
+            select(EarlyCorrection.id)
+            .where(EarlyCorrection.correction_id == InboundMessage.id)
+            .exists(),
+        )
+        .values(state="dismissed")
+        .execution_options(synchronize_session=False)
     )
-    if message is None or waiting is None:
+    if dismissed.rowcount != 1:  # type: ignore[attr-defined]
         raise ApiError(
             "not-waiting",
             f"inbound message {inbound_id} is not a correction waiting for its original "
             "('gateway audit dpo' lists those that are)",
             status=409,
         )
-    session.delete(waiting)
+    message = session.get(InboundMessage, inbound_id, populate_existing=True)
+    waiting = session.scalars(
+        select(EarlyCorrection).where(EarlyCorrection.correction_id == inbound_id)
+    ).first()
+    assert message is not None and waiting is not None
     audit.record(
         session,
         "correction-dismissed",
@@ -409,7 +424,13 @@ def _erase(connection: Connection, row_id: int, *, by: str | None) -> None:
     connection.execute(
         update(_INBOUND)
         .where(_INBOUND.c.id == row_id)
-        .values(body_json=None, wire=b"", state="withdrawn", state_by=by)
+        .values(
+            body_json=None,
+            wire=b"",
+            # One an operator dismissed stays dismissed (not waiting), its data erased.
+            state=case((_INBOUND.c.state == "dismissed", "dismissed"), else_="withdrawn"),
+            state_by=by,
+        )
     )
     connection.execute(delete(_H2).where(_H2.c.inbound_id == row_id))
 

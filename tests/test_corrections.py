@@ -830,6 +830,17 @@ def test_a_stale_correction_is_dismissed_with_a_reason_and_a_held_one_is_not_sta
     assert again.exit_code != 0 and "not-waiting" in again.output
     with kg.node.sessions() as session:
         assert oversight.waiting_corrections(session, settings, later) == []
-    arrive(kg, original)  # it came after all: the dismissed correction is not applied
-    assert inbound(kg, original.header.id).state is None
+    assert inbound(kg, fix.header.id).state == "dismissed"
     assert inbound(kg, fix.header.id).body_json  # the correction itself stays
+    # The sender withdraws the original, which still has not come: what the dismissed
+    # correction carries goes too, and it stays out of the report.
+    stop = sealed(kz, "correction/1", withdrawing(original.header.id), at + 2)
+    arrive(kg, stop)
+    row = inbound(kg, fix.header.id)
+    assert (row.state, row.body_json) == ("dismissed", None)
+    with kg.node.sessions() as session:
+        waiting = oversight.waiting_corrections(session, settings, later)
+    assert [item["correction"] for item in waiting] == [stop.header.id]
+    arrive(kg, original)  # it came after all: withdrawn, the dismissed one not applied
+    assert inbound(kg, original.header.id).state == "withdrawn"
+    assert "correction-applied" not in audit_kinds(kg, fix.header.id)

@@ -416,10 +416,30 @@ def test_only_the_dispatcher_holding_a_delivery_records_its_interruption(make_fe
             select(DeliveryEvent.code, DeliveryEvent.worker).order_by(DeliveryEvent.id)
         ).all()
     assert [tuple(e) for e in events] == [(None, None), ("attempt-interrupted", "B"), (None, "B")]
-    # A's set of takeovers does not outlive its round.
+
+
+def test_a_takeover_whose_round_was_cut_short_is_not_recorded_later(make_federation):
+    """A took a delivery over, and its round ended before sending it; B took it over in
+    turn and its attempt failed. When A claims it again as an ordinary retry, A records
+    no interruption: the one it took over then is B's to record, and B did."""
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    kg.server.stop()
     submit(kz, ["KG"])
-    [second] = a.claim(int(time.time()))
-    assert a._taken_over == set() and second != delivery_id
+    lease = kz.node.settings.dispatch_lease
+    now = int(time.time())
+    [delivery_id] = Dispatcher(kz.node, worker="stopped").claim(now)
+    a = Dispatcher(kz.node, worker="A")
+    assert a.claim(now + lease + 1) == [delivery_id]  # and A's round ends here
+    [failed] = Dispatcher(kz.node, worker="B").run_once(now=now + 2 * lease + 2)
+    assert failed.state == "retrying"
+    [again] = a.run_once(now=now + 4 * lease)
+    assert again.state == "retrying"
+    with kz.node.sessions() as session:
+        interrupted = session.scalars(
+            select(DeliveryEvent.worker).where(DeliveryEvent.code == "attempt-interrupted")
+        ).all()
+    assert interrupted == ["B"]
 
 
 def test_an_unsigned_answer_cannot_pass_for_the_proof_that_nothing_was_stored(

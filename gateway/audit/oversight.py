@@ -39,7 +39,7 @@ from datetime import date, datetime, time, timedelta
 from time import time as unix_time
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from gateway import purge
@@ -322,6 +322,7 @@ def waiting_corrections(session: Session, settings: Settings, now: int) -> list[
             InboundMessage.released_at,
         )
         .join(InboundMessage, InboundMessage.id == EarlyCorrection.correction_id)
+        .where(or_(InboundMessage.state.is_(None), InboundMessage.state != "dismissed"))
         .order_by(InboundMessage.received_at, EarlyCorrection.id)
     )
     found = []
