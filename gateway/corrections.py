@@ -367,7 +367,8 @@ def dismiss_waiting(
         update(InboundMessage)
         .where(
             InboundMessage.id == (inbound_id if is_row_id(inbound_id) else -1),
-            InboundMessage.state.is_(None),
+            # Waiting as it came, or erased by a withdrawal waiting with it.
+            or_(InboundMessage.state.is_(None), InboundMessage.state != "dismissed"),
             select(EarlyCorrection.id)
             .where(EarlyCorrection.correction_id == InboundMessage.id)
             .exists(),

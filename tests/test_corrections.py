@@ -833,11 +833,23 @@ def test_a_stale_correction_is_dismissed_with_a_reason_and_a_held_one_is_not_sta
     assert inbound(kg, fix.header.id).state == "dismissed"
     assert inbound(kg, fix.header.id).body_json  # the correction itself stays
     # The sender withdraws the original, which still has not come: what the dismissed
-    # correction carries goes too, and it stays out of the report.
+    # correction carries goes too, and it stays out of the report; another correction
+    # waiting, erased by the withdrawal, can be dismissed as well.
+    other = sealed(kz, "correction/1", correcting(original.header.id, "1998-01-01"), at + 1)
+    arrive(kg, other)
     stop = sealed(kz, "correction/1", withdrawing(original.header.id), at + 2)
     arrive(kg, stop)
     row = inbound(kg, fix.header.id)
     assert (row.state, row.body_json) == ("dismissed", None)
+    assert inbound(kg, other.header.id).state == "withdrawn"
+    with kg.node.sessions() as session:
+        waiting = oversight.waiting_corrections(session, settings, later)
+    assert [item["correction"] for item in waiting] == [other.header.id, stop.header.id]
+    other_id = inbound(kg, other.header.id).id
+    erased_too = runner.invoke(
+        main, [*base, str(other_id), "--reason", "withdrawn anyway", "--by", "KG operator"]
+    )
+    assert erased_too.exit_code == 0, erased_too.output
     with kg.node.sessions() as session:
         waiting = oversight.waiting_corrections(session, settings, later)
     assert [item["correction"] for item in waiting] == [stop.header.id]
