@@ -850,6 +850,9 @@ def _operator() -> str:
         account = getpass.getuser()
     except (KeyError, OSError):  # no name for this user id (a container)
         account = f"uid {os.getuid()}"
+    # From the environment (LOGNAME, USER): bytes that are not UTF-8, control characters.
+    account = account.encode("utf-8", "backslashreplace").decode("utf-8")
+    account = "".join(c if c.isprintable() else "?" for c in account)
     return f"command line ({account[:100]})"
 
 

@@ -229,8 +229,10 @@ def _settle_early(connection: Connection, sender: str, original: str) -> None:
         select(_INBOUND.c.envelope_id)
         .where(
             _INBOUND.c.id.in_(waiting.where(_EARLY.c.action == "withdraw")),
-            # One held in quarantine counts once released (apply_released).
+            # One held in quarantine counts once released (apply_released); one the
+            # operator dismissed does not count (it is not applied either).
             or_(_INBOUND.c.quarantined_at.is_(None), _INBOUND.c.released_at.is_not(None)),
+            or_(_INBOUND.c.state.is_(None), _INBOUND.c.state != "dismissed"),
         )
         .limit(1)
     ).scalar()

@@ -92,7 +92,9 @@ def _hold(
     values: dict[str, Any] = {"quarantined_at": now, "quarantine_reason": reason}
     if again:
         not_held = or_(not_held, InboundMessage.released_at.is_not(None))
-        values.update(released_at=None, released_by=None, release_reason=None, released_seq=None)
+        # released_seq stays: a release numbers max + 1, and clearing the largest would
+        # give its number out twice (an agency paging by it would miss the second).
+        values.update(released_at=None, released_by=None, release_reason=None)
     result = session.execute(
         update(InboundMessage)
         .where(InboundMessage.sender == sender, not_held, *which)

@@ -552,6 +552,42 @@ def test_db_upgrade(tmp_path: Path) -> None:
 
 
 @sqlite_only
+def test_tokens_issued_and_revoked_name_the_account_that_ran_the_command(
+    make_federation: Any,
+) -> None:
+    """Also an account name that is not UTF-8 text (from LOGNAME): written escaped."""
+    import json as json_module
+
+    from sqlalchemy import select
+
+    from gateway.models import AuditEntry
+
+    kz = make_federation(("KZ", "KG"), serve=False)["KZ"]
+    env = {"LOGNAME": "op\udcff\x1b", "USER": "ignored"}
+    issued = CliRunner().invoke(
+        main, ["--instance", str(kz.instance), "token", "issue", "kz-x"], env=env
+    )
+    assert issued.exit_code == 0, (issued.output, issued.exception)
+    token_id = re.search(r"Token (\d+)", issued.stdout).group(1)
+    revoked = CliRunner().invoke(
+        main, ["--instance", str(kz.instance), "token", "revoke", token_id], env=env
+    )
+    assert revoked.exit_code == 0, (revoked.output, revoked.exception)
+    with kz.node.sessions() as session:
+        entries = [
+            json_module.loads(raw)
+            for raw in session.scalars(
+                select(AuditEntry.entry).where(
+                    AuditEntry.kind.in_(["token-issued", "token-revoked"])
+                )
+            )
+        ]
+    assert [e["by"] for e in entries if e["token"] == int(token_id)] == [
+        "command line (op\\udcff?)",
+        "command line (op\\udcff?)",
+    ]
+
+
 def test_tokens_issue_list_revoke(make_federation: Any) -> None:
     kz = make_federation(("KZ", "KG"), serve=False)["KZ"]
     issued = succeeded(

@@ -10,7 +10,7 @@ import time
 import pytest
 from sqlalchemy import select
 
-from gateway import onward, outbox, purge, quarantine, tokens, users
+from gateway import corrections, onward, outbox, purge, quarantine, tokens, users
 from gateway.dispatcher import Dispatcher
 from gateway.envelope import seal
 from gateway.errors import ApiError
@@ -774,6 +774,30 @@ def test_the_data_protection_report_lists_corrections_waiting_and_stale(make_fed
     arrive(kg, original)  # it came after all: applied, and no longer waiting
     with kg.node.sessions() as session:
         assert oversight.waiting_corrections(session, settings, at) == []
+
+
+def test_a_dismissed_withdrawal_neither_erases_nor_withdraws(make_federation):
+    """The operator dismissed a withdrawal waiting for its original: a correction that
+    comes later keeps its data, and when the original comes, the correction applies
+    and the withdrawal does not."""
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    at = int(time.time())
+    original = sealed(kz, "alert/1", example_alert(), at)
+    fix = sealed(kz, "correction/1", correcting(original.header.id, "1999-09-09"), at + 1)
+    stop = sealed(kz, "correction/1", withdrawing(original.header.id), at + 2)
+    arrive(kg, stop)
+    with kg.node.sessions() as session:
+        corrections.dismiss_waiting(
+            session, inbound(kg, stop.header.id).id, reason="handled by phone", who="KG op"
+        )
+        session.commit()
+    arrive(kg, fix)
+    assert inbound(kg, fix.header.id).body_json
+    arrive(kg, original)
+    row = inbound(kg, original.header.id)
+    assert (row.state, row.state_by) == ("corrected", fix.header.id)
+    assert "1999-09-09" in row.body_json
 
 
 def test_a_stale_correction_is_dismissed_with_a_reason_and_a_held_one_is_not_stale(

@@ -284,8 +284,20 @@ def test_a_released_message_is_held_again_when_a_held_correction_replaced_it(mak
     revoke_signing_key(fed, "KZ", revoked_ago=3600)
 
     row = inbound(kg, original)
-    assert row.held and row.released_at is None and row.released_seq is None
+    assert row.held and row.released_at is None
     assert row.quarantine_reason.startswith("corrected by a message signed")
+    # The next release is numbered after every earlier one, this message's too: an
+    # agency paging by release number would otherwise miss it.
+    with kg.node.sessions() as session:
+        [correction] = session.scalars(
+            select(InboundMessage).where(
+                InboundMessage.typ == "correction/1", InboundMessage.quarantined_at.is_not(None)
+            )
+        ).all()
+        correction_id = correction.id
+    release(kg, correction_id)
+    with kg.node.sessions() as session:
+        assert session.get(InboundMessage, correction_id).released_seq == row.released_seq + 1
 
 
 def test_keys_create_makes_a_ring_once(tmp_path):
