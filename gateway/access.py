@@ -86,7 +86,9 @@ def readable(role: str) -> frozenset[str] | None:
 
 def outbound_visible(role: str) -> frozenset[str] | None:
     """Types of its agency's outbound messages ``role`` may see (None: every type):
-    what it may submit or read. An officer does not see the agency's case requests."""
+    what it may submit or read. An officer does not see the agency's case requests,
+    nor their corrections (``outbox.visible``: a correction counts as the type it
+    corrects too)."""
     submit, read = SUBMIT.get(role, frozenset()), READ.get(role, frozenset())
     return None if ALL in (submit, read) else submit | read
 

@@ -111,6 +111,8 @@ class OutboundMessage(Base):
     state_by: Mapped[str | None] = mapped_column(String(36), nullable=True)
     # Of a correction: its body's corrected_at (kept when retention purges the body).
     corrected_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # Of a correction: the type it corrects (who may see it: gateway/access.py).
+    corrects_type: Mapped[str | None] = mapped_column(String(40), nullable=True)
 
     envelopes: Mapped[list[SealedEnvelope]] = relationship(back_populates="message")
     deliveries: Mapped[list[Delivery]] = relationship(

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import ColumnElement, and_, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -210,6 +210,7 @@ def submit(
         idempotency_key=idempotency_key,
         audience=audience if isinstance(audience, str) else None,
         corrected_at=loaded.get("corrected_at") if typ == CORRECTION else None,
+        corrects_type=loaded.get("refers_to_type") if typ == CORRECTION else None,
     )
     session.add(message)
     session.add(
@@ -606,10 +607,31 @@ def get_message(
     if (
         message is None
         or (agency is not None and message.agency != agency)
-        or (types is not None and message.typ not in types)
+        or not visible(message, types)
     ):
         raise ApiError("not-found", f"no outbound message {message_id} for this agency", status=404)
     return message
+
+
+def visible(message: OutboundMessage, types: frozenset[str] | None) -> bool:
+    """Whether a role that sees ``types`` of its agency's messages (None: all) sees this
+    one: a correction counts as the type it corrects too (as in the inbox)."""
+    if types is None:
+        return True
+    if message.typ != CORRECTION:
+        return message.typ in types
+    return CORRECTION in types and message.corrects_type in types
+
+
+def _visible_types(types: frozenset[str]) -> ColumnElement[bool]:
+    """:func:`visible` in a query."""
+    others = and_(OutboundMessage.typ != CORRECTION, OutboundMessage.typ.in_(sorted(types)))
+    if CORRECTION not in types:
+        return others
+    corrections = and_(
+        OutboundMessage.typ == CORRECTION, OutboundMessage.corrects_type.in_(sorted(types))
+    )
+    return or_(others, corrections)
 
 
 def list_messages(
@@ -629,7 +651,7 @@ def list_messages(
     if agency is not None:
         query = query.where(OutboundMessage.agency == agency)
     if types is not None:
-        query = query.where(OutboundMessage.typ.in_(sorted(types)))
+        query = query.where(_visible_types(types))
     if state is not None:
         if state not in DeliveryState.ALL:
             raise ApiError(
@@ -641,7 +663,7 @@ def list_messages(
         if (
             cursor is None
             or (agency is not None and cursor.agency != agency)
-            or (types is not None and cursor.typ not in types)  # not even where it sits
+            or not visible(cursor, types)  # not even where it sits
         ):
             raise ApiError(
                 "bad-cursor",

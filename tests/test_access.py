@@ -255,6 +255,67 @@ def test_within_an_agency_each_role_sees_only_its_types_of_outbound_messages(nod
     assert listed("officer") == [alert_id]  # and nothing was submitted
 
 
+def test_an_outbound_correction_counts_as_the_type_it_corrects(node):
+    """The prosecutor withdraws the agency's case request: the officer, who does not see
+    case requests, does not see their corrections either (as in the inbox)."""
+    from schemas.examples import example_correction
+
+    kz, _ = node
+    headers = _joint_agency(kz)
+    client = kz.client()
+    case = client.post(
+        "/api/v1/messages",
+        headers=headers["prosecutor"],
+        json={"typ": "case-request/1", "body": example_case_request(), "to": ["KG"]},
+    )
+    assert case.status_code == 202, case.get_json()
+    withdrawal = example_correction(
+        refers_to=case.get_json()["id"],
+        refers_to_type="case-request/1",
+        action="withdraw",
+        reason_code="duplicate",
+    )
+    withdrawal.pop("body")
+    stop = client.post(
+        "/api/v1/messages",
+        headers={**headers["prosecutor"], "Idempotency-Key": "stop-7"},
+        json={"typ": "correction/1", "body": withdrawal},
+    )
+    assert stop.status_code == 202, stop.get_json()
+    stop_id = stop.get_json()["id"]
+    sent = client.post("/api/v1/messages", headers=headers["officer"], json=alert())
+    alert_id = sent.get_json()["id"]
+
+    def listed(role):
+        answer = client.get("/api/v1/messages", headers=headers[role])
+        return sorted(m["id"] for m in answer.get_json()["messages"])
+
+    assert listed("officer") == [alert_id]
+    assert stop_id in listed("prosecutor") and stop_id in listed("agency")
+    hidden = client.get(f"/api/v1/messages/{stop_id}", headers=headers["officer"])
+    assert (hidden.status_code, hidden.get_json()["error"]) == (404, "not-found")
+    cursor = client.get(
+        "/api/v1/messages", headers=headers["officer"], query_string={"before": stop_id}
+    )
+    assert (cursor.status_code, cursor.get_json()["error"]) == (422, "bad-cursor")
+    [delivery] = stop.get_json()["deliveries"]
+    retried = client.post(f"/api/v1/deliveries/{delivery['id']}/retry", headers=headers["officer"])
+    assert (retried.status_code, retried.get_json()["error"]) == (404, "not-found")
+    # The prosecutor's key does not hand it over either, with a correction the
+    # officer may send (of its own alert).
+    own = example_correction(
+        refers_to=alert_id, refers_to_type="alert/1", action="withdraw", reason_code="duplicate"
+    )
+    own.pop("body")
+    reused = client.post(
+        "/api/v1/messages",
+        headers={**headers["officer"], "Idempotency-Key": "stop-7"},
+        json={"typ": "correction/1", "body": own},
+    )
+    assert (reused.status_code, reused.get_json()["error"]) == (409, "idempotency-key-reused")
+    assert stop_id not in str(reused.get_json())
+
+
 def test_outbound_pages_follow_next_before_and_do_not_shift(node):
     kz, headers = node
     client = kz.client()

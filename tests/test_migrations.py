@@ -211,3 +211,50 @@ def test_identifiers_of_h2_data_are_recorded_again_under_the_new_match_keys(
     assert keys and sorted(rows) == sorted((n, k) for n in (1, 3) for k in keys)
     assert versions == {KEY_NUMBER}
     engine.dispose()
+
+
+def test_the_type_outbound_corrections_correct_is_filled_in(databases: Any) -> None:
+    """Migration 0020 takes it from a correction's body, or, once retention purged the
+    body, from its correction-sent audit entry and the original's type."""
+    from alembic import command
+
+    engine = db.make_engine(databases.new_url("corrects"))
+    config = db.alembic_config(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0019")
+    rows = [
+        ("case", "case-request/1", None),
+        ("fix", "correction/1", '{"refers_to":"case","refers_to_type":"case-request/1"}'),
+        ("purged", "correction/1", None),
+        ("odd", "correction/1", "not json"),
+    ]
+    with engine.begin() as connection:
+        for message_id, typ, body in rows:
+            connection.execute(
+                sa.text(
+                    "INSERT INTO outbound_messages (id, typ, agency, body_json, created_at) "
+                    "VALUES (:id, :typ, 'kz-police', :b, 1)"
+                ),
+                {"id": message_id, "typ": typ, "b": body},
+            )
+        entry = b'{"id":"purged","kind":"correction-sent","refers_to":"case"}'
+        connection.execute(
+            sa.text(
+                "INSERT INTO audit_entries (seq, at, kind, entry, leaf_hash) "
+                "VALUES (1, 1, 'correction-sent', :e, :h)"
+            ),
+            {"e": entry, "h": b"\0" * 32},
+        )
+    db.upgrade(engine)
+    with engine.connect() as connection:
+        kept = dict(
+            connection.execute(sa.text("SELECT id, corrects_type FROM outbound_messages")).all()
+        )
+    assert kept == {
+        "case": None,
+        "fix": "case-request/1",
+        "purged": "case-request/1",
+        "odd": None,
+    }
+    engine.dispose()

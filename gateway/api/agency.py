@@ -152,7 +152,10 @@ def submit_message():  # type: ignore[no-untyped-def]
             user=g.user,
         )
         session.commit()
-        if not submission.created and submission.message.typ != payload.get("typ"):
+        if not submission.created and (
+            submission.message.typ != payload.get("typ")
+            or not outbox.visible(submission.message, access.outbound_visible(g.role))
+        ):
             # Another message (perhaps another role's) holds the key: not this one's answer.
             raise ApiError(
                 "idempotency-key-reused",
@@ -217,8 +220,7 @@ def _require_resend(session: Session, delivery_id: int) -> None:
     if delivery is None or delivery.message.agency != g.agency:
         return
     message = delivery.message
-    visible = access.outbound_visible(g.role)
-    if visible is not None and message.typ not in visible:  # as if it did not exist
+    if not outbox.visible(message, access.outbound_visible(g.role)):  # as if it did not exist
         raise ApiError("not-found", f"no delivery {delivery_id} for this agency", status=404)
     body = json.loads(message.body_json) if message.body_json else None
     _require_may_send(message.typ, body)
