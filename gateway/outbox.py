@@ -134,6 +134,7 @@ def submit(
     audience: object = None,
     token: int | None = None,
     user: str | None = None,
+    types: frozenset[str] | None = None,
 ) -> Submission:
     """Validate, apply the node's policy (agreements, minimisation for ``audience``),
     seal and queue a message. The caller commits the session; a policy denial is
@@ -165,7 +166,7 @@ def submit(
         )
     original = None
     if typ == CORRECTION:
-        original, to = _correction_of(session, agency, loaded, to)
+        original, to = _correction_of(session, agency, loaded, to, types)
         if original.audience is not None:
             audience = original.audience  # minimised as the original was
     recipients = _recipients(node, to, at)
@@ -395,13 +396,19 @@ def _require_later(session: Session, original: OutboundMessage, body: dict[str, 
 
 
 def _correction_of(
-    session: Session, agency: str, body: dict[str, Any], to: object
+    session: Session,
+    agency: str,
+    body: dict[str, Any],
+    to: object,
+    types: frozenset[str] | None = None,
 ) -> tuple[OutboundMessage, object]:
     """The message a correction corrects, and its recipients: a correction or
     withdrawal goes to every recipient of the original and to no one else (``to``
-    defaults to them)."""
+    defaults to them). One the caller's role does not see (``types``, as
+    :func:`visible`) is answered as one that does not exist, before anything about it
+    (its type, a withdrawal) is said."""
     original = session.get(OutboundMessage, body["refers_to"])
-    if original is None or original.agency != agency:
+    if original is None or original.agency != agency or not visible(original, types):
         raise ApiError(
             "unknown-original",
             f"{body['refers_to']} is not a message your agency sent from this node; only "

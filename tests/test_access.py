@@ -314,6 +314,19 @@ def test_an_outbound_correction_counts_as_the_type_it_corrects(node):
     )
     assert (reused.status_code, reused.get_json()["error"]) == (409, "idempotency-key-reused")
     assert stop_id not in str(reused.get_json())
+    # Nor does correcting it, as if it were an alert, tell it apart from no message.
+    case_id = case.get_json()["id"]
+    answers = []
+    for refers_to in (case_id, "01931f3a-0000-7000-8000-000000000000"):
+        probe = example_correction(refers_to=refers_to)  # an alert's correction
+        answer = client.post(
+            "/api/v1/messages",
+            headers=headers["officer"],
+            json={"typ": "correction/1", "body": probe, "to": ["KG"]},
+        )
+        answers.append((answer.status_code, answer.get_json()["error"]))
+        assert "case-request" not in answer.get_json()["message"]
+    assert answers == [(422, "unknown-original")] * 2
 
 
 def test_outbound_pages_follow_next_before_and_do_not_shift(node):

@@ -588,6 +588,7 @@ def test_tokens_issued_and_revoked_name_the_account_that_ran_the_command(
     ]
 
 
+@sqlite_only
 def test_tokens_issue_list_revoke(make_federation: Any) -> None:
     kz = make_federation(("KZ", "KG"), serve=False)["KZ"]
     issued = succeeded(

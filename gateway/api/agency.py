@@ -150,6 +150,7 @@ def submit_message():  # type: ignore[no-untyped-def]
             audience=payload.get("audience"),
             token=g.token_id,
             user=g.user,
+            types=access.outbound_visible(g.role),
         )
         session.commit()
         if not submission.created and (
