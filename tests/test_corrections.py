@@ -746,6 +746,7 @@ def test_the_data_protection_report_lists_corrections_waiting_and_stale(make_fed
     assert item == {
         "sender": "KZ",
         "correction": stop.header.id,
+        "inbound": inbound(kg, stop.header.id).id,
         "action": "withdraw",
         "refers_to": original.header.id,
         "refers_to_type": "alert/1",
@@ -755,9 +756,11 @@ def test_the_data_protection_report_lists_corrections_waiting_and_stale(make_fed
     }
     result = oversight.report_for(kg.node, None, None, by="test")
     assert result["waiting_corrections"] == [item]
-    assert f"KZ withdraw {stop.header.id} of alert/1 {original.header.id}: waiting" in (
-        oversight.render(result, settings)
+    row_id = inbound(kg, stop.header.id).id
+    shown = (
+        f"KZ withdraw {stop.header.id} (inbox {row_id}) of alert/1 {original.header.id}: waiting"
     )
+    assert shown in (oversight.render(result, settings))
     args = ["--instance", str(kg.instance), "audit", "dpo", "--by", "A. DPO"]
     assert CliRunner().invoke(main, args).exit_code == 0  # nothing flagged, nothing stale
     # Sealed longer ago than any envelope may live: stale.

@@ -315,6 +315,7 @@ def waiting_corrections(session: Session, settings: Settings, now: int) -> list[
             EarlyCorrection.refers_to,
             EarlyCorrection.refers_to_type,
             EarlyCorrection.action,
+            InboundMessage.id,
             InboundMessage.envelope_id,
             InboundMessage.iat,
             InboundMessage.received_at,
@@ -332,6 +333,7 @@ def waiting_corrections(session: Session, settings: Settings, now: int) -> list[
             {
                 "sender": row.sender,
                 "correction": row.envelope_id,
+                "inbound": row.id,  # its inbox id, as 'gateway inbox dismiss-correction' takes
                 "action": row.action,
                 "refers_to": row.refers_to,
                 "refers_to_type": row.refers_to_type,
@@ -460,7 +462,8 @@ def render(result: dict[str, Any], settings: Settings) -> str:
             state = "waiting"
         lines.append(
             f"  {when(item['received_at'])}  {item['sender']} {item['action']} "
-            f"{item['correction']} of {item['refers_to_type']} {item['refers_to']}: {state}"
+            f"{item['correction']} (inbox {item.get('inbound')}) of {item['refers_to_type']} "
+            f"{item['refers_to']}: {state}"
         )
     lines += ["", f"Due for purge ({len(result['due_for_purge'])}):"]
     for item in result["due_for_purge"]:
