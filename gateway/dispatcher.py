@@ -186,14 +186,21 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ claiming
 
-    def _claimable(self, now: int):  # type: ignore[no-untyped-def]
-        return or_(
-            and_(
-                Delivery.state.in_((DeliveryState.QUEUED, DeliveryState.RETRYING)),
-                Delivery.next_attempt_at <= now,
-            ),
-            and_(Delivery.state == DeliveryState.SENDING, Delivery.lease_until < now),
+    @staticmethod
+    def _due(now: int):  # type: ignore[no-untyped-def]
+        """Queued or retrying, and due (claimed by :meth:`_take`)."""
+        return and_(
+            Delivery.state.in_((DeliveryState.QUEUED, DeliveryState.RETRYING)),
+            Delivery.next_attempt_at <= now,
         )
+
+    @staticmethod
+    def _lease_ran_out(now: int):  # type: ignore[no-untyped-def]
+        """Left sending by a dispatcher whose lease ran out (claimed by :meth:`_take_over`)."""
+        return and_(Delivery.state == DeliveryState.SENDING, Delivery.lease_until < now)
+
+    def _claimable(self, now: int):  # type: ignore[no-untyped-def]
+        return or_(self._due(now), self._lease_ran_out(now))
 
     def claim(self, now: int) -> list[int]:
         """Claim up to ``dispatch_batch`` due deliveries; returns their ids. Raises
@@ -239,11 +246,7 @@ class Dispatcher:
         """Claim a queued or retrying delivery that is due."""
         result = session.execute(
             update(Delivery)
-            .where(
-                Delivery.id == delivery_id,
-                Delivery.state.in_((DeliveryState.QUEUED, DeliveryState.RETRYING)),
-                Delivery.next_attempt_at <= now,
-            )
+            .where(Delivery.id == delivery_id, self._due(now))
             .values(**self._claim_values(now))
             .execution_options(synchronize_session=False)
         )
@@ -258,11 +261,7 @@ class Dispatcher:
         (:meth:`_may_have_arrived`)."""
         result = session.execute(
             update(Delivery)
-            .where(
-                Delivery.id == delivery_id,
-                Delivery.state == DeliveryState.SENDING,
-                Delivery.lease_until < now,
-            )
+            .where(Delivery.id == delivery_id, self._lease_ran_out(now))
             .values(**self._claim_values(now))
             .execution_options(synchronize_session=False)
         )

@@ -138,6 +138,7 @@ def submit_message():  # type: ignore[no-untyped-def]
         if isinstance(getattr(e, "orig", None), db.WriterLockTimeout):
             raise  # waiting as long again for the submission's own write: 503 now
         log.warning("recording H2 identifiers before a submission failed: %s", e)
+    visible = access.outbound_visible(g.role)  # which of its agency's messages it sees
     with node.sessions() as session:
         submission = outbox.submit(
             session,
@@ -150,12 +151,12 @@ def submit_message():  # type: ignore[no-untyped-def]
             audience=payload.get("audience"),
             token=g.token_id,
             user=g.user,
-            types=access.outbound_visible(g.role),
+            types=visible,
         )
         session.commit()
         if not submission.created and (
             submission.message.typ != payload.get("typ")
-            or not outbox.visible(submission.message, access.outbound_visible(g.role))
+            or not outbox.visible(submission.message, visible)
         ):
             # Another message (perhaps another role's) holds the key: not this one's answer.
             raise ApiError(
