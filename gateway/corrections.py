@@ -52,6 +52,9 @@ _INBOUND = cast(Table, InboundMessage.__table__)
 _ROUTES = cast(Table, InboundRoute.__table__)
 _H2 = cast(Table, H2Identifier.__table__)
 _EARLY = cast(Table, EarlyCorrection.__table__)
+DISMISSED = "dismissed"  # the state of a correction an operator stopped from waiting
+#: Not dismissed (dismiss_waiting): a waiting correction that still counts.
+NOT_DISMISSED = or_(_INBOUND.c.state.is_(None), _INBOUND.c.state != DISMISSED)
 # On the receive path of every message: compiled once, run on the driver's cursor.
 _FIND_EARLY = DriverStatement(
     select(_EARLY.c.id).where(
@@ -232,7 +235,7 @@ def _settle_early(connection: Connection, sender: str, original: str) -> None:
             # One held in quarantine counts once released (apply_released); one the
             # operator dismissed does not count (it is not applied either).
             or_(_INBOUND.c.quarantined_at.is_(None), _INBOUND.c.released_at.is_not(None)),
-            or_(_INBOUND.c.state.is_(None), _INBOUND.c.state != "dismissed"),
+            NOT_DISMISSED,
         )
         .limit(1)
     ).scalar()
@@ -294,7 +297,7 @@ def apply_early(
         return
     connection.execute(delete(_EARLY).where(_EARLY.c.id.in_([row.id for row in early])))
     # One an operator dismissed (dismiss_waiting) is not applied now the original came.
-    applicable = [row for row in early if row.state != "dismissed"]
+    applicable = [row for row in early if row.state != DISMISSED]
     for row in sorted(applicable, key=lambda r: _order(r.iat, r.envelope_id, r.corrected_at)):
         body = json.loads(row.body_json) if row.body_json else {}
         if not body:  # purged or erased meanwhile: what the rows kept is enough
@@ -370,12 +373,12 @@ def dismiss_waiting(
         .where(
             InboundMessage.id == (inbound_id if is_row_id(inbound_id) else -1),
             # Waiting as it came, or erased by a withdrawal waiting with it.
-            or_(InboundMessage.state.is_(None), InboundMessage.state != "dismissed"),
+            NOT_DISMISSED,
             select(EarlyCorrection.id)
             .where(EarlyCorrection.correction_id == InboundMessage.id)
             .exists(),
         )
-        .values(state="dismissed")
+        .values(state=DISMISSED)
         .execution_options(synchronize_session=False)
     )
     if dismissed.rowcount != 1:  # type: ignore[attr-defined]
@@ -431,7 +434,7 @@ def _erase(connection: Connection, row_id: int, *, by: str | None) -> None:
             body_json=None,
             wire=b"",
             # One an operator dismissed stays dismissed (not waiting), its data erased.
-            state=case((_INBOUND.c.state == "dismissed", "dismissed"), else_="withdrawn"),
+            state=case((_INBOUND.c.state == DISMISSED, DISMISSED), else_="withdrawn"),
             state_by=by,
         )
     )

@@ -39,12 +39,13 @@ from datetime import date, datetime, time, timedelta
 from time import time as unix_time
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from gateway import purge
 from gateway.audit import log as audit
 from gateway.config import Settings
+from gateway.corrections import NOT_DISMISSED
 from gateway.errors import ApiError
 from gateway.models import (
     AuditEntry,
@@ -323,7 +324,7 @@ def waiting_corrections(session: Session, settings: Settings, now: int) -> list[
             InboundMessage.released_at,
         )
         .join(InboundMessage, InboundMessage.id == EarlyCorrection.correction_id)
-        .where(or_(InboundMessage.state.is_(None), InboundMessage.state != "dismissed"))
+        .where(NOT_DISMISSED)
         .order_by(InboundMessage.received_at, EarlyCorrection.id)
     )
     found = []
