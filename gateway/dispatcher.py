@@ -61,16 +61,22 @@ from gateway.envelope import (
     step2_parse_header,
     verify_receipt,
 )
-from gateway.errors import GatewayError, NodeStateError
+from gateway.errors import GatewayError, NodeStateError, printable
 from gateway.models import (
     Delivery,
-    DeliveryEvent,
     DeliveryState,
     OutboundMessage,
     SealedEnvelope,
 )
 from gateway.node import Node
-from gateway.outbox import record_event
+from gateway.outbox import (
+    INTERRUPTED,
+    RESEAL_NEEDED,
+    RESEALED,
+    may_have_arrived,
+    record_event,
+    withdrawn_detail,
+)
 from gateway.trust_sync import TrustFollower
 from keys.sealed import KeyFileError
 from keys.trustlist import TrustError, TrustList
@@ -116,10 +122,6 @@ TRANSIENT_REJECTIONS = frozenset({"unknown-sender", "key-not-valid", "not-yet-va
 # Step 7 refusals of an envelope sealed to a key the recipient no longer has; the
 # recipient checks for a stored copy (step 6) before giving them (gateway/inbox.py).
 CANNOT_OPEN = frozenset({"not-a-recipient", "unwrap-failed", "key-commitment-mismatch"})
-RESEAL_NEEDED = "reseal-needed"
-# A claim that took over a delivery whose lease ran out with its attempt unrecorded (a
-# dispatcher stopped mid-send, or outlived its lease): that attempt may have arrived.
-INTERRUPTED = "attempt-interrupted"
 # The longest worker id the database keeps (lease_owner, delivery_events.worker).
 WORKER_ID_LENGTH = 80
 
@@ -258,7 +260,7 @@ class Dispatcher:
         attempt ended unrecorded, so the envelope may have arrived: :meth:`deliver`
         records that first (``attempt-interrupted``), and the envelope is not replaced
         by a new one (a new id) until the recipient proves it holds none
-        (:meth:`_may_have_arrived`)."""
+        (:func:`gateway.outbox.may_have_arrived`)."""
         result = session.execute(
             update(Delivery)
             .where(Delivery.id == delivery_id, self._lease_ran_out(now))
@@ -466,11 +468,16 @@ class Dispatcher:
             withdrawn_by = _withdrawn_by(delivery.message)
             if outcome.state == DeliveryState.RETRYING and withdrawn_by is not None:
                 # Withdrawn during this attempt, which did not deliver it: not sent again.
-                outcome = _withdrawn(withdrawn_by, outcome)
+                # Unless a signed refusal proves otherwise, it may have arrived all the
+                # same (a timeout, a lost answer), as an earlier attempt may have.
+                arrived = outcome.code != RESEAL_NEEDED or may_have_arrived(
+                    session, delivery_id, any_envelope=True, proven=True
+                )
+                outcome = _withdrawn(withdrawn_by, outcome, arrived=arrived)
             values: dict[str, object] = {
                 "state": outcome.state,
-                "last_code": outcome.code,
-                "last_detail": outcome.detail,
+                "last_code": None if outcome.code is None else printable(outcome.code),
+                "last_detail": None if outcome.detail is None else printable(outcome.detail),
                 "lease_owner": None,
                 "lease_until": None,
                 "updated_at": now,
@@ -529,7 +536,9 @@ class Dispatcher:
             if withdrawn_by is not None:
                 # Withdrawn while this delivery was being sent (its attempt then did not
                 # deliver it), or claimed again after a dispatcher stopped mid-send.
-                outcome = _withdrawn(withdrawn_by)
+                with self.node.sessions() as session:
+                    arrived = may_have_arrived(session, delivery_id, any_envelope=True)
+                outcome = _withdrawn(withdrawn_by, arrived=arrived)
             elif not envelope.wire:
                 # Erased by a purge that raced an operator's retry (gateway/outbox.py):
                 # the retention ended, so it is not sent, and says so once.
@@ -579,7 +588,24 @@ class Dispatcher:
             outcome = Outcome(
                 DeliveryState.RETRYING, "internal-error", f"{type(e).__name__}: {e}"[:500]
             )
-        recorded = self._record(delivery_id, outcome, int(time.time()) if now is None else now)
+        at_end = int(time.time()) if now is None else now
+        try:
+            recorded = self._record(delivery_id, outcome, at_end)
+        except OperationalError:
+            raise  # the database is down or locked: the run loop waits and tries again
+        except SQLAlchemyError as e:
+            # The outcome itself could not be stored (a defect of ours): the delivery
+            # must not stay "sending" until its lease runs out, and be taken over and
+            # fail alike for ever, nor stop the dispatcher; what is stored instead is
+            # plain, and the log has the rest.
+            log.exception("the outcome of delivery %s could not be recorded", delivery_id)
+            outcome = Outcome(
+                DeliveryState.RETRYING,
+                "internal-error",
+                f"the outcome {outcome.code or outcome.state} could not be recorded "
+                f"({type(e).__name__}); see the dispatcher's log",
+            )
+            recorded = self._record(delivery_id, outcome, at_end)
         return recorded or outcome
 
     def _still_mine(self):  # type: ignore[no-untyped-def]
@@ -635,27 +661,6 @@ class Dispatcher:
             return "replaced", f"{recipient}'s encryption key {key.kid} is retired"
         return None
 
-    @staticmethod
-    def _may_have_arrived(session: Session, delivery_id: int) -> bool:
-        """Whether an earlier attempt with the current envelope may have been stored by
-        the recipient: one that ended ``retrying`` (a timeout, a lost or unsigned
-        answer, or a signed refusal from before the recipient's replay check) or ended
-        unrecorded (``attempt-interrupted``) after the envelope was last sealed, and
-        before any signed proof that it was not stored. (Only the dispatcher writes the
-        codes ``reseal-needed`` and ``resealed``: a peer's unsigned ``error`` is recorded
-        only when it is a rejection code of PROTOCOL §3, see :func:`_error_code`.)"""
-        codes = session.execute(
-            select(DeliveryEvent.state, DeliveryEvent.code)
-            .where(DeliveryEvent.delivery_id == delivery_id)
-            .order_by(DeliveryEvent.id.desc())
-        )
-        for state, code in codes:
-            if code in (RESEAL_NEEDED, "resealed") or state == DeliveryState.REJECTED:
-                return False
-            if state == DeliveryState.RETRYING or code == INTERRUPTED:
-                return True
-        return False
-
     def _current_envelope(
         self, trust_list: TrustList, delivery: Delivery, envelope: SealedEnvelope, now: int
     ) -> tuple[SealedEnvelope, Envelope, bool] | None:
@@ -671,7 +676,7 @@ class Dispatcher:
             return envelope, parsed, False
         what, reason = stale
         with self.node.sessions() as session:
-            if what == "replaced" and self._may_have_arrived(session, delivery.id):
+            if what == "replaced" and may_have_arrived(session, delivery.id):
                 # A new envelope (a new id) would be stored beside the old one if that
                 # arrived. The same bytes again: the recipient answers with the receipt
                 # it stored, or, if it cannot open them, with a signed refusal that
@@ -734,7 +739,7 @@ class Dispatcher:
                 session,
                 row,
                 DeliveryState.SENDING,
-                code="resealed",
+                code=RESEALED,
                 at=now,
                 worker=self.worker,
                 detail=f"{reason}; envelope {header.id} replaced by {replacement.id}",
@@ -892,11 +897,11 @@ def _withdrawn_by(message: OutboundMessage) -> str | None:
     return message.state_by if message.state == "withdrawn" else None
 
 
-def _withdrawn(by: str, attempt: Outcome | None = None) -> Outcome:
+def _withdrawn(by: str, attempt: Outcome | None = None, *, arrived: bool) -> Outcome:
     return Outcome(
         DeliveryState.EXPIRED,
         "withdrawn",
-        f"withdrawn by {by} before it was delivered",
+        withdrawn_detail(by, arrived),
         receipt=attempt.receipt if attempt else None,
         verified=attempt.verified if attempt else False,
     )

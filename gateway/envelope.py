@@ -684,6 +684,14 @@ def make_receipt(
     )
 
 
+#: How long before an envelope's ``iat`` a receipt for it may be dated: the largest
+#: ``clock_skew`` a receiving node may allow (gateway/config.py). The signer's key is
+#: looked up as usable at the receipt's ``at``, which the receiver chooses: without
+#: this bound a retired key would still vouch for envelopes sealed long after its
+#: window, by dating its receipts back into it.
+RECEIPT_BEFORE_IAT = 24 * 3600
+
+
 class ReceiptInvalid(Exception):
     """A receipt that does not verify or does not match the envelope it should answer."""
 
@@ -694,7 +702,8 @@ def verify_receipt(
     wire: bytes, *, trust: SenderKeys, now: int, envelope: Envelope | None = None
 ) -> Receipt:
     """Verify a receipt's signature against the trust list and, if given, that it names
-    exactly ``envelope`` (same id, sender, P and C hashes)."""
+    exactly ``envelope`` (same id, sender, P and C hashes) and is dated no earlier than
+    :data:`RECEIPT_BEFORE_IAT` before the envelope was sealed."""
     try:
         outer = xb1json.loads(wire)
         if not isinstance(outer, dict) or set(outer) != {"protected", "signature"}:
@@ -742,4 +751,9 @@ def verify_receipt(
             or not hmac.compare_digest(ch, envelope.ch)
         ):
             raise ReceiptInvalid("receipt does not name this exact envelope")
+        if at < header.iat - RECEIPT_BEFORE_IAT:
+            raise ReceiptInvalid(
+                f"receipt dated {at}, more than {RECEIPT_BEFORE_IAT} s before the envelope "
+                f"was sealed ({header.iat})"
+            )
     return Receipt(ref, signer, to, ph, ch, body["status"], body.get("reason"), at, bytes(wire))

@@ -23,6 +23,23 @@ SECURITY_HEADERS = (
 )
 
 
+def printable(text: str) -> str:
+    """``text`` (from outside: a peer's answer, an exception about it) as the node
+    stores and shows it: control characters (NUL, which PostgreSQL's text refuses, and
+    the terminal escapes an operator's screen would obey) and lone surrogates (which
+    no UTF-8 column takes) written as backslash escapes; anything else unchanged."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escaped(c) for c in text)
+
+
+def _escaped(character: str) -> str:
+    code = ord(character)
+    if 0xD800 <= code <= 0xDFFF:  # a lone surrogate
+        return f"\\u{code:04x}"
+    return character.encode("unicode_escape").decode("ascii")
+
+
 class GatewayError(Exception):
     code = "gateway-error"
     status = 500

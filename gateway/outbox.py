@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, selectinload
 from gateway import onward, sovereignty
 from gateway.audit import log as audit
 from gateway.envelope import UUID_RE, Recipient, seal
-from gateway.errors import ApiError
+from gateway.errors import ApiError, printable
 from gateway.models import (
     AuditEntry,
     Delivery,
@@ -53,13 +53,15 @@ def record_event(
     worker: str | None = None,
     at: int | None = None,
 ) -> None:
+    # A detail (and, defensively, a code) may quote a peer's answer: stored printable.
+    code = None if code is None else printable(code)
     session.add(
         DeliveryEvent(
             delivery_id=delivery.id,
             at=int(time.time()) if at is None else at,
             state=state,
             code=code,
-            detail=detail,
+            detail=None if detail is None else printable(detail),
             worker=worker,
         )
     )
@@ -72,6 +74,60 @@ def record_event(
         recipient=delivery.recipient,
         state=state,
         code=code,
+    )
+
+
+# Codes of delivery events that only the dispatcher writes (a peer's unsigned ``error``
+# is recorded only when it is a rejection code of PROTOCOL §3: gateway/dispatcher.py).
+#: A signed refusal proving the recipient could not open the envelope, so stored none.
+RESEAL_NEEDED = "reseal-needed"
+#: A new envelope (a new id) sealed for the delivery, replacing the one sent before.
+RESEALED = "resealed"
+#: A claim that took over a delivery whose lease ran out with its attempt unrecorded (a
+#: dispatcher stopped mid-send, or outlived its lease): that attempt may have arrived.
+INTERRUPTED = "attempt-interrupted"
+
+
+def may_have_arrived(
+    session: Session, delivery_id: int, *, any_envelope: bool = False, proven: bool = False
+) -> bool:
+    """Whether an earlier attempt with the delivery's current envelope may have been
+    stored by the recipient: one that ended ``retrying`` (a timeout, a lost or unsigned
+    answer, or a signed refusal from before the recipient's replay check) or ended
+    unrecorded (``attempt-interrupted``) after the envelope was last sealed, and before
+    any signed proof that it was not stored. With ``any_envelope``, an attempt with any
+    envelope of the delivery (one that a re-seal replaced too); ``proven``: the current
+    envelope is proven not stored by an outcome not recorded yet."""
+    codes = session.execute(
+        select(DeliveryEvent.state, DeliveryEvent.code)
+        .where(DeliveryEvent.delivery_id == delivery_id)
+        .order_by(DeliveryEvent.id.desc())
+    )
+    for state, code in codes:  # newest first
+        if code == RESEALED:
+            if not any_envelope:
+                return False
+            proven = False  # the events before it are of the envelope it replaced
+        elif proven:
+            continue
+        elif code == RESEAL_NEEDED or state == DeliveryState.REJECTED:
+            if not any_envelope:
+                return False
+            proven = True
+        elif state == DeliveryState.RETRYING or code == INTERRUPTED:
+            return True
+    return False
+
+
+def withdrawn_detail(by: str, arrived: bool) -> str:
+    """The detail of a delivery ended by a withdrawal: never sent again; whether an
+    attempt may have reached the recipient all the same (see :func:`may_have_arrived`),
+    in which case it must not say the recipient never had it."""
+    if not arrived:
+        return f"withdrawn by {by} before it was delivered"
+    return (
+        f"withdrawn by {by} before a receipt came; not sent again, but an earlier attempt "
+        "may have arrived (the withdrawal goes to this recipient too)"
     )
 
 
@@ -354,10 +410,10 @@ def _stop_deliveries(session: Session, original: OutboundMessage, by: str, at: i
     that a dispatcher is sending right now finishes its attempt: if that attempt does
     not deliver it, the dispatcher records it as withdrawn (gateway/dispatcher.py).
     Each change is conditional, so one claimed by a dispatcher meanwhile is left to it."""
-    detail = f"withdrawn by {by} before it was delivered"
     for delivery in original.deliveries:
         if delivery.state not in WAITING:
             continue
+        detail = withdrawn_detail(by, may_have_arrived(session, delivery.id, any_envelope=True))
         stopped = session.execute(
             update(Delivery)
             .where(Delivery.id == delivery.id, Delivery.state.in_(WAITING))

@@ -24,7 +24,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from gateway import peer_http
-from gateway.errors import ApiError, GatewayError, PeerError
+from gateway.errors import ApiError, GatewayError, PeerError, printable
 from gateway.models import TrustHint
 from gateway.node import Node, listing_problems
 from keys.trustlist import TrustError, TrustList
@@ -219,7 +219,9 @@ class TrustFollower:
                 row = session.get(TrustHint, hint.peer)
                 if row is not None:
                     row.attempted_at = at
-                    row.last_error = "; ".join(errors)[:2000] or "no member served a newer list"
+                    row.last_error = (
+                        printable("; ".join(errors))[:2000] or "no member served a newer list"
+                    )
                     session.commit()
             log.warning(
                 "could not follow trust list version %s announced by %s: %s",

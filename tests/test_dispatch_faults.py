@@ -487,6 +487,66 @@ def test_a_peers_unsigned_rejection_code_is_shown(make_federation):
     assert (outcome.state, outcome.code) == ("retrying", "unknown-sender")
 
 
+def test_control_characters_in_a_peers_answer_are_stored_escaped(make_federation):
+    """Anyone on the path can answer unsigned. A NUL in that answer (which PostgreSQL's
+    text refuses) or a terminal escape is recorded escaped, on both databases: the
+    delivery is a visible retry and the dispatcher goes on to the next one."""
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    sent = [submit(kz, ["KG"]) for _ in range(2)]
+
+    def hostile(start_response):
+        start_response("400 Bad Request", [("Content-Type", "text/plain")])
+        return [b"refused\x00 \x1b[2J\xed\xa0\x80 end"]
+
+    _answering(kg, hostile)
+    outcomes = Dispatcher(kz.node).run_once()
+    assert [(o.state, o.code) for o in outcomes] == [("retrying", "peer-refused")] * 2
+    for message in sent:
+        row = _row(kz, message["deliveries"][0]["id"])
+        assert row.state == "retrying" and row.lease_owner is None
+        assert "refused\\x00 \\x1b[2J" in row.last_detail and row.last_detail.isprintable()
+        with kz.node.sessions() as session:
+            details = session.scalars(
+                select(DeliveryEvent.detail).where(DeliveryEvent.delivery_id == row.id)
+            ).all()
+        assert details[-1] == row.last_detail
+
+
+@postgres_only
+def test_an_outcome_the_database_refuses_leaves_a_visible_retry(make_federation, monkeypatch):
+    """Should an outcome's text still be refused by the database (here: escaping
+    switched off, a NUL for PostgreSQL), the delivery does not stay "sending" and the
+    dispatcher does not stop: a plain ``internal-error`` is recorded instead, and the
+    next attempt delivers."""
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    sent = [submit(kz, ["KG"]) for _ in range(2)]
+    inner = kg.server.switch.app
+
+    def nul(start_response):
+        start_response("400 Bad Request", [("Content-Type", "text/plain")])
+        return [b"refused\x00"]
+
+    _answering(kg, nul)
+    monkeypatch.setattr(dispatcher_module, "printable", lambda text: text)
+    monkeypatch.setattr(outbox, "printable", lambda text: text)
+    outcomes = Dispatcher(kz.node).run_once()
+    assert [(o.state, o.code) for o in outcomes] == [("retrying", "internal-error")] * 2
+    for message in sent:
+        row = _row(kz, message["deliveries"][0]["id"])
+        assert (row.state, row.last_code, row.lease_owner) == (
+            "retrying",
+            "internal-error",
+            None,
+        )
+        assert "peer-refused could not be recorded (DataError)" in row.last_detail
+    kg.server.switch.app = inner
+    later = int(time.time()) + 3600
+    assert [o.state for o in Dispatcher(kz.node).run_once(now=later)] == ["delivered"] * 2
+    assert inbox_count(kg) == 2
+
+
 def test_a_long_host_name_still_fits_the_worker_column(make_federation, monkeypatch):
     """The worker id (host:pid:instance) is kept in 80-character columns, which
     PostgreSQL enforces: a long host name is shortened, not a dispatcher that stops."""
@@ -541,6 +601,8 @@ def test_a_withdrawal_during_a_failed_send_stops_the_delivery_after_it(make_fede
     assert len(mine) == 1 and mine[0].state == "expired"
     row = _row(kz, delivery_id)
     assert (row.state, row.last_code) == ("expired", "withdrawn")
+    # A 503 may come from a proxy after the recipient stored it: not "never delivered".
+    assert "may have arrived" in row.last_detail and "before it was" not in row.last_detail
     later = Dispatcher(kz.node).run_once(now=int(time.time()) + 60)
     assert all(o.code != "withdrawn" for o in later)  # nothing more for that delivery
     with kz.node.sessions() as session:
@@ -552,6 +614,48 @@ def test_a_withdrawal_during_a_failed_send_stops_the_delivery_after_it(make_fede
             )
         )
     assert codes.count("withdrawn") == 1
+
+
+def test_a_withdrawal_says_when_an_attempt_may_have_arrived(make_federation):
+    """A delivery ended by a withdrawal says "before it was delivered" only when no
+    attempt may have reached the recipient: not after an answer lost once the recipient
+    stored it, nor after a dispatcher stopped mid-send (its attempt unrecorded)."""
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    messages = {name: submit(kz, ["KG"]) for name in ("never", "lost", "interrupted")}
+    ids = {name: m["deliveries"][0]["id"] for name, m in messages.items()}
+    now = int(time.time())
+
+    def due(**when: int) -> None:
+        with kz.node.sessions() as session:
+            for name, at in when.items():
+                session.get(Delivery, ids[name]).next_attempt_at = at
+            session.commit()
+
+    due(never=2**40, interrupted=2**40)
+    inner = _losing_the_answer(kg, stored=True)
+    assert [o.code for o in Dispatcher(kz.node).run_once(now=now)] == ["peer-error"]
+    assert inbox_count(kg) == 1
+    kg.server.switch.app = inner
+    due(lost=2**40, interrupted=now)
+    # A dispatcher claims "interrupted" and stops before recording its attempt.
+    assert Dispatcher(kz.node, worker="stopped").claim(now + 1) == [ids["interrupted"]]
+    for message in messages.values():
+        _withdraw(kz, message["id"])
+    lease = kz.node.settings.dispatch_lease
+    outcomes = Dispatcher(kz.node).run_once(now=now + lease + 2)
+    # The withdrawals themselves go to KG, and the delivery taken over ends withdrawn.
+    assert sorted((o.state, o.code) for o in outcomes) == [("delivered", None)] * 3 + [
+        ("expired", "withdrawn")
+    ]
+    rows = {name: _row(kz, i) for name, i in ids.items()}
+    assert {name: (r.state, r.last_code) for name, r in rows.items()} == dict.fromkeys(
+        ids, ("expired", "withdrawn")
+    )
+    assert "before it was delivered" in rows["never"].last_detail
+    for name in ("lost", "interrupted"):
+        assert "may have arrived" in rows[name].last_detail, rows[name].last_detail
+        assert "before it was delivered" not in rows[name].last_detail
 
 
 def test_a_withdrawal_does_not_overwrite_a_delivery_a_dispatcher_has_claimed(make_federation):

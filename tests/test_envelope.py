@@ -18,8 +18,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.config import MAXIMUM
 from gateway.envelope import (
     MAX_RECIPIENTS,
+    RECEIPT_BEFORE_IAT,
     REJECTION_CODES,
     SUITE,
     Envelope,
@@ -483,6 +485,40 @@ def test_receipt_by_an_untrusted_signer_is_invalid() -> None:
     raw = make_receipt(BASE, receiver="UZ", signing_key=KG.sig, at=NOW)
     with pytest.raises(ReceiptInvalid, match="not trusted"):
         verify_receipt(raw, trust=TRUST, now=NOW, envelope=BASE)
+
+
+def test_a_receipt_dated_back_into_a_retired_keys_window_is_invalid() -> None:
+    """The signer's key is judged at the receipt's ``at``, which the receiver chooses.
+    A retired key (its window long over when the envelope was sealed) must not vouch
+    for the envelope by a receipt dated back into that window; a receipt dated within
+    the largest clock skew before ``iat`` still counts (a receiver's clock behind)."""
+    retired = TrustedKeys.from_entries(
+        [
+            {
+                "node": "UZ",
+                "kid": UZ.sig.kid,
+                "pub": b64e(UZ.sig.public),
+                "status": "retired",
+                "not_before": IAT - 3 * 365 * 86_400,
+                "not_after": IAT - 365 * 86_400,
+            }
+        ]
+    )
+    back_dated = make_receipt(BASE, receiver="UZ", signing_key=UZ.sig, at=IAT - 2 * 365 * 86_400)
+    assert verify_receipt(back_dated, trust=retired, now=NOW).accepted  # alone, it verifies
+    with pytest.raises(ReceiptInvalid, match="before the envelope was sealed"):
+        verify_receipt(back_dated, trust=retired, now=NOW, envelope=BASE)
+    for at, valid in (
+        (IAT - RECEIPT_BEFORE_IAT, True),
+        (IAT - RECEIPT_BEFORE_IAT - 1, False),
+    ):
+        raw = make_receipt(BASE, receiver="UZ", signing_key=UZ.sig, reason="not-yet-valid", at=at)
+        if valid:
+            assert verify_receipt(raw, trust=TRUST, now=NOW, envelope=BASE).reason
+        else:
+            with pytest.raises(ReceiptInvalid, match="before the envelope was sealed"):
+                verify_receipt(raw, trust=TRUST, now=NOW, envelope=BASE)
+    assert RECEIPT_BEFORE_IAT == MAXIMUM["clock_skew"]
 
 
 def test_make_receipt_refuses_unknown_reasons() -> None:
