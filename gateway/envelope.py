@@ -523,17 +523,16 @@ def step5_check_time(envelope: Envelope, now: int, limits: Limits) -> None:
         )
 
 
-def step7_decrypt(
-    envelope: Envelope, node: str, enc_keys: Iterable[EncryptionKeyPair]
-) -> dict[str, Any]:
+def step7_decrypt(envelope: Envelope, node: str, enc_keys: Iterable[EncryptionKeyPair]) -> Any:
     """§3 step 7: our ``to`` entry, unwrap CEK, check kc in constant time, decrypt, parse M."""
     return step7_decrypt_payload(envelope, node, enc_keys)[0]
 
 
 def step7_decrypt_payload(
     envelope: Envelope, node: str, enc_keys: Iterable[EncryptionKeyPair]
-) -> tuple[dict[str, Any], bytes]:
-    """Step 7, also returning the payload bytes M as decrypted."""
+) -> tuple[Any, bytes]:
+    """Step 7, also returning the payload bytes M as decrypted: M's value (any JSON
+    value; step 8 refuses what is not a message body) and M."""
     header = envelope.header
     ours = {key.kid: key for key in enc_keys}
     entry = next((e for e in header.to if e.node == node and e.kid in ours), None)
@@ -572,14 +571,12 @@ def step7_decrypt_payload(
         body = xb1json.loads_canonical(message)
     except WireFormatError as e:
         raise Rejected(e.code, f"payload: {e}", envelope=envelope, authenticated=True) from e
-    if not isinstance(body, dict):
-        raise Rejected(
-            "malformed", "payload must be a JSON object", envelope=envelope, authenticated=True
-        )
+    # M that parses but is not an object (an array, a string) is step 8's to refuse: no
+    # schema of the standard takes it (``schema-invalid``, or ``unsupported-type``).
     return body, message
 
 
-def step8_validate(envelope: Envelope, body: dict[str, Any]) -> dict[str, Any]:
+def step8_validate(envelope: Envelope, body: Any) -> dict[str, Any]:
     """§3 step 8 (schema part): validate M against the schema of ``typ``."""
     from schemas.registry import validate_body  # the standard grows independently of this module
 

@@ -643,10 +643,10 @@ def _payload_cases() -> list[EnvelopeCase]:
     del invalid_alert["title"]
     return [
         EnvelopeCase(
-            "malformed-payload-not-object",
-            "M is a JSON array; correctly sealed.",
-            with_payload("malformed-payload-not-object", b'["alert"]'),
-            "malformed",
+            "schema-invalid-payload-not-object",
+            "M is a JSON array: it parses (step 7), and no message schema takes it (step 8).",
+            with_payload("schema-invalid-payload-not-object", b'["alert"]'),
+            "schema-invalid",
         ),
         EnvelopeCase(
             "malformed-payload-duplicate-key",
