@@ -38,13 +38,14 @@ from gateway.errors import ConfigError, GatewayError
 from gateway.models import ApiToken, DeliveryState
 from keys.fingerprint import fingerprint
 from keys.nodekeys import PASSPHRASE_ENV, NodeKeys, passphrase_from_env
+from keys.proposal import ProposalError, entry_endpoint, entry_text
 from keys.sealed import (
     MEMLIMIT_MODERATE,
     OPSLIMIT_MODERATE,
     KeyFileError,
     key_file_warnings,
 )
-from keys.trustlist import MAX_TIME, KeyUse, TrustError, is_endpoint, key_entry
+from keys.trustlist import MAX_TEXT, MAX_TIME, KeyUse, TrustError, key_entry
 
 # Row ids are 32-bit integers in PostgreSQL: larger ids cannot exist.
 ROW_ID = click.IntRange(1, 2**31 - 1)
@@ -192,13 +193,30 @@ class GatewayGroup(click.Group):
                 "report it with this line if it repeats",
             )
         except FileNotFoundError as e:
-            hint = "; check the path given, or restore the file from a backup"
-            settings_file = Path(ctx.obj.instance) / "gateway.toml" if ctx.obj else None
-            if settings_file is not None and not settings_file.exists():
-                hint = "; did you run 'gateway init'?"
-            _fail("file-not-found", f"{e.filename}: no such file{hint}")
+            _fail("file-not-found", _no_such_file(ctx, e))
         except OSError as e:
             _fail("file-error", f"{e.filename or 'a file'}: {e.strerror}")
+
+
+def _no_such_file(ctx: click.Context, error: FileNotFoundError) -> str:
+    """The sentence for a file that is not there: its folder, when that is what is
+    missing; the hint to run init only for a file of a node's folder that has no
+    configuration yet, and not to init itself."""
+    name = os.fsdecode(error.filename) if error.filename is not None else None
+    if name is None:
+        return "a file the command needs does not exist; check the paths given"
+    if not Path(name).parent.is_dir():
+        return f"{name}: the folder {Path(name).parent} does not exist"
+    hint = "; check the path given, or restore the file from a backup"
+    instance = Path(os.path.abspath(ctx.obj.instance)) if ctx.obj else None
+    if (
+        instance is not None
+        and ctx.invoked_subcommand != "init"
+        and Path(os.path.abspath(name)).is_relative_to(instance)
+        and not (instance / "gateway.toml").exists()
+    ):
+        hint = "; did you run 'gateway init'?"
+    return f"{name}: no such file{hint}"
 
 
 def _instance(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
@@ -454,11 +472,23 @@ def keys_check(obj: Context) -> None:
 
 
 def _endpoint(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
-    if not is_endpoint(value):
+    """A node's endpoint as the trust list's tools take it in a node entry."""
+    try:
+        return entry_endpoint(value, "endpoint")
+    except ProposalError:
         raise click.BadParameter(
-            f"{value!r} is not an http(s) URL; peers need one like https://xb1.kz.example"
-        )
-    return value
+            f"{value!r} is not an http(s) URL of at most {MAX_TEXT} characters; peers need "
+            "one like https://xb1.kz.example"
+        ) from None
+
+
+def _name(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    """A node's name by the rule the trust list's tools apply to a node entry (checked
+    before any key is made or written)."""
+    try:
+        return entry_text(value, "the name")
+    except ProposalError as e:
+        raise click.BadParameter(e.message) from None
 
 
 def _future(_ctx: click.Context, _param: click.Parameter, value: int | None) -> int | None:
@@ -477,7 +507,12 @@ def _anchor(_ctx: click.Context, _param: click.Parameter, value: str | None) -> 
 
 
 @keys.command("entry")
-@click.option("--name", required=True, help="Human name of the node, e.g. 'Kazakhstan MVD'.")
+@click.option(
+    "--name",
+    required=True,
+    callback=_name,
+    help="Human name of the node, e.g. 'Kazakhstan MVD'.",
+)
 @click.option(
     "--endpoint",
     required=True,
@@ -557,7 +592,12 @@ def keys_reseal(obj: Context) -> None:
     show_default=True,
     help="How long the retired keys stay valid in the entry printed for admins.",
 )
-@click.option("--name", required=True, help="Human name of the node, as in the trust list.")
+@click.option(
+    "--name",
+    required=True,
+    callback=_name,
+    help="Human name of the node, as in the trust list.",
+)
 @click.option("--endpoint", required=True, callback=_endpoint, help="The node's base URL.")
 @click.pass_obj
 def keys_rotate(
@@ -756,8 +796,11 @@ def suspend(obj: Context, scope: str, value: str, reason: str, who: str) -> None
     signed policy-denied receipt."""
     from gateway import sovereignty
 
-    with obj.node().sessions() as session:
-        decision = sovereignty.suspend(session, scope=scope, value=value, reason=reason, who=who)
+    node = obj.node()
+    with node.sessions() as session:
+        decision = sovereignty.suspend(
+            session, scope=scope, value=value, reason=reason, who=who, node=node
+        )
         session.commit()
         click.echo(f"Suspension {decision.id}: {scope} {value} suspended by {who}.")
 
@@ -1026,15 +1069,22 @@ def _cannot_listen(bind: str) -> str | None:
 )
 @click.option(
     "--workers",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=1024),  # as GATEWAY_WORKERS (gunicorn_conf.MAX_WORKERS)
     default=None,
-    help="gunicorn workers (default 2 per core).",
+    help="gunicorn workers (default 2 per core, or GATEWAY_WORKERS).",
 )
 @click.pass_obj
 def serve(obj: Context, bind: str, workers: int | None) -> None:
     """Serve the peer, agency and admin APIs under gunicorn (gateway/gunicorn_conf.py).
 
     A passphrase typed at the prompt is handed to the workers in their environment."""
+    # gunicorn reads GATEWAY_WORKERS and GATEWAY_THREADS in that module, whatever
+    # --workers says: check them here (importing the module checks them too), so a bad
+    # value is one error line, not a server that listens with no worker.
+    from gateway import gunicorn_conf
+
+    gunicorn_conf.workers_from_env()
+    gunicorn_conf.threads_from_env()
     _ = obj.node().keys  # fail here, with a clear error, rather than in every worker
     problem = _cannot_listen(bind)
     if problem is not None:  # said once, not as gunicorn's retries for 5 s

@@ -92,6 +92,9 @@ class AdminGroup(click.Group):
         except (TrustError, KeyFileError) as e:
             _fail(e.code, e.message)
         except FileNotFoundError as e:
+            folder = Path(os.fsdecode(e.filename)).parent if e.filename is not None else None
+            if folder is not None and not folder.is_dir():  # an --out in no folder
+                _fail("file-not-found", f"{e.filename}: the folder {folder} does not exist")
             _fail("file-not-found", f"{e.filename}: no such file")
         except OSError as e:
             _fail("file-error", f"{e.filename or 'a file'}: {e.strerror}")

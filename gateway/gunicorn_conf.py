@@ -4,9 +4,51 @@ value on the command line. Run behind the TLS reverse proxy in deploy/nginx/."""
 import multiprocessing
 import os
 
+from gateway.errors import ConfigError
+
+# The most workers, and threads per worker, the variables below (and `gateway serve
+# --workers`) accept: a typo of a few digits must not fork thousands of processes.
+MAX_WORKERS = 1024
+MAX_THREADS = 1024
+
+
+def count(variable: str, default: int, maximum: int, default_text: str) -> int:
+    """The whole number from 1 to ``maximum`` in the environment ``variable``, or
+    ``default`` when it is unset. Anything else (0, with which gunicorn would listen
+    without a worker to answer, a word, a fraction) stops the server at start with a
+    ``config-value`` error naming the variable; `gateway serve` checks it the same way
+    before it starts gunicorn."""
+    raw = os.environ.get(variable)
+    if raw is None:
+        return default
+    text = raw.strip()
+    # (int() refuses a text of thousands of digits with an error of its own)
+    if text.isascii() and text.isdigit() and len(text) <= 9 and 1 <= int(text) <= maximum:
+        return int(text)
+    shown = repr(raw) if len(raw) <= 40 else f"{raw[:40]!r}…"
+    raise ConfigError(
+        "config-value",
+        f"{variable} is {shown}, not a whole number from 1 to {maximum}; set it to one, "
+        f"or unset it for the default ({default_text})",
+    )
+
+
+def workers_from_env() -> int:
+    return count(
+        "GATEWAY_WORKERS",
+        min(multiprocessing.cpu_count() * 2, MAX_WORKERS),
+        MAX_WORKERS,
+        "2 per CPU core",
+    )
+
+
+def threads_from_env() -> int:
+    return count("GATEWAY_THREADS", 4, MAX_THREADS, "4")
+
+
 bind = os.environ.get("GATEWAY_BIND", "127.0.0.1:8080")
-workers = int(os.environ.get("GATEWAY_WORKERS", multiprocessing.cpu_count() * 2))
-threads = int(os.environ.get("GATEWAY_THREADS", 4))
+workers = workers_from_env()
+threads = threads_from_env()
 # gunicorn's gthread worker, answering the requests gunicorn itself refuses (not
 # HTTP, over the limits below) with the node's JSON errors (gateway/gunicorn_worker.py).
 worker_class = "gateway.gunicorn_worker.ThreadWorker"

@@ -165,7 +165,8 @@ def _recipients(node: Node, to: object, now: int) -> list[Recipient]:
         if trust_list.node(peer) is None:
             raise ApiError(
                 "unknown-recipient",
-                f"{peer} is not a member of the federation's trust "
+                # Shortened, and escaped by repr(): the value is as the caller sent it.
+                f"{peer[:40]!r} is not a member of the federation's trust "
                 f"list (version {trust_list.version})",
                 status=422,
             )

@@ -11,16 +11,20 @@ envelopes it covers with a signed ``policy-denied`` receipt (PROTOCOL §3 step 8
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.audit import log as audit
 from gateway.envelope import NODE_RE, TYP_RE
-from gateway.errors import ApiError
+from gateway.errors import ApiError, NodeStateError
 from gateway.models import Suspension, is_row_id
 from schemas.common import FORBIDDEN_MULTI_LINE, FORBIDDEN_SINGLE_LINE
 from schemas.registry import MESSAGE_TYPES
+
+if TYPE_CHECKING:
+    from gateway.node import Node
 
 SCOPES = ("node", "type")
 
@@ -37,6 +41,31 @@ def _check_value(scope: str, value: str) -> None:
         )
     if scope not in SCOPES:
         raise ApiError("bad-suspension", f"scope must be one of {', '.join(SCOPES)}", status=422)
+
+
+def _check_member(node: Node, value: str) -> None:
+    """A node suspended must be another member: a misspelt one (KS for KZ) would hold
+    nothing, silently. Without a trust list installed nothing is exchanged yet, and any
+    node id may be suspended ahead."""
+    if value == node.id:
+        raise ApiError(
+            "bad-suspension",
+            f"{value} is this node; a node exchanges nothing with itself, so there is nothing "
+            "to suspend",
+            status=422,
+        )
+    try:
+        trust_list = node.trust()
+    except NodeStateError:
+        return
+    if trust_list.node(value) is None:
+        members = ", ".join(sorted(n.node for n in trust_list.nodes if n.node != node.id))
+        raise ApiError(
+            "bad-suspension",
+            f"{value} is not a member of trust list version {trust_list.version} (members: "
+            f"{members}); check the node id",
+            status=422,
+        )
 
 
 def require_reason_and_name(reason: str, who: str) -> None:
@@ -77,9 +106,20 @@ def active(session: Session) -> list[Suspension]:
 
 
 def suspend(
-    session: Session, *, scope: str, value: str, reason: str, who: str, now: int | None = None
+    session: Session,
+    *,
+    scope: str,
+    value: str,
+    reason: str,
+    who: str,
+    now: int | None = None,
+    node: Node | None = None,
 ) -> Suspension:
+    """Record a suspension; with ``node``, a node suspended must be another member of
+    its trust list (see :func:`_check_member`)."""
     _check_value(scope, value)
+    if scope == "node" and node is not None:
+        _check_member(node, value)
     require_reason_and_name(reason, who)
     for existing in active(session):
         if (existing.scope, existing.value) == (scope, value):

@@ -57,6 +57,8 @@ def issue(
         if user.disabled_at is not None:
             raise ApiError("user-disabled", f"user {user.name} is disabled", status=409)
         agency, role = user.agency, user.role
+    elif role not in ROLES:
+        raise ApiError("bad-role", f"role must be one of {', '.join(ROLES)}", status=422)
     elif role not in SYSTEM_ROLES:
         raise ApiError(
             "bad-role",
@@ -64,11 +66,11 @@ def issue(
             "'gateway user add' and issue it with --user",
             status=422,
         )
-    if role not in ROLES:
-        raise ApiError("bad-role", f"role must be one of {', '.join(ROLES)}", status=422)
     if not AGENCY_RE.match(agency):
         raise ApiError(
-            "bad-agency", "agency names are lowercase letters, digits and dashes, e.g. kz-police"
+            "bad-agency",
+            "agency names are lowercase letters, digits and dashes, e.g. kz-police",
+            status=422,
         )
     if len(label) > 200 or FORBIDDEN_SINGLE_LINE.search(label):
         raise ApiError(

@@ -92,9 +92,10 @@ def _error(code: str, message: str) -> ProposalError:
     return ProposalError(f"proposal-{code}", message)
 
 
-def _plain_text(value: object, what: str) -> str:
-    """Names and labels are read aloud and printed in diffs: no control or format characters
-    (a newline or a bidi override in a name could forge a diff line)."""
+def entry_text(value: object, what: str) -> str:
+    """A name or label of a trust list entry (also checked by `gateway keys entry` and
+    `keys rotate`). Names and labels are read aloud and printed in diffs: no control or
+    format characters (a newline or a bidi override in a name could forge a diff line)."""
     if not isinstance(value, str) or not 1 <= len(value) <= MAX_TEXT:
         raise _error("bad-entry", f"{what} must be a non-empty text of at most {MAX_TEXT} chars")
     if not value.isprintable():
@@ -102,7 +103,9 @@ def _plain_text(value: object, what: str) -> str:
     return value
 
 
-def _endpoint(value: object, what: str) -> str:
+def entry_endpoint(value: object, what: str) -> str:
+    """A node's endpoint in a trust list entry: an http(s) URL (``is_endpoint``) of at
+    most ``MAX_TEXT`` characters."""
     if not isinstance(value, str) or len(value) > MAX_TEXT or not is_endpoint(value):
         raise _error("bad-entry", f"{what} {value!r} is not an http(s) URL")
     return value
@@ -157,7 +160,7 @@ class AdminKey:
     def __post_init__(self) -> None:
         if not isinstance(self.pair, SigningKeyPair):
             raise TypeError("an admin key is an Ed25519 SigningKeyPair")
-        _plain_text(self.label, "admin label")
+        entry_text(self.label, "admin label")
 
     @classmethod
     def generate(cls, label: str) -> AdminKey:
@@ -237,7 +240,7 @@ def admin_from_entry(entry: object, what: str = "admin") -> dict[str, str]:
         pub = b64d(entry["pub"], length=KEY_BYTES, what="pub")
     if entry["kid"] != key_id(pub):
         raise _error("bad-entry", f"{what}: kid is not the key id of its public key")
-    return {"kid": entry["kid"], "pub": entry["pub"], "label": _plain_text(entry["label"], what)}
+    return {"kid": entry["kid"], "pub": entry["pub"], "label": entry_text(entry["label"], what)}
 
 
 def node_from_entry(entry: object, what: str = "node entry") -> dict[str, Any]:
@@ -260,8 +263,8 @@ def node_from_entry(entry: object, what: str = "node entry") -> dict[str, Any]:
             raise _error("bad-entry", f"{what}: node {node} needs an active {use} key")
     return {
         "node": node,
-        "name": _plain_text(entry["name"], f"{what} name"),
-        "endpoint": _endpoint(entry["endpoint"], f"{what} endpoint"),
+        "name": entry_text(entry["name"], f"{what} name"),
+        "endpoint": entry_endpoint(entry["endpoint"], f"{what} endpoint"),
         "keys": keys,
     }
 
@@ -475,7 +478,9 @@ class SetEndpoint:
     endpoint: str
 
     def apply(self, draft: _Draft) -> None:
-        draft.node(self.node)["endpoint"] = _endpoint(self.endpoint, f"endpoint of {self.node}")
+        draft.node(self.node)["endpoint"] = entry_endpoint(
+            self.endpoint, f"endpoint of {self.node}"
+        )
 
 
 @dataclass(frozen=True)
@@ -484,7 +489,7 @@ class SetName:
     name: str
 
     def apply(self, draft: _Draft) -> None:
-        draft.node(self.node)["name"] = _plain_text(self.name, f"name of {self.node}")
+        draft.node(self.node)["name"] = entry_text(self.name, f"name of {self.node}")
 
 
 @dataclass(frozen=True)
@@ -583,7 +588,7 @@ def bootstrap(
         change.apply(draft)
     return _finish(
         draft,
-        federation=_plain_text(federation, "federation name"),
+        federation=entry_text(federation, "federation name"),
         version=1,
         expires=expires,
         prev=None,

@@ -24,6 +24,7 @@ the passphrase or the opened keys from memory (THREATS: compromised OS is out of
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import tempfile
@@ -251,7 +252,17 @@ def atomic_write(
     file before it replaces anything: a PermissionError then leaves ``path`` as it was."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(
+            dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp"
+        )
+    except FileNotFoundError:
+        if os.path.isdir(directory):
+            raise
+        # Name the file asked for, not the hidden temporary one beside it.
+        raise FileNotFoundError(
+            errno.ENOENT, f"cannot write {path}: the folder {directory} does not exist", path
+        ) from None
     try:
         with os.fdopen(fd, "wb") as f:
             if owner is not None:

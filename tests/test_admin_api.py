@@ -420,6 +420,31 @@ def test_odd_parameters_and_fields_are_refused_not_500(
 
 
 @pytest.mark.parametrize(
+    ("body", "code", "says"),
+    [
+        ({"holder": "KZ NGO"}, "bad-agency", "lowercase letters"),
+        ({"holder": "kz-ngo", "role": "superuser"}, "bad-role", "role must be one of"),
+        ({"holder": "kz-ngo", "role": ["x"]}, "bad-role", "role must be one of"),
+        ({"holder": "kz-ngo", "role": "officer"}, "bad-role", "belongs to a person"),
+    ],
+)
+def test_a_token_request_is_refused_for_what_is_wrong_with_it(node_with_roles, body, code, says):
+    """Each refusal of a token request says what is wrong with it, as a 422."""
+    _, kz, auth = node_with_roles
+    answer = kz.client().post("/api/v1/admin/tokens", headers=auth["admin"], json=body)
+    assert (answer.status_code, answer.get_json()["error"]) == (422, code), answer.get_json()
+    assert says in answer.get_json()["message"]
+
+
+def test_a_change_refused_to_a_reading_role_names_that_role(node_with_roles):
+    _, kz, auth = node_with_roles
+    body = {"scope": "node", "value": "KG", "reason": "r", "by": "me"}
+    answer = kz.client().post("/api/v1/admin/suspensions", headers=auth["observer"], json=body)
+    assert (answer.status_code, answer.get_json()["error"]) == (403, "wrong-role")
+    assert "of role observer" in answer.get_json()["message"]
+
+
+@pytest.mark.parametrize(
     ("path", "role"),
     [("/api/v1/messages", "agency"), ("/api/v1/admin/trust-list", "admin")],
 )

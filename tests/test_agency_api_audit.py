@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from gateway import inbox, tokens, users
 from gateway.dispatcher import Dispatcher
-from gateway.models import AuditEntry, DeliveryEvent, InboundMessage
+from gateway.models import AuditEntry, DeliveryEvent, InboundMessage, OutboundMessage
 from schemas import xb1json
 from schemas.examples import example_alert, example_correction, example_referral
 
@@ -68,7 +68,19 @@ def test_a_correction_with_recipients_that_are_not_node_ids_is_a_422(make_federa
     refusal(answer, 422, "bad-recipients")
 
 
-@pytest.mark.parametrize("key", ["a\x00b", "tab\there", "bell\x07"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "a\x00b",
+        "tab\there",
+        "bell\x07",
+        # A C1 control character and a bidirectional override, sent as UTF-8 (a WSGI
+        # server hands header bytes over as latin-1 characters).
+        "next\u0085line".encode().decode("latin-1"),
+        "rlo\u202egnp".encode().decode("latin-1"),
+        "x" * 101,
+    ],
+)
 def test_an_idempotency_key_with_control_characters_is_a_422(make_federation, key):
     fed = make_federation(("KZ", "KG"), serve=False)
     kz = fed["KZ"]
@@ -79,6 +91,47 @@ def test_an_idempotency_key_with_control_characters_is_a_422(make_federation, ke
     )
     refusal(answer, 422, "bad-idempotency-key")
     assert kz.client().get("/api/v1/messages", headers=kz.auth()).get_json()["messages"] == []
+
+
+def test_an_idempotency_key_is_counted_in_characters_as_written(make_federation):
+    """A key of 100 Cyrillic letters (200 bytes of UTF-8) is a key of 100 characters,
+    and sending it again gives the stored message back."""
+    fed = make_federation(("KZ", "KG"), serve=False)
+    kz = fed["KZ"]
+    key = "дело-" + "я" * 95
+    sent = [
+        kz.client().post(
+            "/api/v1/messages",
+            headers={**kz.auth(), "Idempotency-Key": key.encode().decode("latin-1")},
+            json={"typ": "alert/1", "body": example_alert(), "to": ["KG"]},
+        )
+        for _ in range(2)
+    ]
+    assert [a.status_code for a in sent] == [202, 200], [a.get_json() for a in sent]
+    assert sent[0].get_json()["id"] == sent[1].get_json()["id"]
+    with kz.node.sessions() as session:
+        assert session.get(OutboundMessage, sent[0].get_json()["id"]).idempotency_key == key
+
+
+@pytest.mark.parametrize("raw", ["%EF%BC%91", "%205", "+5", "5%20", "٣"])
+def test_a_query_number_must_be_written_in_ascii_digits(make_federation, raw):
+    fed = make_federation(("KZ", "KG"), serve=False)
+    kz = fed["KZ"]
+    answer = kz.client().get(f"/api/v1/messages?limit={raw}", headers=kz.auth())
+    refusal(answer, 422, "bad-parameter")
+
+
+def test_an_unknown_recipient_is_named_shortened_and_escaped(make_federation):
+    fed = make_federation(("KZ", "KG"), serve=False)
+    kz = fed["KZ"]
+    answer = kz.client().post(
+        "/api/v1/messages",
+        headers=kz.auth(),
+        json={"typ": "alert/1", "body": example_alert(), "to": ["K\x00" + "G" * 5000]},
+    )
+    refusal(answer, 422, "unknown-recipient")
+    message = answer.get_json()["message"]
+    assert len(message) < 200 and "\x00" not in message and "'K\\x00GGG" in message
 
 
 # -------------------------------------------------------------------------- retries

@@ -9,6 +9,7 @@ import time
 from click.testing import CliRunner
 from sqlalchemy import select
 
+from gateway import tokens
 from gateway.cli import main
 from gateway.dispatcher import Dispatcher
 from gateway.envelope import step1_parse_outer, step2_parse_header, verify_receipt
@@ -94,6 +95,30 @@ def test_suspending_a_message_type(make_federation):
     assert answer.status_code == 403 and "messages of type alert/1" in answer.get_json()["message"]
 
 
+def test_only_another_member_can_be_suspended_over_the_admin_api(make_federation):
+    """A suspension of a node that is not a member (a misspelt id) or of the node itself
+    would hold nothing while the operator believes it in force: refused, and nothing
+    recorded."""
+    fed = make_federation(("KZ", "KG"), serve=False)
+    kz = fed["KZ"]
+    with kz.node.sessions() as session:
+        admin = tokens.issue(session, "kz-ops", "automation", role="admin").secret
+        session.commit()
+    for value, says in (
+        ("KS", "not a member of trust list version 1 (members: KG)"),
+        ("KZ", "is this node"),
+    ):
+        answer = kz.client().post(
+            "/api/v1/admin/suspensions",
+            headers={"Authorization": f"Bearer {admin}"},
+            json={"scope": "node", "value": value, "reason": "r", "by": "me"},
+        )
+        assert (answer.status_code, answer.get_json()["error"]) == (422, "bad-suspension")
+        assert says in answer.get_json()["message"], answer.get_json()
+    with kz.node.sessions() as session:
+        assert session.scalars(select(Suspension)).all() == []
+
+
 def test_decisions_need_a_reason_and_a_name_and_are_not_doubled(make_federation):
     fed = make_federation(("KZ", "KG"), serve=False)
     kz = fed["KZ"]
@@ -101,6 +126,9 @@ def test_decisions_need_a_reason_and_a_name_and_are_not_doubled(make_federation)
         (("suspend", "node", "kg", "--reason", "x", "--by", "me"), "bad-suspension"),
         (("suspend", "type", "alert", "--reason", "x", "--by", "me"), "bad-suspension"),
         (("suspend", "type", "alret/1", "--reason", "x", "--by", "me"), "bad-suspension"),
+        # Not a member (a misspelt KZ), or this node itself: it would hold nothing.
+        (("suspend", "node", "KS", "--reason", "x", "--by", "me"), "bad-suspension"),
+        (("suspend", "node", "KZ", "--reason", "x", "--by", "me"), "bad-suspension"),
         (("suspend", "node", "KG", "--reason", "x", "--by", "a\x7fb"), "who-required"),
         (("suspend", "node", "KG", "--reason", "x", "--by", "duty\u2028admin"), "who-required"),
         (("suspend", "node", "KG", "--reason", "x", "--by", "\u202eNIMDA"), "who-required"),

@@ -47,7 +47,8 @@ def changes(view: Callable[..., Any]) -> Callable[..., Any]:
         if g.role != "admin":
             raise ApiError(
                 "wrong-role",
-                "this call changes the node; it needs an admin token, not an observer token",
+                f"this call changes the node; it needs an admin token, and this one is of "
+                f"role {g.role}",
                 status=403,
             )
         return view(*args, **kwargs)
@@ -219,6 +220,7 @@ def suspend():  # type: ignore[no-untyped-def]
             value=_text(payload, "value"),
             reason=_text(payload, "reason"),
             who=_who(payload),
+            node=node,
         )
         session.commit()
         node.forget_suspensions()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 
 from flask import Blueprint, g, jsonify, request
@@ -81,12 +80,12 @@ def _int_arg(name: str, default: int) -> int:
     raw = request.args.get(name)
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError as e:
+    # ASCII digits only: int() also reads " 5", "+5" and other scripts' digits ("１").
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 20:
         raise ApiError(
-            "bad-parameter", f"query parameter {name} must be an integer", status=422
-        ) from e
+            "bad-parameter", f"query parameter {name} must be a whole number", status=422
+        )
+    value = int(raw)
     if not 0 <= value <= MAX_ROW_ID:
         raise ApiError(
             "bad-parameter",
@@ -94,9 +93,6 @@ def _int_arg(name: str, default: int) -> int:
             status=422,
         )
     return value
-
-
-_KEY_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @agency.post("/messages")
@@ -110,12 +106,15 @@ def submit_message():  # type: ignore[no-untyped-def]
             status=422,
         )
     key = request.headers.get("Idempotency-Key")
-    if key is not None and (not 1 <= len(key) <= 100 or _KEY_CONTROL.search(key)):
-        raise ApiError(
-            "bad-idempotency-key",
-            "Idempotency-Key must be 1 to 100 characters without control characters",
-            status=422,
-        )
+    if key is not None:
+        key = _header_text(key)  # counted in characters, as written (UTF-8)
+        if not 1 <= len(key) <= 100 or FORBIDDEN_SINGLE_LINE.search(key):
+            raise ApiError(
+                "bad-idempotency-key",
+                "Idempotency-Key must be 1 to 100 characters on one line, without control "
+                "characters or bidirectional overrides",
+                status=422,
+            )
     body = payload.get("body")
     _require_may_send(payload.get("typ"), body)
     to = payload.get("to")
