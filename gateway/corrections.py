@@ -44,7 +44,14 @@ from sqlalchemy.orm import Session
 from gateway.audit import log as audit
 from gateway.db import DriverStatement
 from gateway.errors import ApiError
-from gateway.models import EarlyCorrection, H2Identifier, InboundMessage, InboundRoute, is_row_id
+from gateway.models import (
+    EarlyCorrection,
+    H2Identifier,
+    InboundMessage,
+    InboundRejection,
+    InboundRoute,
+    is_row_id,
+)
 from schemas import xb1json
 
 CORRECTION = "correction/1"
@@ -146,6 +153,7 @@ def apply_received(
         return None if original.state == "withdrawn" else int(original.id)
     if not correcting:
         values: dict[str, Any] = {"state": "withdrawn", "body_json": None, "wire": b""}
+        erase_refused_copies(connection, sender, body["refers_to"])
     elif original.purged_at is not None:
         values = {"state": "corrected"}
     elif "body" not in body:
@@ -189,13 +197,15 @@ def apply_received(
 def _purge_copy(
     connection: Connection, row_id: int, correction_id: str, *, retention_ends: int, at: int
 ) -> None:
-    purged = connection.execute(
+    sender = connection.execute(
         update(_INBOUND)
         .where(_INBOUND.c.id == row_id, _INBOUND.c.purged_at.is_(None))
         .values(body_json=None, wire=b"", purged_at=at, h2_indexed_at=at)
-    )
-    if purged.rowcount != 1:  # purged before (applied late, after its own retention)
+        .returning(_INBOUND.c.sender)
+    ).scalar()
+    if sender is None:  # purged before (applied late, after its own retention)
         return
+    erase_refused_copies(connection, sender, correction_id)
     connection.execute(delete(_H2).where(_H2.c.inbound_id == row_id))
     audit.record(
         connection,
@@ -241,6 +251,8 @@ def _settle_early(connection: Connection, sender: str, original: str) -> None:
     ).scalar()
     if withdrawal is None:
         return
+    # The original never arrived (or not yet): what its refused copies kept goes too.
+    erase_refused_copies(connection, sender, original)
     carrying = connection.execute(
         waiting.where(_EARLY.c.action == "correct", _INBOUND.c.body_json.is_not(None))
     ).scalars()
@@ -425,9 +437,10 @@ def _signed_after(
 
 
 def _erase(connection: Connection, row_id: int, *, by: str | None) -> None:
-    """Erase a correction's body and envelope bytes: the message it corrects was withdrawn.
-    The row first, then its H2 identifiers (see apply_received)."""
-    connection.execute(
+    """Erase a correction's body and envelope bytes (and those kept of its refused
+    copies): the message it corrects was withdrawn. The row first, then its H2
+    identifiers (see apply_received)."""
+    erased = connection.execute(
         update(_INBOUND)
         .where(_INBOUND.c.id == row_id)
         .values(
@@ -437,8 +450,55 @@ def _erase(connection: Connection, row_id: int, *, by: str | None) -> None:
             state=case((_INBOUND.c.state == DISMISSED, DISMISSED), else_="withdrawn"),
             state_by=by,
         )
-    )
+        .returning(_INBOUND.c.sender, _INBOUND.c.envelope_id)
+    ).first()
+    if erased is not None:
+        erase_refused_copies(connection, erased.sender, erased.envelope_id)
     connection.execute(delete(_H2).where(_H2.c.inbound_id == row_id))
+
+
+def erase_refused_copies(connection: Connection | Session, sender: str, envelope_id: str) -> None:
+    """Erase the bytes kept of earlier refusals of the envelope (``sender``, id): the
+    message it carries was withdrawn, or its retention ended, so no copy of its data
+    stays among the refused envelopes either. The refusals (code, time, size, receipt)
+    stay. In the caller's transaction."""
+    connection.execute(
+        update(InboundRejection)
+        .where(
+            InboundRejection.sender == sender,
+            InboundRejection.envelope_id == envelope_id,
+            InboundRejection.wire.is_not(None),
+        )
+        .values(wire=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def purge_copies_of(
+    connection: Connection, sender: str, original: str, *, retention_ends: int, at: int
+) -> None:
+    """The received message ``original`` of ``sender`` is purged (its retention ended):
+    so are the corrections of it that still carry a body, its data or the corrected
+    form of it, whatever their own retention (each with its ``purged`` audit entry)."""
+    for row_id, envelope_id in _corrections_of(connection, sender, original):
+        _purge_copy(connection, row_id, envelope_id, retention_ends=retention_ends, at=at)
+
+
+def _corrections_of(connection: Connection, sender: str, original: str) -> list[tuple[int, str]]:
+    """(row id, envelope id) of the received corrections of ``original`` that still
+    carry a body."""
+    return [
+        (row_id, envelope_id)
+        for row_id, envelope_id, body_json in connection.execute(
+            select(_INBOUND.c.id, _INBOUND.c.envelope_id, _INBOUND.c.body_json).where(
+                _INBOUND.c.sender == sender,
+                _INBOUND.c.typ == CORRECTION,
+                # Stored bodies are canonical xb1-json: a cheap filter, checked below.
+                _INBOUND.c.body_json.contains(f'"refers_to":"{original}"', autoescape=True),
+            )
+        )
+        if json.loads(body_json).get("refers_to") == original
+    ]
 
 
 def _erase_earlier_corrections(
@@ -447,16 +507,8 @@ def _erase_earlier_corrections(
     """A withdrawal also erases the corrected bodies that earlier corrections of the
     same message carried: none of that data may stay in use. The withdrawal itself,
     which carries no data, keeps its reason."""
-    for row_id, body_json in connection.execute(
-        select(_INBOUND.c.id, _INBOUND.c.body_json).where(
-            _INBOUND.c.sender == sender,
-            _INBOUND.c.typ == CORRECTION,
-            _INBOUND.c.envelope_id != withdrawal,
-            # Stored bodies are canonical xb1-json: a cheap filter, checked below.
-            _INBOUND.c.body_json.contains(f'"refers_to":"{original}"', autoescape=True),
-        )
-    ):
-        if json.loads(body_json).get("refers_to") == original:
+    for row_id, envelope_id in _corrections_of(connection, sender, original):
+        if envelope_id != withdrawal:
             _erase(connection, row_id, by=withdrawal)
 
 

@@ -291,6 +291,8 @@ class InboundRejection(Base):
     """A refused envelope, kept with its code (the sender fields are as claimed)."""
 
     __tablename__ = "inbound_rejections"
+    # The refusals of one envelope, whose kept bytes go when it is withdrawn or purged.
+    __table_args__ = (Index("ix_inbound_rejections_envelope", "sender", "envelope_id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     received_at: Mapped[int] = mapped_column(BigInteger, index=True)

@@ -40,7 +40,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Update, and_, exists, select, text, update
 from sqlalchemy.orm import Session
 
-from gateway import onward
+from gateway import corrections, onward
 from gateway.audit import log as audit
 from gateway.db import SQLITE_BUSY_TIMEOUT_MS
 from gateway.models import (
@@ -194,12 +194,19 @@ def run(session: Session, policy: Policy, *, now: int | None = None, by: str) ->
         audit.lock(session)
         changed = 0
         if item.direction == "received":
-            changed += _count(
-                session,
-                update(InboundMessage)
-                .where(InboundMessage.id == item.row_id, InboundMessage.purged_at.is_(None))
-                .values(body_json=None, wire=b"", purged_at=at),
-            )
+            purged = _erase_received(session, item.row_id, at)
+            if purged is not None:
+                changed += 1
+                corrections.erase_refused_copies(session, purged, item.message)
+                # The corrections of it carry the same data (or its corrected form):
+                # their retention ends with the original's at the latest.
+                corrections.purge_copies_of(
+                    session.connection(),
+                    purged,
+                    item.message,
+                    retention_ends=item.retention_ends,
+                    at=at,
+                )
             onward.forget(session, [item.row_id] if item.row_id is not None else [])
         else:
             body = envelope = 0
@@ -247,6 +254,19 @@ def run(session: Session, policy: Policy, *, now: int | None = None, by: str) ->
         done += _purge_refused(session, refused, at, by=by, days=policy.refused_retention_days())
     clear_write_ahead_log(session)
     return done
+
+
+def _erase_received(session: Session, row_id: int | None, at: int) -> str | None:
+    """Erase a received message's body and envelope; its sender, or None if it was
+    purged meanwhile (by another run)."""
+    sender: str | None = session.execute(
+        update(InboundMessage)
+        .where(InboundMessage.id == row_id, InboundMessage.purged_at.is_(None))
+        .values(body_json=None, wire=b"", purged_at=at)
+        .returning(InboundMessage.sender)
+        .execution_options(synchronize_session=False)
+    ).scalar()
+    return sender
 
 
 def _count(session: Session, statement: Update) -> int:

@@ -448,12 +448,12 @@ def test_a_purge_takes_the_audit_lock_before_it_changes_a_row(exchanged, monkeyp
     fed, message_id = exchanged
     kg = fed["KG"]
     steps = []
-    take_lock, change = audit.lock, purge._count
+    take_lock, erase = audit.lock, purge._erase_received
     monkeypatch.setattr(audit, "lock", lambda session: (steps.append("lock"), take_lock(session)))
     monkeypatch.setattr(
         purge,
-        "_count",
-        lambda session, statement: steps.append("change") or change(session, statement),
+        "_erase_received",
+        lambda session, row_id, at: steps.append("change") or erase(session, row_id, at),
     )
     with kg.node.sessions() as session:
         [item] = purge.run(session, kg.node.policy(), now=int(time.time()) + 40 * DAY, by="t")
@@ -494,3 +494,117 @@ def test_a_message_sealed_again_is_purged_and_recorded_once(exchanged):
         [item] = purge.run(session, policy, now=created + 32 * DAY, by="test")
         assert set(session.scalars(select(SealedEnvelope.wire))) == {b""}
     assert [e["part"] for e in purged_entries(kz)] == ["body", "envelope"]
+
+
+def _refused_then_accepted(fed):
+    """KZ's alert is refused by KG (KG suspended KZ), then, the suspension lifted, sent
+    again byte for byte and accepted: KG keeps the bytes of the refused copy too.
+    Returns the message id."""
+    kz, kg = fed["KZ"], fed["KG"]
+    with kg.node.sessions() as session:
+        decision = sovereignty.suspend(
+            session, scope="node", value="KZ", reason="test", who="officer"
+        ).id
+        session.commit()
+    kg.node.forget_suspensions()
+    sent = send(kz, ["KG"])
+    [outcome] = Dispatcher(kz.node).run_once()
+    assert (outcome.state, outcome.code) == ("rejected", "policy-denied")
+    with kg.node.sessions() as session:
+        sovereignty.lift(session, decision, reason="cleared", who="officer")
+        session.commit()
+    kg.node.forget_suspensions()
+    retried = kz.client().post(
+        f"/api/v1/deliveries/{sent['deliveries'][0]['id']}/retry", headers=kz.auth()
+    )
+    assert retried.status_code == 200, retried.get_json()
+    [outcome] = Dispatcher(kz.node).run_once()
+    assert outcome.state == "delivered"
+    [refused] = _refusals(kg)
+    assert (refused.envelope_id, refused.wire is not None) == (sent["id"], True)
+    return sent["id"]
+
+
+def test_a_withdrawal_erases_what_was_kept_of_refused_copies_too(make_federation):
+    """The refused copy of an envelope later accepted holds the same data, decryptable
+    with the node's keys: when the message is withdrawn, its bytes go with it (the
+    refusal, its code and receipt stay)."""
+    from tests.test_dispatch_faults import _withdraw
+
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    message_id = _refused_then_accepted(fed)
+    _withdraw(kz, message_id)
+    assert [o.state for o in Dispatcher(kz.node).run_once()] == ["delivered"]
+    with kg.node.sessions() as session:
+        row = session.scalars(
+            select(InboundMessage).where(InboundMessage.envelope_id == message_id)
+        ).one()
+        assert (row.state, row.wire) == ("withdrawn", b"")
+    [refused] = _refusals(kg)
+    assert (refused.code, refused.wire, refused.receipt is not None) == (
+        "policy-denied",
+        None,
+        True,
+    )
+
+
+def test_a_purge_erases_what_was_kept_of_refused_copies_too(make_federation):
+    """A message whose retention (7 days) ends before the refused copies' (30 days):
+    the purge of the message erases the bytes of its refused copies with it."""
+    fed = make_federation(("KZ", "KG"))
+    write_policy(fed["KZ"], "KG", 7)
+    write_policy(fed["KG"], "KZ", 7)
+    kg = fed["KG"]
+    message_id = _refused_then_accepted(fed)
+    with kg.node.sessions() as session:
+        received_at = session.scalars(
+            select(InboundMessage.received_at).where(InboundMessage.envelope_id == message_id)
+        ).one()
+        [item] = purge.run(session, kg.node.policy(), now=received_at + 7 * DAY, by="test")
+    assert (item.direction, item.message) == ("received", message_id)
+    [refused] = _refusals(kg)
+    assert (refused.code, refused.wire) == ("policy-denied", None)
+
+
+def test_a_purge_takes_the_corrections_of_a_message_with_it(exchanged):
+    """A correction that came after its original carries the same data (corrected),
+    with a retention counted from its own, later arrival: it goes when the original's
+    retention ends, and the agencies no longer read the data through it."""
+    from schemas.examples import example_correction
+
+    fed, message_id = exchanged
+    kz, kg = fed["KZ"], fed["KG"]
+    for member, peer in ((kz, "KG"), (kg, "KZ")):  # corrections agreed too
+        policy = AGREEMENT.format(peer=peer).replace('"alert/1"]', '"alert/1", "correction/1"]')
+        (member.instance / "policy.toml").write_text(
+            "version = 1\n" + policy + RETENTION.format(days=30), encoding="utf-8"
+        )
+    fix = example_correction(refers_to=message_id)
+    answer = kz.client().post(
+        "/api/v1/messages", headers=kz.auth(), json={"typ": "correction/1", "body": fix}
+    )
+    assert answer.status_code == 202, answer.get_json()
+    Dispatcher(kz.node).run_once()
+    with kg.node.sessions() as session:  # the original arrived ten days before it
+        session.execute(
+            update(InboundMessage)
+            .where(InboundMessage.envelope_id == message_id)
+            .values(received_at=InboundMessage.received_at - 10 * DAY)
+        )
+        session.commit()
+        original = session.scalars(
+            select(InboundMessage).where(InboundMessage.envelope_id == message_id)
+        ).one()
+        ends = original.received_at + 30 * DAY
+        purged = purge.run(session, kg.node.policy(), now=ends, by="test")
+    assert [(p.direction, p.message) for p in purged] == [("received", message_id)]
+    with kg.node.sessions() as session:
+        correction = session.scalars(
+            select(InboundMessage).where(InboundMessage.typ == "correction/1")
+        ).one()
+        assert (correction.body_json, correction.wire, correction.purged_at) == (None, b"", ends)
+    entries = [e for e in purged_entries(kg) if e["direction"] == "received"]
+    assert sorted(e["typ"] for e in entries) == ["alert/1", "correction/1"]
+    listed = kg.client().get("/api/v1/inbox", headers=kg.auth()).get_json()["messages"]
+    assert [m["body"] for m in listed] == [None, None]
