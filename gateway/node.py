@@ -240,30 +240,16 @@ class Node:
 
     def _load_trust(self) -> TrustList | None:
         with self.sessions() as session:
-            # The audit entry first: an install committed between the two reads (on
+            # The audit entries first: an install committed between the two reads (on
             # PostgreSQL each statement sees the latest commits) can then only make the
             # stored version newer, never look like a rollback.
-            recorded = session.scalars(
-                select(AuditEntry.entry)
-                .where(AuditEntry.kind == "trust-list-installed")
-                .order_by(AuditEntry.seq.desc())
-                .limit(1)
-            ).first()
+            recorded = _highest_installed(session)
             newest = session.scalars(
                 select(TrustListVersion.version).order_by(TrustListVersion.version.desc()).limit(1)
             ).first()
-            known = max(
-                _installed_version(recorded),
-                self._trust.version if self._trust is not None else 0,
-            )
+            known = max(recorded, self._trust.version if self._trust is not None else 0)
             if (newest or 0) < known:
-                raise NodeStateError(
-                    "trust-rollback",
-                    f"the database holds trust list version {newest or 'none'}, but version "
-                    f"{known} was installed (audit log, or this process): a stored version was "
-                    "deleted; restore the database from a backup, or install the newer "
-                    "versions again with 'gateway trust install'",
-                )
+                raise _rolled_back(newest, known)
             if newest is None:
                 return None
             if self._trust is not None and self._trust.version == newest:
@@ -326,6 +312,11 @@ class Node:
                     status=400,  # as when the list does not match the anchor
                 )
             if newest is None:
+                # Every stored version deleted: installing version 1 again would put
+                # the keys revoked since back in force.
+                recorded = _highest_installed(session)
+                if recorded > 1:
+                    raise _rolled_back(None, recorded)
                 pinned = configured or anchor
                 if not pinned:
                     raise NodeStateError(
@@ -349,14 +340,16 @@ class Node:
                             status=500,
                         ) from e
                     self.settings = dataclasses.replace(self.settings, trust_anchor=pinned)
+                previous = None
             else:
                 current = self.trust()
                 if newest.version != current.version:  # another process installed one since
                     current = self._fresh_trust()
                 trust_list = current.verify_successor(wire, at)
+                previous = current
             verified.append(trust_list)
             self._store(session, [trust_list], at)
-            quarantine.hold_revoked(session, trust_list, at)
+            quarantine.hold_revoked(session, trust_list, at, previous=previous)
         self._use(trust_list)
         return trust_list
 
@@ -372,8 +365,9 @@ class Node:
         try:
             with self.sessions() as session, session.begin():
                 self._store(session, verified, at)
-                for trust_list in verified:  # a key revoked in N+1 may be gone from N+2
-                    quarantine.hold_revoked(session, trust_list, at)
+                # A key revoked in N+1 may be gone from N+2: each version in turn.
+                for previous, trust_list in zip([current, *verified], verified, strict=False):
+                    quarantine.hold_revoked(session, trust_list, at, previous=previous)
         except IntegrityError as e:
             self._installed_meanwhile(e, verified)
             # The versions after those installed meanwhile, if any, on top of them.
@@ -483,6 +477,30 @@ def listing_problems(
 
 
 __all__ = ["Node", "TrustError", "listing_problems"]
+
+
+def _highest_installed(session: Session) -> int:
+    """The highest trust list version the audit log says this node installed (0 for
+    none): every ``trust-list-installed`` entry counts, not only the last, as version
+    1 installed again after the stored versions were deleted would be the last."""
+    return max(
+        (
+            _installed_version(entry)
+            for entry in session.scalars(
+                select(AuditEntry.entry).where(AuditEntry.kind == "trust-list-installed")
+            )
+        ),
+        default=0,
+    )
+
+
+def _rolled_back(stored: int | None, installed: int) -> NodeStateError:
+    return NodeStateError(
+        "trust-rollback",
+        f"the database holds trust list version {stored or 'none'}, but version {installed} "
+        "was installed (audit log, or this process): a stored version was deleted, which "
+        "would put keys revoked since back in force; restore the database from a backup",
+    )
 
 
 def _installed_version(entry: bytes | None) -> int:

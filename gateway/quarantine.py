@@ -27,14 +27,22 @@ from gateway.sovereignty import require_reason_and_name
 from keys.trustlist import TrustList
 
 
-def hold_revoked(session: Session, trust_list: TrustList, now: int) -> int:
+def hold_revoked(
+    session: Session, trust_list: TrustList, now: int, *, previous: TrustList | None
+) -> int:
     """Hold every unread inbound message signed with a key this list revokes, and every
     message whose body such a held correction replaced, read or not: the revocation
     cannot unread what an agency saw, but what the message shows from now on may have
-    been forged with the stolen key. Runs in the transaction that installs the list;
-    returns how many were held."""
+    been forged with the stolen key. Runs in the transaction that installs the list
+    (``previous``: the version installed before it, if any); returns how many were
+    held.
+
+    A message released before is held again, for the correction, only by the version
+    that revokes the key: at later versions the operator's release stands (one made
+    after the correction was held was made with it in view)."""
     held = 0
     version = trust_list.version
+    revoked_before = _revoked_signing_keys(previous) if previous is not None else set()
     for entry in trust_list.nodes:
         for key in entry.keys:
             if key.use != "sig" or key.status != "revoked":
@@ -66,13 +74,22 @@ def hold_revoked(session: Session, trust_list: TrustList, now: int) -> int:
                 ),
                 f"corrected by a message {signed}, which is held",
                 now,
-                again=True,
+                again=(entry.node, key.kid) not in revoked_before,
                 sender=sender,
                 kid=kid,
                 version=version,
                 corrected_by_held=True,
             )
     return held
+
+
+def _revoked_signing_keys(trust_list: TrustList) -> set[tuple[str, str]]:
+    return {
+        (entry.node, key.kid)
+        for entry in trust_list.nodes
+        for key in entry.keys
+        if key.use == "sig" and key.status == "revoked"
+    }
 
 
 def _hold(

@@ -161,6 +161,9 @@ def test_corrupt_file_is_malformed(data: bytes) -> None:
     [
         pytest.param(lambda d: d["kdf"].update(alg="scrypt"), id="alg"),
         pytest.param(lambda d: d["kdf"].update(memlimit=2**40), id="huge-memlimit"),
+        # Hours of key derivation at every start, from a file anyone could have edited.
+        pytest.param(lambda d: d["kdf"].update(opslimit=2**32 - 1), id="huge-opslimit"),
+        pytest.param(lambda d: d["kdf"].update(opslimit=17), id="opslimit-over-bound"),
         pytest.param(lambda d: d["kdf"].update(opslimit=0), id="zero-opslimit"),
         pytest.param(lambda d: d["kdf"].update(opslimit=True), id="bool-opslimit"),
         pytest.param(lambda d: d["kdf"].update(salt=b64e(bytes(15))), id="short-salt"),

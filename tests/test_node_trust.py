@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
+import json
 import time
 
 import pytest
@@ -47,17 +49,20 @@ def successor(fed, current: TrustList, *, expires_in: int = 86400, issued_at=Non
     return assemble(raw, [sign_list(raw, admin) for admin in fed.admins[:2]])
 
 
-def rogue_version_1(current: TrustList, *, endpoint: str | None = None) -> bytes:
-    """A self-consistent version 1 signed by an administrator of no federation, listing
-    the nodes of ``current`` with their keys (at ``endpoint``, if given)."""
+def rogue_version_1(
+    current: TrustList, *, endpoint: str | None = None, after: TrustList | None = None
+) -> bytes:
+    """A self-consistent version 1 (or, ``after`` a version, its successor) signed by an
+    administrator of no federation, listing the nodes of ``current`` with their keys
+    (at ``endpoint``, if given)."""
     rogue = SigningKeyPair(b"r" * 32)
     now = int(time.time())
     raw = build_list(
         federation=current.federation,
-        version=1,
+        version=1 if after is None else after.version + 1,
         issued_at=now,
         expires=now + 86400,
-        prev=None,
+        prev=None if after is None else after.sha256,
         threshold=1,
         admins=[admin_entry(rogue, "rogue")],
         nodes=[
@@ -186,15 +191,102 @@ def test_rollback_and_unsigned_lists_are_refused(make_federation):
     assert kz.node.trust().version == 1
 
 
+def test_version_1_installed_again_after_every_version_was_deleted_is_a_rollback(
+    make_federation,
+):
+    """Every stored version deleted, then version 1 installed again (the anchor file at
+    hand): the node must not run on it, as the keys version 2 revoked would be usable
+    again. The install is refused, and a fresh process refuses to run too."""
+    fed = make_federation(("KZ", "KG"), serve=False)
+    kz = fed["KZ"]
+    kz.node.install_trust_list(successor(fed, kz.node.trust()))
+    with kz.node.sessions() as session:
+        session.execute(delete(TrustListVersion))
+        session.commit()
+    fresh = reopened(kz)
+    with pytest.raises(NodeStateError, match="version 2 was installed") as refused:
+        fresh.install_trust_list(fed.trust_wire)
+    assert refused.value.code == "trust-rollback"
+    with fresh.sessions() as session:
+        assert session.query(TrustListVersion).count() == 0
+    # Were version 1 stored again all the same (by hand), the node still refuses to
+    # run on it: the audit log names version 2, whatever entry came last.
+    from gateway.audit import log as audit
+
+    now = int(time.time())
+    version_1 = TrustList.from_anchor(
+        fed.trust_wire, bytes.fromhex(fresh.settings.trust_anchor), now
+    )
+    with fresh.sessions() as session:
+        audit.lock(session)
+        fresh._store(session, [version_1], now)  # with its own trust-list-installed entry
+        session.commit()
+    again = reopened(kz)
+    with pytest.raises(NodeStateError, match="version 2 was installed") as refused:
+        again.trust()
+    assert refused.value.code == "trust-rollback"
+    for node in (fresh, again):
+        node.engine.dispose()
+
+
+def test_a_later_version_edited_in_the_database_is_not_trusted(make_federation):
+    """Someone with database access replaces the stored version 2 by one of their own
+    (their admin only, a matching stored hash): a process loading the stored lists
+    verifies each from version 1 with both thresholds, and refuses it."""
+    fed = make_federation(("KZ", "KG"), serve=False)
+    kz = fed["KZ"]
+    v1 = kz.node.trust()
+    kz.node.install_trust_list(successor(fed, v1))
+    forged = rogue_version_1(v1, endpoint="http://127.0.0.1:9", after=v1)
+    with kz.node.sessions() as session:
+        session.execute(
+            update(TrustListVersion)
+            .where(TrustListVersion.version == 2)
+            .values(wire=forged, sha256=hashlib.sha256(_signed_part(forged)).digest())
+        )
+        session.commit()
+    fresh = reopened(kz)
+    with pytest.raises(NodeStateError) as refused:
+        fresh.trust()
+    assert refused.value.code == "trust-threshold", refused.value.message
+    fresh.engine.dispose()
+
+
+def test_a_chain_followed_may_pass_an_expired_version_but_not_end_on_one(make_federation):
+    """Following peers installs N+1 … N+k at once: a version in between may have expired
+    since (it was superseded), the newest may not (nothing would be sent under it)."""
+    fed = make_federation(("KZ", "KG"), serve=False)
+    kz = fed["KZ"]
+    v1 = kz.node.trust()
+    later = int(time.time()) + 3 * 86400  # when the chain is followed
+    v2 = successor(fed, v1, expires_in=86400)
+    v2_list = TrustList.from_pinned(v2, hashlib.sha256(_signed_part(v2)).digest())
+    v3 = successor(fed, v2_list, expires_in=2 * 86400)
+    with pytest.raises(TrustError) as refused:
+        kz.node.install_trust_chain([v2, v3], now=later)
+    assert refused.value.code == "trust-expired"
+    assert kz.node.trust().version == 1
+    v3_list = TrustList.from_pinned(v3, hashlib.sha256(_signed_part(v3)).digest())
+    v4 = successor(fed, v3_list, expires_in=10 * 86400)
+    assert kz.node.install_trust_chain([v2, v3, v4], now=later).version == 4
+
+
+def _signed_part(wire: bytes) -> bytes:
+    """L, the signed bytes of a trust list's wire form."""
+    return base64.urlsafe_b64decode(json.loads(wire)["list"] + "==")
+
+
 def test_a_trust_list_edited_in_the_database_is_not_trusted(make_federation):
     fed = make_federation(("KZ", "KG"), serve=False)
     kz = fed["KZ"]
     # Someone with database access swaps version 1 for a self-consistent list of their
-    # own (their admin, their keys for KG) and updates the stored hash to match.
+    # own (their admin, their keys for KG) and updates the stored hash (of L) to match:
+    # only the configured anchor can tell.
     forged = rogue_version_1(kz.node.trust(), endpoint="http://127.0.0.1:9")
+    signed = _signed_part(forged)
     with kz.node.sessions() as session:
         session.execute(
-            update(TrustListVersion).values(wire=forged, sha256=hashlib.sha256(forged).digest())
+            update(TrustListVersion).values(wire=forged, sha256=hashlib.sha256(signed).digest())
         )
         session.commit()
     fresh = reopened(kz)

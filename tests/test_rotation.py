@@ -174,6 +174,44 @@ def test_prune_destroys_only_keys_nothing_can_need(make_federation):
     assert len(ring.signing) == 1 and len(ring.encryption) == 1
 
 
+def test_prune_keeps_a_retired_key_for_max_ttl_after_its_window_and_never_a_revoked_one(
+    make_federation,
+):
+    """A retired key's window ended: an envelope sealed to it at the end of its window
+    may still be valid for max_ttl, so the key stays that long, then goes. A key the
+    list revokes goes at once (it may be in a thief's hands; nothing may use it)."""
+    fed = make_federation(("KZ", "KG"), serve=False)
+    kg = fed["KG"]
+    entry = json.loads(
+        cli(kg, "keys", "rotate", "--enc", "--sig", "--name", "Kyrgyzstan", "--endpoint",
+            kg.server.url)
+    )  # fmt: skip
+    old_enc = next(k for k in entry["keys"] if k["use"] == "enc" and k["status"] == "retired")
+    old_sig = next(k for k in entry["keys"] if k["use"] == "sig" and k["status"] == "retired")
+    now, max_ttl = int(time.time()), kg.node.settings.max_ttl
+
+    def listed(enc_not_after: int, sig_status: str) -> None:
+        keys = []
+        for key in entry["keys"]:
+            key = dict(key)
+            if key["kid"] == old_enc["kid"]:
+                key.update(not_before=min(key["not_before"], enc_not_after - 60))
+                key["not_after"] = enc_not_after
+            if key["kid"] == old_sig["kid"] and sig_status == "revoked":
+                key.update(status="revoked", revoked_at=now - 60)
+            keys.append(key)
+        install_everywhere(fed, next_version(fed, kg.node.trust(), node_keys={"KG": keys}))
+
+    listed(now - max_ttl + 3600, "retired")  # window over, max_ttl not yet
+    assert "Nothing to prune." in cli(kg, "keys", "prune")
+    listed(now - max_ttl + 3600, "revoked")
+    assert cli(kg, "keys", "prune").split("\n")[:1] == [f"Destroyed retired key {old_sig['kid']}."]
+    listed(now - max_ttl - 3600, "revoked")  # and max_ttl over too
+    assert f"Destroyed retired key {old_enc['kid']}." in cli(kg, "keys", "prune")
+    ring = NodeKeys.load(kg.instance / "node-keys.json", PASSPHRASE)
+    assert len(ring.signing) == 1 and len(ring.encryption) == 1
+
+
 def test_a_running_node_picks_up_keys_rotated_by_another_process(make_federation):
     from gateway.config import load_settings
     from gateway.node import Node
@@ -260,6 +298,37 @@ def test_a_message_corrected_by_a_held_correction_is_held_too(make_federation):
     assert kg.client().get("/api/v1/inbox", headers=kg.auth()).get_json()["messages"] == []
     held = cli(kg, "inbox", "quarantined")
     assert original in held and "corrected by a message signed" in held
+
+
+def test_a_release_made_with_the_held_correction_in_view_stands_at_later_versions(
+    make_federation,
+):
+    """The correction and the message it corrected are held; the operator releases the
+    message alone (the correction confirmed, or its data checked). A later version that
+    still lists the key as revoked (a routine renewal) does not hold it again."""
+    from schemas.examples import example_correction
+    from tests.test_corrections import inbound, release
+
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    original = submit(kz, ["KG"])
+    fix = example_correction(refers_to=original)
+    answer = kz.client().post(
+        "/api/v1/messages", headers=kz.auth(), json={"typ": "correction/1", "body": fix}
+    )
+    assert answer.status_code == 202, answer.get_json()
+    Dispatcher(kz.node).run_once()
+    revoke_signing_key(fed, "KZ", revoked_ago=3600)
+    row = inbound(kg, original)
+    assert row.held
+    release(kg, row.id)
+
+    install_everywhere(fed, next_version(fed, kg.node.trust()))  # v3: the same revocation
+
+    row = inbound(kg, original)
+    assert not row.held and row.released_by == "KG operator", row.quarantine_reason
+    read = kg.client().get(f"/api/v1/inbox/{row.id}", headers=kg.auth())
+    assert read.status_code == 200, read.get_json()
 
 
 def test_a_released_message_is_held_again_when_a_held_correction_replaced_it(make_federation):
