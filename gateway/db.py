@@ -153,9 +153,10 @@ class WriterLock:
     writer of a node's processes: the group commits around their write transactions
     (gateway/group_commit.py), and every ORM session of :func:`session_factory` from
     its first write to the end of its transaction (the dispatcher, the agency and
-    admin APIs, refusals, the commands). Schema migrations, the checkpoint of the
-    write-ahead log after a purge, and statements run on a session's own
-    ``connection()`` do not take it (they never wait for it either).
+    admin APIs, refusals, the commands), and schema migrations (:func:`upgrade`, with
+    a wait of its own). The checkpoint of the write-ahead log after a purge, and
+    statements run on a session's own ``connection()`` do not take it (they never
+    wait for it either).
 
     SQLite lets one connection write at a time. A connection that finds the write
     lock taken waits in SQLite's busy handler, which sleeps 1, 2, 5, 10 ms and more
@@ -361,20 +362,68 @@ def alembic_config(url: str) -> Config:
     return config
 
 
+#: PostgreSQL advisory lock of schema migrations ("xb1m"; the audit log's is "xb1a").
+MIGRATION_LOCK_KEY = 0x7862316D
+#: How long a process waits for another's migration on SQLite (a long one rewrites rows).
+MIGRATION_WAIT = 3600.0
+
+
 def upgrade(engine: Engine) -> None:
-    """Apply every migration up to head on ``engine``'s database."""
+    """Apply every migration up to head on ``engine``'s database.
+
+    Processes starting together (gunicorn's workers, dispatchers, ``gateway db
+    upgrade`` while the node runs) migrate one after another: on PostgreSQL under an
+    advisory lock taken first in the migrating transaction, on SQLite under the lock
+    file beside the database (held for the whole migration). The next one then finds
+    the schema at head and does nothing, where it would otherwise run the same DDL
+    again and fail ("already exists"). On SQLite, foreign keys are not enforced while
+    tables are rebuilt (a rebuild drops the old table, which enforcement would refuse
+    while rows refer to it), and are checked as a whole before the commit."""
     config = alembic_config(engine.url.render_as_string(hide_password=False))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        try:
-            command.upgrade(config, "head")
-        except CommandError as e:  # e.g. a revision a newer version of the gateway wrote
-            raise NodeStateError(
-                "database-revision",
-                f"the database's schema cannot be brought to this version's ({e}); was it "
-                "upgraded by a newer version of the gateway? Run that version, or restore "
-                "a backup",
-            ) from e
+    sqlite = engine.dialect.name == "sqlite"
+    path = engine.url.database if sqlite else None
+    lock = (
+        WriterLock(path + "-lock", timeout=MIGRATION_WAIT)
+        if path and path != ":memory:" and not engine.url.query.get("uri")
+        else None
+    )
+    with lock.holding() if lock is not None else contextlib.nullcontext():
+        with engine.connect() as connection:
+            if sqlite:  # outside any transaction, or SQLite ignores it
+                connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                connection.commit()
+            try:
+                with connection.begin():
+                    if engine.dialect.name == "postgresql":
+                        connection.execute(
+                            text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+                        )
+                    config.attributes["connection"] = connection
+                    command.upgrade(config, "head")
+                    if sqlite:
+                        _require_foreign_keys_hold(connection)
+            except CommandError as e:  # e.g. a revision a newer version of the gateway wrote
+                raise NodeStateError(
+                    "database-revision",
+                    f"the database's schema cannot be brought to this version's ({e}); was "
+                    "it upgraded by a newer version of the gateway? Run that version, or "
+                    "restore a backup",
+                ) from e
+            finally:
+                if sqlite:
+                    connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                    connection.commit()
+
+
+def _require_foreign_keys_hold(connection: Connection) -> None:
+    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        raise NodeStateError(
+            "database-damaged",
+            f"{len(broken)} row(s) refer to rows that do not exist (first: table "
+            f"{broken[0][0]}, row {broken[0][1]}, referring to {broken[0][2]}); nothing was "
+            "migrated: restore the database from a backup",
+        )
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -145,3 +145,48 @@ def test_every_new_sqlite_connection_is_set_to_the_synchronous_level(tmp_path, l
 def test_make_engine_refuses_an_unknown_synchronous_level(tmp_path):
     with pytest.raises(ValueError, match="full' or 'normal"):
         make_engine(f"sqlite:///{tmp_path / 'x.db'}", sqlite_synchronous="off")
+
+
+_MIGRATE = """
+import sys, time
+from gateway.db import make_engine, upgrade
+engine = make_engine(sys.argv[1])
+while time.time() < float(sys.argv[2]):  # all start together
+    time.sleep(0.001)
+try:
+    upgrade(engine)
+except Exception as error:
+    print(type(error).__name__, error)
+    sys.exit(1)
+"""
+
+
+def test_processes_starting_together_migrate_one_after_another(databases):
+    """gunicorn's workers, dispatchers and a `gateway db upgrade` may start at the same
+    moment on a database that needs migrating: each must end with the schema at head,
+    none fail on DDL another already ran ("already exists")."""
+    import subprocess
+    import sys
+    import time
+
+    from alembic.runtime.migration import MigrationContext
+
+    from tests.test_migrations import head_revision
+
+    url = databases.new_url("together")
+    start = f"{time.time() + 2.0:.3f}"
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", _MIGRATE, url, start],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    outputs = [(p.communicate(timeout=120)[0], p.returncode)[::-1] for p in processes]
+    assert [code for code, _ in outputs] == [0] * 4, outputs
+    migrated = make_engine(url)
+    with migrated.connect() as connection:
+        assert MigrationContext.configure(connection).get_current_revision() == head_revision()
+    migrated.dispose()
