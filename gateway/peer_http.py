@@ -260,8 +260,8 @@ def get(
     the body of a 200 answer, which may be at most ``max_bytes``. A peer that
     trickles its answer, or sends more, costs that time and no more memory. Raises
     :class:`PeerError`: ``peer-unreachable`` when no status arrived, ``peer-error``
-    for another status ("answered HTTP N") or when the body did not arrive whole in
-    time, broke off, or was too large."""
+    for another status ("answered HTTP N", with ``details`` ``{"status": N}``) or when
+    the body did not arrive whole in time, broke off, or was too large."""
     began = time.monotonic()
     ends = began + 2 * timeout if until is None else min(began + 2 * timeout, until)
     limit = round(max(0.0, ends - began), 1)  # as said in errors
@@ -273,7 +273,9 @@ def get(
             with http.get(url, timeout=timeout, stream=True, allow_redirects=False) as answer:
                 status = answer.status_code
                 if status != 200:
-                    raise PeerError("peer-error", f"{url} answered HTTP {status}")
+                    raise PeerError(
+                        "peer-error", f"{url} answered HTTP {status}", details={"status": status}
+                    )
                 for chunk in answer.iter_content(64 * 1024):
                     size += len(chunk)
                     if size > max_bytes:

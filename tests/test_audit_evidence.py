@@ -44,7 +44,8 @@ def test_bundles_from_sender_and_receiver_verify_offline(exchanged, tmp_path):
     for member in (fed["KZ"], fed["KG"]):
         bundle = evidence.export(member.node, message_id)
         summary = evidence.check(json.loads(json.dumps(bundle)))
-        assert summary["message"] == message_id and "receipt" in summary["shown"]
+        assert summary["message"] == message_id
+        assert "receipt from KG accepted" in summary["shown"], summary["shown"]
     sent = evidence.check(evidence.export(fed["KZ"].node, message_id))["shown"]
     assert sent[0] == "message-submitted" and "delivery" in sent
     received = evidence.check(evidence.export(fed["KG"].node, message_id))["shown"]
@@ -188,7 +189,11 @@ def test_every_receipt_must_verify_not_just_one(make_federation):
     Dispatcher(kz.node).run_once()
     log.checkpoint(kz.node)
     bundle = evidence.export(kz.node, message_id)
-    assert evidence.check(bundle)["shown"].count("receipt") == 2
+    shown = evidence.check(bundle)["shown"]
+    assert sorted(s for s in shown if s.startswith("receipt")) == [
+        "receipt from KG accepted",
+        "receipt from UZ accepted",
+    ]
     first, second = bundle["receipts"]
     flipped = second[:40] + ("A" if second[40] != "A" else "B") + second[41:]
     for receipts in ([first, flipped], [first, b64e(b"not a receipt")], [first, first, flipped]):
@@ -389,4 +394,66 @@ def test_a_message_sealed_again_for_a_recipient_has_evidence_that_checks(make_fe
     bundle = evidence.export(kz.node, message_id)
     assert len(bundle["envelopes"]) == 2
     summary = evidence.check(json.loads(json.dumps(bundle)))
-    assert "message-resealed" in summary["shown"] and "receipt" in summary["shown"]
+    assert "message-resealed" in summary["shown"] and "receipt from KG accepted" in summary["shown"]
+    # Purged (no envelope left): the receipt of the new envelope is named by its entry.
+    purged = evidence.check({**json.loads(json.dumps(bundle)), "envelopes": []})
+    assert "receipt from KG accepted" in purged["shown"]
+
+
+def test_a_receipt_in_a_bundle_must_come_from_a_recipient_and_say_what_it_says(make_federation):
+    """A bundle whose envelopes were left out (as after a purge) cannot be given a
+    "delivery" by a receipt signed by the sender itself or by a member the message did
+    not go to; and a signed refusal is shown as a refusal, not as a receipt."""
+    from gateway.envelope import make_receipt, step1_parse_outer, step2_parse_header
+
+    fed = make_federation(("KZ", "KG", "UZ"))
+    kz, kg, uz = fed["KZ"], fed["KG"], fed["UZ"]
+    kg.server.stop()  # never delivered: no receipt
+    message_id = submit(kz, ["KG"])
+    Dispatcher(kz.node).run_once()
+    log.checkpoint(kz.node)
+    bundle = json.loads(json.dumps(evidence.export(kz.node, message_id)))
+    assert bundle["receipts"] == []
+    [wire] = bundle["envelopes"]
+    from schemas.b64 import b64d
+
+    envelope = step2_parse_header(*step1_parse_outer(b64d(wire), kz.node.limits))
+    now = int(time.time())
+    for signer in (kz, uz):
+        forged = make_receipt(
+            envelope, receiver=signer.node.id, signing_key=signer.keys.current_signing, at=now
+        )
+        for envelopes in ([], [wire]):
+            with pytest.raises(evidence.EvidenceError, match="receipt"):
+                evidence.check({**bundle, "envelopes": envelopes, "receipts": [b64e(forged)]})
+    refusal = make_receipt(
+        envelope,
+        receiver="KG",
+        signing_key=kg.keys.current_signing,
+        reason="policy-denied",
+        at=now,
+    )
+    for envelopes in ([], [wire]):
+        shown = evidence.check({**bundle, "envelopes": envelopes, "receipts": [b64e(refusal)]})
+        assert "receipt from KG rejected policy-denied" in shown["shown"], shown["shown"]
+
+
+def test_the_entries_of_a_bundle_are_in_log_order_each_once(exchanged):
+    """Entries duplicated, reordered or carrying members of their own are refused (an
+    entry dropped is not: the bundle is the exporting node's selection)."""
+    fed, message_id = exchanged
+    bundle = json.loads(json.dumps(evidence.export(fed["KZ"].node, message_id)))
+    entries = bundle["entries"]
+    assert len(entries) >= 2
+    for changed in (
+        [entries[0], *entries],
+        [entries[1], entries[0], *entries[2:]],
+        [{**entries[0], "note": "x"}, *entries[1:]],
+        [{**entries[0], "seq": True}, *entries[1:]] if entries[0]["seq"] == 1 else None,
+        [{**entries[0], "seq": float(entries[0]["seq"])}, *entries[1:]],
+    ):
+        if changed is None:
+            continue
+        with pytest.raises(evidence.EvidenceError):
+            evidence.check({**bundle, "entries": changed})
+    assert evidence.check({**bundle, "entries": entries[1:]})  # a selection

@@ -175,3 +175,67 @@ def test_a_peer_trickling_or_inflating_its_checkpoint_is_cut_off(make_federation
     with pytest.raises(PeerError) as large:
         Witness(kg.node).witness("KZ")
     assert "more than" in large.value.message
+
+
+def test_two_witnesses_of_one_peer_at_once_never_set_its_state_back(make_federation):
+    """While one witness of KZ fetches a consistency proof, another (a second
+    dispatcher, `gateway audit witness`) witnesses a newer checkpoint. The first must
+    not write its older state over the newer one: a fork after the older point would
+    then pass unseen although the newer checkpoint was co-signed."""
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    submit(kz, ["KG"])
+    log.checkpoint(kz.node)
+    Witness(kg.node).witness("KZ")
+    submit(kz, ["KG"])
+    log.checkpoint(kz.node)
+    slow = Witness(kg.node)
+    fetch, newer = slow._get, []
+
+    def meanwhile(url: str) -> bytes:
+        if "/proofs/consistency" in url and not newer:
+            submit(kz, ["KG"])
+            newer.append(log.checkpoint(kz.node))
+            assert Witness(kg.node).witness("KZ").size == newer[0].size
+        return fetch(url)
+
+    slow._get = meanwhile  # type: ignore[method-assign]
+    state = slow.witness("KZ")
+    assert (state.size, state.root, state.problem) == (newer[0].size, newer[0].root, None)
+
+
+@pytest.mark.parametrize(("status", "alarm"), [(422, "audit-fork"), (503, None), (429, None)])
+def test_a_consistency_proof_refused_is_a_fork_alarm_unless_the_peer_is_busy(
+    make_federation, status, alarm
+):
+    """A peer whose signed checkpoint grew but that refuses to prove it extends the one
+    it signed before (what a forked log has to do) raises the alarm; one that is down
+    or rate-limited for a moment is asked again at the next round."""
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    submit(kz, ["KG"])
+    log.checkpoint(kz.node)
+    witness = Witness(kg.node)
+    first = witness.witness("KZ")
+    submit(kz, ["KG"])
+    log.checkpoint(kz.node)
+    inner = kz.server.switch.app
+
+    def refusing(environ, start_response):
+        if environ.get("PATH_INFO") == "/xb1/proofs/consistency":
+            start_response(f"{status} No", [("Content-Type", "application/json")])
+            return [b'{"error": "no", "message": "no"}']
+        return inner(environ, start_response)
+
+    kz.server.switch.app = refusing
+    if alarm is None:
+        with pytest.raises(PeerError):
+            witness.witness("KZ")
+        state = Witness(kg.node).witness  # unchanged, no alarm
+        kz.server.switch.app = inner
+        later = state("KZ")
+        assert later.problem is None and later.size > first.size
+    else:
+        state = witness.witness("KZ")
+        assert state.problem_code == alarm and f"refused (HTTP {status})" in state.problem
+        assert state.size == first.size  # what was co-signed stays the reference

@@ -94,7 +94,7 @@ def test_a_received_payload_goes_and_the_evidence_stays(exchanged):
     bundle = json.loads(json.dumps(evidence.export(kg.node, message_id)))
     assert bundle["envelopes"] == []
     summary = evidence.check(bundle)
-    assert "receipt" in summary["shown"] and "payload purged" in summary["shown"]
+    assert "receipt from KG accepted" in summary["shown"] and "payload purged" in summary["shown"]
 
 
 def test_a_sent_envelope_waits_for_its_deliveries(exchanged):

@@ -34,6 +34,7 @@ from gateway.envelope import (
     UUID_RE,
     Envelope,
     Limits,
+    Receipt,
     ReceiptInvalid,
     Rejected,
     step1_parse_outer,
@@ -57,6 +58,7 @@ from schemas.b64 import b64d, b64e
 from schemas.errors import WireFormatError
 
 FORMAT = "xb1-evidence/1"
+ENTRY_MEMBERS = frozenset({"seq", "entry", "proof"})
 
 
 class EvidenceError(Exception):
@@ -67,6 +69,38 @@ class EvidenceError(Exception):
         self.message = message
         if code is not None:
             self.code = code
+
+
+def _receipt_shown(receipt: Receipt) -> str:
+    """How a verified receipt is named in the summary: who signed it and what it says
+    (a signed refusal is not a delivery)."""
+    said = receipt.status if receipt.reason is None else f"{receipt.status} {receipt.reason}"
+    return f"receipt from {receipt.signer.node} {said}"
+
+
+def _named_envelopes(
+    entries: list[dict[str, Any]], node_id: str
+) -> dict[tuple[str, str, str], tuple[str, frozenset[str]]]:
+    """The envelopes the entries name, by (envelope id, ph, ch): their sender and
+    recipients. Sent ones (message-submitted, message-resealed) go from ``node_id`` to
+    the entry's ``to``; an accepted one (envelope-accepted) from its ``sender`` to
+    ``node_id``."""
+    named: dict[tuple[str, str, str], tuple[str, frozenset[str]]] = {}
+    for item in entries:
+        parsed = xb1json.loads(b64d(item["entry"]))
+        kind = parsed.get("kind")
+        if "ph" not in parsed or "ch" not in parsed:
+            continue
+        if kind == "message-submitted":
+            key, parties = parsed["id"], (node_id, frozenset(parsed["to"]))
+        elif kind == "message-resealed":
+            key, parties = parsed["envelope"], (node_id, frozenset([parsed["to"]]))
+        elif kind == "envelope-accepted":
+            key, parties = parsed["id"], (parsed["sender"], frozenset([node_id]))
+        else:
+            continue
+        named[(key, parsed["ph"], parsed["ch"])] = parties
+    return named
 
 
 def export(node: Any, message_id: str) -> dict[str, Any]:
@@ -234,7 +268,13 @@ def check(bundle: object, now: int | None = None, *, anchor: bytes | None = None
         witnesses = _cosigners(bundle["checkpoint"], trust_list, node_id, at)
         shown: list[str] = []
         hashes: set[tuple[str, str]] = set()
+        previous = 0
         for item in bundle["entries"]:
+            if not isinstance(item, dict) or set(item) != ENTRY_MEMBERS:
+                raise EvidenceError("each entry must have exactly seq, entry and proof")
+            if type(item["seq"]) is not int or item["seq"] <= previous:
+                raise EvidenceError("the entries must be in the log's order, each once")
+            previous = item["seq"]
             entry = b64d(item["entry"])
             proof = [b64d(h, length=32) for h in item["proof"]]
             if not merkle.verify_inclusion(
@@ -258,32 +298,40 @@ def check(bundle: object, now: int | None = None, *, anchor: bytes | None = None
                 raise EvidenceError("an envelope is not the one the audit entries name")
             envelopes.append(envelope)
         for text in bundle["receipts"] if envelopes else ():
-            # Every receipt must be a receipt of one of the envelopes, each byte of it.
+            # Every receipt must be a receipt of one of the envelopes, each byte of it
+            # (signed by one of its recipients, to its sender: verify_receipt).
             for envelope in envelopes:
                 try:
-                    verify_receipt(b64d(text), trust=trust_list.keys, now=at, envelope=envelope)
+                    receipt = verify_receipt(
+                        b64d(text), trust=trust_list.keys, now=at, envelope=envelope
+                    )
                 except ReceiptInvalid:
                     continue
-                shown.append("receipt")
+                shown.append(_receipt_shown(receipt))
                 break
             else:
                 raise EvidenceError("a receipt does not verify for any envelope of the bundle")
         if not bundle["envelopes"]:
-            # Purged: no envelope is left, so each receipt must name a message the
-            # entries name, by id and by the hashes of its payload and ciphertext.
-            named = {
-                (parsed["id"], parsed["ph"], parsed["ch"])
-                for parsed in (xb1json.loads(b64d(i["entry"])) for i in bundle["entries"])
-                if "ph" in parsed and "id" in parsed
-            }
+            # Purged: no envelope is left, so each receipt must name an envelope the
+            # entries name, by id and by the hashes of its payload and ciphertext, and be
+            # signed by a recipient of it, to its sender, as the entries say they were.
+            named = _named_envelopes(bundle["entries"], node_id)
             for text in bundle["receipts"]:
                 try:
                     receipt = verify_receipt(b64d(text), trust=trust_list.keys, now=at)
                 except ReceiptInvalid as e:
                     raise EvidenceError(f"a receipt does not verify: {e}") from e
-                if (receipt.ref, b64e(receipt.ph), b64e(receipt.ch)) not in named:
+                parties = named.get((receipt.ref, b64e(receipt.ph), b64e(receipt.ch)))
+                if parties is None:
                     raise EvidenceError("a receipt names a message the entries do not name")
-                shown.append("receipt")
+                sender, recipients = parties
+                if receipt.signer.node not in recipients or receipt.to != sender:
+                    raise EvidenceError(
+                        f"a receipt is signed by {receipt.signer.node} to {receipt.to}, not by "
+                        f"a recipient of the envelope ({', '.join(sorted(recipients))}) to its "
+                        f"sender ({sender})"
+                    )
+                shown.append(_receipt_shown(receipt))
             if "purged" in shown:
                 shown.append("payload purged")
     except (

@@ -33,7 +33,8 @@ import logging
 import time
 
 import requests
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gateway import peer_http
@@ -48,6 +49,11 @@ from schemas.errors import WireFormatError
 log = logging.getLogger(__name__)
 
 MAX_NOTE_BYTES = 64 * 1024
+#: Tries of one witness round when another witness of the same peer moves the state.
+WITNESS_ATTEMPTS = 3
+#: Refusals that say "not now" (a timeout, a rate limit: deploy/nginx answers 429), not
+#: "cannot": a consistency proof refused so is asked for again at the next round.
+BUSY = frozenset({408, 425, 429})
 
 
 class Witness:
@@ -75,55 +81,86 @@ class Witness:
         if entry is None:
             raise PeerError("unknown-recipient", f"{peer} is not in the trust list")
         base = entry.endpoint.rstrip("/")
-        try:
-            text = self._text(f"{base}/xb1/checkpoint")
-        except PeerError as e:
-            if e.code == "peer-error" and "404" in e.message:
-                return None
-            raise
-        opened = open_checkpoint(text, trust_list, peer, at)
-        if opened is None:
-            raise note.NoteError(
-                "note-unverified",
-                f"{peer}'s checkpoint is not signed by any of its keys in the trust list, "
-                f"for origin {origin_of(trust_list.federation, peer)!r}",
-            )
-        body, checkpoint = opened
-        with node.sessions() as session:
-            state = session.get(WitnessState, peer)
-            problem = None
-            if state is not None and state.problem is None:
-                problem = self._compare(base, state, checkpoint)
-            if state is not None and problem is not None:
-                state.problem_code, state.problem = problem
-                state.checked_at = at
-                session.commit()
-                log.error("ALARM [%s] %s", problem[0], problem[1])
-                return state
+        # The state is read, the peer's checkpoint fetched after it and compared (a
+        # consistency proof fetched over the network, outside any transaction), and the
+        # state changed only if it is still what was read: another witness of the same
+        # peer (a second dispatcher, `gateway audit witness`) may have moved it
+        # meanwhile, and writing an older state over a newer one would let a fork of
+        # what was co-signed in between pass unseen. Then all of it again.
+        for _ in range(WITNESS_ATTEMPTS):
+            with node.sessions() as session:
+                state = session.get(WitnessState, peer)
             if state is not None and state.problem is not None:
                 return state  # frozen until an operator looks into it
-            if state is not None and checkpoint.size == state.size:
-                state.checked_at = at
-                session.commit()
-                return state
-            line = note.cosign(
-                body, origin_of(trust_list.federation, node.id), node.signing_pair(at), at
-            )
-            cosigned = note.add_signatures(text, [line])
-            if state is None:
-                state = WitnessState(
-                    peer=peer,
+            try:
+                text = self._text(f"{base}/xb1/checkpoint")
+            except PeerError as e:
+                if _status(e) == 404:
+                    return None
+                raise
+            opened = open_checkpoint(text, trust_list, peer, at)
+            if opened is None:
+                raise note.NoteError(
+                    "note-unverified",
+                    f"{peer}'s checkpoint is not signed by any of its keys in the trust "
+                    f"list, for origin {origin_of(trust_list.federation, peer)!r}",
+                )
+            body, checkpoint = opened
+            problem = self._compare(base, state, checkpoint) if state is not None else None
+            values: dict[str, object] = {"checked_at": at}
+            if problem is not None:
+                values.update(problem_code=problem[0], problem=problem[1])
+            elif state is None or checkpoint.size != state.size:
+                line = note.cosign(
+                    body, origin_of(trust_list.federation, node.id), node.signing_pair(at), at
+                )
+                values.update(
                     size=checkpoint.size,
                     root=checkpoint.root,
-                    cosigned=cosigned,
-                    checked_at=at,
+                    cosigned=note.add_signatures(text, [line]),
                 )
-                session.add(state)
-            else:
-                state.size, state.root = checkpoint.size, checkpoint.root
-                state.cosigned, state.checked_at = cosigned, at
+            if self._store(peer, state, values):
+                if problem is not None:
+                    log.error("ALARM [%s] %s", problem[0], problem[1])
+                with node.sessions() as session:
+                    return session.get(WitnessState, peer)
+        log.warning(
+            "the witness state of %s changed under each of %d attempts (another witness of "
+            "it at the same time); tried again at the next round",
+            peer,
+            WITNESS_ATTEMPTS,
+        )
+        with node.sessions() as session:
+            return session.get(WitnessState, peer)
+
+    def _store(self, peer: str, seen: WitnessState | None, values: dict[str, object]) -> bool:
+        """Write ``values`` into ``peer``'s state if it is still ``seen`` (None: there is
+        none yet); whether it was."""
+        with self.node.sessions() as session:
+            if seen is None:
+                session.add(WitnessState(peer=peer, **values))
+                try:
+                    session.commit()
+                except IntegrityError:  # another witness stored a first state meanwhile
+                    session.rollback()
+                    return False
+                return True
+            changed = session.execute(
+                update(WitnessState)
+                .where(
+                    WitnessState.peer == peer,
+                    WitnessState.size == seen.size,
+                    WitnessState.root == seen.root,
+                    WitnessState.problem.is_(None),
+                )
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+            if changed.rowcount != 1:  # type: ignore[attr-defined]
+                session.rollback()
+                return False
             session.commit()
-            return state
+            return True
 
     def _compare(
         self, base: str, state: WitnessState, checkpoint: note.Checkpoint
@@ -140,7 +177,22 @@ class Witness:
                     f"{state.peer} signed two different logs of {state.size} entries",
                 )
             return None
-        answer = self._get(f"{base}/xb1/proofs/consistency?old={state.size}&new={checkpoint.size}")
+        try:
+            answer = self._get(
+                f"{base}/xb1/proofs/consistency?old={state.size}&new={checkpoint.size}"
+            )
+        except PeerError as e:
+            status = _status(e)
+            if status is not None and 400 <= status < 500 and status not in BUSY:
+                # It signed the larger checkpoint and refuses to prove that it extends
+                # the one it signed before: what a forked log would have to do.
+                return (
+                    "audit-fork",
+                    f"{state.peer} signed a log of {checkpoint.size} entries and refused "
+                    f"(HTTP {status}) to prove that it extends the {state.size} entries it "
+                    "signed before",
+                )
+            raise  # unreachable, or a passing error of its own: tried again next round
         try:
             proof = [b64d(h, length=32) for h in json.loads(answer)["proof"]]
         except (ValueError, KeyError, TypeError, RecursionError, WireFormatError):
@@ -170,7 +222,7 @@ class Witness:
         try:
             text = self._text(f"{entry.endpoint.rstrip('/')}/xb1/witness/{node.id}")
         except PeerError as e:
-            if e.code == "peer-error" and "404" in e.message:
+            if _status(e) == 404:
                 return 0  # the peer has not witnessed this node yet
             raise
         body, lines = note.signature_lines(text)
@@ -241,3 +293,9 @@ class Witness:
 
 def alarms(session: Session) -> list[WitnessState]:
     return list(session.scalars(select(WitnessState).where(WitnessState.problem.is_not(None))))
+
+
+def _status(error: PeerError) -> int | None:
+    """The HTTP status a peer answered with, when that is what ``error`` says."""
+    status = error.details.get("status") if isinstance(error.details, dict) else None
+    return status if isinstance(status, int) else None
