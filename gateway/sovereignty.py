@@ -85,11 +85,14 @@ def require_reason_and_name(reason: str, who: str) -> None:
     require_name(who)
 
 
-def require_name(who: str) -> None:
-    """A name recorded for who decides or asks: 1 to 200 characters, one line."""
-    if not who or not who.strip() or len(who) > 200 or FORBIDDEN_SINGLE_LINE.search(who):
+def require_name(who: str, *, limit: int = 200) -> None:
+    """A name recorded for who decides or asks: 1 to ``limit`` (200) characters, one
+    line."""
+    if not who or not who.strip() or len(who) > limit or FORBIDDEN_SINGLE_LINE.search(who):
         raise ApiError(
-            "who-required", "say who decides (a name or role, up to 200 characters)", status=422
+            "who-required",
+            f"say who decides (a name or role, up to {limit} characters)",
+            status=422,
         )
 
 

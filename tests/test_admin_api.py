@@ -527,3 +527,19 @@ def test_issuing_and_revoking_a_token_records_who_asked(node_with_roles):
     assert entries["token-issued"]["by"].startswith("A. Admin (admin token ")
     assert entries["token-revoked"]["by"].startswith("admin token ")
     assert "kz-ops" in entries["token-revoked"]["by"]
+
+
+def test_a_name_within_the_limit_the_refusal_states_is_accepted(node_with_roles):
+    """The admin API records `by` with the calling token added; the limit it states
+    for `by` is the one that holds (not 200, which the addition would exceed)."""
+    import re
+
+    _, kz, auth = node_with_roles
+    body = {"scope": "node", "value": "KG", "reason": "r", "by": "x" * 200}
+    refused = kz.client().post("/api/v1/admin/suspensions", headers=auth["admin"], json=body)
+    assert (refused.status_code, refused.get_json()["error"]) == (422, "who-required")
+    limit = int(re.search(r"up to (\d+) characters", refused.get_json()["message"])[1])
+    assert 100 < limit < 200
+    body["by"] = "x" * limit
+    accepted = kz.client().post("/api/v1/admin/suspensions", headers=auth["admin"], json=body)
+    assert accepted.status_code == 201, accepted.get_json()

@@ -67,10 +67,11 @@ def _text(payload: dict[str, Any], name: str) -> str:
 
 def _who(payload: dict[str, Any]) -> str:
     """Who asks: the ``by`` member (checked on its own: a name, not empty) and the
-    calling token."""
+    calling token, together at most the 200 characters of any recorded name."""
     by = _text(payload, "by")
-    sovereignty.require_name(by)
-    return f"{by} (admin token {g.token_id}, {g.holder})"
+    token = f" (admin token {g.token_id}, {g.holder})"
+    sovereignty.require_name(by, limit=200 - len(token))
+    return by + token
 
 
 def _caller(payload: dict[str, Any]) -> str:
