@@ -1204,7 +1204,9 @@ def outbox_retry(obj: Context, delivery_id: int) -> None:
     from gateway import outbox as service
 
     with obj.node().sessions() as session:
-        delivery = service.retry(session, delivery_id, who="operator (cli)")
+        delivery = service.retry(
+            session, delivery_id, policy=obj.node().policy(), who="operator (cli)"
+        )
         session.commit()
         click.echo(f"Delivery {delivery.id} to {delivery.recipient} queued again.")
 

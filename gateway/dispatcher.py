@@ -73,6 +73,7 @@ from gateway.outbox import (
     INTERRUPTED,
     RESEAL_NEEDED,
     RESEALED,
+    denied_now,
     may_have_arrived,
     record_event,
     withdrawn_detail,
@@ -522,6 +523,7 @@ class Dispatcher:
             assert delivery is not None
             envelope = delivery.envelope
             typ = delivery.message.typ
+            body_json = delivery.message.body_json
             withdrawn_by = _withdrawn_by(delivery.message)
             session.expunge_all()
         if not self._renew_lease(delivery_id, at):
@@ -530,7 +532,8 @@ class Dispatcher:
             return _lease_lost(delivery_id)
         if taken_over:  # still this dispatcher's, its lease just renewed
             self._record_interruption(delivery_id, at)
-        decision = sovereignty.covering(self.node.suspensions(), delivery.recipient, typ)
+        carried = sovereignty.carried_type(typ, json.loads(body_json)) if body_json else None
+        decision = sovereignty.covering(self.node.suspensions(), delivery.recipient, typ, carried)
         try:
             trust_list = self.node.require_sending_allowed(at)
             if withdrawn_by is not None:
@@ -561,6 +564,14 @@ class Dispatcher:
                     "suspended",
                     f"held: this node suspended {decision.scope} {decision.value} "
                     f"(decision {decision.id}); it goes out when that is lifted",
+                )
+            elif (denied := self._denied_now(delivery, at)) is not None:
+                outcome = Outcome(
+                    DeliveryState.REJECTED,
+                    "policy-denied",
+                    f"not sent: this node's policy no longer lets it go to "
+                    f"{delivery.recipient}: {denied[1]} (rule {denied[0]}); retry it once "
+                    "the policy does",
                 )
             else:
                 current = self._current_envelope(trust_list, delivery, envelope, at)
@@ -607,6 +618,16 @@ class Dispatcher:
             )
             recorded = self._record(delivery_id, outcome, at_end)
         return recorded or outcome
+
+    def _denied_now(self, delivery: Delivery, at: int) -> tuple[str, str] | None:
+        """The sharing policy judged again before the envelope leaves (outbox.denied_now);
+        a denial is recorded at once."""
+        with self.node.sessions() as session:
+            message = session.get(OutboundMessage, delivery.message_id)
+            assert message is not None
+            denied = denied_now(session, self.node.policy(), message, delivery.recipient, at)
+            session.commit()
+        return denied
 
     def _still_mine(self):  # type: ignore[no-untyped-def]
         """The conditions under which a claimed delivery is still this dispatcher's."""

@@ -203,8 +203,12 @@ def _local_policy(node: Node, opened: Opened, at: int, denied_by: dict[str, Any]
     """§3 step 8, local policy: the rule that lets this message in, or ``policy-denied``
     (its rule and purpose put in ``denied_by`` for the refusal's audit entry)."""
     # What this node has suspended on its own authority ...
+    typ = opened.header.typ
     decision = sovereignty.covering(
-        node.suspensions(), opened.header.sender.node, opened.header.typ
+        node.suspensions(),
+        opened.header.sender.node,
+        typ,
+        sovereignty.carried_type(typ, opened.body),
     )
     if decision is not None:
         raise Rejected(

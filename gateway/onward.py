@@ -157,11 +157,25 @@ def _identifiers(rows: Sequence[_Pending]) -> list[_Found]:
     found = []
     for inbound_id, sender, body_json, state_by in rows:
         body = json.loads(body_json or "{}")
-        h2 = isinstance(body, dict) and (body.get("handling") or {}).get("code") == "H2"
         found.append(
-            (inbound_id, sender, body_json, state_by, identifier_keys(body) if h2 else set())
+            (inbound_id, sender, body_json, state_by, identifier_keys(body) if _h2(body) else set())
         )
     return found
+
+
+def _h2(body: object) -> bool:
+    """Whether a received body is H2 data: its own handling code, or, for a correction,
+    that of the body it carries (a correction marked H0 may carry an H2 message's data,
+    readable while it waits for its original)."""
+    if not isinstance(body, dict):
+        return False
+    carried = body.get("body")
+    return _code(body) == "H2" or (isinstance(carried, dict) and _code(carried) == "H2")
+
+
+def _code(body: dict[str, Any]) -> object:
+    handling = body.get("handling")
+    return handling.get("code") if isinstance(handling, dict) else None
 
 
 def _mark(session: Session, found: list[_Found], now: int) -> None:
@@ -236,18 +250,32 @@ def _grants(session: Session, originator: str) -> list[tuple[str, dict[str, Any]
 
 
 def _covering(
-    grants: list[tuple[str, dict[str, Any]]], source: str, recipient: str, purpose: Any, now: int
+    grants: list[tuple[str, dict[str, Any]]],
+    source: str,
+    recipient: str,
+    purposes: list[Any],
+    now: int,
 ) -> str | None:
-    """The id of a grant covering ``source`` for ``recipient`` and ``purpose`` now."""
+    """The id of a grant covering ``source`` for ``recipient`` and every one of
+    ``purposes`` now."""
     for grant_id, grant in grants:
         if (
             grant.get("refers_to") == source
             and recipient in grant.get("to_states", ())
-            and purpose in grant.get("purposes", ())
+            and all(purpose in grant.get("purposes", ()) for purpose in purposes)
             and grant.get("valid_until", 0) > now
         ):
             return grant_id
     return None
+
+
+def _purposes(body: dict[str, Any]) -> list[Any]:
+    """The purposes an outgoing body serves: its own, and for a correction the purpose
+    of the body it carries too (as the agreements are judged: policy.decide_for)."""
+    carried = body.get("body")
+    if isinstance(carried, dict) and "purpose" in carried:
+        return [body.get("purpose"), carried.get("purpose")]
+    return [body.get("purpose")]
 
 
 def decide(
@@ -272,7 +300,7 @@ def decide(
                 continue
             if originator not in grants:
                 grants[originator] = _grants(session, originator)
-            grant = _covering(grants[originator], source, recipient, body.get("purpose"), now)
+            grant = _covering(grants[originator], source, recipient, _purposes(body), now)
             if grant is not None:
                 decisions.append(
                     OnwardDecision(
@@ -291,7 +319,7 @@ def decide(
                         "h2-no-grant",
                         f"the message carries H2 data of {originator}'s message {source}, "
                         f"which may not go to {recipient} without {originator}'s grant "
-                        f"(grant/1) for purpose {body.get('purpose')}",
+                        f"(grant/1) for purpose {' and '.join(map(str, _purposes(body)))}",
                         source,
                         originator,
                         recipient,

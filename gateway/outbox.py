@@ -233,7 +233,8 @@ def submit(
     _check_onward(session, agency, typ, loaded, recipients, at)
     decisions = node.suspensions()
     for recipient in recipients:
-        decision = sovereignty.covering(decisions, recipient.node, typ)
+        carried = sovereignty.carried_type(typ, loaded)
+        decision = sovereignty.covering(decisions, recipient.node, typ, carried)
         if decision is not None:
             raise ApiError(
                 "suspended",
@@ -529,6 +530,39 @@ def _record_send(
     )
 
 
+def denied_now(
+    session: Session, policy: Policy, message: OutboundMessage, recipient: str, at: int
+) -> tuple[str, str] | None:
+    """Whether the policy in force at ``at`` still lets ``message`` go to ``recipient``:
+    None if it does, else the rule and the reason why not. A message is judged when it
+    is submitted, and again before each of its envelopes leaves (a retry, an operator's
+    resend, a re-seal): an agreement ended or removed, or an originator's grant
+    withdrawn or expired since, stops what is still queued. A withdrawal always goes
+    (``decide_for``). A message whose body retention purged is not judged again:
+    nothing is left to judge it by, and its envelope, if still kept, was allowed when
+    it was sealed. A denial is
+    recorded (a ``policy`` entry, ``at_send``) in the caller's transaction."""
+    if message.body_json is None:
+        return None
+    body = json.loads(message.body_json)
+    decision = policy.decide_for("send", recipient, message.typ, body, at)
+    if not decision.allowed:
+        _record_send(
+            session, at, message.agency, message.typ, body, peer=recipient, allowed=False,
+            at_send=message.id, **decision.recorded(),
+        )  # fmt: skip
+        return decision.rule, decision.reason
+    for onward_decision in onward.decide(session, body, [recipient], at):
+        if not onward_decision.allowed:
+            _record_send(
+                session, at, message.agency, message.typ, body, peer=recipient,
+                allowed=False, at_send=message.id, rule=onward_decision.rule,
+                source=onward_decision.source, originator=onward_decision.originator,
+            )  # fmt: skip
+            return onward_decision.rule, onward_decision.reason
+    return None
+
+
 def _denial(session: Session, message: str, details: dict[str, Any]) -> ApiError:
     """The ``policy-denied`` answer, after committing the decisions recorded so far:
     a denial stays on the record, and nothing else was added to the session."""
@@ -757,12 +791,13 @@ def retry(
     session: Session,
     delivery_id: int,
     *,
+    policy: Policy,
     agency: str | None = None,
     who: str = "operator",
     now: int | None = None,
 ) -> Delivery:
     """Put a rejected or retrying delivery back in the queue, due now. The same
-    envelope bytes are sent again."""
+    envelope bytes are sent again, if ``policy`` still lets the message go there."""
     at = int(time.time()) if now is None else now
     delivery = session.get(Delivery, delivery_id) if is_row_id(delivery_id) else None
     if delivery is None or (agency is not None and delivery.message.agency != agency):
@@ -796,6 +831,14 @@ def retry(
             f"the envelope of delivery {delivery_id} expired at "
             f"{delivery.envelope.exp}; submit the message again",
             status=409,
+        )
+    denied = denied_now(session, policy, delivery.message, delivery.recipient, at)
+    if denied is not None:
+        rule, reason = denied
+        raise _denial(
+            session,
+            f"delivery {delivery_id} is not sent again: {reason} (rule {rule})",
+            {"rules": [rule]},
         )
     # Conditional: a dispatcher may have claimed it, or a purge erased its envelope,
     # since it was read. (A purge that erases it after this statement, before this

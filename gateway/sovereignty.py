@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from gateway.node import Node
 
 SCOPES = ("node", "type")
+CORRECTION = "correction/1"
 
 
 def _check_value(scope: str, value: str) -> None:
@@ -176,9 +177,25 @@ def lift(
     return decision
 
 
-def covering(decisions: list[Suspension], node: str, typ: str) -> Suspension | None:
-    """The suspension in force for exchanges with ``node`` of type ``typ``, if any."""
+def covering(
+    decisions: list[Suspension], node: str, typ: str, carried: str | None = None
+) -> Suspension | None:
+    """The suspension in force for exchanges with ``node`` of type ``typ``, if any; of
+    type ``carried`` too, the type of the body a correction carries (see
+    :func:`carried_type`): a suspended type does not come in or go out as a
+    correction's body either."""
     for decision in decisions:
         if (decision.scope, decision.value) in (("node", node), ("type", typ)):
             return decision
+        if carried is not None and (decision.scope, decision.value) == ("type", carried):
+            return decision
     return None
+
+
+def carried_type(typ: str, body: object) -> str | None:
+    """The type of the body a correction carries (action ``correct``), else None: a
+    withdrawal carries no data and is never held by a type's suspension."""
+    if typ != CORRECTION or not isinstance(body, dict) or body.get("action") != "correct":
+        return None
+    carried = body.get("refers_to_type")
+    return carried if isinstance(carried, str) else None

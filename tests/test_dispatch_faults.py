@@ -691,7 +691,7 @@ def test_a_manual_retry_does_not_requeue_a_delivery_a_dispatcher_has_claimed(mak
         assert read is not None and read.state == "retrying"
         assert Dispatcher(kz.node, worker="busy").claim(int(time.time())) == [delivery_id]
         with pytest.raises(ApiError) as refused:  # ... then asked for, once claimed
-            outbox.retry(operator, delivery_id)
+            outbox.retry(operator, delivery_id, policy=kz.node.policy())
         assert refused.value.code == "not-retryable"
         operator.rollback()
     row = _row(kz, delivery_id)

@@ -471,3 +471,52 @@ def test_a_batch_records_each_message_by_the_state_it_was_read_in(databases, mon
         assert recorded == {1: keys, 2: keys, 3: {stale[3]}, 6: keys, 8: keys}
     finally:
         engine.dispose()
+
+
+def test_a_correction_carrying_h2_data_is_h2_data_whatever_its_own_code(make_federation):
+    """A correction marked H0 that carries an H2 body, waiting at KG for its original
+    (still on its way): KG may not pass that body's data on to a third state."""
+    from gateway.models import Delivery
+
+    fed = make_federation(("KZ", "KG", "UZ"))
+    kz, kg = fed["KZ"], fed["KG"]
+    original = example_alert()
+    assert original["handling"]["code"] == "H2"
+    sent = post(kz, "alert/1", original, ["KG"])
+    with kz.node.sessions() as session:  # the original's delivery waits
+        session.get(Delivery, sent["deliveries"][0]["id"]).next_attempt_at = 2**40
+        session.commit()
+    fix = example_correction(refers_to=sent["id"], handling={"code": "H0"})
+    assert fix["body"]["handling"]["code"] == "H2"
+    post(kz, "correction/1", fix, ["KG"])
+    deliver(kz)
+    with kg.node.sessions() as session:
+        assert [r.typ for r in session.scalars(select(InboundMessage))] == ["correction/1"]
+    victim = copy.deepcopy(original["subjects"][0])
+    refused = post(kg, "alert/1", kg_alert_naming(victim), ["UZ"], expect=403)
+    assert refused["details"]["rules"] == ["h2-no-grant"], refused
+
+
+def test_a_grant_must_cover_the_purpose_of_the_body_a_correction_carries(make_federation):
+    """KG may pass KZ's H2 data on to UZ for victim protection (KZ's grant); a
+    correction whose own purpose is victim protection but whose corrected body is for
+    prosecution is not covered."""
+    fed = make_federation(("KZ", "KG", "UZ"))
+    kz, kg = fed["KZ"], fed["KG"]
+    original = example_alert()
+    source = post(kz, "alert/1", original, ["KG"])["id"]
+    deliver(kz)
+    post(kz, "grant/1", grant_body(source, ["UZ"], ["victim-protection"]), ["KG"])
+    deliver(kz)
+    victim = copy.deepcopy(original["subjects"][0])
+    own = post(kg, "alert/1", kg_alert_naming(victim), ["UZ"])
+    corrected = kg_alert_naming(victim)
+    corrected["purpose"] = "prosecution"
+    fix = example_correction(
+        refers_to=own["id"], purpose="victim-protection", handling={"code": "H0"}, body=corrected
+    )
+    refused = post(kg, "correction/1", fix, ["UZ"], expect=403)
+    assert refused["details"]["rules"] == ["h2-no-grant"], refused
+    assert "victim-protection and prosecution" in refused["message"]
+    fix["body"]["purpose"] = "victim-protection"
+    post(kg, "correction/1", fix, ["UZ"])

@@ -277,3 +277,32 @@ def test_a_correction_may_not_change_its_message_to_a_purpose_not_agreed(fed):
     assert [(e["typ"], e["corrected_typ"], e["corrected_purpose"]) for e in denied] == [
         ("correction/1", "alert/1", "prosecution")
     ]
+
+
+def test_an_agreement_ended_stops_what_is_still_queued_and_a_resend(fed):
+    """The policy is judged at submission and again before an envelope leaves: a
+    message still queued when its agreement is removed does not go (rejected,
+    policy-denied, recorded), an operator's retry is refused while no agreement
+    allows it, and goes once one does again."""
+    kz, kg = fed["KZ"], fed["KG"]
+    answer = post(kz, ["KG"])
+    assert answer.status_code == 202, answer.get_json()
+    delivery_id = answer.get_json()["deliveries"][0]["id"]
+    write_policy(kz, "version = 1\n")  # the agreement with KG is gone
+    [outcome] = Dispatcher(kz.node).run_once()
+    assert (outcome.state, outcome.code) == ("rejected", "policy-denied"), outcome
+    assert "no longer lets it go to KG" in outcome.detail
+    with kg.node.sessions() as session:
+        assert (
+            session.scalars(select(AuditEntry).where(AuditEntry.kind == "envelope-accepted")).all()
+            == []
+        )
+    [denial] = [e for e in policy_entries(kz) if e.get("at_send")]
+    assert (denial["allowed"], denial["peer"], denial["rule"]) == (False, "KG", "no-agreement")
+    retried = kz.client().post(f"/api/v1/deliveries/{delivery_id}/retry", headers=kz.auth())
+    assert (retried.status_code, retried.get_json()["error"]) == (403, "policy-denied")
+    write_policy(kz, KZ_POLICY)
+    retried = kz.client().post(f"/api/v1/deliveries/{delivery_id}/retry", headers=kz.auth())
+    assert retried.status_code == 200, retried.get_json()
+    [outcome] = Dispatcher(kz.node).run_once()
+    assert outcome.state == "delivered"

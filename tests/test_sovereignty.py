@@ -119,6 +119,44 @@ def test_only_another_member_can_be_suspended_over_the_admin_api(make_federation
         assert session.scalars(select(Suspension)).all() == []
 
 
+def test_a_suspended_type_does_not_pass_as_a_correction_body_but_a_withdrawal_does(
+    make_federation,
+):
+    """A correction carries a whole body of the type it corrects: a type suspended on
+    either side does not go out or come in that way. A withdrawal carries no data and
+    goes both ways."""
+    from schemas.examples import example_correction
+
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    first, second = (post_alert(kz, ["KG"]).get_json()["id"] for _ in range(2))
+    Dispatcher(kz.node).run_once()
+
+    def correct(original):
+        return kz.client().post(
+            "/api/v1/messages",
+            headers=kz.auth(),
+            json={"typ": "correction/1", "body": example_correction(refers_to=original)},
+        )
+
+    # KG suspends alerts: a correction carrying one is refused on arrival.
+    assert gateway(kg, "suspend", "type", "alert/1", "--reason", "r", "--by", "me").exit_code == 0
+    assert correct(first).status_code == 202
+    [outcome] = Dispatcher(kz.node).run_once()
+    assert (outcome.state, outcome.code) == ("rejected", "policy-denied"), outcome
+    # KZ suspends alerts too: refused at submission.
+    assert gateway(kz, "suspend", "type", "alert/1", "--reason", "r", "--by", "me").exit_code == 0
+    refused = correct(second)
+    assert (refused.status_code, refused.get_json()["error"]) == (403, "suspended")
+    withdrawal = example_correction(refers_to=second, action="withdraw", reason_code="duplicate")
+    withdrawal.pop("body")
+    answer = kz.client().post(
+        "/api/v1/messages", headers=kz.auth(), json={"typ": "correction/1", "body": withdrawal}
+    )
+    assert answer.status_code == 202, answer.get_json()
+    assert [o.state for o in Dispatcher(kz.node).run_once()] == ["delivered"]
+
+
 def test_decisions_need_a_reason_and_a_name_and_are_not_doubled(make_federation):
     fed = make_federation(("KZ", "KG"), serve=False)
     kz = fed["KZ"]

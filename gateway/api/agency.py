@@ -233,7 +233,9 @@ def retry_delivery(delivery_id: int):  # type: ignore[no-untyped-def]
     who = f"agency {g.agency}" + (f" (user {g.user})" if g.user else "")
     with node.sessions() as session:
         _require_resend(session, delivery_id)
-        delivery = outbox.retry(session, delivery_id, agency=g.agency, who=who)
+        delivery = outbox.retry(
+            session, delivery_id, policy=current_node().policy(), agency=g.agency, who=who
+        )
         session.commit()
         return jsonify(outbox.delivery_view(delivery))
 
