@@ -376,9 +376,12 @@ def upgrade(engine: Engine) -> None:
     advisory lock taken first in the migrating transaction, on SQLite under the lock
     file beside the database (held for the whole migration). The next one then finds
     the schema at head and does nothing, where it would otherwise run the same DDL
-    again and fail ("already exists"). On SQLite, foreign keys are not enforced while
-    tables are rebuilt (a rebuild drops the old table, which enforcement would refuse
-    while rows refer to it), and are checked as a whole before the commit."""
+    again and fail ("already exists"). On SQLite the migration runs in one explicit
+    transaction (the driver would otherwise commit each schema change as it runs, and
+    a migration failing half-way would leave its first changes behind); foreign keys
+    are not enforced while tables are rebuilt (a rebuild drops the old table, which
+    enforcement would refuse while rows refer to it), and are checked as a whole
+    before it and before the commit."""
     config = alembic_config(engine.url.render_as_string(hide_password=False))
     sqlite = engine.dialect.name == "sqlite"
     path = engine.url.database if sqlite else None
@@ -387,32 +390,44 @@ def upgrade(engine: Engine) -> None:
         if path and path != ":memory:" and not engine.url.query.get("uri")
         else None
     )
-    with lock.holding() if lock is not None else contextlib.nullcontext():
-        with engine.connect() as connection:
-            if sqlite:  # outside any transaction, or SQLite ignores it
-                connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
-                connection.commit()
-            try:
-                with connection.begin():
-                    if engine.dialect.name == "postgresql":
-                        connection.execute(
-                            text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
-                        )
-                    config.attributes["connection"] = connection
-                    command.upgrade(config, "head")
-                    if sqlite:
-                        _require_foreign_keys_hold(connection)
-            except CommandError as e:  # e.g. a revision a newer version of the gateway wrote
-                raise NodeStateError(
-                    "database-revision",
-                    f"the database's schema cannot be brought to this version's ({e}); was "
-                    "it upgraded by a newer version of the gateway? Run that version, or "
-                    "restore a backup",
-                ) from e
-            finally:
+    try:
+        with lock.holding() if lock is not None else contextlib.nullcontext():
+            _migrate(engine, config, sqlite)
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def _migrate(engine: Engine, config: Config, sqlite: bool) -> None:
+    """:func:`upgrade`'s migration, its lock held."""
+    with engine.connect() as connection:
+        if sqlite:  # outside any transaction, or SQLite ignores it
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()
+        try:
+            with connection.begin():
                 if sqlite:
-                    connection.exec_driver_sql("PRAGMA foreign_keys=ON")
-                    connection.commit()
+                    connection.exec_driver_sql("BEGIN IMMEDIATE")
+                    _require_foreign_keys_hold(connection)  # before anything changes
+                if engine.dialect.name == "postgresql":
+                    connection.execute(
+                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+                    )
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+                if sqlite:
+                    _require_foreign_keys_hold(connection)
+        except CommandError as e:  # e.g. a revision a newer version of the gateway wrote
+            raise NodeStateError(
+                "database-revision",
+                f"the database's schema cannot be brought to this version's ({e}); was "
+                "it upgraded by a newer version of the gateway? Run that version, or "
+                "restore a backup",
+            ) from e
+        finally:
+            if sqlite:
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                connection.commit()
 
 
 def _require_foreign_keys_hold(connection: Connection) -> None:

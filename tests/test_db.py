@@ -190,3 +190,20 @@ def test_processes_starting_together_migrate_one_after_another(databases):
     with migrated.connect() as connection:
         assert MigrationContext.configure(connection).get_current_revision() == head_revision()
     migrated.dispose()
+
+
+@pytest.mark.parametrize("databases", ["sqlite"], indirect=True)
+def test_migrating_again_leaves_no_file_open(databases):
+    """Each process migrates at start (and `gateway db upgrade` on demand): the lock
+    file it takes for that is closed again."""
+    import os
+
+    from gateway.db import upgrade
+
+    migrated = make_engine(databases.new_url("fds"))
+    upgrade(migrated)
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(20):
+        upgrade(migrated)
+    assert len(os.listdir("/proc/self/fd")) <= before + 1
+    migrated.dispose()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -15,7 +16,9 @@ from sqlalchemy import Engine, inspect
 from sqlalchemy.orm import Session
 
 from gateway import db
+from gateway.errors import NodeStateError
 from gateway.models import Base, H2Identifier, InboundMessage
+from tests.conftest import sqlite_only
 
 
 def upgraded(databases: Any) -> Engine:
@@ -257,4 +260,37 @@ def test_the_type_outbound_corrections_correct_is_filled_in(databases: Any) -> N
         "purged": "case-request/1",
         "odd": None,
     }
+    engine.dispose()
+
+
+@sqlite_only
+def test_a_migration_refused_on_sqlite_leaves_the_schema_as_it_was(databases: Any) -> None:
+    """A database whose rows refer to rows that do not exist is refused before anything
+    changes, and a migration runs in one transaction: the schema stays at its revision
+    and the next start says the same, instead of failing on half a migration."""
+    from alembic import command
+
+    engine = db.make_engine(databases.new_url("orphan"))
+    config = db.alembic_config(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0020")
+    with engine.connect() as connection:
+        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        connection.exec_driver_sql(
+            "INSERT INTO delivery_events (delivery_id, at, state) VALUES (99, 1, 'queued')"
+        )
+        connection.commit()
+    for _ in range(2):
+        with pytest.raises(NodeStateError) as refused:
+            db.upgrade(engine)
+        assert refused.value.code == "database-damaged"
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").all() == [
+                ("0020",)
+            ]
+            indexes = connection.exec_driver_sql(
+                "SELECT name FROM sqlite_master WHERE name = 'ix_inbound_rejections_envelope'"
+            ).all()
+            assert indexes == []
     engine.dispose()
