@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +43,12 @@ from schemas.names import KEY_NUMBER, match_keys
 
 GRANT = "grant/1"
 _DOC_NOISE = re.compile(r"[\s./-]+")
+_NOT_ALNUM = re.compile(r"[^0-9A-Z]+")
+# Letters of Cyrillic and Greek that look like Latin ones, as they are typed into
+# document numbers ("АВ1234567" for "AB1234567"), upper case after NFKC.
+_LOOK_ALIKE = str.maketrans("АВЕКМНОРСТУХІЈЅΑΒΕΖΗΙΚΜΝΟΡΤΥΧ", "ABEKMHOPCTYXIJSABEZHIKMNOPTYX")
+_PHONE_NOISE = re.compile(r"[\s()./-]+")
+_DIGITS = re.compile(r"\+?[0-9]{7,15}")
 
 
 def _key(kind: str, value: str) -> bytes:
@@ -49,6 +56,26 @@ def _key(kind: str, value: str) -> bytes:
 
 
 _PHONE = re.compile(r"\+[0-9]{7,15}")  # E.164, as the standard writes phone numbers
+
+
+def _document(number: str) -> str:
+    """A document number as compared: compatibility forms folded (full-width digits),
+    upper case, look-alike Cyrillic and Greek letters as the Latin ones, and nothing
+    but letters and digits (spaces, dashes of any kind, "№", dots gone)."""
+    # (The numero sign first: compatibility folding would make it the letters "No".)
+    folded = unicodedata.normalize("NFKC", number.replace("\u2116", "")).upper()
+    folded = folded.translate(_LOOK_ALIKE)
+    return _NOT_ALNUM.sub("", folded)
+
+
+def _phone(value: str) -> str | None:
+    """A phone number as compared (E.164, "+" and digits), from the ways people write
+    one ("+7 700 000 00 00", "+7 (700) 000-00-00", "77000000000"); None for a value
+    that is not one."""
+    compact = _PHONE_NOISE.sub("", unicodedata.normalize("NFKC", value))
+    if not _DIGITS.fullmatch(compact):
+        return None
+    return compact if compact.startswith("+") else "+" + compact
 
 
 def identifier_keys(body: dict[str, Any]) -> set[bytes]:
@@ -66,15 +93,24 @@ def identifier_keys(body: dict[str, Any]) -> set[bytes]:
         number, country = node.get("number"), node.get("issuing_country")
         if isinstance(number, str) and isinstance(country, str):
             keys.add(_key("document", country + ":" + _DOC_NOISE.sub("", number).upper()))
+            keys.add(_key("document", country + ":" + _document(number)))
         value = node.get("value")
-        if isinstance(value, str) and (node.get("type") == "phone" or _PHONE.fullmatch(value)):
-            keys.add(_key("phone", value))  # a number used for a messenger is the same number
+        if isinstance(value, str):
+            if node.get("type") == "phone" or _PHONE.fullmatch(value):
+                keys.add(_key("phone", value))  # a messenger's number is the same number
+            phone = _phone(value)
+            if phone is not None:
+                keys.add(_key("phone", phone))
         if isinstance(node.get("iban"), str):
             keys.add(_key("account", node["iban"]))
-        elif isinstance(number, str) and country is None:
+        if isinstance(number, str) and country is None:
             # Any account number (bank, card, crypto, mobile money), with or without the
-            # institution: leaving the institution out must not hide it.
+            # institution (or beside its IBAN): leaving either out must not hide it; one
+            # that is a phone number (a mobile-money wallet) is that number too.
             keys.add(_key("account", _DOC_NOISE.sub("", number).upper()))
+            phone = _phone(number)
+            if phone is not None:
+                keys.add(_key("phone", phone))
     return keys
 
 
@@ -279,19 +315,29 @@ def _purposes(body: dict[str, Any]) -> list[Any]:
 
 
 def decide(
-    session: Session, body: dict[str, Any], recipients: list[str], now: int
+    session: Session,
+    body: dict[str, Any],
+    recipients: list[str],
+    now: int,
+    *,
+    received_by: int | None = None,
 ) -> list[OnwardDecision]:
-    """One decision per (H2 source, recipient) the outgoing ``body`` touches."""
+    """One decision per (H2 source, recipient) the outgoing ``body`` touches; with
+    ``received_by``, only H2 messages received by then count (a message judged again
+    before it leaves cannot carry data of one that came after it was submitted)."""
     keys = identifier_keys(body)
     if not keys:
         return []
     catch_up(session, now)
-    sources = session.execute(
+    query = (
         select(InboundMessage.envelope_id, H2Identifier.originator)
         .join(InboundMessage, InboundMessage.id == H2Identifier.inbound_id)
         .where(H2Identifier.key.in_(sorted(keys)))
         .distinct()
-    ).all()
+    )
+    if received_by is not None:
+        query = query.where(InboundMessage.received_at <= received_by)
+    sources = session.execute(query).all()
     decisions = []
     grants: dict[str, list[tuple[str, dict[str, Any]]]] = {}
     for source, originator in sorted(sources):

@@ -552,7 +552,11 @@ def denied_now(
             at_send=message.id, **decision.recorded(),
         )  # fmt: skip
         return decision.rule, decision.reason
-    for onward_decision in onward.decide(session, body, [recipient], at):
+    # H2 data received after the message was submitted is not in it (a common name
+    # matching a later message must not stop it); grants are judged as they are now.
+    for onward_decision in onward.decide(
+        session, body, [recipient], at, received_by=message.created_at
+    ):
         if not onward_decision.allowed:
             _record_send(
                 session, at, message.agency, message.typ, body, peer=recipient,

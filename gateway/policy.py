@@ -35,6 +35,7 @@ from gateway.envelope import NODE_RE, TYP_RE
 from gateway.errors import ConfigError
 from gateway.routing import LocalAgency, Route, destinations
 from schemas.common import MAX_RETENTION_DAYS, PURPOSES
+from schemas.registry import MESSAGE_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -375,7 +376,20 @@ def _types(path: Path, where: str, value: object) -> frozenset[str]:
     bad = sorted(t for t in types if not TYP_RE.match(t))
     if bad:
         raise _fail(path, f"{where} has values that are not message types like alert/1: {bad}")
+    _standard_types(path, where, types)
     return types
+
+
+def _standard_types(path: Path, where: str, types: frozenset[str]) -> None:
+    """A type the standard does not define would make a rule that never applies (a
+    minimisation rule for "alerts/1" removes nothing, silently)."""
+    unknown = sorted(types - MESSAGE_TYPES.keys())
+    if unknown:
+        raise _fail(
+            path,
+            f"{where} names types the standard does not define: {unknown}; the types are "
+            f"{', '.join(sorted(MESSAGE_TYPES))}",
+        )
 
 
 def parse(text: str, path: Path) -> Policy:
@@ -460,6 +474,8 @@ def parse(text: str, path: Path) -> Policy:
                 f"[retention] key {typ!r} is neither a message type like alert/1 "
                 f"nor {REFUSED!r} (refused envelopes)",
             )
+        if typ != REFUSED:
+            _standard_types(path, "[retention]", frozenset({typ}))
         if (
             isinstance(days, bool)
             or not isinstance(days, int)

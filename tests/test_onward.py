@@ -225,6 +225,28 @@ def test_identifier_keys_leave_no_gap_for_accounts_channels_and_names_as_written
     assert identifier_keys(full) & identifier_keys(short)
 
 
+def test_phones_documents_and_accounts_as_people_write_them_meet():
+    """The same phone number with spaces, brackets, dashes or without "+"; a mobile
+    money wallet that is that number; a document number with look-alike Cyrillic
+    letters, a "No" sign, an en dash or full-width digits; an account's number given
+    beside its IBAN or alone: each meets the form the H2 message recorded."""
+
+    def meet(a, b):
+        return bool(identifier_keys({"x": [a]}) & identifier_keys({"x": [b]}))
+
+    phone = {"type": "phone", "value": "+77000000000"}
+    for written in ("+7 700 000 00 00", "77000000000", "+7 (700) 000-00-00"):
+        assert meet(phone, {"type": "messenger", "platform": "whatsapp", "value": written})
+    assert meet(phone, {"type": "mobile-money", "number": "+7 700 000 00 00"})
+    passport = {"type": "P", "number": "AB1234567", "issuing_country": "KZ"}
+    for written in ("АВ1234567", "№AB1234567", "AB–1234567", "ＡＢ１２３４５６７"):
+        assert meet(passport, {**passport, "number": written}), written
+    assert not meet(passport, {**passport, "number": "AB1234568"})
+    bank = {"type": "bank", "iban": "KZ86125KZT5004100100", "number": "5004100100"}
+    assert meet(bank, {"type": "bank", "number": "5004100100"})
+    assert not meet(phone, {"type": "messenger", "value": "@handle"})
+
+
 def test_a_name_written_with_invisible_characters_has_the_same_identifiers():
     """Originator control cannot be dodged by writing an H2 person's name with a
     zero-width space, soft hyphen or other invisible character inside."""
@@ -520,3 +542,30 @@ def test_a_grant_must_cover_the_purpose_of_the_body_a_correction_carries(make_fe
     assert "victim-protection and prosecution" in refused["message"]
     fix["body"]["purpose"] = "victim-protection"
     post(kg, "correction/1", fix, ["UZ"])
+
+
+def test_h2_data_that_came_after_a_message_was_submitted_does_not_stop_it(make_federation):
+    """KG's own alert naming a person waits in KG's queue; meanwhile KZ's H2 alert
+    about the same person arrives. KG's alert cannot carry data that came after it:
+    it still goes (the check before sending counts H2 data received by submission)."""
+    from gateway.models import Delivery
+
+    fed = make_federation(("KZ", "KG", "UZ"))
+    kz, kg = fed["KZ"], fed["KG"]
+    original = example_alert()
+    victim = copy.deepcopy(original["subjects"][0])
+    own = post(kg, "alert/1", kg_alert_naming(victim), ["UZ"])
+    delivery_id = own["deliveries"][0]["id"]
+    with kg.node.sessions() as session:
+        session.get(Delivery, delivery_id).next_attempt_at = 2**40
+        session.commit()
+    time.sleep(1.1)  # received in a later second than KG's alert was submitted
+    post(kz, "alert/1", original, ["KG"])
+    deliver(kz)
+    with kg.node.sessions() as session:
+        session.get(Delivery, delivery_id).next_attempt_at = 0
+        session.commit()
+    [outcome] = Dispatcher(kg.node).run_once()
+    assert outcome.state == "delivered", outcome
+    # A new message with the same data is refused, as before.
+    post(kg, "alert/1", kg_alert_naming(victim), ["UZ"], expect=403)

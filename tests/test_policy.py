@@ -168,6 +168,17 @@ BAD = [
     ("version = 1\n[retention]\n'alert/1' = 0\n", "1 to 3650"),
     ("version = 1\n[retention]\n'alert/1' = true\n", "whole number"),
     ("version = 1\n[retention]\nalert = 3\n", "message type"),
+    # Well formed, but no type of the standard: the rule would never apply.
+    (
+        "version = 1\n[[agreement]]\nid = 'a'\npeer = 'KG'\ntypes = ['alerts/1']\n",
+        "types the standard does not define: ['alerts/1']",
+    ),
+    (
+        "version = 1\n[[minimise]]\nid = 'm'\naudience = ['ngo']\ntypes = ['alerts/1']\n"
+        "drop = ['channels']\n",
+        "types the standard does not define",
+    ),
+    ("version = 1\n[retention]\n'alerts/1' = 30\n", "types the standard does not define"),
     ("version = 1\n[retention]\nrefused = 0\n", "1 to 3650"),
     ("version = 1\n[retention]\nrefused = '30'\n", "whole number"),
     ("version = 1\nnot toml", "not valid TOML"),
