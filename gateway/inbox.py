@@ -571,7 +571,7 @@ def _mark_fetched(session: Session, messages: list[InboundMessage], reader: Read
     session.commit()
 
 
-def _routed_to(agency: str, unrouted_too: bool) -> Any:
+def routed_to(agency: str, unrouted_too: bool) -> Any:
     """Messages routed to ``agency``; with ``unrouted_too`` (a central authority) also
     those with no route at all, received before the node routed."""
     routed = InboundMessage.id.in_(
@@ -644,7 +644,7 @@ def inbox_page(
     if reader is not None:
         query = query.where(_NOT_HELD)
         if reader.routed_to is not None:
-            query = query.where(_routed_to(reader.routed_to, reader.unrouted_too))
+            query = query.where(routed_to(reader.routed_to, reader.unrouted_too))
     if types is not None:
         query = query.where(InboundMessage.typ.in_(sorted(types)))
     messages: list[InboundMessage] = []
@@ -741,7 +741,7 @@ def get_inbound(
         visible = session.scalar(
             select(InboundMessage.id).where(
                 InboundMessage.id == message.id,
-                _routed_to(reader.routed_to, reader.unrouted_too),
+                routed_to(reader.routed_to, reader.unrouted_too),
             )
         )
         if visible is None:

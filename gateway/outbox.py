@@ -18,11 +18,13 @@ from gateway import onward, sovereignty
 from gateway.audit import log as audit
 from gateway.envelope import UUID_RE, Recipient, seal
 from gateway.errors import ApiError, printable
+from gateway.inbox import routed_to
 from gateway.models import (
     AuditEntry,
     Delivery,
     DeliveryEvent,
     DeliveryState,
+    InboundMessage,
     OutboundMessage,
     SealedEnvelope,
     is_row_id,
@@ -192,11 +194,14 @@ def submit(
     token: int | None = None,
     user: str | None = None,
     types: frozenset[str] | None = None,
+    reads: frozenset[str] | None = None,
 ) -> Submission:
     """Validate, apply the node's policy (agreements, minimisation for ``audience``),
     seal and queue a message. The caller commits the session; a policy denial is
     recorded in the audit log and committed before it is raised. The audit entry names
-    the agency and, when given, the token and the person that submitted it."""
+    the agency and, when given, the token and the person that submitted it. ``types``:
+    the types of its agency's messages the caller's role sees, ``reads``: those it
+    reads in the inbox (None: all)."""
     at = int(time.time()) if now is None else now
     if idempotency_key is not None:
         existing = session.scalars(
@@ -230,7 +235,7 @@ def submit(
     policy = node.policy()
     loaded, minimised = _minimise(session, policy, agency, typ, loaded, audience, at)
     _check_agreements(session, policy, agency, typ, loaded, recipients, at)
-    _check_onward(session, agency, typ, loaded, recipients, at)
+    _check_onward(session, policy, agency, typ, loaded, recipients, at, reads)
     decisions = node.suspensions()
     for recipient in recipients:
         carried = sovereignty.carried_type(typ, loaded)
@@ -643,14 +648,19 @@ most; its details name every message and recipient concerned."""
 
 def _check_onward(
     session: Session,
+    policy: Policy,
     agency: str,
     typ: str,
     body: dict[str, Any],
     recipients: list[Recipient],
     at: int,
+    reads: frozenset[str] | None,
 ) -> None:
     """H2 data of another state goes to a third state only under its grant
-    (gateway/onward.py); every decision is recorded, a denial before it is raised."""
+    (gateway/onward.py); every decision is recorded, a denial before it is raised. The
+    refusal names only the H2 messages the caller could read in its inbox (routed to
+    its agency, of a type its role reads): the others are counted, not named, and the
+    audit log and the data protection report have them all."""
     decisions = onward.decide(session, body, [r.node for r in recipients], at)
     for decision in decisions:
         _record_send(
@@ -667,23 +677,50 @@ def _check_onward(
         )
     denied = [d for d in decisions if not d.allowed]
     if denied:
-        reasons = "; ".join(d.reason for d in denied[:DENIALS_SAID])
-        if len(denied) > DENIALS_SAID:
+        seen = _readable_sources(session, policy, agency, reads, {d.source for d in denied})
+        said = [d for d in denied if d.source in seen]
+        reasons = "; ".join(d.reason for d in said[:DENIALS_SAID])
+        if len(said) > DENIALS_SAID:
             # A name common in received H2 data can touch thousands of messages: the
             # answer stays readable, the details name them all, the audit log has each.
             reasons += (
-                f"; and {len(denied) - DENIALS_SAID} more denials (details.sources names "
+                f"; and {len(said) - DENIALS_SAID} more denials (details.sources names "
                 "every H2 message concerned, details.recipients every recipient refused)"
             )
-        raise _denial(
-            session,
-            reasons,
-            {
-                "rules": sorted({d.rule for d in denied}),
-                "sources": sorted({d.source for d in denied}),
-                "recipients": sorted({d.recipient for d in denied}),
-            },
-        )
+        hidden = {d.source for d in denied} - seen
+        if hidden:
+            refused = ", ".join(sorted({d.recipient for d in denied if d.source in hidden}))
+            reasons += ("; " if reasons else "") + (
+                f"it carries H2 data of {len(hidden)} message(s) of other members that your "
+                f"agency does not read, which may not go to {refused} without their "
+                "originators' grants; ask your central authority"
+            )
+        details: dict[str, Any] = {
+            "rules": sorted({d.rule for d in denied}),
+            "sources": sorted(seen),
+            "recipients": sorted({d.recipient for d in denied}),
+        }
+        if hidden:
+            details["unnamed_sources"] = len(hidden)
+        raise _denial(session, reasons, details)
+
+
+def _readable_sources(
+    session: Session,
+    policy: Policy,
+    agency: str,
+    reads: frozenset[str] | None,
+    sources: set[str],
+) -> set[str]:
+    """Those of the received messages ``sources`` that ``agency`` reads in its inbox
+    (routed to it when the node routes; of a type ``reads`` names)."""
+    query = select(InboundMessage.envelope_id, InboundMessage.typ).where(
+        InboundMessage.envelope_id.in_(sorted(sources))
+    )
+    if policy.routing:
+        central = policy.agency_type(agency) == "central-authority"
+        query = query.where(routed_to(agency, central))
+    return {source for source, typ in session.execute(query) if reads is None or typ in reads}
 
 
 def get_message(

@@ -569,3 +569,65 @@ def test_h2_data_that_came_after_a_message_was_submitted_does_not_stop_it(make_f
     assert outcome.state == "delivered", outcome
     # A new message with the same data is refused, as before.
     post(kg, "alert/1", kg_alert_naming(victim), ["UZ"], expect=403)
+
+
+ROUTED_POLICY = """version = 1
+[[agreement]]
+id = "KG-KZ"
+peer = "KZ"
+types = ["alert/1"]
+purposes = ["*"]
+[[agreement]]
+id = "KG-UZ"
+peer = "UZ"
+types = ["alert/1"]
+purposes = ["*"]
+[[agency]]
+id = "kg-mvd"
+type = "central-authority"
+[[agency]]
+id = "kg-police"
+type = "police"
+[[route]]
+id = "referrals-only"
+types = ["referral/1"]
+agencies = ["kg-police"]
+"""
+
+
+def test_an_h2_refusal_names_only_messages_the_agency_reads(make_federation):
+    """KZ's H2 alert is routed to KG's central authority only. An agency it was not
+    routed to is refused all the same, but not told which message of which member
+    (it could probe for them); the central authority, which reads it, is."""
+    from gateway.tokens import issue
+
+    fed = make_federation(("KZ", "KG", "UZ"))
+    kz, kg = fed["KZ"], fed["KG"]
+    (kg.instance / "policy.toml").write_text(ROUTED_POLICY, encoding="utf-8")
+    original = example_alert()
+    source = post(kz, "alert/1", original, ["KG"])["id"]
+    deliver(kz)
+    victim = copy.deepcopy(original["subjects"][0])
+    refused = post(kg, "alert/1", kg_alert_naming(victim), ["UZ"], expect=403)  # kg-police
+    assert refused["details"] == {
+        "rules": ["h2-no-grant"],
+        "sources": [],
+        "recipients": ["UZ"],
+        "unnamed_sources": 1,
+    }
+    assert source not in refused["message"] and "KZ" not in refused["message"]
+    with kg.node.sessions() as session:
+        mvd = issue(session, "kg-mvd", "central authority").secret
+        session.commit()
+        denials = [
+            xb1json.loads(raw)
+            for raw in session.scalars(select(AuditEntry.entry).where(AuditEntry.kind == "policy"))
+        ]
+    assert any(e.get("source") == source and not e["allowed"] for e in denials)  # all recorded
+    answer = kg.client().post(
+        "/api/v1/messages",
+        headers={"Authorization": f"Bearer {mvd}"},
+        json={"typ": "alert/1", "body": kg_alert_naming(victim), "to": ["UZ"]},
+    )
+    assert answer.status_code == 403
+    assert answer.get_json()["details"]["sources"] == [source]

@@ -151,6 +151,7 @@ def submit_message():  # type: ignore[no-untyped-def]
             token=g.token_id,
             user=g.user,
             types=visible,
+            reads=access.readable(g.role),
         )
         session.commit()
         if not submission.created and (
