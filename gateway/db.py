@@ -22,6 +22,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine.interfaces import Dialect
@@ -381,7 +383,8 @@ def upgrade(engine: Engine) -> None:
     a migration failing half-way would leave its first changes behind); foreign keys
     are not enforced while tables are rebuilt (a rebuild drops the old table, which
     enforcement would refuse while rows refer to it), and are checked as a whole
-    before it and before the commit."""
+    before it and before the commit. A database already at head (every start but the
+    first after an upgrade) is left as it is, unchecked."""
     config = alembic_config(engine.url.render_as_string(hide_password=False))
     sqlite = engine.dialect.name == "sqlite"
     path = engine.url.database if sqlite else None
@@ -408,11 +411,14 @@ def _migrate(engine: Engine, config: Config, sqlite: bool) -> None:
             with connection.begin():
                 if sqlite:
                     connection.exec_driver_sql("BEGIN IMMEDIATE")
-                    _require_foreign_keys_hold(connection)  # before anything changes
                 if engine.dialect.name == "postgresql":
                     connection.execute(
                         text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
                     )
+                if _at_head(connection, config):
+                    return  # the usual start: nothing to migrate, nothing to check
+                if sqlite:
+                    _require_foreign_keys_hold(connection)  # before anything changes
                 config.attributes["connection"] = connection
                 command.upgrade(config, "head")
                 if sqlite:
@@ -428,6 +434,12 @@ def _migrate(engine: Engine, config: Config, sqlite: bool) -> None:
             if sqlite:
                 connection.exec_driver_sql("PRAGMA foreign_keys=ON")
                 connection.commit()
+
+
+def _at_head(connection: Connection, config: Config) -> bool:
+    """Whether the database's schema is at this version's head revision."""
+    heads = ScriptDirectory.from_config(config).get_heads()
+    return MigrationContext.configure(connection).get_current_heads() == tuple(heads)
 
 
 def _require_foreign_keys_hold(connection: Connection) -> None:

@@ -522,7 +522,7 @@ def handling_notice(body: dict[str, Any]) -> dict[str, str]:
     return {"code": code, "notice": f"{code}: {notice}"}
 
 
-_NOT_HELD = or_(InboundMessage.quarantined_at.is_(None), InboundMessage.released_at.is_not(None))
+NOT_HELD = or_(InboundMessage.quarantined_at.is_(None), InboundMessage.released_at.is_not(None))
 
 
 @dataclass(frozen=True)
@@ -549,7 +549,7 @@ def _mark_fetched(session: Session, messages: list[InboundMessage], reader: Read
         held = set(
             session.scalars(
                 select(InboundMessage.id).where(
-                    InboundMessage.id.in_([m.id for m in messages]), ~_NOT_HELD
+                    InboundMessage.id.in_([m.id for m in messages]), ~NOT_HELD
                 )
             )
         )
@@ -583,7 +583,7 @@ def routed_to(agency: str, unrouted_too: bool) -> Any:
     return or_(routed, ~has_route.exists())
 
 
-def _corrects_readable(message: InboundMessage, types: frozenset[str]) -> bool:
+def corrects_readable(message: InboundMessage, types: frozenset[str]) -> bool:
     """A correction carries a body of the type it corrects: a role reads it only if
     it may read that type."""
     if message.typ != corrections.CORRECTION:
@@ -642,7 +642,7 @@ def inbox_page(
     query = select(InboundMessage)
     types = reader.types if reader is not None else None
     if reader is not None:
-        query = query.where(_NOT_HELD)
+        query = query.where(NOT_HELD)
         if reader.routed_to is not None:
             query = query.where(routed_to(reader.routed_to, reader.unrouted_too))
     if types is not None:
@@ -714,7 +714,7 @@ def _fill(
             return int(scanned), True
         budget -= len(rows)
         if types is not None:
-            readable = [m for m in rows if _corrects_readable(m, types)]
+            readable = [m for m in rows if corrects_readable(m, types)]
         else:
             readable = rows
         room = limit - len(messages)
@@ -748,7 +748,7 @@ def get_inbound(
             message = None
     types = reader.types if reader is not None else None
     if message is None or (
-        types is not None and (message.typ not in types or not _corrects_readable(message, types))
+        types is not None and (message.typ not in types or not corrects_readable(message, types))
     ):
         raise ApiError("not-found", f"no inbound message {inbound_id}", status=404)
     if reader is not None:

@@ -43,11 +43,14 @@ from schemas.names import KEY_NUMBER, match_keys
 
 GRANT = "grant/1"
 _DOC_NOISE = re.compile(r"[\s./-]+")
-_NOT_ALNUM = re.compile(r"[^0-9A-Z]+")
+_NOT_LETTER_OR_DIGIT = re.compile(r"[\W_]+")
 # Letters of Cyrillic and Greek that look like Latin ones, as they are typed into
 # document numbers ("АВ1234567" for "AB1234567"), upper case after NFKC.
 _LOOK_ALIKE = str.maketrans("АВЕКМНОРСТУХІЈЅΑΒΕΖΗΙΚΜΝΟΡΤΥΧ", "ABEKMHOPCTYXIJSABEZHIKMNOPTYX")
 _PHONE_NOISE = re.compile(r"[\s()./-]+")
+# Channels whose value, written as a phone number, is one (a messenger account is
+# its phone number); other kinds (an email, a social profile id) are not read so.
+PHONE_CHANNELS = frozenset({"phone", "messenger"})
 _DIGITS = re.compile(r"\+?[0-9]{7,15}")
 
 
@@ -61,11 +64,12 @@ _PHONE = re.compile(r"\+[0-9]{7,15}")  # E.164, as the standard writes phone num
 def _document(number: str) -> str:
     """A document number as compared: compatibility forms folded (full-width digits),
     upper case, look-alike Cyrillic and Greek letters as the Latin ones, and nothing
-    but letters and digits (spaces, dashes of any kind, "№", dots gone)."""
+    but letters and digits, of any script (spaces, dashes of any kind, "№", dots
+    gone; "АГ" and "АБ" stay two series)."""
     # (The numero sign first: compatibility folding would make it the letters "No".)
     folded = unicodedata.normalize("NFKC", number.replace("\u2116", "")).upper()
     folded = folded.translate(_LOOK_ALIKE)
-    return _NOT_ALNUM.sub("", folded)
+    return _NOT_LETTER_OR_DIGIT.sub("", folded)
 
 
 def _phone(value: str) -> str | None:
@@ -98,7 +102,7 @@ def identifier_keys(body: dict[str, Any]) -> set[bytes]:
         if isinstance(value, str):
             if node.get("type") == "phone" or _PHONE.fullmatch(value):
                 keys.add(_key("phone", value))  # a messenger's number is the same number
-            phone = _phone(value)
+            phone = _phone(value) if node.get("type") in PHONE_CHANNELS else None
             if phone is not None:
                 keys.add(_key("phone", phone))
         if isinstance(node.get("iban"), str):
@@ -108,7 +112,7 @@ def identifier_keys(body: dict[str, Any]) -> set[bytes]:
             # institution (or beside its IBAN): leaving either out must not hide it; one
             # that is a phone number (a mobile-money wallet) is that number too.
             keys.add(_key("account", _DOC_NOISE.sub("", number).upper()))
-            phone = _phone(number)
+            phone = _phone(number) if node.get("type") == "mobile-money" else None
             if phone is not None:
                 keys.add(_key("phone", phone))
     return keys

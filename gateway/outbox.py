@@ -18,7 +18,7 @@ from gateway import onward, sovereignty
 from gateway.audit import log as audit
 from gateway.envelope import UUID_RE, Recipient, seal
 from gateway.errors import ApiError, printable
-from gateway.inbox import routed_to
+from gateway.inbox import NOT_HELD, corrects_readable, routed_to
 from gateway.models import (
     AuditEntry,
     Delivery,
@@ -568,7 +568,12 @@ def denied_now(
                 allowed=False, at_send=message.id, rule=onward_decision.rule,
                 source=onward_decision.source, originator=onward_decision.originator,
             )  # fmt: skip
-            return onward_decision.rule, onward_decision.reason
+            # Said without naming the H2 message (the delivery's detail is read by the
+            # submitting agency, which may not read that message); the entry names it.
+            return onward_decision.rule, (
+                "it carries H2 data of another member, which may not go to "
+                f"{recipient} without that member's grant (grant/1)"
+            )
     return None
 
 
@@ -685,7 +690,8 @@ def _check_onward(
             # answer stays readable, the details name them all, the audit log has each.
             reasons += (
                 f"; and {len(said) - DENIALS_SAID} more denials (details.sources names "
-                "every H2 message concerned, details.recipients every recipient refused)"
+                "each H2 message concerned that your agency reads, details.recipients every "
+                "recipient refused)"
             )
         hidden = {d.source for d in denied} - seen
         if hidden:
@@ -712,15 +718,18 @@ def _readable_sources(
     reads: frozenset[str] | None,
     sources: set[str],
 ) -> set[str]:
-    """Those of the received messages ``sources`` that ``agency`` reads in its inbox
-    (routed to it when the node routes; of a type ``reads`` names)."""
-    query = select(InboundMessage.envelope_id, InboundMessage.typ).where(
-        InboundMessage.envelope_id.in_(sorted(sources))
-    )
+    """Those of the received messages ``sources`` that ``agency`` reads in its inbox, as
+    the inbox decides: routed to it when the node routes, not held in quarantine, of a
+    type ``reads`` names (a correction: of the type it corrects too)."""
+    query = select(InboundMessage).where(InboundMessage.envelope_id.in_(sorted(sources)), NOT_HELD)
     if policy.routing:
         central = policy.agency_type(agency) == "central-authority"
         query = query.where(routed_to(agency, central))
-    return {source for source, typ in session.execute(query) if reads is None or typ in reads}
+    return {
+        message.envelope_id
+        for message in session.scalars(query)
+        if reads is None or (message.typ in reads and corrects_readable(message, reads))
+    }
 
 
 def get_message(

@@ -135,8 +135,8 @@ def test_a_refusal_touching_many_h2_messages_says_a_few_and_lists_them_all(
     }
     assert refused["message"].count("without KZ's grant") == 2
     assert refused["message"].endswith(
-        "; and 2 more denials (details.sources names every H2 message concerned, "
-        "details.recipients every recipient refused)"
+        "; and 2 more denials (details.sources names each H2 message concerned that "
+        "your agency reads, details.recipients every recipient refused)"
     )
     with kg.node.sessions() as session:
         recorded = [
@@ -242,6 +242,14 @@ def test_phones_documents_and_accounts_as_people_write_them_meet():
     for written in ("АВ1234567", "№AB1234567", "AB–1234567", "ＡＢ１２３４５６７"):
         assert meet(passport, {**passport, "number": written}), written
     assert not meet(passport, {**passport, "number": "AB1234568"})
+    # Letters of other scripts are compared, not dropped: two series of birth
+    # certificates are two documents.
+    certificate = {"type": "birth-certificate", "number": "II-АГ 123456", "issuing_country": "KZ"}
+    assert not meet(certificate, {**certificate, "number": "II-АБ 123456"})
+    assert not meet({**certificate, "number": "ЖД123456"}, {**certificate, "number": "123456"})
+    # Only a phone or messenger value, or a mobile-money wallet, is read as a phone.
+    assert not meet(phone, {"type": "bank", "number": "77000000000"})
+    assert not meet(phone, {"type": "social", "value": "77000000000"})
     bank = {"type": "bank", "iban": "KZ86125KZT5004100100", "number": "5004100100"}
     assert meet(bank, {"type": "bank", "number": "5004100100"})
     assert not meet(phone, {"type": "messenger", "value": "@handle"})
@@ -631,3 +639,16 @@ def test_an_h2_refusal_names_only_messages_the_agency_reads(make_federation):
     )
     assert answer.status_code == 403
     assert answer.get_json()["details"]["sources"] == [source]
+    # Held in quarantine, it is not read in the inbox: not named either.
+    with kg.node.sessions() as session:
+        held = session.scalars(
+            select(InboundMessage).where(InboundMessage.envelope_id == source)
+        ).one()
+        held.quarantined_at = int(time.time())
+        session.commit()
+    answer = kg.client().post(
+        "/api/v1/messages",
+        headers={"Authorization": f"Bearer {mvd}"},
+        json={"typ": "alert/1", "body": kg_alert_naming(victim), "to": ["UZ"]},
+    )
+    assert answer.get_json()["details"]["sources"] == [], answer.get_json()
