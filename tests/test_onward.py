@@ -652,3 +652,47 @@ def test_an_h2_refusal_names_only_messages_the_agency_reads(make_federation):
         json={"typ": "alert/1", "body": kg_alert_naming(victim), "to": ["UZ"]},
     )
     assert answer.get_json()["details"]["sources"] == [], answer.get_json()
+
+
+def test_an_h2_refusal_does_not_name_a_correction_of_a_type_the_role_does_not_read(
+    make_federation,
+):
+    """An officer reads corrections, but not case requests, nor the corrections of
+    them: refused for naming the person of KZ's H2 case request, it is told neither
+    message (the correction's id would tell it that the request exists)."""
+    from gateway.tokens import issue
+    from gateway.users import add
+    from schemas.examples import example_case_request
+
+    fed = make_federation(("KZ", "KG", "UZ"))
+    kz, kg = fed["KZ"], fed["KG"]
+    request = example_case_request(handling={"code": "H2"})
+    sent = post(kz, "case-request/1", request, ["KG"])
+    corrected = copy.deepcopy(request)
+    corrected["deadline"] = request["deadline"] + 86_400
+    fix = example_correction(
+        refers_to=sent["id"],
+        refers_to_type="case-request/1",
+        purpose=request["purpose"],
+        handling={"code": "H0"},
+        body=corrected,
+    )
+    post(kz, "correction/1", fix, ["KG"])
+    deliver(kz)
+    with kg.node.sessions() as session:
+        officer = add(
+            session, "o.fficer", full_name="O. Fficer", agency=kg.agency, role="officer", by="t"
+        )
+        secret = issue(session, kg.agency, "test", user=officer).secret
+        session.commit()
+    alert = example_alert_uzbek_latin()
+    alert["subjects"][0]["names"] = copy.deepcopy(request["subjects"][0]["names"])
+    alert["handling"] = {"code": "H0"}
+    answer = kg.client().post(
+        "/api/v1/messages",
+        headers={"Authorization": f"Bearer {secret}"},
+        json={"typ": "alert/1", "body": alert, "to": ["UZ"]},
+    )
+    assert answer.status_code == 403, answer.get_json()
+    details = answer.get_json()["details"]
+    assert (details["sources"], details["unnamed_sources"]) == ([], 2), details
