@@ -325,14 +325,20 @@ def decide(
     now: int,
     *,
     received_by: int | None = None,
+    index: bool = True,
 ) -> list[OnwardDecision]:
     """One decision per (H2 source, recipient) the outgoing ``body`` touches; with
     ``received_by``, only H2 messages received by then count (a message judged again
-    before it leaves cannot carry data of one that came after it was submitted)."""
+    before it leaves cannot carry data of one that came after it was submitted).
+    ``index``: record the identifiers not recorded yet first (row writes, which a
+    transaction that has not taken the audit lock must not make before it appends:
+    gateway/audit/log.py lock); without, the identifiers recorded so far count (a
+    message set back to pending keeps its earlier ones until recorded again)."""
     keys = identifier_keys(body)
     if not keys:
         return []
-    catch_up(session, now)
+    if index:
+        catch_up(session, now)
     query = (
         select(InboundMessage.envelope_id, H2Identifier.originator)
         .join(InboundMessage, InboundMessage.id == H2Identifier.inbound_id)

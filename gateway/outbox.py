@@ -559,8 +559,10 @@ def denied_now(
         return decision.rule, decision.reason
     # H2 data received after the message was submitted is not in it (a common name
     # matching a later message must not stop it); grants are judged as they are now.
+    # Nothing is recorded here before a denial's audit entry takes the audit lock
+    # (index=False): the identifiers were recorded when the message was submitted.
     for onward_decision in onward.decide(
-        session, body, [recipient], at, received_by=message.created_at
+        session, body, [recipient], at, received_by=message.created_at, index=False
     ):
         if not onward_decision.allowed:
             _record_send(

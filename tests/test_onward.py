@@ -696,3 +696,39 @@ def test_an_h2_refusal_does_not_name_a_correction_of_a_type_the_role_does_not_re
     assert answer.status_code == 403, answer.get_json()
     details = answer.get_json()["details"]
     assert (details["sources"], details["unnamed_sources"]) == ([], 2), details
+
+
+def test_a_grant_withdrawn_while_a_message_waits_stops_it(make_federation):
+    """KG's alert naming KZ's H2 person went under KZ's grant and waits in KG's queue;
+    KZ withdraws the grant: the alert is not sent (judged again before it leaves),
+    and the delivery's detail does not name KZ's message."""
+    from gateway.models import Delivery
+
+    fed = make_federation(("KZ", "KG", "UZ"))
+    kz, kg = fed["KZ"], fed["KG"]
+    original = example_alert()
+    source = post(kz, "alert/1", original, ["KG"])["id"]
+    deliver(kz)
+    grant = post(kz, "grant/1", grant_body(source, ["UZ"], ["victim-protection"]), ["KG"])
+    deliver(kz)
+    victim = copy.deepcopy(original["subjects"][0])
+    own = post(kg, "alert/1", kg_alert_naming(victim), ["UZ"])
+    delivery_id = own["deliveries"][0]["id"]
+    with kg.node.sessions() as session:
+        session.get(Delivery, delivery_id).next_attempt_at = 2**40
+        session.commit()
+    withdrawal = example_correction(
+        refers_to=grant["id"],
+        refers_to_type="grant/1",
+        action="withdraw",
+        reason_code="case-closed",
+    )
+    withdrawal.pop("body")
+    post(kz, "correction/1", withdrawal, ["KG"])
+    deliver(kz)
+    with kg.node.sessions() as session:
+        session.get(Delivery, delivery_id).next_attempt_at = 0
+        session.commit()
+    [outcome] = Dispatcher(kg.node).run_once()
+    assert (outcome.state, outcome.code) == ("rejected", "policy-denied"), outcome
+    assert source not in outcome.detail and "another member" in outcome.detail
