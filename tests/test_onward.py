@@ -43,6 +43,24 @@ def kg_alert_naming(victim):
     return body
 
 
+def withdraw_grant(member, grant_id):
+    """``member`` withdraws the grant it sent to KG."""
+    withdrawal = example_correction(
+        refers_to=grant_id, refers_to_type="grant/1", action="withdraw", reason_code="case-closed"
+    )
+    withdrawal.pop("body")
+    post(member, "correction/1", withdrawal, ["KG"])
+
+
+def due(member, delivery_id, at):
+    """Set when ``member``'s delivery is next due (2**40: held back; 0: now)."""
+    from gateway.models import Delivery
+
+    with member.node.sessions() as session:
+        session.get(Delivery, delivery_id).next_attempt_at = at
+        session.commit()
+
+
 def grant_body(source, to_states, purposes, valid_for=86_400):
     now = int(time.time())
     body = example_alert()
@@ -105,14 +123,7 @@ def test_h2_data_needs_the_originators_grant_to_reach_a_third_state(make_federat
     other = kg_alert_naming(victim)
     other["purpose"] = "prosecution"
     post(kg, "alert/1", other, ["UZ"], expect=403)
-    withdrawal = example_correction(
-        refers_to=grant["id"],
-        refers_to_type="grant/1",
-        action="withdraw",
-        reason_code="case-closed",
-    )
-    withdrawal.pop("body")
-    post(kz, "correction/1", withdrawal, ["KG"])
+    withdraw_grant(kz, grant["id"])
     deliver(kz)
     post(kg, "alert/1", kg_alert_naming(victim), ["UZ"], expect=403)
 
@@ -506,16 +517,12 @@ def test_a_batch_records_each_message_by_the_state_it_was_read_in(databases, mon
 def test_a_correction_carrying_h2_data_is_h2_data_whatever_its_own_code(make_federation):
     """A correction marked H0 that carries an H2 body, waiting at KG for its original
     (still on its way): KG may not pass that body's data on to a third state."""
-    from gateway.models import Delivery
-
     fed = make_federation(("KZ", "KG", "UZ"))
     kz, kg = fed["KZ"], fed["KG"]
     original = example_alert()
     assert original["handling"]["code"] == "H2"
     sent = post(kz, "alert/1", original, ["KG"])
-    with kz.node.sessions() as session:  # the original's delivery waits
-        session.get(Delivery, sent["deliveries"][0]["id"]).next_attempt_at = 2**40
-        session.commit()
+    due(kz, sent["deliveries"][0]["id"], 2**40)
     fix = example_correction(refers_to=sent["id"], handling={"code": "H0"})
     assert fix["body"]["handling"]["code"] == "H2"
     post(kz, "correction/1", fix, ["KG"])
@@ -556,23 +563,17 @@ def test_h2_data_that_came_after_a_message_was_submitted_does_not_stop_it(make_f
     """KG's own alert naming a person waits in KG's queue; meanwhile KZ's H2 alert
     about the same person arrives. KG's alert cannot carry data that came after it:
     it still goes (the check before sending counts H2 data received by submission)."""
-    from gateway.models import Delivery
-
     fed = make_federation(("KZ", "KG", "UZ"))
     kz, kg = fed["KZ"], fed["KG"]
     original = example_alert()
     victim = copy.deepcopy(original["subjects"][0])
     own = post(kg, "alert/1", kg_alert_naming(victim), ["UZ"])
     delivery_id = own["deliveries"][0]["id"]
-    with kg.node.sessions() as session:
-        session.get(Delivery, delivery_id).next_attempt_at = 2**40
-        session.commit()
+    due(kg, delivery_id, 2**40)
     time.sleep(1.1)  # received in a later second than KG's alert was submitted
     post(kz, "alert/1", original, ["KG"])
     deliver(kz)
-    with kg.node.sessions() as session:
-        session.get(Delivery, delivery_id).next_attempt_at = 0
-        session.commit()
+    due(kg, delivery_id, 0)
     [outcome] = Dispatcher(kg.node).run_once()
     assert outcome.state == "delivered", outcome
     # A new message with the same data is refused, as before.
@@ -702,8 +703,6 @@ def test_a_grant_withdrawn_while_a_message_waits_stops_it(make_federation):
     """KG's alert naming KZ's H2 person went under KZ's grant and waits in KG's queue;
     KZ withdraws the grant: the alert is not sent (judged again before it leaves),
     and the delivery's detail does not name KZ's message."""
-    from gateway.models import Delivery
-
     fed = make_federation(("KZ", "KG", "UZ"))
     kz, kg = fed["KZ"], fed["KG"]
     original = example_alert()
@@ -714,21 +713,10 @@ def test_a_grant_withdrawn_while_a_message_waits_stops_it(make_federation):
     victim = copy.deepcopy(original["subjects"][0])
     own = post(kg, "alert/1", kg_alert_naming(victim), ["UZ"])
     delivery_id = own["deliveries"][0]["id"]
-    with kg.node.sessions() as session:
-        session.get(Delivery, delivery_id).next_attempt_at = 2**40
-        session.commit()
-    withdrawal = example_correction(
-        refers_to=grant["id"],
-        refers_to_type="grant/1",
-        action="withdraw",
-        reason_code="case-closed",
-    )
-    withdrawal.pop("body")
-    post(kz, "correction/1", withdrawal, ["KG"])
+    due(kg, delivery_id, 2**40)
+    withdraw_grant(kz, grant["id"])
     deliver(kz)
-    with kg.node.sessions() as session:
-        session.get(Delivery, delivery_id).next_attempt_at = 0
-        session.commit()
+    due(kg, delivery_id, 0)
     [outcome] = Dispatcher(kg.node).run_once()
     assert (outcome.state, outcome.code) == ("rejected", "policy-denied"), outcome
     assert source not in outcome.detail and "another member" in outcome.detail

@@ -81,13 +81,12 @@ def _receipt_shown(receipt: Receipt) -> str:
 def _named_envelopes(
     entries: list[dict[str, Any]], node_id: str
 ) -> dict[tuple[str, str, str], tuple[str, frozenset[str]]]:
-    """The envelopes the entries name, by (envelope id, ph, ch): their sender and
-    recipients. Sent ones (message-submitted, message-resealed) go from ``node_id`` to
-    the entry's ``to``; an accepted one (envelope-accepted) from its ``sender`` to
-    ``node_id``."""
+    """The envelopes the (parsed) entries name, by (envelope id, ph, ch): their sender
+    and recipients. Sent ones (message-submitted, message-resealed) go from
+    ``node_id`` to the entry's ``to``; an accepted one (envelope-accepted) from its
+    ``sender`` to ``node_id``."""
     named: dict[tuple[str, str, str], tuple[str, frozenset[str]]] = {}
-    for item in entries:
-        parsed = xb1json.loads(b64d(item["entry"]))
+    for parsed in entries:
         kind = parsed.get("kind")
         if "ph" not in parsed or "ch" not in parsed:
             continue
@@ -268,6 +267,7 @@ def check(bundle: object, now: int | None = None, *, anchor: bytes | None = None
         witnesses = _cosigners(bundle["checkpoint"], trust_list, node_id, at)
         shown: list[str] = []
         hashes: set[tuple[str, str]] = set()
+        parsed_entries: list[dict[str, Any]] = []
         previous = 0
         for item in bundle["entries"]:
             if not isinstance(item, dict) or set(item) != ENTRY_MEMBERS:
@@ -284,6 +284,7 @@ def check(bundle: object, now: int | None = None, *, anchor: bytes | None = None
             if message_id.encode() not in entry:  # what export() selects entries by
                 raise EvidenceError(f"entry {item['seq']} does not name message {message_id}")
             parsed = xb1json.loads(entry)
+            parsed_entries.append(parsed)
             shown.append(parsed["kind"])
             if "ph" in parsed:
                 hashes.add((parsed["ph"], parsed["ch"]))
@@ -315,7 +316,7 @@ def check(bundle: object, now: int | None = None, *, anchor: bytes | None = None
             # Purged: no envelope is left, so each receipt must name an envelope the
             # entries name, by id and by the hashes of its payload and ciphertext, and be
             # signed by a recipient of it, to its sender, as the entries say they were.
-            named = _named_envelopes(bundle["entries"], node_id)
+            named = _named_envelopes(parsed_entries, node_id)
             for text in bundle["receipts"]:
                 try:
                     receipt = verify_receipt(b64d(text), trust=trust_list.keys, now=at)
