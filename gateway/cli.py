@@ -18,7 +18,7 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 from sqlalchemy import create_engine, inspect, select
@@ -46,6 +46,9 @@ from keys.sealed import (
     key_file_warnings,
 )
 from keys.trustlist import MAX_TEXT, MAX_TIME, KeyUse, TrustError, key_entry
+
+if TYPE_CHECKING:
+    from gateway.node import Node
 
 # Row ids are 32-bit integers in PostgreSQL: larger ids cannot exist.
 ROW_ID = click.IntRange(1, 2**31 - 1)
@@ -1463,6 +1466,7 @@ def audit_witness(obj: Context, peer: str | None) -> None:
                 click.echo(f"{member}: {state.size} entries, consistent, co-signed")
             collected = witness.collect(member)
         except (GatewayError, TrustError) as e:
+            _echo_unproven(node, member)
             if peer:  # the one asked for: its error is the answer
                 raise
             # One unreachable member does not keep the others from being witnessed.
@@ -1475,15 +1479,37 @@ def audit_witness(obj: Context, peer: str | None) -> None:
         _fail("witness-incomplete", f"could not witness {', '.join(failed)}; see above")
 
 
+def _echo_unproven(node: Node, peer: str) -> None:
+    """Say so when ``peer`` signed a larger log that it has not proven yet."""
+    from gateway.audit.witness import unproven_alarm_after
+    from gateway.models import WitnessState
+
+    with node.sessions() as session:
+        state = session.get(WitnessState, peer)
+    if state is None or state.unproven_since is None:
+        return
+    since = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(state.unproven_since))
+    alarm = time.gmtime(
+        state.unproven_since + unproven_alarm_after(node.settings.checkpoint_interval)
+    )
+    click.echo(
+        f"{peer}: signed a log of {state.unproven_size} entries, unproven since {since} "
+        f"(an audit-unproven alarm from {time.strftime('%Y-%m-%d %H:%M UTC', alarm)})",
+        err=True,
+    )
+
+
 @audit.command("reset-witness")
 @click.argument("peer")
 @click.option("--reason", required=True, help="What the investigation found.")
 @click.option("--by", "who", required=True, help="Who decides (name or role).")
 @click.pass_obj
 def audit_reset_witness(obj: Context, peer: str, reason: str, who: str) -> None:
-    """Clear a fork or rollback alarm about PEER after investigating it: the next
-    checkpoint of PEER is trusted as on first sight. Recorded in the audit log."""
+    """Clear a fork, rollback or unproven-checkpoint alarm about PEER after
+    investigating it: the next checkpoint of PEER is trusted as on first sight.
+    Recorded in the audit log."""
     from gateway.audit import log
+    from gateway.audit.witness import unproven_message
     from gateway.models import WitnessState
     from gateway.sovereignty import require_reason_and_name
 
@@ -1492,7 +1518,7 @@ def audit_reset_witness(obj: Context, peer: str, reason: str, who: str) -> None:
         state = session.get(WitnessState, peer)
         if state is None:
             _fail("not-found", f"this node has not witnessed {peer}")
-        if state.problem is None:
+        if state.problem is None and state.unproven_since is None:
             _fail(
                 "no-alarm",
                 f"there is no alarm about {peer} to clear; its witness state is kept, so a "
@@ -1503,7 +1529,7 @@ def audit_reset_witness(obj: Context, peer: str, reason: str, who: str) -> None:
             "witness-reset",
             peer=peer,
             size=state.size,
-            problem=state.problem,
+            problem=state.problem or unproven_message(state, int(time.time())),
             by=who,
             reason=reason,
         )

@@ -392,6 +392,12 @@ class WitnessState(Base):
     checked_at: Mapped[int] = mapped_column(BigInteger)
     problem: Mapped[str | None] = mapped_column(Text, nullable=True)
     problem_code: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    # The peer signed a larger checkpoint (unproven_note, of unproven_size entries) and
+    # has proven no larger one consistent with this state since unproven_since: an
+    # alarm once that lasts (gateway.audit.witness.UNPROVEN_ALARM_AFTER).
+    unproven_since: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    unproven_size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    unproven_note: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class AuditSubtree(Base):

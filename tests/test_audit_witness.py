@@ -7,13 +7,14 @@ import time
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import delete
+from sqlalchemy import delete, select, update
 
 from gateway.audit import log, note
+from gateway.audit import witness as witness_module
 from gateway.audit.witness import MAX_NOTE_BYTES, Witness
 from gateway.cli import main
 from gateway.errors import PeerError
-from gateway.models import AuditCheckpoint, AuditEntry
+from gateway.models import AuditCheckpoint, AuditEntry, WitnessState
 from tests.conftest import PASSPHRASE, sqlite_only
 from tests.test_rotation import revoke_signing_key
 from tests.test_trust_follow import _trickling, submit
@@ -211,6 +212,43 @@ def test_a_consistency_proof_refused_is_a_fork_alarm_unless_the_peer_is_busy(
     """A peer whose signed checkpoint grew but that refuses to prove it extends the one
     it signed before (what a forked log has to do) raises the alarm; one that is down
     or rate-limited for a moment is asked again at the next round."""
+    kz, kg, witness, first, _ = _grown(make_federation)
+    restore = _proofs_answer(kz, status)
+    if alarm is None:
+        with pytest.raises(PeerError):
+            witness.witness("KZ")
+        state = Witness(kg.node).witness  # unchanged, no alarm
+        restore()
+        later = state("KZ")
+        assert later.problem is None and later.size > first.size
+    else:
+        state = witness.witness("KZ")
+        assert state.problem_code == alarm and f"refused (HTTP {status})" in state.problem
+        assert state.size == first.size  # what was co-signed stays the reference
+
+
+def _proofs_answer(kz, status):
+    """Make KZ answer every consistency-proof request with ``status``; returns a
+    function that puts its app back."""
+    inner = kz.server.switch.app
+
+    def refusing(environ, start_response):
+        if environ.get("PATH_INFO") == "/xb1/proofs/consistency":
+            start_response(f"{status} No", [("Content-Type", "application/json")])
+            return [b'{"error": "unavailable", "message": "down for a moment"}']
+        return inner(environ, start_response)
+
+    kz.server.switch.app = refusing
+
+    def restore():
+        kz.server.switch.app = inner
+
+    return restore
+
+
+def _grown(make_federation):
+    """KZ and KG; KG witnessed KZ's first checkpoint, and KZ has signed a larger one
+    since: (kz, kg, KG's witness, the state witnessed, the larger checkpoint)."""
     fed = make_federation(("KZ", "KG"))
     kz, kg = fed["KZ"], fed["KG"]
     submit(kz, ["KG"])
@@ -218,24 +256,105 @@ def test_a_consistency_proof_refused_is_a_fork_alarm_unless_the_peer_is_busy(
     witness = Witness(kg.node)
     first = witness.witness("KZ")
     submit(kz, ["KG"])
-    log.checkpoint(kz.node)
+    return kz, kg, witness, first, log.checkpoint(kz.node)
+
+
+def _set_unproven_since(kg, peer, at):
+    with kg.node.sessions() as session:
+        session.execute(
+            update(WitnessState).where(WitnessState.peer == peer).values(unproven_since=at)
+        )
+        session.commit()
+
+
+def _alarm_codes(kg):
+    ready = kg.client().get("/readyz")
+    return ready.status_code, [a["code"] for a in ready.get_json()["alarms"]]
+
+
+def test_a_larger_log_left_unproven_for_a_day_is_an_alarm_until_proven(make_federation):
+    """A peer that signed a larger log and never answers the proof request (what a
+    forked log could do forever, answering 503) raises ``audit-unproven`` once that
+    has lasted a day; the alarm ends by itself when a proof holds."""
+    kz, kg, witness, first, larger = _grown(make_federation)
+    restore = _proofs_answer(kz, 503)
+    before = int(time.time())
+    with pytest.raises(PeerError):
+        witness.witness("KZ")
+    with kg.node.sessions() as session:
+        state = session.get(WitnessState, "KZ")
+    assert (state.size, state.problem) == (first.size, None)  # the reference stays
+    assert state.unproven_size == larger.size and state.unproven_since >= before
+    assert state.unproven_note.startswith(log.origin_of("test-federation", "KZ"))
+    assert _alarm_codes(kg) == (200, [])  # a moment's outage is no alarm
+
+    # Failing again later keeps the first time it failed.
+    with pytest.raises(PeerError):
+        witness.witness("KZ")
+    with kg.node.sessions() as session:
+        assert session.get(WitnessState, "KZ").unproven_since == state.unproven_since
+
+    _set_unproven_since(kg, "KZ", int(time.time()) - witness_module.UNPROVEN_DAY - 60)
+    status, codes = _alarm_codes(kg)
+    assert (status, codes) == (503, ["audit-unproven"])
+    message = kg.client().get("/readyz").get_json()["alarms"][0]["message"]
+    assert f"signed a log of {larger.size} entries" in message
+    assert f"extends the {first.size} entries" in message
+
+    restore()
+    state = witness.witness("KZ")
+    assert (state.size, state.problem, state.unproven_since) == (larger.size, None, None)
+    assert (state.unproven_size, state.unproven_note) == (None, None)
+    assert _alarm_codes(kg) == (200, [])
+
+
+def test_the_unproven_alarm_waits_for_three_witness_rounds(make_federation):
+    """With a checkpoint interval of a day, a day unproven is only one round."""
+    assert witness_module.unproven_alarm_after(60) == witness_module.UNPROVEN_DAY
+    assert witness_module.unproven_alarm_after(86_400) == 3 * 86_400
+
+
+def test_a_smaller_log_after_an_unproven_larger_one_is_a_rollback(make_federation):
+    """A peer signed a log of n entries, gave no proof, then serves a smaller signed log
+    (what it would do to hide what it signed): no honest log shrinks."""
+    kz, kg, witness, first, _ = _grown(make_federation)
+    older_note = first.cosigned.encode()  # the smaller log, as KZ signed it
+    restore = _proofs_answer(kz, 503)
+    with pytest.raises(PeerError):
+        witness.witness("KZ")
+    restore()
     inner = kz.server.switch.app
 
-    def refusing(environ, start_response):
-        if environ.get("PATH_INFO") == "/xb1/proofs/consistency":
-            start_response(f"{status} No", [("Content-Type", "application/json")])
-            return [b'{"error": "no", "message": "no"}']
+    def older(environ, start_response):
+        if environ.get("PATH_INFO") == "/xb1/checkpoint":
+            start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8")])
+            return [older_note]
         return inner(environ, start_response)
 
-    kz.server.switch.app = refusing
-    if alarm is None:
-        with pytest.raises(PeerError):
-            witness.witness("KZ")
-        state = Witness(kg.node).witness  # unchanged, no alarm
-        kz.server.switch.app = inner
-        later = state("KZ")
-        assert later.problem is None and later.size > first.size
-    else:
-        state = witness.witness("KZ")
-        assert state.problem_code == alarm and f"refused (HTTP {status})" in state.problem
-        assert state.size == first.size  # what was co-signed stays the reference
+    kz.server.switch.app = older
+    state = witness.witness("KZ")
+    assert state.problem_code == "audit-rollback" and "(kept, unproven)" in state.problem
+    assert state.size == first.size
+
+
+def test_an_unproven_peer_is_named_by_the_command_and_can_be_reset(make_federation):
+    kz, kg, _, _, larger = _grown(make_federation)
+    _proofs_answer(kz, 502)
+
+    def gateway(*args):
+        return CliRunner().invoke(
+            main,
+            ["--instance", str(kg.instance), "audit", *args],
+            env={"GATEWAY_KEY_PASSPHRASE": PASSPHRASE},
+        )
+
+    result = gateway("witness", "--peer", "KZ")
+    assert result.exit_code != 0
+    assert f"KZ: signed a log of {larger.size} entries, unproven since" in result.stderr
+    assert "an audit-unproven alarm from" in result.stderr
+    reset = gateway("reset-witness", "KZ", "--reason", "KZ rebuilt its node", "--by", "auditor")
+    assert reset.exit_code == 0, reset.output
+    with kg.node.sessions() as session:
+        assert session.get(WitnessState, "KZ") is None
+        entry = session.scalars(select(AuditEntry).where(AuditEntry.kind == "witness-reset")).one()
+    assert b"has not proven that it extends" in entry.entry

@@ -53,13 +53,18 @@ def _key_alarms(node, trust_list) -> list[dict[str, str]]:  # type: ignore[no-un
 
 
 def _witness_alarms(node) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
-    """A peer's audit log forked or was rewritten under this node's eyes."""
+    """A peer's audit log forked or was rewritten under this node's eyes, or it has
+    long left a larger signed log unproven."""
     from gateway.audit import witness
 
+    now = int(time.time())
     with node.sessions() as session:
         return [
             {"code": row.problem_code or "audit-fork", "message": row.problem or ""}
             for row in witness.alarms(session)
+        ] + [
+            {"code": "audit-unproven", "message": witness.unproven_message(row, now)}
+            for row in witness.unproven(session, now, node.settings.checkpoint_interval)
         ]
 
 

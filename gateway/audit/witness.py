@@ -54,6 +54,16 @@ WITNESS_ATTEMPTS = 3
 #: Refusals that say "not now" (a timeout, a rate limit: deploy/nginx answers 429), not
 #: "cannot": a consistency proof refused so is asked for again at the next round.
 BUSY = frozenset({408, 425, 429})
+#: A peer that signed a larger checkpoint and has proven none consistent with what this
+#: node co-signed for this long (down, busy, answering the proof request with 5xx) is an
+#: alarm (``audit-unproven``); at least this many witness rounds, at least a day.
+UNPROVEN_ROUNDS = 3
+UNPROVEN_DAY = 86_400
+
+
+def unproven_alarm_after(checkpoint_interval: float) -> float:
+    """Seconds a peer's checkpoint may stay unproven before it is an alarm."""
+    return max(UNPROVEN_DAY, UNPROVEN_ROUNDS * checkpoint_interval)
 
 
 class Witness:
@@ -106,7 +116,14 @@ class Witness:
                     f"list, for origin {origin_of(trust_list.federation, peer)!r}",
                 )
             body, checkpoint = opened
-            problem = self._compare(base, state, checkpoint) if state is not None else None
+            try:
+                problem = self._compare(base, state, checkpoint) if state is not None else None
+            except PeerError:
+                # Asked again at the next round; meanwhile it is on record that the peer
+                # signed a larger log it has not proven (an alarm if that lasts).
+                if state is not None and checkpoint.size > state.size:
+                    self._note_unproven(state, checkpoint.size, text, at)
+                raise
             values: dict[str, object] = {"checked_at": at}
             if problem is not None:
                 values.update(problem_code=problem[0], problem=problem[1])
@@ -119,6 +136,8 @@ class Witness:
                     root=checkpoint.root,
                     cosigned=note.add_signatures(text, [line]),
                 )
+                if state is not None and state.unproven_size is not None:
+                    values.update(unproven_since=None, unproven_size=None, unproven_note=None)
             if self._store(peer, state, values):
                 if problem is not None:
                     log.error("ALARM [%s] %s", problem[0], problem[1])
@@ -162,6 +181,26 @@ class Witness:
             session.commit()
             return True
 
+    def _note_unproven(self, seen: WitnessState, size: int, text: str, at: int) -> None:
+        """Keep the larger checkpoint ``seen.peer`` signed (``text``) without a proof, and
+        since when it has proven none, if the state is still ``seen``."""
+        values: dict[str, object] = {"unproven_size": size, "unproven_note": text}
+        if seen.unproven_since is None:
+            values["unproven_since"] = at
+        with self.node.sessions() as session:
+            session.execute(
+                update(WitnessState)
+                .where(
+                    WitnessState.peer == seen.peer,
+                    WitnessState.size == seen.size,
+                    WitnessState.root == seen.root,
+                    WitnessState.problem.is_(None),
+                )
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+            session.commit()
+
     def _compare(
         self, base: str, state: WitnessState, checkpoint: note.Checkpoint
     ) -> tuple[str, str] | None:
@@ -169,6 +208,12 @@ class Witness:
             return (
                 "audit-rollback",
                 f"{state.peer}'s log shrank from {state.size} to {checkpoint.size} entries",
+            )
+        if state.unproven_size is not None and checkpoint.size < state.unproven_size:
+            return (
+                "audit-rollback",
+                f"{state.peer} signed a log of {state.unproven_size} entries (kept, unproven) "
+                f"and now one of {checkpoint.size}",
             )
         if checkpoint.size == state.size:
             if checkpoint.root != state.root:
@@ -293,6 +338,30 @@ class Witness:
 
 def alarms(session: Session) -> list[WitnessState]:
     return list(session.scalars(select(WitnessState).where(WitnessState.problem.is_not(None))))
+
+
+def unproven(session: Session, now: int, checkpoint_interval: float) -> list[WitnessState]:
+    """Peers whose larger signed checkpoint has stayed unproven long enough to be an
+    alarm (``audit-unproven``)."""
+    since = now - unproven_alarm_after(checkpoint_interval)
+    return list(
+        session.scalars(
+            select(WitnessState).where(
+                WitnessState.problem.is_(None), WitnessState.unproven_since <= since
+            )
+        )
+    )
+
+
+def unproven_message(state: WitnessState, now: int) -> str:
+    """The ``audit-unproven`` alarm's sentence."""
+    hours = (now - (state.unproven_since or now)) // 3600
+    return (
+        f"{state.peer} signed a log of {state.unproven_size} entries and for {hours} hours "
+        f"has not proven that it extends the {state.size} entries this node co-signed "
+        "(its proof request unanswered, busy or failing): ask its operators; a rewritten "
+        "log cannot be proven"
+    )
 
 
 def _status(error: PeerError) -> int | None:
