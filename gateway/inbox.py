@@ -767,7 +767,11 @@ def get_inbound(
     return message
 
 
-def list_rejections(session: Session, *, limit: int = 100) -> list[InboundRejection]:
-    return list(
-        session.scalars(select(InboundRejection).order_by(InboundRejection.id.desc()).limit(limit))
-    )
+def list_rejections(
+    session: Session, *, limit: int = 100, before: int | None = None
+) -> list[InboundRejection]:
+    """Refusals, newest first; with ``before``, those older than refusal ``before``."""
+    query = select(InboundRejection)
+    if before is not None:
+        query = query.where(InboundRejection.id < before)
+    return list(session.scalars(query.order_by(InboundRejection.id.desc()).limit(limit)))

@@ -817,7 +817,8 @@ def list_messages(
         ):
             raise ApiError(
                 "bad-cursor",
-                f"before must be the id of a message of this agency, as given in next_before; "
+                f"before must be the id of a message listed to this caller, as given in "
+                f"next_before; "
                 f"{before[:40]!r} is not",
                 status=422,
             )

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from gateway.audit import log as audit
@@ -125,13 +125,10 @@ def suspend(
     if scope == "node" and node is not None:
         _check_member(node, value)
     require_reason_and_name(reason, who)
-    for existing in active(session):
-        if (existing.scope, existing.value) == (scope, value):
-            raise ApiError(
-                "already-suspended",
-                f"{scope} {value} is already suspended (decision {existing.id})",
-                status=409,
-            )
+    # Of two suspensions of the same at the same time, one is recorded: the audit lock
+    # (PostgreSQL) orders them, and on SQLite the insert takes the one write lock, so
+    # the look for an earlier one after it sees every committed suspension.
+    audit.lock(session)
     decision = Suspension(
         scope=scope,
         value=value,
@@ -141,6 +138,13 @@ def suspend(
     )
     session.add(decision)
     session.flush()
+    for existing in active(session):
+        if (existing.scope, existing.value) == (scope, value) and existing.id != decision.id:
+            raise ApiError(  # the caller's transaction, this insert in it, is not committed
+                "already-suspended",
+                f"{scope} {value} is already suspended (decision {existing.id})",
+                status=409,
+            )
     audit.record(
         session,
         "suspension",
@@ -158,14 +162,28 @@ def lift(
     session: Session, decision_id: int, *, reason: str, who: str, now: int | None = None
 ) -> Suspension:
     require_reason_and_name(reason, who)
-    decision = session.get(Suspension, decision_id) if is_row_id(decision_id) else None
+    audit.lock(session)  # before the row changes (gateway/audit/log.py)
+    # Conditional, so that of two lifts at the same time one lifts and the other finds
+    # it lifted (the first decision, its time, who and why, stays).
+    lifted = session.execute(
+        update(Suspension)
+        .where(
+            Suspension.id == (decision_id if is_row_id(decision_id) else -1),
+            Suspension.lifted_at.is_(None),
+        )
+        .values(
+            lifted_at=int(time.time()) if now is None else now,
+            lifted_by=who.strip(),
+            lift_reason=reason.strip(),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    found = is_row_id(decision_id)
+    decision = session.get(Suspension, decision_id, populate_existing=True) if found else None
     if decision is None:
         raise ApiError("not-found", f"there is no suspension {decision_id}", status=404)
-    if decision.lifted_at is not None:
+    if lifted.rowcount != 1:  # type: ignore[attr-defined]
         raise ApiError("already-lifted", f"suspension {decision_id} was lifted already", status=409)
-    decision.lifted_at = int(time.time()) if now is None else now
-    decision.lifted_by = who.strip()
-    decision.lift_reason = reason.strip()
     audit.record(
         session,
         "suspension-lifted",

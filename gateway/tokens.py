@@ -110,14 +110,16 @@ def authenticate(
     """Resolve an ``Authorization: Bearer`` header to a live token of one of ``roles``,
     or refuse (deny by default: an agency token opens no admin call and an admin
     token no agency call)."""
-    if not header or not header.startswith("Bearer "):
+    # The scheme's name is case-insensitive (RFC 9110 §11.1).
+    scheme, _, secret = (header or "").partition(" ")
+    if scheme.lower() != "bearer":
         raise ApiError(
             "unauthenticated",
             "send an agency API token as 'Authorization: Bearer "
             "<token>'; an operator issues one with 'gateway token issue'",
             status=401,
         )
-    secret = header.removeprefix("Bearer ").strip()
+    secret = secret.strip()
     row = session.scalars(select(ApiToken).where(ApiToken.token_hash == _hash(secret))).first()
     if row is None or row.revoked_at is not None:
         raise ApiError(
@@ -150,11 +152,18 @@ def revoke(session: Session, token_id: int, *, by: str | None = None) -> ApiToke
     row = session.get(ApiToken, token_id) if is_row_id(token_id) else None
     if row is None:
         raise ApiError("no-such-token", f"there is no token with id {token_id}", status=404)
-    if row.revoked_at is None:
-        row.revoked_at = int(time.time())
-        audit.record(
-            session, "token-revoked", at=row.revoked_at, token=row.id, holder=row.agency, by=by
-        )
+    audit.lock(session)  # before the row changes (gateway/audit/log.py)
+    at = int(time.time())
+    # Conditional, so that of two revocations at the same time one is recorded.
+    revoked = session.execute(
+        update(ApiToken)
+        .where(ApiToken.id == row.id, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=at)
+        .execution_options(synchronize_session=False)
+    )
+    if revoked.rowcount == 1:  # type: ignore[attr-defined]
+        audit.record(session, "token-revoked", at=at, token=row.id, holder=row.agency, by=by)
+    session.refresh(row)
     return row
 
 

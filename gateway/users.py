@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import time
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -74,11 +74,23 @@ def get(session: Session, name: str) -> User:
 
 
 def disable(session: Session, name: str, *, reason: str, by: str) -> User:
+    """Disable a person (once: disabling again keeps the first decision)."""
     require_reason_and_name(reason, by)
-    user = get(session, name)
-    if user.disabled_at is None:
-        user.disabled_at, user.disabled_by, user.disabled_reason = int(time.time()), by, reason
-        audit.record(session, "user-disabled", at=user.disabled_at, user=name, by=by, reason=reason)
+    get(session, name)
+    audit.lock(session)  # before the row changes (gateway/audit/log.py)
+    at = int(time.time())
+    # Conditional, so that of two at the same time one disables and records it.
+    disabled = session.execute(
+        update(User)
+        .where(User.name == name, User.disabled_at.is_(None))
+        .values(disabled_at=at, disabled_by=by, disabled_reason=reason)
+        .execution_options(synchronize_session=False)
+    )
+    if disabled.rowcount == 1:  # type: ignore[attr-defined]
+        audit.record(session, "user-disabled", at=at, user=name, by=by, reason=reason)
+    user = session.scalars(
+        select(User).where(User.name == name).execution_options(populate_existing=True)
+    ).one()
     return user
 
 

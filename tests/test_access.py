@@ -363,8 +363,8 @@ def test_outbound_pages_follow_next_before_and_do_not_shift(node):
     third, cursor = page(limit=2, before=cursor)
     assert (third, cursor) == (newest_first[4:], None)
     assert page(limit=6)[0] == [late, *newest_first]
-    # A full last page still names its last message; the page after it is empty.
-    assert page(limit=1, before=newest_first[3]) == ([newest_first[4]], newest_first[4])
+    # A page that holds the oldest message says nothing is older, full or not.
+    assert page(limit=1, before=newest_first[3]) == ([newest_first[4]], None)
     assert page(limit=1, before=newest_first[4]) == ([], None)
 
     other = client.post("/api/v1/messages", headers=headers["central-authority"], json=alert())

@@ -161,6 +161,11 @@ def test_admin_operations_over_http(node_with_roles):
     stranger = client.post("/api/v1/admin/trust-list/fetch", headers=admin, json={"from": "TJ"})
     assert (stranger.status_code, stranger.get_json()["error"]) == (422, "unknown-node")
     assert "gateway trust show" in stranger.get_json()["message"]
+    # An empty or malformed id is not "every peer", and is not echoed back.
+    for value in ("", "kg", "K\x00G", "KG" * 200):
+        odd = client.post("/api/v1/admin/trust-list/fetch", headers=admin, json={"from": value})
+        assert (odd.status_code, odd.get_json()["error"]) == (422, "bad-field"), value
+        assert value not in odd.get_json()["message"] or not value
 
 
 def _alert():

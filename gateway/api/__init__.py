@@ -8,12 +8,46 @@ from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
 from gateway.errors import ApiError
+from gateway.models import MAX_ROW_ID
 
 #: What reading a request body raises when the client framed it badly: gunicorn's
 #: parse errors (a chunk size that is not hex, a chunk without its terminator), an
 #: ``OSError`` (a body cut short), and werkzeug's ``ClientDisconnected``, which its
 #: input stream raises for an ``OSError`` of the server's stream.
 UNREADABLE_BODY = (ParseException, OSError, ClientDisconnected)
+
+
+def int_arg(name: str, default: int) -> int:
+    """Query parameter ``name`` as a whole number (``default`` when absent), or 422."""
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    # ASCII digits only: int() also reads " 5", "+5" and other scripts' digits ("１").
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 20:
+        raise ApiError(
+            "bad-parameter", f"query parameter {name} must be a whole number", status=422
+        )
+    value = int(raw)
+    if not 0 <= value <= MAX_ROW_ID:
+        raise ApiError(
+            "bad-parameter",
+            f"query parameter {name} must be between 0 and {MAX_ROW_ID}",
+            status=422,
+        )
+    return value
+
+
+def refuse_head() -> None:
+    """The agency and admin APIs answer no ``HEAD`` (which Flask would serve with the
+    ``GET`` view): reading an inbox records the read and marks what it lists fetched,
+    which a ``HEAD`` would do without returning anything."""
+    if request.method == "HEAD":
+        raise ApiError(
+            "method-not-allowed",
+            "HEAD is not answered here: it would count as a read of what it does not "
+            "return; use GET",
+            status=405,
+        )
 
 
 def unreadable(error: Exception) -> ApiError:

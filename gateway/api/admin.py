@@ -17,11 +17,12 @@ from typing import Any
 from flask import Blueprint, g, jsonify, request
 from sqlalchemy import select
 
-from gateway import access, inbox, outbox, sovereignty, tokens, users
-from gateway.api import body_bytes, json_object
+from gateway import access, inbox, outbox, quarantine, sovereignty, tokens, users
+from gateway.api import body_bytes, int_arg, json_object, refuse_head
 from gateway.app import current_node
+from gateway.envelope import NODE_RE
 from gateway.errors import ApiError
-from gateway.models import ApiToken, Suspension, TrustHint, User
+from gateway.models import ApiToken, InboundMessage, Suspension, TrustHint, User
 from gateway.node import listing_problems
 from keys.fingerprint import fingerprint
 
@@ -30,6 +31,7 @@ admin_api = Blueprint("admin_api", __name__, url_prefix="/api/v1/admin")
 
 @admin_api.before_request
 def _authenticate() -> None:
+    refuse_head()
     node = current_node()
     with node.sessions() as session:
         token = tokens.authenticate(
@@ -149,8 +151,12 @@ def trust_list_fetch():  # type: ignore[no-untyped-def]
     # No body: every peer; else a JSON object, optionally {"from": "KG"}.
     payload = json_object() if body_bytes().strip() else {}
     peer = payload.get("from")
-    if peer is not None and not isinstance(peer, str):
-        raise ApiError("bad-field", "'from' must be a node id", status=422)
+    # A node id as the trust list writes them: an empty one is not "every peer", and
+    # nothing else is echoed back in an error.
+    if peer is not None and not (isinstance(peer, str) and NODE_RE.match(peer)):
+        raise ApiError(
+            "bad-field", "'from' must be a node id such as KG (or leave it out)", status=422
+        )
     follower = TrustFollower(current_node())
     installed = follower.follow(peer) if peer else follower.run_once()
     return jsonify({"installed": installed.version if installed else None, **_trust_view()})
@@ -242,6 +248,47 @@ def lift(decision_id: int):  # type: ignore[no-untyped-def]
         return jsonify(_suspension_view(decision))
 
 
+# ----------------------------------------------------------------------------- quarantine
+
+
+def _held_view(row: InboundMessage) -> dict[str, Any]:
+    """A message held in quarantine (metadata only: never its body)."""
+    return {
+        "id": row.id,
+        "envelope_id": row.envelope_id,
+        "sender": row.sender,
+        "typ": row.typ,
+        "received_at": row.received_at,
+        "quarantined_at": row.quarantined_at,
+        "quarantine_reason": row.quarantine_reason,
+        "released_at": row.released_at,
+        "released_by": row.released_by,
+        "release_reason": row.release_reason,
+    }
+
+
+@admin_api.get("/quarantine")
+def quarantine_view():  # type: ignore[no-untyped-def]
+    """Received messages held because the key that signed them was revoked after they
+    arrived and before any agency read them (``gateway inbox quarantined``)."""
+    with current_node().sessions() as session:
+        return jsonify({"held": [_held_view(m) for m in quarantine.held(session)]})
+
+
+@admin_api.post("/quarantine/<int:inbound_id>/release")
+@changes
+def release(inbound_id: int):  # type: ignore[no-untyped-def]
+    """Release a held message to the agencies, with who and why (``gateway inbox
+    release``)."""
+    payload = json_object()
+    with current_node().sessions() as session:
+        message = quarantine.release(
+            session, inbound_id, reason=_text(payload, "reason"), who=_who(payload)
+        )
+        session.commit()
+        return jsonify(_held_view(message))
+
+
 # ----------------------------------------------------------------------------- tokens
 
 
@@ -310,18 +357,47 @@ def token_revoke(token_id: int):  # type: ignore[no-untyped-def]
 # ----------------------------------------------------------------------------- deliveries
 
 
+PAGE_DEFAULT, PAGE_MOST = 200, 1000
+
+
+def _page_limit() -> int:
+    limit = int_arg("limit", PAGE_DEFAULT)
+    if not 1 <= limit <= PAGE_MOST:
+        raise ApiError("bad-limit", f"limit must be between 1 and {PAGE_MOST}", status=422)
+    return limit
+
+
 @admin_api.get("/deliveries")
 def deliveries_view():  # type: ignore[no-untyped-def]
-    """Outbound messages of every agency with their delivery states (no bodies)."""
+    """Outbound messages of every agency with their delivery states (no bodies), newest
+    first, a page at a time (``limit``, ``before``: ``next_before`` of the page before)."""
+    limit = _page_limit()
     with current_node().sessions() as session:
-        messages = outbox.list_messages(session, state=request.args.get("state"), limit=200)
-        return jsonify({"messages": [outbox.message_view(m, with_events=False) for m in messages]})
+        messages = outbox.list_messages(
+            session,
+            state=request.args.get("state"),
+            limit=limit + 1,  # one more: whether anything older is left
+            before=request.args.get("before"),
+        )
+        page = messages[:limit]
+        return jsonify(
+            {
+                "messages": [outbox.message_view(m, with_events=False) for m in page],
+                "next_before": page[-1].id if len(messages) > limit else None,
+            }
+        )
 
 
 @admin_api.get("/rejections")
 def rejections_view():  # type: ignore[no-untyped-def]
-    """Refused inbound envelopes (metadata; the sender is as claimed unless signed)."""
+    """Refused inbound envelopes (metadata; the sender is as claimed unless signed),
+    newest first, a page at a time (``limit``, ``before``: ``next_before`` of the
+    page before)."""
+    limit = _page_limit()
+    before = int_arg("before", 0) if request.args.get("before") is not None else None
     with current_node().sessions() as session:
+        rows = inbox.list_rejections(session, limit=limit + 1, before=before)
+        page = rows[:limit]
         return jsonify(
             {
                 "rejections": [
@@ -335,8 +411,9 @@ def rejections_view():  # type: ignore[no-untyped-def]
                         "signed": r.authenticated,
                         "size": r.size,
                     }
-                    for r in inbox.list_rejections(session, limit=200)
-                ]
+                    for r in page
+                ],
+                "next_before": page[-1].id if len(rows) > limit else None,
             }
         )
 

@@ -17,10 +17,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from gateway import access, db, inbox, onward, outbox, tokens
-from gateway.api import json_object
+from gateway.api import int_arg, json_object, refuse_head
 from gateway.app import current_node
 from gateway.errors import ApiError
-from gateway.models import MAX_ROW_ID, Delivery, User, is_row_id
+from gateway.models import Delivery, User, is_row_id
 from gateway.policy import Policy
 from schemas.common import FORBIDDEN_SINGLE_LINE
 
@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 @agency.before_request
 def _authenticate() -> None:
+    refuse_head()
     node = current_node()
     with node.sessions() as session:
         token = tokens.authenticate(
@@ -47,19 +48,21 @@ JUSTIFICATION_HEADER = "X-Justification"
 # something else.
 
 
-def _header_text(raw: str) -> str:
+def _header_text(raw: str) -> str | None:
     """A header value as the client wrote it: WSGI servers hand header bytes over as
     latin-1 text (PEP 3333), so a UTF-8 value (a justification in Russian or Kazakh)
-    is decoded again; bytes that are not UTF-8 stay as latin-1 characters."""
+    is decoded again. None when its bytes are not UTF-8: read as latin-1 instead, two
+    different values could become the same text (the byte FF and the UTF-8 of "ÿ")."""
     try:
         return raw.encode("latin-1").decode("utf-8")
     except (UnicodeEncodeError, UnicodeDecodeError):
-        return raw
+        return None
 
 
 def _justification() -> str:
     """Why the caller consults received messages: required, one line, 3–500 characters."""
-    raw = _header_text(request.headers.get(JUSTIFICATION_HEADER, "")).strip()
+    text = _header_text(request.headers.get(JUSTIFICATION_HEADER, ""))
+    raw = "\ufffd" if text is None else text.strip()  # not UTF-8: refused below
     if not raw:
         raise ApiError(
             "justification-required",
@@ -67,32 +70,13 @@ def _justification() -> str:
             "(e.g. a case number and purpose); it is kept in the audit log",
             status=400,
         )
-    if not 3 <= len(raw) <= 500 or FORBIDDEN_SINGLE_LINE.search(raw):
+    if text is None or not 3 <= len(raw) <= 500 or FORBIDDEN_SINGLE_LINE.search(raw):
         raise ApiError(
             "bad-justification",
-            f"{JUSTIFICATION_HEADER} must be one line of 3 to 500 characters",
+            f"{JUSTIFICATION_HEADER} must be one line of 3 to 500 characters, in UTF-8",
             status=422,
         )
     return raw
-
-
-def _int_arg(name: str, default: int) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    # ASCII digits only: int() also reads " 5", "+5" and other scripts' digits ("１").
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 20:
-        raise ApiError(
-            "bad-parameter", f"query parameter {name} must be a whole number", status=422
-        )
-    value = int(raw)
-    if not 0 <= value <= MAX_ROW_ID:
-        raise ApiError(
-            "bad-parameter",
-            f"query parameter {name} must be between 0 and {MAX_ROW_ID}",
-            status=422,
-        )
-    return value
 
 
 @agency.post("/messages")
@@ -108,11 +92,11 @@ def submit_message():  # type: ignore[no-untyped-def]
     key = request.headers.get("Idempotency-Key")
     if key is not None:
         key = _header_text(key)  # counted in characters, as written (UTF-8)
-        if not 1 <= len(key) <= 100 or FORBIDDEN_SINGLE_LINE.search(key):
+        if key is None or not 1 <= len(key) <= 100 or FORBIDDEN_SINGLE_LINE.search(key):
             raise ApiError(
                 "bad-idempotency-key",
-                "Idempotency-Key must be 1 to 100 characters on one line, without control "
-                "characters or bidirectional overrides",
+                "Idempotency-Key must be 1 to 100 characters of UTF-8 on one line, without "
+                "control characters or bidirectional overrides",
                 status=422,
             )
     body = payload.get("body")
@@ -177,7 +161,7 @@ def submit_message():  # type: ignore[no-untyped-def]
 @agency.get("/messages")
 def list_messages():  # type: ignore[no-untyped-def]
     node = current_node()
-    limit = _int_arg("limit", 100)
+    limit = int_arg("limit", 100)
     if not 1 <= limit <= 1000:
         raise ApiError("bad-limit", "limit must be between 1 and 1000", status=422)
     with node.sessions() as session:
@@ -185,14 +169,15 @@ def list_messages():  # type: ignore[no-untyped-def]
             session,
             agency=g.agency,
             state=request.args.get("state"),
-            limit=limit,
+            limit=limit + 1,  # one more: whether anything older is left
             types=access.outbound_visible(g.role),
             before=request.args.get("before"),
         )
+        page = messages[:limit]
         return jsonify(
             {
-                "messages": [outbox.message_view(m, with_events=False) for m in messages],
-                "next_before": messages[-1].id if len(messages) == limit else None,
+                "messages": [outbox.message_view(m, with_events=False) for m in page],
+                "next_before": page[-1].id if len(messages) > limit else None,
             }
         )
 
@@ -262,10 +247,10 @@ def list_inbox():  # type: ignore[no-untyped-def]
         released_after = request.args.get("released_after")
         page = inbox.inbox_page(
             session,
-            after=_int_arg("after", 0),
-            limit=_int_arg("limit", 100),
+            after=int_arg("after", 0),
+            limit=int_arg("limit", 100),
             reader=_reader(policy),
-            released_after=None if released_after is None else _int_arg("released_after", 0),
+            released_after=None if released_after is None else int_arg("released_after", 0),
         )
         audience = policy.agency_type(g.agency)
         return jsonify(

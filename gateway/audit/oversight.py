@@ -33,6 +33,7 @@ overseers' own reading is on the record too.
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
@@ -63,6 +64,7 @@ _KINDS = ("inbox-read", "message-submitted")
 
 
 DEFAULT_DAYS = 30
+_DAY_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def period(settings: Settings, since: str | None, until: str | None, now: int) -> tuple[int, int]:
@@ -72,6 +74,9 @@ def period(settings: Settings, since: str | None, until: str | None, now: int) -
 
     def parse(text: str, name: str) -> date:
         try:
+            # YYYY-MM-DD only: fromisoformat also reads 20261101 and week dates (2026-W44).
+            if not _DAY_RE.fullmatch(text):
+                raise ValueError(text)
             day = date.fromisoformat(text)
         except ValueError as e:
             raise ApiError(
