@@ -21,9 +21,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
+from click.core import ParameterSource
 from sqlalchemy import create_engine, inspect, select
 from sqlalchemy.exc import DatabaseError, OperationalError
 
+from gateway import logs
+from gateway.cli_admin import INPUT
 from gateway.config import (
     INSTANCE_FILE,
     NODE_RE,
@@ -197,6 +200,12 @@ class GatewayGroup(click.Group):
             )
         except FileNotFoundError as e:
             _fail("file-not-found", _no_such_file(ctx, e))
+        except BrokenPipeError:
+            # The reader of the output went away (``gateway trust show | head``): nothing
+            # to say, and nowhere to say it. Python would complain again at exit about
+            # the output it could not flush: it goes nowhere.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(141)  # 128 + SIGPIPE, as a shell reports a command the pipe ended
         except OSError as e:
             _fail("file-error", f"{e.filename or 'a file'}: {e.strerror}")
 
@@ -212,20 +221,25 @@ def _no_such_file(ctx: click.Context, error: FileNotFoundError) -> str:
         return f"{name}: the folder {Path(name).parent} does not exist"
     hint = "; check the path given, or restore the file from a backup"
     instance = Path(os.path.abspath(ctx.obj.instance)) if ctx.obj else None
-    if (
-        instance is not None
-        and ctx.invoked_subcommand != "init"
-        and Path(os.path.abspath(name)).is_relative_to(instance)
-        and not (instance / "gateway.toml").exists()
-    ):
-        hint = "; did you run 'gateway init'?"
+    if instance is not None and Path(os.path.abspath(name)).is_relative_to(instance):
+        if ctx.invoked_subcommand != "init" and not (instance / "gateway.toml").exists():
+            hint = "; did you run 'gateway init'?"
+        elif Path(name).name == "node-keys.json":
+            hint = (
+                "; the node has a configuration but no keys: restore the key file from a "
+                "backup, or make new keys with 'gateway keys create' (peers then need the "
+                "new keys in the trust list)"
+            )
     return f"{name}: no such file{hint}"
 
 
-def _instance(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
-    if not value.strip():
+def _instance(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    # click takes an empty GATEWAY_INSTANCE for an unset one (and the default folder).
+    unset = ctx.get_parameter_source(param.name or "") is ParameterSource.DEFAULT
+    if not value.strip() or (unset and os.environ.get("GATEWAY_INSTANCE") is not None):
         raise click.BadParameter(
-            "an empty name would be the current folder; give the node's folder, e.g. /srv/xb1/kz"
+            "an empty name would be the current folder; give the node's folder, e.g. "
+            "/srv/xb1/kz (--instance, or GATEWAY_INSTANCE)"
         )
     return value
 
@@ -248,6 +262,8 @@ def main(ctx: click.Context, instance: str) -> None:
     """
     ctx.obj = Context(instance)
     ctx.call_on_close(ctx.obj.close)
+    # The node's log lines: routine ones (info) only from the long-running dispatcher.
+    logs.configure("info" if ctx.invoked_subcommand == "dispatch" else "warning")
 
 
 def _out(value: Any) -> None:
@@ -593,7 +609,9 @@ def keys_reseal(obj: Context) -> None:
     type=click.IntRange(1, 365),
     default=30,
     show_default=True,
-    help="How long the retired keys stay valid in the entry printed for admins.",
+    help="How long the retired keys stay valid in the entry printed for admins: the "
+    "window this node asks for; the administrators set it in the list ('gateway admin "
+    "propose --retire-key KID --overlap-days N', 14 days unless they say).",
 )
 @click.option(
     "--name",
@@ -688,7 +706,7 @@ def trust() -> None:
 
 
 @trust.command("install")
-@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.argument("path", type=INPUT)
 @click.option(
     "--anchor",
     default=None,
@@ -875,6 +893,13 @@ def token_issue(
         _fail("bad-label", f"--label is {len(label)} characters; keep it to 200")
     if (agency is None) == (user_name is None):
         _fail("bad-arguments", "give either AGENCY or --user NAME")
+    source = click.get_current_context().get_parameter_source("role")
+    if user_name is not None and source is not ParameterSource.DEFAULT:
+        _fail(
+            "bad-arguments",
+            "--role is not for --user: a person's token has the person's role "
+            "(gateway user list); give AGENCY with --role for a system's token",
+        )
     node = obj.node()
     with node.sessions() as session:
         if user_name is not None:
@@ -1391,7 +1416,7 @@ def audit_export(obj: Context, message_id: str, out: str) -> None:
 
 
 @audit.command("check")
-@click.argument("bundle", type=click.Path(exists=True, dir_okay=False))
+@click.argument("bundle", type=INPUT)
 @click.option(
     "--anchor",
     default=None,
@@ -1406,7 +1431,12 @@ def audit_check(bundle: str, anchor: str | None) -> None:
     from gateway.audit import evidence
 
     try:
-        data = json.loads(Path(bundle).read_text(encoding="utf-8"))
+        try:
+            data = json.loads(Path(bundle).read_text(encoding="utf-8"))
+        except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
+            raise evidence.EvidenceError(
+                f"{bundle} is not an evidence bundle: not JSON text in UTF-8 ({e})"
+            ) from e
         summary = evidence.check(data, anchor=bytes.fromhex(anchor) if anchor else None)
     except (ValueError, RecursionError, evidence.EvidenceError) as e:
         click.echo(f"EVIDENCE DOES NOT VERIFY: {getattr(e, 'message', e)}", err=True)

@@ -19,6 +19,7 @@ machine that needs none.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import time
@@ -74,7 +75,23 @@ PASSPHRASE_ENV = "GATEWAY_ADMIN_PASSPHRASE"  # noqa: S105 - a variable name, not
 ADMIN_OPSLIMIT = OPSLIMIT_MODERATE
 ADMIN_MEMLIMIT = MEMLIMIT_MODERATE
 DAY = 86400
-INPUT = click.Path(exists=True, dir_okay=False)
+
+
+class InputFile(click.Path):
+    """A file the command reads: one that is not there is the ``file-not-found`` error
+    of every file the commands open (click's own check would make it a usage error)."""
+
+    def __init__(self) -> None:
+        super().__init__(dir_okay=False)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        path = super().convert(value, param, ctx)
+        if not os.path.lexists(path):
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), os.fsdecode(path))
+        return path
+
+
+INPUT = InputFile()
 OUTPUT = click.Path(dir_okay=False)
 
 
@@ -95,7 +112,7 @@ class AdminGroup(click.Group):
             folder = Path(os.fsdecode(e.filename)).parent if e.filename is not None else None
             if folder is not None and not folder.is_dir():  # an --out in no folder
                 _fail("file-not-found", f"{e.filename}: the folder {folder} does not exist")
-            _fail("file-not-found", f"{e.filename}: no such file")
+            _fail("file-not-found", f"{e.filename}: no such file; check the path given")
         except OSError as e:
             _fail("file-error", f"{e.filename or 'a file'}: {e.strerror}")
 

@@ -4,6 +4,7 @@ value on the command line. Run behind the TLS reverse proxy in deploy/nginx/."""
 import multiprocessing
 import os
 
+from gateway import logs
 from gateway.errors import ConfigError
 
 # The most workers, and threads per worker, the variables below (and `gateway serve
@@ -60,7 +61,10 @@ limit_request_line = 4094
 limit_request_fields = 50
 accesslog = "-"
 errorlog = "-"
-loglevel = os.environ.get("GATEWAY_LOG_LEVEL", "info")
+loglevel = logs.level_from_env()
+# The node's own log lines (alarms, deliveries, trust list follow-up) at the same level,
+# with time and level as gunicorn's: configured here, before the workers are forked.
+logs.configure()
 # No control socket (gunicorn 26 and later open one in the service user's home or
 # runtime folder): the node is managed with signals, by systemd or by hand.
 control_socket_disable = True

@@ -103,6 +103,21 @@ def entry_text(value: object, what: str) -> str:
     return value
 
 
+def federation_name(value: object) -> str:
+    """A new federation's name: an entry text that can also name every node's audit log,
+    ``xb1-audit/<federation>/<node>``, which is a C2SP signed-note key name (no spaces,
+    no "+"): with one, no node of the federation could sign a checkpoint."""
+    name = entry_text(value, "federation name")
+    if "+" in name or any(c.isspace() for c in name):
+        raise _error(
+            "bad-entry",
+            f"federation name {name!r} must have no spaces and no '+': it names every "
+            f"node's audit log (xb1-audit/{name}/NODE), a signed-note key name; e.g. "
+            "central-asia",
+        )
+    return name
+
+
 def entry_endpoint(value: object, what: str) -> str:
     """A node's endpoint in a trust list entry: an http(s) URL (``is_endpoint``) of at
     most ``MAX_TEXT`` characters."""
@@ -588,7 +603,7 @@ def bootstrap(
         change.apply(draft)
     return _finish(
         draft,
-        federation=entry_text(federation, "federation name"),
+        federation=federation_name(federation),
         version=1,
         expires=expires,
         prev=None,

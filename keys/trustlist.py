@@ -511,6 +511,25 @@ def _require_threshold(
 _CONSTRUCT = object()
 
 
+def _not_the_anchor(raw: bytes) -> str:
+    """Why a list is not the anchored version 1: when it says it is a later version (read
+    only for this sentence, unverified), that a node starts from version 1."""
+    try:
+        version = _parse_list(raw).version
+    except Exception:  # noqa: BLE001 - not a list at all: the plain sentence
+        version = None
+    if version is not None and version != 1:
+        return (
+            f"SHA-256 of the list is not the anchor: it is version {version}, and a node's "
+            "first trust list is version 1, the one the anchor names; install version 1 "
+            "first, then each later version in order"
+        )
+    return (
+        "SHA-256 of the list is not the anchor; compare the anchor with the one the "
+        "administrators published, and the file with the version 1 they signed"
+    )
+
+
 class TrustList:
     """One verified version of the trust list. Build it with ``from_anchor``, ``from_pinned``,
     ``verify_successor`` or ``verify_chain``; instances are immutable."""
@@ -587,7 +606,7 @@ class TrustList:
             raise ValueError("anchor_sha256 must be 32 bytes")
         raw, signatures = _parse_wire(wire)
         if not hmac.compare_digest(hashlib.sha256(raw).digest(), anchor_sha256):
-            raise TrustError("trust-anchor-mismatch", "SHA-256 of the list is not the anchor")
+            raise TrustError("trust-anchor-mismatch", _not_the_anchor(raw))
         contents = _parse_list(raw)
         if contents.version != 1:
             raise TrustError("trust-anchor-mismatch", "the anchor must be version 1")

@@ -358,3 +358,23 @@ def test_an_unproven_peer_is_named_by_the_command_and_can_be_reset(make_federati
         assert session.get(WitnessState, "KZ") is None
         entry = session.scalars(select(AuditEntry).where(AuditEntry.kind == "witness-reset")).one()
     assert b"has not proven that it extends" in entry.entry
+
+
+def test_a_node_does_not_witness_itself(make_federation):
+    """`gateway audit witness --peer KZ` on KZ co-signed its own checkpoint, which then
+    read as a witness in what it served."""
+    kz = make_federation(("KZ", "KG"))["KZ"]
+    submit(kz, ["KG"])
+    log.checkpoint(kz.node)
+    for call in (Witness(kz.node).witness, Witness(kz.node).collect):
+        with pytest.raises(PeerError) as refusal:
+            call("KZ")
+        assert refusal.value.code == "own-node"
+    result = CliRunner().invoke(
+        main,
+        ["--instance", str(kz.instance), "audit", "witness", "--peer", "KZ"],
+        env={"GATEWAY_KEY_PASSPHRASE": PASSPHRASE},
+    )
+    assert result.exit_code == 2 and "error [own-node]" in result.stderr
+    served = kz.client().get("/xb1/checkpoint").data.decode()
+    assert served.count(log.origin_of("test-federation", "KZ")) == 2  # origin, its signature

@@ -410,7 +410,10 @@ def test_unsealed_node_keys_entry_and_trust_list(tmp_path: Path) -> None:
     usage_error(
         gateway(instance, "trust", "install", str(trust_file), "--anchor", "zz"), "--anchor"
     )
-    usage_error(gateway(instance, "trust", "install", str(tmp_path / "missing.json")), "PATH")
+    missing = refused(
+        gateway(instance, "trust", "install", str(tmp_path / "missing.json")), "file-not-found"
+    )
+    assert "missing.json: no such file" in missing
 
     # An operator's comments in the configuration survive the anchor being pinned.
     config = instance / "gateway.toml"

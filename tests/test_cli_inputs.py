@@ -265,3 +265,148 @@ def test_the_init_hint_only_for_a_file_of_a_node_folder_without_configuration(
         message
         == f"{tmp_path / 'none' / 'keys.json'}: the folder {tmp_path / 'none'} does not exist"
     )
+
+
+# ---------------------------------------------------------------------------- logs
+
+
+def _run(args: list[str], env_extra: dict[str, str], **kwargs: Any) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env.update(env_extra)
+    return subprocess.run(
+        [sys.executable, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        **kwargs,
+    )
+
+
+def log_line(level: str, name: str, text: str) -> str:
+    """A pattern of one of the node's log lines: time, [process], level, source."""
+    return r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} \[\d+\] " + f"{level} {name}: {text}"
+
+
+def test_the_dispatcher_logs_with_time_and_level(node: Path) -> None:
+    """Its warnings (and info lines) come with time, process and level; before, Python
+    printed warnings as bare text and dropped the rest."""
+    import re
+
+    ran = _run(["-m", "gateway", "--instance", str(node), "dispatch", "--until-idle"], {})
+    assert ran.returncode == 0, ran.stderr
+    line = log_line("WARNING", r"gateway\.dispatcher", "trust list follow-up failed")
+    assert re.search(line, ran.stderr), ran.stderr
+    assert "alembic" not in ran.stderr  # the migration tool's routine stays quiet
+    quiet = _run(
+        ["-m", "gateway", "--instance", str(node), "dispatch", "--until-idle"],
+        {"GATEWAY_LOG_LEVEL": "error"},
+    )
+    assert quiet.returncode == 0 and "WARNING gateway." not in quiet.stderr, quiet.stderr
+
+
+@pytest.mark.parametrize("value", ["bogus", "", "infos"])
+def test_a_log_level_that_is_none_is_refused(node: Path, value: str) -> None:
+    result = CliRunner().invoke(
+        main, ["--instance", str(node), "token", "list"], env={"GATEWAY_LOG_LEVEL": value}
+    )
+    assert "GATEWAY_LOG_LEVEL is" in refused(result, "config-value")
+    assert gunicorn_conf.logs.level_from_env() == "info"  # unset here: the default
+
+
+def test_gunicorn_started_directly_says_why_the_node_cannot_start(node: Path) -> None:
+    """Without `serve` (the systemd unit), a bad setting or a wrong passphrase is one
+    `error [code]` line and the server stops, not a traceback per worker."""
+    base = {
+        "GATEWAY_BIND": f"127.0.0.1:{_free_port()}",
+        "GATEWAY_INSTANCE": str(node),
+        "GATEWAY_WORKERS": "1",
+    }
+    gunicorn = ["-m", "gunicorn", "--config", "python:gateway.gunicorn_conf", "gateway.wsgi:app"]
+    ran = _run(gunicorn, {**base, "GATEWAY_PEER_TIMEOUT": "abc"})
+    assert ran.returncode == 4, ran.stderr  # gunicorn: the application failed to load
+    assert "error [config-value]: setting peer_timeout" in ran.stderr
+    assert "Traceback" not in ran.stderr
+
+
+def test_an_empty_instance_variable_is_refused_not_taken_for_the_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for value in ("", " "):
+        result = CliRunner().invoke(
+            main, ["init", "--node", "KZ", "--unsealed"], env={"GATEWAY_INSTANCE": value}
+        )
+        usage_error(result, "--instance", "GATEWAY_INSTANCE")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_output_to_a_reader_that_went_away_ends_quietly(node: Path) -> None:
+    """`gateway keys show | head -1`: no "error [file-error]: Broken pipe" line."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "--instance", str(node), "keys", "show"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")},
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # the reader is gone before anything is written
+    with process.stderr:
+        errors = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 141, errors
+    assert "error [" not in errors and "Traceback" not in errors, errors
+
+
+# ---------------------------------------------------------------------------- inputs
+
+
+def test_files_to_read_that_are_missing_are_file_not_found(node: Path, tmp_path: Path) -> None:
+    missing = str(tmp_path / "nowhere.json")
+    for args in (
+        ["trust", "install", missing],
+        ["audit", "check", missing],
+        ["admin", "status", missing],
+        ["admin", "anchor", missing],
+    ):
+        assert missing in refused(gateway(node, *args), "file-not-found"), args
+
+
+def test_a_node_without_its_key_file_is_told_how_to_make_keys(node: Path) -> None:
+    (node / "node-keys.json").unlink()
+    message = refused(gateway(node, "keys", "show"), "file-not-found")
+    assert "gateway keys create" in message and "init" not in message
+
+
+def test_a_person_s_token_takes_no_role(node: Path) -> None:
+    succeeded(
+        gateway(
+            node, "user", "add", "a.seitkali", "--full-name", "A. Seitkali", "--agency",
+            "kz-police", "--role", "officer", "--by", "admin",
+        )
+    )  # fmt: skip
+    message = refused(
+        gateway(node, "token", "issue", "--user", "a.seitkali", "--role", "admin"),
+        "bad-arguments",
+    )
+    assert "--role" in message
+    assert "officer" in succeeded(gateway(node, "token", "issue", "--user", "a.seitkali"))
+
+
+def test_an_evidence_file_that_is_not_json_is_named(tmp_path: Path) -> None:
+    bundle = tmp_path / "evidence.json"
+    bundle.write_bytes(b"\xff not json")
+    result = CliRunner().invoke(main, ["audit", "check", str(bundle)])
+    assert result.exit_code == 1
+    assert "EVIDENCE DOES NOT VERIFY: " in result.stderr
+    assert "is not an evidence bundle: not JSON text in UTF-8" in result.stderr
+
+
+@pytest.mark.parametrize("name", ["central asia", "central+asia", " central-asia"])
+def test_a_federation_name_no_checkpoint_could_carry_is_refused(name: str) -> None:
+    from keys.proposal import ProposalError, bootstrap
+
+    with pytest.raises(ProposalError) as refusal:
+        bootstrap(name, [], 1, [], issued_at=1_800_000_000, expires=1_800_086_400)
+    assert refusal.value.code == "proposal-bad-entry"
+    assert "signed-note key name" in str(refusal.value)

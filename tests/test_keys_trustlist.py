@@ -120,6 +120,19 @@ def test_anchor_wrong_hash_refused() -> None:
     assert code_of(e) == "trust-anchor-mismatch"
 
 
+def test_a_later_version_given_for_the_anchor_is_named_as_such() -> None:
+    """An operator installing version 2 on a new node is told that a node starts from
+    version 1, not only that the hash differs."""
+    l2 = make_l(2, prev=sha(L1))
+    with pytest.raises(TrustError) as e:
+        TrustList.from_anchor(wire(l2, A1, A2), sha(L1), NOW)
+    assert code_of(e) == "trust-anchor-mismatch"
+    assert "it is version 2" in e.value.message and "install version 1 first" in e.value.message
+    with pytest.raises(TrustError) as e:
+        TrustList.from_anchor(W1, sha(L1 + b" "), NOW)
+    assert "version 2" not in e.value.message and "published" in e.value.message
+
+
 def test_anchor_must_be_version_1() -> None:
     l2 = make_l(2, prev=sha(L1))
     with pytest.raises(TrustError) as e:

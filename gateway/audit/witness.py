@@ -43,6 +43,7 @@ from gateway.audit.log import open_checkpoint, origin_of
 from gateway.errors import GatewayError, PeerError
 from gateway.models import AuditCheckpoint, WitnessState
 from gateway.node import Node
+from keys.trustlist import NodeEntry, TrustList
 from schemas.b64 import b64d
 from schemas.errors import WireFormatError
 
@@ -87,9 +88,7 @@ class Witness:
         node = self.node
         at = int(time.time()) if now is None else now
         trust_list = node.trust()
-        entry = trust_list.node(peer)
-        if entry is None:
-            raise PeerError("unknown-recipient", f"{peer} is not in the trust list")
+        entry = _member(node, trust_list, peer)
         base = entry.endpoint.rstrip("/")
         # The state is read, the peer's checkpoint fetched after it and compared (a
         # consistency proof fetched over the network, outside any transaction), and the
@@ -261,9 +260,7 @@ class Witness:
         checkpoint; returns how many new co-signatures were added (0 or 1)."""
         node = self.node
         trust_list = node.trust()
-        entry = trust_list.node(peer)
-        if entry is None:
-            raise PeerError("unknown-recipient", f"{peer} is not in the trust list")
+        entry = _member(node, trust_list, peer)
         try:
             text = self._text(f"{entry.endpoint.rstrip('/')}/xb1/witness/{node.id}")
         except PeerError as e:
@@ -334,6 +331,20 @@ class Witness:
                 self.collect(peer)
             except GatewayError as e:
                 log.warning("witnessing %s failed: [%s] %s", peer, e.code, e.message)
+
+
+def _member(node: Node, trust_list: TrustList, peer: str) -> NodeEntry:
+    """The trust list's entry of ``peer``, another member than ``node``."""
+    if peer == node.id:
+        # Its own co-signature would add nothing a verifier could not get from its
+        # signature alone, and would read as a witness.
+        raise PeerError(
+            "own-node", f"{peer} is this node: it witnesses the other members, not itself"
+        )
+    entry = trust_list.node(peer)
+    if entry is None:
+        raise PeerError("unknown-recipient", f"{peer} is not in the trust list")
+    return entry
 
 
 def alarms(session: Session) -> list[WitnessState]:
