@@ -1135,6 +1135,11 @@ ENTITY_MEMBERS: Mapping[str, str] = MappingProxyType(
         "channels": "channel",
         "accounts": "account",
         "events": "event",
+        # Single objects with an id of their own: a referral's handover place and
+        # contact, an agency's contact, a victim's contact channels.
+        "location": "location",
+        "contact": "channel",
+        "contact_channels": "channel",
     }
 )
 _ANY_ENTITY = frozenset(ENTITY_MEMBERS.values())

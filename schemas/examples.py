@@ -1108,6 +1108,10 @@ def example_correction(**overrides: Any) -> dict[str, Any]:
         "retention_days": corrected["retention_days"],
         "body": corrected,
     }
+    carried = overrides.get("body")
+    if isinstance(carried, dict) and {"handling", "tlp"} <= carried.keys():
+        # Labelled like the body it carries (at least as strictly, as the schema asks).
+        body["handling"], body["tlp"] = copy.deepcopy(carried["handling"]), carried["tlp"]
     return _with_overrides(body, overrides)
 
 

@@ -409,6 +409,22 @@ def _is_cyrillic(ch: str) -> bool:
     return ch.isalpha() and unicodedata.name(ch, "").startswith("CYRILLIC ")
 
 
+def _without_stress(text: str) -> str:
+    """``text`` in NFC without the stress marks (U+0300, U+0301) of its Cyrillic letters,
+    also where NFC would make one letter of the two (е with a grave is ѐ, и with a
+    grave ѝ, letters no table has), so that a stressed vowel reads as the vowel (Uzbek
+    ц after a vowel is "ts" in Ли́цей as in Лицей)."""
+    out: list[str] = []
+    base = ""
+    for ch in unicodedata.normalize("NFD", text):
+        if ch in _STRESS_MARKS and _is_cyrillic(base):
+            continue
+        if not unicodedata.combining(ch):
+            base = ch
+        out.append(ch)
+    return unicodedata.normalize("NFC", "".join(out))
+
+
 def _system(lang: str, system: str) -> System:
     try:
         return TABLES[lang][system]
@@ -456,14 +472,13 @@ def to_latin(text: str, lang: str, system: str = "icao", *, keep_unknown: bool =
     ``keep_unknown`` (for matching, which must take any input) keeps it.
     """
     table = _system(lang, system)
-    text = unicodedata.normalize("NFC", text)
+    text = _without_stress(text)
     out: list[str] = []
     i = 0
     while i < len(text):
         ch = text[i]
         if not _is_cyrillic(ch):
-            if not (ch in _STRESS_MARKS and i > 0 and _is_cyrillic(text[i - 1])):
-                out.append(ch)
+            out.append(ch)
             i += 1
             continue
         lower = ch.lower()

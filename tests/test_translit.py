@@ -120,6 +120,27 @@ def test_decomposed_input_and_stress_marks() -> None:
     assert to_latin("Аи\u0306да\u0301р", "ru") == "Aidar"  # и + breve = й; stress dropped
 
 
+@pytest.mark.parametrize(
+    ("original", "lang", "system", "expected"),
+    [
+        # A grave on е or и is one letter after NFC (ѐ, ѝ), which no table has.
+        ("Се\u0300ргей", "ru", "icao", "Sergei"),
+        ("Ни\u0300на", "ru", "icao", "Nina"),
+        ("НИ\u0300НА", "ru", "icao", "NINA"),
+        ("\u0450лка", "ru", "icao", "elka"),
+        # A stressed vowel is a vowel for what follows it.
+        ("Ли\u0301цей", "uz", "national", "Litsey"),
+        ("Ма\u0301цуев", "uz", "national", "Matsuyev"),
+        # Marks on other letters stay.
+        ("Café a\u0301", "ru", "icao", "Café \u00e1"),
+    ],
+)
+def test_stress_marks_are_dropped_whatever_form_they_take(
+    original: str, lang: str, system: str, expected: str
+) -> None:
+    assert to_latin(original, lang, system) == expected
+
+
 def test_unknown_letter_is_an_error_not_copied() -> None:
     with pytest.raises(UnknownLetterError, match="U\\+0462"):
         to_latin("Ѣлена", "ru")
