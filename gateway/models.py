@@ -392,12 +392,14 @@ class WitnessState(Base):
     checked_at: Mapped[int] = mapped_column(BigInteger)
     problem: Mapped[str | None] = mapped_column(Text, nullable=True)
     problem_code: Mapped[str | None] = mapped_column(String(40), nullable=True)
-    # The peer signed a larger checkpoint (unproven_note, of unproven_size entries) and
-    # has proven no larger one consistent with this state since unproven_since: an
-    # alarm once that lasts (gateway.audit.witness.UNPROVEN_ALARM_AFTER).
+    # The peer signed larger checkpoints (the first: unproven_note; the largest, of
+    # unproven_size entries: unproven_last_note) and has proven none consistent with
+    # this state since unproven_since: an alarm once that lasts
+    # (gateway.audit.witness.unproven_alarm_after).
     unproven_since: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     unproven_size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     unproven_note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    unproven_last_note: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class AuditSubtree(Base):

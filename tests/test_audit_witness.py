@@ -3,6 +3,7 @@ or forked log raises an alarm that stays until an operator clears it."""
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -230,20 +231,7 @@ def test_a_consistency_proof_refused_is_a_fork_alarm_unless_the_peer_is_busy(
 def _proofs_answer(kz, status):
     """Make KZ answer every consistency-proof request with ``status``; returns a
     function that puts its app back."""
-    inner = kz.server.switch.app
-
-    def refusing(environ, start_response):
-        if environ.get("PATH_INFO") == "/xb1/proofs/consistency":
-            start_response(f"{status} No", [("Content-Type", "application/json")])
-            return [b'{"error": "unavailable", "message": "down for a moment"}']
-        return inner(environ, start_response)
-
-    kz.server.switch.app = refusing
-
-    def restore():
-        kz.server.switch.app = inner
-
-    return restore
+    return _serving(kz, None, status)
 
 
 def _grown(make_federation):
@@ -378,3 +366,158 @@ def test_a_node_does_not_witness_itself(make_federation):
     assert result.exit_code == 2 and "error [own-node]" in result.stderr
     served = kz.client().get("/xb1/checkpoint").data.decode()
     assert served.count(log.origin_of("test-federation", "KZ")) == 2  # origin, its signature
+
+
+def _forked_note(kz, size):
+    """A checkpoint of ``size`` entries that KZ signs with its key over another log."""
+    origin = log.origin_of("test-federation", "KZ")
+    return note.sign_note(
+        note.checkpoint_body(origin, size, os.urandom(32)), origin, kz.node.signing_pair()
+    ).encode()
+
+
+def _serving(kz, checkpoint_text, proofs_status):
+    """Make KZ serve ``checkpoint_text`` (None: its own) and answer proof requests with
+    ``proofs_status`` (None: as its log says); returns what puts its app back."""
+    inner = kz.server.switch.app
+
+    def shown(environ, start_response):
+        path = environ.get("PATH_INFO")
+        if path == "/xb1/checkpoint" and checkpoint_text is not None:
+            start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8")])
+            return [checkpoint_text]
+        if path == "/xb1/proofs/consistency" and proofs_status is not None:
+            start_response(f"{proofs_status} No", [("Content-Type", "application/json")])
+            return [b'{"error": "unavailable", "message": "later"}']
+        return inner(environ, start_response)
+
+    kz.server.switch.app = shown
+
+    def restore():
+        kz.server.switch.app = inner
+
+    return restore
+
+
+def test_a_log_shown_unproven_and_another_of_its_size_proven_later_is_a_fork(make_federation):
+    """KZ shows KG a forked log of n entries and fails the proof request; later it
+    serves its real log of n entries, which proves consistent with what KG co-signed.
+    The two signed logs of one size are a fork, and the kept note stays as evidence."""
+    kz, kg, witness, first, larger = _grown(make_federation)
+    forged = _forked_note(kz, larger.size)
+    restore = _serving(kz, forged, 503)
+    with pytest.raises(PeerError):
+        witness.witness("KZ")
+    restore()
+    state = witness.witness("KZ")
+    assert state.problem_code == "audit-fork" and "(one kept, unproven)" in state.problem
+    assert state.size == first.size and state.unproven_note == forged.decode()
+
+
+def test_a_later_log_must_extend_the_one_kept_unproven(make_federation):
+    """A forked log of n entries shown without proof, then a real log of more entries
+    that extends what KG co-signed: it must also extend the kept one, and does not."""
+    kz, kg, witness, first, larger = _grown(make_federation)
+    forged = _forked_note(kz, larger.size)
+    restore = _serving(kz, forged, 503)
+    with pytest.raises(PeerError):
+        witness.witness("KZ")
+    # A later, larger note while proofs still fail does not replace the kept one.
+    submit(kz, ["KG"])
+    later = log.checkpoint(kz.node)
+    restore()
+    restore = _proofs_answer(kz, 503)
+    with pytest.raises(PeerError):
+        witness.witness("KZ")
+    with kg.node.sessions() as session:
+        kept = session.get(WitnessState, "KZ")
+    assert (kept.unproven_size, kept.unproven_note) == (later.size, forged.decode())
+    restore()
+    state = witness.witness("KZ")
+    assert state.problem_code == "audit-fork" and "does not extend" in state.problem
+    assert state.size == first.size
+
+
+def test_a_fork_of_the_largest_unproven_size_is_seen_too(make_federation):
+    """The first unproven checkpoint is real, a later larger one forged: the real log
+    of that larger size, proven later, is the second log of its size."""
+    kz, kg, witness, first, larger = _grown(make_federation)
+    restore = _proofs_answer(kz, 503)
+    with pytest.raises(PeerError):
+        witness.witness("KZ")  # kept: KZ's real checkpoint of larger.size entries
+    restore()
+    submit(kz, ["KG"])
+    real = log.checkpoint(kz.node)
+    restore = _serving(kz, _forked_note(kz, real.size), 503)
+    with pytest.raises(PeerError):
+        witness.witness("KZ")
+    restore()
+    state = witness.witness("KZ")
+    assert state.problem_code == "audit-fork" and "(one kept, unproven)" in state.problem
+
+
+def _witness_failing_proofs(kg, checkpoint_text):
+    """Another witness of KZ on KG (a second dispatcher): its proof requests fail, and
+    with ``checkpoint_text`` it is shown that checkpoint."""
+    other = Witness(kg.node)
+    fetch = other._get
+
+    def get(url):
+        if url.endswith("/xb1/checkpoint") and checkpoint_text is not None:
+            return checkpoint_text
+        if "/proofs/consistency" in url:
+            raise PeerError("peer-error", f"{url} answered HTTP 503", details={"status": 503})
+        return fetch(url)
+
+    other._get = get
+    return other
+
+
+def _meanwhile(witness, action):
+    """Run ``action`` when ``witness`` first asks for a proof (it has read the state)."""
+    fetch, done = witness._get, []
+
+    def get(url):
+        if "/proofs/consistency" in url and not done:
+            done.append(True)
+            action()
+        return fetch(url)
+
+    witness._get = get
+
+
+def test_a_fork_shown_to_one_of_two_witnesses_at_once_is_seen(make_federation):
+    """KZ shows one witness a forged log of n entries and the other its real one, and
+    fails both proofs: the second to keep its checkpoint finds the first one's."""
+    kz, kg, witness, first, larger = _grown(make_federation)
+    forged = _forked_note(kz, larger.size)
+
+    def other_witness():
+        with pytest.raises(PeerError):
+            _witness_failing_proofs(kg, forged).witness("KZ")  # keeps the forged one
+
+    _meanwhile(witness, other_witness)
+    restore = _proofs_answer(kz, 503)
+    state = witness.witness("KZ")  # shown the real one, its proof fails as well
+    restore()
+    assert state.problem_code == "audit-fork" and "(one kept, unproven)" in state.problem
+    assert state.size == first.size
+
+
+def test_a_proof_that_held_while_another_witness_failed_leaves_no_unproven_state(
+    make_federation,
+):
+    """One witness proves and co-signs KZ's checkpoint while another, failing its proof,
+    notes it unproven: the first stores only over the state it compared, so KZ (honest
+    and idle from then on) is not reported unproven a day later."""
+    kz, kg, witness, first, larger = _grown(make_federation)
+
+    def other_witness():
+        with pytest.raises(PeerError):
+            _witness_failing_proofs(kg, None).witness("KZ")
+
+    _meanwhile(witness, other_witness)
+    state = witness.witness("KZ")
+    assert (state.size, state.problem, state.unproven_since) == (larger.size, None, None)
+    assert state.unproven_note is None and state.unproven_last_note is None
+    assert _alarm_codes(kg) == (200, [])

@@ -33,7 +33,7 @@ import logging
 import time
 
 import requests
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -120,9 +120,18 @@ class Witness:
             except PeerError:
                 # Asked again at the next round; meanwhile it is on record that the peer
                 # signed a larger log it has not proven (an alarm if that lasts).
-                if state is not None and checkpoint.size > state.size:
-                    self._note_unproven(state, checkpoint.size, text, at)
-                raise
+                if state is None or checkpoint.size <= state.size:
+                    raise
+                if self._note_unproven(state, checkpoint.size, text, at):
+                    raise
+                # Another witness moved the state meanwhile: what it keeps must agree
+                # with what this one was shown, or that is the fork.
+                with node.sessions() as session:
+                    moved = session.get(WitnessState, peer)
+                problem = _conflict(moved, checkpoint) if moved is not None else None
+                if problem is None:
+                    raise
+                state = moved
             values: dict[str, object] = {"checked_at": at}
             if problem is not None:
                 values.update(problem_code=problem[0], problem=problem[1])
@@ -136,7 +145,12 @@ class Witness:
                     cosigned=note.add_signatures(text, [line]),
                 )
                 if state is not None and state.unproven_size is not None:
-                    values.update(unproven_since=None, unproven_size=None, unproven_note=None)
+                    values.update(
+                        unproven_since=None,
+                        unproven_size=None,
+                        unproven_note=None,
+                        unproven_last_note=None,
+                    )
             if self._store(peer, state, values):
                 if problem is not None:
                     log.error("ALARM [%s] %s", problem[0], problem[1])
@@ -165,12 +179,7 @@ class Witness:
                 return True
             changed = session.execute(
                 update(WitnessState)
-                .where(
-                    WitnessState.peer == peer,
-                    WitnessState.size == seen.size,
-                    WitnessState.root == seen.root,
-                    WitnessState.problem.is_(None),
-                )
+                .where(*_still(seen))
                 .values(**values)
                 .execution_options(synchronize_session=False)
             )
@@ -180,51 +189,50 @@ class Witness:
             session.commit()
             return True
 
-    def _note_unproven(self, seen: WitnessState, size: int, text: str, at: int) -> None:
-        """Keep the larger checkpoint ``seen.peer`` signed (``text``) without a proof, and
-        since when it has proven none, if the state is still ``seen``."""
-        values: dict[str, object] = {"unproven_size": size, "unproven_note": text}
-        if seen.unproven_since is None:
-            values["unproven_since"] = at
+    def _note_unproven(self, seen: WitnessState, size: int, text: str, at: int) -> bool:
+        """Note that ``seen.peer`` signed a log of ``size`` entries (``text``) it has not
+        proven, if the state is still ``seen`` (whether it was): the first such note and
+        the largest (every later log must prove that it extends both, and one of their
+        size with another root is a fork; a smaller log than the largest is a rollback),
+        and since when. ``size`` is at least the largest kept (``_compare`` saw to it)."""
+        values: dict[str, object] = {
+            "unproven_size": size,
+            "unproven_last_note": text,
+            "unproven_note": seen.unproven_note or text,
+            "unproven_since": seen.unproven_since or at,
+        }
         with self.node.sessions() as session:
-            session.execute(
+            noted = session.execute(
                 update(WitnessState)
-                .where(
-                    WitnessState.peer == seen.peer,
-                    WitnessState.size == seen.size,
-                    WitnessState.root == seen.root,
-                    WitnessState.problem.is_(None),
-                )
+                .where(*_still(seen))
                 .values(**values)
                 .execution_options(synchronize_session=False)
             )
             session.commit()
+        return bool(noted.rowcount == 1)  # type: ignore[attr-defined]
 
     def _compare(
         self, base: str, state: WitnessState, checkpoint: note.Checkpoint
     ) -> tuple[str, str] | None:
-        if checkpoint.size < state.size:
-            return (
-                "audit-rollback",
-                f"{state.peer}'s log shrank from {state.size} to {checkpoint.size} entries",
-            )
-        if state.unproven_size is not None and checkpoint.size < state.unproven_size:
-            return (
-                "audit-rollback",
-                f"{state.peer} signed a log of {state.unproven_size} entries (kept, unproven) "
-                f"and now one of {checkpoint.size}",
-            )
-        if checkpoint.size == state.size:
-            if checkpoint.root != state.root:
-                return (
-                    "audit-fork",
-                    f"{state.peer} signed two different logs of {state.size} entries",
-                )
-            return None
+        problem = _conflict(state, checkpoint)
+        if problem is not None or checkpoint.size == state.size:
+            return problem
+        # It must extend what was co-signed, and the logs it signed without proof.
+        for size, root in {(state.size, state.root), *_kept(state)}:
+            if size < checkpoint.size:
+                problem = self._extends(base, state.peer, size, root, checkpoint)
+                if problem is not None:
+                    return problem
+        return None
+
+    def _extends(
+        self, base: str, peer: str, size: int, root: bytes, checkpoint: note.Checkpoint
+    ) -> tuple[str, str] | None:
+        """The problem if ``checkpoint`` does not provably extend the log of ``size``
+        entries with ``root`` that ``peer`` signed before; None if it does. Raises
+        :class:`PeerError` when the proof could not be had for now."""
         try:
-            answer = self._get(
-                f"{base}/xb1/proofs/consistency?old={state.size}&new={checkpoint.size}"
-            )
+            answer = self._get(f"{base}/xb1/proofs/consistency?old={size}&new={checkpoint.size}")
         except PeerError as e:
             status = _status(e)
             if status is not None and 400 <= status < 500 and status not in BUSY:
@@ -232,8 +240,8 @@ class Witness:
                 # the one it signed before: what a forked log would have to do.
                 return (
                     "audit-fork",
-                    f"{state.peer} signed a log of {checkpoint.size} entries and refused "
-                    f"(HTTP {status}) to prove that it extends the {state.size} entries it "
+                    f"{peer} signed a log of {checkpoint.size} entries and refused "
+                    f"(HTTP {status}) to prove that it extends the {size} entries it "
                     "signed before",
                 )
             raise  # unreachable, or a passing error of its own: tried again next round
@@ -242,16 +250,13 @@ class Witness:
         except (ValueError, KeyError, TypeError, RecursionError, WireFormatError):
             return (
                 "audit-fork",
-                f"{state.peer} sent no valid consistency proof from "
-                f"{state.size} to {checkpoint.size}",
+                f"{peer} sent no valid consistency proof from {size} to {checkpoint.size}",
             )
-        if not merkle.verify_consistency(
-            state.size, checkpoint.size, state.root, checkpoint.root, proof
-        ):
+        if not merkle.verify_consistency(size, checkpoint.size, root, checkpoint.root, proof):
             return (
                 "audit-fork",
-                f"{state.peer}'s log of {checkpoint.size} entries does not "
-                f"extend the {state.size} entries it signed before: rewritten history",
+                f"{peer}'s log of {checkpoint.size} entries does not "
+                f"extend the {size} entries it signed before: rewritten history",
             )
         return None
 
@@ -331,6 +336,58 @@ class Witness:
                 self.collect(peer)
             except GatewayError as e:
                 log.warning("witnessing %s failed: [%s] %s", peer, e.code, e.message)
+
+
+def _kept(state: WitnessState) -> set[tuple[int, bytes]]:
+    """(size, root) of the first and the largest checkpoint the peer signed without
+    proving them (each verified when kept)."""
+    kept = set()
+    for text in (state.unproven_note, state.unproven_last_note):
+        if text is not None:
+            body, _ = note.signature_lines(text)
+            checkpoint = note.parse_checkpoint(body)
+            kept.add((checkpoint.size, checkpoint.root))
+    return kept
+
+
+def _conflict(state: WitnessState, checkpoint: note.Checkpoint) -> tuple[str, str] | None:
+    """What ``checkpoint`` contradicts of what ``state``'s peer signed before, with no
+    proof needed to see it: a smaller log, or another log of a size already signed."""
+    if state.problem is not None:
+        return None  # alarmed already
+    if checkpoint.size < state.size:
+        return (
+            "audit-rollback",
+            f"{state.peer}'s log shrank from {state.size} to {checkpoint.size} entries",
+        )
+    if state.unproven_size is not None and checkpoint.size < state.unproven_size:
+        return (
+            "audit-rollback",
+            f"{state.peer} signed a log of {state.unproven_size} entries (kept, unproven) "
+            f"and now one of {checkpoint.size}",
+        )
+    if checkpoint.size == state.size and checkpoint.root != state.root:
+        return "audit-fork", f"{state.peer} signed two different logs of {state.size} entries"
+    for size, root in _kept(state):
+        if checkpoint.size == size and checkpoint.root != root:
+            return (
+                "audit-fork",
+                f"{state.peer} signed two different logs of {size} entries (one kept, unproven)",
+            )
+    return None
+
+
+def _still(seen: WitnessState) -> tuple[ColumnElement[bool], ...]:
+    """The conditions under which a stored state is still ``seen``, as compared: a
+    witness of the same peer at the same time may have moved it or kept a checkpoint."""
+    return (
+        WitnessState.peer == seen.peer,
+        WitnessState.size == seen.size,
+        WitnessState.root == seen.root,
+        WitnessState.problem.is_(None),
+        WitnessState.unproven_note.is_not_distinct_from(seen.unproven_note),
+        WitnessState.unproven_last_note.is_not_distinct_from(seen.unproven_last_note),
+    )
 
 
 def _member(node: Node, trust_list: TrustList, peer: str) -> NodeEntry:

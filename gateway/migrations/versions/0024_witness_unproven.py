@@ -22,10 +22,12 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("unproven_since", sa.BigInteger(), nullable=True))
         batch_op.add_column(sa.Column("unproven_size", sa.BigInteger(), nullable=True))
         batch_op.add_column(sa.Column("unproven_note", sa.Text(), nullable=True))
+        batch_op.add_column(sa.Column("unproven_last_note", sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("witness_state", schema=None) as batch_op:
+        batch_op.drop_column("unproven_last_note")
         batch_op.drop_column("unproven_note")
         batch_op.drop_column("unproven_size")
         batch_op.drop_column("unproven_since")
