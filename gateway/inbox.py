@@ -39,7 +39,7 @@ from gateway.policy import Policy
 from gateway.trust_sync import note_announcement
 from keys.keypair import SigningKeyPair
 from schemas.b64 import b64e
-from schemas.common import HANDLING_CODES
+from schemas.common import HANDLING_CODES, shown_handling
 
 # HTTP status for each rejection code (PROTOCOL §7 only requires "4xx").
 STATUS = {
@@ -513,8 +513,9 @@ def inbox_view(
 def handling_notice(body: dict[str, Any]) -> dict[str, str]:
     """The originator's handling code in words, shown with the data wherever it goes
     (H1: not for judicial proceedings without permission; H2: no onward
-    dissemination; H3: the originator's own words)."""
-    handling = body.get("handling") or {}
+    dissemination; H3: the originator's own words). For a correction, the stricter of
+    its own and its corrected body's: the body is what the reader sees."""
+    handling = shown_handling(body)
     code = str(handling.get("code", ""))
     notice = HANDLING_CODES.get(code, "unknown handling code: ask the originator")
     if handling.get("text"):

@@ -34,6 +34,7 @@ from gateway.policy import AGENCY_TYPES, Policy
 from keys.trustlist import TrustError
 from schemas import xb1json
 from schemas.b64 import b64e
+from schemas.common import shown_handling
 from schemas.errors import WireFormatError
 from schemas.registry import validate_body
 
@@ -311,7 +312,7 @@ def submit(
         # Why it was disclosed (metadata, not personal data): for the DPO's report.
         purpose=loaded.get("purpose"),
         basis=(loaded.get("legal_basis") or {}).get("instrument"),
-        handling=(loaded.get("handling") or {}).get("code"),
+        handling=shown_handling(loaded).get("code"),  # a correction: the stricter
         audience=audience,
         minimised=[f"{rule}:{path}" for rule, path in minimised],
         ph=b64e(envelope.ph),

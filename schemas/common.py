@@ -45,6 +45,29 @@ HANDLING_CODES: Mapping[str, str] = MappingProxyType(
         "H3": "other restrictions, stated in the handling text",
     }
 )
+
+
+def shown_handling(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The handling that goes with ``body`` wherever it is shown or reported: its own,
+    or for a correction the stricter of its own and its corrected body's (the body is
+    the data; H0 < H1 < H2 < H3), both H3 texts when both are H3. The standard checks
+    each on its own, and nodes of the earlier release send corrections labelled less
+    strictly than their bodies."""
+    own = body.get("handling")
+    handling = dict(own) if isinstance(own, dict) else {}
+    carried = body.get("body")
+    inner = carried.get("handling") if isinstance(carried, dict) else None
+    if not isinstance(inner, dict) or inner.get("code") not in HANDLING_CODES:
+        return handling
+    codes = tuple(HANDLING_CODES)
+    code = handling.get("code")
+    if code not in codes or codes.index(inner["code"]) > codes.index(code):
+        return dict(inner)
+    if inner["code"] == code and inner.get("text") and inner.get("text") != handling.get("text"):
+        handling["text"] = "; ".join(t for t in (handling.get("text"), inner["text"]) if t)
+    return handling
+
+
 #: Traffic Light Protocol 2.0 labels, written without the ``TLP:`` prefix.
 TLP_LABELS = ("CLEAR", "GREEN", "AMBER", "AMBER+STRICT", "RED")
 URGENCIES = ("routine", "urgent", "immediate")
@@ -1135,13 +1158,12 @@ ENTITY_MEMBERS: Mapping[str, str] = MappingProxyType(
         "channels": "channel",
         "accounts": "account",
         "events": "event",
-        # Single objects with an id of their own: a referral's handover place and
-        # contact, an agency's contact, a victim's contact channels.
-        "location": "location",
-        "contact": "channel",
-        "contact_channels": "channel",
     }
 )
+# Not entities in version 1 of the standard, though they carry an optional id: a
+# referral's handover location and contact, an agency's contact, a victim's contact
+# channels. Their ids are neither checked for uniqueness nor referred to; making them
+# entities would refuse messages that nodes of the earlier release send and accept.
 _ANY_ENTITY = frozenset(ENTITY_MEMBERS.values())
 _ANY_BUT_EVENT = _ANY_ENTITY - {"event"}
 #: (member holding the object, member holding the reference) → kinds it may point at.
@@ -1324,9 +1346,11 @@ class EntitySetSchema(StrictSchema):
     links = StrictList(fields.Nested(LinkSchema), min_items=1, max_items=200)
 
     rules_beyond_json_schema = (
-        "Local ids are unique in the message; every reference in events (locations, "
-        "involved), links (source, target) and data_sought (concerning) names an entity of the "
-        "message of a fitting kind.",
+        "The ids of entities (subjects, victim, organisations, documents, vehicles, locations, "
+        "channels, accounts, events) are unique in the message; every reference in events "
+        "(locations, involved), links (source, target) and data_sought (concerning) names an "
+        "entity of the message of a fitting kind. The optional id of a contact, a contact "
+        "channel or a handover location is neither checked nor referred to.",
     )
 
     @validates_schema

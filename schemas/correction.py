@@ -25,17 +25,7 @@ from typing import Any, ClassVar
 
 from marshmallow import ValidationError, fields, validates_schema
 
-from .common import (
-    HANDLING_CODES,
-    TLP_LABELS,
-    Code,
-    JsonSchemaRules,
-    MessageBodySchema,
-    MessageRef,
-    Text,
-    UnixTime,
-    about,
-)
+from .common import Code, JsonSchemaRules, MessageBodySchema, MessageRef, Text, UnixTime, about
 
 ACTIONS = ("correct", "withdraw")
 REASON_CODES: Mapping[str, str] = MappingProxyType(
@@ -87,11 +77,6 @@ class CorrectionSchema(MessageBodySchema):
         metadata=about("For correct: the corrected body in full, valid for refers_to_type.")
     )
 
-    rules_beyond_json_schema = (
-        "For correct: tlp and handling.code are at least as strict as the body's (TLP "
-        "labels and handling codes in the order they are listed).",
-    )
-
     json_schema_rules: ClassVar[JsonSchemaRules] = (
         {
             "if": {"required": ["action"], "properties": {"action": {"const": "correct"}}},
@@ -125,19 +110,3 @@ class CorrectionSchema(MessageBodySchema):
             schema_class().load(data["body"])
         except ValidationError as e:
             raise ValidationError({"body": e.messages}) from e
-        # The recipient's inbox shows the correction's own handling and label beside the
-        # body it carries: they may not promise less than the body's.
-        body = data["body"]
-        if TLP_LABELS.index(data["tlp"]) < TLP_LABELS.index(body["tlp"]):
-            raise ValidationError(
-                f"A correction is labelled at least as strictly as the body it carries "
-                f"(TLP {body['tlp']}).",
-                "tlp",
-            )
-        codes = tuple(HANDLING_CODES)
-        if codes.index(data["handling"]["code"]) < codes.index(body["handling"]["code"]):
-            raise ValidationError(
-                f"A correction's handling code is at least that of the body it carries "
-                f"({body['handling']['code']}).",
-                "handling",
-            )

@@ -322,7 +322,8 @@ class ReferralSchema(MessageBodySchema):
     rules_beyond_json_schema = (
         "receiving_agency.type is one of consent.recipients and purpose one of consent.purposes.",
         "capacity_request.respond_by and handover.planned_at lie after referred_at.",
-        "Local ids are unique and events refer to the victim and the locations of the message.",
+        "Entity ids are unique and events refer to the victim and the locations of the message "
+        "(the id of a contact channel, the handover location or contact is not an entity's).",
     )
 
     @validates_schema

@@ -883,3 +883,31 @@ def test_a_stale_correction_is_dismissed_with_a_reason_and_a_held_one_is_not_sta
     arrive(kg, original)  # it came after all: withdrawn, the dismissed one not applied
     assert inbound(kg, original.header.id).state == "withdrawn"
     assert "correction-applied" not in audit_kinds(kg, fix.header.id)
+
+
+def test_a_correction_is_shown_with_the_stricter_handling_of_itself_and_its_body():
+    """A correction labelled H0 may carry an H2 body (the standard checks each on its
+    own): the inbox shows the body's H2 notice with it, not the correction's H0."""
+    from gateway.inbox import handling_notice
+    from schemas.examples import example_alert, example_correction
+
+    strict = example_alert()
+    strict["handling"] = {"code": "H2"}
+    lax = example_correction(body=strict, handling={"code": "H0"})
+    assert handling_notice(lax)["code"] == "H2"
+    assert handling_notice(lax)["notice"].startswith("H2: no onward dissemination")
+    own = example_correction(body=example_alert(), handling={"code": "H3", "text": "ask first"})
+    assert handling_notice(own)["code"] == "H3"  # its own, stricter than the body's
+    assert handling_notice(own)["notice"].endswith(": ask first")
+
+
+def test_both_h3_texts_go_with_a_correction_of_an_h3_body():
+    from gateway.inbox import handling_notice
+    from schemas.examples import example_alert, example_correction
+
+    restricted = example_alert()
+    restricted["handling"] = {"code": "H3", "text": "not to customs or border guards"}
+    correction = example_correction(handling={"code": "H3", "text": "ask before use"})
+    correction["body"] = restricted
+    notice = handling_notice(correction)["notice"]
+    assert "ask before use" in notice and "not to customs or border guards" in notice

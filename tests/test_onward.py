@@ -525,10 +525,17 @@ def test_a_correction_carrying_h2_data_is_h2_data_whatever_its_own_code(make_fed
     due(kz, sent["deliveries"][0]["id"], 2**40)
     fix = example_correction(refers_to=sent["id"], handling={"code": "H0"})
     assert fix["body"]["handling"]["code"] == "H2"
-    post(kz, "correction/1", fix, ["KG"])
+    fixed = post(kz, "correction/1", fix, ["KG"])
     deliver(kz)
     with kg.node.sessions() as session:
         assert [r.typ for r in session.scalars(select(InboundMessage))] == ["correction/1"]
+    # KZ's data protection report counts it as the H2 disclosure it is.
+    with kz.node.sessions() as session:
+        entries = [json.loads(e) for e in session.scalars(select(AuditEntry.entry))]
+    [submitted] = [
+        e for e in entries if e["kind"] == "message-submitted" and e["id"] == fixed["id"]
+    ]
+    assert submitted["handling"] == "H2"
     victim = copy.deepcopy(original["subjects"][0])
     refused = post(kg, "alert/1", kg_alert_naming(victim), ["UZ"], expect=403)
     assert refused["details"]["rules"] == ["h2-no-grant"], refused

@@ -20,7 +20,6 @@ from schemas.correction import CORRECTABLE_TYPES
 from schemas.errors import SchemaInvalid
 from schemas.examples import (
     EXAMPLES,
-    example_alert,
     example_alert_kyrgyz_network,
     example_case_request,
     example_case_request_immediate,
@@ -703,30 +702,3 @@ def test_the_standard_depends_on_nothing_else_in_the_project() -> None:
                 continue
             for name in names:
                 assert name.split(".")[0] not in {"gateway", "keys", "adapters"}, module.name
-
-
-def test_ids_of_contacts_and_handover_places_are_entities_too() -> None:
-    """Every object with a local id takes part in the uniqueness rule and can be
-    referred to: before, a victim's contact channel could reuse the victim's id."""
-    referral = example_referral()
-    victim = referral["victim"]["id"]
-    referral["contact_channels"] = [{"id": victim, "type": "phone", "value": "+77011234567"}]
-    referral["consent"]["scope"] = sorted({*referral["consent"]["scope"], "contact"})
-    assert "is already used" in str(errors_of("referral/1", referral))
-    referral["contact_channels"][0]["id"] = "ch-v"
-    referral["events"][0]["involved"] = [*referral["events"][0].get("involved", []), "ch-v"]
-    assert validate_body("referral/1", referral)["contact_channels"][0]["id"] == "ch-v"
-
-
-def test_a_correction_is_labelled_at_least_as_strictly_as_its_body() -> None:
-    strict = example_alert()
-    strict["tlp"], strict["handling"] = "RED", {"code": "H2"}
-    weaker = example_correction(body=strict, tlp="CLEAR", handling={"code": "H0"})
-    errors = errors_of("correction/1", weaker)
-    assert "at least as strictly" in str(error_at(errors, ("tlp",)))
-    same = example_correction(body=strict)
-    assert validate_body("correction/1", same)["tlp"] == "RED"
-    lower_code = example_correction(body=strict, handling={"code": "H1"})
-    assert "handling code is at least" in str(
-        error_at(errors_of("correction/1", lower_code), ("handling",))
-    )
