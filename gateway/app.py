@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from typing import Any
 
 from flask import Flask, jsonify
@@ -22,8 +23,9 @@ from werkzeug.exceptions import HTTPException
 
 from gateway.config import load_settings
 from gateway.db import missing_table
-from gateway.errors import SECURITY_HEADERS, GatewayError
+from gateway.errors import SECURITY_HEADERS, ConfigError, GatewayError
 from gateway.node import Node
+from keys.sealed import KeyFileError
 from keys.trustlist import TrustError
 
 log = logging.getLogger(__name__)
@@ -41,11 +43,56 @@ HTTP_CODES = {
 }
 
 
+APP_LOAD_ERROR = 4  # gunicorn's Arbiter.APP_LOAD_ERROR: the master halts
+
+
+def start_failure(error: BaseException) -> str | None:
+    """The one line (``error [code]: message``) saying why a node cannot start, for the
+    errors an operator fixes (a setting, the key file or its passphrase, the database);
+    None for anything else, which keeps its traceback."""
+    if isinstance(error, (GatewayError, KeyFileError, TrustError)):
+        return f"error [{error.code}]: {error.message}"
+    if isinstance(error, FileNotFoundError):
+        return (
+            f"error [file-not-found]: {error.filename}: no such file; check the instance "
+            "folder (GATEWAY_INSTANCE), or restore the file from a backup"
+        )
+    if isinstance(error, OperationalError):
+        reason = " ".join(str(error.orig).split())[:300]
+        return (
+            f"error [database-unavailable]: cannot use the database: {reason}; check "
+            "database_url and that the database server is running"
+        )
+    return None
+
+
+def create_or_exit() -> Flask:
+    """The app of the node ``GATEWAY_INSTANCE`` names, for gunicorn: when the node cannot
+    start, the line of :func:`start_failure` on standard error and gunicorn's app-load
+    status (which stops the server) instead of a traceback."""
+    try:
+        return create_app()
+    except Exception as error:
+        line = start_failure(error)
+        if line is None:
+            raise
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+        raise SystemExit(APP_LOAD_ERROR) from None
+
+
 def create_app(
     instance: str | os.PathLike[str] | None = None, *, node: Node | None = None, **overrides: Any
 ) -> Flask:
     if node is None:
         folder = instance or os.environ.get("GATEWAY_INSTANCE") or "instance"
+        if instance is None and os.environ.get("GATEWAY_INSTANCE", "x").strip() == "":
+            # As the commands refuse it: an empty name is not the default folder.
+            raise ConfigError(
+                "config-value",
+                "GATEWAY_INSTANCE is empty; set it to the node's instance folder, e.g. "
+                "/srv/xb1/kz (an empty name would be the current folder's 'instance')",
+            )
         node = Node(load_settings(folder, **overrides))
     app = Flask(__name__, instance_path=node.settings.instance)
     # "//" in a path would otherwise be answered with an HTML redirect, not our JSON shape.

@@ -26,7 +26,7 @@ from sqlalchemy import create_engine, inspect, select
 from sqlalchemy.exc import DatabaseError, OperationalError
 
 from gateway import logs
-from gateway.cli_admin import INPUT
+from gateway.cli_admin import INPUT, reader_gone
 from gateway.config import (
     INSTANCE_FILE,
     NODE_RE,
@@ -38,7 +38,7 @@ from gateway.config import (
 )
 from gateway.db import missing_table
 from gateway.errors import ConfigError, GatewayError
-from gateway.models import ApiToken, DeliveryState
+from gateway.models import DeliveryState
 from keys.fingerprint import fingerprint
 from keys.nodekeys import PASSPHRASE_ENV, NodeKeys, passphrase_from_env
 from keys.proposal import ProposalError, entry_endpoint, entry_text
@@ -201,11 +201,7 @@ class GatewayGroup(click.Group):
         except FileNotFoundError as e:
             _fail("file-not-found", _no_such_file(ctx, e))
         except BrokenPipeError:
-            # The reader of the output went away (``gateway trust show | head``): nothing
-            # to say, and nowhere to say it. Python would complain again at exit about
-            # the output it could not flush: it goes nowhere.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            sys.exit(141)  # 128 + SIGPIPE, as a shell reports a command the pipe ended
+            reader_gone()
         except OSError as e:
             _fail("file-error", f"{e.filename or 'a file'}: {e.strerror}")
 
@@ -949,11 +945,9 @@ def token_revoke(obj: Context, token_id: int) -> None:
     from gateway import tokens
 
     with obj.node().sessions() as session:
-        earlier = session.get(ApiToken, token_id)
-        already = earlier is not None and earlier.revoked_at is not None
-        row = tokens.revoke(session, token_id, by=_operator())
+        row, revoked = tokens.revoke(session, token_id, by=_operator())
         session.commit()  # revoking twice changes nothing, and says so
-        if already:
+        if not revoked:
             click.echo(
                 f"Token {row.id} for {row.agency} was already revoked at {_utc(row.revoked_at)}."
             )
@@ -1010,10 +1004,9 @@ def user_disable(obj: Context, name: str, reason: str, who: str) -> None:
     from gateway import users
 
     with obj.node().sessions() as session:
-        already = users.get(session, name).disabled_at is not None
-        row = users.disable(session, name, reason=reason, by=who)
+        row, disabled = users.disable(session, name, reason=reason, by=who)
         session.commit()  # disabling twice keeps the first decision, and says so
-        if already:
+        if not disabled:
             click.echo(
                 f"User {name} was already disabled at {_utc(row.disabled_at)} by "
                 f"{row.disabled_by} ({row.disabled_reason}); nothing changed."

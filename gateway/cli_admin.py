@@ -100,6 +100,14 @@ def _fail(code: str, message: str) -> NoReturn:
     sys.exit(2)
 
 
+def reader_gone() -> NoReturn:
+    """The reader of the output went away (``gateway trust show | head``): nothing to
+    say, and nowhere to say it. Python would complain again at exit about the output
+    it could not flush: it goes nowhere."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(141)  # 128 + SIGPIPE, as a shell reports a command the pipe ended
+
+
 class AdminGroup(click.Group):
     """Turns every project error into one line: ``error [code]: sentence``."""
 
@@ -108,6 +116,8 @@ class AdminGroup(click.Group):
             return super().invoke(ctx)
         except (TrustError, KeyFileError) as e:
             _fail(e.code, e.message)
+        except BrokenPipeError:
+            reader_gone()
         except FileNotFoundError as e:
             folder = Path(os.fsdecode(e.filename)).parent if e.filename is not None else None
             if folder is not None and not folder.is_dir():  # an --out in no folder

@@ -3,6 +3,7 @@ value on the command line. Run behind the TLS reverse proxy in deploy/nginx/."""
 
 import multiprocessing
 import os
+from typing import Any
 
 from gateway import logs
 from gateway.errors import ConfigError
@@ -68,3 +69,17 @@ logs.configure()
 # No control socket (gunicorn 26 and later open one in the service user's home or
 # runtime folder): the node is managed with signals, by systemd or by hand.
 control_socket_disable = True
+
+
+def on_starting(server: Any) -> None:
+    """gunicorn's hook in the master, before it listens or starts a worker: build the
+    node's app once, so that a node that cannot start (a setting out of range, keys
+    that do not load, no database) says why in one line and the server stops with the
+    app-load status. Left to the workers, each said it, and with several of them
+    gunicorn's own halt failed with a traceback (it met a second failed worker while
+    stopping)."""
+    if not str(getattr(server.app, "app_uri", "")).startswith("gateway.wsgi"):
+        return  # another app served with these settings (the worker's tests)
+    from gateway.app import create_or_exit
+
+    create_or_exit().extensions["gateway"].engine.dispose()  # the workers open their own

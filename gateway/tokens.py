@@ -147,8 +147,9 @@ def authenticate(
     return row
 
 
-def revoke(session: Session, token_id: int, *, by: str | None = None) -> ApiToken:
-    """Revoke a token (once; again changes nothing); ``by``, who asked, is recorded."""
+def revoke(session: Session, token_id: int, *, by: str | None = None) -> tuple[ApiToken, bool]:
+    """Revoke a token (once; again changes nothing); ``by``, who asked, is recorded. The
+    token as now recorded, and whether this call revoked it."""
     row = session.get(ApiToken, token_id) if is_row_id(token_id) else None
     if row is None:
         raise ApiError("no-such-token", f"there is no token with id {token_id}", status=404)
@@ -164,7 +165,7 @@ def revoke(session: Session, token_id: int, *, by: str | None = None) -> ApiToke
     if revoked.rowcount == 1:  # type: ignore[attr-defined]
         audit.record(session, "token-revoked", at=at, token=row.id, holder=row.agency, by=by)
     session.refresh(row)
-    return row
+    return row, revoked.rowcount == 1  # type: ignore[attr-defined]
 
 
 def listing(session: Session) -> list[ApiToken]:

@@ -73,8 +73,9 @@ def get(session: Session, name: str) -> User:
     return user
 
 
-def disable(session: Session, name: str, *, reason: str, by: str) -> User:
-    """Disable a person (once: disabling again keeps the first decision)."""
+def disable(session: Session, name: str, *, reason: str, by: str) -> tuple[User, bool]:
+    """Disable a person (once: disabling again keeps the first decision); the person
+    as now recorded, and whether this call disabled them."""
     require_reason_and_name(reason, by)
     get(session, name)
     audit.lock(session)  # before the row changes (gateway/audit/log.py)
@@ -91,7 +92,7 @@ def disable(session: Session, name: str, *, reason: str, by: str) -> User:
     user = session.scalars(
         select(User).where(User.name == name).execution_options(populate_existing=True)
     ).one()
-    return user
+    return user, disabled.rowcount == 1  # type: ignore[attr-defined]
 
 
 def listing(session: Session) -> list[User]:

@@ -9,30 +9,17 @@ benchmark: a full collection of a worker took 0.1-0.25 s while serving; with the
 freeze the collections of a whole run took 0.02 s per worker (docs/benchmarks.md).
 
 A node that cannot start (a setting out of range, keys that do not load) says so in
-one line, ``error [CODE]: message`` as the commands do, and the worker exits with
-gunicorn's "application failed to load" status, which stops the server: every worker
-would fail alike.
+one line, ``error [CODE]: message`` as the commands do, with gunicorn's
+"application failed to load" status, which stops the server
+(``gateway.app.create_or_exit``). With gateway/gunicorn_conf.py the master builds
+the app once before any worker starts, so the line is said once; a worker that
+fails later (the key file changed in between) says it again.
 """
 
 import gc
-import sys
 
-from gateway.app import create_app
-from gateway.errors import GatewayError
-from keys.sealed import KeyFileError
+from gateway.app import create_or_exit
 
-APP_LOAD_ERROR = 4  # gunicorn's Arbiter.APP_LOAD_ERROR: the master halts
-
-
-def _create():  # type: ignore[no-untyped-def]
-    try:
-        return create_app()
-    except (GatewayError, KeyFileError) as error:
-        sys.stderr.write(f"error [{error.code}]: {error.message}\n")
-        sys.stderr.flush()
-        raise SystemExit(APP_LOAD_ERROR) from None
-
-
-app = _create()
+app = create_or_exit()
 gc.collect()  # what building left unreachable goes now, not frozen for good
 gc.freeze()

@@ -308,3 +308,46 @@ def test_the_quarantine_is_listed_and_released_over_http(make_federation):
         f"/api/v1/admin/quarantine/{message_id}/release", json={"reason": "x"}, headers=admin
     )
     assert unnamed.status_code == 422
+
+
+def test_a_person_s_admin_token_is_named_in_what_it_decides(make_federation):
+    """What is recorded names who was authenticated, not only what "by" says."""
+    kz = make_federation(("KZ", "KG"), serve=False)["KZ"]
+    admin = _admin(kz)
+    added = kz.client().post(
+        "/api/v1/admin/users",
+        json={
+            "name": "b.admin",
+            "full_name": "B. Admin",
+            "agency": "kz-ops",
+            "role": "admin",
+            "by": "setup",
+        },
+        headers=admin,
+    )
+    assert added.status_code == 201, added.get_json()
+    issued = kz.client().post(
+        "/api/v1/admin/tokens", json={"user": "b.admin", "by": "setup"}, headers=admin
+    )
+    person = {"Authorization": f"Bearer {issued.get_json()['secret']}"}
+    made = (
+        kz.client()
+        .post(
+            "/api/v1/admin/suspensions",
+            json={"scope": "node", "value": "KG", "reason": "checking", "by": "someone else"},
+            headers=person,
+        )
+        .get_json()
+    )
+    assert made["decided_by"].startswith("someone else (admin token ")
+    assert made["decided_by"].endswith(", kz-ops, user b.admin)")
+    system = (
+        kz.client()
+        .post(
+            f"/api/v1/admin/suspensions/{made['id']}/lift",
+            json={"reason": "checked", "by": "ops"},
+            headers=admin,
+        )
+        .get_json()
+    )
+    assert "user " not in system["lifted_by"]  # a system's token: no person to name

@@ -315,19 +315,32 @@ def test_a_log_level_that_is_none_is_refused(node: Path, value: str) -> None:
     assert gunicorn_conf.logs.level_from_env() == "info"  # unset here: the default
 
 
-def test_gunicorn_started_directly_says_why_the_node_cannot_start(node: Path) -> None:
-    """Without `serve` (the systemd unit), a bad setting or a wrong passphrase is one
-    `error [code]` line and the server stops, not a traceback per worker."""
+@pytest.mark.parametrize(
+    ("setting", "line"),
+    [
+        ({"GATEWAY_PEER_TIMEOUT": "abc"}, "error [config-value]: setting peer_timeout"),
+        ({"GATEWAY_INSTANCE": ""}, "error [config-value]: GATEWAY_INSTANCE is empty"),
+        ({}, "error [file-not-found]: "),  # the key file removed below
+    ],
+)
+def test_gunicorn_started_directly_says_why_the_node_cannot_start(
+    node: Path, setting: dict[str, str], line: str
+) -> None:
+    """Without `serve` (the systemd unit), a bad setting or a missing key file is one
+    `error [code]` line and the server stops with gunicorn's app-load status, not a
+    traceback per worker (with several workers gunicorn's own halt failed too)."""
+    if not setting:
+        (node / "node-keys.json").unlink()
     base = {
         "GATEWAY_BIND": f"127.0.0.1:{_free_port()}",
         "GATEWAY_INSTANCE": str(node),
-        "GATEWAY_WORKERS": "1",
+        "GATEWAY_WORKERS": "4",
     }
     gunicorn = ["-m", "gunicorn", "--config", "python:gateway.gunicorn_conf", "gateway.wsgi:app"]
-    ran = _run(gunicorn, {**base, "GATEWAY_PEER_TIMEOUT": "abc"})
+    ran = _run(gunicorn, {**base, **setting})
     assert ran.returncode == 4, ran.stderr  # gunicorn: the application failed to load
-    assert "error [config-value]: setting peer_timeout" in ran.stderr
-    assert "Traceback" not in ran.stderr
+    assert ran.stderr.count(line) == 1, ran.stderr  # said once, by the master
+    assert "Traceback" not in ran.stderr and "Booting worker" not in ran.stderr
 
 
 def test_an_empty_instance_variable_is_refused_not_taken_for_the_default(
@@ -342,10 +355,20 @@ def test_an_empty_instance_variable_is_refused_not_taken_for_the_default(
     assert list(tmp_path.iterdir()) == []
 
 
-def test_output_to_a_reader_that_went_away_ends_quietly(node: Path) -> None:
-    """`gateway keys show | head -1`: no "error [file-error]: Broken pipe" line."""
+@pytest.mark.parametrize("command", ["keys show", "admin anchor"])
+def test_output_to_a_reader_that_went_away_ends_quietly(
+    node: Path, tmp_path: Path, command: str
+) -> None:
+    """`gateway keys show | head -1`: no "error [file-error]: Broken pipe" line (the
+    admin commands have a group of their own)."""
+    from tests.test_keys_trustlist import W1
+
+    args = command.split()
+    if args[0] == "admin":
+        (tmp_path / "list.json").write_bytes(W1)
+        args.append(str(tmp_path / "list.json"))
     process = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "--instance", str(node), "keys", "show"],
+        [sys.executable, "-m", "gateway", "--instance", str(node), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env={k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")},
@@ -410,3 +433,35 @@ def test_a_federation_name_no_checkpoint_could_carry_is_refused(name: str) -> No
         bootstrap(name, [], 1, [], issued_at=1_800_000_000, expires=1_800_086_400)
     assert refusal.value.code == "proposal-bad-entry"
     assert "signed-note key name" in str(refusal.value)
+
+
+def test_a_disable_that_lost_to_another_says_so(
+    node: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another decision committed between the command's start and its change: the
+    command reports the decision that stands, not its own."""
+    from gateway import users
+    from gateway.config import load_settings
+    from gateway.node import Node
+
+    succeeded(
+        gateway(
+            node, "user", "add", "a.seitkali", "--full-name", "A. Seitkali", "--agency",
+            "kz-police", "--role", "officer", "--by", "admin",
+        )
+    )  # fmt: skip
+    original = users.disable
+
+    def meanwhile(session, name, *, reason, by):  # type: ignore[no-untyped-def]
+        other = Node(load_settings(node), keys=lambda: pytest.fail("no keys needed"))
+        with other.sessions() as first:
+            original(first, name, reason="API decision", by="api admin")
+            first.commit()
+        other.engine.dispose()
+        return original(session, name, reason=reason, by=by)
+
+    monkeypatch.setattr(users, "disable", meanwhile)
+    said = succeeded(
+        gateway(node, "user", "disable", "a.seitkali", "--reason", "left", "--by", "cli")
+    )
+    assert "was already disabled" in said and "api admin" in said, said

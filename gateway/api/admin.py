@@ -39,6 +39,15 @@ def _authenticate() -> None:
         )
         session.commit()
         g.token_id, g.role, g.holder = token.id, token.role, token.agency
+        # A person's token (gateway user add, token issue --user) names the person: what
+        # is recorded is then who was authenticated, not only what "by" says.
+        g.user = session.get_one(User, token.user_id).name if token.user_id else None
+
+
+def _calling_token() -> str:
+    """The calling token as recorded: its id and holder, and the person it belongs to."""
+    person = f", user {g.user}" if g.user else ""
+    return f"admin token {g.token_id}, {g.holder}{person}"
 
 
 def changes(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -71,14 +80,14 @@ def _who(payload: dict[str, Any]) -> str:
     """Who asks: the ``by`` member (checked on its own: a name, not empty) and the
     calling token, together at most the 200 characters of any recorded name."""
     by = _text(payload, "by")
-    token = f" (admin token {g.token_id}, {g.holder})"
+    token = f" ({_calling_token()})"
     sovereignty.require_name(by, limit=200 - len(token))
     return by + token
 
 
 def _caller(payload: dict[str, Any]) -> str:
     """Who asks, for a call where ``by`` may be left out: then the calling token alone."""
-    return _who(payload) if "by" in payload else f"admin token {g.token_id} ({g.holder})"
+    return _who(payload) if "by" in payload else _calling_token()
 
 
 # ----------------------------------------------------------------------------- trust list
@@ -349,7 +358,7 @@ def token_revoke(token_id: int):  # type: ignore[no-untyped-def]
         )
     payload = json_object() if body_bytes().strip() else {}
     with current_node().sessions() as session:
-        row = tokens.revoke(session, token_id, by=_caller(payload))
+        row, _ = tokens.revoke(session, token_id, by=_caller(payload))
         session.commit()
         return jsonify(_token_view(row))
 
@@ -465,7 +474,7 @@ def user_disable(name: str):  # type: ignore[no-untyped-def]
     if not users.NAME_RE.match(name):  # never a user; "\x00" would break PostgreSQL
         raise ApiError("no-such-user", f"there is no user {name[:64]!r}", status=404)
     with current_node().sessions() as session:
-        row = users.disable(session, name, reason=_text(payload, "reason"), by=_who(payload))
+        row, _ = users.disable(session, name, reason=_text(payload, "reason"), by=_who(payload))
         session.commit()
         return jsonify(_user_view(row))
 
@@ -483,6 +492,6 @@ def oversight_view():  # type: ignore[no-untyped-def]
         current_node(),
         request.args.get("since"),
         request.args.get("until"),
-        by=f"{g.role} {g.holder} (token {g.token_id})",
+        by=f"{g.role} {g.holder} (token {g.token_id}{', user ' + g.user if g.user else ''})",
     )
     return jsonify(result)
