@@ -112,7 +112,7 @@ def create_app(
 
     @app.errorhandler(GatewayError)
     def _gateway_error(error: GatewayError):  # type: ignore[no-untyped-def]
-        return jsonify(error.to_json()), error.status
+        return jsonify(error.to_json()), error.status, error.headers
 
     @app.errorhandler(TrustError)
     def _trust_error(error: TrustError):  # type: ignore[no-untyped-def]
@@ -123,7 +123,13 @@ def create_app(
     def _http_error(error: HTTPException):  # type: ignore[no-untyped-def]
         status = error.code or 500
         code = HTTP_CODES.get(status, "http-error")
-        return jsonify({"error": code, "message": error.description}), status
+        answer = jsonify({"error": code, "message": error.description})
+        # A 405 names the methods the path takes (RFC 9110 §15.5.6), as the framework's
+        # own answer would have.
+        allowed = dict(error.get_headers()).get("Allow")
+        if allowed:
+            answer.headers["Allow"] = allowed
+        return answer, status
 
     # A full disk, a lock held too long, a database that went away (SQLAlchemy's
     # class, and the driver's own, raised by the receive path's driver statements).

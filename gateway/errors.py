@@ -45,7 +45,13 @@ class GatewayError(Exception):
     status = 500
 
     def __init__(
-        self, code: str, message: str, *, status: int | None = None, details: Any = None
+        self,
+        code: str,
+        message: str,
+        *,
+        status: int | None = None,
+        details: Any = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
@@ -53,6 +59,7 @@ class GatewayError(Exception):
         if status is not None:
             self.status = status
         self.details = details
+        self.headers = headers or {}  # of the HTTP answer (a 405's Allow)
 
     def to_json(self) -> dict[str, Any]:
         payload: dict[str, Any] = {"error": self.code, "message": self.message}

@@ -239,6 +239,7 @@ def test_head_reads_nothing(make_federation):
     ):
         answer = kz.client().head(path, headers=headers)
         assert answer.status_code == 405, path
+        assert answer.headers["Allow"] == "GET", path  # RFC 9110: a 405 names what is taken
     with kz.node.sessions() as session:
         assert session.get(InboundMessage, message_id).fetched_at is None
     kinds = _audit_kinds(kz)
@@ -247,6 +248,10 @@ def test_head_reads_nothing(make_federation):
         "/api/v1/inbox", headers={**kz.auth(), "X-Justification": "case 12, checking"}
     )
     assert read.status_code == 200 and "inbox-read" in _audit_kinds(kz)
+    # The framework's own 405s keep their Allow header in the node's JSON answer.
+    wrong = kz.client().post("/healthz")
+    assert (wrong.status_code, wrong.get_json()["error"]) == (405, "method-not-allowed")
+    assert "GET" in wrong.headers["Allow"]
 
 
 @pytest.mark.parametrize("text", ["2026W011", "20260101", "2026-W10", "2026-1-01", "2026-11-01 "])

@@ -47,6 +47,7 @@ def refuse_head() -> None:
             "HEAD is not answered here: it would count as a read of what it does not "
             "return; use GET",
             status=405,
+            headers={"Allow": "GET"},
         )
 
 
