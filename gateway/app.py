@@ -22,7 +22,7 @@ from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 from gateway.config import load_settings
-from gateway.db import missing_table
+from gateway.db import missing_table, unavailable
 from gateway.errors import SECURITY_HEADERS, ConfigError, GatewayError
 from gateway.node import Node
 from keys.sealed import KeyFileError
@@ -58,11 +58,7 @@ def start_failure(error: BaseException) -> str | None:
             "folder (GATEWAY_INSTANCE), or restore the file from a backup"
         )
     if isinstance(error, OperationalError):
-        reason = " ".join(str(error.orig).split())[:300]
-        return (
-            f"error [database-unavailable]: cannot use the database: {reason}; check "
-            "database_url and that the database server is running"
-        )
+        return f"error [database-unavailable]: {unavailable(error)}"
     return None
 
 

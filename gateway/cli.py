@@ -36,7 +36,7 @@ from gateway.config import (
     load_settings,
     write_instance_file,
 )
-from gateway.db import missing_table
+from gateway.db import missing_table, unavailable
 from gateway.errors import ConfigError, GatewayError
 from gateway.models import DeliveryState
 from keys.fingerprint import fingerprint
@@ -179,11 +179,7 @@ class GatewayGroup(click.Group):
                     f"the database lacks a table of the node: {' '.join(str(e.orig).split())[:300]}"
                     "; restore it from a backup (a table dropped by hand is not made again)",
                 )
-            _fail(
-                "database-unavailable",
-                f"cannot use the database: {' '.join(str(e.orig).split())[:300]}; "
-                "check database_url and that the database server is running",
-            )
+            _fail("database-unavailable", unavailable(e))
         except DatabaseError as e:
             reason = " ".join(str(e.orig).split())[:300]
             if type(e) is DatabaseError or missing_table(e):  # not a database, or damaged
@@ -1511,13 +1507,10 @@ def _echo_unproven(node: Node, peer: str) -> None:
         state = session.get(WitnessState, peer)
     if state is None or state.unproven_since is None:
         return
-    since = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(state.unproven_since))
-    alarm = time.gmtime(
-        state.unproven_since + unproven_alarm_after(node.settings.checkpoint_interval)
-    )
+    alarm = state.unproven_since + unproven_alarm_after(node.settings.checkpoint_interval)
     click.echo(
-        f"{peer}: signed a log of {state.unproven_size} entries, unproven since {since} "
-        f"(an audit-unproven alarm from {time.strftime('%Y-%m-%d %H:%M UTC', alarm)})",
+        f"{peer}: signed a log of {state.unproven_size} entries, unproven since "
+        f"{_utc(state.unproven_since)} (an audit-unproven alarm from {_utc(int(alarm))})",
         err=True,
     )
 

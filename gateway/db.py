@@ -80,6 +80,16 @@ def make_engine(url: str, *, sqlite_synchronous: str = "full") -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
+def unavailable(error: BaseException) -> str:
+    """The sentence for a database that cannot be used: the driver's reason on one line
+    (at most 300 characters) and what to check."""
+    reason = " ".join(str(getattr(error, "orig", None) or error).split())[:300]
+    return (
+        f"cannot use the database: {reason}; check database_url and that the database "
+        "server is running"
+    )
+
+
 def missing_table(error: BaseException) -> bool:
     """A table of the node is not there (SQLite: "no such table"; PostgreSQL's
     ``undefined_table``, SQLSTATE 42P01): a damaged database, not an unreachable one.

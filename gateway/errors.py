@@ -40,6 +40,11 @@ def _escaped(character: str) -> str:
     return character.encode("unicode_escape").decode("ascii")
 
 
+def shown_value(raw: str) -> str:
+    """A value as an error message quotes it: its repr, cut after 40 characters."""
+    return repr(raw) if len(raw) <= 40 else f"{raw[:40]!r}…"
+
+
 class GatewayError(Exception):
     code = "gateway-error"
     status = 500

@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from gateway import logs
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, shown_value
 
 # The most workers, and threads per worker, the variables below (and `gateway serve
 # --workers`) accept: a typo of a few digits must not fork thousands of processes.
@@ -27,10 +27,9 @@ def count(variable: str, default: int, maximum: int, default_text: str) -> int:
     # (int() refuses a text of thousands of digits with an error of its own)
     if text.isascii() and text.isdigit() and len(text) <= 9 and 1 <= int(text) <= maximum:
         return int(text)
-    shown = repr(raw) if len(raw) <= 40 else f"{raw[:40]!r}…"
     raise ConfigError(
         "config-value",
-        f"{variable} is {shown}, not a whole number from 1 to {maximum}; set it to one, "
+        f"{variable} is {shown_value(raw)}, not a whole number from 1 to {maximum}; set it to one, "
         f"or unset it for the default ({default_text})",
     )
 

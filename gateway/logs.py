@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, shown_value
 
 LEVEL_VARIABLE = "GATEWAY_LOG_LEVEL"
 LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -28,11 +28,10 @@ def level_from_env(default: str = "info") -> str:
         return default
     level = raw.strip().lower()
     if level not in LEVELS:
-        shown = repr(raw) if len(raw) <= 40 else f"{raw[:40]!r}…"
         raise ConfigError(
             "config-value",
-            f"{LEVEL_VARIABLE} is {shown}, not one of {', '.join(LEVELS)}; set it to one, "
-            f"or unset it for the default ({default})",
+            f"{LEVEL_VARIABLE} is {shown_value(raw)}, not one of {', '.join(LEVELS)}; set it "
+            f"to one, or unset it for the default ({default})",
         )
     return level
 

@@ -44,6 +44,21 @@ def _at_once(member, path, bodies, headers):
     return answers
 
 
+def _add_person(member, admin, name, agency, role):
+    added = member.client().post(
+        "/api/v1/admin/users",
+        json={
+            "name": name,
+            "full_name": name.title(),
+            "agency": agency,
+            "role": role,
+            "by": "setup",
+        },
+        headers=admin,
+    )
+    assert added.status_code == 201, added.get_json()
+
+
 def _audit_kinds(member) -> list[str]:
     with member.node.sessions() as session:
         return list(session.scalars(select(AuditEntry.kind)))
@@ -96,18 +111,7 @@ def test_one_lift_of_a_suspension_at_once(make_federation):
 def test_disabling_a_person_twice_at_once_keeps_the_first_decision(make_federation):
     kz = make_federation(("KZ", "KG"), serve=False)["KZ"]
     admin = _admin(kz)
-    added = kz.client().post(
-        "/api/v1/admin/users",
-        json={
-            "name": "a.seitkali",
-            "full_name": "A. Seitkali",
-            "agency": "kz-police",
-            "role": "officer",
-            "by": "admin",
-        },
-        headers=admin,
-    )
-    assert added.status_code == 201, added.get_json()
+    _add_person(kz, admin, "a.seitkali", "kz-police", "officer")
     bodies = [{"reason": f"left the service {i}", "by": f"admin {i}"} for i in range(6)]
     answers = _at_once(kz, "/api/v1/admin/users/a.seitkali/disable", bodies, admin)
     assert {status for status, _ in answers} == {200}, answers
@@ -319,18 +323,7 @@ def test_a_person_s_admin_token_is_named_in_what_it_decides(make_federation):
     """What is recorded names who was authenticated, not only what "by" says."""
     kz = make_federation(("KZ", "KG"), serve=False)["KZ"]
     admin = _admin(kz)
-    added = kz.client().post(
-        "/api/v1/admin/users",
-        json={
-            "name": "b.admin",
-            "full_name": "B. Admin",
-            "agency": "kz-ops",
-            "role": "admin",
-            "by": "setup",
-        },
-        headers=admin,
-    )
-    assert added.status_code == 201, added.get_json()
+    _add_person(kz, admin, "b.admin", "kz-ops", "admin")
     issued = kz.client().post(
         "/api/v1/admin/tokens", json={"user": "b.admin", "by": "setup"}, headers=admin
     )

@@ -111,22 +111,15 @@ def test_gunicorn_itself_refuses_bad_counts_at_start(
     """The systemd unit in deploy/ runs gunicorn with this module, without `serve`: a
     bad value stops it at start with a sentence naming the variable (with 0 workers it
     used to listen without anyone to answer)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    env.update(
+    finished = _run(
+        ["-m", "gunicorn", "--config", "python:gateway.gunicorn_conf"]
+        + ["--check-config", "gateway.wsgi:app"],
         {
             variable: value,
             "GATEWAY_BIND": f"127.0.0.1:{_free_port()}",
             "GATEWAY_INSTANCE": str(tmp_path / "none"),
-        }
-    )
-    finished = subprocess.run(
-        [sys.executable, "-m", "gunicorn", "--config", "python:gateway.gunicorn_conf"]
-        + ["--check-config", "gateway.wsgi:app"],
-        env=env,
-        capture_output=True,
-        text=True,
+        },
         timeout=60,
-        check=False,
     )
     assert finished.returncode != 0
     assert f"{variable} is {value!r}, not a whole number from 1 to" in finished.stderr
@@ -270,7 +263,11 @@ def test_the_init_hint_only_for_a_file_of_a_node_folder_without_configuration(
 # ---------------------------------------------------------------------------- logs
 
 
-def _run(args: list[str], env_extra: dict[str, str], **kwargs: Any) -> subprocess.CompletedProcess:
+def _run(
+    args: list[str], env_extra: dict[str, str], timeout: float = 120
+) -> subprocess.CompletedProcess:
+    """Run this interpreter with ``args``, with no GATEWAY_* variable of the shell
+    running the tests but those of ``env_extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
     env.update(env_extra)
     return subprocess.run(
@@ -278,9 +275,8 @@ def _run(args: list[str], env_extra: dict[str, str], **kwargs: Any) -> subproces
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         check=False,
-        **kwargs,
     )
 
 
