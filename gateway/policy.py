@@ -31,6 +31,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from gateway import field_paths
 from gateway.envelope import NODE_RE, TYP_RE
 from gateway.errors import ConfigError
 from gateway.routing import LocalAgency, Route, destinations
@@ -55,9 +56,6 @@ AGENCY_TYPES = (
     "ngo",
 )
 _RULE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
-_PATH = re.compile(
-    r"(\*\*\.)?[a-z_]+(\[(\*|[a-z_]+=[A-Za-z0-9_.-]+)\])?(\.[a-z_]+(\[(\*|[a-z_]+=[A-Za-z0-9_.-]+)\])?)*\Z"
-)
 
 
 @dataclass(frozen=True)
@@ -226,9 +224,9 @@ class Policy:
             if audience not in rule.audience or (rule.types is not None and typ not in rule.types):
                 continue
             for path in rule.drop:
-                anywhere = path.startswith("**.")
-                segments = _parse_path(path.removeprefix("**."))
-                if (_drop_anywhere if anywhere else _drop)(body, segments):
+                anywhere = path.startswith(field_paths.ANYWHERE)
+                segments = field_paths.parse(path.removeprefix(field_paths.ANYWHERE))
+                if (field_paths.drop_anywhere if anywhere else field_paths.drop)(body, segments):
                     if (rule.id, path) not in removed:
                         removed.append((rule.id, path))
 
@@ -247,66 +245,6 @@ class Policy:
             cap = min(cap, self.retention.get(corrected, MAX_RETENTION_DAYS))
         wanted = body.get("retention_days") if body else None
         return min(cap, wanted) if isinstance(wanted, int) and wanted > 0 else cap
-
-
-# -- field paths ---------------------------------------------------------------
-
-_Segment = tuple[str, str | None]  # (key, selector: None, "*" or "field=value")
-
-
-def _parse_path(path: str) -> list[_Segment]:
-    segments = []
-    for part in path.split("."):
-        key, _, rest = part.partition("[")
-        segments.append((key, rest[:-1] if rest else None))
-    return segments
-
-
-def _matches(item: object, selector: str) -> bool:
-    if selector == "*":
-        return True
-    name, _, value = selector.partition("=")
-    return isinstance(item, dict) and str(item.get(name)) == value
-
-
-def _drop(node: object, segments: list[_Segment]) -> bool:
-    """Remove what ``segments`` names under ``node``; True if anything was removed."""
-    if not isinstance(node, dict) or not segments:
-        return False
-    (key, selector), rest = segments[0], segments[1:]
-    if key not in node:
-        return False
-    if selector is None:
-        if not rest:
-            del node[key]
-            return True
-        return _drop(node[key], rest)
-    items = node[key]
-    if not isinstance(items, list):
-        return False
-    if not rest:
-        kept = [item for item in items if not _matches(item, selector)]
-        if len(kept) == len(items):
-            return False
-        if kept:
-            node[key] = kept
-        else:
-            del node[key]  # schemas forbid empty lists: the member goes
-        return True
-    changed = False
-    for item in items:
-        if _matches(item, selector):
-            changed = _drop(item, rest) or changed
-    return changed
-
-
-def _drop_anywhere(node: object, segments: list[_Segment]) -> bool:
-    """``_drop`` at this level and at every depth below (paths starting ``**.``)."""
-    changed = _drop(node, segments)
-    children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
-    for child in list(children):
-        changed = _drop_anywhere(child, segments) or changed
-    return changed
 
 
 # -- loading -------------------------------------------------------------------
@@ -392,6 +330,22 @@ def _standard_types(path: Path, where: str, types: frozenset[str]) -> None:
         )
 
 
+def _named_fields(
+    path: Path, where: str, drop: frozenset[str], types: frozenset[str] | None
+) -> None:
+    """A drop path that names no member of the rule's types would remove nothing,
+    silently: the field it was meant to keep in would leave the state."""
+    for field_path in sorted(drop):
+        reason = field_paths.problem(field_path, types)
+        if reason is not None:
+            scope = "any message type" if types is None else ", ".join(sorted(types))
+            raise _fail(
+                path,
+                f"{where}: drop path {field_path!r} names nothing in {scope}: {reason} "
+                "(the members are listed in docs/standard.md)",
+            )
+
+
 def parse(text: str, path: Path) -> Policy:
     """Parse and check a policy file; every mistake is a ``policy-invalid`` error."""
     try:
@@ -446,7 +400,7 @@ def parse(text: str, path: Path) -> Policy:
             raise _fail(path, f"{where} has unknown keys {sorted(extra)}")
         rule = _rule_id(path, where, table, seen)
         drop = _strings(path, f"{where} ({rule}) drop", table.get("drop"))
-        bad = sorted(p for p in drop if not _PATH.match(p))
+        bad = sorted(p for p in drop if not field_paths.PATH.match(p))
         if bad:
             raise _fail(
                 path,
@@ -454,13 +408,15 @@ def parse(text: str, path: Path) -> Policy:
                 "'subjects[category=suspect]' or 'subjects[*].date_of_birth'",
             )
         types = table.get("types")
+        rule_types = None if types is None else _types(path, f"{where} ({rule}) types", types)
+        _named_fields(path, f"{where} ({rule})", drop, rule_types)
         rules.append(
             MinimiseRule(
                 id=rule,
                 audience=_strings(
                     path, f"{where} ({rule}) audience", table.get("audience"), AGENCY_TYPES
                 ),
-                types=None if types is None else _types(path, f"{where} ({rule}) types", types),
+                types=rule_types,
                 drop=tuple(sorted(drop)),
             )
         )
@@ -551,17 +507,43 @@ def _routes(
             bad = sorted(r for r in regions if not _SUBDIVISION.match(r))
             if bad:
                 raise _fail(path, f"{where} ({rule}): {bad} are not ISO 3166-2 codes like KG-C")
+        types = _types(path, f"{where} ({rule}) types", table.get("types"))
         kinds = table.get("kinds")
+        if kinds is not None:
+            kinds = _strings(path, f"{where} ({rule}) kinds", kinds)
+            _kinds_of(path, f"{where} ({rule})", kinds, types)
         routes.append(
             Route(
                 id=rule,
-                types=_types(path, f"{where} ({rule}) types", table.get("types")),
-                kinds=None if kinds is None else _strings(path, f"{where} ({rule}) kinds", kinds),
+                types=types,
+                kinds=kinds,
                 regions=regions,
                 agencies=tuple(sorted(named)),
             )
         )
     return tuple(routes)
+
+
+def _kinds_of(path: Path, where: str, kinds: frozenset[str], types: frozenset[str]) -> None:
+    """A kind that none of the route's types has would make a route that never
+    applies (its messages would go to the default agency instead)."""
+    values = field_paths.values_of(types, "kind")
+    if not values:
+        raise _fail(
+            path,
+            f"{where}: kinds given, but no message of {', '.join(sorted(types))} has a kind "
+            "(alert/1 has)",
+        )
+    if any(allowed is None for allowed in values.values()):
+        return
+    known = frozenset().union(*(allowed or () for allowed in values.values()))
+    unknown = sorted(kinds - known)
+    if unknown:
+        raise _fail(
+            path,
+            f"{where}: kinds {unknown} are not kinds of {', '.join(sorted(values))}; "
+            f"the kinds are {', '.join(sorted(known))}",
+        )
 
 
 def read(path: Path) -> str:

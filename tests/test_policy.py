@@ -191,3 +191,118 @@ def test_mistakes_are_named(text, message):
         parse(text, Path("policy.toml"))
     assert raised.value.code == "policy-invalid"
     assert message in raised.value.message and "policy.toml" in raised.value.message
+
+
+# -- drop paths and route kinds name what the standard's bodies hold -----------------
+
+MINIMISE_RULE = "version = 1\n[[minimise]]\nid = 'm'\naudience = ['ngo']\n"
+ROUTING = (
+    "version = 1\n[[agency]]\nid = 'kg-police'\ntype = 'police'\n"
+    "[[agency]]\nid = 'kg-mvd'\ntype = 'central-authority'\n"
+    "[[route]]\nid = 'r'\nagencies = ['kg-police']\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        # A misspelt member, with the name it was probably meant to be.
+        (
+            "drop = ['chanels']",
+            "no member 'chanels' in the body of alert/1 (did you mean 'channels'?)",
+        ),
+        ("drop = ['subject[*].names']", "did you mean 'subjects'?"),
+        # A list needs a selector: without one the path reaches nothing inside it.
+        ("drop = ['subjects.date_of_birth']", "write 'subjects[*].date_of_birth'"),
+        # A value its member never takes selects nothing.
+        (
+            "drop = ['subjects[category=suspekt]']",
+            "'suspekt' is not a value of 'category' in 'subjects'; "
+            "the values are contact, convicted, suspect,",
+        ),
+        ("drop = ['subjects[colour=red]']", "no member 'colour' to select by"),
+        ("drop = ['title[*]']", "'title' is not a list"),
+        ("drop = ['title.text']", "'title' is not an object"),
+        ("drop = ['channels[*].handle']", "no member 'handle' in elements of 'channels'"),
+        ("drop = ['**.date_of_brith']", "at any depth has a member 'date_of_brith' (did you mean"),
+        # A member of another type than the rule's.
+        ("types = ['hit-query/1']\ndrop = ['subjects']", "names nothing in hit-query/1"),
+    ],
+)
+def test_a_drop_path_that_names_nothing_is_refused(lines, message):
+    with pytest.raises(ConfigError) as raised:
+        parse(MINIMISE_RULE + lines + "\n", Path("policy.toml"))
+    assert raised.value.code == "policy-invalid"
+    assert message in raised.value.message, raised.value.message
+    assert "minimise #1 (m): drop path" in raised.value.message
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        "drop = ['channels', 'subjects[*].date_of_birth', 'subjects[category=contact]']",
+        "types = ['alert/1', 'hit-query/1']\ndrop = ['subjects[*].names']",  # one type has it
+        "drop = ['**.subjects[category=witness]', '**.documents']",
+        "types = ['correction/1']\ndrop = ['body.subjects']",  # a body of any type
+        "types = ['case-response/1']\ndrop = ['provided']",
+    ],
+)
+def test_drop_paths_that_name_members_are_accepted(lines):
+    policy = parse(MINIMISE_RULE + lines + "\n", Path("policy.toml"))
+    assert policy.minimise_rules[-1].id == "m"
+
+
+def test_the_built_in_rules_name_members_of_the_standard():
+    from gateway import field_paths
+
+    for rule in BUILT_IN_RULES:
+        for path in rule.drop:
+            assert field_paths.problem(path, rule.types) is None, path
+
+
+def test_the_policy_documentation_examples_parse():
+    text = (Path(__file__).resolve().parent.parent / "docs" / "policy.md").read_text()
+    blocks = text.split("```toml\n")[1:]
+    assert len(blocks) >= 4
+    for block in blocks:
+        toml = block.split("```")[0]
+        if not toml.startswith("version"):
+            toml = "version = 1\n" + toml
+        parse(toml, Path("policy.toml"))
+
+
+def test_a_selector_value_may_hold_dots():
+    from gateway import field_paths
+
+    assert field_paths.parse("a[b=c.d].e") == [("a", "b=c.d"), ("e", None)]
+    body = {"a": [{"b": "c.d", "e": 1}, {"b": "x", "e": 2}]}
+    assert field_paths.drop(body, field_paths.parse("a[b=c.d].e"))
+    assert body == {"a": [{"b": "c.d"}, {"b": "x", "e": 2}]}
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        (
+            "types = ['alert/1']\nkinds = ['trafficked-persons']",
+            "kinds ['trafficked-persons'] are not kinds of alert/1; the kinds are",
+        ),
+        (
+            "types = ['referral/1']\nkinds = ['missing-person']",
+            "no message of referral/1 has a kind",
+        ),
+    ],
+)
+def test_a_route_kind_no_message_has_is_refused(lines, message):
+    with pytest.raises(ConfigError) as raised:
+        parse(ROUTING + lines + "\n", Path("policy.toml"))
+    assert raised.value.code == "policy-invalid"
+    assert message in raised.value.message, raised.value.message
+
+
+def test_a_route_kind_of_one_of_its_types_is_accepted():
+    policy = parse(
+        ROUTING + "types = ['alert/1', 'referral/1']\nkinds = ['missing-person']\n",
+        Path("policy.toml"),
+    )
+    assert policy.routes[0].kinds == frozenset({"missing-person"})
