@@ -8,6 +8,7 @@ import stat
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -211,10 +212,15 @@ KZ_OLD, KZ_NEW, KG_OLD, KG_NEW = (SigningKeyPair(bytes([i]) * 32) for i in (3, 4
 KZ_ENC, KG_ENC = EncryptionKeyPair(b"\x07" * 32), EncryptionKeyPair(b"\x08" * 32)
 
 
-def _revoked_federation() -> bytes:
+def _revoked_federation(kg_old: dict[str, Any] | None = None) -> bytes:
+    """The federation's list; ``kg_old`` replaces the status and times of KG's old key."""
+
     def member(node_id, old, new, enc):
+        times = {"status": "revoked", "revoked_at": REVOKED_AT}
+        if node_id == "KG" and kg_old is not None:
+            times = kg_old
         keys = [
-            key_entry(old.public, "sig", status="revoked", revoked_at=REVOKED_AT),
+            key_entry(old.public, "sig", **times),
             key_entry(new.public, "sig"),
             key_entry(enc.public, "enc"),
         ]
@@ -234,10 +240,10 @@ def _revoked_federation() -> bytes:
     return assemble(raw, [sign_list(raw, a) for a in ADMINS])
 
 
-def _bundle(kz_key, kg_key, iat, envelope_key=None):
+def _bundle(kz_key, kg_key, iat, envelope_key=None, *, cosigned_at=None, kg_old=None):
     """KZ's evidence for an envelope to KG dated ``iat``: checkpoint signed with
     ``kz_key`` (and the envelope too, unless ``envelope_key``), co-signed by KG with
-    ``kg_key``."""
+    ``kg_key`` at ``cosigned_at`` (``iat`` unless given)."""
     envelope = seal(
         typ="alert/1",
         body=example_alert(),
@@ -261,13 +267,13 @@ def _bundle(kz_key, kg_key, iat, envelope_key=None):
     body = note.checkpoint_body(origin, 1, merkle.leaf_hash(entry))
     cosigned = note.add_signatures(
         note.sign_note(body, origin, kz_key),
-        [note.cosign(body, log.origin_of(FEDERATION, "KG"), kg_key, NOW)],
+        [note.cosign(body, log.origin_of(FEDERATION, "KG"), kg_key, cosigned_at or iat)],
     )
     return {
         "format": evidence.FORMAT,
         "node": "KZ",
         "message": envelope.header.id,
-        "trust_list": _revoked_federation().decode(),
+        "trust_list": _revoked_federation(kg_old).decode(),
         "checkpoint": cosigned,
         "entries": [{"seq": 1, "entry": b64e(entry), "proof": []}],
         "envelopes": [b64e(envelope.to_wire())],
@@ -292,6 +298,23 @@ def test_revoked_keys_vouch_for_no_evidence():
     # Before the revocation the old keys were as good as the new ones.
     early = evidence.check(_bundle(KZ_OLD, KG_OLD, REVOKED_AT - 86400), now=REVOKED_AT - 1)
     assert early["witnesses"] == ["KG"]
+
+
+def test_a_retired_key_cosigns_only_inside_its_window():
+    """K1 of §5 for a co-signature, by the time it states: a retired witness key
+    vouches for a checkpoint it co-signed while in use, not for one it co-signs after
+    its window (its holder no longer guards it)."""
+    retired = {"status": "retired", "not_before": NOW - 20 * 86400, "not_after": REVOKED_AT}
+    inside = _bundle(KZ_NEW, KG_OLD, NOW - 60, cosigned_at=REVOKED_AT - 60, kg_old=retired)
+    assert evidence.check(inside, now=NOW)["witnesses"] == ["KG"]
+    for stated in (REVOKED_AT + 1, NOW - 20 * 86400 - 1):
+        after = _bundle(KZ_NEW, KG_OLD, NOW - 60, cosigned_at=stated, kg_old=retired)
+        with pytest.raises(evidence.EvidenceError, match="co-signature of KG does not verify"):
+            evidence.check(after, now=NOW)
+    # The same key active: any time will do.
+    active = {"status": "active"}
+    late = _bundle(KZ_NEW, KG_OLD, NOW - 60, cosigned_at=NOW - 1, kg_old=active)
+    assert evidence.check(late, now=NOW)["witnesses"] == ["KG"]
 
 
 def test_an_export_after_a_revocation_still_checks(make_federation):

@@ -29,7 +29,7 @@ from sqlalchemy import select
 
 from gateway.audit import log as audit_log
 from gateway.audit import merkle, note
-from gateway.audit.log import latest, open_checkpoint, origin_of
+from gateway.audit.log import cosigned, latest, open_checkpoint, origin_of
 from gateway.envelope import (
     UUID_RE,
     Envelope,
@@ -406,11 +406,7 @@ def _sorted_lines(text: str, trust_list: TrustList, node_id: str, now: int) -> _
         elif member is None:
             verified, wrong = False, f"the checkpoint carries a signature by {name!r}, not a member"
         else:
-            verified = any(
-                _cosigned(body, line, name, key.pub)
-                for key in trust_list.keys.keys_of(member)
-                if key.use == "sig" and not key.revoked_by(now)
-            )
+            verified = cosigned(body, line, trust_list, member, now)
             wrong = f"the co-signature of {member} does not verify"
             if verified and member not in found.witnesses:
                 found.witnesses.append(member)
@@ -441,14 +437,6 @@ def _receipt_signed(raw: bytes, trust_list: TrustList, now: int) -> bool:
     try:
         verify_receipt(raw, trust=trust_list.keys, now=now)
     except ReceiptInvalid:
-        return False
-    return True
-
-
-def _cosigned(body: str, line: str, name: str, public: bytes) -> bool:
-    try:
-        note.verify_cosignature(body, line, name, public)
-    except note.NoteError:
         return False
     return True
 

@@ -140,6 +140,24 @@ def open_checkpoint(
     return None
 
 
+def cosigned(body: str, line: str, trust_list: TrustList, member: str, now: int) -> bool:
+    """Whether ``line`` is ``member``'s co-signature of the checkpoint ``body``, by one
+    of its signing keys usable at the time the co-signature states, judged at ``now``
+    (K1 of §5, as for a message's ``iat``: a retired key only inside its window, a
+    revoked one for nothing from its revocation on)."""
+    name = origin_of(trust_list.federation, member)
+    for key in trust_list.keys.keys_of(member):
+        if key.use != "sig" or key.revoked_by(now):
+            continue
+        try:
+            stated = note.verify_cosignature(body, line, name, key.pub)
+        except note.NoteError:
+            continue
+        if key.usable(stated, now):
+            return True
+    return False
+
+
 SUBTREE_LEVEL = 8
 """Checkpoints store every perfect subtree of 2**8 = 256 entries and above (about one
 row per 128 entries), so a proof reads O(log n) stored hashes plus the leaf hashes of

@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session
 
 from gateway import peer_http
 from gateway.audit import merkle, note
-from gateway.audit.log import open_checkpoint, origin_of
+from gateway.audit.log import cosigned, open_checkpoint, origin_of
 from gateway.errors import GatewayError, PeerError
 from gateway.models import AuditCheckpoint, WitnessState
 from gateway.node import Node
@@ -281,20 +281,11 @@ class Witness:
             )
         witness_name = origin_of(trust_list.federation, peer)
         at = int(time.time())
-        keys = [
-            k.pub for k in trust_list.keys.keys_of(peer) if k.use == "sig" and not k.revoked_by(at)
+        good = [
+            line
+            for name, line in lines
+            if name == witness_name and cosigned(body, line, trust_list, peer, at)
         ]
-        good = []
-        for name, line in lines:
-            if name != witness_name:
-                continue
-            for public in keys:
-                try:
-                    note.verify_cosignature(body, line, name, public)
-                except note.NoteError:
-                    continue
-                good.append(line)
-                break
         if not good:
             return 0
         if open_checkpoint(text, trust_list, node.id, at) is None:
