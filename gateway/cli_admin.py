@@ -471,7 +471,9 @@ def propose_command(
 
 def _added_keys(current: TrustList, node: str, path: str) -> list[Change]:
     """The keys of ENTRY that NODE does not list yet: ENTRY is a node entry (as printed by
-    'gateway keys entry' after a rotation) or a single §5 key object."""
+    'gateway keys entry' after a rotation) or a single §5 key object. A key of the entry
+    that is not active and not listed (rotated out again before any version listed it)
+    is left out: no node ever trusted it, and only active keys are added."""
     document = _read_json(path, "key or node entry")
     if not (isinstance(document, dict) and "keys" in document):
         return [AddKey(node, document)]
@@ -479,14 +481,19 @@ def _added_keys(current: TrustList, node: str, path: str) -> list[Change]:
         raise ProposalError(
             "proposal-bad-entry", f"{path} is the entry of {document.get('node')!r}, not {node}"
         )
+    keys = document["keys"]
+    if not isinstance(keys, list) or not keys or not all(isinstance(k, dict) for k in keys):
+        raise ProposalError(
+            "proposal-bad-entry", f"{path}: keys must be a non-empty list of key objects (§5)"
+        )
     listed = {k.kid for k in current.keys.keys_of(node)}
-    keys = document["keys"] if isinstance(document["keys"], list) else []
-    new = [k for k in keys if not (isinstance(k, dict) and k.get("kid") in listed)]
+    new = [k for k in keys if not (isinstance(k.get("kid"), str) and k["kid"] in listed)]
     if not new:
         raise ProposalError(
             "proposal-duplicate-key", f"every key in {path} is already listed for {node}"
         )
-    return [AddKey(node, k) for k in new]
+    active = [k for k in new if k.get("status") == "active"]
+    return [AddKey(node, k) for k in (active or new)]
 
 
 @admin.command("diff")
@@ -513,6 +520,8 @@ def sign_command(
     Shows every change and the SHA-256 first: compare the hash by phone with whoever
     proposed it before confirming.
     """
+    if out is not None and os.path.exists(out) and not os.path.samefile(out, proposal):
+        _refuse_existing(out)  # only the proposal itself is signed in place
     parsed = _read_proposal(proposal)
     trust_list = _read_current(current)
     if trust_list is None and parsed.version > 1:

@@ -427,6 +427,10 @@ def load_settings(instance: str | os.PathLike[str], **overrides: Any) -> Setting
     for name, kind in known.items():
         if name in values and values[name] is not None:
             values[name] = _coerce(name, values[name], kind)
+    if values.get("key_passphrase") == "":
+        # Empty is unset, as everywhere a passphrase is read: a sealed key file is then
+        # asked for at a terminal, and an unsealed one is written back unsealed.
+        values["key_passphrase"] = None
     values["trust_anchor"] = values.get("trust_anchor", "").strip().lower()
     if isinstance(values.get("sqlite_synchronous"), str):
         values["sqlite_synchronous"] = values["sqlite_synchronous"].strip().lower()

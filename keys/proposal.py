@@ -290,7 +290,9 @@ def key_from_entry(node: str, entry: object, what: str = "key") -> dict[str, Any
     with _bad_entry(what):
         key = _parse_key(node, entry, what)
     if key.status != "active":
-        raise _error("key-status", f"{what} is {key.status}; only active keys can be added")
+        raise _error(
+            "key-status", f"{what} ({key.kid}) is {key.status}; only active keys can be added"
+        )
     return key.to_entry()
 
 
@@ -311,6 +313,7 @@ class _Draft:
         self.threshold = threshold
         self.nodes = nodes
         self.issued_at = issued_at
+        self.status_changed: set[str] = set()  # kids retired or revoked by this draft
 
     @classmethod
     def of(cls, trust_list: TrustList, issued_at: int) -> _Draft:
@@ -374,7 +377,16 @@ class RemoveNode:
     node: str
 
     def apply(self, draft: _Draft) -> None:
-        draft.nodes.remove(draft.node(self.node))
+        node = draft.node(self.node)
+        changed = sorted(k["kid"] for k in node["keys"] if k["kid"] in draft.status_changed)
+        if changed:
+            raise _error(
+                "key-status",
+                f"keys {changed} of {self.node} are retired or revoked by this same proposal: "
+                "publish that version first (nodes hold what a revoked key signed only when "
+                "a version lists it revoked), and remove the node in a later one",
+            )
+        draft.nodes.remove(node)
 
 
 @dataclass(frozen=True)
@@ -437,6 +449,7 @@ class RetireKey:
                 )
         key["status"] = "retired"
         key["not_after"] = until
+        draft.status_changed.add(self.kid)
 
 
 @dataclass(frozen=True)
@@ -468,6 +481,7 @@ class RevokeKey:
                 )
         key["status"] = "revoked"
         key["revoked_at"] = at
+        draft.status_changed.add(self.kid)
 
 
 @dataclass(frozen=True)
@@ -484,6 +498,15 @@ class RemoveKey:
             )
         if not any(k is not key and k["use"] == key["use"] for k in node["keys"]):
             raise _error("last-key", f"{node['node']} must keep at least one {key['use']} key (§5)")
+        if self.kid in draft.status_changed:
+            # A list that never shows the key revoked would make no node hold what it
+            # signed (gateway/quarantine.py), and the diff would show an active key go.
+            raise _error(
+                "key-status",
+                f"key {self.kid} is {key['status']} by this same proposal: publish that "
+                "version first (nodes hold what a revoked key signed only when a version "
+                "lists it revoked), and remove the key in a later one",
+            )
         node["keys"].remove(key)
 
 

@@ -478,6 +478,15 @@ def test_proposal_changes_are_checked() -> None:
     assert refused(RevokeKey(kz_sig), RetireKey(kz_sig)) == "proposal-key-status"
     assert refused(RemoveKey(kz_sig)) == "proposal-key-status"
     assert refused(RevokeKey(kg_enc), RemoveKey(kg_enc)) == "proposal-last-key"
+    # A key revoked (or retired) and removed in one proposal: no version would list it
+    # revoked, so no node would hold what it signed; the removal waits for a later one.
+    another = key_entry(NEW_ADMINS[1].public, "sig", not_before=T0, not_after=T0 + YEAR)
+    for change in (RevokeKey(kz_sig), RetireKey(kz_sig)):
+        assert refused(AddKey("KZ", another), change, RemoveKey(kz_sig)) == "proposal-key-status"
+        assert refused(AddKey("KZ", another), change, RemoveNode("KZ")) == "proposal-key-status"
+    revoking = propose(v1, changes=[AddKey("KZ", another), RevokeKey(kz_sig)], issued_at=T0 + DAY)
+    v2 = v1.verify_successor(signed(revoking, "KZ", "KG", "TM", current=v1), T0 + DAY)
+    assert propose(v2, changes=[RemoveKey(kz_sig)], issued_at=T0 + 2 * DAY)
     assert refused(RevokeKey(kz_sig), RevokeKey(kz_sig, revoked_at=T0 + 2 * DAY)) == (
         "proposal-key-status"
     )
@@ -666,8 +675,24 @@ def test_cli_from_bootstrap_to_installed_versions(tmp_path: Path) -> None:
     assert (
         "Signing as A. Sadykova, KZ" in signing and "1 valid signature, 3 needed: 2 more" in signing
     )
+    # --out never overwrites another file (a typo could name an admin key file).
+    key_before = Path(keys["KG"]).read_bytes()
+    args = ("sign", "--key", keys["KG"], "--yes", "--out", keys["KG"], copies["KG"])
+    refused(run(*args, passphrase=PASSPHRASE), "file-exists")
+    assert Path(keys["KG"]).read_bytes() == key_before
     for n in ("KG", "TJ"):
-        ok(run("sign", "--key", keys[n], "--yes", copies[n], passphrase=PASSPHRASE))
+        ok(
+            run(
+                "sign",
+                "--key",
+                keys[n],
+                "--yes",
+                "--out",
+                copies[n],
+                copies[n],
+                passphrase=PASSPHRASE,
+            )
+        )
     not_yet = ok(run("status", v1))
     assert (
         "0 valid signatures, 3 needed: 3 more" in not_yet
@@ -729,6 +754,18 @@ def test_cli_rotation_revocation_and_admin_change(tmp_path: Path) -> None:
     common = ["propose", "--current", v1, "--out", v2]
     refused(run(*common, "--add-key", "KZ", tmp_path / "v1.json"), "proposal-bad-entry")
     refused(run(*common, "--add-key", "KG", rotated_file), "proposal-bad-entry")
+    for keys_value in ([{"kid": [1]}], 5, [], ["kid"]):  # not key objects: no traceback
+        bad = write_json(tmp_path / "bad-entry.json", {"node": "KZ", "keys": keys_value})
+        refused(run(*common, "--add-key", "KZ", bad), "proposal-bad-entry")
+    # Rotated twice before any version listed the first new key: that key (retired
+    # since) is left out, the active one is proposed.
+    twice = {
+        **rotated,
+        "keys": [*rotated["keys"], key_entry(b"\x05" * 32, "sig", status="retired")],
+    }
+    shown_twice = ok(run(*common, "--add-key", "KZ", write_json(tmp_path / "twice.json", twice)))
+    assert f"+ KZ key {new_sig.kid} sig active" in shown_twice and "retired" not in shown_twice
+    v2.unlink()
     refused(run(*common, "--retire-key", old_sig), "proposal-last-key")
     for not_a_time in ("tomorrow", "\u00b2"):  # "²": a digit to str.isdigit, not to int()
         result = run(*common, "--retire-key", old_sig, "--not-after", not_a_time)

@@ -355,6 +355,17 @@ def test_unsealed_node_keys_entry_and_trust_list(tmp_path: Path) -> None:
     }
     for key in entry["keys"]:
         assert key["status"] == "active" and key["not_before"] < key["not_after"]
+    # An empty GATEWAY_KEY_PASSPHRASE is no passphrase: the unsealed file is written
+    # back unsealed (it raised ValueError), and says so.
+    rotated = CliRunner().invoke(
+        main,
+        ["--instance", str(instance), "keys", "rotate", "--enc", "--name", "Kazakhstan MVD"]
+        + ["--endpoint", "https://xb1.kz.example"],
+        env={"GATEWAY_KEY_PASSPHRASE": ""},
+    )
+    assert rotated.exit_code == 0, (rotated.output, rotated.exception)
+    assert "stays UNSEALED" in rotated.stderr
+    assert json.loads(key_file.read_bytes())["sealed"] is False
     for endpoint in ("ftp://xb1.kz.example", "https://xb1.kz.example/a b", "https://"):
         usage_error(
             gateway(instance, "keys", "entry", "--name", "X", "--endpoint", endpoint),
