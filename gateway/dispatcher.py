@@ -136,12 +136,22 @@ class Outcome:
     verified: bool = False
 
 
+def _newer_list_may_explain(error: ReceiptInvalid) -> bool:
+    """Whether a receipt failed only on its signer's key: unknown to this node's list, or
+    not valid in it (a key a later version lists, or lists with another window)."""
+    cause = error.__cause__
+    return isinstance(cause, TrustError) and cause.code in ("unknown-sender", "key-not-valid")
+
+
 def backoff_delay(attempts: int, base: float, cap: float, rng: random.Random) -> float:
     """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**attempts)]
     but at least ``base``/2 so a dead peer is not hammered."""
     ceiling = min(cap, base * (2 ** min(attempts, 32)))
     return max(base / 2, rng.uniform(0, ceiling))
 
+
+RECEIPT_FOLLOW_INTERVAL = 60.0
+"""Seconds between two fetches of one recipient's trust list for its receipts."""
 
 DATABASE_PAUSE = 5.0
 """Seconds a running dispatcher waits after a round failed on the database (down,
@@ -186,6 +196,9 @@ class Dispatcher:
         self.http = peer_http.session(http)
         self.rng = rng or random.Random()
         self._taken_over: set[int] = set()  # claimed from a dispatcher whose lease ran out
+        self._unknown_signers: set[str] = set()  # recipients whose receipt key is unknown
+        self._signers_followed: dict[str, float] = {}  # recipient: when (monotonic)
+        self._follower: TrustFollower | None = None
 
     # ------------------------------------------------------------------ claiming
 
@@ -400,6 +413,12 @@ class Dispatcher:
         try:
             receipt = verify_receipt(body, trust=trust_list.keys, now=now, envelope=parsed)
         except ReceiptInvalid as e:
+            if _newer_list_may_explain(e):
+                # The recipient signs with its newest key, which a version of the list
+                # this node has not installed yet may carry (a rotation reaches nodes at
+                # different times; its stored receipt answers every retry): its list is
+                # fetched from it before the next attempt (follow_receipt_signers).
+                self._unknown_signers.add(delivery.recipient)
             if status == 200:
                 return Outcome(DeliveryState.RETRYING, "receipt-invalid", str(e))
             return Outcome(
@@ -510,6 +529,8 @@ class Dispatcher:
                 detail=outcome.detail,
                 worker=self.worker,
                 at=now,
+                unstored_proven=outcome.verified
+                and (outcome.state == DeliveryState.REJECTED or outcome.code == RESEAL_NEEDED),
             )
             session.commit()
         return outcome
@@ -524,6 +545,17 @@ class Dispatcher:
             envelope = delivery.envelope
             typ = delivery.message.typ
             body_json = delivery.message.body_json
+            corrects_type = delivery.message.corrects_type
+            if body_json is None and corrects_type is not None:
+                # Purged: a withdrawal (it withdrew a message) carries no data and is
+                # never held by a type's suspension; a correction carries its type's.
+                withdrew = session.scalar(
+                    select(OutboundMessage.id).where(
+                        OutboundMessage.state == "withdrawn",
+                        OutboundMessage.state_by == delivery.message_id,
+                    )
+                )
+                corrects_type = None if withdrew is not None else corrects_type
             withdrawn_by = _withdrawn_by(delivery.message)
             session.expunge_all()
         if not self._renew_lease(delivery_id, at):
@@ -532,7 +564,12 @@ class Dispatcher:
             return _lease_lost(delivery_id)
         if taken_over:  # still this dispatcher's, its lease just renewed
             self._record_interruption(delivery_id, at)
-        carried = sovereignty.carried_type(typ, json.loads(body_json)) if body_json else None
+        if body_json:
+            carried = sovereignty.carried_type(typ, json.loads(body_json))
+        else:
+            # Purged while the delivery was open (its envelope kept): the type a
+            # correction corrects is kept with the message.
+            carried = corrects_type
         decision = sovereignty.covering(self.node.suspensions(), delivery.recipient, typ, carried)
         try:
             trust_list = self.node.require_sending_allowed(at)
@@ -807,9 +844,50 @@ class Dispatcher:
             log.info("erased the kept bytes of %d refused envelope(s)", refused)
 
     def run_once(self, now: int | None = None) -> list[Outcome]:
-        """Claim what is due and send it; returns the outcomes."""
+        """Claim what is due and send it, then follow the trust list of recipients whose
+        receipts were signed with a key this node's list does not know; returns the
+        outcomes."""
         at = int(time.time()) if now is None else now
-        return [self.deliver(delivery_id, now) for delivery_id in self.claim(at)]
+        outcomes = [self.deliver(delivery_id, now) for delivery_id in self.claim(at)]
+        self.follow_receipt_signers()
+        return outcomes
+
+    def follow_receipt_signers(self) -> None:
+        """Fetch the trust list of each recipient whose receipt was signed with a key this
+        node's list does not know, or not as valid (a version it has not installed yet),
+        from that recipient only and at most once per ``RECEIPT_FOLLOW_INTERVAL`` each: a
+        broken peer, or anyone on the path (nothing of the receipt was verified), costs
+        one fetch from it per interval. A failed fetch is logged; no alarm, as no signed
+        announcement says that a newer version exists."""
+        pending, self._unknown_signers = self._unknown_signers, set()
+        if not pending:
+            return
+        if self._follower is None:  # made once: it mounts its adapters on the session
+            self._follower = TrustFollower(self.node, self.http)
+        follower = self._follower
+        for peer in sorted(pending):
+            last = self._signers_followed.get(peer)
+            if last is not None and time.monotonic() - last < RECEIPT_FOLLOW_INTERVAL:
+                continue
+            self._signers_followed[peer] = time.monotonic()
+            try:
+                installed = follower.follow(peer)
+            except (GatewayError, TrustError) as e:
+                log.warning(
+                    "a receipt of %s is signed with a key this node's trust list does not "
+                    "list as valid, and fetching its trust list failed: [%s] %s",
+                    peer,
+                    e.code,
+                    e,
+                )
+                continue
+            if installed is not None:
+                log.info(
+                    "trust list version %s installed from %s (its receipts are signed with "
+                    "a key it lists)",
+                    installed.version,
+                    peer,
+                )
 
     def run(self, *, stop_after: float | None = None, until_idle: bool = False) -> None:
         """Loop until stopped (or until nothing is due, with ``until_idle``). While

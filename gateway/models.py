@@ -181,6 +181,9 @@ class DeliveryEvent(Base):
     code: Mapped[str | None] = mapped_column(String(40), nullable=True)
     detail: Mapped[str | None] = mapped_column(Text, nullable=True)
     worker: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    # The recipient's signed refusal proved it stored nothing (a `rejected` answer, or
+    # `reseal-needed`); a local decision not to send proves nothing (outbox.py).
+    unstored_proven: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
 
     delivery: Mapped[Delivery] = relationship(back_populates="events")
 

@@ -55,6 +55,7 @@ def record_event(
     detail: str | None = None,
     worker: str | None = None,
     at: int | None = None,
+    unstored_proven: bool = False,
 ) -> None:
     # A detail (and, defensively, a code) may quote a peer's answer: stored printable.
     code = None if code is None else printable(code)
@@ -66,6 +67,7 @@ def record_event(
             code=code,
             detail=None if detail is None else printable(detail),
             worker=worker,
+            unstored_proven=unstored_proven or None,
         )
     )
     audit.record(
@@ -102,18 +104,20 @@ def may_have_arrived(
     envelope of the delivery (one that a re-seal replaced too); ``proven``: the current
     envelope is proven not stored by an outcome not recorded yet."""
     codes = session.execute(
-        select(DeliveryEvent.state, DeliveryEvent.code)
+        select(DeliveryEvent.state, DeliveryEvent.code, DeliveryEvent.unstored_proven)
         .where(DeliveryEvent.delivery_id == delivery_id)
         .order_by(DeliveryEvent.id.desc())
     )
-    for state, code in codes:  # newest first
+    for state, code, unstored in codes:  # newest first
         if code == RESEALED:
             if not any_envelope:
                 return False
             proven = False  # the events before it are of the envelope it replaced
         elif proven:
             continue
-        elif code == RESEAL_NEEDED or state == DeliveryState.REJECTED:
+        elif code == RESEAL_NEEDED or unstored:
+            # A signed refusal: not a rejection this node decided itself (its policy no
+            # longer letting the message go), which proves nothing about what was sent.
             if not any_envelope:
                 return False
             proven = True
@@ -873,10 +877,16 @@ def retry(
     if not delivery.envelope.wire or delivery.message.purged_at is not None:
         # Its retention ended: the bytes kept for a delivery still open do not make it
         # lawful to send again.
+        still = (
+            f"its attempts go on as scheduled (next at {delivery.next_attempt_at}) until it "
+            "ends, as for every delivery still open at the purge"
+            if delivery.state == DeliveryState.RETRYING
+            else "it is not sent again"
+        )
         raise ApiError(
             "purged",
             f"the message of delivery {delivery_id} was purged when its retention ended; "
-            "it is not sent again",
+            f"it cannot be retried by hand: {still}",
             status=409,
         )
     if delivery.envelope.exp < at:

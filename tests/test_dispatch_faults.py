@@ -801,3 +801,50 @@ def test_a_round_that_fails_on_the_database_is_logged_and_tried_again(
 def test_the_pause_after_database_failures_doubles_up_to_a_minute():
     pauses = [dispatcher_module.database_pause(n) for n in (1, 2, 3, 4, 5, 10, 100_000)]
     assert pauses == [5.0, 10.0, 20.0, 40.0, 60.0, 60.0, 60.0]
+
+
+def _stored_then_denied_here(fed) -> int:
+    """KZ's delivery to KG: KG stores the envelope but its answer is lost; before the
+    next attempt KZ's own policy stops the message (rejected, policy-denied, nothing
+    sent); then the policy allows it again and the agency retries. The delivery id."""
+    from tests.test_policy_exchange import KZ_POLICY, write_policy
+
+    kz, kg = fed["KZ"], fed["KG"]
+    write_policy(kz, KZ_POLICY)
+    delivery_id = submit(kz, ["KG"])["deliveries"][0]["id"]
+    inner = _losing_the_answer(kg, stored=True)
+    [lost] = Dispatcher(kz.node).run_once()
+    assert (lost.state, inbox_count(kg)) == ("retrying", 1)
+    kg.server.switch.app = inner
+    write_policy(kz, "version = 1\n")
+    [denied] = Dispatcher(kz.node).run_once(now=int(time.time()) + 5)
+    assert (denied.state, denied.code) == ("rejected", "policy-denied")
+    write_policy(kz, KZ_POLICY)
+    answer = kz.client().post(f"/api/v1/deliveries/{delivery_id}/retry", headers=kz.auth())
+    assert answer.status_code == 200, answer.get_json()
+    return delivery_id
+
+
+def test_a_local_policy_denial_proves_nothing_about_an_earlier_attempt(make_federation):
+    """The node's own decision not to send is `rejected` too, but unlike the recipient's
+    signed refusal it says nothing about what an earlier attempt left there: the same
+    bytes go first, and KG holds the message once (it was re-sealed under a new id)."""
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    _stored_then_denied_here(fed)
+    revoke_encryption_key(fed, "KG", int(time.time()), drop=True)
+    [again] = Dispatcher(kz.node).run_once(now=int(time.time()) + 10)
+    assert again.state == "delivered" and "resealed" not in _events(kz)
+    assert (len(_envelopes(kz)), inbox_count(kg)) == (1, 1)
+
+
+def test_a_withdrawal_after_a_local_denial_does_not_say_the_recipient_never_had_it(
+    make_federation,
+):
+    fed = make_federation(("KZ", "KG"))
+    kz = fed["KZ"]
+    delivery_id = _stored_then_denied_here(fed)
+    with kz.node.sessions() as session:
+        message_id = session.get(Delivery, delivery_id).message_id
+    _withdraw(kz, message_id)
+    assert "may have arrived" in _row(kz, delivery_id).last_detail

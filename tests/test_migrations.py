@@ -263,6 +263,52 @@ def test_the_type_outbound_corrections_correct_is_filled_in(databases: Any) -> N
     engine.dispose()
 
 
+def test_the_recipients_refusals_are_marked_as_proof_that_nothing_was_stored(
+    databases: Any,
+) -> None:
+    """Migration 0025 marks the `rejected` events that came with the recipient's signed
+    refusal, not the dispatcher's own `policy-denied` decisions (nothing sent)."""
+    from alembic import command
+
+    engine = db.make_engine(databases.new_url("refusals"))
+    config = db.alembic_config(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0024")
+    statements = [
+        "INSERT INTO outbound_messages (id, typ, agency, body_json, created_at) "
+        "VALUES ('m', 'alert/1', 'kz-police', '{}', 1)",
+        "INSERT INTO envelopes (id, message_id, wire, ph, ch, iat, exp, tl) "
+        "VALUES ('e', 'm', :b, :b, :b, 1, 2, 1)",
+        "INSERT INTO deliveries (id, message_id, envelope_id, recipient, state, attempts, "
+        "next_attempt_at, receipt_verified, updated_at) "
+        "VALUES (1, 'm', 'e', 'KG', 'rejected', 3, 1, FALSE, 1)",
+    ]
+    events = [
+        (1, "retrying", "peer-error", "KG answered HTTP 502; will retry"),
+        (2, "rejected", "policy-denied", "not sent: this node's policy no longer lets it go"),
+        (3, "rejected", "policy-denied", "KG refused it with a signed receipt: policy-denied"),
+    ]
+    with engine.begin() as connection:
+        for statement in statements:
+            connection.execute(sa.text(statement), {"b": b"x"})
+        for event_id, state, code, detail in events:
+            connection.execute(
+                sa.text(
+                    "INSERT INTO delivery_events (id, delivery_id, at, state, code, detail) "
+                    "VALUES (:id, 1, 1, :state, :code, :detail)"
+                ),
+                {"id": event_id, "state": state, "code": code, "detail": detail},
+            )
+    db.upgrade(engine)
+    with engine.connect() as connection:
+        marked = dict(
+            connection.execute(sa.text("SELECT id, unstored_proven FROM delivery_events")).all()
+        )
+    assert {k: bool(v) for k, v in marked.items()} == {1: False, 2: False, 3: True}
+    engine.dispose()
+
+
 @sqlite_only
 def test_a_migration_refused_on_sqlite_leaves_the_schema_as_it_was(databases: Any) -> None:
     """A database whose rows refer to rows that do not exist is refused before anything

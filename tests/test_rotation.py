@@ -21,6 +21,7 @@ from gateway.dispatcher import Dispatcher
 from gateway.models import AuditEntry, Delivery, DeliveryEvent, InboundMessage
 from gateway.node import Node
 from keys import sealed
+from keys.keypair import SigningKeyPair
 from keys.nodekeys import NodeKeys
 from keys.sealed import MEMLIMIT_INTERACTIVE, MEMLIMIT_MIN, OPSLIMIT_INTERACTIVE, OPSLIMIT_MIN
 from keys.trustlist import key_entry
@@ -645,3 +646,88 @@ def test_a_message_held_while_it_is_read_alone_is_not_given(make_federation, mon
     with kg.node.sessions() as session:
         reads = session.scalars(select(AuditEntry).where(AuditEntry.kind == "inbox-read")).all()
     assert reads == []
+
+
+def _kg_rotated_first(fed):
+    """KG rotates its signing key and installs the version listing the new one; KZ has
+    not installed it yet. The new key."""
+    kg = fed["KG"]
+    now = int(time.time())
+    rotated = kg.keys.rotate_signing(now=now)
+    keys = []
+    for key in listed_keys(fed, "KG"):
+        if key["use"] == "sig":
+            key.update(status="retired", not_after=now + 30 * 86400)
+        keys.append(key)
+    new = rotated.current_signing
+    keys.append(key_entry(new.public, "sig", not_before=now - 60, not_after=now + 365 * 86400))
+    kg.node.install_trust_list(next_version(fed, kg.node.trust(), node_keys={"KG": keys}))
+    kg.node.keys = rotated
+    assert (fed["KZ"].node.trust().version, kg.node.trust().version) == (1, 2)
+    return new
+
+
+def test_a_receipt_by_a_key_the_sender_does_not_know_yet_makes_it_follow(make_federation):
+    """KG's receipt is signed with a key KZ cannot verify yet: KZ fetches the newer list
+    from KG after the attempt, and KG's stored receipt then verifies (it stayed
+    retrying, receipt-invalid, the message sent again and again until it expired,
+    unless someone ran 'gateway trust fetch')."""
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    _kg_rotated_first(fed)
+    submit(kz, ["KG"])
+    [first] = Dispatcher(kz.node).run_once()
+    assert (first.state, first.code) == ("retrying", "receipt-invalid")
+    assert kz.node.trust().version == 2  # fetched from KG after the attempt
+    [again] = Dispatcher(kz.node).run_once(now=int(time.time()) + 3600)
+    assert again.state == "delivered"
+    with kg.node.sessions() as session:
+        assert session.query(InboundMessage).count() == 1
+
+
+def test_a_signed_refusal_by_a_key_the_sender_does_not_know_yet_makes_it_follow(
+    make_federation,
+):
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    _kg_rotated_first(fed)
+    (kg.instance / "policy.toml").write_text("version = 1\n", encoding="utf-8")  # denies all
+    submit(kz, ["KG"])
+    [first] = Dispatcher(kz.node).run_once()
+    assert first.state == "retrying" and kz.node.trust().version == 2
+    [again] = Dispatcher(kz.node).run_once(now=int(time.time()) + 3600)
+    assert (again.state, again.code) == ("rejected", "policy-denied")
+
+
+def test_receipts_by_unknown_keys_cost_one_fetch_from_their_signer_per_interval(
+    make_federation, monkeypatch
+):
+    """A peer (or anyone on the path) answering with receipts by a key nobody lists:
+    its own list is fetched once per interval, from it alone, and no alarm is raised
+    (nothing signed says a newer version exists)."""
+    from gateway import dispatcher as dispatcher_module
+    from gateway.trust_sync import TrustFollower
+
+    fed = make_federation(("KZ", "KG", "UZ"))
+    kz, kg = fed["KZ"], fed["KG"]
+    stranger = SigningKeyPair(b"\x09" * 32)
+    kg.node.signing_pair = lambda now=None: stranger  # a key listed nowhere
+    fetched = []
+    real_follow = TrustFollower.follow
+
+    def follow(self, peer, now=None):
+        fetched.append(peer)
+        return real_follow(self, peer, now)
+
+    monkeypatch.setattr(TrustFollower, "follow", follow)
+    dispatcher = Dispatcher(kz.node)
+    for n in range(3):
+        submit(kz, ["KG"])
+        outcomes = dispatcher.run_once(now=int(time.time()) + 3600 * n)
+        assert {(o.state, o.code) for o in outcomes} == {("retrying", "receipt-invalid")}
+    assert fetched == ["KG"]
+    monkeypatch.setattr(dispatcher_module, "RECEIPT_FOLLOW_INTERVAL", 0.0)
+    dispatcher.run_once(now=int(time.time()) + 3600 * 4)
+    assert fetched == ["KG", "KG"]
+    ready = kz.client().get("/readyz")
+    assert ready.status_code == 200, ready.get_json()
