@@ -195,8 +195,15 @@ def apply_received(
 
 
 def _purge_copy(
-    connection: Connection, row_id: int, correction_id: str, *, retention_ends: int, at: int
-) -> None:
+    connection: Connection,
+    row_id: int,
+    correction_id: str,
+    *,
+    retention_ends: int,
+    at: int,
+    by: str = "a correction of a purged message",
+) -> bool:
+    """Purge a received correction's copy of its original's data; whether it was left."""
     sender = connection.execute(
         update(_INBOUND)
         .where(_INBOUND.c.id == row_id, _INBOUND.c.purged_at.is_(None))
@@ -204,20 +211,21 @@ def _purge_copy(
         .returning(_INBOUND.c.sender)
     ).scalar()
     if sender is None:  # purged before (applied late, after its own retention)
-        return
+        return False
     erase_refused_copies(connection, sender, correction_id)
     connection.execute(delete(_H2).where(_H2.c.inbound_id == row_id))
     audit.record(
         connection,
         "purged",
         at=at,
-        by="a correction of a purged message",
+        by=by,
         direction="received",
         id=correction_id,
         typ=CORRECTION,
         retention_ends=retention_ends,
         part="body and envelope",
     )
+    return True
 
 
 def _order(iat: int, correction_id: str, corrected_at: object) -> tuple[int, int, str]:
@@ -475,13 +483,17 @@ def erase_refused_copies(connection: Connection | Session, sender: str, envelope
 
 
 def purge_copies_of(
-    connection: Connection, sender: str, original: str, *, retention_ends: int, at: int
-) -> None:
+    connection: Connection, sender: str, original: str, *, retention_ends: int, at: int, by: str
+) -> list[tuple[int, str]]:
     """The received message ``original`` of ``sender`` is purged (its retention ended):
     so are the corrections of it that still carry a body, its data or the corrected
-    form of it, whatever their own retention (each with its ``purged`` audit entry)."""
-    for row_id, envelope_id in _corrections_of(connection, sender, original):
-        _purge_copy(connection, row_id, envelope_id, retention_ends=retention_ends, at=at)
+    form of it, whatever their own retention (each with its ``purged`` audit entry).
+    The (row id, envelope id) of those purged now."""
+    return [
+        (row_id, envelope_id)
+        for row_id, envelope_id in _corrections_of(connection, sender, original)
+        if _purge_copy(connection, row_id, envelope_id, retention_ends=retention_ends, at=at, by=by)
+    ]
 
 
 def _corrections_of(connection: Connection, sender: str, original: str) -> list[tuple[int, str]]:

@@ -14,7 +14,7 @@ from sqlalchemy import ColumnElement, and_, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from gateway import onward, sovereignty
+from gateway import onward, purge, sovereignty
 from gateway.audit import log as audit
 from gateway.envelope import UUID_RE, Recipient, seal
 from gateway.errors import ApiError, printable
@@ -367,9 +367,26 @@ def submit(
             _stop_deliveries(session, original, header.id, at)
             # An earlier correction still waiting to be delivered carries the data
             # withdrawn now: it is stopped too, and shows as withdrawn like the original.
-            for earlier in _earlier_corrections(session, original, header.id):
+            earlier_ones = _earlier_corrections(session, original, header.id)
+            for earlier in earlier_ones:
                 earlier.state, earlier.state_by = "withdrawn", header.id
                 _stop_deliveries(session, earlier, header.id, at)
+            # Erased here as at every recipient: the body, and the envelope bytes once
+            # no delivery is still being sent (docs/policy.md).
+            session.flush()
+            for erased in (original, *earlier_ones):
+                part = purge.erase_sent(session, erased.id, at)
+                if part is not None:
+                    audit.record(
+                        session,
+                        "purged",
+                        at=at,
+                        by=f"withdrawal {header.id}",
+                        direction="sent",
+                        id=erased.id,
+                        typ=erased.typ,
+                        part=part,
+                    )
         audit.record(
             session,
             "correction-sent",

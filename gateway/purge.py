@@ -51,7 +51,7 @@ from gateway.models import (
     OutboundMessage,
     SealedEnvelope,
 )
-from gateway.policy import Policy
+from gateway.policy import CORRECTION, Policy
 
 DAY = 86_400
 CHECKPOINT_WAIT_MS = 1000
@@ -103,6 +103,7 @@ def stored(session: Session, policy: Policy) -> list[tuple[str, str, str, int, s
     """Every message whose body is still stored: (direction, id, type, retention end,
     who holds it — the sending peer or the submitting agency, row id if received)."""
     rows: list[tuple[str, str, str, int, str, int | None]] = []
+    originals: dict[tuple[str, str], str] = {}  # (direction, correction id): original id
     for row_id, envelope_id, typ, received_at, body_json, sender in session.execute(
         select(
             InboundMessage.id,
@@ -115,6 +116,7 @@ def stored(session: Session, policy: Policy) -> list[tuple[str, str, str, int, s
     ):
         ends = retention_end(policy, typ, received_at, body_json)
         rows.append(("received", envelope_id, typ, ends, sender, row_id))
+        _note_original(originals, "received", envelope_id, typ, body_json)
     for message_id, typ, created_at, body_json, agency in session.execute(
         select(
             OutboundMessage.id,
@@ -126,7 +128,58 @@ def stored(session: Session, policy: Policy) -> list[tuple[str, str, str, int, s
     ):
         ends = retention_end(policy, typ, created_at, body_json)
         rows.append(("sent", message_id, typ, ends, agency, None))
-    return rows
+        _note_original(originals, "sent", message_id, typ, body_json)
+    return _no_longer_than_originals(session, rows, originals)
+
+
+def _note_original(
+    originals: dict[tuple[str, str], str],
+    direction: str,
+    message_id: str,
+    typ: str,
+    body_json: str | None,
+) -> None:
+    body = _body(body_json) if typ == CORRECTION else None
+    # A withdrawal carries no data of its original, and keeps its reason.
+    if body is None or body.get("action") != "correct":
+        return
+    refers_to = body.get("refers_to")
+    if isinstance(refers_to, str):
+        originals[(direction, message_id)] = refers_to
+
+
+def _no_longer_than_originals(
+    session: Session,
+    rows: list[tuple[str, str, str, int, str, int | None]],
+    originals: dict[tuple[str, str], str],
+) -> list[tuple[str, str, str, int, str, int | None]]:
+    """A correction carries its original's data (or the corrected form of it): it is
+    kept no longer than the original, whatever its own retention, on the sending node
+    as on the receiving one (an original purged before: no longer than that)."""
+    received = {(m, holder): end for d, m, _, end, holder, _ in rows if d == "received"}
+    sent = {m: end for d, m, _, end, _, _ in rows if d == "sent"}
+    adjusted = []
+    for direction, message_id, typ, end, holder, row_id in rows:
+        original = originals.get((direction, message_id))
+        limit: int | None = None
+        if original is not None and direction == "received":
+            limit = received.get((original, holder))
+            if limit is None:  # purged before (its time), or not arrived yet (None)
+                limit = session.scalar(
+                    select(InboundMessage.purged_at).where(
+                        InboundMessage.sender == holder, InboundMessage.envelope_id == original
+                    )
+                )
+        elif original is not None:
+            limit = sent.get(original)
+            if limit is None:
+                limit = session.scalar(
+                    select(OutboundMessage.purged_at).where(OutboundMessage.id == original)
+                )
+        if limit is not None and limit < end:
+            end = limit
+        adjusted.append((direction, message_id, typ, end, holder, row_id))
+    return adjusted
 
 
 def due(session: Session, policy: Policy, now: int) -> list[Purged]:
@@ -193,6 +246,7 @@ def run(session: Session, policy: Policy, *, now: int | None = None, by: str) ->
         # changes nothing and records nothing.
         audit.lock(session)
         changed = 0
+        answered = _answer_of(session, item)
         if item.direction == "received":
             purged = _erase_received(session, item.row_id, at)
             if purged is not None:
@@ -200,13 +254,25 @@ def run(session: Session, policy: Policy, *, now: int | None = None, by: str) ->
                 corrections.erase_refused_copies(session, purged, item.message)
                 # The corrections of it carry the same data (or its corrected form):
                 # their retention ends with the original's at the latest.
-                corrections.purge_copies_of(
+                copies = corrections.purge_copies_of(
                     session.connection(),
                     purged,
                     item.message,
                     retention_ends=item.retention_ends,
                     at=at,
+                    by=by,
                 )
+                done += [
+                    Purged(
+                        "received",
+                        envelope_id,
+                        CORRECTION,
+                        item.retention_ends,
+                        "body and envelope",
+                        row,
+                    )
+                    for row, envelope_id in copies
+                ]
             onward.forget(session, [item.row_id] if item.row_id is not None else [])
         else:
             body = envelope = 0
@@ -247,6 +313,7 @@ def run(session: Session, policy: Policy, *, now: int | None = None, by: str) ->
             typ=item.typ,
             retention_ends=item.retention_ends,
             part=item.part,
+            **answered,
         )
         session.commit()
         done.append(item)
@@ -254,6 +321,76 @@ def run(session: Session, policy: Policy, *, now: int | None = None, by: str) ->
         done += _purge_refused(session, refused, at, by=by, days=policy.refused_retention_days())
     clear_write_ahead_log(session)
     return done
+
+
+ANSWER = "case-response/1"
+
+
+def _answer_of(session: Session, item: Purged) -> dict[str, str]:
+    """For a case-response about to be purged: the request it answered and its outcome
+    (ids and a code, no personal data), kept in its ``purged`` entry so that the data
+    protection report still counts the request as answered (audit/oversight.py)."""
+    if item.typ not in (ANSWER, CORRECTION) or item.part == "envelope":
+        return {}
+    if item.direction == "received":
+        body_json = session.scalar(
+            select(InboundMessage.body_json).where(InboundMessage.id == item.row_id)
+        )
+        body = _body(body_json) or {}
+    else:
+        row = session.execute(
+            select(
+                OutboundMessage.body_json, OutboundMessage.state, OutboundMessage.state_by
+            ).where(OutboundMessage.id == item.message)
+        ).first()
+        body = sent_body_now(session, *row) if row is not None else {}
+    if item.typ == CORRECTION:  # one that replaced a response: the outcome in force
+        carried = body.get("body") if body.get("refers_to_type") == ANSWER else None
+        body = carried if isinstance(carried, dict) else {}
+    answer = {"in_reply_to": body.get("in_reply_to"), "outcome": body.get("outcome")}
+    return {k: v for k, v in answer.items() if isinstance(v, str)}
+
+
+def sent_body_now(
+    session: Session, body_json: str | None, state: str | None, state_by: str | None
+) -> dict[str, Any]:
+    """A sent message's body as it stands now: the sending node keeps what it sent, and
+    a correction that replaced it carries the body in force (a receiving node replaced
+    its stored copy instead); {} when that is not stored (any more)."""
+    body = _body(body_json) or {}
+    if state == "corrected" and state_by is not None:
+        correction = _body(
+            session.scalar(select(OutboundMessage.body_json).where(OutboundMessage.id == state_by))
+        )
+        fixed = correction.get("body") if correction else None
+        # Once the correction's own retention has purged it, the body in force is no
+        # longer known here: what was sent first is not passed off for it.
+        return fixed if isinstance(fixed, dict) else {}
+    return body
+
+
+def erase_sent(session: Session, message_id: str, at: int) -> str | None:
+    """Erase a sent message's body, and its envelope bytes unless a delivery may still
+    need them (those go at a later purge run, once it has ended): the part erased
+    ("body", "envelope", "body and envelope"), or None if nothing was left."""
+    body = _count(
+        session,
+        update(OutboundMessage)
+        .where(OutboundMessage.id == message_id, OutboundMessage.purged_at.is_(None))
+        .values(body_json=None, purged_at=at),
+    )
+    envelope = _count(
+        session,
+        update(SealedEnvelope)
+        .where(
+            SealedEnvelope.message_id == message_id,
+            SealedEnvelope.wire != b"",
+            ~_has_open_delivery(message_id),
+        )
+        .values(wire=b""),
+    )
+    parts = [name for name, changed in (("body", body), ("envelope", envelope)) if changed]
+    return " and ".join(parts) or None
 
 
 def _erase_received(session: Session, row_id: int | None, at: int) -> str | None:

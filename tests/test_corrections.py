@@ -137,10 +137,35 @@ def test_a_withdrawal_stops_undelivered_copies_and_earlier_corrections(make_fede
     deliver(kz)
     withdrawal = example_correction(refers_to=original, action="withdraw", reason_code="duplicate")
     withdrawal.pop("body")
-    post(kz, "correction/1", withdrawal)
+    withdrawal_id = post(kz, "correction/1", withdrawal)["id"]
     deliver(kz)
     earlier = inbound(kg, corrected)  # the corrected body it carried is gone too
     assert (earlier.state, earlier.body_json, earlier.wire) == ("withdrawn", None, b"")
+    # At the sending node as well: the bodies and envelope bytes of the original and of
+    # the earlier correction, with a purged entry naming the withdrawal.
+    with kz.node.sessions() as session:
+        for message_id in (original, corrected):
+            sent = session.get(OutboundMessage, message_id)
+            assert (sent.body_json, sent.purged_at is not None) == (None, True)
+            assert [e.wire for e in sent.envelopes] == [b""]
+        erased = [
+            json.loads(entry)
+            for entry in session.scalars(
+                select(AuditEntry.entry).where(AuditEntry.kind == "purged")
+            )
+        ]
+    assert {(e["id"], e["part"], e["by"].startswith("withdrawal ")) for e in erased} == {
+        (original, "body and envelope", True),
+        (corrected, "body and envelope", True),
+    }
+    # The withdrawal itself keeps its reason: it carries no data of the original, and
+    # is not purged with it.
+    for member in (kz, kg):
+        with member.node.sessions() as session:
+            purge.run(session, member.node.policy(), by="test")
+    with kz.node.sessions() as session:
+        assert "duplicate" in session.get(OutboundMessage, withdrawal_id).body_json
+    assert "duplicate" in inbound(kg, withdrawal_id).body_json
 
     # A message still waiting for its delivery is not sent once withdrawn.
     pending = post(kz, "alert/1", example_alert(), ["KG"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -241,6 +242,12 @@ def test_period_parsing():
     assert (since, until) == (local("2026-11-01T00:00"), local("2026-12-01T00:00"))
     now = 100 * oversight.DAY
     assert oversight.period(settings, None, None, now) == (now + 1 - 30 * oversight.DAY, now + 1)
+    # --until alone: the 30 local days up to it, also across a change of summer time.
+    berlin = Settings(node="DE", instance="x", timezone="Europe/Berlin").check()
+    since, until = oversight.period(berlin, None, "2026-11-01", 0)
+    start = datetime(2026, 10, 3, tzinfo=ZoneInfo("Europe/Berlin"))
+    assert since == int(start.timestamp())
+    assert until == int(datetime(2026, 11, 2, tzinfo=ZoneInfo("Europe/Berlin")).timestamp())
     for since, until in (
         ("2026-13-01", None),
         ("2026-11-30", "2026-11-01"),
@@ -329,8 +336,166 @@ def test_overdue_case_requests_until_completed_or_refused(make_federation):
     Dispatcher(kg.node).run_once()
     assert overdue(kg, after) == [("received", request_id, "partial")]  # still data to come
 
-    complete = example_case_response(in_reply_to=request_id, outcome="complete")
-    complete.pop("outstanding", None), complete.pop("expected_by", None)
+    complete = _final_response(request_id, "complete")
     post_message(kg, "case-response/1", complete, ["KZ"])
     Dispatcher(kg.node).run_once()
     assert overdue(kg, after) == overdue(kz, after) == []
+
+
+def test_overdue_requests_follow_corrections_and_withdrawals_on_both_nodes(make_federation):
+    """A request whose deadline a correction moved later is not overdue at its sender
+    either (the sender keeps what it first sent; the correction's body counts), and a
+    withdrawn request is overdue nowhere."""
+    from schemas.examples import example_withdrawal
+
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    request = example_case_request()
+    moved_id = post_message(kz, "case-request/1", request, ["KG"])
+    dropped_id = post_message(kz, "case-request/1", example_case_request(), ["KG"])
+    Dispatcher(kz.node).run_once()
+    after = request["deadline"] + 1
+
+    def overdue(member):
+        with member.node.sessions() as session:
+            return sorted(i["message"] for i in oversight.overdue_requests(session, after))
+
+    assert overdue(kz) == overdue(kg) == sorted([moved_id, dropped_id])
+    later = {**request, "deadline": request["deadline"] + 30 * oversight.DAY}
+    fix = _correcting(moved_id, "case-request/1", later, request)
+    post_message(kz, "correction/1", fix, ["KG"])
+    withdrawal = example_withdrawal(refers_to=dropped_id, refers_to_type="case-request/1")
+    post_message(kz, "correction/1", withdrawal, ["KG"])
+    Dispatcher(kz.node).run_once()
+    assert overdue(kz) == overdue(kg) == []
+
+
+def test_a_request_answered_by_a_response_purged_since_stays_answered(make_federation):
+    """The response's retention (30 days) is shorter than the request's: once it is
+    purged, its `purged` entry still says which request it completed, so the request
+    is not reported overdue again on either node."""
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    _agreeing(fed, '"case-response/1" = 30')
+    request = example_case_request()
+    request_id = post_message(kz, "case-request/1", request, ["KG"])
+    Dispatcher(kz.node).run_once()
+    complete = _final_response(request_id, "complete")
+    post_message(kg, "case-response/1", complete, ["KZ"])
+    assert [o.state for o in Dispatcher(kg.node).run_once()] == ["delivered"]
+    later = max(int(time.time()) + 31 * oversight.DAY, request["deadline"] + 1)
+    for member in (kz, kg):
+        with member.node.sessions() as session:
+            done = purge.run(session, member.node.policy(), now=later, by="test")
+            assert [item.typ for item in done] == ["case-response/1"]
+            assert oversight.overdue_requests(session, later) == []
+
+
+def test_a_response_corrected_to_complete_still_counts_once_purged(make_federation):
+    """KG answered `partial`, then corrected its answer to `complete`; once retention
+    purged both, the purged entry keeps the outcome in force, not the first one."""
+
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    _agreeing(fed, '"case-response/1" = 30')
+    request = example_case_request()
+    request_id = post_message(kz, "case-request/1", request, ["KG"])
+    Dispatcher(kz.node).run_once()
+    partial = example_case_response(in_reply_to=request_id, outcome="partial")
+    response_id = post_message(kg, "case-response/1", partial, ["KZ"])
+    complete = _final_response(request_id, "complete")
+    fix = _correcting(response_id, "case-response/1", complete, partial)
+    post_message(kg, "correction/1", fix, ["KZ"])
+    assert [o.state for o in Dispatcher(kg.node).run_once()] == ["delivered", "delivered"]
+    later = max(int(time.time()) + 31 * oversight.DAY, request["deadline"] + 1)
+    for member in (kg, kz):
+        with member.node.sessions() as session:
+            assert oversight.overdue_requests(session, later) == []
+            assert purge.run(session, member.node.policy(), now=later, by="test")
+            assert oversight.overdue_requests(session, later) == []
+
+
+def _final_response(request_id, outcome):
+    """A case-response ending ``request_id`` with ``outcome`` (nothing outstanding)."""
+    response = example_case_response(in_reply_to=request_id, outcome=outcome)
+    response.pop("outstanding", None), response.pop("expected_by", None)
+    return response
+
+
+def _correcting(original_id, typ, body, labelled_as):
+    """A correction of ``original_id`` (of ``typ``) to ``body``, labelled like
+    ``labelled_as`` (the original's body)."""
+    from schemas.examples import example_correction
+
+    return example_correction(
+        refers_to=original_id,
+        refers_to_type=typ,
+        body=body,
+        purpose=labelled_as["purpose"],
+        legal_basis=labelled_as["legal_basis"],
+        retention_days=labelled_as["retention_days"],
+    )
+
+
+def _agreeing(fed, retention):
+    policy = (
+        'version = 1\n[[agreement]]\nid = "a"\npeer = "{peer}"\n'
+        'types = ["case-request/1", "case-response/1", "correction/1"]\n'
+        "[retention]\n" + retention + "\n"
+    )
+    for member, peer in ((fed["KZ"], "KG"), (fed["KG"], "KZ")):
+        (member.instance / "policy.toml").write_text(policy.format(peer=peer), encoding="utf-8")
+
+
+def _overdue(member, at):
+    with member.node.sessions() as session:
+        return [i["message"] for i in oversight.overdue_requests(session, at)]
+
+
+def test_a_sent_request_is_not_judged_by_its_first_body_once_its_correction_is_purged(
+    make_federation,
+):
+    """The sender keeps what it first sent; once the correction that moved the
+    deadline is purged (its retention is shorter), the first body is not passed off
+    for the one in force: the report does not revert to the old deadline."""
+
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    _agreeing(fed, '"correction/1" = 30')
+    request = example_case_request()
+    request_id = post_message(kz, "case-request/1", request, ["KG"])
+    Dispatcher(kz.node).run_once()
+    fix = _correcting(
+        request_id,
+        "case-request/1",
+        {**request, "deadline": int(time.time()) + 365 * oversight.DAY},
+        request,
+    )
+    post_message(kz, "correction/1", fix, ["KG"])
+    Dispatcher(kz.node).run_once()
+    at = int(time.time()) + 31 * oversight.DAY
+    assert (_overdue(kz, at), _overdue(kg, at)) == ([], [])
+    with kz.node.sessions() as session:
+        done = purge.run(session, kz.node.policy(), now=at, by="test")
+        assert [item.typ for item in done] == ["correction/1"]
+        assert session.get(OutboundMessage, request_id).body_json is not None
+    assert _overdue(kz, at) == []
+
+
+def test_purged_answers_count_for_the_requests_of_their_direction(make_federation):
+    """A response KG sent naming its own request is no answer of KZ's: once purged, it
+    does not make KZ's received request answered."""
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    _agreeing(fed, '"case-response/1" = 30')
+    request = example_case_request()
+    request_id = post_message(kg, "case-request/1", request, ["KZ"])
+    Dispatcher(kg.node).run_once()
+    odd = _final_response(request_id, "complete")
+    post_message(kg, "case-response/1", odd, ["KZ"])
+    Dispatcher(kg.node).run_once()
+    at = max(int(time.time()) + 31 * oversight.DAY, request["deadline"] + 1)
+    assert _overdue(kz, at) == [request_id]
+    with kz.node.sessions() as session:
+        assert purge.run(session, kz.node.policy(), now=at, by="test")
+    assert _overdue(kz, at) == [request_id]

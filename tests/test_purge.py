@@ -338,6 +338,30 @@ def test_a_delivery_of_a_purged_message_is_not_retried(make_federation):
     assert (answer.status_code, answer.get_json()["error"]) == (409, "purged")
 
 
+def test_a_purged_retrying_delivery_goes_on_as_scheduled_and_says_so(make_federation):
+    """A delivery still open at the purge keeps its envelope and goes out at its own
+    schedule; a retry by hand is refused, saying so (it said "not sent again")."""
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    kg.server.stop()
+    sent = send(kz, ["KG"], example_alert(retention_days=1))
+    [retrying] = Dispatcher(kz.node).run_once()
+    assert retrying.state == "retrying"
+    later = int(time.time()) + 2 * 86_400  # retention over, the envelope's week not
+    with kz.node.sessions() as session:
+        [item] = purge.run(session, kz.node.policy(), now=later, by="test")
+    assert item.part == "body"
+    [delivery] = sent["deliveries"]
+    answer = kz.client().post(f"/api/v1/deliveries/{delivery['id']}/retry", headers=kz.auth())
+    refused = answer.get_json()
+    assert (answer.status_code, refused["error"]) == (409, "purged")
+    assert "attempts go on as scheduled" in refused["message"]
+    assert "not sent again" not in refused["message"]
+    kg.server.start()
+    [delivered] = Dispatcher(kz.node).run_once(now=later)
+    assert delivered.state == "delivered"
+
+
 def test_a_retry_asked_for_while_a_purge_runs_keeps_the_envelope_it_needs(
     make_federation, monkeypatch
 ):
@@ -598,13 +622,121 @@ def test_a_purge_takes_the_corrections_of_a_message_with_it(exchanged):
         ).one()
         ends = original.received_at + 30 * DAY
         purged = purge.run(session, kg.node.policy(), now=ends, by="test")
-    assert [(p.direction, p.message) for p in purged] == [("received", message_id)]
     with kg.node.sessions() as session:
         correction = session.scalars(
             select(InboundMessage).where(InboundMessage.typ == "correction/1")
         ).one()
         assert (correction.body_json, correction.wire, correction.purged_at) == (None, b"", ends)
+    # The run says so (it listed only the original).
+    assert sorted((p.direction, p.message, p.typ) for p in purged) == sorted(
+        [("received", message_id, "alert/1"), ("received", correction.envelope_id, "correction/1")]
+    )
     entries = [e for e in purged_entries(kg) if e["direction"] == "received"]
     assert sorted(e["typ"] for e in entries) == ["alert/1", "correction/1"]
     listed = kg.client().get("/api/v1/inbox", headers=kg.auth()).get_json()["messages"]
     assert [m["body"] for m in listed] == [None, None]
+
+
+@pytest.mark.parametrize(("action", "outcome"), [("correct", "suspended"), ("withdraw", None)])
+def test_a_purged_correction_still_open_is_held_by_a_suspension_of_the_type_it_corrects(
+    exchanged, action, outcome
+):
+    """Its body purged while its delivery was open, a correction of an alert is still
+    held by a suspension of alert/1 (the type it corrects is kept with the message;
+    the dispatcher read it from the purged body and sent it); a withdrawal, which
+    carries no data, is not."""
+    from sqlalchemy import update as sql_update
+
+    from gateway.models import Delivery as DeliveryRow
+    from schemas.examples import example_correction
+
+    fed, message_id = exchanged
+    kz, kg = fed["KZ"], fed["KG"]
+    for member, peer in ((kz, "KG"), (kg, "KZ")):
+        policy = AGREEMENT.format(peer=peer).replace('"alert/1"]', '"alert/1", "correction/1"]')
+        text = "version = 1\n" + policy + RETENTION.format(days=30) + '"correction/1" = 30\n'
+        (member.instance / "policy.toml").write_text(text, encoding="utf-8")
+    fix = example_correction(refers_to=message_id, action=action)
+    if action == "withdraw":
+        fix.pop("body"), fix.update(reason_code="duplicate")
+    answer = kz.client().post(
+        "/api/v1/messages", headers=kz.auth(), json={"typ": "correction/1", "body": fix}
+    )
+    assert answer.status_code == 202, answer.get_json()
+    correction = answer.get_json()["id"]
+    kg.server.stop()
+    assert [o.state for o in Dispatcher(kz.node).run_once()] == ["retrying"]
+    with kz.node.sessions() as session:
+        created = session.get(OutboundMessage, correction).created_at
+        done = purge.run(session, kz.node.policy(), now=created + 30 * DAY, by="test")
+        assert (correction, "body") in [(item.message, item.part) for item in done]
+        sovereignty.suspend(session, scope="type", value="alert/1", reason="dispute", who="admin")
+        session.execute(
+            sql_update(DeliveryRow)
+            .where(DeliveryRow.message_id == correction)
+            .values(next_attempt_at=0)
+        )
+        session.commit()
+    kg.server.start()
+    held = Dispatcher(kz.node).run_once()
+    if outcome is None:
+        assert [o.state for o in held] == ["delivered"]
+    else:
+        assert [(o.state, o.code) for o in held] == [("retrying", outcome)]
+
+
+def test_a_correction_goes_with_its_original_on_both_nodes_and_is_shown_before(exchanged):
+    """A correction sent long after its original carries the same data: it is due when
+    the original is, on the sending node as on the receiving one; `--dry-run` lists it,
+    the run returns it, and its `purged` entry names who purged."""
+    from sqlalchemy import update as sql_update
+
+    from schemas.examples import example_correction
+
+    fed, message_id = exchanged
+    kz, kg = fed["KZ"], fed["KG"]
+    for member, peer in ((kz, "KG"), (kg, "KZ")):
+        policy = AGREEMENT.format(peer=peer).replace('"alert/1"]', '"alert/1", "correction/1"]')
+        text = "version = 1\n" + policy + RETENTION.format(days=30)
+        (member.instance / "policy.toml").write_text(text, encoding="utf-8")
+    fix = example_correction(refers_to=message_id)
+    answer = kz.client().post(
+        "/api/v1/messages", headers=kz.auth(), json={"typ": "correction/1", "body": fix}
+    )
+    correction = answer.get_json()["id"]
+    assert [o.state for o in Dispatcher(kz.node).run_once()] == ["delivered"]
+    # The original was sent and received 40 days ago: its 30 days ended 10 days ago.
+    with kz.node.sessions() as session:
+        session.execute(
+            sql_update(OutboundMessage)
+            .where(OutboundMessage.id == message_id)
+            .values(created_at=OutboundMessage.created_at - 40 * DAY)
+        )
+        session.commit()
+        ends = session.get(OutboundMessage, message_id).created_at + 30 * DAY
+    with kg.node.sessions() as session:
+        session.execute(
+            sql_update(InboundMessage)
+            .where(InboundMessage.envelope_id == message_id)
+            .values(received_at=InboundMessage.received_at - 40 * DAY)
+        )
+        session.commit()
+    for member in (kz, kg):
+        with member.node.sessions() as session:
+            due = {
+                item.message: item.retention_ends
+                for item in purge.due(session, member.node.policy(), int(time.time()))
+            }
+        assert due[correction] == due[message_id] <= ends + 5, due
+        shown = CliRunner().invoke(main, ["--instance", str(member.instance), "purge", "--dry-run"])
+        assert "correction/1" in shown.output and "alert/1" in shown.output, shown.output
+    for member in (kz, kg):
+        with member.node.sessions() as session:
+            done = purge.run(session, member.node.policy(), by="test")
+            assert {item.message for item in done} == {message_id, correction}
+    with kz.node.sessions() as session:
+        assert session.get(OutboundMessage, correction).body_json is None
+    assert {(e["id"], e["by"]) for e in purged_entries(kg)} == {
+        (message_id, "test"),
+        (correction, "test"),
+    }

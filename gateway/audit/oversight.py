@@ -86,8 +86,15 @@ def period(settings: Settings, since: str | None, until: str | None, now: int) -
             raise ApiError("bad-period", f"{name} must be a date between 1970 and 9998", status=422)
         return day
 
-    end = now + 1 if until is None else _start_of(parse(until, "until") + timedelta(days=1), zone)
-    start = end - DEFAULT_DAYS * DAY if since is None else _start_of(parse(since, "since"), zone)
+    if until is None:
+        end = now + 1
+        default_start = end - DEFAULT_DAYS * DAY
+    else:
+        after = parse(until, "until") + timedelta(days=1)
+        end = _start_of(after, zone)
+        # 30 local days: a day of a change of summer time is 23 or 25 hours long.
+        default_start = _start_of(after - timedelta(days=DEFAULT_DAYS), zone)
+    start = default_start if since is None else _start_of(parse(since, "since"), zone)
     if start >= end:
         raise ApiError("bad-period", "since must be before until", status=422)
     return start, end
@@ -269,13 +276,34 @@ FINAL_OUTCOMES = ("complete", "refused")
 
 
 def _bodies(session: Session, model: Any, typ: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The bodies of ``typ`` still stored, as they stand now: a receiving node replaced
+    a corrected message's body with the corrected one; a sending node keeps what it
+    sent, and the body of the correction that replaced it is taken instead. (A
+    withdrawn message's body is erased on both.)"""
     key = model.envelope_id if model is InboundMessage else model.id
-    for message_id, body_json in session.execute(
-        select(key, model.body_json).where(model.typ == typ, model.body_json.is_not(None))
+    for message_id, body_json, state, state_by in session.execute(
+        select(key, model.body_json, model.state, model.state_by).where(
+            model.typ == typ, model.body_json.is_not(None)
+        )
     ):
-        body = json.loads(body_json)
-        if isinstance(body, dict):
+        if model is OutboundMessage:
+            body = purge.sent_body_now(session, body_json, state, state_by)
+        else:
+            body = json.loads(body_json)
+        if isinstance(body, dict) and body:
             yield message_id, body
+
+
+def _purged_answers(session: Session, direction: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The request and outcome of each case-response of ``direction`` ("sent": this
+    node's answers, "received": the answers it got) purged since (its ``purged`` entry
+    keeps them; gateway/purge.py), oldest first."""
+    for raw in session.scalars(
+        select(AuditEntry.entry).where(AuditEntry.kind == "purged").order_by(AuditEntry.seq)
+    ):
+        entry = xb1json.loads(raw)
+        if entry.get("direction") == direction and "in_reply_to" in entry:
+            yield str(entry.get("id")), entry
 
 
 def overdue_requests(session: Session, now: int) -> list[dict[str, Any]]:
@@ -287,6 +315,9 @@ def overdue_requests(session: Session, now: int) -> list[dict[str, Any]]:
         ("sent", OutboundMessage, InboundMessage),
     ):
         answers: dict[str, list[str]] = defaultdict(list)
+        answered = "sent" if direction == "received" else "received"
+        for _, body in _purged_answers(session, answered):
+            answers[str(body.get("in_reply_to"))].append(str(body.get("outcome")))
         for _, body in _bodies(session, responses, "case-response/1"):
             answers[str(body.get("in_reply_to"))].append(str(body.get("outcome")))
         for message_id, body in _bodies(session, requests, "case-request/1"):
