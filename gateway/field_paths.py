@@ -144,7 +144,28 @@ def _parts(typ: str) -> tuple[tuple[str, type[Schema]], ...]:
             node = _node(field.inner if isinstance(field, fields.List) else field)
             if isinstance(node, type):
                 todo.append((f"'{member}'", node))
+            elif node is FREE:  # a corrected body: a body of any other type
+                todo += [
+                    (f"a corrected body of {other}", MESSAGE_TYPES[other])
+                    for other in sorted(MESSAGE_TYPES)
+                    if other != typ
+                ]
     return tuple((name, schema_class) for schema_class, name in found.items())
+
+
+def _walk_free(segments: list[Segment]) -> tuple[int, str | None]:
+    """``segments`` from a corrected body: they resolve if they do in the body of any
+    message type it can be (a correction corrects a message of another type)."""
+    best: tuple[int, str | None] = (0, None)
+    for typ in sorted(MESSAGE_TYPES):
+        if any(node is FREE for node in map(_node, _members(MESSAGE_TYPES[typ]).values())):
+            continue  # a correction does not carry a correction
+        done, reason = _walk(MESSAGE_TYPES[typ], segments, f"a corrected body of {typ}")
+        if reason is None:
+            return len(segments), None
+        if best[1] is None or done > best[0]:
+            best = (done, reason)
+    return best
 
 
 def _walk(node: Any, segments: list[Segment], where: str) -> tuple[int, str | None]:
@@ -153,7 +174,8 @@ def _walk(node: Any, segments: list[Segment], where: str) -> tuple[int, str | No
     for index, (key, selector) in enumerate(segments):
         last = index == len(segments) - 1
         if node is FREE:
-            return len(segments), None
+            inside, reason = _walk_free(segments[index:])
+            return done + inside, reason
         members = _members(node)
         if key not in members:
             close = difflib.get_close_matches(key, list(members), n=1)

@@ -227,6 +227,11 @@ ROUTING = (
         ("drop = ['**.date_of_brith']", "at any depth has a member 'date_of_brith' (did you mean"),
         # A member of another type than the rule's.
         ("types = ['hit-query/1']\ndrop = ['subjects']", "names nothing in hit-query/1"),
+        # Inside a correction's corrected body: checked against the bodies it can be.
+        (
+            "types = ['correction/1']\ndrop = ['body.subjects[*].date_of_brith']",
+            "did you mean 'date_of_birth'?",
+        ),
     ],
 )
 def test_a_drop_path_that_names_nothing_is_refused(lines, message):
@@ -244,6 +249,7 @@ def test_a_drop_path_that_names_nothing_is_refused(lines, message):
         "types = ['alert/1', 'hit-query/1']\ndrop = ['subjects[*].names']",  # one type has it
         "drop = ['**.subjects[category=witness]', '**.documents']",
         "types = ['correction/1']\ndrop = ['body.subjects']",  # a body of any type
+        "types = ['correction/1']\ndrop = ['**.date_of_birth']",  # inside the corrected body
         "types = ['case-response/1']\ndrop = ['provided']",
     ],
 )
