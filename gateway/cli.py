@@ -66,11 +66,24 @@ class Context:
 
     def settings(self) -> Settings:
         """The node's settings; a missing instance folder is named as such."""
+        if self.instance.exists() and not self.instance.is_dir():
+            _fail(
+                "no-instance",
+                f"instance folder '{self.instance}' is a file, not a folder; pass --instance "
+                "(or set GATEWAY_INSTANCE) to the node's folder",
+            )
         if not self.instance.is_dir():
             _fail(
                 "no-instance",
-                f"instance folder {self.instance} does not exist; pass --instance (or set "
+                f"instance folder '{self.instance}' does not exist; pass --instance (or set "
                 "GATEWAY_INSTANCE) to the node's folder, or create a node there with "
+                f"'gateway --instance {self.instance} init --node XX'",
+            )
+        if not (self.instance / INSTANCE_FILE).exists() and not os.environ.get("GATEWAY_NODE"):
+            _fail(
+                "no-instance",
+                f"instance folder '{self.instance}' holds no node ({INSTANCE_FILE} is missing); "
+                "pass --instance to the node's folder, or create a node there with "
                 f"'gateway --instance {self.instance} init --node XX'",
             )
         return load_settings(self.instance)
@@ -243,7 +256,8 @@ def _instance(ctx: click.Context, param: click.Parameter, value: str) -> str:
     default="instance",
     show_default=True,
     callback=_instance,
-    help="The node's instance folder (configuration, keys, SQLite database).",
+    help="The node's instance folder (configuration, keys, SQLite database); "
+    "or set GATEWAY_INSTANCE.",
 )
 @click.pass_context
 def main(ctx: click.Context, instance: str) -> None:
@@ -1365,7 +1379,8 @@ def audit_verify(obj: Context) -> None:
         click.echo(f"AUDIT LOG BROKEN after {finding.entries} entries: {finding.problem}", err=True)
         sys.exit(1)
     click.echo(
-        f"Audit log intact: {finding.entries} entries, {finding.checkpoints} checkpoints verified."
+        f"Audit log intact: {finding.entries} entries, {finding.checkpoints} "
+        f"checkpoint{'' if finding.checkpoints == 1 else 's'} verified."
     )
 
 
@@ -1596,7 +1611,7 @@ def audit_dpo(obj: Context, since: str | None, until: str | None, who: str, as_j
     "--keep",
     type=click.Path(file_okay=False),
     default=None,
-    help="Keep the nodes' folders here instead of a temporary folder.",
+    help="Keep the nodes' folders in this new or empty folder instead of a temporary one.",
 )
 def demo(as_json: bool, keep: str | None) -> None:
     """Run a three-node federation (KZ, KG, UZ) on 127.0.0.1 exchanging real messages."""
@@ -1605,7 +1620,8 @@ def demo(as_json: bool, keep: str | None) -> None:
     summary = run_demo(as_json=as_json, keep=keep)
     if as_json:
         click.echo(json.dumps(summary, ensure_ascii=False))
-    sys.exit(0 if summary["lost"] == 0 and summary["delivered"] == summary["sent"] else 1)
+    whole = summary["delivered"] == summary["receipts_verified"] == summary["sent"]
+    sys.exit(0 if whole and summary["lost"] == summary["duplicates"] == 0 else 1)
 
 
 from gateway.cli_admin import admin  # noqa: E402  (offline trust-list administration)

@@ -32,6 +32,7 @@ from gateway.audit import log as audit
 from gateway.config import load_settings, write_instance_file
 from gateway.dispatcher import Dispatcher
 from gateway.envelope import ReceiptInvalid, step1_parse_outer, step2_parse_header, verify_receipt
+from gateway.errors import GatewayError
 from gateway.models import Delivery, InboundMessage
 from gateway.node import Node
 from gateway.policy import POLICY_FILE
@@ -130,6 +131,16 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
+def _gateway_command() -> str:
+    """How to run ``gateway`` from where this one runs: its path when the folder it is in
+    (a virtual environment's bin) is not on PATH."""
+    here = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if here is None or here.name != "gateway":
+        return "gateway"
+    found = shutil.which("gateway")
+    return "gateway" if found and Path(found).resolve() == here.resolve() else str(here)
+
+
 def run_demo(*, as_json: bool = False, keep: str | None = None) -> dict[str, Any]:
     say = _Say(as_json)
     started = time.monotonic()
@@ -137,6 +148,12 @@ def run_demo(*, as_json: bool = False, keep: str | None = None) -> dict[str, Any
         if keep:
             root = Path(keep)
             root.mkdir(parents=True, exist_ok=True)
+            if any(root.iterdir()):
+                raise GatewayError(
+                    "file-exists",
+                    f"--keep {keep}: the folder is not empty (a demo kept there before?); "
+                    "name a new or empty folder",
+                )
         else:
             root = Path(tempfile.mkdtemp(prefix="xb1-demo-"))
             stack.callback(shutil.rmtree, root, ignore_errors=True)
@@ -280,6 +297,7 @@ def run_demo(*, as_json: bool = False, keep: str | None = None) -> dict[str, Any
                         *step1_parse_outer(delivery.envelope.wire, node.limits)
                     )
                     verified = False
+                    shown = "MISSING"
                     if delivery.receipt:
                         try:
                             receipt = verify_receipt(
@@ -289,8 +307,9 @@ def run_demo(*, as_json: bool = False, keep: str | None = None) -> dict[str, Any
                                 envelope=envelope,
                             )
                             verified = receipt.accepted
-                        except ReceiptInvalid:
-                            verified = False
+                            shown = "a REFUSAL" if not verified else shown
+                        except ReceiptInvalid as e:
+                            shown = f"INVALID ({e})"
                     delivered += delivery.state == "delivered"
                     receipts_verified += verified
                     with nodes[delivery.recipient].sessions() as peer_session:
@@ -315,11 +334,7 @@ def run_demo(*, as_json: bool = False, keep: str | None = None) -> dict[str, Any
                     say(
                         f"   {sender} → {delivery.recipient}: {delivery.state} after "
                         f"{delivery.attempts} attempt(s); receipt "
-                        + (
-                            f"signed by {delivery.recipient} and verified"
-                            if verified
-                            else "MISSING"
-                        )
+                        + (f"signed by {delivery.recipient} and verified" if verified else shown)
                         + f"; in {delivery.recipient}'s inbox {copies} time(s)"
                     )
 
@@ -357,13 +372,17 @@ def run_demo(*, as_json: bool = False, keep: str | None = None) -> dict[str, Any
             f"Summary: {sent} deliveries, {delivered} delivered, {receipts_verified} receipts "
             f"verified, {lost} lost, {duplicates} duplicated, in {elapsed}s"
         )
+        command = _gateway_command()
         if keep:
             say(f"Kept in {root}. To look inside a node, e.g. KZ:")
-            say(f"  gateway --instance {root}/KZ outbox list")
+            say(f"  {command} --instance {root}/KZ outbox list")
             say(
                 f"  GATEWAY_KEY_PASSPHRASE=$(cat {root}/KZ/demo-passphrase) "
-                f"gateway --instance {root}/KZ keys show"
+                f"{command} --instance {root}/KZ keys show"
             )
+        else:
+            say(f"To keep the nodes and look inside them: {command} demo --keep NEW-FOLDER")
+        say(f"Running a node for real: docs/operations.md; every command: {command} --help")
         say("Stopping the three servers." + ("" if keep else " Removing the working folder."))
         return {
             "nodes": [{"node": n, "endpoint": f"http://127.0.0.1:{ports[n]}"} for n in NODES],

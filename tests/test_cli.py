@@ -527,6 +527,17 @@ def test_missing_instance_folder(tmp_path: Path, command: list[str]) -> None:
     assert not missing.exists()
 
 
+def test_an_instance_that_is_a_file_or_an_empty_folder_is_named_as_such(tmp_path: Path) -> None:
+    a_file = tmp_path / "hostname"
+    a_file.write_text("x\n")
+    message = refused(gateway(a_file, "inbox", "list"), "no-instance")
+    assert "is a file, not a folder" in message and "init" not in message
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    message = refused(gateway(empty, "inbox", "list"), "no-instance")
+    assert "holds no node (gateway.toml is missing)" in message and "init --node" in message
+
+
 def test_instance_folder_from_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -773,6 +784,36 @@ def test_demo_json(tmp_path: Path) -> None:
     assert all(size > 0 for size in summary["audit_entries"].values())
     assert list(tmp_path.iterdir()) == []  # the demo cleans up after itself
     assert b"no policy.toml" not in finished.stderr  # each demo node has its agreements
+
+
+@pytest.mark.parametrize(
+    ("changed", "status"),
+    [({}, 0), ({"duplicates": 1}, 1), ({"receipts_verified": 4}, 1), ({"lost": 1}, 1)],
+)
+def test_the_demo_fails_unless_every_delivery_arrived_once_with_its_receipt(
+    monkeypatch: Any, changed: dict[str, int], status: int
+) -> None:
+    import gateway.demo
+
+    summary = {"sent": 5, "delivered": 5, "receipts_verified": 5, "lost": 0, "duplicates": 0}
+    monkeypatch.setattr(gateway.demo, "run_demo", lambda **_: {**summary, **changed})
+    assert CliRunner().invoke(main, ["demo", "--json"]).exit_code == status
+
+
+def test_the_demo_names_the_command_as_it_can_be_run(monkeypatch: Any, tmp_path: Path) -> None:
+    """Run as .venv/bin/gateway without the virtual environment on PATH, the commands
+    it suggests name that path."""
+    from gateway.demo import _gateway_command
+
+    here = tmp_path / "bin" / "gateway"
+    monkeypatch.setattr(sys, "argv", [str(here), "demo"])
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert _gateway_command() == str(here)
+    here.parent.mkdir()
+    here.write_text("#!/bin/sh\n")
+    here.chmod(0o755)
+    monkeypatch.setenv("PATH", str(here.parent))
+    assert _gateway_command() == "gateway"
 
 
 @pytest.mark.parametrize("bind", ["", ":8080", "127.0.0.1", "127.0.0.1:99999", "a b:80", "unix:"])

@@ -461,3 +461,11 @@ def test_a_disable_that_lost_to_another_says_so(
         gateway(node, "user", "disable", "a.seitkali", "--reason", "left", "--by", "cli")
     )
     assert "was already disabled" in said and "api admin" in said, said
+
+
+def test_the_demo_keeps_its_nodes_only_in_a_new_or_empty_folder(tmp_path: Path) -> None:
+    (tmp_path / "KZ").mkdir()
+    kept = CliRunner().invoke(main, ["demo", "--keep", str(tmp_path)])
+    message = refused(kept, "file-exists")
+    assert "not empty" in message and "new or empty folder" in message
+    assert [p.name for p in tmp_path.iterdir()] == ["KZ"]
