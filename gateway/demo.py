@@ -132,13 +132,16 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def _gateway_command() -> str:
-    """How to run ``gateway`` from where this one runs: its path when the folder it is in
-    (a virtual environment's bin) is not on PATH."""
+    """How to run ``gateway`` from where this one runs: its full path when the folder it
+    is in (a virtual environment's bin) is not on PATH; ``python -m gateway`` when it
+    was started so."""
     here = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if here is not None and here.name == "__main__.py":  # python -m gateway
+        return f"{sys.executable} -m gateway"
     if here is None or here.name != "gateway":
         return "gateway"
     found = shutil.which("gateway")
-    return "gateway" if found and Path(found).resolve() == here.resolve() else str(here)
+    return "gateway" if found and Path(found).resolve() == here.resolve() else str(here.absolute())
 
 
 def run_demo(*, as_json: bool = False, keep: str | None = None) -> dict[str, Any]:

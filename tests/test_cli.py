@@ -814,6 +814,8 @@ def test_the_demo_names_the_command_as_it_can_be_run(monkeypatch: Any, tmp_path:
     here.chmod(0o755)
     monkeypatch.setenv("PATH", str(here.parent))
     assert _gateway_command() == "gateway"
+    monkeypatch.setattr(sys, "argv", ["/somewhere/gateway/__main__.py", "demo"])
+    assert _gateway_command() == f"{sys.executable} -m gateway"
 
 
 @pytest.mark.parametrize("bind", ["", ":8080", "127.0.0.1", "127.0.0.1:99999", "a b:80", "unix:"])
