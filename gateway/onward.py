@@ -304,6 +304,8 @@ def _covering(
             and recipient in grant.get("to_states", ())
             and all(purpose in grant.get("purposes", ()) for purpose in purposes)
             and grant.get("valid_until", 0) > now
+            # Not before the time it was made: a grant dated ahead covers nothing yet.
+            and grant.get("granted_at", now + 1) <= now
         ):
             return grant_id
     return None

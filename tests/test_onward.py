@@ -174,6 +174,13 @@ def test_a_grant_from_someone_else_or_expired_does_not_count(make_federation):
     post(kz, "grant/1", expired, ["KG"])
     deliver(kz)
     post(kg, "alert/1", kg_alert_naming(victim), ["UZ"], expect=403)
+    # Nor a grant dated ahead: it covers the period it names, from when it was made.
+    ahead = grant_body(source, ["UZ"], ["victim-protection"])
+    ahead["granted_at"] += 10 * 86_400
+    ahead["valid_until"] = ahead["granted_at"] + 10 * 86_400
+    post(kz, "grant/1", ahead, ["KG"])
+    deliver(kz)
+    post(kg, "alert/1", kg_alert_naming(victim), ["UZ"], expect=403)
 
 
 def test_data_without_h2_or_after_purge_is_not_restricted(make_federation):
