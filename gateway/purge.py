@@ -275,31 +275,10 @@ def run(session: Session, policy: Policy, *, now: int | None = None, by: str) ->
                 ]
             onward.forget(session, [item.row_id] if item.row_id is not None else [])
         else:
-            body = envelope = 0
-            if item.part != "envelope":
-                body = _count(
-                    session,
-                    update(OutboundMessage)
-                    .where(OutboundMessage.id == item.message, OutboundMessage.purged_at.is_(None))
-                    .values(body_json=None, purged_at=at),
-                )
-            if item.part != "body":
-                # Only while no delivery is open: one put back in the queue since ``due``
-                # looked (an operator's retry) still needs the bytes; they go at a later
-                # run, once it has ended.
-                envelope = _count(
-                    session,
-                    update(SealedEnvelope)
-                    .where(
-                        SealedEnvelope.message_id == item.message,
-                        SealedEnvelope.wire != b"",
-                        ~_has_open_delivery(item.message),
-                    )
-                    .values(wire=b""),
-                )
-            changed = body + envelope
-            if changed and not (body and envelope) and item.part == "body and envelope":
-                item = replace(item, part="body" if body else "envelope")
+            erased = erase_sent(session, item.message, at, item.part)
+            changed = int(erased is not None)
+            if erased is not None and erased != item.part:  # the other part went meanwhile
+                item = replace(item, part=erased)
         if not changed:
             session.rollback()
             continue
@@ -369,26 +348,32 @@ def sent_body_now(
     return body
 
 
-def erase_sent(session: Session, message_id: str, at: int) -> str | None:
-    """Erase a sent message's body, and its envelope bytes unless a delivery may still
-    need them (those go at a later purge run, once it has ended): the part erased
-    ("body", "envelope", "body and envelope"), or None if nothing was left."""
-    body = _count(
-        session,
-        update(OutboundMessage)
-        .where(OutboundMessage.id == message_id, OutboundMessage.purged_at.is_(None))
-        .values(body_json=None, purged_at=at),
-    )
-    envelope = _count(
-        session,
-        update(SealedEnvelope)
-        .where(
-            SealedEnvelope.message_id == message_id,
-            SealedEnvelope.wire != b"",
-            ~_has_open_delivery(message_id),
+def erase_sent(
+    session: Session, message_id: str, at: int, part: str = "body and envelope"
+) -> str | None:
+    """Erase what ``part`` names of a sent message ("body", "envelope" or both): its
+    body, and its envelope bytes only while no delivery is open (one put back in the
+    queue since ``due`` looked, an operator's retry, still needs the bytes; they go at
+    a later run, once it has ended). The part erased, or None if nothing was left."""
+    body = envelope = 0
+    if part != "envelope":
+        body = _count(
+            session,
+            update(OutboundMessage)
+            .where(OutboundMessage.id == message_id, OutboundMessage.purged_at.is_(None))
+            .values(body_json=None, purged_at=at),
         )
-        .values(wire=b""),
-    )
+    if part != "body":
+        envelope = _count(
+            session,
+            update(SealedEnvelope)
+            .where(
+                SealedEnvelope.message_id == message_id,
+                SealedEnvelope.wire != b"",
+                ~_has_open_delivery(message_id),
+            )
+            .values(wire=b""),
+        )
     parts = [name for name, changed in (("body", body), ("envelope", envelope)) if changed]
     return " and ".join(parts) or None
 

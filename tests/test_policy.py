@@ -185,12 +185,18 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize(("text", "message"), BAD)
-def test_mistakes_are_named(text, message):
+def refusal(text: str) -> str:
+    """The message of the ``policy-invalid`` error that parsing ``text`` raises."""
     with pytest.raises(ConfigError) as raised:
         parse(text, Path("policy.toml"))
     assert raised.value.code == "policy-invalid"
-    assert message in raised.value.message and "policy.toml" in raised.value.message
+    return raised.value.message
+
+
+@pytest.mark.parametrize(("text", "message"), BAD)
+def test_mistakes_are_named(text, message):
+    shown = refusal(text)
+    assert message in shown and "policy.toml" in shown
 
 
 # -- drop paths and route kinds name what the standard's bodies hold -----------------
@@ -235,11 +241,9 @@ ROUTING = (
     ],
 )
 def test_a_drop_path_that_names_nothing_is_refused(lines, message):
-    with pytest.raises(ConfigError) as raised:
-        parse(MINIMISE_RULE + lines + "\n", Path("policy.toml"))
-    assert raised.value.code == "policy-invalid"
-    assert message in raised.value.message, raised.value.message
-    assert "minimise #1 (m): drop path" in raised.value.message
+    shown = refusal(MINIMISE_RULE + lines + "\n")
+    assert message in shown, shown
+    assert "minimise #1 (m): drop path" in shown
 
 
 @pytest.mark.parametrize(
@@ -300,10 +304,8 @@ def test_a_selector_value_may_hold_dots():
     ],
 )
 def test_a_route_kind_no_message_has_is_refused(lines, message):
-    with pytest.raises(ConfigError) as raised:
-        parse(ROUTING + lines + "\n", Path("policy.toml"))
-    assert raised.value.code == "policy-invalid"
-    assert message in raised.value.message, raised.value.message
+    shown = refusal(ROUTING + lines + "\n")
+    assert message in shown, shown
 
 
 def test_a_route_kind_of_one_of_its_types_is_accepted():

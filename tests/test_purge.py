@@ -45,6 +45,15 @@ def write_policy(member, peer, days):
 DAY = purge.DAY
 
 
+def _corrections_agreed(fed, retention=""):
+    """KZ and KG agree alerts and their corrections, alerts kept 30 days (and what
+    ``retention`` adds to the [retention] table)."""
+    for member, peer in ((fed["KZ"], "KG"), (fed["KG"], "KZ")):
+        policy = AGREEMENT.format(peer=peer).replace('"alert/1"]', '"alert/1", "correction/1"]')
+        text = "version = 1\n" + policy + RETENTION.format(days=30) + retention
+        (member.instance / "policy.toml").write_text(text, encoding="utf-8")
+
+
 @pytest.fixture
 def exchanged(make_federation):
     fed = make_federation(("KZ", "KG"))
@@ -599,11 +608,7 @@ def test_a_purge_takes_the_corrections_of_a_message_with_it(exchanged):
 
     fed, message_id = exchanged
     kz, kg = fed["KZ"], fed["KG"]
-    for member, peer in ((kz, "KG"), (kg, "KZ")):  # corrections agreed too
-        policy = AGREEMENT.format(peer=peer).replace('"alert/1"]', '"alert/1", "correction/1"]')
-        (member.instance / "policy.toml").write_text(
-            "version = 1\n" + policy + RETENTION.format(days=30), encoding="utf-8"
-        )
+    _corrections_agreed(fed)
     fix = example_correction(refers_to=message_id)
     answer = kz.client().post(
         "/api/v1/messages", headers=kz.auth(), json={"typ": "correction/1", "body": fix}
@@ -652,10 +657,7 @@ def test_a_purged_correction_still_open_is_held_by_a_suspension_of_the_type_it_c
 
     fed, message_id = exchanged
     kz, kg = fed["KZ"], fed["KG"]
-    for member, peer in ((kz, "KG"), (kg, "KZ")):
-        policy = AGREEMENT.format(peer=peer).replace('"alert/1"]', '"alert/1", "correction/1"]')
-        text = "version = 1\n" + policy + RETENTION.format(days=30) + '"correction/1" = 30\n'
-        (member.instance / "policy.toml").write_text(text, encoding="utf-8")
+    _corrections_agreed(fed, '"correction/1" = 30\n')
     fix = example_correction(refers_to=message_id, action=action)
     if action == "withdraw":
         fix.pop("body"), fix.update(reason_code="duplicate")
@@ -695,10 +697,7 @@ def test_a_correction_goes_with_its_original_on_both_nodes_and_is_shown_before(e
 
     fed, message_id = exchanged
     kz, kg = fed["KZ"], fed["KG"]
-    for member, peer in ((kz, "KG"), (kg, "KZ")):
-        policy = AGREEMENT.format(peer=peer).replace('"alert/1"]', '"alert/1", "correction/1"]')
-        text = "version = 1\n" + policy + RETENTION.format(days=30)
-        (member.instance / "policy.toml").write_text(text, encoding="utf-8")
+    _corrections_agreed(fed)
     fix = example_correction(refers_to=message_id)
     answer = kz.client().post(
         "/api/v1/messages", headers=kz.auth(), json={"typ": "correction/1", "body": fix}
