@@ -5,9 +5,9 @@ permission". The node enforces it by what the data *is*, not by what an agency
 declares:
 
 * for every accepted H2 message it records hashed identifiers of the people and
-  things in it — every name's match keys (``schemas.names``, so spelling and
-  transliteration variants meet), document numbers with their issuing state,
-  phone numbers and financial accounts — with the originating member. This is
+  things in it (gateway/identifiers.py: names, their parts and names in text,
+  documents, phone numbers, accounts, e-mail addresses, messenger and social
+  accounts, websites, vehicles, registration numbers) with the originating member. This is
   done on first need (before the next check of an outgoing message, and by the
   dispatcher at every round), so the receive path does no indexing;
 * when an agency submits a message, the node computes the same identifiers of
@@ -26,10 +26,8 @@ refused until a grant covers it — the safe error for data about victims.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
-import unicodedata
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,85 +35,12 @@ from typing import Any
 from sqlalchemy import Connection, Row, delete, insert, or_, select, true, update
 from sqlalchemy.orm import Session
 
+from gateway.identifiers import identifier_keys
 from gateway.models import H2Identifier, InboundMessage
-from schemas.common import json_objects
-from schemas.names import KEY_NUMBER, match_keys
+from schemas.names import KEY_NUMBER
 
 GRANT = "grant/1"
-_DOC_NOISE = re.compile(r"[\s./-]+")
-_NOT_LETTER_OR_DIGIT = re.compile(r"[\W_]+")
-# Letters of Cyrillic and Greek that look like Latin ones, as they are typed into
-# document numbers ("АВ1234567" for "AB1234567"), upper case after NFKC.
-_LOOK_ALIKE = str.maketrans("АВЕКМНОРСТУХІЈЅΑΒΕΖΗΙΚΜΝΟΡΤΥΧ", "ABEKMHOPCTYXIJSABEZHIKMNOPTYX")
-_PHONE_NOISE = re.compile(r"[\s()./-]+")
-# Channels whose value, written as a phone number, is one (a messenger account is
-# its phone number); other kinds (an email, a social profile id) are not read so.
-PHONE_CHANNELS = frozenset({"phone", "messenger"})
-_DIGITS = re.compile(r"\+?[0-9]{7,15}")
-
-
-def _key(kind: str, value: str) -> bytes:
-    return hashlib.sha256(f"xb1-h2/{kind}/{value}".encode()).digest()
-
-
-_PHONE = re.compile(r"\+[0-9]{7,15}")  # E.164, as the standard writes phone numbers
-
-
-def _document(number: str) -> str:
-    """A document number as compared: compatibility forms folded (full-width digits),
-    upper case, look-alike Cyrillic and Greek letters as the Latin ones, and nothing
-    but letters and digits, of any script (spaces, dashes of any kind, "№", dots
-    gone; "АГ" and "АБ" stay two series)."""
-    # (The numero sign first: compatibility folding would make it the letters "No".)
-    folded = unicodedata.normalize("NFKC", number.replace("\u2116", "")).upper()
-    folded = folded.translate(_LOOK_ALIKE)
-    return _NOT_LETTER_OR_DIGIT.sub("", folded)
-
-
-def _phone(value: str) -> str | None:
-    """A phone number as compared (E.164, "+" and digits), from the ways people write
-    one ("+7 700 000 00 00", "+7 (700) 000-00-00", "77000000000"); None for a value
-    that is not one."""
-    compact = _PHONE_NOISE.sub("", unicodedata.normalize("NFKC", value))
-    if not _DIGITS.fullmatch(compact):
-        return None
-    return compact if compact.startswith("+") else "+" + compact
-
-
-def identifier_keys(body: dict[str, Any]) -> set[bytes]:
-    """Hashed identifiers of the people and things anywhere in ``body``."""
-    keys: set[bytes] = set()
-    for node in json_objects(body):
-        for name in node.get("names") or ():
-            if not isinstance(name, dict):
-                continue
-            lang = name.get("lang") if isinstance(name.get("lang"), str) else None
-            # The name as written too: a shortened Latin form must not hide it.
-            for written in (name.get("latin"), name.get("original")):
-                if isinstance(written, str):
-                    keys.update(_key("name", k) for k in match_keys(written, lang))
-        number, country = node.get("number"), node.get("issuing_country")
-        if isinstance(number, str) and isinstance(country, str):
-            keys.add(_key("document", country + ":" + _DOC_NOISE.sub("", number).upper()))
-            keys.add(_key("document", country + ":" + _document(number)))
-        value = node.get("value")
-        if isinstance(value, str):
-            if node.get("type") == "phone" or _PHONE.fullmatch(value):
-                keys.add(_key("phone", value))  # a messenger's number is the same number
-            phone = _phone(value) if node.get("type") in PHONE_CHANNELS else None
-            if phone is not None:
-                keys.add(_key("phone", phone))
-        if isinstance(node.get("iban"), str):
-            keys.add(_key("account", node["iban"]))
-        if isinstance(number, str) and country is None:
-            # Any account number (bank, card, crypto, mobile money), with or without the
-            # institution (or beside its IBAN): leaving either out must not hide it; one
-            # that is a phone number (a mobile-money wallet) is that number too.
-            keys.add(_key("account", _DOC_NOISE.sub("", number).upper()))
-            phone = _phone(number) if node.get("type") == "mobile-money" else None
-            if phone is not None:
-                keys.add(_key("phone", phone))
-    return keys
+log = logging.getLogger(__name__)
 
 
 def catch_up(session: Session, now: int) -> int:
@@ -197,9 +122,17 @@ def _identifiers(rows: Sequence[_Pending]) -> list[_Found]:
     found = []
     for inbound_id, sender, body_json, state_by in rows:
         body = json.loads(body_json or "{}")
-        found.append(
-            (inbound_id, sender, body_json, state_by, identifier_keys(body) if _h2(body) else set())
-        )
+        try:
+            keys = identifier_keys(body) if _h2(body) else set()
+        except Exception:  # noqa: BLE001 - one body must not stop every check and round
+            log.exception(
+                "[h2-identifiers] the identifiers of received message %s could not be "
+                "computed; it stays pending, and originator control does not see its data "
+                "until they are",
+                inbound_id,
+            )
+            continue
+        found.append((inbound_id, sender, body_json, state_by, keys))
     return found
 
 
@@ -320,6 +253,10 @@ def _purposes(body: dict[str, Any]) -> list[Any]:
     return [body.get("purpose")]
 
 
+#: Keys per query (a long text has thousands; SQLite limits the parameters of one).
+_KEYS_PER_QUERY = 2_000
+
+
 def decide(
     session: Session,
     body: dict[str, Any],
@@ -336,23 +273,28 @@ def decide(
     transaction that has not taken the audit lock must not make before it appends:
     gateway/audit/log.py lock); without, the identifiers recorded so far count (a
     message set back to pending keeps its earlier ones until recorded again)."""
-    keys = identifier_keys(body)
+    keys = sorted(identifier_keys(body, outgoing=True))
     if not keys:
         return []
     if index:
         catch_up(session, now)
-    query = (
-        select(InboundMessage.envelope_id, H2Identifier.originator)
-        .join(InboundMessage, InboundMessage.id == H2Identifier.inbound_id)
-        .where(H2Identifier.key.in_(sorted(keys)))
-        .distinct()
-    )
-    if received_by is not None:
-        query = query.where(InboundMessage.received_at <= received_by)
-    sources = session.execute(query).all()
+    found: set[tuple[str, str]] = set()
+    for start in range(0, len(keys), _KEYS_PER_QUERY):
+        query = (
+            select(InboundMessage.envelope_id, H2Identifier.originator)
+            .join(InboundMessage, InboundMessage.id == H2Identifier.inbound_id)
+            .where(H2Identifier.key.in_(keys[start : start + _KEYS_PER_QUERY]))
+            .distinct()
+        )
+        if received_by is not None:
+            query = query.where(InboundMessage.received_at <= received_by)
+        found.update(
+            (str(source), str(originator)) for source, originator in session.execute(query)
+        )
+    sources = sorted(found)
     decisions = []
     grants: dict[str, list[tuple[str, dict[str, Any]]]] = {}
-    for source, originator in sorted(sources):
+    for source, originator in sources:
         for recipient in recipients:
             if recipient == originator:
                 continue

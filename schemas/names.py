@@ -39,6 +39,7 @@ variants deliberately kept apart and why. Two rules deserve a word:
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Mapping
@@ -55,6 +56,7 @@ __all__ = [
     "markdown_section",
     "match_keys",
     "normalise",
+    "readings",
 ]
 
 #: Prefix of every key; bump it whenever a rule below changes. (n2: invisible
@@ -202,13 +204,12 @@ def normalise(name: str, lang: str | None = None) -> str:
     return " ".join(words)
 
 
-def _skeleton(normalised: str) -> str:
-    words = []
-    for word in normalised.split():
-        for rule, replacement in _RULES:
-            word = rule.sub(replacement, word)
-        words.append(word)
-    return " ".join(sorted(words))
+@functools.lru_cache(maxsize=65_536)
+def _collapsed(word: str) -> str:
+    """One normalised word rewritten by ``COLLAPSED``, in order."""
+    for rule, replacement in _RULES:
+        word = rule.sub(replacement, word)
+    return word
 
 
 def _latin_spellings(name: str, lang: str | None) -> set[str]:
@@ -245,13 +246,23 @@ def match_keys(name: str, lang: str | None = None) -> frozenset[str]:
     collapsed words in sorted order; keys are what the hit/no-hit blind index
     will HMAC, never sent as they are.
     """
-    if has_cyrillic(name):
+    return frozenset(f"{KEY_VERSION}:{' '.join(sorted(words))}" for words in readings(name, lang))
+
+
+@functools.lru_cache(maxsize=4_096)
+def readings(text: str, lang: str | None = None) -> frozenset[tuple[str, ...]]:
+    """Every reading of ``text`` that :func:`match_keys` makes keys of (the
+    transliteration systems of a Cyrillic text, the two readings of a Latin ``j``),
+    each as its collapsed words **in the order written**, for matching a name's
+    words inside longer text; a text with no letters or digits has none.
+    ``match_keys`` is each reading's words sorted, behind ``KEY_VERSION``."""
+    if has_cyrillic(text):
         # We know what each letter of our own spellings stands for.
-        readings = {normalise(spelling, lang) for spelling in _latin_spellings(name, lang)}
+        spellings = {normalise(spelling, lang) for spelling in _latin_spellings(text, lang)}
     else:
-        normalised = normalise(name)
-        readings = {normalised, _J_AS_Y.sub("y", normalised)}
-    return frozenset(f"{KEY_VERSION}:{_skeleton(r)}" for r in readings if r)
+        normalised = normalise(text)
+        spellings = {normalised, _J_AS_Y.sub("y", normalised)}
+    return frozenset(tuple(_collapsed(word) for word in s.split()) for s in spellings if s)
 
 
 def _code(text: str) -> str:

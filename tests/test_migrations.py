@@ -60,6 +60,18 @@ def differences(engine: Engine, metadata: sa.MetaData) -> list[Any]:
         return list(compare_metadata(context, metadata))
 
 
+def _engine_at(databases: Any, name: str, revision: str) -> Engine:
+    """A new database of ``databases``, migrated up to ``revision`` only."""
+    from alembic import command
+
+    engine = db.make_engine(databases.new_url(name))
+    config = db.alembic_config(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+    return engine
+
+
 def head_revision() -> str:
     script = ScriptDirectory.from_config(db.alembic_config("sqlite://"))
     heads = script.get_heads()
@@ -125,13 +137,8 @@ def test_corrected_at_is_kept_from_the_bodies_of_corrections_stored_before(
 ) -> None:
     """Migration 0015 copies corrected_at out of stored correction bodies, and leaves
     bodies it cannot read (not an object, not JSON, a boolean) alone."""
-    from alembic import command
 
-    engine = db.make_engine(databases.new_url("backfill"))
-    config = db.alembic_config(engine.url.render_as_string(hide_password=False))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "0014")
+    engine = _engine_at(databases, "backfill", "0014")
     bodies = ['{"corrected_at":1800000000}', "[1]", "null", "not json", '{"corrected_at":true}']
     with engine.begin() as connection:
         for number, body in enumerate(bodies, start=1):
@@ -159,17 +166,12 @@ def test_identifiers_of_h2_data_are_recorded_again_under_the_new_match_keys(
     again under the new keys, on first need and a batch at a time, also one that a
     process of the previous version recorded (with n1 keys) after the migration ran;
     what it recorded goes. A message whose body is gone gets no identifiers."""
-    from alembic import command
 
     from gateway import onward
     from schemas.examples import example_alert
     from schemas.names import KEY_NUMBER
 
-    engine = db.make_engine(databases.new_url("rekey"))
-    config = db.alembic_config(engine.url.render_as_string(hide_password=False))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "0015")
+    engine = _engine_at(databases, "rekey", "0015")
     body = example_alert()
     body["handling"] = {**body["handling"], "code": "H2"}
     insert_row = sa.text(
@@ -216,16 +218,56 @@ def test_identifiers_of_h2_data_are_recorded_again_under_the_new_match_keys(
     engine.dispose()
 
 
+def test_h2_messages_are_looked_at_again_for_parts_of_names_and_contacts(
+    databases: Any,
+) -> None:
+    """Migration 0026: a message recorded before (whole names only) is looked at again,
+    so that a shortened name leaving meets it; one whose body is gone is not."""
+
+    from gateway import onward
+    from schemas.examples import example_alert
+    from schemas.names import KEY_NUMBER
+
+    engine = _engine_at(databases, "parts", "0025")
+    body = example_alert()
+    assert body["handling"]["code"] == "H2"
+    with engine.begin() as connection:
+        for number, held in ((1, True), (2, False)):
+            connection.execute(
+                sa.text(
+                    "INSERT INTO inbound_messages (id, sender, envelope_id, typ, ph, ch, iat, "
+                    "exp, wire, body_json, receipt, received_at, h2_indexed_at, "
+                    "h2_keys_version) VALUES (:id, 'KZ', :e, 'alert/1', :h, :h, 1, 2, :w, "
+                    ":b, :w, 1, 5, :v)"
+                ),
+                {
+                    "id": number,
+                    "e": f"id-{number}",
+                    "h": b"\0" * 32,
+                    "w": b"",
+                    "b": json.dumps(body) if held else None,
+                    "v": KEY_NUMBER,
+                },
+            )
+    db.upgrade(engine)
+    shortened = {"subjects": [{"names": [{"original": "A. Nurlanova", "script": "Latn"}]}]}
+    with Session(engine) as session:
+        assert onward.catch_up(session, 7) == 1
+        session.commit()
+        recorded = set(session.scalars(sa.select(H2Identifier.key)))
+        versions = dict(
+            session.execute(sa.select(InboundMessage.id, InboundMessage.h2_keys_version)).all()
+        )
+    assert recorded & onward.identifier_keys(shortened, outgoing=True)
+    assert versions == {1: KEY_NUMBER, 2: KEY_NUMBER}
+    engine.dispose()
+
+
 def test_the_type_outbound_corrections_correct_is_filled_in(databases: Any) -> None:
     """Migration 0020 takes it from a correction's body, or, once retention purged the
     body, from its correction-sent audit entry and the original's type."""
-    from alembic import command
 
-    engine = db.make_engine(databases.new_url("corrects"))
-    config = db.alembic_config(engine.url.render_as_string(hide_password=False))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "0019")
+    engine = _engine_at(databases, "corrects", "0019")
     rows = [
         ("case", "case-request/1", None),
         ("fix", "correction/1", '{"refers_to":"case","refers_to_type":"case-request/1"}'),
@@ -268,13 +310,8 @@ def test_the_recipients_refusals_are_marked_as_proof_that_nothing_was_stored(
 ) -> None:
     """Migration 0025 marks the `rejected` events that came with the recipient's signed
     refusal, not the dispatcher's own `policy-denied` decisions (nothing sent)."""
-    from alembic import command
 
-    engine = db.make_engine(databases.new_url("refusals"))
-    config = db.alembic_config(engine.url.render_as_string(hide_password=False))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "0024")
+    engine = _engine_at(databases, "refusals", "0024")
     statements = [
         "INSERT INTO outbound_messages (id, typ, agency, body_json, created_at) "
         "VALUES ('m', 'alert/1', 'kz-police', '{}', 1)",
@@ -314,13 +351,8 @@ def test_a_migration_refused_on_sqlite_leaves_the_schema_as_it_was(databases: An
     """A database whose rows refer to rows that do not exist is refused before anything
     changes, and a migration runs in one transaction: the schema stays at its revision
     and the next start says the same, instead of failing on half a migration."""
-    from alembic import command
 
-    engine = db.make_engine(databases.new_url("orphan"))
-    config = db.alembic_config(engine.url.render_as_string(hide_password=False))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "0020")
+    engine = _engine_at(databases, "orphan", "0020")
     with engine.connect() as connection:
         connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
         connection.exec_driver_sql(

@@ -1,0 +1,760 @@
+"""The identifiers of the people and things in a message, for originator control of
+H2 data (gateway/onward.py): what counts as the same person, phone, account, handle,
+address, document or vehicle.
+
+:func:`identifier_keys` gives hashed keys. A received H2 message's keys are
+recorded; a message leaving is looked up with ``outgoing=True``. The two sets are
+the same except for parts of names and for words in text, so that text is compared
+with names but never with text (any common phrase would meet):
+
+* every name's whole match keys (``schemas.names``: spelling and transliteration
+  variants meet);
+* for a person (not an organisation, whose name is compared whole), each pair of
+  the words of one of its names, and each whole word with the initial of another,
+  so that the name with a word added or dropped, shortened to an initial, or split
+  into two names of the person still meets. Kinds of keys:
+
+  ==============  =====================================  ==========================
+  kind            of                                     looked up by a message
+                                                         leaving, for
+  ==============  =====================================  ==========================
+  name-pair       two whole words of an H2 name          two whole words of a name,
+                                                         or in its text up to one
+                                                         word apart
+  name-expanded   an H2 name's word's initial + another  an initial + a word of a
+                                                         name, or in text
+  name-initial    an H2 name's initial + another word    a name's word's initial +
+                                                         another word; an initial +
+                                                         a word, in a name or text
+  text-pair       two whole words of H2 text up to one   two whole words of a name
+                  word apart
+  text-expanded   a word's initial + the next, in H2     an initial + a word of a
+                  text                                   name, or in text
+  text-initial    an initial + the next word, in H2      a name's word's initial +
+                  text                                   another word; an initial +
+                                                         a word of a name
+  ==============  =====================================  ==========================
+
+  An initial is a name's word of one letter (or a digraph Ш, Ч, Ц, Я, Ю, Ё stand
+  for), and in text a token written as one: one or two letters and a dot ("A.",
+  "Sh."). Other words of one or two letters in text ("a", "и", "с") are not read.
+* document numbers with their issuing state; phone numbers, also as dialled at home;
+  account numbers; e-mail addresses; messenger and social accounts by their handle;
+  websites; vehicles; organisations' registration numbers; phone numbers, e-mail
+  addresses, "@handles" and addresses anywhere in text.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import itertools
+import re
+import unicodedata
+import urllib.parse
+from collections.abc import Iterable, Iterator
+from typing import Any, NamedTuple
+
+from schemas.common import json_objects
+from schemas.names import match_keys, readings
+
+_Found = set[tuple[str, str]]  # (kind, value), hashed at the end
+
+
+def identifier_keys(body: Any, *, outgoing: bool = False) -> set[bytes]:
+    """Hashed identifiers of the people and things anywhere in ``body``: as recorded
+    for a received H2 message, or with ``outgoing`` as looked up for a message leaving."""
+    return {_key(kind, value) for kind, value in identifiers(body, outgoing=outgoing)}
+
+
+def identifiers(body: Any, *, outgoing: bool = False) -> set[tuple[str, str]]:
+    """:func:`identifier_keys` before hashing: (kind, value) pairs."""
+    found: _Found = set()
+    for node in json_objects(body):
+        names = node.get("names")
+        if isinstance(names, list):
+            _names(found, names, person="type" not in node, outgoing=outgoing)
+        number, country = node.get("number"), node.get("issuing_country")
+        kind = node.get("type") if isinstance(node.get("type"), str) else None
+        if isinstance(number, str) and not _number_like(number):
+            number = None  # "unknown", "б/н", "**** 1234": no number
+        if isinstance(number, str) and isinstance(country, str):
+            found.add(("document", country + ":" + _DOC_NOISE.sub("", number).upper()))
+            found.add(("document", country + ":" + _document(number)))
+        value = node.get("value")
+        if isinstance(value, str):
+            _channel(found, kind, value)
+        if isinstance(node.get("iban"), str):
+            found.add(("account", node["iban"]))
+        if isinstance(number, str) and country is None:
+            # Any account number (bank, card, crypto, mobile money), with or without the
+            # institution (or beside its IBAN): leaving either out must not hide it; one
+            # that is a phone number (a mobile-money wallet) is that number too.
+            found.add(("account", _DOC_NOISE.sub("", number).upper()))
+            if kind == "mobile-money":
+                found.update(("phone", phone) for phone in _phones(number))
+        # A vehicle's plate and VIN, an organisation's registration number: with or
+        # without the country, which a message may leave out, and for a registration
+        # number also without the letters before it ("BIN 180240012345").
+        for member, key in _NUMBERS:
+            written = node.get(member)
+            if isinstance(written, str) and _number_like(written):
+                found.add((key, _document(written)))
+                digits = "".join(_DIGIT_RUN.findall(unicodedata.normalize("NFKC", written)))
+                if key == "organisation" and len(digits) >= 6:
+                    found.add((key, digits))
+    for text in _strings(body):
+        _text(found, text, outgoing=outgoing)
+    return found if outgoing else _bounded(found)
+
+
+#: Keys of parts of names and words of text recorded for one message at most: a
+#: message of a hundred long names for each of forty people (0.7 MB) has 300,000.
+MOST_PART_KEYS = 20_000
+_PART_KINDS = (
+    *("name-pair", "name-expanded", "name-initial"),
+    *("text-pair", "text-expanded", "text-initial"),
+)
+
+
+def _bounded(found: _Found) -> _Found:
+    """``found`` with at most :data:`MOST_PART_KEYS` keys of parts of names and words
+    of text: of names first, then of text, each in sort order (whole names, numbers and
+    addresses all stay)."""
+    parts = [item for item in found if item[0] in _PART_KINDS]
+    if len(parts) <= MOST_PART_KEYS:
+        return found
+    parts.sort(key=lambda item: (_PART_KINDS.index(item[0]), item[1]))
+    return (found - set(parts)) | set(parts[:MOST_PART_KEYS])
+
+
+def _placeholder(value: str) -> bool:
+    """Whether ``value`` says that nothing is known ("unknown", "н/д", "нет", "-",
+    "0", "___"), or holds no letter or digit but one repeated."""
+    written = unicodedata.normalize("NFKC", value).casefold().strip(" .,;:!?-_/()[]'\"")
+    compact = _NOT_LETTER_OR_DIGIT.sub("", written)
+    return written in PLACEHOLDERS or len(set(compact)) <= 1
+
+
+def _number_like(value: str) -> bool:
+    """A document, account, plate, VIN or registration number: three letters or digits
+    or more, a digit among them, not masked ("**** 1234") and no placeholder."""
+    compact = _document(value)
+    return (
+        len(compact) >= 3
+        and any("0" <= c <= "9" for c in compact)
+        and not any(mask in value for mask in "*•…")
+        and not _placeholder(value)
+    )
+
+
+def _key(kind: str, value: str) -> bytes:
+    return hashlib.sha256(f"xb1-h2/{kind}/{value}".encode("utf-8", "surrogatepass")).digest()
+
+
+#: Members holding a number that identifies a thing, and the kind of its key.
+_NUMBERS = (("registration", "vehicle"), ("vin", "vin"), ("registration_number", "organisation"))
+_DIGIT_RUN = re.compile(r"[0-9]+")
+_DOC_NOISE = re.compile(r"[\s./-]+")
+_NOT_LETTER_OR_DIGIT = re.compile(r"[\W_]+")
+# Letters of Cyrillic and Greek that look like Latin ones, as they are typed into
+# document numbers ("АВ1234567" for "AB1234567"), upper case after NFKC.
+_LOOK_ALIKE = str.maketrans("АВЕКМНОРСТУХІЈЅΑΒΕΖΗΙΚΜΝΟΡΤΥΧ", "ABEKMHOPCTYXIJSABEZHIKMNOPTYX")
+
+
+def _document(number: str) -> str:
+    """A document number as compared: compatibility forms folded (full-width digits),
+    upper case, look-alike Cyrillic and Greek letters as the Latin ones, and nothing
+    but letters and digits, of any script (spaces, dashes of any kind, "№", dots
+    gone; "АГ" and "АБ" stay two series)."""
+    # (The numero sign first: compatibility folding would make it the letters "No".)
+    folded = unicodedata.normalize("NFKC", number.replace("\u2116", "")).upper()
+    folded = folded.translate(_LOOK_ALIKE)
+    return _NOT_LETTER_OR_DIGIT.sub("", folded)
+
+
+def _strings(node: Any) -> Iterator[str]:
+    """Every string in ``node`` but the names of people and organisations, which
+    :func:`_names` reads (member names are the standard's, not data)."""
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, dict):
+            stack.extend(value for member, value in item.items() if member != "names")
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+# ---------------------------------------------------------------- phone numbers
+
+# Channels whose value, written as a phone number, is one (a messenger account is
+# its phone number); on other kinds (a social profile id) only a number with "+".
+PHONE_CHANNELS = frozenset({"phone", "messenger"})
+_DASHES = "\u2010-\u2015\u2212\ufe58\ufe63\uff0d"
+_PHONE_NOISE = re.compile(rf"[\s()./{_DASHES}-]+")
+_DIGITS = re.compile(r"\+?[0-9]{7,15}")
+
+
+def _phone(value: str) -> str | None:
+    """A phone number as compared (E.164, "+" and digits), from the ways people write
+    one ("+7 700 000 00 00", "+7 (700) 000-00-00", "77000000000"); None for a value
+    that is not one."""
+    compact = _PHONE_NOISE.sub("", unicodedata.normalize("NFKC", value))
+    if not _DIGITS.fullmatch(compact):
+        return None
+    return compact if compact.startswith("+") else "+" + compact
+
+
+def _phones(value: str) -> set[str]:
+    """:func:`_phone`, and for a number written without "+" as the region dials it at
+    home, what it is in E.164 too: "8 700 000 00 00" or "700 000 00 00" (+7, Kazakhstan),
+    "0 555 000 000" (+996, Kyrgyzstan), "90 000 00 00" (+998, Uzbekistan, or +992,
+    Tajikistan), "8 65 000000" or "65 000000" (+993, Turkmenistan)."""
+    phone = _phone(value)
+    if phone is None or _filler(phone):
+        return set()
+    found = {phone}
+    if not unicodedata.normalize("NFKC", value).lstrip().startswith("+"):
+        digits = phone[1:]
+        for length, prefix, drop, country in _NATIONAL:
+            if len(digits) == length and digits.startswith(prefix):
+                found.add(country + digits[drop:])
+    return found
+
+
+def _filler(phone: str) -> bool:
+    """A number whose digits after its country code are all one ("+7 000 000 00 00")."""
+    digits = phone[1:]
+    code = next((c for c, _ in _LENGTHS if digits.startswith(c)), digits[:1])
+    return len(set(digits[len(code) :])) <= 1
+
+
+#: National forms: (digits, first digits, trunk digits dropped, country code).
+_NATIONAL = (
+    (11, "8", 1, "+7"),
+    (10, "7", 0, "+7"),
+    (10, "0", 1, "+996"),
+    (9, "", 0, "+998"),
+    (9, "", 0, "+992"),
+    (9, "", 0, "+996"),
+    (9, "8", 1, "+993"),
+    (8, "", 0, "+993"),
+)
+
+# In text: "+" and digits with spaces, brackets, dots or dashes between; and
+# "8 (700) 000-00-00", as numbers of Kazakhstan are written at home.
+_TEXT_PHONE = re.compile(rf"\+[0-9][0-9 ()./{_DASHES}-]{{5,24}}[0-9]")
+_TEXT_TRUNK_PHONE = re.compile(
+    rf"(?<![\d+])8[ ({_DASHES}-]*[0-9]{{3}}[ ){_DASHES}-]*[0-9]{{3}}"
+    rf"[ {_DASHES}-]*[0-9]{{2}}[ {_DASHES}-]*[0-9]{{2}}(?!\d)"
+)
+
+
+def _text_phones(written: str) -> set[str]:
+    """The numbers a "+" number in text may be: it may run on into other digits
+    ("+77001234567 3 times", "+7 700 123 45 67 2025-03-10"), so every run of its
+    digit groups from the start that is as long as a number of its country code is
+    (+7: 11 digits; +996, +998, +992: 12; +993: 11), or for another country code the
+    whole of it."""
+    groups = _DIGIT_RUN.findall(written)
+    whole = "".join(groups)
+    lengths = [n for code, n in _LENGTHS if whole.startswith(code)]
+    if not lengths:  # another country: the number as written, if it is one
+        return {"+" + whole} if 8 <= len(whole) <= 15 and not _filler("+" + whole) else set()
+    numbers, digits = set(), ""
+    for group in groups:
+        digits += group
+        if len(digits) in lengths and not _filler("+" + digits):
+            numbers.add("+" + digits)
+    return numbers
+
+
+#: Digits of a number in E.164 by its country code, for the region's countries.
+_LENGTHS = (
+    *(("7", 11), ("996", 12), ("998", 12), ("992", 12), ("993", 11)),
+    # where people of the region are taken: the Emirates, Turkey, Korea, Israel,
+    # Qatar, Saudi Arabia, Russia's neighbours
+    *(("971", 12), ("90", 12), ("82", 12), ("972", 12), ("974", 11), ("966", 12)),
+    *(("375", 12), ("380", 12), ("994", 12), ("995", 12), ("374", 11)),
+)
+
+
+# ---------------------------------------------------------------- contact channels
+
+
+def _channel(found: _Found, channel: str | None, value: str) -> None:
+    """A contact channel's value: a phone number (as a phone or messenger number, or
+    written with "+" on any channel), an e-mail address, a messenger or social account
+    (by its handle, however written: "@name", "t.me/name", a profile address), a
+    website."""
+    written = unicodedata.normalize("NFKC", value).strip()
+    phones = _phones(value) if channel in PHONE_CHANNELS or written.startswith("+") else set()
+    found.update(("phone", phone) for phone in phones)
+    digits = "".join(_DIGIT_RUN.findall(written))
+    if channel == "phone" and _phone(value) is None and len(set(digits)) > 1 and len(digits) >= 5:
+        found.add(("phone", written))  # not a number as such ("+7 700 … ext. 5"): as written
+    if channel == "email" or _EMAIL.fullmatch(written):
+        if "@" in written:
+            found.add(("email", written.casefold().removeprefix("mailto:")))
+    elif not phones and channel in ("messenger", "social", "website"):
+        _link(found, written, bare=channel != "website")
+
+
+_EMAIL = re.compile(r"[^\s@<>()\[\],;:\"]+@[^\s@<>()\[\],;:\"]+\.[^\s@<>()\[\],;:\"]{2,}")
+# Hosts whose first path segment is an account ("instagram.com/name").
+_PROFILE_HOSTS = frozenset(
+    """t.me telegram.me telegram.dog instagram.com facebook.com fb.com vk.com vk.ru ok.ru
+    tiktok.com twitter.com x.com youtube.com threads.net linkedin.com""".split()
+)
+# Path words before an account that say nothing of it ("t.me/s/name", "linkedin.com/in/
+# name"), that name another kind of account ("facebook.com/groups/id"), or that
+# begin a page that is no account ("youtube.com/watch?v=...").
+_DECORATION = frozenset({"s", "in", "people", "stories", "user", "u", "c", "add", "profile"})
+_NAMESPACES = frozenset({"groups", "group", "pages", "company", "channel", "joinchat", "school"})
+_NOT_ACCOUNTS = frozenset(
+    """watch reel reels p tv share video videos posts status hashtag explore events
+    photo photos permalink.php story.php shorts playlist results login home search
+    sharer.php dialog direct messages im marketplace jobs addstickers addemoji accounts
+    settings notifications feed help about legal privacy policies friends bookmarks
+    ads business gaming watchlist i intent highlights addlist proxy socks iv tag discover
+    music live pulse""".split()
+)
+# Hosts everyone names: bare, without a page, they identify no one.
+_COMMON_HOSTS = _PROFILE_HOSTS | frozenset(
+    """gmail.com mail.ru yandex.ru yandex.kz google.com wa.me whatsapp.com
+    api.whatsapp.com egov.kz gov.kz gov.kg gov.uz gov.tj gov.tm""".split()
+)
+_HANDLE = re.compile(r"[\w.+-]{2,}(?:/[\w.+-]+)?")
+_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://")
+# Query members that track a visit, not what is shown.
+_TRACKING = re.compile(r"^(?:utm_.*|fbclid|gclid|si|igsh|igshid|hl|ref|ref_src|feature)$")
+#: Values that say nothing is known; never an identifier.
+PLACEHOLDERS = frozenset(
+    """unknown none n/a na n.a null nil no нет неизвестно неизвестен неизвестна
+    неизвестный неизвестная неизвестное отсутствует отсутствуют н/д нд номаълум
+    noma'lum nomalum йўқ yo'q yoq жоқ белгисиз белгісіз""".split()
+) | {"not known", "не указано", "не указан", "не известно", "нет данных"}
+#: Names of platforms, written where an account should be: no account.
+_PLATFORMS = frozenset(
+    """telegram whatsapp viber instagram facebook vk vkontakte tiktok signal imo skype
+    wechat ok odnoklassniki twitter youtube messenger""".split()
+)
+
+
+def _address(written: str) -> tuple[str, list[str], dict[str, str], str]:
+    """Host (lower case, without "www.", "m.", "web.", a port), path segments (a
+    trailing "/" makes none), query and fragment of an address written with or
+    without scheme."""
+    address = _SCHEME.sub("", written.strip().casefold())
+    address, _, fragment = address.partition("#")
+    address, _, query = address.partition("?")
+    host, _, path = address.partition("/")
+    host = host.rpartition("@")[2].partition(":")[0]  # no user or port
+    for prefix in ("www.", "m.", "mobile.", "web."):
+        host = host.removeprefix(prefix)
+    segments = [urllib.parse.unquote(s) for s in path.split("/") if s]
+    members = {
+        name: values[0]
+        for name, values in urllib.parse.parse_qs(query).items()
+        if not _TRACKING.match(name)
+    }
+    return host, segments, members, fragment
+
+
+def _link(found: _Found, written: str, *, bare: bool, host_alone: bool = True) -> None:
+    """A messenger, social or website value, or an address in text: the account it
+    names (with ``bare``, "@name" or "name" too), the phone number of a chat link, or
+    the page; a host without a page only with ``host_alone`` (not recorded from text: a
+    host named in H2 text, "olx.kz", is more often a platform than someone's)."""
+    if bare and "/" not in written:
+        _handle(found, written.casefold().lstrip("@"))
+        return
+    host, segments, query, fragment = _address(written)
+    if host == "telegram.org" and fragment.startswith("@"):  # web.telegram.org/k/#@name
+        _handle(found, fragment[1:])
+        return
+    if host == "wa.me" and segments:
+        found.update(("phone", phone) for phone in _phones("+" + segments[0].lstrip("+")))
+        return
+    if host.endswith("whatsapp.com") and "phone" in query:
+        found.update(("phone", phone) for phone in _phones("+" + query["phone"].lstrip("+")))
+        return
+    if host in _PROFILE_HOSTS:
+        account = _account(host, segments, query)
+        if account is not None:
+            _handle(found, account)
+            return
+    if not segments and (not host_alone or host in _COMMON_HOSTS) or "." not in host:
+        return
+    if host in _PROFILE_HOSTS and not any(
+        ch.isdigit() for part in [*segments[1:], *query.values()] for ch in part
+    ):
+        return  # a platform's own page ("instagram.com/direct/inbox"): nobody's
+    page = "/".join([host, *segments])
+    if host in _PROFILE_HOSTS and query:  # "watch?v=...": the query is the page
+        page += "?" + urllib.parse.urlencode(sorted(query.items()), errors="surrogatepass")
+    found.add(("url", page))
+
+
+def _handle(found: _Found, handle: str) -> None:
+    if _HANDLE.fullmatch(handle) and not _placeholder(handle) and handle not in _PLATFORMS:
+        found.add(("handle", handle))
+
+
+def _account(host: str, segments: list[str], query: dict[str, str]) -> str | None:
+    """The account a profile address names, or None for a page that is no account."""
+    if segments[:1] == ["profile.php"]:
+        return query.get("id") or None
+    while segments and segments[0] in _DECORATION:
+        segments = segments[1:]
+    if not segments or segments[0] in _NOT_ACCOUNTS or segments[0].endswith(".php"):
+        return None
+    first = segments[0]
+    if first.startswith("+") and host in ("t.me", "telegram.me"):  # an invitation
+        first, segments = "joinchat", ["joinchat", first[1:], *segments[1:]]
+    if first in _NAMESPACES:
+        return f"{first}/{segments[1]}" if len(segments) > 1 else None
+    return first.lstrip("@")
+
+
+# ---------------------------------------------------------------- names
+
+_INITIAL_DIGRAPHS = frozenset({"sh", "ch", "ts", "ya", "yu", "yo"})
+_MOST_NAME_WORDS = 4  # all pairs of a name of up to this many words; of more, neighbours
+
+
+def _is_initial(word: str) -> bool:
+    return len(word) == 1 or word in _INITIAL_DIGRAPHS
+
+
+def _initials(word: str) -> set[str]:
+    """The initials a whole word may be shortened to (Ш. is "sh", Я. "ya")."""
+    return {word[0], word[:2]} & ({word[0]} | _INITIAL_DIGRAPHS)
+
+
+def _collapsed_forms(*written: str) -> frozenset[str]:
+    return frozenset(w for text in written for r in readings(text) for w in r)
+
+
+# Words that make a name of the word before them ("Bakyt uulu", son of Bakyt): read
+# as one word with it.
+_PARTICLES = _collapsed_forms(
+    "uulu kyzy kizi qizi qyzy uly ulı oglu ogly ogli o'g'li ugli",
+    "уулу кызы қызы улы ұлы оглы угли ўғли қизи",
+)
+# A father's name (Russian -ovich, -ovna, -ichna, -ich; Kazakh -uly, -kyzy; "Alisher
+# o'g'li") is shared by a person's siblings and by many strangers: in a name of three
+# words or more, no pair is made of it (:func:`_patronymics`).
+_PATRONYMIC = re.compile(r"(?:vich|vna|ichna|ich|uli|kizi|ogli|oglu|ugli)$")
+# Words that say who is not known ("Unknown male", "Неустановленное лицо", "ФИО не
+# установлено"), left out of a name; a name of nothing else is nobody's.
+_NOBODY_STEMS = tuple(
+    _collapsed_forms("unknown unidentif unnamed неизвестн неустановл nomalum belgisiz белгісіз")
+)
+_NOBODY = _collapsed_forms(
+    "male female man woman person persons name surname patronymic dob",
+    "лицо лица фио имя имени фамилия отчество мужчина женщина без не установлен",
+    "установлена установлено установлены нет данных сведений",
+)
+
+
+def _nobody(word: str) -> bool:
+    return word in _NOBODY or word.startswith(_NOBODY_STEMS)
+
+
+def _name_words(words: tuple[str, ...]) -> list[str]:
+    """A name's words as paired: particles joined to the word before them; digits,
+    repeats and words that say who is not known left out."""
+    joined: list[str] = []
+    for word in words:
+        if word in _PARTICLES and joined:
+            joined[-1] += " " + word
+        elif not word.isdigit() and word not in joined and not _nobody(word):
+            joined.append(word)
+    return joined
+
+
+def _patronymics(words: list[str], *, joined: bool = True) -> set[str]:
+    """The words of a name (in the order written) that are a father's name: in a name
+    of three words or more, the one ending as patronymics do (or, with ``joined``,
+    joined with a particle: "Alisher o'g'li"); of several, one in the middle, else the
+    last (so that "Roman Arkadyevich Abramovich" keeps its surname). In text, where a
+    run of capitals may begin with another word, a word with a particle is a name."""
+    if len(words) < 3:
+        return set()
+    found = [w for w in words if joined and " " in w or _PATRONYMIC.search(w)]
+    if len(found) <= 1:
+        return set(found)
+    middle = [w for w in found if w not in (words[0], words[-1])]
+    return {middle[0] if middle else found[-1]}
+
+
+def _names(found: _Found, names: list[Any], *, person: bool, outgoing: bool) -> None:
+    entries: list[list[list[str]]] = []
+    for name in names:
+        if not isinstance(name, dict):
+            continue
+        lang = name.get("lang") if isinstance(name.get("lang"), str) else None
+        entry: list[list[str]] = []
+        for written in (name.get("latin"), name.get("original")):
+            if not isinstance(written, str) or _placeholder(written):
+                continue
+            spelt = [_name_words(r) for r in readings(written, lang)]
+            if not any(spelt):
+                continue  # "Unknown male", "Неустановленное лицо": nobody
+            # The name as written too: a shortened Latin form must not hide it.
+            found.update(("name", key) for key in match_keys(written, lang))
+            entry.extend(w for w in spelt if w)
+        if entry:
+            entries.append(entry)
+    if not person:
+        return  # an organisation's name is compared whole
+    pairs: set[tuple[str, str]] = set()
+    for index, entry in enumerate(entries):
+        for words in entry:
+            fathers = _patronymics(words)
+            own = [w for w in words if w not in fathers]
+            pairs.update(
+                itertools.combinations(own, 2) if len(own) <= _MOST_NAME_WORDS else _near(own)
+            )
+            if len(own) == 1:
+                # One word alone (a given name, a surname): the person's other names
+                # may hold the rest of it.
+                for other in entries[:index] + entries[index + 1 :]:
+                    for other_words in other:
+                        pairs.update((own[0], w) for w in other_words[:_MOST_NAME_WORDS])
+    for first, second in pairs:
+        if first != second:
+            _name_pair(found, first, second, outgoing=outgoing)
+
+
+def _near(words: list[str]) -> Iterable[tuple[str, str]]:
+    """Words next to each other or one apart."""
+    return itertools.chain(zip(words, words[1:], strict=False), zip(words, words[2:], strict=False))
+
+
+def _name_pair(found: _Found, first: str, second: str, *, outgoing: bool) -> None:
+    if _is_initial(first) and _is_initial(second):
+        return  # two initials are no name
+    if _is_initial(first) or _is_initial(second):
+        initial, whole = (first, second) if _is_initial(first) else (second, first)
+        kinds = _INITIAL_LOOKED_UP if outgoing else ("name-initial",)
+        found.update((kind, f"{initial} {whole}") for kind in kinds)
+        return
+    pair = " ".join(sorted((first, second)))
+    found.add(("name-pair", pair))
+    if outgoing:
+        found.add(("text-pair", pair))
+    for kind in ("name-initial", "text-initial") if outgoing else ("name-expanded",):
+        for one, other in ((first, second), (second, first)):
+            found.update((kind, f"{initial} {other}") for initial in _initials(one))
+
+
+_INITIAL_LOOKED_UP = ("name-expanded", "name-initial", "text-expanded", "text-initial")
+
+
+# ---------------------------------------------------------------- text
+
+_TEXT_EMAIL = re.compile(r"(?<![\w.%+-])[\w.%+-]+@[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{2,}")
+_TEXT_HANDLE = re.compile(r"(?<![\w@.])@([\w.]{2,64}\w)")
+_TLDS = "kz|kg|uz|tj|tm|ru|by|ua|az|ge|am|tr|ae|cn|com|org|net|info|biz|me|io|su|online|site"
+_TEXT_ADDRESS = re.compile(
+    rf"(?:https?://|www\.)\S+|(?<![@\w.-])(?:[\w-]+\.)+(?:{_TLDS})\b(?:/\S*)?",
+    re.IGNORECASE,
+)
+_OPENING = "([{\"'«“‘‹"
+_CLOSING = ".,;:!?)]}\"'»”’›"
+_POSSESSIVE = re.compile(r"['’ʼ]s$", re.IGNORECASE)
+_SENTENCE_END = re.compile(r"[.!?;…]['\"»”’)]*$")
+_CLOSING_BUT_DOT = _CLOSING.replace(".", "")
+_LETTERS = re.compile(r"[^\W\d_]+")
+_DOTTED = re.compile(r"(?<=\.)(?=[^\W\d_])")  # "Р.А." and "R.Karimov" are two tokens
+
+
+def _text(found: _Found, text: str, *, outgoing: bool) -> None:
+    """Names (capitalised words next to each other or one apart), phone numbers,
+    e-mail addresses, "@handles" and addresses in any text of a message."""
+    text = unicodedata.normalize("NFKC", text)
+    for match in _TEXT_PHONE.findall(text):
+        found.update(("phone", phone) for phone in _text_phones(match))
+    for match in _TEXT_TRUNK_PHONE.findall(text):
+        found.update(("phone", phone) for phone in _phones(match))
+    for match in _TEXT_EMAIL.findall(text) if "@" in text else ():
+        found.add(("email", match.casefold()))
+    for match in _TEXT_HANDLE.findall(text):
+        _handle(found, match.casefold())
+    for match in _TEXT_ADDRESS.findall(text):
+        _link(found, match.rstrip(_CLOSING), bare=False, host_alone=outgoing)
+    for run in _runs(text):
+        _run_pairs(found, run, outgoing=outgoing)
+
+
+class _Word(NamedTuple):
+    forms: frozenset[str]  # the word in each of its readings
+    initial: bool
+
+
+class _Joined(NamedTuple):
+    word: _Word  # the word before, with a particle joined: in its place
+
+
+_END, _BREAK, _COMMA = "end", "break", "comma"  # between the words of a line
+_Item = _Word | _Joined | str
+# Words that join or relate two names, in any case: a run of capitals ("ТИМУР КАРИМОВ И
+# РУСТАМ АЛИЕВ") ends at them.
+_JOINING = _collapsed_forms(
+    "and or with from for the into by to of",
+    "или для при под над из от до без",
+    "және жана менен hamda yoki bilan va",
+)
+_SEPARATORS = frozenset("/&+|")
+_APOSTROPHE_MARKS = re.compile("['‘’ʻʼ`]")
+
+
+def _runs(text: str) -> Iterator[list[_Word]]:
+    """The runs of capitalised words of ``text`` that may be a name, each word with
+    its readings (read word by word: the readings of the whole of a long text cost
+    ~0.1 s). A run ends at a word in lower case, at a word with digits, at "and", "и"
+    and the like in any case, at a word of one or two letters that is not written as an
+    initial, at "/" or "&", at the end of a line or a sentence, and at a comma, except
+    after a first word of a sentence ("Nurlanova, Aigerim"); after a surname, two
+    initials or more end it too ("Karimov R.A. The victim ..."). A particle ("uulu")
+    joins the word before it."""
+    for line in text.splitlines():
+        run: list[_Word] = []
+        at_start = True  # the run began a line or a sentence
+        for item in _line_items(line):
+            if isinstance(item, _Word):
+                run.append(item)
+                continue
+            if isinstance(item, _Joined):
+                if run:
+                    run[-1] = item.word
+                continue
+            if item == _COMMA and len(run) == 1 and at_start:
+                continue  # "Nurlanova, Aigerim"
+            yield from _split_after_initials(run)
+            run, at_start = [], item == _END
+        yield from _split_after_initials(run)
+
+
+def _line_items(line: str) -> Iterator[_Item]:
+    """The words of one line, and what stands between them."""
+    last: _Word | None = None
+    for raw in line.split():
+        if raw in _SEPARATORS:
+            last = None
+            yield _BREAK
+            continue
+        for token in _DOTTED.split(raw.lstrip(_OPENING)):
+            core = token.rstrip(_CLOSING_BUT_DOT)
+            stripped = _POSSESSIVE.sub("", core.rstrip(".")).lstrip(_OPENING)
+            alternatives = _token_readings(stripped)
+            if not alternatives:
+                continue  # a dash or another mark: the run goes on
+            letters = _APOSTROPHE_MARKS.sub("", stripped)
+            initial = (
+                core.endswith(".")
+                and letters[:1].isupper()
+                and len(letters) <= 2
+                and bool(_LETTERS.fullmatch(letters))
+            )
+            forms = frozenset(w for words in alternatives for w in words[:1])
+            if last is not None and not initial and forms <= _PARTICLES:
+                last = _Word(frozenset(f"{f} {p}" for f in last.forms for p in forms), False)
+                yield _Joined(last)
+            elif (
+                not (stripped[:1].isupper() or not stripped[:1].islower())
+                or any(ch.isdigit() for ch in stripped)
+                or forms & _JOINING
+                or not initial
+                and all(len(f) <= 2 for f in forms)
+            ):
+                last = None
+                yield _BREAK  # no name goes on
+                continue
+            else:
+                longest = max(len(w) for w in alternatives)
+                for position in range(longest):
+                    last = _Word(
+                        frozenset(w[position] for w in alternatives if len(w) > position),
+                        initial,
+                    )
+                    yield last
+            if initial and not token.endswith((",", ";", ":", "!", "?")):
+                continue  # the dot is the initial's, not the sentence's
+            if _SENTENCE_END.search(token) or token.endswith((";", ":")):
+                last = None
+                yield _END
+            elif token.endswith(","):
+                last = None
+                yield _COMMA
+
+
+def _split_after_initials(run: list[_Word]) -> Iterator[list[_Word]]:
+    """``run``, cut after each group of two initials or more that follows a whole word
+    ("Karimov R.A. | The victim ..."): the Russian way of naming a person."""
+    start = 0
+    for at, word in enumerate(run):
+        if not word.initial or at + 1 < len(run) and run[at + 1].initial:
+            continue
+        first = at
+        while first > start and run[first - 1].initial:
+            first -= 1
+        if at > first > start and at + 1 < len(run):
+            yield run[start : at + 1]
+            start = at + 1
+    yield run[start:]
+
+
+def _run_pairs(found: _Found, run: list[_Word], *, outgoing: bool) -> None:
+    """The keys of one run of capitalised words: two whole words next to each other or
+    one apart (of whole words, a father's name left out); an initial with the whole
+    word next to it: the word after the initials ("R. Karimov", "Aigerim N. Nurlanova"),
+    or the word before when they end the run or are two or more ("Karimov R.A.": the
+    first only, the second is the father's)."""
+    wholes = [w for w in run if not w.initial]
+    fathers = _patronymics([min(w.forms) for w in wholes], joined=False)
+    own = [w for w in wholes if min(w.forms) not in fathers]
+    pairs = [(pair, True) for pair in zip(own, own[1:], strict=False)]
+    pairs += [(pair, False) for pair in zip(own, own[2:], strict=False)]
+    for (first, second), adjacent in pairs:
+        for a, b in itertools.product(first.forms, second.forms):
+            if a == b:
+                continue
+            found.add(("name-pair" if outgoing else "text-pair", " ".join(sorted((a, b)))))
+            if not outgoing and adjacent:
+                for one, other in ((a, b), (b, a)):
+                    found.update(("text-expanded", f"{i} {other}") for i in _initials(one))
+    kinds = _TEXT_INITIAL_LOOKED_UP if outgoing else ("text-initial",)
+    at = 0
+    while at < len(run):
+        end = at
+        while end < len(run) and run[end].initial:
+            end += 1
+        if end == at:
+            at += 1
+            continue
+        group = run[at:end]
+        before = run[at - 1] if at > 0 else None
+        after = run[end] if end < len(run) else None
+        wholes_next: list[tuple[_Word, _Word]] = []
+        if before is not None and (after is None or len(group) > 1):
+            wholes_next.append((group[0], before))
+        elif after is not None:
+            wholes_next += [(initial, after) for initial in group]
+        for initial, whole in wholes_next:
+            for i, other in itertools.product(initial.forms, whole.forms):
+                if other not in fathers:
+                    found.update((kind, f"{i} {other}") for kind in kinds)
+        at = end
+
+
+_TEXT_INITIAL_LOOKED_UP = ("name-expanded", "name-initial", "text-expanded")
+
+
+@functools.lru_cache(maxsize=16_384)
+def _token_readings(token: str) -> tuple[tuple[str, ...], ...]:
+    return tuple(sorted(readings(token)))
