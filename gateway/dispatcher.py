@@ -175,6 +175,30 @@ def _worker_id(host: str, pid: int, instance: int) -> str:
     return host[: WORKER_ID_LENGTH - len(rest)] + rest
 
 
+def _stopped_here(owner: str) -> bool:
+    """Whether ``owner`` (a worker id) names a dispatcher process of this host that is
+    no longer running. Not for a worker id of another form, another host or this
+    process (which cannot tell whether another of its dispatchers is still sending):
+    False, as for a process that runs (or whose id was taken by a new one)."""
+    parts = owner.rsplit(":", 2)
+    if len(parts) != 3 or not parts[1].isascii() or not parts[1].isdigit():
+        return False
+    pid = int(parts[1])
+    try:
+        instance = int(parts[2], 16)
+    except ValueError:
+        return False
+    if owner != _worker_id(socket.gethostname(), pid, instance) or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # running as another user, or not ours to ask
+    return False
+
+
 def _pause(seconds: float) -> None:
     time.sleep(seconds)
 
@@ -247,7 +271,33 @@ class Dispatcher:
                     session, delivery_id, now
                 ):
                     claimed.append(delivery_id)
+            if offset is None:  # SQLite: every dispatcher runs on this host
+                for delivery_id, owner in self._stranded(session, now):
+                    if len(claimed) < settings.dispatch_batch and self._take_over(
+                        session, delivery_id, now, stranded_by=owner
+                    ):
+                        claimed.append(delivery_id)
         return claimed
+
+    def _stranded(self, session: Session, now: int) -> list[tuple[int, str]]:
+        """Deliveries left ``sending`` under a lease ending later than any lease taken
+        now could (it was taken while this host's clock ran ahead, then the clock was
+        set right) by a dispatcher process of this host that has stopped: otherwise
+        they would wait, unclaimed, until the clock caught up. A running owner keeps
+        its delivery (its attempt ends within its own deadline, and it records it)."""
+        rows = session.execute(
+            select(Delivery.id, Delivery.lease_owner)
+            .where(self._lease_ahead(now))
+            .order_by(Delivery.id)
+            .limit(self.node.settings.dispatch_batch)
+        ).all()
+        return [(id_, owner) for id_, owner in rows if owner and _stopped_here(owner)]
+
+    def _lease_ahead(self, now: int):  # type: ignore[no-untyped-def]
+        return and_(
+            Delivery.state == DeliveryState.SENDING,
+            Delivery.lease_until > now + self.node.settings.dispatch_lease,
+        )
 
     def _claim_values(self, now: int) -> dict[str, object]:
         return {
@@ -269,15 +319,23 @@ class Dispatcher:
         session.commit()
         return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
 
-    def _take_over(self, session: Session, delivery_id: int, now: int) -> bool:
-        """Claim a delivery left ``sending`` by a dispatcher whose lease ran out. Its
-        attempt ended unrecorded, so the envelope may have arrived: :meth:`deliver`
-        records that first (``attempt-interrupted``), and the envelope is not replaced
-        by a new one (a new id) until the recipient proves it holds none
-        (:func:`gateway.outbox.may_have_arrived`)."""
+    def _take_over(
+        self, session: Session, delivery_id: int, now: int, *, stranded_by: str | None = None
+    ) -> bool:
+        """Claim a delivery left ``sending`` by a dispatcher whose lease ran out (or,
+        ``stranded_by``, by that stopped dispatcher under a lease taken while the clock
+        ran ahead: :meth:`_stranded`). Its attempt ended unrecorded, so the envelope may
+        have arrived: :meth:`deliver` records that first (``attempt-interrupted``), and
+        the envelope is not replaced by a new one (a new id) until the recipient proves
+        it holds none (:func:`gateway.outbox.may_have_arrived`)."""
+        left = (
+            self._lease_ran_out(now)
+            if stranded_by is None
+            else and_(self._lease_ahead(now), Delivery.lease_owner == stranded_by)
+        )
         result = session.execute(
             update(Delivery)
-            .where(Delivery.id == delivery_id, self._lease_ran_out(now))
+            .where(Delivery.id == delivery_id, left)
             .values(**self._claim_values(now))
             .execution_options(synchronize_session=False)
         )

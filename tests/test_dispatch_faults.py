@@ -6,7 +6,11 @@ does not overwrite what a dispatcher is doing."""
 
 from __future__ import annotations
 
+import os
+import socket
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -28,7 +32,7 @@ from gateway.models import (
     SealedEnvelope,
 )
 from schemas.examples import example_correction
-from tests.conftest import postgres_only
+from tests.conftest import postgres_only, sqlite_only
 from tests.test_exchange import inbox_count, submit
 from tests.test_rotation import revoke_encryption_key
 from tests.test_sovereignty import gateway as gateway_cli
@@ -848,3 +852,69 @@ def test_a_withdrawal_after_a_local_denial_does_not_say_the_recipient_never_had_
         message_id = session.get(Delivery, delivery_id).message_id
     _withdraw(kz, message_id)
     assert "may have arrived" in _row(kz, delivery_id).last_detail
+
+
+@sqlite_only
+def test_a_lease_taken_while_the_clock_ran_ahead_is_taken_over_once_its_owner_stopped(
+    make_federation,
+):
+    """SQLite: a dispatcher claimed a delivery while the host's clock ran an hour ahead,
+    then stopped; the clock was set right. Its lease ends an hour later than any lease
+    taken now could: another dispatcher takes the delivery over once the owner's
+    process is gone, not while it runs, and not one of another host."""
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    message_id = submit(kz, ["KG"])["id"]
+    lease = kz.node.settings.dispatch_lease
+    ahead = int(time.time()) + 3600
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    stopped = subprocess.Popen([sys.executable, "-c", "pass"])
+    stopped.wait()
+    host = socket.gethostname()
+    try:
+        for owner in (
+            dispatcher_module._worker_id(host, running.pid, 1),
+            dispatcher_module._worker_id("elsewhere", stopped.pid, 1),
+            dispatcher_module._worker_id(host, os.getpid(), 1),
+            "busy",
+        ):
+            [delivery_id] = Dispatcher(kz.node, worker=owner).claim(ahead)
+            assert Dispatcher(kz.node).run_once() == []
+            assert _row(kz, delivery_id).lease_owner == owner
+            _release(kz, delivery_id)
+    finally:
+        running.kill()
+        running.wait()
+    owner = dispatcher_module._worker_id(host, stopped.pid, 1)
+    assert Dispatcher(kz.node, worker=owner).claim(ahead) == [delivery_id]
+    # Not a lease that merely has not run out yet (its owner may be slow to record).
+    assert _row(kz, delivery_id).lease_until == ahead + lease
+    [outcome] = Dispatcher(kz.node, worker="right").run_once()
+    assert outcome.state == DeliveryState.DELIVERED
+    assert inbox_count(kg, "KZ", message_id) == 1
+    with kz.node.sessions() as session:
+        codes = session.scalars(select(DeliveryEvent.code).order_by(DeliveryEvent.id)).all()
+    assert "attempt-interrupted" in codes
+
+
+def _release(member, delivery_id: int) -> None:
+    """Put a claimed delivery back in the queue, as if its attempt had never begun."""
+    with member.node.sessions() as session:
+        row = session.get(Delivery, delivery_id)
+        row.state, row.lease_owner, row.lease_until = DeliveryState.QUEUED, None, None
+        row.next_attempt_at = 0
+        session.commit()
+
+
+def test_a_short_lease_of_a_stopped_dispatcher_waits_for_its_end(make_federation):
+    """A lease within the usual length is not cut short, whoever owned it: the owner's
+    process may be gone, but on PostgreSQL it may run on another host."""
+    fed = make_federation(("KZ", "KG"))
+    kz = fed["KZ"]
+    submit(kz, ["KG"])
+    stopped = subprocess.Popen([sys.executable, "-c", "pass"])
+    stopped.wait()
+    owner = dispatcher_module._worker_id(socket.gethostname(), stopped.pid, 1)
+    [delivery_id] = Dispatcher(kz.node, worker=owner).claim(int(time.time()))
+    assert Dispatcher(kz.node).run_once() == []
+    assert _row(kz, delivery_id).lease_owner == owner
