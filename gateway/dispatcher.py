@@ -32,13 +32,18 @@ the envelope (a new one, keeping the message's expiry, would have no time left).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import json
 import logging
 import os
 import random
 import socket
 import time
+import weakref
 from dataclasses import dataclass
+from typing import Any
 
 import requests
 import urllib3
@@ -175,28 +180,40 @@ def _worker_id(host: str, pid: int, instance: int) -> str:
     return host[: WORKER_ID_LENGTH - len(rest)] + rest
 
 
-def _stopped_here(owner: str) -> bool:
-    """Whether ``owner`` (a worker id) names a dispatcher process of this host that is
-    no longer running. Not for a worker id of another form, another host or this
-    process (which cannot tell whether another of its dispatchers is still sending):
-    False, as for a process that runs (or whose id was taken by a new one)."""
-    parts = owner.rsplit(":", 2)
-    if len(parts) != 3 or not parts[1].isascii() or not parts[1].isdigit():
-        return False
-    pid = int(parts[1])
+def _presence_path(database: str, worker: str) -> str:
+    """The file a dispatcher holds locked while it runs, beside a SQLite database."""
+    name = hashlib.sha256(worker.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return os.path.join(database + "-dispatchers", name + ".lock")
+
+
+def _let_go(presence: int, path: str) -> None:
+    """A dispatcher that ends of itself (or is collected) removes its file, then lets
+    go of its lock: nobody sees its file unlocked while it could still send. One that
+    is killed leaves it, for :func:`_stopped`."""
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+    os.close(presence)
+
+
+def _stopped(database: str, owner: str) -> bool:
+    """Whether the dispatcher ``owner`` announced itself (:meth:`Dispatcher._announce`)
+    and no longer runs: its file is there and nobody holds its lock. Not for one that
+    announced nothing (an older version's, a file system without ``flock``): False, as
+    for one that runs. A lock of ``flock`` is the open file's, so this holds across
+    process namespaces (containers sharing the database's folder), for a process
+    whose id was given to another, and for one that exited but was not reaped."""
+    path = _presence_path(database, owner)
     try:
-        instance = int(parts[2], 16)
-    except ValueError:
-        return False
-    if owner != _worker_id(socket.gethostname(), pid, instance) or pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
+        fd = os.open(path, os.O_RDWR)
     except OSError:
-        return False  # running as another user, or not ours to ask
-    return False
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False  # held: it runs
+    finally:
+        os.close(fd)
+    return True
 
 
 def _pause(seconds: float) -> None:
@@ -223,6 +240,8 @@ class Dispatcher:
         self._unknown_signers: set[str] = set()  # recipients whose receipt key is unknown
         self._signers_followed: dict[str, float] = {}  # recipient: when (monotonic)
         self._follower: TrustFollower | None = None
+        # Lets go of the file held locked (:meth:`_announce`); called when collected.
+        self._presence: weakref.finalize[Any, Any] | None = None
 
     # ------------------------------------------------------------------ claiming
 
@@ -250,6 +269,7 @@ class Dispatcher:
         settings = self.node.settings
         claimed = []
         self._taken_over.clear()  # from a round cut short: taken over again if needed
+        self._announce()
         with self.node.sessions() as session:
             offset = clock_offset(session)
             if offset is not None and abs(offset) > settings.clock_bound:
@@ -282,16 +302,45 @@ class Dispatcher:
     def _stranded(self, session: Session, now: int) -> list[tuple[int, str]]:
         """Deliveries left ``sending`` under a lease ending later than any lease taken
         now could (it was taken while this host's clock ran ahead, then the clock was
-        set right) by a dispatcher process of this host that has stopped: otherwise
-        they would wait, unclaimed, until the clock caught up. A running owner keeps
-        its delivery (its attempt ends within its own deadline, and it records it)."""
+        set right) by a dispatcher that has stopped: otherwise they would wait,
+        unclaimed, until the clock caught up. A running owner keeps
+        its delivery (its attempt ends within its own deadline, and it records it): a
+        dispatcher holds a lock on a file of its own from its first claim on
+        (:meth:`_announce`), which the kernel lets go when its process ends."""
         rows = session.execute(
             select(Delivery.id, Delivery.lease_owner)
             .where(self._lease_ahead(now))
             .order_by(Delivery.id)
-            .limit(self.node.settings.dispatch_batch)
-        ).all()
-        return [(id_, owner) for id_, owner in rows if owner and _stopped_here(owner)]
+        ).all()  # all of them (few): a running owner's first must not hide the rest
+        database = self.node.engine.url.database
+        if not database or database == ":memory:":
+            return []
+        return [(id_, owner) for id_, owner in rows if owner and _stopped(database, owner)]
+
+    def _announce(self) -> None:
+        """On SQLite, before the first claim: hold a lock on a file of this dispatcher's
+        own beside the database for as long as it exists, so that another can tell once
+        it has stopped (:func:`_stopped`). Without the lock (a file system without
+        ``flock``) nobody ever takes a delivery over from it before its lease ends."""
+        database = self.node.engine.url.database
+        if self._presence is not None or self.node.engine.dialect.name != "sqlite":
+            return
+        if not database or database == ":memory:":
+            return
+        path = _presence_path(database, self.worker)
+        try:
+            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+            presence = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as e:
+            log.warning("dispatcher %s cannot open %s (%s)", self.worker, path, e)
+            return
+        try:
+            fcntl.flock(presence, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(presence)
+            log.warning("dispatcher %s cannot hold %s (%s)", self.worker, path, e)
+            return
+        self._presence = weakref.finalize(self, _let_go, presence, path)
 
     def _lease_ahead(self, now: int):  # type: ignore[no-untyped-def]
         return and_(

@@ -6,8 +6,8 @@ does not overwrite what a dispatcher is doing."""
 
 from __future__ import annotations
 
+import gc
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -860,41 +860,88 @@ def test_a_lease_taken_while_the_clock_ran_ahead_is_taken_over_once_its_owner_st
 ):
     """SQLite: a dispatcher claimed a delivery while the host's clock ran an hour ahead,
     then stopped; the clock was set right. Its lease ends an hour later than any lease
-    taken now could: another dispatcher takes the delivery over once the owner's
-    process is gone, not while it runs, and not one of another host."""
+    taken now could: another dispatcher takes the delivery over once the owner no
+    longer holds the lock on its file (the kernel lets it go when its process ends,
+    however it ends), not while it runs, nor from one that announced nothing."""
     fed = make_federation(("KZ", "KG"))
     kz, kg = fed["KZ"], fed["KG"]
     message_id = submit(kz, ["KG"])["id"]
     lease = kz.node.settings.dispatch_lease
     ahead = int(time.time()) + 3600
-    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    stopped = subprocess.Popen([sys.executable, "-c", "pass"])
-    stopped.wait()
-    host = socket.gethostname()
-    try:
-        for owner in (
-            dispatcher_module._worker_id(host, running.pid, 1),
-            dispatcher_module._worker_id("elsewhere", stopped.pid, 1),
-            dispatcher_module._worker_id(host, os.getpid(), 1),
-            "busy",
-        ):
-            [delivery_id] = Dispatcher(kz.node, worker=owner).claim(ahead)
-            assert Dispatcher(kz.node).run_once() == []
-            assert _row(kz, delivery_id).lease_owner == owner
-            _release(kz, delivery_id)
-    finally:
-        running.kill()
-        running.wait()
-    owner = dispatcher_module._worker_id(host, stopped.pid, 1)
-    assert Dispatcher(kz.node, worker=owner).claim(ahead) == [delivery_id]
-    # Not a lease that merely has not run out yet (its owner may be slow to record).
+    running = Dispatcher(kz.node, worker="running")
+    [delivery_id] = running.claim(ahead)
+    assert Dispatcher(kz.node).run_once() == []
+    assert _row(kz, delivery_id).lease_owner == "running"
+    _release(kz, delivery_id)
+    older = Dispatcher(kz.node, worker="older")
+    older._announce = lambda: None  # a dispatcher of a version before this one
+    assert older.claim(ahead) == [delivery_id]
+    assert Dispatcher(kz.node).run_once() == []
+    assert _row(kz, delivery_id).lease_owner == "older"
+    _release(kz, delivery_id)
+
+    stopped = Dispatcher(kz.node, worker="stopped")
+    assert stopped.claim(ahead) == [delivery_id]
     assert _row(kz, delivery_id).lease_until == ahead + lease
+    assert Dispatcher(kz.node).run_once() == []  # still held
+    _kill(stopped)
     [outcome] = Dispatcher(kz.node, worker="right").run_once()
     assert outcome.state == DeliveryState.DELIVERED
     assert inbox_count(kg, "KZ", message_id) == 1
     with kz.node.sessions() as session:
         codes = session.scalars(select(DeliveryEvent.code).order_by(DeliveryEvent.id)).all()
     assert "attempt-interrupted" in codes
+
+
+@sqlite_only
+def test_a_dispatcher_process_that_ends_lets_its_deliveries_go(make_federation):
+    """The lock is the process's: a dispatcher killed with SIGKILL holds nothing."""
+    fed = make_federation(("KZ", "KG"))
+    database = fed["KZ"].node.engine.url.database
+    path = dispatcher_module._presence_path(database, "child")
+    child = subprocess.Popen(
+        [sys.executable, "-c", _HOLDING.format(path=path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "held\n"
+        assert not dispatcher_module._stopped(database, "child")
+    finally:
+        child.kill()
+        child.wait()
+        child.stdout.close()
+    assert dispatcher_module._stopped(database, "child")
+    assert not dispatcher_module._stopped(database, "never-announced")
+
+
+_HOLDING = """
+import fcntl, os, sys, time
+os.makedirs(os.path.dirname({path!r}), exist_ok=True)
+f = open({path!r}, "ab")
+fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def _kill(dispatcher: Dispatcher) -> None:
+    """What the kernel does to a dispatcher's lock when its process is killed (its file
+    stays: nothing ran to remove it)."""
+    _, _, (presence, _path), _ = dispatcher._presence.detach()
+    os.close(presence)
+
+
+@sqlite_only
+def test_a_dispatcher_that_ends_of_itself_removes_its_file(make_federation):
+    fed = make_federation(("KZ", "KG"))
+    kz = fed["KZ"]
+    submit(kz, ["KG"])
+    dispatcher = Dispatcher(kz.node, worker="leaving")
+    assert [o.state for o in dispatcher.run_once()] == [DeliveryState.DELIVERED]
+    folder = kz.node.engine.url.database + "-dispatchers"
+    assert len(os.listdir(folder)) == 1
+    del dispatcher
+    gc.collect()
+    assert os.listdir(folder) == []
 
 
 def _release(member, delivery_id: int) -> None:
@@ -907,14 +954,15 @@ def _release(member, delivery_id: int) -> None:
 
 
 def test_a_short_lease_of_a_stopped_dispatcher_waits_for_its_end(make_federation):
-    """A lease within the usual length is not cut short, whoever owned it: the owner's
-    process may be gone, but on PostgreSQL it may run on another host."""
+    """A lease within the usual length is not cut short, whoever owned it: its owner
+    may have stopped, but on PostgreSQL it may run on another host, and a lease that
+    runs out is taken over anyway."""
     fed = make_federation(("KZ", "KG"))
     kz = fed["KZ"]
     submit(kz, ["KG"])
-    stopped = subprocess.Popen([sys.executable, "-c", "pass"])
-    stopped.wait()
-    owner = dispatcher_module._worker_id(socket.gethostname(), stopped.pid, 1)
-    [delivery_id] = Dispatcher(kz.node, worker=owner).claim(int(time.time()))
+    stopped = Dispatcher(kz.node, worker="stopped")
+    [delivery_id] = stopped.claim(int(time.time()))
+    if stopped._presence is not None:
+        stopped._presence()
     assert Dispatcher(kz.node).run_once() == []
-    assert _row(kz, delivery_id).lease_owner == owner
+    assert _row(kz, delivery_id).lease_owner == "stopped"
