@@ -5,7 +5,8 @@ address, document or vehicle.
 :func:`identifier_keys` gives hashed keys. A received H2 message's keys are
 recorded; a message leaving is looked up with ``outgoing=True``. The two sets are
 the same except for parts of names and for words in text, so that text is compared
-with names but never with text (any common phrase would meet):
+with names, and with text only by an initial and a word (by its words, any common
+phrase would meet):
 
 * every name's whole match keys (``schemas.names``: spelling and transliteration
   variants meet);
@@ -26,18 +27,19 @@ with names but never with text (any common phrase would meet):
   name-initial    an H2 name's initial + another word    a name's word's initial +
                                                          another word; an initial +
                                                          a word, in a name or text
-  text-pair       two whole words of H2 text up to one   two whole words of a name
-                  word apart
+  text-pair       two whole capitalised words of H2      two whole words of a name
+                  text up to one word apart
   text-expanded   a word's initial + the next, in H2     an initial + a word of a
                   text                                   name, or in text
-  text-initial    an initial + the next word, in H2      a name's word's initial +
-                  text                                   another word; an initial +
+  text-initial    an initial + its word, in H2 text      a name's word's initial +
+                                                         another word; an initial +
                                                          a word of a name
   ==============  =====================================  ==========================
 
   An initial is a name's word of one letter (or a digraph Ш, Ч, Ц, Я, Ю, Ё stand
-  for), and in text a token written as one: one or two letters and a dot ("A.",
-  "Sh."). Other words of one or two letters in text ("a", "и", "с") are not read.
+  for), and in text a token written as one: a capital (or two letters for one sound)
+  and a dot ("A.", "Sh."). Text is read in runs of capitalised words (:func:`_runs`);
+  a father's name makes no pair (:func:`_patronymics`).
 * document numbers with their issuing state; phone numbers, also as dialled at home;
   account numbers; e-mail addresses; messenger and social accounts by their handle;
   websites; vehicles; organisations' registration numbers; phone numbers, e-mail
@@ -256,8 +258,7 @@ def _text_phones(written: str) -> set[str]:
     """The numbers a "+" number in text may be: it may run on into other digits
     ("+77001234567 3 times", "+7 700 123 45 67 2025-03-10"), so every run of its
     digit groups from the start that is as long as a number of its country code is
-    (+7: 11 digits; +996, +998, +992: 12; +993: 11), or for another country code the
-    whole of it."""
+    (:data:`_LENGTHS`), or for another country code the whole of it."""
     groups = _DIGIT_RUN.findall(written)
     whole = "".join(groups)
     lengths = [n for code, n in _LENGTHS if whole.startswith(code)]
@@ -271,11 +272,11 @@ def _text_phones(written: str) -> set[str]:
     return numbers
 
 
-#: Digits of a number in E.164 by its country code, for the region's countries.
+#: Digits of a number in E.164 by its country code: the region's countries, and
+#: where people of the region are taken (the Emirates, Turkey, Korea, Israel, Qatar,
+#: Saudi Arabia), Belarus, Ukraine and the Caucasus.
 _LENGTHS = (
     *(("7", 11), ("996", 12), ("998", 12), ("992", 12), ("993", 11)),
-    # where people of the region are taken: the Emirates, Turkey, Korea, Israel,
-    # Qatar, Saudi Arabia, Russia's neighbours
     *(("971", 12), ("90", 12), ("82", 12), ("972", 12), ("974", 11), ("966", 12)),
     *(("375", 12), ("380", 12), ("994", 12), ("995", 12), ("374", 11)),
 )

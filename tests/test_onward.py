@@ -19,6 +19,7 @@ from gateway.onward import identifier_keys
 from schemas import xb1json
 from schemas.examples import example_alert, example_alert_uzbek_latin, example_correction
 from schemas.names import KEY_NUMBER
+from tests.test_onward_identifiers import meets
 
 
 def post(member, typ, body, to, expect=202):
@@ -218,11 +219,6 @@ def test_data_without_h2_or_after_purge_is_not_restricted(make_federation):
         purge.run(session, kg.node.policy(), now=int(time.time()) + 4000 * 86_400, by="test")
         assert session.scalars(select(H2Identifier)).first() is None
     post(kg, "alert/1", kg_alert_naming(victim), ["UZ"])
-
-
-def meets(recorded, outgoing):
-    """Whether a message leaving with body ``outgoing`` meets H2 data ``recorded``."""
-    return bool(identifier_keys(recorded) & identifier_keys(outgoing, outgoing=True))
 
 
 def test_identifier_keys_cover_names_documents_phones_and_accounts():
