@@ -186,12 +186,14 @@ def _presence_path(database: str, worker: str) -> str:
     return os.path.join(database + "-dispatchers", name + ".lock")
 
 
-def _let_go(presence: int, path: str) -> None:
+def _let_go(presence: int, path: str, pid: int) -> None:
     """A dispatcher that ends of itself (or is collected) removes its file, then lets
     go of its lock: nobody sees its file unlocked while it could still send. One that
-    is killed leaves it, for :func:`_stopped`."""
-    with contextlib.suppress(OSError):
-        os.unlink(path)
+    is killed leaves it, for :func:`_stopped`. A child forked from its process only
+    closes its copy (the file is its parent's)."""
+    if os.getpid() == pid:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
     os.close(presence)
 
 
@@ -209,11 +211,13 @@ def _stopped(database: str, owner: str) -> bool:
         return False
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # Still the file at that path: not one its owner removed as it ended, whose
+        # id a new dispatcher of the same process has taken since.
+        return os.fstat(fd).st_ino == os.stat(path).st_ino
     except OSError:
-        return False  # held: it runs
+        return False  # held: it runs (or the file went)
     finally:
         os.close(fd)
-    return True
 
 
 def _pause(seconds: float) -> None:
@@ -242,6 +246,7 @@ class Dispatcher:
         self._follower: TrustFollower | None = None
         # Lets go of the file held locked (:meth:`_announce`); called when collected.
         self._presence: weakref.finalize[Any, Any] | None = None
+        self._announced = False
 
     # ------------------------------------------------------------------ claiming
 
@@ -323,24 +328,31 @@ class Dispatcher:
         it has stopped (:func:`_stopped`). Without the lock (a file system without
         ``flock``) nobody ever takes a delivery over from it before its lease ends."""
         database = self.node.engine.url.database
-        if self._presence is not None or self.node.engine.dialect.name != "sqlite":
+        if self._announced or self.node.engine.dialect.name != "sqlite":
             return
+        self._announced = True  # once: a failure is said once, and stays so
         if not database or database == ":memory:":
             return
         path = _presence_path(database, self.worker)
+        # Locked before it is put in place: no file at that path is ever unheld while
+        # its dispatcher runs (a file of a killed one of the same id is replaced).
+        placing = f"{path}.{os.getpid()}.{id(self):x}"
         try:
             os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-            presence = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            presence = os.open(placing, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         except OSError as e:
-            log.warning("dispatcher %s cannot open %s (%s)", self.worker, path, e)
+            log.warning("dispatcher %s cannot create %s (%s)", self.worker, placing, e)
             return
         try:
             fcntl.flock(presence, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.rename(placing, path)
         except OSError as e:
+            with contextlib.suppress(OSError):
+                os.unlink(placing)
             os.close(presence)
             log.warning("dispatcher %s cannot hold %s (%s)", self.worker, path, e)
             return
-        self._presence = weakref.finalize(self, _let_go, presence, path)
+        self._presence = weakref.finalize(self, _let_go, presence, path, os.getpid())
 
     def _lease_ahead(self, now: int):  # type: ignore[no-untyped-def]
         return and_(

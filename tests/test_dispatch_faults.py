@@ -6,6 +6,7 @@ does not overwrite what a dispatcher is doing."""
 
 from __future__ import annotations
 
+import errno
 import gc
 import os
 import sqlite3
@@ -926,7 +927,7 @@ time.sleep(60)
 def _kill(dispatcher: Dispatcher) -> None:
     """What the kernel does to a dispatcher's lock when its process is killed (its file
     stays: nothing ran to remove it)."""
-    _, _, (presence, _path), _ = dispatcher._presence.detach()
+    _, _, (presence, _path, _pid), _ = dispatcher._presence.detach()
     os.close(presence)
 
 
@@ -942,6 +943,71 @@ def test_a_dispatcher_that_ends_of_itself_removes_its_file(make_federation):
     del dispatcher
     gc.collect()
     assert os.listdir(folder) == []
+
+
+@sqlite_only
+def test_a_file_removed_as_its_dispatcher_ended_proves_nothing_of_a_new_one(
+    make_federation, monkeypatch
+):
+    """A checker that opened a dispatcher's file just before that dispatcher ended
+    (and removed it) locks the removed file: a new dispatcher of the same id, holding
+    the file now at that path, is not judged stopped."""
+    fed = make_federation(("KZ", "KG"))
+    kz = fed["KZ"]
+    database = kz.node.engine.url.database
+    ending = Dispatcher(kz.node, worker="same")
+    ending._announce()
+    opened = os.open(dispatcher_module._presence_path(database, "same"), os.O_RDWR)
+    try:
+        ending._presence()  # it ends: removes its file, lets go of its lock
+        new = Dispatcher(kz.node, worker="same")
+        new._announce()
+        real_open = os.open
+        monkeypatch.setattr(os, "open", lambda *args, **kwargs: os.dup(opened))
+        assert not dispatcher_module._stopped(database, "same")
+        monkeypatch.setattr(os, "open", real_open)
+        assert not dispatcher_module._stopped(database, "same")
+        new._presence()
+    finally:
+        os.close(opened)
+
+
+@sqlite_only
+def test_a_dispatcher_that_cannot_hold_its_file_leaves_none(make_federation, monkeypatch, caplog):
+    """Its file is put in place only once locked: one that cannot lock it (a file
+    system without locks) leaves no file that would look stopped while it runs; one
+    that starts again under the id of a killed one replaces that one's file."""
+    fed = make_federation(("KZ", "KG"))
+    database = fed["KZ"].node.engine.url.database
+    real_flock = dispatcher_module.fcntl.flock
+
+    def refuse(fd, operation):
+        raise OSError(errno.ENOLCK, "no locks available")
+
+    unheld = Dispatcher(fed["KZ"].node, worker="unheld")
+    monkeypatch.setattr(dispatcher_module.fcntl, "flock", refuse)
+    unheld._announce()
+    monkeypatch.setattr(dispatcher_module.fcntl, "flock", real_flock)
+    assert unheld._presence is None and "cannot hold" in caplog.text
+    folder = database + "-dispatchers"
+    assert os.listdir(folder) == []
+    assert not dispatcher_module._stopped(database, "unheld")
+    killed = Dispatcher(fed["KZ"].node, worker="again")
+    killed._announce()
+    _kill(killed)
+    assert dispatcher_module._stopped(database, "again")
+    restarted = Dispatcher(fed["KZ"].node, worker="again")
+    restarted._announce()
+    assert not dispatcher_module._stopped(database, "again")
+    assert len(os.listdir(folder)) == 1
+    # A child forked from its process that ends of itself leaves the parent's file.
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child
+        restarted._presence()
+        os._exit(0 if os.path.exists(dispatcher_module._presence_path(database, "again")) else 1)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert not dispatcher_module._stopped(database, "again")
 
 
 def _release(member, delivery_id: int) -> None:
