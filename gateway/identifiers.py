@@ -254,6 +254,32 @@ _TEXT_TRUNK_PHONE = re.compile(
 )
 
 
+# After a word that says a phone number follows ("тел.", "phone:", "WhatsApp"), a
+# number as dialled at home: "тел. 0555 12-34-56", "тел: (90) 123-45-67".
+_TEXT_CUED_PHONE = re.compile(
+    r"(?:\b(?:тел|телефон|моб|мобильный|сот|сотовый|номер|phone|tel|mob|mobile|cell|"
+    r"whatsapp|viber|telegram|nomer|raqam|телефоны|телефону)\b)"
+    rf"[\s.:№#-]{{0,4}}(\(?[0-9][0-9 ().{_DASHES}-]{{6,20}}[0-9])",
+    re.IGNORECASE,
+)
+
+
+def _cued_phones(written: str) -> set[str]:
+    """The numbers a number written after a cue may be, as :func:`_phones` reads one
+    without "+": the whole of it, and, as it may run on into other digits ("тел
+    0555123456 2 раза"), each run of its digit groups from the start of 9 to 11
+    digits."""
+    groups = _DIGIT_RUN.findall(written)
+    whole = "".join(groups)
+    numbers = _phones(whole) if len(whole) <= 11 else set()
+    digits = ""
+    for group in groups:
+        digits += group
+        if 9 <= len(digits) <= 11:
+            numbers |= _phones(digits)
+    return numbers
+
+
 def _text_phones(written: str) -> set[str]:
     """The numbers a "+" number in text may be: it may run on into other digits
     ("+77001234567 3 times", "+7 700 123 45 67 2025-03-10"), so every run of its
@@ -582,6 +608,8 @@ def _text(found: _Found, text: str, *, outgoing: bool) -> None:
         found.update(("phone", phone) for phone in _text_phones(match))
     for match in _TEXT_TRUNK_PHONE.findall(text):
         found.update(("phone", phone) for phone in _phones(match))
+    for match in _TEXT_CUED_PHONE.findall(text):
+        found.update(("phone", phone) for phone in _cued_phones(match))
     for match in _TEXT_EMAIL.findall(text) if "@" in text else ():
         found.add(("email", match.casefold()))
     for match in _TEXT_HANDLE.findall(text):

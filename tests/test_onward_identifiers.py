@@ -258,6 +258,14 @@ def channel(kind, value, platform=None):
         (channel("phone", "+77001234567"), channel("phone", "8 (700) 123-45-67")),
         (channel("phone", "+77001234567"), channel("messenger", "700 123 4567", "whatsapp")),
         (channel("phone", "+77001234567"), text("тел. 8 (700) 123-45-67, звонить вечером")),
+        # After a word that says a phone number follows, as dialled at home.
+        (channel("phone", "+996555123456"), text("тел. 0555 12-34-56")),
+        (channel("phone", "+996555123456"), text("тел 0555123456 2 раза")),
+        (channel("phone", "+998901234567"), text("Тел: (90) 123-45-67")),
+        (channel("phone", "+992901234567"), text("Телефон: 90 123 45 67, звонить вечером")),
+        (channel("phone", "+77001234567"), text("WhatsApp 8 700 123 45 67")),
+        (text("phone: 0555 12 34 56"), channel("phone", "+996555123456")),
+        (channel("phone", "+99365123456"), text("тел. 65 12 34 56")),
         (channel("phone", "+996555123456"), channel("phone", "0555 123 456")),
         (channel("phone", "+998901234567"), channel("phone", "90 123 45 67")),
         (channel("phone", "+992901234567"), channel("phone", "90 123 45 67")),
@@ -373,6 +381,9 @@ def test_contacts_vehicles_and_organisations_meet_however_written(recorded, outg
         # Another registration number with the same first digits.
         (registered("Reg. 123456/2019"),
          registered("No 123456-2021")),
+        # Another number after the cue; digits without a cue are no phone number.
+        (channel("phone", "+996555123456"), text("тел. 0555 12-34-99")),
+        (channel("phone", "+998901234567"), text("Дело 90 123 45 67 возбуждено")),
         # A longer number in text (an account) holds no phone number.
         (channel("phone", "+77001234567"), text("Paid from account 870012345678 in May.")),
         # The same site, another page; the same person's site host, another account.
