@@ -308,9 +308,7 @@ def post_message(member, typ, body, to):
 def test_overdue_case_requests_until_completed_or_refused(make_federation):
     fed = make_federation(("KZ", "KG"))
     kz, kg = fed["KZ"], fed["KG"]
-    request = example_case_request()
-    request_id = post_message(kz, "case-request/1", request, ["KG"])
-    Dispatcher(kz.node).run_once()
+    request, request_id = _requested(kz, "KG")
     after = request["deadline"] + 1
 
     def overdue(member, now):
@@ -377,9 +375,7 @@ def test_a_request_answered_by_a_response_purged_since_stays_answered(make_feder
     fed = make_federation(("KZ", "KG"))
     kz, kg = fed["KZ"], fed["KG"]
     _agreeing(fed, '"case-response/1" = 30')
-    request = example_case_request()
-    request_id = post_message(kz, "case-request/1", request, ["KG"])
-    Dispatcher(kz.node).run_once()
+    request, request_id = _requested(kz, "KG")
     complete = _final_response(request_id, "complete")
     post_message(kg, "case-response/1", complete, ["KZ"])
     assert [o.state for o in Dispatcher(kg.node).run_once()] == ["delivered"]
@@ -398,9 +394,7 @@ def test_a_response_corrected_to_complete_still_counts_once_purged(make_federati
     fed = make_federation(("KZ", "KG"))
     kz, kg = fed["KZ"], fed["KG"]
     _agreeing(fed, '"case-response/1" = 30')
-    request = example_case_request()
-    request_id = post_message(kz, "case-request/1", request, ["KG"])
-    Dispatcher(kz.node).run_once()
+    request, request_id = _requested(kz, "KG")
     partial = example_case_response(in_reply_to=request_id, outcome="partial")
     response_id = post_message(kg, "case-response/1", partial, ["KZ"])
     complete = _final_response(request_id, "complete")
@@ -413,6 +407,15 @@ def test_a_response_corrected_to_complete_still_counts_once_purged(make_federati
             assert oversight.overdue_requests(session, later) == []
             assert purge.run(session, member.node.policy(), now=later, by="test")
             assert oversight.overdue_requests(session, later) == []
+
+
+def _requested(sender, to):
+    """``sender`` sends ``to`` a case request, and its dispatcher runs once: (the
+    request's body, its id)."""
+    request = example_case_request()
+    request_id = post_message(sender, "case-request/1", request, [to])
+    Dispatcher(sender.node).run_once()
+    return request, request_id
 
 
 def _final_response(request_id, outcome):
@@ -462,9 +465,7 @@ def test_a_sent_request_is_not_judged_by_its_first_body_once_its_correction_is_p
     fed = make_federation(("KZ", "KG"))
     kz, kg = fed["KZ"], fed["KG"]
     _agreeing(fed, '"correction/1" = 30')
-    request = example_case_request()
-    request_id = post_message(kz, "case-request/1", request, ["KG"])
-    Dispatcher(kz.node).run_once()
+    request, request_id = _requested(kz, "KG")
     fix = _correcting(
         request_id,
         "case-request/1",
@@ -488,9 +489,7 @@ def test_purged_answers_count_for_the_requests_of_their_direction(make_federatio
     fed = make_federation(("KZ", "KG"))
     kz, kg = fed["KZ"], fed["KG"]
     _agreeing(fed, '"case-response/1" = 30')
-    request = example_case_request()
-    request_id = post_message(kg, "case-request/1", request, ["KZ"])
-    Dispatcher(kg.node).run_once()
+    request, request_id = _requested(kg, "KZ")
     odd = _final_response(request_id, "complete")
     post_message(kg, "case-response/1", odd, ["KZ"])
     Dispatcher(kg.node).run_once()
