@@ -38,9 +38,13 @@ phrase would meet):
 
   An initial is a name's word of one letter (or a digraph Ш, Ч, Ц, Я, Ю, Ё stand
   for), and in text a token written as one: a capital (or two letters for one sound)
-  and a dot ("A.", "Sh."). Text is read in runs of capitalised words (:func:`_runs`);
-  a father's name makes no pair (:func:`_patronymics`).
-* document numbers with their issuing state; phone numbers, also as dialled at home;
+  and a dot ("A.", "Sh."). Text is read in runs of capitalised words (:func:`_runs`),
+  each word also as the nominative it may be a case of (:func:`_case_forms`); a
+  father's name makes no pair (:func:`_patronymics`).
+* document numbers with their issuing state; numbers that identify a person or a
+  thing (documents, accounts, cards, IBANs, VINs, personal and registration numbers)
+  without their kind or state, also in text (:func:`_number`); phone numbers, also as
+  dialled at home;
   account numbers; e-mail addresses; messenger and social accounts by their handle;
   websites; vehicles; organisations' registration numbers; phone numbers, e-mail
   addresses, "@handles" and addresses anywhere in text.
@@ -50,6 +54,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import heapq
 import itertools
 import re
 import unicodedata
@@ -58,7 +63,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
 from schemas.common import json_objects
-from schemas.names import match_keys, readings
+from schemas.names import match_keys, readings, visible
 
 _Found = set[tuple[str, str]]  # (kind, value), hashed at the end
 
@@ -83,11 +88,14 @@ def identifiers(body: Any, *, outgoing: bool = False) -> set[tuple[str, str]]:
         if isinstance(number, str) and isinstance(country, str):
             found.add(("document", country + ":" + _DOC_NOISE.sub("", number).upper()))
             found.add(("document", country + ":" + _document(number)))
+        if isinstance(number, str):
+            _number(found, _document(number))
         value = node.get("value")
         if isinstance(value, str):
             _channel(found, kind, value)
         if isinstance(node.get("iban"), str):
             found.add(("account", node["iban"]))
+            _number(found, _document(node["iban"]))
         if isinstance(number, str) and country is None:
             # Any account number (bank, card, crypto, mobile money), with or without the
             # institution (or beside its IBAN): leaving either out must not hide it; one
@@ -105,29 +113,62 @@ def identifiers(body: Any, *, outgoing: bool = False) -> set[tuple[str, str]]:
                 digits = "".join(_DIGIT_RUN.findall(unicodedata.normalize("NFKC", written)))
                 if key == "organisation" and len(digits) >= 6:
                     found.add((key, digits))
-    for text in _strings(body):
+                _number(found, _document(written))
+                if key == "organisation":
+                    _number(found, digits)
+    structured = {item for item in found if item[0] == "number"}
+    for text in _strings(body, references=outgoing):
         _text(found, text, outgoing=outgoing)
-    return found if outgoing else _bounded(found)
+    if outgoing:
+        return found  # all of it: a reference is free text, and could hide a number
+    # An H2 message's case numbers (and a case response's echo of the requester's) are
+    # no one's data, wherever else the message repeats them: not recorded.
+    references: _Found = set()
+    for text in _references(body):
+        _text_numbers(references, text, outgoing=True)
+    cases = {digits for _, value in references if len(digits := _only_digits(value)) >= 9}
+    if references:
+        found = {
+            item
+            for item in found
+            if item[0] != "number"
+            or item in structured
+            or item not in references
+            and not any(case in item[1] for case in cases)
+        }
+    return _bounded(found, structured)
 
 
 #: Keys of parts of names and words of text recorded for one message at most: a
 #: message of a hundred long names for each of forty people (0.7 MB) has 300,000.
 MOST_PART_KEYS = 20_000
+#: Numbers read in text recorded for one message at most: a bank statement pasted into a
+#: summary (100,000 groups of digits) has 400,000.
+MOST_TEXT_NUMBERS = 5_000
 _PART_KINDS = (
     *("name-pair", "name-expanded", "name-initial"),
     *("text-pair", "text-expanded", "text-initial"),
 )
 
 
-def _bounded(found: _Found) -> _Found:
+def _bounded(found: _Found, structured: _Found) -> _Found:
     """``found`` with at most :data:`MOST_PART_KEYS` keys of parts of names and words
-    of text: of names first, then of text, each in sort order (whole names, numbers and
-    addresses all stay)."""
+    of text (of names first, then of text, each in sort order) and at most
+    :data:`MOST_TEXT_NUMBERS` numbers besides the ``structured`` ones (in sort order);
+    whole names, numbers of documents and accounts, and addresses all stay."""
     parts = [item for item in found if item[0] in _PART_KINDS]
-    if len(parts) <= MOST_PART_KEYS:
-        return found
-    parts.sort(key=lambda item: (_PART_KINDS.index(item[0]), item[1]))
-    return (found - set(parts)) | set(parts[:MOST_PART_KEYS])
+    if len(parts) > MOST_PART_KEYS:
+        parts.sort(key=lambda item: (_PART_KINDS.index(item[0]), item[1]))
+        found = (found - set(parts)) | set(parts[:MOST_PART_KEYS])
+    numbers = [item for item in found if item[0] == "number" and item not in structured]
+    if len(numbers) > MOST_TEXT_NUMBERS:
+        kept = heapq.nsmallest(
+            MOST_TEXT_NUMBERS,
+            numbers,
+            key=lambda item: (item[1].isdigit(), item[1]),  # with letters first: documents'
+        )
+        found = found - set(numbers) | set(kept)
+    return found
 
 
 def _placeholder(value: str) -> bool:
@@ -175,18 +216,192 @@ def _document(number: str) -> str:
     return _NOT_LETTER_OR_DIGIT.sub("", folded)
 
 
-def _strings(node: Any) -> Iterator[str]:
+#: Members holding a case's or a hit's reference (schemas/case_request.py, …): numbers
+#: of cases, not of people or things.
+REFERENCE_MEMBERS = frozenset({"reference", "case_reference", "response_reference"})
+
+
+def _strings(node: Any, *, references: bool) -> Iterator[str]:
     """Every string in ``node`` but the names of people and organisations, which
-    :func:`_names` reads (member names are the standard's, not data)."""
+    :func:`_names` reads, and, unless ``references``, those of
+    :data:`REFERENCE_MEMBERS`. Member names are the standard's, not data."""
     stack = [node]
     while stack:
         item = stack.pop()
         if isinstance(item, str):
             yield item
         elif isinstance(item, dict):
-            stack.extend(value for member, value in item.items() if member != "names")
+            stack.extend(
+                value
+                for member, value in item.items()
+                if member != "names" and (references or member not in REFERENCE_MEMBERS)
+            )
         elif isinstance(item, list):
             stack.extend(item)
+
+
+def _references(body: Any) -> Iterator[str]:
+    """The strings of :data:`REFERENCE_MEMBERS` anywhere in ``body``."""
+    for node in json_objects(body):
+        for member in REFERENCE_MEMBERS:
+            if isinstance(node.get(member), str):
+                yield node[member]
+
+
+# ---------------------------------------------------------------- numbers
+
+# A number that identifies a person or a thing, wherever it is written: a document's,
+# an account's or card's, an IBAN, a VIN, a personal or registration number (IIN,
+# PINFL, BIN). Compared without their kind or country, so that a number told in text
+# meets the same number in a document, an account or another text.
+_MOST_CHUNKS = 8  # a number in text written in groups: at most this many (an IBAN: 7)
+_CHUNK = re.compile(r"[^\W_]+(?:-[^\W_]+)*")
+_ASCENDING = "12345678901234567890"
+
+
+def _number(found: _Found, compact: str) -> None:
+    """``compact`` (as :func:`_document` gives it) as a number, if it may identify:
+    letters with six digits or more ("N12345678", "AA1234567", an IBAN, a VIN), or
+    nine digits or more (a card, an IIN, a passport of digits). Not one repeated digit,
+    "123456789", or a round sum ("1 500 000 000")."""
+    only_digits = _only_digits(compact)
+    letters = len(compact) - len(only_digits)
+    if len(only_digits) < (6 if letters else 9) or len(compact) < 7:
+        return
+    if len(set(only_digits)) <= 1 or _ASCENDING.startswith(only_digits):
+        return
+    if not letters and only_digits.endswith("00000"):
+        return
+    found.add(("number", compact))
+
+
+def _only_digits(text: str) -> str:
+    return _NOT_DIGIT.sub("", text)
+
+
+_NOT_DIGIT = re.compile(r"\D+")
+
+
+def _text_numbers(found: _Found, text: str, *, outgoing: bool) -> None:
+    """Numbers in text (:func:`_number`), also written in groups of up to
+    :data:`_MOST_CHUNKS` words or dashed parts: "AC 4815162", "AC–4815162", "4400 4301
+    9876 5432", "KZ86 125K ZT50 0410 0100", "ИИН 900101350146", "I-AŞ 481526", "серия
+    4512, номер 846273", "AC№4815162", "AC/4815162". A word of letters alone is a
+    number's series when it has three capitals at most; "№" and words such as "номер" or
+    "No" go between. Every group of words next to each other is tried, as a number may
+    stand beside a series, a label or another number, and the numbers inside each
+    (:func:`_inner_numbers`); a comma or the end of a sentence ends a group, unless "№"
+    or such a word follows. Groups written as a sum ("375 250 000") or as years ("2021
+    2022 2023") are none. A word with marks other than a dash is read only for the
+    numbers inside it ("ИИН:900101350146"; "01.01.2024-31.12.2024" and "1275300.50" have
+    none). Unless ``outgoing``, the word after one that says a case's number follows
+    ("дело №", "ЕРДР", "исх.") is no one's number (a message leaving is looked up with
+    it: a cue word written before an H2 number must not hide it)."""
+    parts: list[_Part] = []  # the group's words and dashed parts
+    cue = False  # the next word is a case's number
+    broken = False  # a comma or a sentence's end since the last part
+    for raw in visible(text).translate(_NUMBER_MARKS).split():
+        if raw.lstrip(_OPENING).startswith("+"):
+            parts, cue, broken = [], False, False  # a country code: read as a phone
+            continue
+        token = raw.strip(_OPENING + _CLOSING + "-№")
+        folded = token.casefold()
+        if not token or folded in _NUMBER_WORDS:
+            broken = False  # "серия 4512, номер 846273": the number goes on
+            continue
+        if broken:
+            parts, broken = [], False
+        series = False
+        if folded in _CASE_CUES:
+            parts, cue = [], not outgoing
+        else:
+            cued, cue = cue, False
+            whole = _CHUNK.fullmatch(token) is not None
+            series = whole and token.isupper() and len(token.replace("-", "")) <= 3
+            numeric = any(c.isdigit() for c in token) and not any(c.islower() for c in token)
+            if whole and (series or numeric):
+                for part in token.split("-"):
+                    parts = [*parts[1 - _MOST_CHUNKS :], _part(part, cued)]
+                    for first in range(len(parts)):
+                        _group_numbers(found, parts[first:])
+            else:
+                parts = []
+                if not cued:
+                    _inner_numbers(found, token)
+        if raw.endswith((",", ";", ".", "!", "?")) and not (
+            raw.endswith(".") and (series or folded in _ABBREVIATED)
+        ):
+            broken = True
+
+
+class _Part(NamedTuple):
+    written: str
+    compact: str  # as _document gives it
+    digits: int
+    cued: bool  # the word after a case's number cue
+
+
+def _part(written: str, cued: bool) -> _Part:
+    compact = _document(written)
+    return _Part(written, compact, len(_only_digits(compact)), cued)
+
+
+def _group_numbers(found: _Found, group: list[_Part]) -> None:
+    """The number a group of parts of text makes, and those inside it."""
+    if sum(part.digits for part in group) < 6 or all(part.cued for part in group):
+        return
+    words = [part.written for part in group]
+    figures = words[next((i for i, w in enumerate(words) if not w.isalpha()), len(words)) :]
+    if len(figures) > 1 and all(figure.isdigit() for figure in figures):
+        if 1 <= len(figures[0]) <= 3 and all(len(f) == 3 for f in figures[1:]):
+            if figures[-1] == "000" or len(figures) < len(words):
+                return  # a sum: "375 250 000"; and a word before part of one: "В 375 250"
+        if all(_YEAR.fullmatch(figure) for figure in figures):
+            return  # years: "2021 2022 2023"
+    joined = "".join(part.compact for part in group)
+    _number(found, joined)
+    if any(not (word.isdigit() or word.isalpha()) for word in words):
+        _inner_numbers(found, joined)  # "AC 4815162KZ"
+
+
+_YEAR = re.compile(r"(?:19|20)[0-9]{2}")
+# "№" (and what is written for it) stands apart as a word of its own; any dash is "-";
+# a slash is a space.
+_NUMBER_MARKS = str.maketrans(
+    {"№": " № ", "°": " № ", "º": " № ", "#": " № ", "/": " "}
+    | dict.fromkeys([*map(chr, range(0x2010, 0x2016)), "\u2212", "\ufe58", "\ufe63", "\uff0d"], "-")
+)
+
+
+# Words that say a number follows, which may stand between a series and its number.
+_NUMBER_WORDS = frozenset(
+    "номер номера номером нөмірі нөмір nomer nomeri raqam raqami no nr num number".split()
+)
+# Words that say a case's or a letter's number follows: that number identifies no one.
+_CASE_CUES = frozenset("дело дела делу делом деле ердр кусп исх вх іс иш ish case ref".split())
+# Shortened words whose dot ends no sentence.
+_ABBREVIATED = frozenset({"no", "nr", "исх", "вх", "ref"})
+_INNER_DIGITS = re.compile(r"\d{6,}")
+
+
+def _inner_numbers(found: _Found, token: str) -> None:
+    """The numbers inside one word: each run of nine digits or more, and of six or
+    more with the one to three capitals just before them (not the end of a longer word
+    of capitals)."""
+    for match in _INNER_DIGITS.finditer(token):
+        digits = match.group()
+        if len(digits) >= 9:
+            _number(found, _document(digits))
+        at = match.start()
+        first = at
+        while first > 0 and at - first < 3 and _capital(token[first - 1]):
+            first -= 1
+        if first < at and not (first > 0 and _capital(token[first - 1])):
+            _number(found, _document(token[first:at] + digits))
+
+
+def _capital(character: str) -> bool:
+    return character.isalpha() and character.isupper()
 
 
 # ---------------------------------------------------------------- phone numbers
@@ -324,16 +539,31 @@ def _channel(found: _Found, channel: str | None, value: str) -> None:
         found.add(("phone", written))  # not a number as such ("+7 700 … ext. 5"): as written
     if channel == "email" or _EMAIL.fullmatch(written):
         if "@" in written:
-            found.add(("email", written.casefold().removeprefix("mailto:")))
+            _email(found, written.casefold().removeprefix("mailto:"))
     elif not phones and channel in ("messenger", "social", "website"):
         _link(found, written, bare=channel != "website")
 
 
 _EMAIL = re.compile(r"[^\s@<>()\[\],;:\"]+@[^\s@<>()\[\],;:\"]+\.[^\s@<>()\[\],;:\"]{2,}")
+# Mail hosts that ignore dots in the user name and what follows a "+".
+_DOTLESS_MAIL = frozenset({"gmail.com", "googlemail.com"})
+
+
+def _email(found: _Found, address: str) -> None:
+    """An e-mail address (in lower case) as written, and for Gmail as delivered:
+    "Aigerim.N+job@gmail.com" is "aigerimn@gmail.com"."""
+    found.add(("email", address))
+    user, _, host = address.rpartition("@")
+    delivered = user.partition("+")[0].replace(".", "")
+    if host in _DOTLESS_MAIL and delivered:
+        found.add(("email", delivered + "@gmail.com"))
+
+
 # Hosts whose first path segment is an account ("instagram.com/name").
 _PROFILE_HOSTS = frozenset(
-    """t.me telegram.me telegram.dog instagram.com facebook.com fb.com vk.com vk.ru ok.ru
-    tiktok.com twitter.com x.com youtube.com threads.net linkedin.com""".split()
+    """t.me telegram.me telegram.dog instagram.com instagr.am facebook.com fb.com fb.me
+    m.me messenger.com vk.com vk.ru ok.ru tiktok.com twitter.com x.com youtube.com
+    threads.net linkedin.com""".split()
 )
 # Path words before an account that say nothing of it ("t.me/s/name", "linkedin.com/in/
 # name"), that name another kind of account ("facebook.com/groups/id"), or that
@@ -380,7 +610,8 @@ def _address(written: str) -> tuple[str, list[str], dict[str, str], str]:
     host, _, path = address.partition("/")
     host = host.rpartition("@")[2].partition(":")[0]  # no user or port
     for prefix in ("www.", "m.", "mobile.", "web."):
-        host = host.removeprefix(prefix)
+        if "." in host.removeprefix(prefix):  # not "m.me", Facebook's messenger
+            host = host.removeprefix(prefix)
     segments = [urllib.parse.unquote(s) for s in path.split("/") if s]
     members = {
         name: values[0]
@@ -398,7 +629,16 @@ def _link(found: _Found, written: str, *, bare: bool, host_alone: bool = True) -
     if bare and "/" not in written:
         _handle(found, written.casefold().lstrip("@"))
         return
+    scheme = written[: written.find("://")].casefold() if "://" in written else ""
     host, segments, query, fragment = _address(written)
+    if scheme in _APP_SCHEMES:  # tg://resolve?domain=name, viber://chat?number=…
+        for member, kind in _APP_SCHEMES[scheme]:
+            value = query.get(member)
+            if value and kind == "phone":
+                found.update(("phone", phone) for phone in _phones("+" + value.lstrip("+ ")))
+            elif value:
+                _handle(found, value.lstrip("@"))
+        return
     if host == "telegram.org" and fragment.startswith("@"):  # web.telegram.org/k/#@name
         _handle(found, fragment[1:])
         return
@@ -430,10 +670,22 @@ def _handle(found: _Found, handle: str) -> None:
         found.add(("handle", handle))
 
 
+# Links that open an app at an account: the query member naming it, and what it is.
+_APP_SCHEMES = {
+    "tg": (("domain", "handle"), ("phone", "phone")),
+    "viber": (("number", "phone"),),
+    "whatsapp": (("phone", "phone"),),
+}
+
+
 def _account(host: str, segments: list[str], query: dict[str, str]) -> str | None:
     """The account a profile address names, or None for a page that is no account."""
     if segments[:1] == ["profile.php"]:
         return query.get("id") or None
+    if host in ("facebook.com", "fb.com") and segments[:1] == ["people"] and len(segments) > 2:
+        return segments[2]  # facebook.com/people/Name-Surname/<id>: profile.php?id=<id>
+    if host == "messenger.com" and segments[:1] == ["t"] and len(segments) > 1:
+        return segments[1]  # messenger.com/t/name: m.me/name
     while segments and segments[0] in _DECORATION:
         segments = segments[1:]
     if not segments or segments[0] in _NOT_ACCOUNTS or segments[0].endswith(".php"):
@@ -588,7 +840,7 @@ _TEXT_EMAIL = re.compile(r"(?<![\w.%+-])[\w.%+-]+@[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{
 _TEXT_HANDLE = re.compile(r"(?<![\w@.])@([\w.]{2,64}\w)")
 _TLDS = "kz|kg|uz|tj|tm|ru|by|ua|az|ge|am|tr|ae|cn|com|org|net|info|biz|me|io|su|online|site"
 _TEXT_ADDRESS = re.compile(
-    rf"(?:https?://|www\.)\S+|(?<![@\w.-])(?:[\w-]+\.)+(?:{_TLDS})\b(?:/\S*)?",
+    rf"(?:https?://|www\.|tg://|viber://|whatsapp://)\S+|(?<![@\w.-])(?:[\w-]+\.)+(?:{_TLDS})\b(?:/\S*)?",
     re.IGNORECASE,
 )
 _OPENING = "([{\"'«“‘‹"
@@ -601,8 +853,9 @@ _DOTTED = re.compile(r"(?<=\.)(?=[^\W\d_])")  # "Р.А." and "R.Karimov" are two
 
 
 def _text(found: _Found, text: str, *, outgoing: bool) -> None:
-    """Names (capitalised words next to each other or one apart), phone numbers,
-    e-mail addresses, "@handles" and addresses in any text of a message."""
+    """Names (capitalised words next to each other or one apart), numbers, phone
+    numbers, e-mail addresses, "@handles" and addresses in any text of a message."""
+    _text_numbers(found, text, outgoing=outgoing)  # before folding: "№" would be "No"
     text = unicodedata.normalize("NFKC", text)
     for match in _TEXT_PHONE.findall(text):
         found.update(("phone", phone) for phone in _text_phones(match))
@@ -611,7 +864,7 @@ def _text(found: _Found, text: str, *, outgoing: bool) -> None:
     for match in _TEXT_CUED_PHONE.findall(text):
         found.update(("phone", phone) for phone in _cued_phones(match))
     for match in _TEXT_EMAIL.findall(text) if "@" in text else ():
-        found.add(("email", match.casefold()))
+        _email(found, match.casefold())
     for match in _TEXT_HANDLE.findall(text):
         _handle(found, match.casefold())
     for match in _TEXT_ADDRESS.findall(text):
@@ -707,10 +960,10 @@ def _line_items(line: str) -> Iterator[_Item]:
             else:
                 longest = max(len(w) for w in alternatives)
                 for position in range(longest):
-                    last = _Word(
-                        frozenset(w[position] for w in alternatives if len(w) > position),
-                        initial,
-                    )
+                    words = frozenset(w[position] for w in alternatives if len(w) > position)
+                    if not initial:
+                        words = frozenset(c for w in words for c in _case_forms(w))
+                    last = _Word(words, initial)
                     yield last
             if initial and not token.endswith((",", ";", ":", "!", "?")):
                 continue  # the dot is the initial's, not the sentence's
@@ -745,8 +998,10 @@ def _run_pairs(found: _Found, run: list[_Word], *, outgoing: bool) -> None:
     or the word before when they end the run or are two or more ("Karimov R.A.": the
     first only, the second is the father's)."""
     wholes = [w for w in run if not w.initial]
-    fathers = _patronymics([min(w.forms) for w in wholes], joined=False)
-    own = [w for w in wholes if min(w.forms) not in fathers]
+    shown = [_shown(w) for w in wholes]
+    fathers = _patronymics(shown, joined=False)
+    own = [w for w, written in zip(wholes, shown, strict=True) if written not in fathers]
+    father_words = {id(w) for w, written in zip(wholes, shown, strict=True) if written in fathers}
     pairs = [(pair, True) for pair in zip(own, own[1:], strict=False)]
     pairs += [(pair, False) for pair in zip(own, own[2:], strict=False)]
     for (first, second), adjacent in pairs:
@@ -775,13 +1030,63 @@ def _run_pairs(found: _Found, run: list[_Word], *, outgoing: bool) -> None:
         elif after is not None:
             wholes_next += [(initial, after) for initial in group]
         for initial, whole in wholes_next:
+            if id(whole) in father_words:
+                continue
             for i, other in itertools.product(initial.forms, whole.forms):
-                if other not in fathers:
-                    found.update((kind, f"{i} {other}") for kind in kinds)
+                found.update((kind, f"{i} {other}") for kind in kinds)
         at = end
 
 
+def _shown(word: _Word) -> str:
+    """One form of a word of text, to judge it by: one that ends as a father's name
+    does ("Нурлановича" read as "nurlanovich"), else the first in order."""
+    return next((f for f in sorted(word.forms) if _PATRONYMIC.search(f)), min(word.forms))
+
+
 _TEXT_INITIAL_LOOKED_UP = ("name-expanded", "name-initial", "text-expanded")
+
+# A name in text is often declined: in Russian ("передали Нурланову", "у Каримова
+# Рустама", "с Каримовым") and with a Kazakh or Uzbek case ending ("Karimovning",
+# "Каримовтың", "Aigerimga"). Each word of a run is read as written and as the
+# nominative it may be a case of (on its collapsed reading, schemas/names.py).
+_SURNAME_CASE = re.compile(r"^(.{2,}(?:ov|ev|in|yn))(a|u|ym|im|om|e|oyu|oy|oi|ey)$")
+_NAME_CASE = re.compile(r"^(.{3,}[bcdfghjklmnprstvz])(a|u|om|em|e|i|oyu|oy|oi)$")
+_TURKIC_CASE = re.compile(r"^(.{4,}?)(ning|nin|nyn|dyn|tyn|din|tin|dan|tan|den|ten|nan|nen|"
+                          r"menen|benen|penen|men|ben|pen|ga|ka|ge|ke|go|ko|da|ta|de|te|"
+                          r"ni|di|ti)$")  # fmt: skip
+# What each Russian ending may stand for: the stem alone (a man's name, or a woman's
+# that ends in a consonant) or the stem and "a" (a woman's).
+_RUSSIAN_NOMINATIVES = {
+    "a": ("",),
+    "u": ("", "a"),
+    "ym": ("",),
+    "im": ("",),
+    "om": ("",),
+    "em": ("",),
+    "e": ("", "a"),
+    "i": ("a",),
+    "oy": ("a",),
+    "oyu": ("a",),
+    "oi": ("a",),
+    "ey": ("a",),
+}
+
+
+@functools.lru_cache(maxsize=16_384)
+def _case_forms(word: str) -> frozenset[str]:
+    """``word`` (a collapsed reading), and the nominatives it may be a case of:
+    "karimova" also "karimov", "nurlanovu" also "nurlanov" and "nurlanova", "rustamom"
+    "rustam", "gulnari" (Гульнары) "gulnara", "karimovning" "karimov"."""
+    forms = {word}
+    for rule in (_SURNAME_CASE, _NAME_CASE):
+        match = rule.match(word)
+        if match is not None:
+            stem, ending = match.groups()
+            forms.update(stem + tail for tail in _RUSSIAN_NOMINATIVES[ending])
+    match = _TURKIC_CASE.match(word)
+    if match is not None:
+        forms.add(match.group(1))
+    return frozenset(forms)
 
 
 @functools.lru_cache(maxsize=16_384)

@@ -57,6 +57,7 @@ __all__ = [
     "match_keys",
     "normalise",
     "readings",
+    "visible",
 ]
 
 #: Prefix of every key; bump it whenever a rule below changes. (n2: invisible
@@ -165,6 +166,11 @@ def _transliterate(name: str, lang: str | None) -> str:
 
 
 _MOST_PASSES = 3
+
+
+def visible(text: str) -> str:
+    """``text`` without the invisible characters :func:`normalise` drops."""
+    return _INVISIBLE.sub("", text)
 
 
 def normalise(name: str, lang: str | None = None) -> str:

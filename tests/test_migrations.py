@@ -218,17 +218,27 @@ def test_identifiers_of_h2_data_are_recorded_again_under_the_new_match_keys(
     engine.dispose()
 
 
-def test_h2_messages_are_looked_at_again_for_parts_of_names_and_contacts(
-    databases: Any,
+@pytest.mark.parametrize(
+    ("before", "leaving"),
+    [
+        # 0026: parts of names (whole names only before).
+        ("0025", {"subjects": [{"names": [{"original": "A. Nurlanova", "script": "Latn"}]}]}),
+        # 0027: names in text declined.
+        ("0026", {"summary": "Передали Айгерим Нурланову консулу."}),
+    ],
+)
+def test_h2_messages_are_looked_at_again_when_their_identifiers_grow(
+    databases: Any, before: str, leaving: dict[str, Any]
 ) -> None:
-    """Migration 0026: a message recorded before (whole names only) is looked at again,
-    so that a shortened name leaving meets it; one whose body is gone is not."""
+    """Migrations 0026 and 0027: a message recorded before is looked at again, so that
+    data leaving in a form recognised only since meets it; one whose body is gone is
+    not."""
 
     from gateway import onward
     from schemas.examples import example_alert
     from schemas.names import KEY_NUMBER
 
-    engine = _engine_at(databases, "parts", "0025")
+    engine = _engine_at(databases, "parts" + before, before)
     body = example_alert()
     assert body["handling"]["code"] == "H2"
     with engine.begin() as connection:
@@ -250,7 +260,6 @@ def test_h2_messages_are_looked_at_again_for_parts_of_names_and_contacts(
                 },
             )
     db.upgrade(engine)
-    shortened = {"subjects": [{"names": [{"original": "A. Nurlanova", "script": "Latn"}]}]}
     with Session(engine) as session:
         assert onward.catch_up(session, 7) == 1
         session.commit()
@@ -258,7 +267,7 @@ def test_h2_messages_are_looked_at_again_for_parts_of_names_and_contacts(
         versions = dict(
             session.execute(sa.select(InboundMessage.id, InboundMessage.h2_keys_version)).all()
         )
-    assert recorded & onward.identifier_keys(shortened, outgoing=True)
+    assert recorded & onward.identifier_keys(leaving, outgoing=True)
     assert versions == {1: KEY_NUMBER, 2: KEY_NUMBER}
     engine.dispose()
 

@@ -130,19 +130,29 @@ def test_h2_data_needs_the_originators_grant_to_reach_a_third_state(make_federat
 
 
 def test_h2_data_shortened_or_told_in_words_still_needs_the_grant(make_federation):
-    """The victim's name shortened to an initial, or the recruiter's Telegram account
-    written in the summary of an alert of KG's own: KG still needs KZ's grant."""
+    """The victim's name shortened to an initial, declined in the summary, her passport
+    number or the recruiter's Telegram account written in the summary of an alert of
+    KG's own: KG still needs KZ's grant."""
     fed = make_federation(("KZ", "KG", "UZ"))
     kz, kg = fed["KZ"], fed["KG"]
-    source = post(kz, "alert/1", example_alert(), ["KG"])["id"]
+    original = example_alert()
+    passport = {"type": "P", "number": "N08154711", "issuing_country": "KZ"}
+    original["subjects"][0]["documents"] = [passport]
+    source = post(kz, "alert/1", original, ["KG"])["id"]
     deliver(kz)
     someone = copy.deepcopy(example_alert_uzbek_latin()["subjects"][0])
     post(kg, "alert/1", kg_alert_naming(someone), ["UZ"])  # nothing of KZ's: sent
     shortened = copy.deepcopy(someone)
     shortened["names"] = [{"original": "A. Nurlanova", "script": "Latn", "latin": "A. Nurlanova"}]
-    told = kg_alert_naming(someone)
-    told["summary"] = "The adverts ran on t.me/rabota_dubai_example until May."
-    for body in (kg_alert_naming(shortened), told):
+    bodies = [kg_alert_naming(shortened)]
+    for summary in (
+        "The adverts ran on t.me/rabota_dubai_example until May.",
+        "Консульство приняло Айгерим Нурланову 12 мая.",
+        "Паспорт № N 08154711 изъят у работодателя.",
+    ):
+        bodies.append(kg_alert_naming(someone))
+        bodies[-1]["summary"] = summary
+    for body in bodies:
         refused = post(kg, "alert/1", body, ["UZ"], expect=403)
         assert refused["details"]["sources"] == [source], refused
 

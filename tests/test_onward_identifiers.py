@@ -422,6 +422,238 @@ def test_other_contacts_and_things_do_not_meet(recorded, outgoing):
     assert not meets(recorded, outgoing)
 
 
+@pytest.mark.parametrize(
+    ("recorded", "outgoing"),
+    [
+        # Russian cases: accusative, genitive, dative, instrumental, prepositional.
+        (H2_VICTIM, text("Передали Айгерим Нурланову сотрудникам консульства.")),
+        (H2_VICTIM, text("Показания Айгерим Нурлановой приложены.")),
+        (person("Rustam Karimov"), text("Изъят телефон у Рустама Каримова.")),
+        (person("Rustam Karimov"), text("Она познакомилась с Рустамом Каримовым в Оше.")),
+        (person("Rustam Karimov"), text("Сведения о Рустаме Каримове направлены.")),
+        (person("Gulnara Sadykova"), text("Паспорт Гульнары Садыковой изъят.")),
+        (person("Madina Alieva"), text("Мадину Алиеву вывезли в Дубай.")),
+        (H2_VICTIM, text("Айгерим Нурлановою опрошена.")),
+        # Kazakh and Uzbek case endings.
+        (person("Rustam Karimov"), text("Rustam Karimovning telefoni olindi.")),
+        (person("Rustam Karimov"), text("Рустам Каримовтың телефоны алынды.")),
+        (person("Rustam Karimov"), text("Рустам Каримовпен бірге жұмыс істеді.")),
+        (person("Aigerim Nurlanova"), text("Aigerim Nurlanovaga pul o'tkazildi.")),
+        # And the other way: an H2 message that named them declined, also with a
+        # father's name.
+        (text("Изъят телефон у Рустама Каримова."), person("Rustam Karimov")),
+        (text("Передали Айгерим Нурланову консулу."), person(("Айгерим Нурланова", "kk"))),
+        (text("Показания Каримова Рустама Алишеровича"), person("Rustam Karimov")),
+    ],
+)  # fmt: skip
+def test_a_declined_name_in_text_meets(recorded, outgoing):
+    assert meets(recorded, outgoing)
+
+
+@pytest.mark.parametrize(
+    ("recorded", "outgoing"),
+    [
+        (person("Timur Sergeevich Ivanov"), text("Показания Петра Сергеевича Иванова")),
+        (person("Rustam Karimov"), text("Изъят телефон у Тимура Каримова.")),
+        (person("Gulnara Sadykova"), text("Паспорт Асель Садыковой изъят.")),
+        # A father's name declined is no one's own: "С." is not Сергеевича.
+        (text("Показания Петра Сергеевича Иванова"), text("Задержан С. Иванов.")),
+        (text("Потерпевшая Айгерим Нурлановна Касымова"), text("Задержана Н. Касымова.")),
+    ],
+)  # fmt: skip
+def test_a_declined_name_of_another_person_does_not_meet(recorded, outgoing):
+    assert not meets(recorded, outgoing)
+
+
+def document(number, country=None, kind="P"):
+    found = {"type": kind, "number": number}
+    if country:
+        found["issuing_country"] = country
+    return {"documents": [found]}
+
+
+def account(kind, number=None, iban=None):
+    found = {"type": kind}
+    if number:
+        found["number"] = number
+    if iban:
+        found["iban"] = iban
+    return {"accounts": [found]}
+
+
+@pytest.mark.parametrize(
+    ("recorded", "outgoing"),
+    [
+        # Document numbers told in text, however written.
+        (document("N08154711", "KZ"), text("Её паспорт N08154711 остался у работодателя.")),
+        (document("AC4815162", "KG"), text("паспорт серии AC № 4815162, выдан 2019")),
+        (document("AC4815162", "KG"), text("passport no. AC 4815162.")),
+        (document("АС4815162", "KG"), text("Passport: AC-4815162")),
+        (document("4512 846273", "RU"), text("паспорт 45 12 846273")),
+        (document("I-AŞ 481526", "TM"), text("pasport I-AŞ 481526")),
+        (text("Паспорт N08154711 изъят."), document("N 08154711", "KZ")),
+        (text("Паспорт N08154711 изъят."), text("У неё был паспорт N08154711.")),
+        (text("(ИИН 900101350146)"), text("ИИН: 900101350146")),
+        (document("900101350146", "KZ", "ID"), text("IIN 900101350146")),
+        # A document with or without its issuing state.
+        (document("N08154711", "KZ"), document("N08154711")),
+        # Card and account numbers, IBANs in text.
+        (account("card", "4400 4301 9876 5432"),
+         text("деньги переводили на карту 4400430198765432")),
+        (account("card", "4400430198765432"), text("card 4400 4301 9876 5432.")),
+        (account("bank", iban="KZ86125KZT5004100100"),
+         text("IBAN KZ86 125K ZT50 0410 0100, Halyk")),
+        (text("IBAN KZ86 125K ZT50 0410 0100"), account("bank", iban="KZ86125KZT5004100100")),
+        # A VIN, a registration number in text.
+        ({"vehicles": [{"type": "car", "vin": "WVWZZZ1JZXW386752"}]},
+         text("VIN WVWZZZ1JZXW386752, white")),
+        (registered("BIN 180240012345"), text("ТОО, БИН 180240012345, зарегистрировано в 2018")),
+        # Full-width digits and letters.
+        (document("AC4815162", "KG"), text("ＡＣ４８１５１６２")),
+        # A label stuck to the number; "номер" between series and number.
+        (document("900101350146", "KZ", "ID"), text("ИИН:900101350146")),
+        (document("900101350146", "KZ", "ID"), text("(ИИН900101350146)")),
+        (document("900101350146", "KZ", "ID"), text("ЖСН-900101350146")),
+        (document("900101350146", "KZ", "ID"), text("ИИН/БИН:900101350146")),
+        (document("31234567890123", "UZ", "ID"), text("ПИНФЛ:31234567890123")),
+        (document("N08154711", "KZ"), text("паспорт№N08154711")),
+        (document("045678912", "KZ", "ID"), text("уд.л.№045678912")),
+        (document("4512846273", "RU"), text("паспорт серия 4512 номер 846273")),
+        (document("AC4815162", "KG"), text("паспорт серии AC номер 4815162")),
+        (document("AC4815162", "KG"), text("Passport No. AC 4815162")),
+        # An IBAN of seven groups.
+        (account("bank", iban="TR330006100519786457841326"),
+         text("IBAN TR33 0006 1005 1978 6457 8413 26")),
+        # A number hidden in the reference of a message leaving, or after a word that
+        # says a case's number follows, is still looked up.
+        (document("N08154711", "KZ"), {"case_reference": "N08154711", "summary": "Просим."}),
+        (document("N08154711", "KZ"), text("по делу № N08154711 сообщаем")),
+        (document("N08154711", "KZ"), text("Ref:\nN08154711")),
+        # Dashes of any kind, invisible characters, a comma after the series.
+        (document("AC4815162", "KG"), text("паспорт AC–4815162")),
+        (document("AC4815162", "KG"), text("паспорт AC — 4815162")),
+        (document("4512 846273", "RU"), text("паспорт 4512−846273")),
+        (document("AC4815162", "KG"), text("паспорт AC48\u200b15162")),
+        (document("900101350146", "KZ", "ID"), text("ИИН 90010135\u00ad0146")),
+        (document("AC4815162", "KG"), text("паспорт серии AC, № 4815162")),
+        (document("4512 846273", "RU"), text("паспорт серия 4512, номер 846273")),
+        # "№" glued, a slash, "N°", dashed parts, letters after the number.
+        (document("AC4815162", "KG"), text("паспорт AC№4815162")),
+        (document("AC4815162", "KG"), text("паспорт AC/4815162")),
+        (document("N08154711", "KG"), text("паспорт N°08154711")),
+        (document("4512 846273", "RU"), text("4512-846273-RU")),
+        (document("AC4815162", "KG"), text("ID: KZ-AC-4815162")),
+        (document("AC4815162", "KG"), text("AC 4815162KZ")),
+    ],
+)  # fmt: skip
+def test_numbers_in_text_meet(recorded, outgoing):
+    assert meets(recorded, outgoing)
+
+
+@pytest.mark.parametrize(
+    ("recorded", "outgoing"),
+    [
+        # Dates, times, years, sums, short numbers.
+        (text("10.03.2025 14:00, UTC+5"), text("10.03.2025 14:00, UTC+5")),
+        (text("в 2023 году 15 человек"), text("в 2023 году 15 человек")),
+        (text("Ущерб 1 500 000 000 тенге."), text("ущерб 1 500 000 000 тенге")),
+        (text("Ущерб 12 500 000 тенге."), text("ущерб 12 500 000 тенге")),
+        (text("рейс KC 931, место 12"), text("рейс KC 931, место 12")),
+        (text("ст. 128 ч. 3 п. 1 УК РК"), text("ст. 128 ч. 3 п. 1 УК РК")),
+        # Placeholders: one repeated digit, counting up, masked.
+        (document("000000000", "KZ"), text("паспорт 000000000")),
+        (document("AA0000000", "UZ"), text("паспорт AA0000000")),
+        (text("паспорт 123456789"), text("паспорт 123456789")),
+        (account("card", "**** **** **** 1234"), text("карта **** **** **** 1234")),
+        # Another number of the same series; a number in lower case is a sum.
+        (document("AC4815162", "KG"), text("паспорт AC 4815163")),
+        (text("заплатила 480000тг"), text("заплатила 480000тг")),
+        # Sums and years written in groups, after a capital too.
+        (text("Ущерб 375 250 000 тенге."), text("ущерб 375 250 000 тенге")),
+        (text("В 375 250 000 оценен ущерб"), text("В 375 250 000 оценен ущерб")),
+        (text("В 2021 2022 2023 годах"), text("В 2021 2022 2023 годах")),
+        # Numbers listed with commas between are not one number.
+        (account("card", "4400 4301 9876 5432"), text("Платежи: 4400, 4301, 9876, 5432.")),
+        # A phone number is read as one, not as a number: a profile id of its digits.
+        (channel("phone", "+77001234567"), channel("social", "77001234567", "vk")),
+        # Message ids (lower case) are no numbers.
+        ({"refers_to": "01956e2a-7c4b-7d31-8a5e-2b9f0c6d4e1a"},
+         text("01956e2a-7c4b-7d31-8a5e-2b9f0c6d4e1a")),
+        # Words with dots, slashes or commas: periods, sums, addresses, coordinates.
+        (text("за период 01.01.2024-31.12.2024"), text("за период 01.01.2024-31.12.2024")),
+        (text("10.03.2025/11.03.2025"), text("10.03.2025/11.03.2025")),
+        (text("Перевод 1275300.50 KZT"), text("перевод 1275300.50 KZT")),
+        (text("IP 192.168.100.200"), text("IP 192.168.100.200")),
+        (text("43.2389490,76.8897090"), text("43.2389490,76.8897090")),
+        # Another number: more capitals before the same digits.
+        (document("ABC481516", "KZ"), text("код XABC481516")),
+        # A case's number, after a word that says so.
+        (text("По уголовному делу № 252750031000127 просим"),
+         text("по делу №252750031000127 сообщаем")),
+        (text("ЕРДР №252750031000127"), text("ЕРДР № 252750031000127")),
+        (text("исх. № 252750031000127 от 01.02.2025"), text("исх. 252750031000127")),
+        # A case response echoes the requester's case number: the requester may cite it,
+        # however the response wrote it.
+        ({"case_reference": "252750031000127", "summary": "По запросу 252750031000127: ..."},
+         {"case_reference": "252750031000127", "summary": "Запрос 252750031000127."}),
+        ({"case_reference": "ЕРДР 252750031000127", "summary": "По запросу 252750031000127."},
+         text("запрос 252750031000127")),
+        ({"case_reference": "252750031000127", "summary": "По УД-252750031000127 сообщаем"},
+         text("УД-252750031000127")),
+    ],
+)  # fmt: skip
+def test_other_numbers_do_not_meet(recorded, outgoing):
+    assert not meets(recorded, outgoing)
+
+
+@pytest.mark.parametrize(
+    ("recorded", "outgoing"),
+    [
+        # Links that open an app, and other hosts of a platform.
+        (channel("messenger", "@aigerim_99", "telegram"),
+         channel("messenger", "tg://resolve?domain=aigerim_99", "telegram")),
+        (channel("messenger", "@aigerim_99", "telegram"), text("tg://resolve?domain=Aigerim_99")),
+        (channel("phone", "+77001234567"),
+         channel("messenger", "viber://chat?number=%2B77001234567", "viber")),
+        (channel("phone", "+77001234567"), channel("messenger", "whatsapp://send?phone=77001234567")),
+        (channel("social", "aigerim.n", "facebook"), channel("messenger", "https://m.me/aigerim.n")),
+        (channel("social", "aigerim.n", "facebook"), text("писала ей через m.me/aigerim.n")),
+        (channel("social", "aigerim.n", "instagram"), channel("social", "http://instagr.am/aigerim.n")),
+        (channel("social", "https://facebook.com/profile.php?id=100012345678", "facebook"),
+         channel("social", "https://www.facebook.com/people/Aigerim-N/100012345678/")),
+        # Gmail ignores dots and what follows "+".
+        (channel("email", "aigerim.nurlanova@gmail.com"),
+         channel("email", "AigerimNurlanova@gmail.com")),
+        (channel("email", "aigerim.nurlanova@gmail.com"),
+         text("aigerimnurlanova+jobs@googlemail.com")),
+        (text("пишите aigerim.n.99@gmail.com"), channel("email", "aigerimn99@gmail.com")),
+        (channel("phone", "+77001234567"),
+         channel("messenger", "tg://resolve?phone=77001234567", "telegram")),
+        (channel("social", "aigerim.n", "facebook"), text("messenger.com/t/aigerim.n")),
+    ],
+)  # fmt: skip
+def test_links_and_addresses_written_otherwise_meet(recorded, outgoing):
+    assert meets(recorded, outgoing)
+
+
+@pytest.mark.parametrize(
+    ("recorded", "outgoing"),
+    [
+        # Dots count on other mail hosts; another Telegram account; m.me is no host "me".
+        (channel("email", "aigerim.n@mail.ru"), channel("email", "aigeri.mn@mail.ru")),
+        (channel("messenger", "@aigerim_99", "telegram"),
+         channel("messenger", "tg://resolve?domain=asel_77", "telegram")),
+        (channel("social", "https://www.facebook.com/people/Aigerim-N/100012345678/"),
+         channel("social", "https://www.facebook.com/people/Aigerim-N/100099999999/")),
+        (channel("website", "https://m.me/"), channel("website", "https://m.me/")),
+        # Gmail: no user name before "+" is no address.
+        (channel("email", "+a@gmail.com"), text("пишите +b@gmail.com")),
+    ],
+)  # fmt: skip
+def test_other_links_and_addresses_do_not_meet(recorded, outgoing):
+    assert not meets(recorded, outgoing)
+
+
 def test_a_long_text_has_bounded_keys():
     """A 4,000-character summary: hundreds of keys, not a product of its readings."""
     words = "Женщину Из Алматы Перевезли В Дубай Через Шымкент И Ташкент В Марте".split()
@@ -463,6 +695,23 @@ def test_a_lone_surrogate_or_a_list_as_a_channel_type_is_no_error():
     ):
         identifier_keys(body, outgoing=True)
         identifier_keys(body)
+
+
+def test_the_numbers_recorded_of_one_message_are_bounded(monkeypatch):
+    """A bank statement pasted into a summary records at most MOST_TEXT_NUMBERS of the
+    numbers in its text, but every number of its documents and accounts."""
+    statement = " ".join(f"{4000 + i:04d} {7000 + 3 * i:04d}" for i in range(200))
+    body = {"summary": statement, **document("N08154711", "KZ")}
+    full = identifiers(body)
+    monkeypatch.setattr(module, "MOST_TEXT_NUMBERS", 40)
+    bounded = identifiers(body)
+    numbers = {item for item in full if item[0] == "number"}
+    assert len(numbers) > 400 and bounded <= full
+    assert len(bounded & numbers) == 41 and ("number", "N08154711") in bounded
+    leaving = identifiers(body, outgoing=True)
+    assert {item for item in leaving if item[0] == "number"} == numbers  # not bounded
+    body["summary"] += " Паспорт AB 4815162."  # numbers with letters are kept first
+    assert ("number", "AB4815162") in identifiers(body)
 
 
 def test_the_parts_recorded_of_one_message_are_bounded(monkeypatch):
