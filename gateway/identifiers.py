@@ -40,7 +40,9 @@ phrase would meet):
   for), and in text a token written as one: a capital (or two letters for one sound)
   and a dot ("A.", "Sh."). Text is read in runs of capitalised words (:func:`_runs`),
   each word also as the nominative it may be a case of (:func:`_case_forms`); a
-  father's name makes no pair (:func:`_patronymics`).
+  father's name makes no pair (:func:`_patronymics`). Text leaving is also read for
+  two words in lower case next to each other (:func:`_lower_case_pairs`), looked up
+  as name-pair.
 * document numbers with their issuing state; numbers that identify a person or a
   thing (documents, accounts, cards, IBANs, VINs, personal and registration numbers)
   without their kind or state, also in text (:func:`_number`); phone numbers, also as
@@ -871,6 +873,59 @@ def _text(found: _Found, text: str, *, outgoing: bool) -> None:
         _link(found, match.rstrip(_CLOSING), bare=False, host_alone=outgoing)
     for run in _runs(text):
         _run_pairs(found, run, outgoing=outgoing)
+    if outgoing:
+        _lower_case_pairs(found, text)
+
+
+_CLAUSE_END = re.compile(r"[.,;:!?…()\[\]{}«»\"“”/&|]|\s-\s|\n")
+
+
+def _lower_case_pairs(found: _Found, text: str) -> None:
+    """In text leaving, two words written in lower case next to each other, as two words
+    of a name ("передали айгерим нурланову"): a name written without capitals must
+    still meet (compared with names only, as the capitalised runs are). Parts of a word
+    joined by a dash are words; a word ending as a father's name does is also passed
+    over ("айгерим нурлановна нурланова"), and a particle joins the word before it
+    ("азамат бакыт уулу"); punctuation, a word with capitals or digits, a word of two
+    letters or fewer, a joining word ("и", "with") and a few words that are names but
+    far more often something else ("said", "kim": "who") end a pair."""
+    for clause in _CLAUSE_END.split(visible(text)):
+        words: list[frozenset[str] | None] = []
+        fathers: set[int] = set()  # positions of words that may be a father's name
+        for raw in clause.split():
+            for token in _DASH.split(_POSSESSIVE.sub("", raw.strip(_OPENING + _CLOSING))):
+                letters = _APOSTROPHE_MARKS.sub("", token)
+                lower = letters.isalpha() and letters.islower()
+                alternatives = _token_readings(token) if lower else ()
+                forms = frozenset(w for read in alternatives if len(read) == 1 for w in read)
+                if (
+                    not forms
+                    or all(len(f) <= 2 for f in forms)
+                    or forms & _JOINING
+                    or letters in _NOT_NAMES_IN_LOWER_CASE
+                ):
+                    words.append(None)
+                elif forms <= _PARTICLES and words and words[-1] is not None:
+                    words[-1] = frozenset(f"{f} {p}" for f in words[-1] for p in forms)
+                else:
+                    if any(_PATRONYMIC.search(f) for f in forms):
+                        fathers.add(len(words))
+                    words.append(frozenset(c for f in forms for c in _case_forms(f)))
+        pairs = list(itertools.pairwise(words))
+        pairs += [(words[at - 1], words[at + 1]) for at in fathers if 0 < at < len(words) - 1]
+        for first, second in pairs:
+            if first is not None and second is not None:
+                found.update(
+                    ("name-pair", " ".join(sorted((a, b))))
+                    for a, b in itertools.product(first, second)
+                    if a != b
+                )
+
+
+_DASH = re.compile(r"[-\u2010-\u2015\u2212]")
+# Words that are names but, in lower case, far more often another word: English
+# "said", "ten", Uzbek, Kazakh and Kyrgyz "kim" ("who").
+_NOT_NAMES_IN_LOWER_CASE = frozenset("said ten kim ким кім".split())
 
 
 class _Word(NamedTuple):
@@ -933,6 +988,9 @@ def _line_items(line: str) -> Iterator[_Item]:
         for token in _DOTTED.split(raw.lstrip(_OPENING)):
             core = token.rstrip(_CLOSING_BUT_DOT)
             stripped = _POSSESSIVE.sub("", core.rstrip(".")).lstrip(_OPENING)
+            if last is None and stripped[:1].islower():
+                yield _BREAK  # lower case, and no word before it joins: no name goes on
+                continue
             alternatives = _token_readings(stripped)
             if not alternatives:
                 continue  # a dash or another mark: the run goes on

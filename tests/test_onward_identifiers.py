@@ -465,6 +465,61 @@ def test_a_declined_name_of_another_person_does_not_meet(recorded, outgoing):
     assert not meets(recorded, outgoing)
 
 
+@pytest.mark.parametrize(
+    "outgoing",
+    [
+        text("передали айгерим нурланову сотрудникам консульства"),
+        text("айгерим нурлановна нурланова опрошена"),
+        text("nurlanova aigerim was moved to dubai"),
+        text("со слов нурлановой айгерим, её паспорт изъят"),
+        text("aigerim nurlanova's passport was taken"),
+    ],
+)
+def test_a_name_written_in_lower_case_in_text_meets(outgoing):
+    assert meets(H2_VICTIM, outgoing)
+
+
+@pytest.mark.parametrize(
+    ("recorded", "outgoing"),
+    [
+        (person("Azamat Bakyt uulu"), text("задержан азамат бакыт уулу")),
+        (person("Rustam Karimov"), text("с рустамом каримовым она познакомилась в оше")),
+        # A surname that ends as a father's name does, parts joined by a dash,
+        # invisible characters.
+        (person("Erlan Nurlanuly"), text("ерлан нұрланұлы задержан")),
+        (person("Roman Abramovich"), text("roman abramovich")),
+        (person("Abdul-Aziz Karimov"), text("abdul-aziz karimov")),
+        (person("Aigerim Nurlanova-Karimova"), text("aigerim nurlanova-karimova")),
+        (person("Aigerim Nurlanova"), text("aigerim nur\u00adlanova")),
+        (person("Aigerim Nurlanova"), text("aigerim nurlanova\u200b detained")),
+    ],
+)  # fmt: skip
+def test_a_name_in_lower_case_with_a_particle_or_declined_meets(recorded, outgoing):
+    assert meets(recorded, outgoing)
+
+
+@pytest.mark.parametrize(
+    ("recorded", "outgoing"),
+    [
+        # Lower-case words are compared with names only, next to each other, within a
+        # clause; a word with a capital is read as capitalised text is.
+        (text("She was recruited by Rustam Karimov."), text("рустам каримов задержан")),
+        (person("Timur Karimov"), text("тимур встретил каримова в оше")),
+        (person("Timur Karimov"), text("тимур, каримов и другие")),
+        (person("Timur Karimov"), text("тимур - каримов")),
+        (person("Said Rahimov"), text("Rahimov said the flight was on 5 May.")),
+        (person("Vera Ivanova"), text("вера в то, что иванова придёт")),
+        (person("Timur Karimov"), text("тимур и каримов задержаны")),
+        (person("Li Na"), text("была ли на работе, неизвестно")),
+        # Words far more often something else than a name, in lower case.
+        (person("Said Karimov"), text("the victim's brother karimov said nothing")),
+        (person("Vera Kim"), text("бу аёл вера ким эканлиги номаълум")),
+    ],
+)  # fmt: skip
+def test_lower_case_words_of_other_people_or_of_prose_do_not_meet(recorded, outgoing):
+    assert not meets(recorded, outgoing)
+
+
 def document(number, country=None, kind="P"):
     found = {"type": kind, "number": number}
     if country:
