@@ -38,6 +38,7 @@ the filler ``<`` only. This module depends only on the standard library.
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 import unicodedata
@@ -405,10 +406,12 @@ def has_cyrillic(text: str) -> bool:
     return any(_is_cyrillic(ch) for ch in text)
 
 
+@functools.lru_cache(maxsize=4096)
 def _is_cyrillic(ch: str) -> bool:
     return ch.isalpha() and unicodedata.name(ch, "").startswith("CYRILLIC ")
 
 
+@functools.lru_cache(maxsize=1024)
 def _without_stress(text: str) -> str:
     """``text`` in NFC without the stress marks (U+0300, U+0301) of its Cyrillic letters,
     also where NFC would make one letter of the two (е with a grave is ѐ, и with a
