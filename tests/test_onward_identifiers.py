@@ -722,7 +722,7 @@ odd_values = st.recursive(
     | st.dictionaries(
         st.sampled_from(["type", "value", "names", "number", "issuing_country", "iban",
                          "registration", "vin", "registration_number", "latin", "original",
-                         "lang", "summary", "x"]),
+                         "lang", "summary", "case_reference", "x"]),
         inner,
         max_size=5,
     ),
