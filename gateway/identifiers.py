@@ -34,15 +34,17 @@ phrase would meet):
   text-initial    an initial + its word, in H2 text      a name's word's initial +
                                                          another word; an initial +
                                                          a word of a name
+  lower-pair      two words in lower case next to each   two whole words of a name
+                  other, in H2 text
   ==============  =====================================  ==========================
 
   An initial is a name's word of one letter (or a digraph Ш, Ч, Ц, Я, Ю, Ё stand
   for), and in text a token written as one: a capital (or two letters for one sound)
   and a dot ("A.", "Sh."). Text is read in runs of capitalised words (:func:`_runs`),
   each word also as the nominative it may be a case of (:func:`_case_forms`); a
-  father's name makes no pair (:func:`_patronymics`). Text leaving is also read for
-  two words in lower case next to each other (:func:`_lower_case_pairs`), looked up
-  as name-pair.
+  father's name makes no pair (:func:`_patronymics`). Text is also read for two
+  words in lower case next to each other (:func:`_lower_case_pairs`): recorded as
+  lower-pair, looked up as name-pair.
 * document numbers with their issuing state; numbers that identify a person or a
   thing (documents, accounts, cards, IBANs, VINs, personal and registration numbers)
   without their kind or state, also in text (:func:`_number`); phone numbers, also as
@@ -119,12 +121,14 @@ def identifiers(body: Any, *, outgoing: bool = False) -> set[tuple[str, str]]:
                 if key == "organisation":
                     _number(found, digits)
     structured = {item for item in found if item[0] == "number"}
-    for text in _strings(body, references=outgoing):
+    for text in _strings(body, echoes=outgoing):
         _text(found, text, outgoing=outgoing)
     if outgoing:
-        return found  # all of it: a reference is free text, and could hide a number
+        return found  # all of it: a reference is free text, and could hide anything
     # An H2 message's case numbers (and a case response's echo of the requester's) are
-    # no one's data, wherever else the message repeats them: not recorded.
+    # no one's data, wherever else the message repeats them: not recorded (the rest of
+    # its own reference, a name or a phone number written there, is; an echo of the
+    # other party's is not recorded at all).
     references: _Found = set()
     for text in _references(body):
         _text_numbers(references, text, outgoing=True)
@@ -149,7 +153,7 @@ MOST_PART_KEYS = 20_000
 MOST_TEXT_NUMBERS = 5_000
 _PART_KINDS = (
     *("name-pair", "name-expanded", "name-initial"),
-    *("text-pair", "text-expanded", "text-initial"),
+    *("text-pair", "text-expanded", "text-initial", "lower-pair"),
 )
 
 
@@ -223,10 +227,10 @@ def _document(number: str) -> str:
 REFERENCE_MEMBERS = frozenset({"reference", "case_reference", "response_reference"})
 
 
-def _strings(node: Any, *, references: bool) -> Iterator[str]:
+def _strings(node: Any, *, echoes: bool) -> Iterator[str]:
     """Every string in ``node`` but the names of people and organisations, which
-    :func:`_names` reads, and, unless ``references``, those of
-    :data:`REFERENCE_MEMBERS`. Member names are the standard's, not data."""
+    :func:`_names` reads, and, unless ``echoes``, the other party's reference a message
+    repeats (:func:`_echoed`). Member names are the standard's, not data."""
     stack = [node]
     while stack:
         item = stack.pop()
@@ -236,10 +240,19 @@ def _strings(node: Any, *, references: bool) -> Iterator[str]:
             stack.extend(
                 value
                 for member, value in item.items()
-                if member != "names" and (references or member not in REFERENCE_MEMBERS)
+                if member != "names" and (echoes or not _echoed(item, member))
             )
         elif isinstance(item, list):
             stack.extend(item)
+
+
+def _echoed(node: dict[str, Any], member: str) -> bool:
+    """Whether ``member`` of ``node`` repeats the other party's reference: a case
+    response's ``case_reference`` (the requester's, beside ``in_reply_to``), a case
+    request's hit ``reference`` (the answering member's, beside ``query``)."""
+    return (member == "case_reference" and "in_reply_to" in node) or (
+        member == "reference" and "query" in node
+    )
 
 
 def _references(body: Any) -> Iterator[str]:
@@ -257,15 +270,16 @@ def _references(body: Any) -> Iterator[str]:
 # PINFL, BIN). Compared without their kind or country, so that a number told in text
 # meets the same number in a document, an account or another text.
 _MOST_CHUNKS = 8  # a number in text written in groups: at most this many (an IBAN: 7)
-_CHUNK = re.compile(r"[^\W_]+(?:-[^\W_]+)*")
+_CHUNK = re.compile(r"[^\W_]+(?:-+[^\W_]+)*")
 _ASCENDING = "12345678901234567890"
 
 
 def _number(found: _Found, compact: str) -> None:
     """``compact`` (as :func:`_document` gives it) as a number, if it may identify:
-    letters with six digits or more ("N12345678", "AA1234567", an IBAN, a VIN), or
+    letters with six digits or more ("N08154711", "AC4815162", an IBAN, a VIN), or
     nine digits or more (a card, an IIN, a passport of digits). Not one repeated digit,
-    "123456789", or a round sum ("1 500 000 000")."""
+    digits counting up ("123456789", "AA1234567": examples, not numbers), or a round sum
+    ("1 500 000 000")."""
     only_digits = _only_digits(compact)
     letters = len(compact) - len(only_digits)
     if len(only_digits) < (6 if letters else 9) or len(compact) < 7:
@@ -297,32 +311,37 @@ def _text_numbers(found: _Found, text: str, *, outgoing: bool) -> None:
     2022 2023") are none. A word with marks other than a dash is read only for the
     numbers inside it ("ИИН:900101350146"; "01.01.2024-31.12.2024" and "1275300.50" have
     none). Unless ``outgoing``, the word after one that says a case's number follows
-    ("дело №", "ЕРДР", "исх.") is no one's number (a message leaving is looked up with
-    it: a cue word written before an H2 number must not hide it)."""
+    ("ЕРДР", "исх.", or "дело" and "№") is no one's number (a message leaving is looked
+    up with it: a cue word written before an H2 number must not hide it)."""
     parts: list[_Part] = []  # the group's words and dashed parts
     cue = False  # the next word is a case's number
+    noun = False  # the last word was "дело", "case": a case's number if "№" follows
     broken = False  # a comma or a sentence's end since the last part
     for raw in visible(text).translate(_NUMBER_MARKS).split():
         if raw.lstrip(_OPENING).startswith("+"):
-            parts, cue, broken = [], False, False  # a country code: read as a phone
+            parts, cue, noun, broken = [], False, False, False  # a country code: a phone
             continue
         token = raw.strip(_OPENING + _CLOSING + "-№")
         folded = token.casefold()
         if not token or folded in _NUMBER_WORDS:
             broken = False  # "серия 4512, номер 846273": the number goes on
+            if noun and ("№" in raw or token):
+                cue, noun = not outgoing, False  # "по делу № …", "case no. …"
             continue
         if broken:
             parts, broken = [], False
         series = False
         if folded in _CASE_CUES:
-            parts, cue = [], not outgoing
+            parts, cue, noun = [], not outgoing, False
+        elif folded in _CASE_NOUNS:
+            parts, noun = [], True
         else:
-            cued, cue = cue, False
+            cued, cue, noun = cue, False, False
             whole = _CHUNK.fullmatch(token) is not None
             series = whole and token.isupper() and len(token.replace("-", "")) <= 3
             numeric = any(c.isdigit() for c in token) and not any(c.islower() for c in token)
             if whole and (series or numeric):
-                for part in token.split("-"):
+                for part in _DASHES_BETWEEN.split(token):
                     parts = [*parts[1 - _MOST_CHUNKS :], _part(part, cued)]
                     for first in range(len(parts)):
                         _group_numbers(found, parts[first:])
@@ -367,11 +386,14 @@ def _group_numbers(found: _Found, group: list[_Part]) -> None:
 
 
 _YEAR = re.compile(r"(?:19|20)[0-9]{2}")
+_DASHES_BETWEEN = re.compile(r"-+")
 # "№" (and what is written for it) stands apart as a word of its own; any dash is "-";
 # a slash is a space.
 _NUMBER_MARKS = str.maketrans(
     {"№": " № ", "°": " № ", "º": " № ", "#": " № ", "/": " "}
-    | dict.fromkeys([*map(chr, range(0x2010, 0x2016)), "\u2212", "\ufe58", "\ufe63", "\uff0d"], "-")
+    | dict.fromkeys(
+        [*map(chr, range(0x2010, 0x2016)), *"\u2212\u2e3a\u2e3b\ufe58\ufe63\uff0d"], "-"
+    )
 )
 
 
@@ -379,8 +401,10 @@ _NUMBER_MARKS = str.maketrans(
 _NUMBER_WORDS = frozenset(
     "номер номера номером нөмірі нөмір nomer nomeri raqam raqami no nr num number".split()
 )
-# Words that say a case's or a letter's number follows: that number identifies no one.
-_CASE_CUES = frozenset("дело дела делу делом деле ердр кусп исх вх іс иш ish case ref".split())
+# Words that say a case's or a letter's number follows: that number identifies no one;
+# and words for a case, which say so when "№" or "номер" follows them.
+_CASE_CUES = frozenset("ердр кусп исх вх ref".split())
+_CASE_NOUNS = frozenset("дело дела делу делом деле іс иш ish case".split())
 # Shortened words whose dot ends no sentence.
 _ABBREVIATED = frozenset({"no", "nr", "исх", "вх", "ref"})
 _INNER_DIGITS = re.compile(r"\d{6,}")
@@ -637,7 +661,7 @@ def _link(found: _Found, written: str, *, bare: bool, host_alone: bool = True) -
         for member, kind in _APP_SCHEMES[scheme]:
             value = query.get(member)
             if value and kind == "phone":
-                found.update(("phone", phone) for phone in _phones("+" + value.lstrip("+ ")))
+                found.update(("phone", phone) for phone in _phones(value))
             elif value:
                 _handle(found, value.lstrip("@"))
         return
@@ -827,7 +851,7 @@ def _name_pair(found: _Found, first: str, second: str, *, outgoing: bool) -> Non
     pair = " ".join(sorted((first, second)))
     found.add(("name-pair", pair))
     if outgoing:
-        found.add(("text-pair", pair))
+        found.update((("text-pair", pair), ("lower-pair", pair)))
     for kind in ("name-initial", "text-initial") if outgoing else ("name-expanded",):
         for one, other in ((first, second), (second, first)):
             found.update((kind, f"{initial} {other}") for initial in _initials(one))
@@ -873,17 +897,17 @@ def _text(found: _Found, text: str, *, outgoing: bool) -> None:
         _link(found, match.rstrip(_CLOSING), bare=False, host_alone=outgoing)
     for run in _runs(text):
         _run_pairs(found, run, outgoing=outgoing)
-    if outgoing:
-        _lower_case_pairs(found, text)
+    _lower_case_pairs(found, text, "name-pair" if outgoing else "lower-pair")
 
 
 _CLAUSE_END = re.compile(r"[.,;:!?…()\[\]{}«»\"“”/&|]|\s-\s|\n")
 
 
-def _lower_case_pairs(found: _Found, text: str) -> None:
-    """In text leaving, two words written in lower case next to each other, as two words
-    of a name ("передали айгерим нурланову"): a name written without capitals must
-    still meet (compared with names only, as the capitalised runs are). Parts of a word
+def _lower_case_pairs(found: _Found, text: str, kind: str) -> None:
+    """Two words written in lower case next to each other, as two words of a name
+    ("передали айгерим нурланову"), keys of ``kind``: a name written without capitals
+    must still meet (compared with names only, as the capitalised runs are). Parts of a
+    word
     joined by a dash are words; a word ending as a father's name does is also passed
     over ("айгерим нурлановна нурланова"), and a particle joins the word before it
     ("азамат бакыт уулу"); punctuation, a word with capitals or digits, a word of two
@@ -916,7 +940,7 @@ def _lower_case_pairs(found: _Found, text: str) -> None:
         for first, second in pairs:
             if first is not None and second is not None:
                 found.update(
-                    ("name-pair", " ".join(sorted((a, b))))
+                    (kind, " ".join(sorted((a, b))))
                     for a, b in itertools.product(first, second)
                     if a != b
                 )

@@ -492,6 +492,9 @@ def test_a_name_written_in_lower_case_in_text_meets(outgoing):
         (person("Aigerim Nurlanova-Karimova"), text("aigerim nurlanova-karimova")),
         (person("Aigerim Nurlanova"), text("aigerim nur\u00adlanova")),
         (person("Aigerim Nurlanova"), text("aigerim nurlanova\u200b detained")),
+        # And an H2 message that wrote the name so.
+        (text("вербовщик рустам каримов задержан"), person("Rustam Karimov")),
+        (text("со слов айгерим нурлановой"), person(("Айгерим Нурланова", "kk"))),
     ],
 )  # fmt: skip
 def test_a_name_in_lower_case_with_a_particle_or_declined_meets(recorded, outgoing):
@@ -504,6 +507,8 @@ def test_a_name_in_lower_case_with_a_particle_or_declined_meets(recorded, outgoi
         # Lower-case words are compared with names only, next to each other, within a
         # clause; a word with a capital is read as capitalised text is.
         (text("She was recruited by Rustam Karimov."), text("рустам каримов задержан")),
+        (text("вербовщик рустам каримов задержан"), text("рустам каримов задержан")),
+        (text("the victim said ali had promised work"), person("Ali Said")),
         (person("Timur Karimov"), text("тимур встретил каримова в оше")),
         (person("Timur Karimov"), text("тимур, каримов и другие")),
         (person("Timur Karimov"), text("тимур - каримов")),
@@ -599,6 +604,15 @@ def account(kind, number=None, iban=None):
         (document("4512 846273", "RU"), text("4512-846273-RU")),
         (document("AC4815162", "KG"), text("ID: KZ-AC-4815162")),
         (document("AC4815162", "KG"), text("AC 4815162KZ")),
+        (document("AC4815162", "KG"), text("паспорт AC--4815162")),
+        # A word for a case without "№" after it says nothing of the number: an H2
+        # message naming a person's number so is recorded.
+        (text("Фигурант дела 900101350146 задержан"), document("900101350146", "KZ", "ID")),
+        (text("In this case 4400430198765432 was used"), account("card", "4400430198765432")),
+        (text("В деле — AC4815162, паспорт Каримова"), document("AC4815162", "KG")),
+        # What else an H2 message writes in its reference is recorded.
+        ({"case_reference": "Karimov R., +77001234567"}, channel("phone", "+77001234567")),
+        ({"case_reference": "УД 252750031000127, Rustam Karimov"}, person("Rustam Karimov")),
     ],
 )  # fmt: skip
 def test_numbers_in_text_meet(recorded, outgoing):
@@ -655,6 +669,13 @@ def test_numbers_in_text_meet(recorded, outgoing):
          text("запрос 252750031000127")),
         ({"case_reference": "252750031000127", "summary": "По УД-252750031000127 сообщаем"},
          text("УД-252750031000127")),
+        # An echo of the other party's reference is theirs, whatever it holds.
+        ({"in_reply_to": "01956e2a-7c4b-7d31-8a5e-2b9f0c6d4e1a",
+          "case_reference": "KZ-2025-17 Каримов Р. +77001234567"},
+         {"case_reference": "KZ-2025-17 Каримов Р. +77001234567"}),
+        ({"hit": {"query": "01956e2a-7c4b-7d31-8a5e-2b9f0c6d4e1a",
+                  "reference": "Rustam Karimov, hit 17"}},
+         person("Rustam Karimov")),
     ],
 )  # fmt: skip
 def test_other_numbers_do_not_meet(recorded, outgoing):
@@ -671,6 +692,8 @@ def test_other_numbers_do_not_meet(recorded, outgoing):
         (channel("phone", "+77001234567"),
          channel("messenger", "viber://chat?number=%2B77001234567", "viber")),
         (channel("phone", "+77001234567"), channel("messenger", "whatsapp://send?phone=77001234567")),
+        (channel("phone", "+77001234567"),
+         channel("messenger", "whatsapp://send?phone=8%20700%20123%2045%2067")),
         (channel("social", "aigerim.n", "facebook"), channel("messenger", "https://m.me/aigerim.n")),
         (channel("social", "aigerim.n", "facebook"), text("писала ей через m.me/aigerim.n")),
         (channel("social", "aigerim.n", "instagram"), channel("social", "http://instagr.am/aigerim.n")),

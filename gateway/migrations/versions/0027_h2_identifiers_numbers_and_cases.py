@@ -1,4 +1,4 @@
-"""H2 identifiers recorded again: numbers in text, declined names, links written otherwise
+"""H2 identifiers recorded again: numbers in text, declined and lower-case names, links
 
 Revision ID: 0027
 Revises: 0026
@@ -16,9 +16,11 @@ depends_on = None
 def upgrade() -> None:
     # The identifiers of H2 data now also cover document, card, account and personal
     # numbers in text and in documents without their issuing state, names in text
-    # declined in Russian or with a Kazakh or Uzbek case ending, tg://, viber:// and
-    # whatsapp:// links, m.me and instagr.am addresses, facebook.com/people/…/<id>, and
-    # Gmail addresses without their dots (gateway/identifiers.py). Until then the keys
+    # declined in Russian or with a Kazakh, Kyrgyz or Uzbek case ending or written in
+    # lower case, tg://, viber:// and whatsapp:// links, m.me and instagr.am
+    # addresses, facebook.com/people/…/<id>, and Gmail addresses without their dots
+    # (gateway/identifiers.py); the numbers of a message's own case references are no
+    # longer recorded. Until then the keys
     # recorded before stay; every message still holding a body is looked at again
     # (version 0: pending) so that the new ones are recorded too, by `gateway db
     # upgrade`, on first need or by the dispatcher.
