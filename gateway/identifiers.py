@@ -311,10 +311,12 @@ def _text_numbers(found: _Found, text: str, *, outgoing: bool) -> None:
     2022 2023") are none. A word with marks other than a dash is read only for the
     numbers inside it ("ИИН:900101350146"; "01.01.2024-31.12.2024" and "1275300.50" have
     none). Unless ``outgoing``, the word after one that says a case's number follows
-    ("ЕРДР", "исх.", or "дело" and "№") is no one's number (a message leaving is looked
-    up with it: a cue word written before an H2 number must not hide it)."""
+    ("ЕРДР", "исх.", or "дело" and "№"), and the rest of a case's number after it, are
+    no one's number (a message leaving is looked up with it: a cue word written before an H2
+    number must not hide it)."""
     parts: list[_Part] = []  # the group's words and dashed parts
     cue = False  # the next word is a case's number
+    within = False  # and the words before it since the cue were
     noun = False  # the last word was "дело", "case": a case's number if "№" follows
     broken = False  # a comma or a sentence's end since the last part
     for raw in visible(text).translate(_NUMBER_MARKS).split():
@@ -326,17 +328,22 @@ def _text_numbers(found: _Found, text: str, *, outgoing: bool) -> None:
         if not token or folded in _NUMBER_WORDS:
             broken = False  # "серия 4512, номер 846273": the number goes on
             if noun and ("№" in raw or token):
-                cue, noun = not outgoing, False  # "по делу № …", "case no. …"
+                cue, within, noun = not outgoing, False, False  # "по делу № …", "case no. …"
             continue
         if broken:
-            parts, broken = [], False
+            parts, broken, cue, noun = [], False, False, False
         series = False
         if folded in _CASE_CUES:
-            parts, cue, noun = [], not outgoing, False
+            parts, cue, within, noun = [], not outgoing, False, False
         elif folded in _CASE_NOUNS:
             parts, noun = [], True
         else:
-            cued, cue, noun = cue, False, False
+            # A case's number may be written in groups ("№ 2527 5003 1000 127"): after
+            # its first word, the cue holds while the words are digits.
+            cued = cue and (not within or token.replace("-", "").isdigit())
+            cue, within, noun = cued, cued, False
+            if not cued and parts and parts[-1].cued:
+                parts = []  # no number of a case's number and what follows it
             whole = _CHUNK.fullmatch(token) is not None
             series = whole and token.isupper() and len(token.replace("-", "")) <= 3
             numeric = any(c.isdigit() for c in token) and not any(c.islower() for c in token)
@@ -404,7 +411,7 @@ _NUMBER_WORDS = frozenset(
 # Words that say a case's or a letter's number follows: that number identifies no one;
 # and words for a case, which say so when "№" or "номер" follows them.
 _CASE_CUES = frozenset("ердр кусп исх вх ref".split())
-_CASE_NOUNS = frozenset("дело дела делу делом деле іс иш ish case".split())
+_CASE_NOUNS = frozenset("дело дела делу делом деле іс ісі иш иши ish ishi case".split())
 # Shortened words whose dot ends no sentence.
 _ABBREVIATED = frozenset({"no", "nr", "исх", "вх", "ref"})
 _INNER_DIGITS = re.compile(r"\d{6,}")

@@ -610,6 +610,11 @@ def account(kind, number=None, iban=None):
         (text("Фигурант дела 900101350146 задержан"), document("900101350146", "KZ", "ID")),
         (text("In this case 4400430198765432 was used"), account("card", "4400430198765432")),
         (text("В деле — AC4815162, паспорт Каримова"), document("AC4815162", "KG")),
+        # Nor does a case's number hide a person's after it.
+        (text("ЕРДР № 252750031000127 AC4815162"), document("AC4815162", "KG")),
+        (text("ЕРДР, AC4815162"), document("AC4815162", "KG")),
+        (text("по делу № 2527 5003 1000 127 ИИН 900101350146"),
+         document("900101350146", "KZ", "ID")),
         # What else an H2 message writes in its reference is recorded.
         ({"case_reference": "Karimov R., +77001234567"}, channel("phone", "+77001234567")),
         ({"case_reference": "УД 252750031000127, Rustam Karimov"}, person("Rustam Karimov")),
@@ -660,6 +665,10 @@ def test_numbers_in_text_meet(recorded, outgoing):
         (text("По уголовному делу № 252750031000127 просим"),
          text("по делу №252750031000127 сообщаем")),
         (text("ЕРДР №252750031000127"), text("ЕРДР № 252750031000127")),
+        (text("уголовное дело № 2527 5003 1000 127"), text("дело 252750031000127")),
+        (text("jinoyat ishi № 252750031000127"), text("ish 252750031000127")),
+        (text("дело №2-15-12/4567-И"), text("дело №2-15-12/4567-И")),
+        (text("ЕРДР № 252750031000127 AC4815162"), text("запрос 252750031000127")),
         (text("исх. № 252750031000127 от 01.02.2025"), text("исх. 252750031000127")),
         # A case response echoes the requester's case number: the requester may cite it,
         # however the response wrote it.
