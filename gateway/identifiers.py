@@ -34,8 +34,8 @@ phrase would meet):
   text-initial    an initial + its word, in H2 text      a name's word's initial +
                                                          another word; an initial +
                                                          a word of a name
-  lower-pair      two words in lower case next to each   two whole words of a name
-                  other, in H2 text
+  lower-pair      two words next to each other in H2     two whole words of a name
+                  text, one at least in lower case
   ==============  =====================================  ==========================
 
   An initial is a name's word of one letter (or a digraph Ш, Ч, Ц, Я, Ю, Ё stand
@@ -43,8 +43,8 @@ phrase would meet):
   and a dot ("A.", "Sh."). Text is read in runs of capitalised words (:func:`_runs`),
   each word also as the nominative it may be a case of (:func:`_case_forms`); a
   father's name makes no pair (:func:`_patronymics`). Text is also read for two
-  words in lower case next to each other (:func:`_lower_case_pairs`): recorded as
-  lower-pair, looked up as name-pair.
+  words next to each other of which one is in lower case (:func:`_lower_case_pairs`):
+  recorded as lower-pair, looked up as name-pair.
 * document numbers with their issuing state; numbers that identify a person or a
   thing (documents, accounts, cards, IBANs, VINs, personal and registration numbers)
   without their kind or state, also in text (:func:`_number`); phone numbers, also as
@@ -911,24 +911,27 @@ _CLAUSE_END = re.compile(r"[.,;:!?…()\[\]{}«»\"“”/&|]|\s-\s|\n")
 
 
 def _lower_case_pairs(found: _Found, text: str, kind: str) -> None:
-    """Two words written in lower case next to each other, as two words of a name
-    ("передали айгерим нурланову"), keys of ``kind``: a name written without capitals
-    must still meet (compared with names only, as the capitalised runs are). Parts of a
-    word
-    joined by a dash are words; a word ending as a father's name does is also passed
-    over ("айгерим нурлановна нурланова"), and a particle joins the word before it
-    ("азамат бакыт уулу"); punctuation, a word with capitals or digits, a word of two
-    letters or fewer, a joining word ("и", "with") and a few words that are names but
-    far more often something else ("said", "kim": "who") end a pair."""
+    """Two words next to each other of which one at least is written in lower case and
+    the other in lower case or with a capital, as two words of a name ("передали
+    айгерим нурланову", "Айгерим нурланова"), keys of ``kind``: a name written without
+    its capitals must still meet (compared with names only, as the capitalised runs
+    are, which read two capitalised words). Parts of a word joined by a dash are words;
+    a word ending as a father's name does is also passed over ("айгерим нурлановна
+    нурланова"), and a particle joins the word before it ("азамат бакыт уулу");
+    punctuation, a word in capitals or with digits, a word of two letters or fewer, a
+    joining word ("и", "with") and a few words that are names but in lower case far more
+    often something else ("said", "kim": "who") end a pair."""
     for clause in _CLAUSE_END.split(visible(text)):
-        words: list[frozenset[str] | None] = []
+        words: list[tuple[frozenset[str], bool] | None] = []  # forms, in lower case
         fathers: set[int] = set()  # positions of words that may be a father's name
         for raw in clause.split():
             for token in _DASH.split(_POSSESSIVE.sub("", raw.strip(_OPENING + _CLOSING))):
                 letters = _APOSTROPHE_MARKS.sub("", token)
                 lower = letters.isalpha() and letters.islower()
-                alternatives = _token_readings(token) if lower else ()
+                capital = letters.isalpha() and letters[:1].isupper() and letters[1:].islower()
+                alternatives = _token_readings(token) if lower or capital else ()
                 forms = frozenset(w for read in alternatives if len(read) == 1 for w in read)
+                last = words[-1] if words else None
                 if (
                     not forms
                     or all(len(f) <= 2 for f in forms)
@@ -936,19 +939,20 @@ def _lower_case_pairs(found: _Found, text: str, kind: str) -> None:
                     or letters in _NOT_NAMES_IN_LOWER_CASE
                 ):
                     words.append(None)
-                elif forms <= _PARTICLES and words and words[-1] is not None:
-                    words[-1] = frozenset(f"{f} {p}" for f in words[-1] for p in forms)
+                elif forms <= _PARTICLES and last is not None:
+                    words[-1] = (frozenset(f"{f} {p}" for f in last[0] for p in forms), last[1])
                 else:
                     if any(_PATRONYMIC.search(f) for f in forms):
                         fathers.add(len(words))
-                    words.append(frozenset(c for f in forms for c in _case_forms(f)))
+                    words.append((frozenset(c for f in forms for c in _case_forms(f)), lower))
         pairs = list(itertools.pairwise(words))
         pairs += [(words[at - 1], words[at + 1]) for at in fathers if 0 < at < len(words) - 1]
         for first, second in pairs:
-            if first is not None and second is not None:
+            # (Two capitalised words are the runs' to pair, which know initials and lists.)
+            if first is not None and second is not None and (first[1] or second[1]):
                 found.update(
                     (kind, " ".join(sorted((a, b))))
-                    for a, b in itertools.product(first, second)
+                    for a, b in itertools.product(first[0], second[0])
                     if a != b
                 )
 
