@@ -312,14 +312,14 @@ class Dispatcher:
         its delivery (its attempt ends within its own deadline, and it records it): a
         dispatcher holds a lock on a file of its own from its first claim on
         (:meth:`_announce`), which the kernel lets go when its process ends."""
+        database = self.node.engine.url.database
+        if not database or database == ":memory:":
+            return []
         rows = session.execute(
             select(Delivery.id, Delivery.lease_owner)
             .where(self._lease_ahead(now))
             .order_by(Delivery.id)
         ).all()  # all of them (few): a running owner's first must not hide the rest
-        database = self.node.engine.url.database
-        if not database or database == ":memory:":
-            return []
         return [(id_, owner) for id_, owner in rows if owner and _stopped(database, owner)]
 
     def _announce(self) -> None:

@@ -132,8 +132,8 @@ def identifiers(body: Any, *, outgoing: bool = False) -> set[tuple[str, str]]:
     references: _Found = set()
     for text in _references(body):
         _text_numbers(references, text, outgoing=True)
-    cases = {digits for _, value in references if len(digits := _only_digits(value)) >= 9}
     if references:
+        cases = {digits for _, value in references if len(digits := _only_digits(value)) >= 9}
         found = {
             item
             for item in found
@@ -394,13 +394,14 @@ def _group_numbers(found: _Found, group: list[_Part]) -> None:
 
 _YEAR = re.compile(r"(?:19|20)[0-9]{2}")
 _DASHES_BETWEEN = re.compile(r"-+")
-# "№" (and what is written for it) stands apart as a word of its own; any dash is "-";
-# a slash is a space.
+#: Dashes other than "-" (hyphens, en and em dashes, minus, their small and full-width
+#: forms), as people write them in numbers and names.
+_DASHES = "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d"
+# "№" (and what is written for it) stands apart as a word of its own; any dash, also
+# two-em and three-em, is "-"; a slash is a space.
 _NUMBER_MARKS = str.maketrans(
     {"№": " № ", "°": " № ", "º": " № ", "#": " № ", "/": " "}
-    | dict.fromkeys(
-        [*map(chr, range(0x2010, 0x2016)), *"\u2212\u2e3a\u2e3b\ufe58\ufe63\uff0d"], "-"
-    )
+    | dict.fromkeys(_DASHES + "\u2e3a\u2e3b", "-")
 )
 
 
@@ -442,7 +443,6 @@ def _capital(character: str) -> bool:
 # Channels whose value, written as a phone number, is one (a messenger account is
 # its phone number); on other kinds (a social profile id) only a number with "+".
 PHONE_CHANNELS = frozenset({"phone", "messenger"})
-_DASHES = "\u2010-\u2015\u2212\ufe58\ufe63\uff0d"
 _PHONE_NOISE = re.compile(rf"[\s()./{_DASHES}-]+")
 _DIGITS = re.compile(r"\+?[0-9]{7,15}")
 
@@ -940,7 +940,7 @@ def _lower_case_pairs(found: _Found, text: str, kind: str) -> None:
                 ):
                     words.append(None)
                 elif forms <= _PARTICLES and last is not None:
-                    words[-1] = (frozenset(f"{f} {p}" for f in last[0] for p in forms), last[1])
+                    words[-1] = (_with_particle(last[0], forms), last[1])
                 else:
                     if any(_PATRONYMIC.search(f) for f in forms):
                         fathers.add(len(words))
@@ -957,7 +957,7 @@ def _lower_case_pairs(found: _Found, text: str, kind: str) -> None:
                 )
 
 
-_DASH = re.compile(r"[-\u2010-\u2015\u2212]")
+_DASH = re.compile(f"[-{_DASHES}]")
 # Words that are names but, in lower case, far more often another word: English
 # "said", "ten", Uzbek, Kazakh and Kyrgyz "kim" ("who").
 _NOT_NAMES_IN_LOWER_CASE = frozenset("said ten kim ким кім".split())
@@ -1038,7 +1038,7 @@ def _line_items(line: str) -> Iterator[_Item]:
             )
             forms = frozenset(w for words in alternatives for w in words[:1])
             if last is not None and not initial and forms <= _PARTICLES:
-                last = _Word(frozenset(f"{f} {p}" for f in last.forms for p in forms), False)
+                last = _Word(_with_particle(last.forms, forms), False)
                 yield _Joined(last)
             elif (
                 not (stripped[:1].isupper() or not stripped[:1].islower())
@@ -1128,6 +1128,11 @@ def _run_pairs(found: _Found, run: list[_Word], *, outgoing: bool) -> None:
             for i, other in itertools.product(initial.forms, whole.forms):
                 found.update((kind, f"{i} {other}") for kind in kinds)
         at = end
+
+
+def _with_particle(forms: frozenset[str], particles: frozenset[str]) -> frozenset[str]:
+    """A word with the particle after it, as one word ("bakyt uulu")."""
+    return frozenset(f"{f} {p}" for f in forms for p in particles)
 
 
 def _shown(word: _Word) -> str:
