@@ -491,7 +491,7 @@ def keys_check(obj: Context) -> None:
     now = int(time.time())
     click.echo(
         f"Key file and trust list version {trust_list.version} agree: this node signs with "
-        f"{node.signing_pair(now).kid}, peers encrypt to "
+        f"{node.signing_pair(now, usable=False).kid}, peers encrypt to "
         f"{trust_list.keys.encryption_key(node.id, now).kid}."
     )
 

@@ -42,7 +42,7 @@ import random
 import socket
 import time
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import requests
@@ -128,6 +128,21 @@ TRANSIENT_REJECTIONS = frozenset({"unknown-sender", "key-not-valid", "not-yet-va
 # Step 7 refusals of an envelope sealed to a key the recipient no longer has; the
 # recipient checks for a stored copy (step 6) before giving them (gateway/inbox.py).
 CANNOT_OPEN = frozenset({"not-a-recipient", "unwrap-failed", "key-commitment-mismatch"})
+# Signed refusals given after the recipient's replay check (PROTOCOL §3 steps 6 to 8),
+# which answers a copy it stored with that copy's receipt: such a refusal proves that it
+# holds no copy of the envelope refused. One of steps 1 to 5 (``expired`` when its clock
+# runs ahead, ``ttl-too-long`` under a lower limit, ...) comes before that check and
+# proves nothing about an earlier attempt (gateway.outbox.may_have_arrived).
+AFTER_REPLAY_CHECK = frozenset(
+    {
+        "replay",
+        *CANNOT_OPEN,
+        "decrypt-failed",
+        "schema-invalid",
+        "unsupported-type",
+        "policy-denied",
+    }
+)
 # The longest worker id the database keeps (lease_owner, delivery_events.worker).
 WORKER_ID_LENGTH = 80
 
@@ -242,6 +257,8 @@ class Dispatcher:
         self.rng = rng or random.Random()
         self._taken_over: set[int] = set()  # claimed from a dispatcher whose lease ran out
         self._unknown_signers: set[str] = set()  # recipients whose receipt key is unknown
+        # The code of the last checkpoint that failed, and when it was logged (monotonic).
+        self._checkpoint_failure: tuple[str, float] | None = None
         self._signers_followed: dict[str, float] = {}  # recipient: when (monotonic)
         self._follower: TrustFollower | None = None
         # Lets go of the file held locked (:meth:`_announce`); called when collected.
@@ -515,7 +532,14 @@ class Dispatcher:
             )
         assert status is not None
         if status >= 500 or status < 200:
-            return Outcome(DeliveryState.RETRYING, "peer-error", f"{url} answered HTTP {status}")
+            # What the peer says of it (a node of this project: its error code and why),
+            # shown only: anyone on the path can write it.
+            said = body[:300].decode("utf-8", "replace").strip()
+            return Outcome(
+                DeliveryState.RETRYING,
+                "peer-error",
+                f"{url} answered HTTP {status}" + (f": {said}" if said else ""),
+            )
         return self._judge_answer(trust_list, delivery, parsed, status, body, now, old_key=old_key)
 
     def _judge_answer(
@@ -613,6 +637,21 @@ class Dispatcher:
                     session, delivery_id, any_envelope=True, proven=True
                 )
                 outcome = _withdrawn(withdrawn_by, outcome, arrived=arrived)
+            elif (
+                outcome.state == DeliveryState.REJECTED
+                and outcome.verified
+                and outcome.code not in AFTER_REPLAY_CHECK
+                and may_have_arrived(session, delivery_id, any_envelope=True)
+            ):
+                # Refused before the recipient looked for a stored copy, after an attempt
+                # that may have reached it: the message must not be submitted again
+                # blindly (a second copy, under a new id).
+                outcome = replace(
+                    outcome,
+                    detail=f"{outcome.detail}; an earlier attempt may have reached "
+                    f"{delivery.recipient} all the same: ask its operator before submitting "
+                    "the message again",
+                )
             values: dict[str, object] = {
                 "state": outcome.state,
                 "last_code": None if outcome.code is None else printable(outcome.code),
@@ -649,7 +688,13 @@ class Dispatcher:
                 worker=self.worker,
                 at=now,
                 unstored_proven=outcome.verified
-                and (outcome.state == DeliveryState.REJECTED or outcome.code == RESEAL_NEEDED),
+                and (
+                    outcome.code == RESEAL_NEEDED
+                    or (
+                        outcome.state == DeliveryState.REJECTED
+                        and outcome.code in AFTER_REPLAY_CHECK
+                    )
+                ),
             )
             session.commit()
         return outcome
@@ -803,12 +848,19 @@ class Dispatcher:
         return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
 
     def _maybe_checkpoint(self, since: float) -> float:
-        """Sign an audit checkpoint when enough entries or time have accumulated."""
+        """Sign an audit checkpoint when enough entries or time have accumulated. A
+        failure is tried again at the next round, and logged once a minute at most (a
+        node that may sign nothing until a new trust list comes would fail every round)."""
         try:
             made = audit.checkpoint(self.node, min_new=_checkpoint_due(self.node, since))
         except (GatewayError, TrustError, KeyFileError) as e:
-            log.warning("audit checkpoint failed: [%s] %s", e.code, e)
+            said, self._checkpoint_failure = self._checkpoint_failure, (e.code, time.monotonic())
+            if said is not None and said[0] == e.code and time.monotonic() - said[1] < 60:
+                self._checkpoint_failure = said  # said less than a minute ago
+            else:
+                log.warning("audit checkpoint failed: [%s] %s", e.code, e)
             return since
+        self._checkpoint_failure = None
         return time.monotonic() if made is not None else since
 
     # ------------------------------------------------------------------ re-sealing

@@ -106,6 +106,9 @@ class OutboundMessage(Base):
     purged_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     # The agency type it was minimised for; its corrections are minimised alike.
     audience: Mapped[str | None] = mapped_column(String(24), nullable=True)
+    # What that removed before sealing: a JSON list of [rule, field path] pairs (None:
+    # nothing), shown with the message (a repeated submission's answer too).
+    minimised: Mapped[str | None] = mapped_column(Text, nullable=True)
     # "corrected" or "withdrawn" by the correction/1 message ``state_by``.
     state: Mapped[str | None] = mapped_column(String(16), nullable=True)
     state_by: Mapped[str | None] = mapped_column(String(36), nullable=True)

@@ -151,11 +151,18 @@ class Node:
         stamp = self._stamp()
         return stamp is not None and stamp != self._key_file_stamp
 
-    def signing_pair(self, now: int | None = None) -> SigningKeyPair:
-        """The key this node signs envelopes and receipts with: its newest signing key
-        that the current trust list lets it use now. After ``gateway keys rotate`` the
-        new key is used only once the federation's list carries it, so peers never
-        see a key they cannot know; until then the previous one signs."""
+    def signing_pair(self, now: int | None = None, *, usable: bool = True) -> SigningKeyPair:
+        """The key this node signs envelopes, receipts and checkpoints with: its newest
+        signing key that the current trust list lets it use now. After ``gateway keys
+        rotate`` the new key is used only once the federation's list carries it, so
+        peers never see a key they cannot know; until then the previous one signs.
+
+        When the list lets it use none (its key revoked, with no new one listed yet, or
+        the node missing from the list), a ``signing-key-unusable`` NodeStateError: what
+        it signed then, peers would refuse (a receipt stored with such a signature would
+        answer every retry of its envelope), and a revoked key may be in someone else's
+        hands. With ``usable=False`` (to show which key it is), its newest key instead.
+        Without a trust list installed, its newest key."""
         at = int(time.time()) if now is None else now
         ring = self.keys
         try:
@@ -168,7 +175,16 @@ class Node:
             except TrustError:
                 continue
             return entry.pair
-        return ring.current_signing
+        if not usable:
+            return ring.current_signing
+        raise NodeStateError(
+            "signing-key-unusable",
+            f"the trust list lets this node ({self.id}) use none of its signing keys now "
+            f"({', '.join(k.kid for k in ring.signing)}): it signs nothing peers would "
+            "accept; ask the administrators for a version that lists a usable signing key "
+            "of this node (after 'gateway keys rotate', its new one); 'gateway keys check' "
+            "says what the list holds",
+        )
 
     def suspensions(self) -> list[Suspension]:
         """Local suspensions in force (re-read at most every ``trust_refresh`` seconds,

@@ -43,7 +43,6 @@ from schemas.registry import validate_body
 class Submission:
     message: OutboundMessage
     created: bool
-    minimised: tuple[tuple[str, str], ...] = ()  # (rule, field path) removed before sealing
 
 
 def record_event(
@@ -246,6 +245,18 @@ def submit(
         carried = sovereignty.carried_type(typ, loaded)
         decision = sovereignty.covering(decisions, recipient.node, typ, carried)
         if decision is not None:
+            # Recorded, with the decisions before it, as every decision on the way out.
+            _record_send(
+                session,
+                at,
+                agency,
+                typ,
+                loaded,
+                peer=recipient.node,
+                allowed=False,
+                rule=f"suspension:{decision.id}",
+            )
+            session.commit()
             raise ApiError(
                 "suspended",
                 f"this node has suspended {_what(decision)} (decision {decision.id}); ask the "
@@ -278,6 +289,7 @@ def submit(
         body_json=payload.decode("utf-8"),
         idempotency_key=idempotency_key,
         audience=audience if isinstance(audience, str) else None,
+        minimised=json.dumps([list(pair) for pair in minimised]) if minimised else None,
         corrected_at=loaded.get("corrected_at") if typ == CORRECTION else None,
         corrects_type=loaded.get("refers_to_type") if typ == CORRECTION else None,
     )
@@ -399,7 +411,7 @@ def submit(
             action=loaded["action"],
             to=[r.node for r in recipients],
         )
-    return Submission(message, created=True, minimised=minimised)
+    return Submission(message, created=True)
 
 
 CORRECTION = "correction/1"
@@ -993,4 +1005,8 @@ def message_view(message: OutboundMessage, *, with_events: bool = True) -> dict[
         view["state"], view["state_by"] = message.state, message.state_by
     if message.purged_at is not None:
         view["purged_at"] = message.purged_at
+    if message.minimised:  # what minimisation removed before sealing, when anything
+        view["minimised"] = [
+            {"rule": rule, "path": path} for rule, path in json.loads(message.minimised)
+        ]
     return view

@@ -8,12 +8,14 @@ import os
 
 import pytest
 from gunicorn.http.errors import InvalidChunkSize
+from sqlalchemy import func, select
 
 import keys.sealed
 from gateway import config
 from gateway.app import create_app
 from gateway.config import load_settings, write_instance_file
 from gateway.inbox import list_rejections
+from gateway.models import AuditEntry
 from gateway.node import Node
 from gateway.tokens import issue
 from keys.nodekeys import NodeKeys
@@ -431,14 +433,65 @@ def test_odd_parameters_and_fields_are_refused_not_500(
         ({"holder": "kz-ngo", "role": "superuser"}, "bad-role", "role must be one of"),
         ({"holder": "kz-ngo", "role": ["x"]}, "bad-role", "role must be one of"),
         ({"holder": "kz-ngo", "role": "officer"}, "bad-role", "belongs to a person"),
+        # A misspelt member is no default: "rol" would have issued an agency token.
+        ({"holder": "kz-ops", "rol": "admin"}, "bad-field", "unknown field 'rol'"),
+        ({"holder": "kz-ops", "lable": "x"}, "bad-field", "expected holder (and role"),
+        ({"user": "a.seitkali", "role": "admin"}, "bad-field", "without holder and role"),
+        ({"user": "a.seitkali", "holder": "kz-ops"}, "bad-field", "without holder and role"),
     ],
 )
 def test_a_token_request_is_refused_for_what_is_wrong_with_it(node_with_roles, body, code, says):
-    """Each refusal of a token request says what is wrong with it, as a 422."""
+    """Each refusal of a token request says what is wrong with it, as a 422, and
+    issues nothing."""
     _, kz, auth = node_with_roles
     answer = kz.client().post("/api/v1/admin/tokens", headers=auth["admin"], json=body)
     assert (answer.status_code, answer.get_json()["error"]) == (422, code), answer.get_json()
     assert says in answer.get_json()["message"]
+    listed = kz.client().get("/api/v1/admin/tokens", headers=auth["admin"]).get_json()
+    assert len(listed["tokens"]) == 3
+
+
+_BY = {"by": "A. Seitkali"}
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "unknown"),
+    [
+        ("/api/v1/admin/trust-list/fetch", {"form": "KG"}, "form"),
+        (
+            "/api/v1/admin/suspensions",
+            {"scope": "node", "value": "KG", "reason": "x", **_BY, "until": "2027-01-01"},
+            "until",
+        ),
+        ("/api/v1/admin/suspensions/1/lift", {"reason": "x", **_BY, "id": 1}, "id"),
+        ("/api/v1/admin/quarantine/1/release", {"reason": "x", **_BY, "note": "y"}, "note"),
+        ("/api/v1/admin/tokens/1/revoke", {**_BY, "reason": "x"}, "reason"),
+        (
+            "/api/v1/admin/users",
+            {
+                "name": "a.b",
+                "full_name": "A B",
+                "agency": "kz-police",
+                "role": "officer",
+                **_BY,
+                "password": "x",
+            },
+            "password",
+        ),
+        ("/api/v1/admin/users/a.b/disable", {"reason": "x", **_BY, "user": "a.b"}, "user"),
+    ],
+)
+def test_a_member_an_admin_call_does_not_take_is_refused(node_with_roles, path, body, unknown):
+    """Deny by default: a member nobody reads is refused and named, never passed over
+    while the call goes on without it (nothing changes)."""
+    _, kz, auth = node_with_roles
+    with kz.node.sessions() as session:
+        before = session.scalar(select(func.count()).select_from(AuditEntry))
+    answer = kz.client().post(path, headers=auth["admin"], json=body)
+    assert (answer.status_code, answer.get_json()["error"]) == (422, "bad-field")
+    assert f"unknown field {unknown!r}" in answer.get_json()["message"]
+    with kz.node.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(AuditEntry)) == before
 
 
 def test_a_change_refused_to_a_reading_role_names_that_role(node_with_roles):

@@ -14,7 +14,7 @@ from gateway.audit import log, note
 from gateway.audit import witness as witness_module
 from gateway.audit.witness import MAX_NOTE_BYTES, Witness
 from gateway.cli import main
-from gateway.errors import PeerError
+from gateway.errors import NodeStateError, PeerError
 from gateway.models import AuditCheckpoint, AuditEntry, WitnessState
 from tests.conftest import PASSPHRASE, sqlite_only
 from tests.test_rotation import revoke_signing_key
@@ -122,10 +122,15 @@ def test_revoked_keys_sign_no_checkpoint_and_no_cosignature(make_federation):
     # KG's key is revoked (stolen); KZ no longer keeps what it co-signed.
     revoke_signing_key(fed, "KG", revoked_ago=5)
     assert Witness(kz.node).collect("KG") == 0
-    # KZ's key is revoked too, but a thief keeps signing KZ's checkpoints with it.
+    # KZ's key is revoked too: KZ itself signs nothing more with it (its new key is not
+    # loaded here) ...
     revoke_signing_key(fed, "KZ", revoked_ago=5)
-    submit(kz, ["KG"])
-    log.checkpoint(kz.node)
+    with pytest.raises(NodeStateError, match="none of its signing keys"):
+        log.checkpoint(kz.node, min_new=1)
+    # ... but a thief keeps signing KZ's checkpoints with it.
+    stolen = kz.keys.current_signing
+    kz.node.signing_pair = lambda now=None, *, usable=True: stolen  # type: ignore[method-assign]
+    assert log.checkpoint(kz.node, min_new=1) is not None
     with pytest.raises(note.NoteError, match="not signed by any of its keys"):
         Witness(kg.node).witness("KZ")
 

@@ -855,6 +855,88 @@ def test_a_withdrawal_after_a_local_denial_does_not_say_the_recipient_never_had_
     assert "may have arrived" in _row(kz, delivery_id).last_detail
 
 
+def _stored_then_refused_as_expired(fed, monkeypatch) -> int:
+    """KZ's delivery to KG: KG stores the envelope but its answer is lost; at the next
+    attempt KG's clock runs past the envelope's expiry, so KG refuses it, signed, as
+    `expired` (PROTOCOL §3 step 5, before its replay check); then KG's clock is set
+    right and the agency retries. The delivery id."""
+    import types
+
+    import gateway.inbox
+
+    kz, kg = fed["KZ"], fed["KG"]
+    delivery_id = submit(kz, ["KG"])["deliveries"][0]["id"]
+    inner = _losing_the_answer(kg, stored=True)
+    [lost] = Dispatcher(kz.node).run_once()
+    assert (lost.state, inbox_count(kg)) == ("retrying", 1)
+    kg.server.switch.app = inner
+    ahead = kz.node.settings.message_ttl + 600
+    with monkeypatch.context() as patched:
+        clock = types.SimpleNamespace(time=lambda: time.time() + ahead)
+        patched.setattr(gateway.inbox, "time", clock)
+        [refused] = Dispatcher(kz.node).run_once(now=int(time.time()) + 5)
+    assert (refused.state, refused.code) == ("rejected", "expired")
+    row = _row(kz, delivery_id)
+    assert "an earlier attempt may have reached KG" in row.last_detail
+    answer = kz.client().post(f"/api/v1/deliveries/{delivery_id}/retry", headers=kz.auth())
+    assert answer.status_code == 200, answer.get_json()
+    return delivery_id
+
+
+def test_a_signed_refusal_from_before_the_replay_check_proves_nothing_stored(
+    make_federation, monkeypatch
+):
+    """A signed `expired` comes before the recipient looks for a stored copy: after it,
+    KG's key is replaced, and the same bytes go first (KG answers with the receipt it
+    stored), not a new envelope that KG would store beside the first."""
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    _stored_then_refused_as_expired(fed, monkeypatch)
+    revoke_encryption_key(fed, "KG", int(time.time()), drop=True)
+    [again] = Dispatcher(kz.node).run_once(now=int(time.time()) + 10)
+    assert again.state == "delivered" and "resealed" not in _events(kz)
+    assert (len(_envelopes(kz)), inbox_count(kg)) == (1, 1)
+
+
+def test_a_withdrawal_after_a_refusal_before_the_replay_check_says_it_may_have_arrived(
+    make_federation, monkeypatch
+):
+    fed = make_federation(("KZ", "KG"))
+    kz = fed["KZ"]
+    delivery_id = _stored_then_refused_as_expired(fed, monkeypatch)
+    with kz.node.sessions() as session:
+        message_id = session.get(Delivery, delivery_id).message_id
+    _withdraw(kz, message_id)
+    assert "may have arrived" in _row(kz, delivery_id).last_detail
+
+
+def test_a_signed_refusal_after_the_replay_check_proves_nothing_was_stored(make_federation):
+    """KG's refusal at step 8 (its schema check, after its replay check) proves that it
+    holds nothing: the detail does not warn of an earlier copy, and the event says so."""
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    delivery_id = submit(kz, ["KG"])["deliveries"][0]["id"]
+    inner = _losing_the_answer(kg, stored=False)
+    [lost] = Dispatcher(kz.node).run_once()
+    assert lost.state == "retrying"
+    kg.server.switch.app = inner
+    from tests.test_policy_exchange import write_policy
+
+    write_policy(  # KG agreed to send to KZ only
+        kg,
+        'version = 1\n[[agreement]]\nid = "KG-KZ-out"\npeer = "KZ"\n'
+        'types = ["alert/1"]\ndirection = "send"\n',
+    )
+    [refused] = Dispatcher(kz.node).run_once(now=int(time.time()) + 5)
+    assert (refused.state, refused.code) == ("rejected", "policy-denied")
+    assert "earlier attempt" not in _row(kz, delivery_id).last_detail
+    with kz.node.sessions() as session:
+        proven = session.scalars(
+            select(DeliveryEvent.unstored_proven).order_by(DeliveryEvent.id.desc())
+        ).first()
+    assert proven is True
+
+
 @sqlite_only
 def test_a_lease_taken_while_the_clock_ran_ahead_is_taken_over_once_its_owner_stopped(
     make_federation,

@@ -318,7 +318,8 @@ def test_the_recipients_refusals_are_marked_as_proof_that_nothing_was_stored(
     databases: Any,
 ) -> None:
     """Migration 0025 marks the `rejected` events that came with the recipient's signed
-    refusal, not the dispatcher's own `policy-denied` decisions (nothing sent)."""
+    refusal, not the dispatcher's own `policy-denied` decisions (nothing sent); 0028
+    unmarks those of a refusal from before the recipient's replay check."""
 
     engine = _engine_at(databases, "refusals", "0024")
     statements = [
@@ -334,6 +335,8 @@ def test_the_recipients_refusals_are_marked_as_proof_that_nothing_was_stored(
         (1, "retrying", "peer-error", "KG answered HTTP 502; will retry"),
         (2, "rejected", "policy-denied", "not sent: this node's policy no longer lets it go"),
         (3, "rejected", "policy-denied", "KG refused it with a signed receipt: policy-denied"),
+        (4, "rejected", "expired", "KG refused it with a signed receipt: expired"),
+        (5, "rejected", "not-a-recipient", "KG refused it with a signed receipt: not-a-recipient"),
     ]
     with engine.begin() as connection:
         for statement in statements:
@@ -351,7 +354,56 @@ def test_the_recipients_refusals_are_marked_as_proof_that_nothing_was_stored(
         marked = dict(
             connection.execute(sa.text("SELECT id, unstored_proven FROM delivery_events")).all()
         )
-    assert {k: bool(v) for k, v in marked.items()} == {1: False, 2: False, 3: True}
+    assert {k: bool(v) for k, v in marked.items()} == {
+        1: False,
+        2: False,
+        3: True,
+        4: False,
+        5: True,
+    }
+    engine.dispose()
+
+
+def test_what_minimisation_removed_is_taken_from_the_audit_log(databases: Any) -> None:
+    """Migration 0029 keeps with each message what minimisation removed from it, read
+    from its `message-submitted` audit entry ("rule:path", the path may hold colons)."""
+    engine = _engine_at(databases, "minimised", "0028")
+    submitted = {
+        "m1": ["ngo-no-suspect-data:**.subjects[category=suspect]", "r2:a.b:c"],
+        "m2": [],
+    }
+    with engine.begin() as connection:
+        for seq, (message_id, removed) in enumerate(submitted.items(), start=1):
+            connection.execute(
+                sa.text(
+                    "INSERT INTO outbound_messages (id, typ, agency, body_json, created_at) "
+                    "VALUES (:id, 'alert/1', 'kz-police', '{}', 1)"
+                ),
+                {"id": message_id},
+            )
+            entry = {"kind": "message-submitted", "at": 1, "id": message_id, "minimised": removed}
+            connection.execute(
+                sa.text(
+                    "INSERT INTO audit_entries (seq, at, kind, entry, leaf_hash) "
+                    "VALUES (:seq, 1, 'message-submitted', :entry, :hash)"
+                ),
+                {"seq": seq, "entry": json.dumps(entry).encode(), "hash": b"\0" * 32},
+            )
+        connection.execute(
+            sa.text(
+                "INSERT INTO outbound_messages (id, typ, agency, body_json, created_at) "
+                "VALUES ('m3', 'alert/1', 'kz-police', '{}', 1)"
+            )
+        )
+    db.upgrade(engine)
+    with engine.connect() as connection:
+        query = sa.text("SELECT id, minimised FROM outbound_messages")
+        kept = dict(connection.execute(query).all())
+    assert json.loads(kept["m1"]) == [
+        ["ngo-no-suspect-data", "**.subjects[category=suspect]"],
+        ["r2", "a.b:c"],
+    ]
+    assert kept["m2"] is None and kept["m3"] is None
     engine.dispose()
 
 

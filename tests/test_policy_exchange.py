@@ -139,9 +139,18 @@ def test_minimised_fields_never_leave_the_node(fed):
 
     to_ngo = post(kz, ["KG"], body, audience="ngo")
     assert to_ngo.status_code == 202
-    assert to_ngo.get_json()["minimised"] == [
-        {"rule": "ngo-no-suspect-data", "path": "**.subjects[category=suspect]"}
-    ]
+    removed = [{"rule": "ngo-no-suspect-data", "path": "**.subjects[category=suspect]"}]
+    assert to_ngo.get_json()["minimised"] == removed
+    # Said again to a client whose answer was lost (the same Idempotency-Key), and in
+    # the message's view.
+    headers = {**kz.auth(), "Idempotency-Key": "ngo-alert-1"}
+    request = {"typ": "alert/1", "body": body, "to": ["KG"], "audience": "ngo"}
+    first = kz.client().post("/api/v1/messages", headers=headers, json=request)
+    again = kz.client().post("/api/v1/messages", headers=headers, json=request)
+    assert (first.status_code, again.status_code) == (202, 200)
+    assert first.get_json()["minimised"] == again.get_json()["minimised"] == removed
+    shown = kz.client().get(f"/api/v1/messages/{first.get_json()['id']}", headers=kz.auth())
+    assert shown.get_json()["minimised"] == removed
     sent = sealed_payload(kz, kg, to_ngo.get_json()["id"])
     assert [s["category"] for s in sent["subjects"]] == ["victim"]
     suspect_names = [

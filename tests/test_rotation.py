@@ -6,20 +6,23 @@ can need them."""
 from __future__ import annotations
 
 import json
+import logging
 import time
 import warnings
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from gateway.audit import log
 from gateway.cli import main
 from gateway.config import load_settings
 from gateway.dispatcher import Dispatcher
+from gateway.errors import NodeStateError
 from gateway.models import AuditEntry, Delivery, DeliveryEvent, InboundMessage
 from gateway.node import Node
+from gateway.tokens import issue
 from keys import sealed
 from keys.keypair import SigningKeyPair
 from keys.nodekeys import NodeKeys
@@ -154,6 +157,103 @@ def test_a_queued_envelope_is_sealed_again_when_our_signing_key_is_revoked(make_
     assert outcome.state == "delivered"
     inbox = kg.client().get("/api/v1/inbox", headers=kg.auth()).get_json()["messages"]
     assert len(inbox) == 1
+
+
+def _own_signing_key_revoked_alone(fed, node_id):
+    """Install, on every node, a version revoking ``node_id``'s signing key without
+    listing a new one (the administrators acted on a theft before the node rotated);
+    return the ring rotated meanwhile, whose new key the list does not carry yet."""
+    now = int(time.time())
+    rotated = fed[node_id].keys.rotate_signing(now=now)
+    keys = []
+    for key in listed_keys(fed, node_id):
+        if key["use"] == "sig":
+            key.update(status="revoked", revoked_at=now - 1)
+        keys.append(key)
+    install_everywhere(fed, next_version(fed, fed[node_id].node.trust(), node_keys={node_id: keys}))
+    fed[node_id].node.keys = rotated
+    return rotated, keys
+
+
+def _list_new_signing_key(fed, node_id, rotated, keys):
+    now = int(time.time())
+    keys = [*keys, key_entry(rotated.current_signing.public, "sig", not_before=now - 60)]
+    install_everywhere(fed, next_version(fed, fed[node_id].node.trust(), node_keys={node_id: keys}))
+
+
+def test_a_node_whose_signing_keys_are_all_unusable_signs_nothing(make_federation, caplog):
+    """KZ's signing key is revoked and its new one not listed yet: what KZ would sign,
+    peers would refuse. A submission is refused (503 signing-key-unusable, nothing
+    stored); a queued message is not sealed anew under the revoked key at every attempt
+    but waits, `retrying` with that code; an envelope KG sends is not accepted with a
+    receipt nobody could verify (its stored receipt would answer every retry) but
+    refused for now, unsigned, and KG's dispatcher tries again; no checkpoint is signed.
+    Once the list carries KZ's new key, all of it goes through."""
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    submit(kz, ["KG"])
+    submit(kg, ["KZ"])
+    rotated, keys = _own_signing_key_revoked_alone(fed, "KZ")
+
+    answer = kz.client().post(
+        "/api/v1/messages",
+        headers=kz.auth(),
+        json={"typ": "alert/1", "body": example_alert(), "to": ["KG"]},
+    )
+    assert (answer.status_code, answer.get_json()["error"]) == (503, "signing-key-unusable")
+    assert "gateway keys check" in answer.get_json()["message"]
+    [waiting] = Dispatcher(kz.node).run_once()
+    assert (waiting.state, waiting.code) == ("retrying", "signing-key-unusable")
+    assert kg.posts == []
+    with kz.node.sessions() as session:
+        assert len(session.scalars(select(Delivery)).all()) == 1
+        resealed = session.scalars(
+            select(AuditEntry).where(AuditEntry.kind == "message-resealed")
+        ).all()
+        assert resealed == []
+    [refused] = Dispatcher(kg.node).run_once()
+    assert (refused.state, refused.code) == ("retrying", "peer-error")
+    assert "signing-key-unusable" in refused.detail
+    with kz.node.sessions() as session:
+        assert session.scalars(select(InboundMessage)).all() == []
+    with pytest.raises(NodeStateError) as raised:
+        log.checkpoint(kz.node, min_new=1)
+    assert raised.value.code == "signing-key-unusable"
+    # A dispatcher tries at every round and says so once a minute, not at every round.
+    dispatcher = Dispatcher(kz.node)
+    with caplog.at_level(logging.WARNING, logger="gateway.dispatcher"):
+        for _ in range(3):
+            assert dispatcher._maybe_checkpoint(-1e9) == -1e9
+    said = [r.message for r in caplog.records if "audit checkpoint failed" in r.message]
+    assert len(said) == 1 and "[signing-key-unusable]" in said[0]
+    with kz.node.sessions() as session:
+        observer = issue(session, "kz-dpo", "oversight", role="observer").secret
+        session.commit()
+    keys_view = kz.client().get(
+        "/api/v1/admin/keys", headers={"Authorization": f"Bearer {observer}"}
+    )
+    assert keys_view.get_json()["signs_with"] is None
+
+    _list_new_signing_key(fed, "KZ", rotated, keys)
+    for member in (kz, kg):  # due now, not after the backoff
+        with member.node.sessions() as session:
+            session.execute(update(Delivery).values(next_attempt_at=0))
+            session.commit()
+    [sent] = Dispatcher(kz.node).run_once()
+    assert sent.state == "delivered", sent
+    [accepted] = Dispatcher(kg.node).run_once()
+    assert accepted.state == "delivered"
+    with kg.node.sessions() as session:
+        receipt = session.scalars(select(Delivery.receipt)).one()
+    assert rotated.current_signing.kid in json.dumps(_receipt_header(receipt))
+    assert kz.node.signing_pair().kid == rotated.current_signing.kid
+    assert log.checkpoint(kz.node, min_new=1) is not None
+
+
+def _receipt_header(receipt: bytes) -> dict:
+    from schemas.b64 import b64d
+
+    return json.loads(b64d(json.loads(receipt)["protected"]))
 
 
 def test_prune_destroys_only_keys_nothing_can_need(make_federation):

@@ -13,7 +13,8 @@ from gateway import tokens
 from gateway.cli import main
 from gateway.dispatcher import Dispatcher
 from gateway.envelope import step1_parse_outer, step2_parse_header, verify_receipt
-from gateway.models import Delivery, InboundRejection, Suspension
+from gateway.models import AuditEntry, Delivery, InboundRejection, Suspension
+from schemas import xb1json
 from schemas.examples import example_alert
 from tests.conftest import PASSPHRASE
 
@@ -46,6 +47,17 @@ def test_suspending_a_member_holds_outbound_and_refuses_inbound(make_federation)
 
     refused = post_alert(kz, ["KG", "UZ"])
     assert refused.status_code == 403 and refused.get_json()["error"] == "suspended"
+    # The refusal is in the audit log, as every decision on the way out.
+    with kz.node.sessions() as session:
+        entries = [
+            xb1json.loads(raw)
+            for raw in session.scalars(
+                select(AuditEntry.entry).where(AuditEntry.kind == "policy").order_by(AuditEntry.seq)
+            )
+        ]
+    last = entries[-1]
+    assert (last["peer"], last["allowed"], last["rule"]) == ("KG", False, "suspension:1")
+    assert last["agency"] == "kz-police" and last["typ"] == "alert/1"
     assert post_alert(kz, ["UZ"]).status_code == 202  # others are unaffected
 
     outcomes = {o.code for o in Dispatcher(kz.node).run_once()}

@@ -1,13 +1,14 @@
 """HTTP blueprints: ``peer`` (node to node, PROTOCOL §7), ``agency``, ``admin_api``,
 ``health``; and the one JSON-body reader they share."""
 
+from collections.abc import Collection
 from typing import Any
 
 from flask import request
 from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
-from gateway.errors import ApiError
+from gateway.errors import ApiError, shown_value
 from gateway.models import MAX_ROW_ID
 
 #: What reading a request body raises when the client framed it badly: gunicorn's
@@ -79,9 +80,12 @@ def body_bytes() -> bytes:
     return data
 
 
-def json_object() -> dict[str, Any]:
+def json_object(members: Collection[str] | None = None, expected: str = "") -> dict[str, Any]:
     """The request body as a JSON object, or a 400 ``bad-json`` (never a 500); a 400
-    ``bad-body`` when the body could not be read as framed."""
+    ``bad-body`` when the body could not be read as framed. With ``members`` (those the
+    call takes; ``expected`` says them in words), any other member is a 422
+    ``bad-field``: a misspelt member must not be passed over unsaid (a token issued
+    with the default role for a misspelt ``role``)."""
     body_bytes()  # read (and kept) first, so that a broken body is said as such
     try:
         payload = request.get_json(silent=True)
@@ -93,4 +97,14 @@ def json_object() -> dict[str, Any]:
             "the request body must be a JSON object with Content-Type: application/json",
             status=400,
         )
+    if members is not None:
+        unknown = sorted(set(payload) - set(members))
+        if unknown:
+            named = ", ".join(shown_value(name) for name in unknown[:5])
+            raise ApiError(
+                "bad-field",
+                f"unknown field{'s' if len(unknown) > 1 else ''} {named}"
+                f"{' and more' if len(unknown) > 5 else ''}; expected {expected}",
+                status=422,
+            )
     return payload

@@ -21,7 +21,7 @@ from gateway import access, inbox, outbox, quarantine, sovereignty, tokens, user
 from gateway.api import body_bytes, int_arg, json_object, refuse_head
 from gateway.app import current_node
 from gateway.envelope import NODE_RE
-from gateway.errors import ApiError
+from gateway.errors import ApiError, NodeStateError
 from gateway.models import ApiToken, InboundMessage, Suspension, TrustHint, User
 from gateway.node import listing_problems
 from keys.fingerprint import fingerprint
@@ -65,6 +65,9 @@ def changes(view: Callable[..., Any]) -> Callable[..., Any]:
         return view(*args, **kwargs)
 
     return guarded
+
+
+_REASON_BY = ("reason", "by")  # the members of a call that changes a decision
 
 
 def _text(payload: dict[str, Any], name: str) -> str:
@@ -158,7 +161,7 @@ def trust_list_fetch():  # type: ignore[no-untyped-def]
     from gateway.trust_sync import TrustFollower
 
     # No body: every peer; else a JSON object, optionally {"from": "KG"}.
-    payload = json_object() if body_bytes().strip() else {}
+    payload = json_object(("from",), "optionally from") if body_bytes().strip() else {}
     peer = payload.get("from")
     # A node id as the trust list writes them: an empty one is not "every peer", and
     # nothing else is echoed back in an error.
@@ -178,7 +181,10 @@ def trust_list_fetch():  # type: ignore[no-untyped-def]
 def keys_view():  # type: ignore[no-untyped-def]
     node = current_node()
     ring = node.keys
-    signing = node.signing_pair().kid
+    try:
+        signing: str | None = node.signing_pair().kid
+    except NodeStateError:  # the list lets it use none of its signing keys: /readyz says so
+        signing = None
     return jsonify(
         {
             "node": node.id,
@@ -227,7 +233,7 @@ def suspensions_view():  # type: ignore[no-untyped-def]
 @admin_api.post("/suspensions")
 @changes
 def suspend():  # type: ignore[no-untyped-def]
-    payload = json_object()
+    payload = json_object(("scope", "value", "reason", "by"), "scope, value, reason and by")
     node = current_node()
     with node.sessions() as session:
         decision = sovereignty.suspend(
@@ -246,7 +252,7 @@ def suspend():  # type: ignore[no-untyped-def]
 @admin_api.post("/suspensions/<int:decision_id>/lift")
 @changes
 def lift(decision_id: int):  # type: ignore[no-untyped-def]
-    payload = json_object()
+    payload = json_object(_REASON_BY, "reason and by")
     node = current_node()
     with node.sessions() as session:
         decision = sovereignty.lift(
@@ -289,7 +295,7 @@ def quarantine_view():  # type: ignore[no-untyped-def]
 def release(inbound_id: int):  # type: ignore[no-untyped-def]
     """Release a held message to the agencies, with who and why (``gateway inbox
     release``)."""
-    payload = json_object()
+    payload = json_object(_REASON_BY, "reason and by")
     with current_node().sessions() as session:
         message = quarantine.release(
             session, inbound_id, reason=_text(payload, "reason"), who=_who(payload)
@@ -323,7 +329,17 @@ def tokens_view():  # type: ignore[no-untyped-def]
 @admin_api.post("/tokens")
 @changes
 def token_issue():  # type: ignore[no-untyped-def]
-    payload = json_object()
+    payload = json_object(
+        ("holder", "role", "user", "label", "by"),
+        "holder (and role, agency unless given) or user; optionally label and by",
+    )
+    if "user" in payload and ("holder" in payload or "role" in payload):
+        raise ApiError(
+            "bad-field",
+            "a user's token is of the user's agency and role: give user without holder "
+            "and role, or holder and role without user",
+            status=422,
+        )
     label = payload.get("label", "")
     if not isinstance(label, str):  # its content: tokens.issue
         raise ApiError("bad-label", "'label' must be a string", status=422)
@@ -356,7 +372,7 @@ def token_revoke(token_id: int):  # type: ignore[no-untyped-def]
         raise ApiError(
             "own-token", "a token cannot revoke itself; use another admin token", status=409
         )
-    payload = json_object() if body_bytes().strip() else {}
+    payload = json_object(("by",), "optionally by") if body_bytes().strip() else {}
     with current_node().sessions() as session:
         row, _ = tokens.revoke(session, token_id, by=_caller(payload))
         session.commit()
@@ -453,7 +469,9 @@ def users_view():  # type: ignore[no-untyped-def]
 @admin_api.post("/users")
 @changes
 def user_add():  # type: ignore[no-untyped-def]
-    payload = json_object()
+    payload = json_object(
+        ("name", "full_name", "agency", "role", "by"), "name, full_name, agency, role and by"
+    )
     with current_node().sessions() as session:
         row = users.add(
             session,
@@ -470,7 +488,7 @@ def user_add():  # type: ignore[no-untyped-def]
 @admin_api.post("/users/<name>/disable")
 @changes
 def user_disable(name: str):  # type: ignore[no-untyped-def]
-    payload = json_object()
+    payload = json_object(_REASON_BY, "reason and by")
     if not users.NAME_RE.match(name):  # never a user; "\x00" would break PostgreSQL
         raise ApiError("no-such-user", f"there is no user {name[:64]!r}", status=404)
     with current_node().sessions() as session:
