@@ -19,6 +19,7 @@ machine that needs none.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import sys
@@ -279,7 +280,14 @@ def keygen(label: str, out: str) -> None:
     _refuse_existing(out, public_file)
     key = AdminKey.generate(label)
     key.save(out, _new_passphrase(), opslimit=ADMIN_OPSLIMIT, memlimit=ADMIN_MEMLIMIT)
-    _write(public_file, xb1json.dumps(key.entry()))
+    try:
+        _write(public_file, xb1json.dumps(key.entry()))
+    except BaseException:
+        # Both files or neither: a key without its public part could not be made again
+        # (the command refuses an existing key file), and nobody could be sent it.
+        with contextlib.suppress(OSError):
+            os.unlink(out)
+        raise
     click.echo(f"Admin key {shown(label)} sealed in {out} (keep it and its passphrase safe).")
     click.echo(f"Public part in {public_file}: send it to the other administrators.")
     click.echo(f"  kid {key.kid}")
@@ -554,10 +562,13 @@ def merge_command(current: str | None, out: str, inputs: tuple[str, ...]) -> Non
     if os.path.exists(out) and not any(os.path.samefile(out, path) for path in inputs):
         names.insert(0, out)
     merged = merge(*(Path(name).read_bytes() for name in names), names=names)
+    trust_list = _read_current(current)
+    judged = status(merged, trust_list)  # a proposal that does not follow it: nothing written
     _write(out, merged)
     count = len(Proposal.from_wire(merged).signatures)
     click.echo(f"Merged {len(names)} files into {out}: {count} signatures.")
-    _print_status(merged, _read_current(current))
+    for line in judged.lines():
+        click.echo(line)
 
 
 @admin.command("status")

@@ -24,7 +24,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.util import asbool
 
 from gateway.errors import ConfigError
-from keys.sealed import atomic_write
+from keys.sealed import atomic_write, trusted_target
 
 NODE_RE = re.compile(r"[A-Z]{2}(-[A-Z0-9]{1,16})?\Z")
 ENV_PREFIX = "GATEWAY_"
@@ -216,10 +216,16 @@ PATH_SETTINGS = ("key_file",)
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
+# Settings whose value is never written in an error: a wrong value may still be the
+# secret (a passphrase of digits written without quotes), and errors go to logs.
+SECRET_SETTINGS = ("key_passphrase",)
+
+
 def _invalid(name: str, raw: Any, expected: str) -> ConfigError:
+    shown = "(not shown: it is secret)" if name in SECRET_SETTINGS else repr(raw)
     return ConfigError(
         "config-value",
-        f"setting {name} has an invalid value {raw!r}: expected {expected}; "
+        f"setting {name} has an invalid value {shown}: expected {expected}; "
         f"fix {name} in {INSTANCE_FILE} or {ENV_PREFIX}{name.upper()}",
     )
 
@@ -564,8 +570,9 @@ def _rewrite_in_kind(path: Path, data: bytes) -> None:
     The contents are replaced atomically by a new file, given the old one's owner
     and mode before it is renamed over it; a process that may not give a file away
     (not root, the file another user's, or in a group it is not in) rewrites the
-    file in place instead."""
-    target = path.resolve()
+    file in place instead. A link another account made is not followed (as for the
+    key file: keys.sealed.trusted_target)."""
+    target = Path(trusted_target(path))
     status = target.stat()
     mode = status.st_mode & 0o7777
     owner = (status.st_uid, status.st_gid)

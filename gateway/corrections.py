@@ -221,6 +221,7 @@ def _purge_copy(
         by=by,
         direction="received",
         id=correction_id,
+        sender=sender,
         typ=CORRECTION,
         retention_ends=retention_ends,
         part="body and envelope",
@@ -342,7 +343,9 @@ def apply_early(
             for a in routes_of(connection, original)
             if a not in routed
         ]
-        store_routes(connection, row.inbound, added, envelope_id=row.envelope_id, at=at)
+        store_routes(
+            connection, row.inbound, added, sender=sender, envelope_id=row.envelope_id, at=at
+        )
 
 
 def apply_released(connection: Connection, correction: int, at: int) -> None:
@@ -535,6 +538,7 @@ def store_routes(
     inbound_id: int,
     routes: list[tuple[str, str]],
     *,
+    sender: str,
     envelope_id: str,
     at: int,
 ) -> None:
@@ -550,5 +554,6 @@ def store_routes(
             "routed",
             at=at,
             id=envelope_id,
+            sender=sender,  # ids are unique per sender only
             to=[f"{agency}:{rule}" for agency, rule in routes],
         )

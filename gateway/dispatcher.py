@@ -128,11 +128,12 @@ TRANSIENT_REJECTIONS = frozenset({"unknown-sender", "key-not-valid", "not-yet-va
 # Step 7 refusals of an envelope sealed to a key the recipient no longer has; the
 # recipient checks for a stored copy (step 6) before giving them (gateway/inbox.py).
 CANNOT_OPEN = frozenset({"not-a-recipient", "unwrap-failed", "key-commitment-mismatch"})
-# Signed refusals given after the recipient's replay check (PROTOCOL §3 steps 6 to 8),
-# which answers a copy it stored with that copy's receipt: such a refusal proves that it
-# holds no copy of the envelope refused. One of steps 1 to 5 (``expired`` when its clock
-# runs ahead, ``ttl-too-long`` under a lower limit, ...) comes before that check and
-# proves nothing about an earlier attempt (gateway.outbox.may_have_arrived).
+# Signed refusals given only after the recipient's replay check (PROTOCOL §3 steps 6 to
+# 8), which answers a copy it stored with that copy's receipt: such a refusal proves that
+# it holds no copy of the envelope refused. One of steps 1 to 5 (``expired`` when its
+# clock runs ahead, ``ttl-too-long`` under a lower limit, ...) comes before that check
+# and proves nothing about an earlier attempt (gateway.outbox.may_have_arrived); nor do
+# ``malformed`` and ``not-canonical``, which step 7 gives too, but steps 1 and 5 as well.
 AFTER_REPLAY_CHECK = frozenset(
     {
         "replay",

@@ -31,7 +31,7 @@ from gateway.envelope import (
     decrypt_and_validate,
     make_receipt,
 )
-from gateway.errors import ApiError
+from gateway.errors import ApiError, NodeStateError
 from gateway.group_commit import GroupCommit
 from gateway.models import InboundMessage, InboundRejection, InboundRoute, is_row_id
 from gateway.node import Node
@@ -161,12 +161,12 @@ def receive(node: Node, raw: bytes, *, now: int | None = None) -> Answer:
     as ``replay`` (docs/decisions/0012-group-commit.md).
     """
     at = int(time.time()) if now is None else now
-    signing_key = node.signing_pair(at)
     trust_list = node.trust()
     try:
         envelope = authenticate(raw, trust=trust_list.keys, now=at, limits=node.limits)
     except Rejected as error:
-        return _refuse(node, raw, error, signing_key, at)
+        return _refuse(node, raw, error, None, at)
+    signing_key = _signing_key(node, envelope, at)
     denied_by: dict[str, Any] = {}  # the policy rule of a policy-denied refusal
     try:
         opened = decrypt_and_validate(envelope, node.id, node.keys.encryption_keys)
@@ -387,7 +387,14 @@ def _after_accept(
             for agency in corrections.routes_of(connection, original):
                 chosen.setdefault(agency, "correction-of-original")
             destinations = sorted(chosen.items()) if chosen else destinations
-    corrections.store_routes(connection, inbound_id, destinations, envelope_id=header.id, at=at)
+    corrections.store_routes(
+        connection,
+        inbound_id,
+        destinations,
+        sender=header.sender.node,
+        envelope_id=header.id,
+        at=at,
+    )
 
 
 def refuse_unread(node: Node, error: Rejected, size: int, at: int) -> None:
@@ -427,19 +434,36 @@ def _record_refusal(
     )
 
 
+def _signing_key(node: Node, envelope: Envelope, at: int) -> SigningKeyPair:
+    """The key a receipt for ``envelope`` (authenticated) is signed with. When the trust
+    list lets this node use none of its own (revoked, its new one not listed yet), the
+    ``signing-key-unusable`` NodeStateError (a 503: the peer keeps the envelope and
+    tries again), after noting the newer trust list the envelope announces: it may be
+    the version that lists this node's new key, which the node then follows."""
+    try:
+        return node.signing_pair(at)
+    except NodeStateError:
+        header = envelope.header
+        note_announcement(node, header.sender.node, header.tl, at)
+        raise
+
+
 def _refuse(
     node: Node,
     raw: bytes,
     error: Rejected,
-    signing_key: SigningKeyPair,
+    signing_key: SigningKeyPair | None,
     at: int,
     **policy: Any,
 ) -> Answer:
     """Record a refusal (and its audit entry), answer with a signed rejected receipt
-    once the sender is authenticated, else with the JSON error."""
+    once the sender is authenticated (signed with ``signing_key``, or with the key of
+    :func:`_signing_key` when not given), else with the JSON error."""
+    if signing_key is None and error.authenticated and error.envelope is not None:
+        signing_key = _signing_key(node, error.envelope, at)
     with node.sessions() as session:
         receipt = None
-        if error.authenticated and error.envelope is not None:
+        if signing_key is not None and error.authenticated and error.envelope is not None:
             receipt = make_receipt(
                 error.envelope,
                 receiver=node.id,
@@ -567,7 +591,9 @@ def _mark_fetched(session: Session, messages: list[InboundMessage], reader: Read
             token=reader.token,
             user=reader.user,
             justification=reader.justification,
-            messages=[m.envelope_id for m in messages],
+            # [sender, envelope id]: an id is unique per sender only, so the sender says
+            # whose message was read (earlier versions wrote the ids alone).
+            messages=[[m.sender, m.envelope_id] for m in messages],
         )
     session.commit()
 

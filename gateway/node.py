@@ -33,7 +33,7 @@ from gateway.policy import Policy
 from keys.keypair import SigningKeyPair
 from keys.nodekeys import NodeKeys
 from keys.sealed import KeyFileError
-from keys.trustlist import TrustError, TrustList
+from keys.trustlist import TrustError, TrustList, require_issued_by
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,8 @@ class Node:
         self._trust_checked_at = 0.0
         self._policy: Policy | None = None
         self._policy_stamp: tuple[int, int] | None = None
+        # Why the policy in force is not the file's (it went, or does not load), or None.
+        self.policy_problem: str | None = None
         self._policy_checked_at = float("-inf")
         self.policy()  # a policy file that does not parse stops the node at start
 
@@ -223,16 +225,21 @@ class Node:
         if stamp is None and self._policy is not None and not self._policy.open:
             # Never fail open: a policy file that goes away (a botched deploy, a
             # deletion) leaves the last policy in force until a new file is written.
-            log.error("policy file %s has disappeared; the last policy stays in force", path)
+            self.policy_problem = f"{path} has disappeared; the last policy stays in force"
+            log.error("policy file %s", self.policy_problem)
             return self._policy
         try:
             loaded = policy_module.load(self.settings.instance)
         except ConfigError as e:
             if self._policy is None:
                 raise
-            log.error("policy file changed but does not load: [%s] %s", e.code, e.message)
+            self.policy_problem = (
+                f"{path} changed but does not load ([{e.code}] {e.message}); the last policy "
+                "stays in force"
+            )
+            log.error("policy file %s", self.policy_problem)
             return self._policy
-        self._policy, self._policy_stamp = loaded, stamp
+        self._policy, self._policy_stamp, self.policy_problem = loaded, stamp, None
         return loaded
 
     def use_policy(self, policy: Policy) -> None:
@@ -341,6 +348,7 @@ class Node:
                         "or ?anchor= in the admin API) or set trust_anchor in gateway.toml",
                     )
                 trust_list = TrustList.from_anchor(wire, bytes.fromhex(pinned), at)
+                require_issued_by(1, trust_list.issued_at, at)  # T10, as for its successors
                 if not configured:
                     # Pinned before the list is stored: every later start (and every
                     # other process of this node, once restarted) checks against it.

@@ -16,7 +16,7 @@ The policy is one readable file, ``INSTANCE/policy.toml`` (see ``docs/policy.md`
 
 Every decision names the rule that allowed or denied it; the callers record it in
 the audit log. A node without a policy file runs open (every exchange allowed, rule
-``no-policy``) and says so in a warning at start and on ``/readyz``.
+``no-policy``) and says so in a warning at start and as a notice on ``/readyz``.
 """
 
 from __future__ import annotations

@@ -67,6 +67,7 @@ class Purged:
     part: str  # "body and envelope", "body" (the envelope waits for deliveries), "envelope"
     # The row of a received message (envelope ids are unique per sender) or of a refusal.
     row_id: int | None = None
+    sender: str | None = None  # of a received message: whose id ``message`` is
 
 
 def _body(body_json: str | None) -> dict[str, Any] | None:
@@ -186,11 +187,13 @@ def due(session: Session, policy: Policy, now: int) -> list[Purged]:
     """What a purge at ``now`` removes, soonest first."""
     found = []
     open_deliveries = _with_open_deliveries(session)
-    for direction, message_id, typ, ends, _, row_id in stored(session, policy):
+    for direction, message_id, typ, ends, holder, row_id in stored(session, policy):
         if ends > now:
             continue
         if direction == "received":
-            found.append(Purged(direction, message_id, typ, ends, "body and envelope", row_id))
+            found.append(
+                Purged(direction, message_id, typ, ends, "body and envelope", row_id, holder)
+            )
         else:
             waiting = message_id in open_deliveries
             found.append(
@@ -270,6 +273,7 @@ def run(session: Session, policy: Policy, *, now: int | None = None, by: str) ->
                         item.retention_ends,
                         "body and envelope",
                         row,
+                        item.sender,
                     )
                     for row, envelope_id in copies
                 ]
@@ -289,6 +293,8 @@ def run(session: Session, policy: Policy, *, now: int | None = None, by: str) ->
             by=by,
             direction=item.direction,
             id=item.message,
+            # A received message's sender (ids are unique per sender only).
+            **({"sender": item.sender} if item.sender is not None else {}),
             typ=item.typ,
             retention_ends=item.retention_ends,
             part=item.part,

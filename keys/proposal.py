@@ -61,6 +61,7 @@ from .sealed import (
 # The proposal format is the trust list format: parse it with the very T1 parser and count
 # signatures with the very T2 rule that nodes use, so a proposal that passes here passes there.
 from .trustlist import (
+    ISSUED_AHEAD_MOST,
     MAX_SIGNATURES,
     MAX_TEXT,
     MAX_TIME,
@@ -77,6 +78,7 @@ from .trustlist import (
     assemble,
     build_list,
     is_endpoint,
+    require_issued_by,
     sign_list,
 )
 
@@ -735,6 +737,13 @@ def shown(text: str) -> str:
     return text if text.isprintable() and text.strip() == text and text else repr(text)
 
 
+def quoted(text: str) -> str:
+    """A name or label from a proposal as a change line prints it: always quoted (and
+    escaped), after the kid and fingerprint it belongs to, so that whatever it holds
+    (another admin's kid and fingerprint, an endpoint) cannot pass for them."""
+    return repr(text)
+
+
 def _key_line(node: str, key: NodeKey) -> str:
     validity = f"from {when(key.not_before)} until {when(key.not_after)}"
     status = key.status + (f" {_revoked_since(key)}" if key.status == "revoked" else "")
@@ -774,13 +783,13 @@ def _key_changes(old: NodeKey, new: NodeKey) -> list[str]:
 def _node_lines(old: NodeEntry | None, new: NodeEntry | None) -> list[str]:
     if new is None:
         assert old is not None
-        return [f"- node {old.node} {shown(old.name)} {shown(old.endpoint)}"]
+        return [f"- node {old.node} {shown(old.endpoint)} {quoted(old.name)}"]
     if old is None:
-        lines = [f"+ node {new.node} {shown(new.name)} {shown(new.endpoint)}"]
+        lines = [f"+ node {new.node} {shown(new.endpoint)} {quoted(new.name)}"]
         return lines + [_key_line(new.node, k) for k in new.keys]
     lines = []
     if old.name != new.name:
-        lines.append(f"~ {new.node} name {shown(old.name)} → {shown(new.name)}")
+        lines.append(f"~ {new.node} name {quoted(old.name)} → {quoted(new.name)}")
     if old.endpoint != new.endpoint:
         lines.append(f"~ {new.node} endpoint {shown(old.endpoint)} → {shown(new.endpoint)}")
     old_keys = {k.kid: k for k in old.keys}
@@ -794,8 +803,15 @@ def _node_lines(old: NodeEntry | None, new: NodeEntry | None) -> list[str]:
     return lines
 
 
-def _warnings(new: Proposal | TrustList) -> list[str]:
+def _warnings(new: Proposal | TrustList, now: int | None = None) -> list[str]:
     lines = []
+    at = int(time.time()) if now is None else now
+    if new.issued_at > at + ISSUED_AHEAD_MOST:
+        lines.append(
+            f"! issued {when(new.issued_at)}, more than a day after this machine's clock: "
+            "nodes refuse it (trust-time), and would refuse every version issued before that "
+            "date after it; check the clock of the machine that proposed it"
+        )
     for node in new.nodes:
         for use in ("sig", "enc"):
             if not any(k.use == use and k.status == "active" for k in node.keys):
@@ -811,10 +827,11 @@ def _warnings(new: Proposal | TrustList) -> list[str]:
     return lines
 
 
-def diff(old: TrustList | None, new_raw: bytes) -> list[str]:
+def diff(old: TrustList | None, new_raw: bytes, now: int | None = None) -> list[str]:
     """Every difference between version N (``old``; None for a bootstrap) and the proposed
     L, one line each: ``+`` added, ``-`` removed, ``~`` changed, ``!`` warning. Added keys
-    and admins carry their full fingerprint, to be compared by phone."""
+    and admins carry their full fingerprint, to be compared by phone. ``now``: this
+    machine's clock (the issue time is judged against it)."""
     new = Proposal.from_wire(assemble(new_raw, []))
     check_successor(old, new)
     lines: list[str] = []
@@ -833,15 +850,15 @@ def diff(old: TrustList | None, new_raw: bytes) -> list[str]:
     new_admins = {a.kid: a for a in new.admins}
     for kid, admin in old_admins.items():
         if kid not in new_admins:
-            lines.append(f"- admin {shown(admin.label)} {kid}")
+            lines.append(f"- admin {kid} {quoted(admin.label)}")
         elif admin.label != new_admins[kid].label:
             lines.append(
-                f"~ admin {kid} label {shown(admin.label)} → {shown(new_admins[kid].label)}"
+                f"~ admin {kid} label {quoted(admin.label)} → {quoted(new_admins[kid].label)}"
             )
     for kid, admin in new_admins.items():
         if kid not in old_admins:
             lines.append(
-                f"+ admin {shown(admin.label)} {kid} (fingerprint {fingerprint(admin.pub)})"
+                f"+ admin {kid} (fingerprint {fingerprint(admin.pub)}) {quoted(admin.label)}"
             )
     if old is not None and len(old.admins) != len(new.admins):
         lines.append(f"~ admins {len(old.admins)} → {len(new.admins)}")
@@ -850,7 +867,39 @@ def diff(old: TrustList | None, new_raw: bytes) -> list[str]:
         lines += _node_lines(old_nodes.get(node_id), new_nodes.get(node_id))
     if old is not None and len(lines) == 0:
         lines.append("= no change to admins, threshold, expiry or nodes")
-    return lines + _warnings(new)
+    return lines + _revocations_undone(old_nodes, new_nodes) + _warnings(new, now)
+
+
+def _revocations_undone(
+    old_nodes: Mapping[str, NodeEntry], new_nodes: Mapping[str, NodeEntry]
+) -> list[str]:
+    """Warnings for revocations the proposal lifts or moves later: nodes take them (the
+    protocol does not forbid it), but a key revoked because it may be in other hands then
+    vouches again for what it signed meanwhile; ``admin propose`` only moves one earlier."""
+    lines = []
+    for node_id, old in old_nodes.items():
+        new = new_nodes.get(node_id)
+        listed = {k.kid: k for k in new.keys} if new is not None else {}
+        for key in old.keys:
+            after = listed.get(key.kid)
+            if key.status != "revoked" or after is None:
+                continue
+            if after.status != "revoked":
+                lines.append(
+                    f"! {node_id} key {key.kid}: its revocation is lifted ({after.status} "
+                    "again): it vouches again for what was signed with it since"
+                )
+            elif (
+                key.revoked_at is not None
+                and after.revoked_at is not None
+                and after.revoked_at > key.revoked_at
+            ):
+                lines.append(
+                    f"! {node_id} key {key.kid}: its revocation moves later, from "
+                    f"{when(key.revoked_at)} to {when(after.revoked_at)}: what was signed "
+                    "with it in between counts again"
+                )
+    return lines
 
 
 # -- signatures ----------------------------------------------------------------------------
@@ -875,6 +924,12 @@ def sign(wire: bytes, admin: AdminKey, current: TrustList | None = None) -> byte
     if signature in [dict(s) for s in proposal.signatures]:
         return proposal.to_wire()
     others = [s for s in proposal.signatures if s["kid"] != admin.kid]
+    if len(others) + 1 > MAX_SIGNATURES:  # a file nothing could read afterwards
+        raise _error(
+            "too-many-signatures",
+            f"{len(others)} signatures already; at most {MAX_SIGNATURES} fit, so yours cannot "
+            "be added (nothing was written): ask whoever proposed it for a clean copy",
+        )
     return assemble(proposal.raw, [*others, signature])
 
 
@@ -1007,6 +1062,7 @@ def status(wire: bytes, current: TrustList | None = None, now: int | None = None
             TrustList.from_anchor(wire, proposal.sha256, at)
             if at >= proposal.expires:
                 raise TrustError("trust-expired", f"version 1 expired at {proposal.expires}")
+            require_issued_by(1, proposal.issued_at, at)
         else:
             current.verify_successor(wire, at)
     except TrustError as e:

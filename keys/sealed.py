@@ -27,6 +27,7 @@ import contextlib
 import errno
 import os
 import secrets
+import stat
 import tempfile
 import unicodedata
 import warnings
@@ -284,6 +285,33 @@ def atomic_write(
             os.close(dir_fd)
 
 
+def trusted_target(path: str | os.PathLike[str]) -> str:
+    """The file to write for ``path``: ``path`` itself, or, when it is a symbolic link,
+    the file it leads to, following only links of the caller's own or of root. A link
+    another account made (the node's account, whose folder it is, or someone who took
+    it over) is not followed by root: it could lead a rotation run as root to overwrite
+    any file of the system (a PermissionError naming the link instead)."""
+    current = os.path.abspath(path)
+    for _ in range(40):  # the kernel's own bound on links in a row
+        try:
+            status = os.lstat(current)
+        except FileNotFoundError:
+            return current
+        if not stat.S_ISLNK(status.st_mode):
+            return current
+        if status.st_uid not in (os.geteuid(), 0):
+            raise PermissionError(
+                errno.EPERM,
+                f"it is a symbolic link of another account (uid {status.st_uid}), which is "
+                "not followed; check where it leads and who made it, then replace it with "
+                "the file itself, or run the command as that account",
+                current,
+            )
+        folder = os.path.realpath(os.path.dirname(current))
+        current = os.path.normpath(os.path.join(folder, os.readlink(current)))
+    raise OSError(errno.ELOOP, "too many symbolic links in a row", os.fspath(path))
+
+
 def write_key_file(
     path: str | os.PathLike[str],
     keys: dict[str, Any],
@@ -294,14 +322,50 @@ def write_key_file(
     memlimit: int = MEMLIMIT_MODERATE,
 ) -> None:
     """Seal ``keys`` under ``passphrase`` and write them (mode 0600, atomic). Without a
-    passphrase the file is written unsealed only if ``unsafe_unsealed`` is True."""
+    passphrase the file is written unsealed only if ``unsafe_unsealed`` is True.
+
+    A file written again (a rotation, a prune, a new passphrase) keeps its owner, and a
+    symbolic link stays a link (its target is written; :func:`trusted_target`): run as
+    root for the node's account, the command must not leave a file that account can no
+    longer read. Another account's file is written only by root."""
     if passphrase is not None:
         data = seal_keys(keys, passphrase, opslimit=opslimit, memlimit=memlimit)
     elif unsafe_unsealed:
         data = unsealed_keys(keys)
     else:
         raise ValueError("no passphrase given; pass unsafe_unsealed=True only for demos")
-    atomic_write(path, data)
+    target = trusted_target(path)
+    try:
+        status = os.stat(target)
+    except FileNotFoundError:
+        atomic_write(target, data)
+        return
+    caller = os.geteuid()
+    if status.st_uid != caller and caller != 0:
+        raise PermissionError(
+            errno.EACCES,
+            f"it belongs to another account (uid {status.st_uid}), which this one cannot give "
+            "the new file to; run the command as that account (or as root)",
+            target,
+        )
+    try:
+        atomic_write(target, data, owner=(status.st_uid, status.st_gid))
+    except PermissionError:
+        if status.st_uid != caller:  # root that may not give files away (a shared mount)
+            raise
+        atomic_write(target, data)  # one's own file in a group one is not in
+        return
+    try:
+        atomic_write(target, data, owner=(status.st_uid, status.st_gid))
+    except PermissionError as e:
+        if status.st_uid != os.geteuid():
+            raise PermissionError(
+                e.errno,
+                f"it belongs to another account (uid {status.st_uid}), which this one cannot "
+                "give the new file to; run the command as that account (or as root)",
+                target,
+            ) from e
+        atomic_write(target, data)
 
 
 def read_key_file(path: str | os.PathLike[str], passphrase: str | None) -> dict[str, Any]:

@@ -28,6 +28,10 @@ The rules, each cited by the check that implements it (errors carry the code in 
 * T9 A new list that is already expired at ``now`` is refused [trust-expired]. A list the
   node already holds is never refused for expiry: ``is_expired(now)`` tells the node to
   stop sending and raise an alarm (freeze).
+* T10 A new list issued more than ``ISSUED_AHEAD_MOST`` (a day) after ``now`` is refused
+  [trust-time]: by T7 no version issued before it could follow, so a list dated years
+  ahead by a wrong clock would stop every later version (a revocation among them) until
+  that date. A list the node already holds is not judged again for it.
 * K1 A key is usable for a message when ``status`` is ``active``, or ``retired`` and
   ``not_before <= iat <= not_after``. A ``revoked`` key is refused from ``revoked_at`` on,
   whatever ``iat`` says; before ``revoked_at`` it behaves like a retired key, except that a
@@ -530,6 +534,23 @@ def _not_the_anchor(raw: bytes) -> str:
     )
 
 
+ISSUED_AHEAD_MOST = 86_400
+"""How far after a node's clock a new list may be issued (T10): clocks differ by seconds,
+not days."""
+
+
+def require_issued_by(version: int, issued_at: int, now: int) -> None:
+    """T10: refuse a list issued more than ``ISSUED_AHEAD_MOST`` after ``now``."""
+    if issued_at > now + ISSUED_AHEAD_MOST:
+        raise TrustError(
+            "trust-time",
+            f"version {version} is issued at {issued_at}, {(issued_at - now) // 3600} hours "
+            "after this machine's clock: the clock of the machine that proposed it (or this "
+            "one) is wrong; no version issued before it could follow it, so it is not "
+            "installed: ask the administrators for a version proposed with a right clock",
+        )
+
+
 class TrustList:
     """One verified version of the trust list. Build it with ``from_anchor``, ``from_pinned``,
     ``verify_successor`` or ``verify_chain``; instances are immutable."""
@@ -680,6 +701,9 @@ class TrustList:
         # T9: a new list must not be expired already.
         if check_expiry and now >= new.expires:
             raise TrustError("trust-expired", f"version {new.version} expired at {new.expires}")
+        # T10: nor issued ahead of time.
+        if check_expiry:
+            require_issued_by(new.version, new.issued_at, now)
         return TrustList(raw, signatures, new, _token=_CONSTRUCT)
 
     # -- queries ------------------------------------------------------------------------

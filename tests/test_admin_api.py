@@ -19,7 +19,13 @@ from gateway.models import AuditEntry
 from gateway.node import Node
 from gateway.tokens import issue
 from keys.nodekeys import NodeKeys
+from keys.trustlist import TrustError, TrustList
 from tests.test_trust_follow import next_version
+
+NO_POLICY = (
+    "no policy.toml: every exchange with every member is allowed; write the node's bilateral "
+    "agreements there (docs/policy.md)"
+)
 
 READS = [
     ("get", "/api/v1/admin/trust-list"),
@@ -105,7 +111,13 @@ def test_admin_operations_over_http(node_with_roles):
     assert ready.get_json()["alarms"] == [
         {"code": "key-listing", "message": problem} for problem in problems["key_problems"]
     ]
-    assert client.get("/readyz").get_json() == {"alarms": [], "node": "KZ", "status": "ready"}
+    assert client.get("/readyz").get_json() == {
+        "alarms": [],
+        "node": "KZ",
+        # The test nodes run without a policy file: said, but no reason to stop.
+        "notices": [{"code": "no-policy", "message": NO_POLICY}],
+        "status": "ready",
+    }
     assert len(problems["key_problems"]) == 2
     assert "no signing key" in problems["key_problems"][0]
     assert "not-a-recipient" in problems["key_problems"][1]
@@ -218,6 +230,22 @@ def test_the_first_list_installed_over_http_pins_its_anchor(node_without_trust):
     )
 
 
+def test_a_first_list_issued_days_ahead_of_the_clock_is_not_installed(node_without_trust):
+    """T10 holds for version 1 too: installed, it would stop every version issued before
+    its date (a revocation among them)."""
+    fed, instance, _, _ = node_without_trust
+    node = Node(load_settings(instance), keys=fed["KZ"].keys)
+    try:
+        issued_at = TrustList.from_anchor(fed.trust_wire, bytes.fromhex(fed.anchor), 0).issued_at
+        with pytest.raises(TrustError) as refused:
+            node.install_trust_list(fed.trust_wire, anchor=fed.anchor, now=issued_at - 2 * 86400)
+        assert refused.value.code == "trust-time"
+        assert "trust_anchor" not in (instance / "gateway.toml").read_text()
+        assert node.install_trust_list(fed.trust_wire, anchor=fed.anchor).version == 1
+    finally:
+        node.engine.dispose()
+
+
 def test_an_anchor_that_cannot_be_pinned_installs_nothing(node_without_trust, monkeypatch):
     fed, _, client, admin = node_without_trust
 
@@ -270,6 +298,24 @@ def test_pinning_keeps_the_files_mode_owner_and_link(tmp_path):
     assert status.st_mode & 0o7777 == 0o640
     if other is not None:
         assert (status.st_uid, status.st_gid) == (other, other)
+
+
+def test_pinning_does_not_follow_a_link_another_account_made(tmp_path, monkeypatch):
+    """A gateway.toml the node's account replaced with a link to a system file must not
+    lead root (installing version 1 with its anchor) to write that file."""
+    victim = tmp_path / "etc" / "shadow"
+    victim.parent.mkdir()
+    victim.write_text('node = "KZ"\n')
+    link = tmp_path / "gateway.toml"
+    link.symlink_to(victim)
+    if os.geteuid() == 0:  # the suite in CI: the link is another account's
+        os.lchown(link, 4242, 4242)
+    else:
+        made_by = os.lstat(link).st_uid
+        monkeypatch.setattr(keys.sealed.os, "geteuid", lambda: made_by + 1)
+    with pytest.raises(PermissionError, match="symbolic link of another account"):
+        config.pin_trust_anchor(tmp_path, "cd" * 32)
+    assert victim.read_text() == 'node = "KZ"\n' and link.is_symlink()
 
 
 def test_pinning_a_file_of_another_user_rewrites_it_in_place(tmp_path, monkeypatch):

@@ -17,11 +17,13 @@ import shutil
 import time
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import click
 import pytest
 from click.testing import CliRunner, Result
 
+from gateway import cli_admin
 from gateway.cli import GatewayGroup, main
 from gateway.cli_admin import admin
 from gateway.config import load_settings, write_instance_file
@@ -54,6 +56,7 @@ from keys.proposal import (
 )
 from keys.sealed import MEMLIMIT_MIN, OPSLIMIT_MIN, KeyFileError, write_key_file
 from keys.trustlist import (
+    MAX_SIGNATURES,
     TrustError,
     TrustList,
     assemble,
@@ -63,7 +66,7 @@ from keys.trustlist import (
     sign_list,
 )
 from schemas import xb1json
-from schemas.b64 import b64d
+from schemas.b64 import b64d, b64e
 
 STATES = {
     "KZ": "Kazakhstan",
@@ -283,6 +286,28 @@ def test_key_rotation_with_overlap_then_revocation() -> None:
     assert diff(v3, L(earlier))[0] == (
         f"~ KG key {kg_sig.kid} sig: revoked at 2027-02-14 08:00:00 UTC → 2027-02-09 08:00:00 UTC"
     )
+    assert not any(line.startswith("! KG key") for line in diff(v3, L(earlier)))
+
+    # A hand-made version that lifts the revocation, or moves it later: nodes would take
+    # it (t signatures), but every signer is warned.
+    def hand_made(**changed: object) -> bytes:
+        doc = json.loads(L(earlier))
+        [kg] = [n for n in doc["nodes"] if n["node"] == "KG"]
+        [key] = [k for k in kg["keys"] if k["kid"] == kg_sig.kid]
+        key.update(changed)
+        if key["status"] != "revoked":
+            del key["revoked_at"]
+        return L(assemble(xb1json.dumps(doc), []))
+
+    lifted = diff(v3, hand_made(status="active"), now=stolen_at)
+    assert f"! KG key {kg_sig.kid}: its revocation is lifted (active again): it vouches " in (
+        " ".join(lifted)
+    )
+    later = diff(v3, hand_made(revoked_at=stolen_at + 30 * DAY), now=stolen_at)
+    assert (
+        f"! KG key {kg_sig.kid}: its revocation moves later, from 2027-02-14 08:00:00 UTC to "
+        "2027-03-16 08:00:00 UTC: what was signed with it in between counts again"
+    ) in later
 
     # Another tool's version revokes it without a time (optional in §5): shown as such,
     # and it cannot be given a time (that would make it usable for older messages).
@@ -318,10 +343,10 @@ def test_admin_set_change_needs_both_thresholds() -> None:
     lines = diff(v1, L(proposal))
     for newcomer in NEW_ADMINS:
         assert (
-            f"+ admin {newcomer.label} {newcomer.kid} (fingerprint {fingerprint(newcomer.public)})"
-            in lines
+            f"+ admin {newcomer.kid} (fingerprint {fingerprint(newcomer.public)}) "
+            f"{newcomer.label!r}" in lines
         )
-    assert f"- admin admin of KZ {ADMINS['KZ'].kid}" in lines
+    assert f"- admin {ADMINS['KZ'].kid} 'admin of KZ'" in lines
 
     # Only the new set signs: 3 of the new admins, but 1 of the old ones.
     new_only = signed(proposal, *NEW_ADMINS, "UZ", current=v1)
@@ -374,6 +399,20 @@ def test_two_signatures_by_one_admin_count_once() -> None:
     assert merge(once, once, sign(wire, ADMINS["KZ"])) == once
 
 
+def test_a_proposal_full_of_signatures_is_not_signed_into_one_nothing_reads() -> None:
+    """A proposal padded with as many signatures as a list may hold: adding one more
+    would make a file every reader refuses; refused before anything is written."""
+    wire = version_1_wire()
+    junk = [{"kid": f"{i:032x}", "sig": b64e(bytes(64))} for i in range(MAX_SIGNATURES)]
+    padded = assemble(L(wire), junk)
+    with pytest.raises(ProposalError) as refused:
+        sign(padded, ADMINS["KZ"])
+    assert code_of(refused) == "proposal-too-many-signatures"
+    # One short of it: signed, and still readable.
+    signed_once = sign(assemble(L(wire), junk[1:]), ADMINS["KZ"])
+    assert len(Proposal.from_wire(signed_once).signatures) == MAX_SIGNATURES
+
+
 def test_tampering_with_the_list_after_signing_invalidates_every_signature() -> None:
     wire = signed(version_1_wire(), "KZ", "KG", "TJ", "TM", "UZ")
     proposal = Proposal.from_wire(wire)
@@ -410,16 +449,17 @@ def test_diff_names_every_change_with_fingerprints() -> None:
     expected = [
         "~ expires 2028-01-15 08:00:00 UTC → 2029-01-14 08:00:00 UTC",
         "~ threshold 3 → 4",
-        f"- admin admin of TM {ADMINS['TM'].kid}",
-        f"+ admin admin of newcomer 1 {newcomer.kid} (fingerprint {fingerprint(newcomer.public)})",
+        f"- admin {ADMINS['TM'].kid} 'admin of TM'",
+        f"+ admin {newcomer.kid} (fingerprint {fingerprint(newcomer.public)}) "
+        "'admin of newcomer 1'",
         "~ KG endpoint https://xb1.kg.example → https://gw.kg.example/xb1",
         f"~ TJ key {tj_enc.kid} enc: active → retired; not_after 2029-01-14 08:00:00 UTC → "
         "2027-01-18 08:00:00 UTC",
         f"+ TJ key {newcomer.kid} enc active, from 2027-01-15 08:00:00 UTC until "
         f"2028-01-15 08:00:00 UTC (fingerprint {fingerprint(newcomer.public)})",
-        "- node TM Turkmenistan https://xb1.tm.example",
-        "~ UZ name Uzbekistan → Uzbekistan MVD",
-        "+ node TR Türkiye https://xb1.tr.example",
+        "- node TM https://xb1.tm.example 'Turkmenistan'",
+        "~ UZ name 'Uzbekistan' → 'Uzbekistan MVD'",
+        "+ node TR https://xb1.tr.example 'Türkiye'",
         f"+ TR key {tr.current_signing.kid} sig active, from 2027-01-14 08:00:00 UTC until "
         f"2029-01-14 08:00:00 UTC (fingerprint {fingerprint(tr.current_signing.public)})",
         f"+ TR key {tr.current_encryption.kid} enc active, from 2027-01-14 08:00:00 UTC until "
@@ -427,29 +467,42 @@ def test_diff_names_every_change_with_fingerprints() -> None:
     ]
     for line in expected:
         assert line in lines, (line, lines)
-    assert diff(v1, L(propose(v1, issued_at=T0 + DAY))) == [
+    assert diff(v1, L(propose(v1, issued_at=T0 + DAY)), now=T0 + DAY) == [
         "= no change to admins, threshold, expiry or nodes"
     ]
 
     # The diff covers what ``propose`` cannot do too: a hand-made list relabels an admin
     # and sneaks a control character into a name; it is shown escaped on one line.
+    def version_2_of(doc: dict[str, Any]) -> bytes:
+        return build_list(
+            federation=doc["federation"],
+            version=2,
+            issued_at=doc["issued_at"],
+            expires=doc["expires"],
+            prev=v1.sha256,
+            threshold=doc["threshold"],
+            admins=doc["admins"],
+            nodes=doc["nodes"],
+        )
+
     doc = xb1json.loads(v1.raw)
     doc["admins"][0]["label"] = "admin of KZ\n+ admin forged"
     doc["nodes"][0]["name"] = "Kazakhstan\u202e"
-    raw = build_list(
-        federation=doc["federation"],
-        version=2,
-        issued_at=doc["issued_at"],
-        expires=doc["expires"],
-        prev=v1.sha256,
-        threshold=doc["threshold"],
-        admins=doc["admins"],
-        nodes=doc["nodes"],
-    )
-    lines = diff(v1, raw)
-    assert f"~ admin {ADMINS['KZ'].kid} label admin of KZ → 'admin of KZ\\n+ admin forged'" in lines
-    assert "~ KZ name Kazakhstan → 'Kazakhstan\\u202e'" in lines
+    lines = diff(v1, version_2_of(doc))
+    relabelled = f"~ admin {ADMINS['KZ'].kid} label 'admin of KZ' → 'admin of KZ\\n+ admin forged'"
+    assert relabelled in lines
+    assert "~ KZ name 'Kazakhstan' → 'Kazakhstan\\u202e'" in lines
     assert all("\n" not in line for line in lines)
+
+    # A label that holds another admin's kid and fingerprint comes after the real ones,
+    # in quotes: the line cannot read as that admin's.
+    rogue = AdminKey.generate("rogue")
+    uz = ADMINS["UZ"]
+    disguise = f"admin of UZ {uz.kid} (fingerprint {fingerprint(uz.public)})"
+    doc = xb1json.loads(v1.raw)
+    doc["admins"].append({**rogue.entry(), "label": disguise})
+    [added] = [line for line in diff(v1, version_2_of(doc)) if line.startswith("+ admin")]
+    assert added == f"+ admin {rogue.kid} (fingerprint {fingerprint(rogue.public)}) {disguise!r}"
 
     # A diff against a list the proposal does not follow would mean nothing.
     with pytest.raises(ProposalError) as unrelated:
@@ -630,6 +683,11 @@ def test_cli_from_bootstrap_to_installed_versions(tmp_path: Path) -> None:
     assert f"kid {kz_public['kid']}" in made
     assert f"fingerprint {fingerprint(b64d(kz_public['pub']))}" in made
     refused(run("keygen", "--label", "again", "--out", kz_key, passphrase="x"), "file-exists")
+    # Both files or neither: a key whose public part could not be written is not kept.
+    full = tmp_path / "full-disk.key"
+    with mock.patch.object(cli_admin, "_write", side_effect=OSError(28, "No space left")):
+        refused(run("keygen", "--label", "x", "--out", full, passphrase="pw"), "file-error")
+    assert sorted(p.name for p in tmp_path.glob("full-disk*")) == []
     refused(
         run("sign", "--key", kz_key, tmp_path / "kz-entry.json", passphrase="x"), "trust-malformed"
     )
@@ -718,7 +776,7 @@ def test_cli_from_bootstrap_to_installed_versions(tmp_path: Path) -> None:
     )
     assert not v2.exists()
     proposed = ok(run("propose", "--current", v1, "--add-node", tr_entry, "--out", v2))
-    assert "+ node TR Türkiye https://xb1.tr.example" in proposed
+    assert "+ node TR https://xb1.tr.example 'Türkiye'" in proposed
     assert ok(run("diff", "--current", v1, v2)).count("+ TR key") == 2
     refused(run("diff", v2), "proposal-not-successor")
     refused(run("sign", "--key", keys["KG"], v2, passphrase=PASSPHRASE), "proposal-needs-current")
@@ -729,6 +787,10 @@ def test_cli_from_bootstrap_to_installed_versions(tmp_path: Path) -> None:
     stray = tmp_path / "stray.json"
     shutil.copy(v1, stray)
     refused(run("merge", v2, copies["KG"], stray), "proposal-mismatch")
+    # --current is read before anything is written: here no list (the unsigned v2).
+    elsewhere = tmp_path / "merged-elsewhere.json"
+    refused(run("merge", "--current", v2, elsewhere, *copies.values()), "trust-threshold")
+    assert not elsewhere.exists()
     ok(run("merge", v2, *copies.values()))
     report = ok(run("status", "--current", v1, v2))
     assert "admins of version 1: 3 valid signatures, 3 needed: enough" in report
@@ -799,7 +861,7 @@ def test_cli_rotation_revocation_and_admin_change(tmp_path: Path) -> None:
     assert f"~ KZ key {old_sig} sig: active → retired; not_after " in shown
     assert "→ 2028-01-01 00:00:00 UTC" in shown
     assert f"~ KG key {kg_sig} sig: active → revoked at 2029-06-01 12:00:00 UTC" in shown
-    assert f"+ admin admin of newcomer 1 {NEW_ADMINS[0].kid} (fingerprint " in shown
+    assert f"+ admin {NEW_ADMINS[0].kid} (fingerprint " in shown
     assert "~ threshold 3 → 4" in shown and "~ expires " in shown
 
     # Threshold 4 of the new set and 3 of the old one: TM (removed) signs for version 1.

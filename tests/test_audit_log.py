@@ -47,7 +47,7 @@ def test_actions_are_logged_and_checkpoints_prove_them(make_federation):
     accepted = next(e for e in received if e["kind"] == "envelope-accepted")
     assert accepted["id"] == message_id and accepted["sender"] == "KZ"
     read = next(e for e in received if e["kind"] == "inbox-read")
-    assert read["agency"] == "kg-police" and read["messages"] == [message_id]
+    assert read["agency"] == "kg-police" and read["messages"] == [["KZ", message_id]]
     assert all("body" not in e and "summary" not in str(e) for e in sent + received)
 
     first = log.checkpoint(kz.node)

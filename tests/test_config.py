@@ -157,6 +157,18 @@ def test_value_of_the_wrong_type_or_range(tmp_path: Path, line: str, name: str) 
     assert name in error.message
 
 
+@pytest.mark.parametrize(
+    "line", ["key_passphrase = 734921158", 'key_passphrase = ["correct horse", "battery"]']
+)
+def test_a_passphrase_of_the_wrong_type_is_refused_without_being_written(
+    tmp_path: Path, line: str
+) -> None:
+    """Errors go to logs: a passphrase written without quotes is still the passphrase."""
+    error = refused("config-value", folder_with(tmp_path, f'node = "KZ"\n{line}\n'))
+    assert "key_passphrase" in error.message and "not shown: it is secret" in error.message
+    assert "734921158" not in error.message and "horse" not in error.message
+
+
 def test_node_id_of_the_wrong_type_is_a_config_error(tmp_path: Path) -> None:
     refused("config-value", folder_with(tmp_path, "node = 7\n"))
 

@@ -212,6 +212,76 @@ def test_file_mode_0600_atomic_replace(tmp_path: Path) -> None:
     assert stat.S_IMODE((tmp_path / "demo.key").stat().st_mode) == 0o600
 
 
+def test_a_key_file_written_again_keeps_its_owner_and_its_link(tmp_path: Path) -> None:
+    """A rotation or a new passphrase run as root for the node's account leaves a file
+    that account still owns (so it can read it after a restart), mode 0600, and a link
+    to a key file elsewhere stays a link."""
+    real = tmp_path / "secrets" / "node.key"
+    real.parent.mkdir()
+    write_key_file(real, SECRET, PASS, **FAST)
+    link = tmp_path / "node-keys.json"
+    link.symlink_to(real)
+    other = os.geteuid() + 4242 if os.geteuid() == 0 else None
+    if other is not None:  # only root may give a file away; the suite runs as root in CI
+        os.chown(real, other, other)
+    write_key_file(link, {**SECRET, "note": "rotated"}, PASS, **FAST)
+    assert link.is_symlink() and link.resolve() == real
+    assert read_key_file(link, PASS)["note"] == "rotated"
+    status = real.stat()
+    assert stat.S_IMODE(status.st_mode) == 0o600
+    if other is not None:
+        assert (status.st_uid, status.st_gid) == (other, other)
+    assert sorted(p.name for p in real.parent.iterdir()) == ["node.key"]
+
+
+@pytest.mark.parametrize("dangling", [False, True])
+def test_a_link_another_account_made_is_not_followed(
+    tmp_path: Path, monkeypatch, dangling: bool
+) -> None:
+    """The node's account can write its own folder: a key file it replaced with a link
+    to a system file (or to where none is yet) must not lead a rotation run by another
+    account (root) to write there. The link is refused and left as it was."""
+    victim = tmp_path / "etc" / "passwd"
+    victim.parent.mkdir()
+    if not dangling:
+        victim.write_text("root:x:0:0\n")
+    link = tmp_path / "node-keys.json"
+    link.symlink_to(victim)
+    if os.geteuid() == 0:  # root (the suite in CI) runs it; the link is the node account's
+        os.lchown(link, 4242, 4242)
+    else:  # the link is this account's; the caller is taken for another, not root
+        made_by = os.lstat(link).st_uid
+        monkeypatch.setattr(keys.sealed.os, "geteuid", lambda: made_by + 1)
+    with pytest.raises(PermissionError, match="symbolic link of another account") as refused:
+        write_key_file(link, SECRET, PASS, **FAST)
+    assert refused.value.filename == str(link)
+    assert link.is_symlink()
+    if dangling:
+        assert not victim.exists()
+    else:
+        assert victim.read_text() == "root:x:0:0\n"
+
+
+def test_a_key_file_whose_owner_cannot_be_kept(tmp_path: Path, monkeypatch) -> None:
+    """One's own file in a group one is not in is written as one's own; another
+    account's file is not taken over (it stays as it was)."""
+    path = tmp_path / "node.key"
+    write_key_file(path, SECRET, PASS, **FAST)
+
+    def may_not_give_away(fd: int, uid: int, gid: int) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(keys.sealed.os, "fchown", may_not_give_away)
+    write_key_file(path, {**SECRET, "note": "own"}, PASS, **FAST)
+    assert read_key_file(path, PASS)["note"] == "own"
+    monkeypatch.setattr(keys.sealed.os, "geteuid", lambda: os.stat(path).st_uid + 1)
+    with pytest.raises(PermissionError, match="belongs to another account") as refused:
+        write_key_file(path, {**SECRET, "note": "taken"}, PASS, **FAST)
+    assert refused.value.filename == str(path)
+    assert read_key_file(path, PASS)["note"] == "own"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["node.key"]
+
+
 def test_failed_write_leaves_old_file(tmp_path: Path) -> None:
     path = tmp_path / "node.key"
     write_key_file(path, SECRET, PASS, **FAST)

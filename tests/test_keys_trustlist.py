@@ -272,6 +272,19 @@ def test_issued_at_going_back_refused() -> None:
     assert V1.verify_successor(wire(same, A1, A2), NOW).issued_at == V1.issued_at
 
 
+def test_a_successor_issued_more_than_a_day_ahead_is_refused_as_new_only() -> None:
+    """T10: a list dated ahead by a wrong clock would stop every version issued before
+    that date (T7), a revocation among them: refused when new, not when walked again."""
+    ahead = make_l(2, prev=V1.sha256, issued_at=NOW + DAY + 1, expires=NOW + 40 * DAY)
+    with pytest.raises(TrustError) as e:
+        V1.verify_successor(wire(ahead, A1, A2), NOW)
+    assert code_of(e) == "trust-time" and "clock" in str(e.value)
+    slightly = make_l(2, prev=V1.sha256, issued_at=NOW + DAY, expires=NOW + 40 * DAY)
+    assert V1.verify_successor(wire(slightly, A1, A2), NOW).version == 2
+    # Installed earlier (when the clock said otherwise): loaded all the same.
+    assert V1.verify_chain([wire(ahead, A1, A2)], NOW, installed=True).version == 2
+
+
 def test_expired_successor_refused_but_expired_intermediate_walked() -> None:
     l2 = make_l(2, prev=V1.sha256, expires=NOW)
     with pytest.raises(TrustError) as e:

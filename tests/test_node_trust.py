@@ -325,6 +325,18 @@ def test_an_expired_list_freezes_sending_and_readiness_reports_it(make_federatio
     ready = create_app(node=fresh).test_client().get("/readyz")
     assert ready.status_code == 503
     assert [a["code"] for a in ready.get_json()["alarms"]] == ["trust-list-expired"]
+    # What else is wrong is said beside it: a peer uses a newer version that the node
+    # could not follow (often why its list expired).
+    from gateway.models import TrustHint
+    from gateway.trust_sync import note_announcement
+
+    note_announcement(fresh, "KG", 3, int(time.time()))
+    with fresh.sessions() as session:
+        session.get(TrustHint, "KG").last_error = "connection refused"
+        session.commit()
+    ready = create_app(node=fresh).test_client().get("/readyz")
+    codes = [a["code"] for a in ready.get_json()["alarms"]]
+    assert codes == ["trust-list-expired", "trust-list-behind"]
     answer = (
         create_app(node=fresh)
         .test_client()

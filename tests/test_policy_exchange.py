@@ -179,9 +179,20 @@ def test_a_message_that_minimisation_empties_is_refused(fed):
 def test_a_policy_file_that_disappears_leaves_the_last_policy_in_force(fed, caplog):
     kz = fed["KZ"]
     assert post(kz, ["UZ"]).status_code == 403
+    assert kz.client().get("/readyz").get_json()["notices"] == []
     (kz.instance / "policy.toml").unlink()
     assert post(kz, ["UZ"]).status_code == 403  # never open by accident
     assert "has disappeared" in caplog.text
+    # Said on /readyz too (a notice: the node goes on, under the last policy).
+    ready = kz.client().get("/readyz")
+    [notice] = ready.get_json()["notices"]
+    assert notice["code"] == "policy-not-reloaded" and "has disappeared" in notice["message"]
+    # A file that does not load: the same; a good one again: nothing to say.
+    (kz.instance / "policy.toml").write_text("version = [", encoding="utf-8")
+    [notice] = kz.client().get("/readyz").get_json()["notices"]
+    assert notice["code"] == "policy-not-reloaded" and "does not load" in notice["message"]
+    write_policy(kz, KZ_POLICY)
+    assert kz.client().get("/readyz").get_json()["notices"] == []
 
 
 def test_an_inbound_denial_names_its_rule_in_the_audit_log(fed):

@@ -94,6 +94,7 @@ def test_a_received_payload_goes_and_the_evidence_stays(exchanged):
         assert row.receipt and row.ph and row.envelope_id == message_id  # metadata stays
     [entry] = purged_entries(kg)
     assert (entry["id"], entry["retention_ends"], entry["by"]) == (message_id, ends, "test")
+    assert entry["sender"] == "KZ"  # whose id it is (ids are unique per sender only)
     view = kg.client().get("/api/v1/inbox", headers=kg.auth()).get_json()["messages"][0]
     assert view["body"] is None and view["purged_at"] == ends
 
@@ -637,7 +638,10 @@ def test_a_purge_takes_the_corrections_of_a_message_with_it(exchanged):
         [("received", message_id, "alert/1"), ("received", correction.envelope_id, "correction/1")]
     )
     entries = [e for e in purged_entries(kg) if e["direction"] == "received"]
-    assert sorted(e["typ"] for e in entries) == ["alert/1", "correction/1"]
+    assert sorted((e["typ"], e["sender"]) for e in entries) == [
+        ("alert/1", "KZ"),
+        ("correction/1", "KZ"),
+    ]
     listed = kg.client().get("/api/v1/inbox", headers=kg.auth()).get_json()["messages"]
     assert [m["body"] for m in listed] == [None, None]
 

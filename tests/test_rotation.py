@@ -250,6 +250,42 @@ def test_a_node_whose_signing_keys_are_all_unusable_signs_nothing(make_federatio
     assert log.checkpoint(kz.node, min_new=1) is not None
 
 
+def test_a_node_that_may_sign_nothing_follows_the_list_a_peer_announces(make_federation):
+    """KZ's key is revoked and the version listing its new one reached KG first: the
+    envelope KG sends is not taken (503, KG tries again) but announces that version,
+    which KZ then fetches from KG, and signs again. An envelope nobody signed is
+    refused as always (it needs no signature of KZ's), and recorded."""
+    from gateway.models import InboundRejection
+    from gateway.trust_sync import TrustFollower
+
+    fed = make_federation(("KZ", "KG"))
+    kz, kg = fed["KZ"], fed["KG"]
+    rotated, keys = _own_signing_key_revoked_alone(fed, "KZ")
+    garbage = kz.client().post("/xb1/envelopes", data=b"garbage")
+    assert (garbage.status_code, garbage.get_json()["error"]) == (400, "malformed")
+    with kz.node.sessions() as session:
+        assert [r.code for r in session.scalars(select(InboundRejection))] == ["malformed"]
+
+    now = int(time.time())
+    listed = [*keys, key_entry(rotated.current_signing.public, "sig", not_before=now - 60)]
+    kg.node.install_trust_list(next_version(fed, kg.node.trust(), node_keys={"KZ": listed}))
+    assert (kz.node.trust().version, kg.node.trust().version) == (2, 3)
+    submit(kg, ["KZ"])
+    [refused] = Dispatcher(kg.node).run_once()
+    assert (refused.state, refused.code) == ("retrying", "peer-error")
+    assert "signing-key-unusable" in refused.detail
+    followed = TrustFollower(kz.node).run_once()
+    assert followed is not None and kz.node.trust().version == 3
+    with kg.node.sessions() as session:
+        session.execute(update(Delivery).values(next_attempt_at=0))
+        session.commit()
+    [accepted] = Dispatcher(kg.node).run_once()
+    assert accepted.state == "delivered"
+    with kg.node.sessions() as session:
+        receipt = session.scalars(select(Delivery.receipt)).one()
+    assert _receipt_header(receipt)["from"]["kid"] == rotated.current_signing.kid
+
+
 def _receipt_header(receipt: bytes) -> dict:
     from schemas.b64 import b64d
 

@@ -14,8 +14,9 @@ from gateway import tokens
 from gateway.audit import log as audit
 from gateway.dispatcher import Dispatcher
 from gateway.errors import ConfigError
-from gateway.models import Delivery, DeliveryState, InboundMessage, InboundRoute
+from gateway.models import AuditEntry, Delivery, DeliveryState, InboundMessage, InboundRoute
 from gateway.policy import parse
+from schemas import xb1json
 from schemas.examples import example_alert, example_correction, example_referral
 
 KG_POLICY = """
@@ -102,6 +103,15 @@ def test_routing_by_type_kind_and_region(kg_routed):
     assert routes(kg) == [
         ("kg-police", "trafficking-to-police-and-shelters"),
         ("kg-shelter", "trafficking-to-police-and-shelters"),
+    ]
+    with kg.node.sessions() as session:
+        [raw] = session.scalars(select(AuditEntry.entry).where(AuditEntry.kind == "routed"))
+    entry = xb1json.loads(raw)
+    # Which message: its sender's too, as envelope ids are unique per sender only.
+    assert (entry["id"], entry["sender"]) == (trafficked, "KZ")
+    assert sorted(entry["to"]) == [
+        "kg-police:trafficking-to-police-and-shelters",
+        "kg-shelter:trafficking-to-police-and-shelters",
     ]
     missing = example_alert(kind="missing-person")
     missing["subjects"] = [s for s in missing["subjects"] if s["category"] == "victim"]

@@ -12,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.app import current_node
 from gateway.db import clock_offset, missing_table
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, NodeStateError
 from gateway.models import TrustHint
 from gateway.node import listing_problems
 from keys.sealed import KeyFileError
@@ -41,6 +41,28 @@ def _trust_list_behind(node) -> list[dict[str, str]]:  # type: ignore[no-untyped
         }
         for hint in failed
     ]
+
+
+def _policy_notices(node) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
+    """What an operator should know of the sharing policy, which does not stop the node
+    (it is not an alarm): no policy file (every exchange allowed), or a file that went
+    or does not load (the last good policy stays in force)."""
+    try:
+        policy = node.policy()
+    except GatewayError as e:  # a file that never loaded: the node could not have started
+        return [{"code": e.code, "message": e.message}]
+    notices = []
+    if node.policy_problem is not None:
+        notices.append({"code": "policy-not-reloaded", "message": node.policy_problem})
+    if policy.open:
+        notices.append(
+            {
+                "code": "no-policy",
+                "message": "no policy.toml: every exchange with every member is allowed; "
+                "write the node's bilateral agreements there (docs/policy.md)",
+            }
+        )
+    return notices
 
 
 def _key_alarms(node, trust_list) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
@@ -103,7 +125,15 @@ def ready():  # type: ignore[no-untyped-def]
         alarms.append(_database_alarm(e))
     else:
         try:
-            trust_list = node.require_sending_allowed(int(time.time()))
+            try:
+                trust_list = node.require_sending_allowed(int(time.time()))
+            except NodeStateError as e:
+                if e.code != "trust-list-expired":
+                    raise
+                # Frozen, and said so; what else is wrong is said too (a list that is
+                # behind is often why it expired).
+                alarms.append({"code": e.code, "message": e.message})
+                trust_list = node.trust()
             alarms.extend(_key_alarms(node, trust_list))
             alarms.extend(_trust_list_behind(node))
             alarms.extend(_witness_alarms(node))
@@ -118,5 +148,10 @@ def ready():  # type: ignore[no-untyped-def]
                 alarms.append(_database_alarm(e))
     status = 200 if not alarms else 503
     return jsonify(
-        {"status": "ready" if not alarms else "not-ready", "node": node.id, "alarms": alarms}
+        {
+            "status": "ready" if not alarms else "not-ready",
+            "node": node.id,
+            "alarms": alarms,
+            "notices": _policy_notices(node),
+        }
     ), status

@@ -24,16 +24,24 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("minimised", sa.Text(), nullable=True))
     # Messages submitted before: from their `message-submitted` audit entries, which list
     # the pairs as "rule:path" (a rule id has no colon).
+    # Read as a stream (a large log is not held in memory at once); only the few
+    # messages that had something removed are kept for the updates after it.
     bind = op.get_bind()
     entries = bind.execute(
-        sa.text("SELECT entry FROM audit_entries WHERE kind = 'message-submitted' ORDER BY seq")
+        sa.text(
+            "SELECT entry FROM audit_entries WHERE kind = 'message-submitted' ORDER BY seq"
+        ).execution_options(stream_results=True, yield_per=1000)
     )
-    update = sa.text("UPDATE outbound_messages SET minimised = :minimised WHERE id = :id")
+    found = []
     for (raw,) in entries:
         entry = json.loads(bytes(raw))
         pairs = [item.split(":", 1) for item in entry.get("minimised") or []]
         if pairs and isinstance(entry.get("id"), str):
-            bind.execute(update, {"minimised": json.dumps(pairs), "id": entry["id"]})
+            found.append({"minimised": json.dumps(pairs), "id": entry["id"]})
+    if found:
+        bind.execute(
+            sa.text("UPDATE outbound_messages SET minimised = :minimised WHERE id = :id"), found
+        )
 
 
 def downgrade() -> None:
