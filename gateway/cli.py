@@ -32,6 +32,7 @@ from gateway.config import (
     NODE_RE,
     Settings,
     check_database_url,
+    is_bind,
     is_utf8,
     load_settings,
     write_instance_file,
@@ -1058,10 +1059,7 @@ def db_upgrade(obj: Context) -> None:
 
 def _bind(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
     """HOST:PORT ([IPv6]:PORT) or unix:PATH, as gunicorn takes it; nothing implicit."""
-    if value.startswith("unix:") and len(value) > len("unix:"):
-        return value
-    match = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})", value)
-    if match is None or not 1 <= int(match.group(2)) <= 65535:
+    if not is_bind(value):
         raise click.BadParameter(
             f"{value!r} is not HOST:PORT (e.g. 127.0.0.1:8080 or [::1]:8080, port 1-65535) "
             "or unix:PATH"
@@ -1111,7 +1109,9 @@ def serve(obj: Context, bind: str, workers: int | None) -> None:
     A passphrase typed at the prompt is handed to the workers in their environment."""
     # gunicorn reads GATEWAY_WORKERS and GATEWAY_THREADS in that module, whatever
     # --workers says: check them here (importing the module checks them too), so a bad
-    # value is one error line, not a server that listens with no worker.
+    # value is one error line, not a server that listens with no worker. GATEWAY_BIND
+    # has no effect here (--bind does): it is not handed on, nor judged.
+    os.environ.pop("GATEWAY_BIND", None)
     from gateway import gunicorn_conf
 
     gunicorn_conf.workers_from_env()

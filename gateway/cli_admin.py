@@ -65,6 +65,7 @@ from keys.sealed import (
     KeyFileError,
     atomic_write,
     key_file_warnings,
+    trusted_target,
 )
 from keys.trustlist import TrustError, TrustList
 from schemas import xb1json
@@ -286,7 +287,7 @@ def keygen(label: str, out: str) -> None:
         # Both files or neither: a key without its public part could not be made again
         # (the command refuses an existing key file), and nobody could be sent it.
         with contextlib.suppress(OSError):
-            os.unlink(out)
+            os.unlink(trusted_target(out))  # the file written (a link to it stays)
         raise
     click.echo(f"Admin key {shown(label)} sealed in {out} (keep it and its passphrase safe).")
     click.echo(f"Public part in {public_file}: send it to the other administrators.")

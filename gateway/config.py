@@ -221,6 +221,15 @@ CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 SECRET_SETTINGS = ("key_passphrase",)
 
 
+def is_bind(value: str) -> bool:
+    """HOST:PORT ([IPv6]:PORT, port 1-65535) or unix:PATH, as gunicorn takes them; nothing
+    implicit (``gateway serve --bind``, ``GATEWAY_BIND``)."""
+    if value.startswith("unix:") and len(value) > len("unix:"):
+        return True
+    match = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})", value)
+    return match is not None and 1 <= int(match.group(2)) <= 65535
+
+
 def _invalid(name: str, raw: Any, expected: str) -> ConfigError:
     shown = "(not shown: it is secret)" if name in SECRET_SETTINGS else repr(raw)
     return ConfigError(
@@ -313,7 +322,7 @@ def check_database_url(url: str) -> str:
     except (ArgumentError, ValueError) as e:  # ValueError: a port that is not a number
         raise ConfigError(
             "config-database",
-            f"database_url {url!r} is not a database URL; use {DATABASE_FORMS}",
+            f"database_url {_without_password(url)!r} is not a database URL; use {DATABASE_FORMS}",
         ) from e
     if backend not in DATABASE_BACKENDS:
         raise ConfigError(
@@ -336,6 +345,12 @@ def check_database_url(url: str) -> str:
             "install the gateway with its postgres extra (pip install 'xb-gateway[postgres]')",
         )
     return url
+
+
+def _without_password(url: str) -> str:
+    """``url`` as an error quotes it: a password in it (``scheme://user:password@``)
+    written as ``***`` (errors go to logs and terminals)."""
+    return re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1***@", url)
 
 
 def _check_database_name(parsed: URL) -> None:

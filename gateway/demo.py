@@ -21,8 +21,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +84,8 @@ def _demo_policy(node_id: str) -> str:
 
 
 def _start_server(instance: Path, port: int, passphrase: str) -> subprocess.Popen[bytes]:
+    # The node's own gunicorn settings (request limits, no control socket, the check
+    # that the app loads before it listens), a smaller server than a real node's.
     env = dict(os.environ, GATEWAY_INSTANCE=str(instance), GATEWAY_KEY_PASSPHRASE=passphrase)
     log = (instance / "server.log").open("wb")
     return subprocess.Popen(
@@ -89,6 +93,8 @@ def _start_server(instance: Path, port: int, passphrase: str) -> subprocess.Pope
             sys.executable,
             "-m",
             "gunicorn",
+            "--config",
+            "python:gateway.gunicorn_conf",
             "--bind",
             f"127.0.0.1:{port}",
             "--workers",
@@ -108,17 +114,75 @@ def _start_server(instance: Path, port: int, passphrase: str) -> subprocess.Pope
     )
 
 
-def _wait_ready(url: str, process: subprocess.Popen[bytes], deadline: float) -> None:
+def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, deadline: float) -> None:
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"node server at {url} exited with code {process.returncode}")
+            raise _failed(f"the node server for {url} exited with code {process.returncode}", log)
         try:
             if requests.get(url + "/readyz", timeout=1).status_code == 200:
                 return
         except requests.RequestException:
             pass
         time.sleep(0.1)
-    raise RuntimeError(f"node server at {url} did not become ready in time")
+    raise _failed(f"the node server for {url} did not become ready in 30 s", log)
+
+
+def _failed(what: str, log: Path) -> GatewayError:
+    """The demo's error, with the end of the server's log (which goes with the working
+    folder): the reason is there, e.g. a port another program took meanwhile."""
+    try:
+        lines = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+    except OSError:
+        lines = []
+    said = " | ".join(line.strip() for line in lines[-3:])
+    return GatewayError(
+        "demo-failed",
+        f"{what}" + (f"; its log ends: {said}" if said else "") + "; run the demo again",
+    )
+
+
+# The demo's nodes are its own: settings of a node this shell is set up for
+# (GATEWAY_DATABASE_URL above all) must not reach them, nor they that node's database.
+@contextmanager
+def _without_gateway_settings() -> Iterator[None]:
+    saved = {name: value for name, value in os.environ.items() if name.startswith("GATEWAY_")}
+    if saved:  # on standard error, so that --json prints JSON alone
+        print(
+            f"demo: ignoring {', '.join(sorted(saved))} from this shell: the demo's nodes "
+            "are its own",
+            file=sys.stderr,
+            flush=True,
+        )
+    for name in saved:
+        del os.environ[name]
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
+class _Stopped(Exception):
+    """The demo was told to stop (SIGTERM, SIGHUP): it stops what it started first."""
+
+
+@contextmanager
+def _stopped_by_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP end the demo as Ctrl-C does, through its clean-up (servers
+    stopped, working folder removed), instead of killing it with its servers left
+    running. Only where handlers can be set (the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, _frame: Any) -> None:
+        raise _Stopped(signal.Signals(signum).name)
+
+    before = {number: signal.signal(number, stop) for number in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for number, handler in before.items():
+            signal.signal(number, handler)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -146,6 +210,17 @@ def _gateway_command() -> str:
 
 def run_demo(*, as_json: bool = False, keep: str | None = None) -> dict[str, Any]:
     say = _Say(as_json)
+    try:
+        with _stopped_by_signals(), _without_gateway_settings():
+            return _run(say, keep)
+    except _Stopped as e:
+        removed = "" if keep else " and its working folder removed"
+        raise GatewayError(
+            "demo-stopped", f"stopped by {e}; its servers were stopped{removed}"
+        ) from None
+
+
+def _run(say: _Say, keep: str | None) -> dict[str, Any]:
     started = time.monotonic()
     with ExitStack() as stack:
         if keep:
@@ -247,7 +322,8 @@ def run_demo(*, as_json: bool = False, keep: str | None = None) -> dict[str, Any
             stack.callback(_stop, servers[node_id])
         deadline = time.monotonic() + 30
         for node_id in NODES:
-            _wait_ready(f"http://127.0.0.1:{ports[node_id]}", servers[node_id], deadline)
+            url = f"http://127.0.0.1:{ports[node_id]}"
+            _wait_ready(url, servers[node_id], root / node_id / "server.log", deadline)
             say(f"   {node_id} listening on http://127.0.0.1:{ports[node_id]}")
 
         tokens = {}
@@ -265,7 +341,9 @@ def run_demo(*, as_json: bool = False, keep: str | None = None) -> dict[str, Any
                 timeout=10,
             )
             if answer.status_code != 202:
-                raise RuntimeError(f"{sender} refused the submission: {answer.text}")
+                raise GatewayError(
+                    "demo-failed", f"{sender} refused the submission: {answer.text[:500]}"
+                )
             message_id = answer.json()["id"]
             say(f"   {agencies[sender]} ({sender}) → {', '.join(to)}: {title}")
             say(f"       message {message_id} stored and queued")

@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from gateway import logs
+from gateway.config import is_bind
 from gateway.errors import ConfigError, shown_value
 
 # The most workers, and threads per worker, the variables below (and `gateway serve
@@ -47,7 +48,20 @@ def threads_from_env() -> int:
     return count("GATEWAY_THREADS", 4, MAX_THREADS, "4")
 
 
-bind = os.environ.get("GATEWAY_BIND", "127.0.0.1:8080")
+def bind_from_env() -> str:
+    """``GATEWAY_BIND`` (default 127.0.0.1:8080). An empty or malformed one stops the
+    server at start: gunicorn would run listening nowhere, up and serving nothing."""
+    value = os.environ.get("GATEWAY_BIND", "127.0.0.1:8080")
+    if not is_bind(value):
+        raise ConfigError(
+            "config-value",
+            f"GATEWAY_BIND is {shown_value(value)}, not HOST:PORT (e.g. 127.0.0.1:8080 or "
+            "[::1]:8080) or unix:PATH; set it to one, or unset it for 127.0.0.1:8080",
+        )
+    return value
+
+
+bind = bind_from_env()
 workers = workers_from_env()
 threads = threads_from_env()
 # gunicorn's gthread worker, answering the requests gunicorn itself refuses (not

@@ -221,6 +221,7 @@ class Node:
         except OSError:
             stamp = None
         if self._policy is not None and stamp == self._policy_stamp:
+            self.policy_problem = None  # back as it was when it last loaded
             return self._policy
         if stamp is None and self._policy is not None and not self._policy.open:
             # Never fail open: a policy file that goes away (a botched deploy, a
@@ -379,13 +380,28 @@ class Node:
 
     def install_trust_chain(self, wires: list[bytes], *, now: int | None = None) -> TrustList:
         """Verify versions N+1, N+2, … of the current list N in order (PROTOCOL §5, every
-        step with both thresholds) and install them all, or none."""
+        step with both thresholds) and install them all, or none; except that when only
+        the last is refused for being issued ahead of this node's clock (T10), those
+        before it are installed (a revocation among them must not wait for that date),
+        unless the last of them has expired; the refused one is left to the next try."""
         at = int(time.time()) if now is None else now
         current = self.trust()
         verified: list[TrustList] = []
         for index, wire in enumerate(wires):
             base = verified[-1] if verified else current
-            verified.append(base.verify_chain([wire], at, installed=index < len(wires) - 1))
+            try:
+                verified.append(base.verify_chain([wire], at, installed=index < len(wires) - 1))
+            except TrustError as e:
+                if e.code != "trust-time" or not verified or verified[-1].is_expired(at):
+                    raise
+                log.warning(
+                    "trust list version %s refused ([%s] %s); installing the versions "
+                    "before it, up to %s",
+                    index + current.version + 1,
+                    e.code,
+                    e.message,
+                    verified[-1].version,
+                )
         try:
             with self.sessions() as session, session.begin():
                 self._store(session, verified, at)

@@ -889,15 +889,14 @@ def _revocations_undone(
                     f"! {node_id} key {key.kid}: its revocation is lifted ({after.status} "
                     "again): it vouches again for what was signed with it since"
                 )
-            elif (
-                key.revoked_at is not None
-                and after.revoked_at is not None
-                and after.revoked_at > key.revoked_at
+            elif after.revoked_at is not None and (
+                key.revoked_at is None or after.revoked_at > key.revoked_at
             ):
+                since = "without a time" if key.revoked_at is None else when(key.revoked_at)
                 lines.append(
-                    f"! {node_id} key {key.kid}: its revocation moves later, from "
-                    f"{when(key.revoked_at)} to {when(after.revoked_at)}: what was signed "
-                    "with it in between counts again"
+                    f"! {node_id} key {key.kid}: its revocation moves later, from {since} to "
+                    f"{when(after.revoked_at)}: what was signed with it before that counts "
+                    "again"
                 )
     return lines
 

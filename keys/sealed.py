@@ -286,30 +286,49 @@ def atomic_write(
 
 
 def trusted_target(path: str | os.PathLike[str]) -> str:
-    """The file to write for ``path``: ``path`` itself, or, when it is a symbolic link,
-    the file it leads to, following only links of the caller's own or of root. A link
-    another account made (the node's account, whose folder it is, or someone who took
-    it over) is not followed by root: it could lead a rotation run as root to overwrite
-    any file of the system (a PermissionError naming the link instead)."""
-    current = os.path.abspath(path)
-    for _ in range(40):  # the kernel's own bound on links in a row
+    """The file to write for ``path``, found as the kernel would find it, following only
+    symbolic links of the caller's own or of root, wherever they are in the path (the
+    file itself or a folder on the way). A link another account made (the node's
+    account, whose folder it is, or someone who took that account over) is not
+    followed: it could lead a rotation run as root to overwrite any file of the system
+    (a PermissionError naming the link instead)."""
+    given = os.fspath(path)
+    # Not os.path.abspath, which tidies "link/.." away as text before the link is read.
+    pending = (given if os.path.isabs(given) else os.path.join(os.getcwd(), given)).split(os.sep)
+    resolved = os.sep
+    caller = os.geteuid()
+    hops = 0
+    while pending:
+        part = pending.pop(0)
+        if part in ("", "."):
+            continue
+        if part == "..":
+            resolved = os.path.dirname(resolved)
+            continue
+        candidate = os.path.join(resolved, part)
         try:
-            status = os.lstat(current)
+            status = os.lstat(candidate)
         except FileNotFoundError:
-            return current
+            return os.path.join(candidate, *pending)  # to be made: nothing to follow
         if not stat.S_ISLNK(status.st_mode):
-            return current
-        if status.st_uid not in (os.geteuid(), 0):
+            resolved = candidate
+            continue
+        if status.st_uid not in (caller, 0):
             raise PermissionError(
                 errno.EPERM,
                 f"it is a symbolic link of another account (uid {status.st_uid}), which is "
                 "not followed; check where it leads and who made it, then replace it with "
-                "the file itself, or run the command as that account",
-                current,
+                "what it stands for, or run the command as that account",
+                candidate,
             )
-        folder = os.path.realpath(os.path.dirname(current))
-        current = os.path.normpath(os.path.join(folder, os.readlink(current)))
-    raise OSError(errno.ELOOP, "too many symbolic links in a row", os.fspath(path))
+        hops += 1
+        if hops > 40:  # the kernel's own bound
+            raise OSError(errno.ELOOP, "too many symbolic links", given)
+        link = os.readlink(candidate)
+        if link.startswith(os.sep):
+            resolved = os.sep
+        pending = link.split(os.sep) + pending
+    return resolved
 
 
 def write_key_file(
@@ -354,18 +373,6 @@ def write_key_file(
         if status.st_uid != caller:  # root that may not give files away (a shared mount)
             raise
         atomic_write(target, data)  # one's own file in a group one is not in
-        return
-    try:
-        atomic_write(target, data, owner=(status.st_uid, status.st_gid))
-    except PermissionError as e:
-        if status.st_uid != os.geteuid():
-            raise PermissionError(
-                e.errno,
-                f"it belongs to another account (uid {status.st_uid}), which this one cannot "
-                "give the new file to; run the command as that account (or as root)",
-                target,
-            ) from e
-        atomic_write(target, data)
 
 
 def read_key_file(path: str | os.PathLike[str], passphrase: str | None) -> dict[str, Any]:

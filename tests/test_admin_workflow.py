@@ -306,7 +306,7 @@ def test_key_rotation_with_overlap_then_revocation() -> None:
     later = diff(v3, hand_made(revoked_at=stolen_at + 30 * DAY), now=stolen_at)
     assert (
         f"! KG key {kg_sig.kid}: its revocation moves later, from 2027-02-14 08:00:00 UTC to "
-        "2027-03-16 08:00:00 UTC: what was signed with it in between counts again"
+        "2027-03-16 08:00:00 UTC: what was signed with it before that counts again"
     ) in later
 
     # Another tool's version revokes it without a time (optional in §5): shown as such,
@@ -321,6 +321,20 @@ def test_key_rotation_with_overlap_then_revocation() -> None:
         "(refused for everything)"
     )
     v4 = v3.verify_successor(signed(timeless, "KG", "TM", "UZ", current=v3), stolen_at)
+    # Given a time again by another tool: the key counts before it again; warned.
+    timed = json.loads(L(timeless))
+    [kg] = [n for n in timed["nodes"] if n["node"] == "KG"]
+    [key] = [k for k in kg["keys"] if k["kid"] == kg_sig.kid]
+    key["revoked_at"] = stolen_at + DAY
+    warned = diff(
+        v4,
+        L(assemble(xb1json.dumps({**timed, "version": 5, "prev": b64e(v4.sha256)}), [])),
+        now=stolen_at,
+    )
+    assert (
+        f"! KG key {kg_sig.kid}: its revocation moves later, from without a time to "
+        "2027-02-15 08:00:00 UTC: what was signed with it before that counts again"
+    ) in warned
     with pytest.raises(ProposalError) as untimed:
         propose(v4, changes=[RevokeKey(kg_sig.kid, revoked_at=T0)], issued_at=stolen_at + DAY)
     assert code_of(untimed) == "proposal-key-status"

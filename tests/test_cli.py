@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import socket
 import stat
 import subprocess
@@ -766,7 +767,13 @@ def test_outbox_inbox_and_dispatch(make_federation: Any, monkeypatch: Any) -> No
 
 @pytest.mark.slow
 def test_demo_json(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    # A shell set up for a real node: the demo must not touch its database.
+    real = tmp_path / "real-node.db"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")},
+        "GATEWAY_DATABASE_URL": f"sqlite:///{real}",
+        "GATEWAY_WORKERS": "0",
+    }
     finished = subprocess.run(
         [sys.executable, "-m", "gateway", "demo", "--json"],
         cwd=tmp_path,
@@ -782,8 +789,45 @@ def test_demo_json(tmp_path: Path) -> None:
     assert summary["lost"] == 0 and summary["duplicates"] == 0
     assert set(summary["audit_entries"]) == {"KZ", "KG", "UZ"}
     assert all(size > 0 for size in summary["audit_entries"].values())
-    assert list(tmp_path.iterdir()) == []  # the demo cleans up after itself
+    assert list(tmp_path.iterdir()) == []  # the demo cleans up after itself (and no real-node.db)
     assert b"no policy.toml" not in finished.stderr  # each demo node has its agreements
+    assert b"ignoring GATEWAY_DATABASE_URL, GATEWAY_WORKERS from this shell" in finished.stderr
+
+
+@pytest.mark.slow
+def test_a_demo_told_to_stop_stops_its_servers_and_removes_its_folder(tmp_path: Path) -> None:
+    """SIGTERM (a service manager, a closed terminal's SIGHUP) ends the demo as Ctrl-C
+    does: its servers run in sessions of their own, so they stop only if it stops them."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "demo"],
+        env={**env, "TMPDIR": str(scratch)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    ports = []
+    try:
+        assert demo.stdout is not None
+        for line in demo.stdout:
+            if found := re.search(r"listening on http://127\.0\.0\.1:(\d+)", line):
+                ports.append(int(found.group(1)))
+            if len(ports) == 3:
+                break
+        assert len(ports) == 3, demo.stderr.read() if demo.stderr else ""
+        demo.send_signal(signal.SIGTERM)
+        _, said = demo.communicate(timeout=30)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+    assert demo.returncode == 2 and "error [demo-stopped]: stopped by SIGTERM" in said
+    for port in ports:
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", port)) != 0, port  # nobody listens
+    assert list(scratch.iterdir()) == []
 
 
 @pytest.mark.parametrize(

@@ -81,11 +81,13 @@ def test_serve_passes_good_counts_on_to_gunicorn(
 
     def execv(_path: str, argv: list[str]) -> None:
         started.append(argv)
+        assert "GATEWAY_BIND" not in os.environ  # --bind is what counts: not handed on
         raise SystemExit(0)
 
     monkeypatch.setattr(os, "execv", execv)
     monkeypatch.setenv("GATEWAY_WORKERS", " 3 ")
     monkeypatch.setenv("GATEWAY_THREADS", "1024")
+    monkeypatch.setenv("GATEWAY_BIND", "")  # no effect under serve, so not judged either
     succeeded(gateway(node, "serve", "--bind", f"127.0.0.1:{_free_port()}"))
     assert started and "python:gateway.gunicorn_conf" in started[0]
 
@@ -123,6 +125,20 @@ def test_gunicorn_itself_refuses_bad_counts_at_start(
     )
     assert finished.returncode != 0
     assert f"{variable} is {value!r}, not a whole number from 1 to" in finished.stderr
+
+
+@pytest.mark.parametrize("value", ["", "8080", "127.0.0.1:0", "localhost:99999"])
+def test_gunicorn_itself_refuses_a_bind_that_listens_nowhere(tmp_path: Path, value: str) -> None:
+    """An empty GATEWAY_BIND had gunicorn run listening on nothing, up and answering
+    nobody; `gateway serve` ignores the variable (it always passes --bind)."""
+    finished = _run(
+        ["-m", "gunicorn", "--config", "python:gateway.gunicorn_conf"]
+        + ["--check-config", "gateway.wsgi:app"],
+        {"GATEWAY_BIND": value, "GATEWAY_INSTANCE": str(tmp_path / "none")},
+        timeout=60,
+    )
+    assert finished.returncode != 0
+    assert f"GATEWAY_BIND is {value!r}, not HOST:PORT" in finished.stderr
 
 
 # ---------------------------------------------------------------------------- keys

@@ -169,6 +169,15 @@ def test_a_passphrase_of_the_wrong_type_is_refused_without_being_written(
     assert "734921158" not in error.message and "horse" not in error.message
 
 
+def test_a_database_url_that_does_not_parse_is_quoted_without_its_password(
+    tmp_path: Path,
+) -> None:
+    line = 'database_url = "postgresql://gw:S3cretPw@db:54x2/gw"'
+    error = refused("config-database", folder_with(tmp_path, f'node = "KZ"\n{line}\n'))
+    assert "S3cretPw" not in error.message
+    assert "postgresql://gw:***@db:54x2/gw" in error.message
+
+
 def test_node_id_of_the_wrong_type_is_a_config_error(tmp_path: Path) -> None:
     refused("config-value", folder_with(tmp_path, "node = 7\n"))
 

@@ -262,6 +262,54 @@ def test_a_link_another_account_made_is_not_followed(
         assert victim.read_text() == "root:x:0:0\n"
 
 
+def test_a_folder_link_another_account_made_is_not_followed_either(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """The node's account turned a folder on the key file's path into a link to another
+    node's folder: root's rotation must not write that node's key file."""
+    other_node = tmp_path / "node-b"
+    other_node.mkdir()
+    write_key_file(other_node / "node-keys.json", SECRET, PASS, **FAST)
+    before = (other_node / "node-keys.json").read_bytes()
+    node_a = tmp_path / "node-a"
+    node_a.mkdir()
+    (node_a / "keys").symlink_to(other_node)
+    if os.geteuid() == 0:
+        os.lchown(node_a / "keys", 4242, 4242)
+    else:
+        made_by = os.lstat(node_a / "keys").st_uid
+        monkeypatch.setattr(keys.sealed.os, "geteuid", lambda: made_by + 1)
+    with pytest.raises(PermissionError, match="symbolic link of another account") as refused:
+        write_key_file(node_a / "keys" / "node-keys.json", {"note": "a's"}, PASS, **FAST)
+    assert refused.value.filename == str(node_a / "keys")
+    assert (other_node / "node-keys.json").read_bytes() == before
+
+
+def test_links_are_followed_as_the_kernel_follows_them(tmp_path: Path, monkeypatch) -> None:
+    """A link whose text goes through a linked folder and back (sub/..) leads where the
+    kernel's lookup leads, not where the text, tidied, would; and a file is written
+    once."""
+    elsewhere = tmp_path / "elsewhere" / "deep"
+    elsewhere.mkdir(parents=True)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "sub").symlink_to(elsewhere)
+    (home / "node-keys.json").symlink_to("sub/../node.key")
+    writes: list[str] = []
+    real_write = keys.sealed.atomic_write
+
+    def counted(target: str, data: bytes, *args: Any, **kwargs: Any) -> None:
+        writes.append(target)
+        real_write(target, data, *args, **kwargs)
+
+    monkeypatch.setattr(keys.sealed, "atomic_write", counted)
+    write_key_file(home / "node-keys.json", SECRET, PASS, **FAST)
+    assert read_key_file(home / "node-keys.json", PASS) == SECRET  # as the node reads it
+    assert writes == [str(tmp_path / "elsewhere" / "node.key")]
+    write_key_file(home / "node-keys.json", SECRET, PASS, **FAST)  # written again: once
+    assert len(writes) == 2
+
+
 def test_a_key_file_whose_owner_cannot_be_kept(tmp_path: Path, monkeypatch) -> None:
     """One's own file in a group one is not in is written as one's own; another
     account's file is not taken over (it stays as it was)."""

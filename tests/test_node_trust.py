@@ -49,6 +49,25 @@ def successor(fed, current: TrustList, *, expires_in: int = 86400, issued_at=Non
     return assemble(raw, [sign_list(raw, admin) for admin in fed.admins[:2]])
 
 
+def test_a_chain_whose_last_version_is_dated_ahead_installs_the_versions_before_it(
+    make_federation,
+):
+    """Following a peer several versions ahead: version 2 (say, a revocation) must not
+    wait for the date of a version 3 issued days ahead by a wrong clock (T10); version 3
+    is refused, and left for a later try; version 2 alone then is in force."""
+    fed = make_federation(("KZ", "KG"), serve=False)
+    kz = fed["KZ"]
+    v1 = kz.node.trust()
+    v2_wire = successor(fed, v1)
+    v2 = v1.verify_successor(v2_wire, int(time.time()))
+    ahead = successor(fed, v2, issued_at=int(time.time()) + 3 * 86400, expires_in=10 * 86400)
+    installed = kz.node.install_trust_chain([v2_wire, ahead])
+    assert installed.version == 2 and kz.node.trust().version == 2
+    with pytest.raises(TrustError) as refused:
+        kz.node.install_trust_chain([ahead])
+    assert refused.value.code == "trust-time"
+
+
 def rogue_version_1(
     current: TrustList, *, endpoint: str | None = None, after: TrustList | None = None
 ) -> bytes:

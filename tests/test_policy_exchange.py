@@ -193,6 +193,24 @@ def test_a_policy_file_that_disappears_leaves_the_last_policy_in_force(fed, capl
     assert notice["code"] == "policy-not-reloaded" and "does not load" in notice["message"]
     write_policy(kz, KZ_POLICY)
     assert kz.client().get("/readyz").get_json()["notices"] == []
+    # Moved away and back unchanged (the same time and size as when it last loaded).
+    kept = kz.instance / "policy.kept"
+    (kz.instance / "policy.toml").rename(kept)
+    assert kz.client().get("/readyz").get_json()["notices"][0]["code"] == "policy-not-reloaded"
+    kept.rename(kz.instance / "policy.toml")
+    assert kz.client().get("/readyz").get_json()["notices"] == []
+
+
+def test_a_node_started_without_a_policy_says_so_until_a_file_loads(make_federation):
+    kz = make_federation(("KZ", "KG"), serve=False)["KZ"]
+    [notice] = kz.client().get("/readyz").get_json()["notices"]
+    assert notice["code"] == "no-policy"
+    (kz.instance / "policy.toml").write_text("version = [", encoding="utf-8")
+    [notice] = kz.client().get("/readyz").get_json()["notices"]
+    assert notice["code"] == "policy-not-reloaded"
+    assert "does not load" in notice["message"] and "every exchange is allowed" in notice["message"]
+    write_policy(kz, KZ_POLICY)
+    assert kz.client().get("/readyz").get_json()["notices"] == []
 
 
 def test_an_inbound_denial_names_its_rule_in_the_audit_log(fed):

@@ -51,9 +51,10 @@ def _policy_notices(node) -> list[dict[str, str]]:  # type: ignore[no-untyped-de
         policy = node.policy()
     except GatewayError as e:  # a file that never loaded: the node could not have started
         return [{"code": e.code, "message": e.message}]
-    notices = []
     if node.policy_problem is not None:
-        notices.append({"code": "policy-not-reloaded", "message": node.policy_problem})
+        kept = " (that is none: every exchange is allowed)" if policy.open else ""
+        return [{"code": "policy-not-reloaded", "message": node.policy_problem + kept}]
+    notices = []
     if policy.open:
         notices.append(
             {
